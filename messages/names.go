@@ -1,0 +1,20 @@
+package messages
+
+// Actor names are part of the wire contract: a node addresses an actor on
+// another node by its node address and one of these names
+// (actor.NewPID(address, name)).
+const (
+	// GatewayActor owns a gateway's HaToKuSe listener; sessions are its
+	// children.
+	GatewayActor = "gateway"
+	// LeaderActor coordinates writes and reads on a gateway.
+	LeaderActor = "leader"
+	// SelectorActor is the leader's replica selector.
+	SelectorActor = "leader/selector"
+	// MembershipActor takes member heartbeats on a gateway.
+	MembershipActor = "leader/members"
+	// MemberActor is the root supervisor on a member node.
+	MemberActor = "member"
+	// StorageActor owns a member node's store.
+	StorageActor = "member/storage"
+)
