@@ -1,0 +1,52 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+)
+
+// TestPebbleLogsGoToLogger checks that Pebble's own messages reach the
+// configured zerolog.Logger, tagged and at debug level.
+func TestPebbleLogsGoToLogger(t *testing.T) {
+	var buf bytes.Buffer
+	logger := zerolog.New(&buf).Level(zerolog.DebugLevel)
+	s := openTestStore(t, t.TempDir(), Options{Sync: true, Logger: logger})
+	s.mustPut(t, 1, 1, []byte("x"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pebbleLines := 0
+	for line := range strings.Lines(buf.String()) {
+		var fields map[string]any
+		if err := json.Unmarshal([]byte(line), &fields); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", line, err)
+		}
+		if fields["subsystem"] == "pebble" {
+			pebbleLines++
+			if fields["level"] != "debug" && fields["level"] != "error" {
+				t.Errorf("pebble line at level %v: %s", fields["level"], line)
+			}
+		}
+	}
+	if pebbleLines == 0 {
+		t.Fatalf("no Pebble output reached the logger:\n%s", buf.String())
+	}
+}
+
+func TestPebbleFatalfLogsAndPanics(t *testing.T) {
+	var buf bytes.Buffer
+	logger := pebbleLogger{log: zerolog.New(&buf)}
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(r.(string), "broken 42") {
+			t.Fatalf("recovered %v, want a panic mentioning the message", r)
+		}
+		if !strings.Contains(buf.String(), `"level":"fatal"`) || !strings.Contains(buf.String(), "broken 42") {
+			t.Fatalf("fatal message not logged: %s", buf.String())
+		}
+	}()
+	logger.Fatalf("broken %d", 42)
+}

@@ -1,0 +1,482 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/rs/zerolog"
+)
+
+// Errors reported by the store. Returned errors wrap them; test with
+// errors.Is.
+var (
+	// ErrNotFound reports that no record exists for the requested (id, version).
+	ErrNotFound = errors.New("storage: message not found")
+	// ErrCorrupt reports that a stored record failed verification.
+	ErrCorrupt = errors.New("storage: corrupt record")
+	// ErrClosed reports an operation on a closed store.
+	ErrClosed = errors.New("storage: store closed")
+)
+
+// Defaults applied to zero-valued Options fields.
+const (
+	// DefaultCacheBytes is the Pebble block cache size.
+	DefaultCacheBytes = 32 << 20
+	// DefaultMaxBatchOps is the most operations in one group commit.
+	DefaultMaxBatchOps = 1024
+	// DefaultMaxBatchBytes is the most payload bytes in one group commit.
+	DefaultMaxBatchBytes = 8 << 20
+	// QueueLength is the capacity of the submission queue; Submit blocks only
+	// when this many operations are waiting for the committer.
+	QueueLength = 4096
+	// memTableBytes is the Pebble memtable size.
+	memTableBytes = 16 << 20
+)
+
+// Options configures a Store.
+type Options struct {
+	// Sync makes every group commit fsync before its results are reported.
+	// Callers should set it; false is unsafe (see the package documentation).
+	Sync bool
+	// Logger receives the store's and Pebble's log output. The zero value
+	// discards it.
+	Logger zerolog.Logger
+	// CacheBytes is the Pebble block cache size; 0 means DefaultCacheBytes.
+	CacheBytes int64
+	// MaxBatchOps caps the operations per group commit; 0 means
+	// DefaultMaxBatchOps.
+	MaxBatchOps int
+	// MaxBatchBytes caps the payload bytes per group commit; 0 means
+	// DefaultMaxBatchBytes. A single larger operation is committed alone.
+	MaxBatchBytes int
+	// OnCommit is required. The committer goroutine calls it once per
+	// committed batch with one Result per operation, in submission order. It
+	// must not block for long (it delays the next commit) and must not call
+	// Submit or Close, since those may wait for the committer. After Close,
+	// Submit calls it directly (see Submit), possibly from several goroutines
+	// at once.
+	OnCommit func([]Result)
+}
+
+// OpKind says what an Op does.
+type OpKind uint8
+
+const (
+	// OpPut stores Payload as message (ID, Version), replacing any payload
+	// already stored under that key.
+	OpPut OpKind = iota + 1
+	// OpPrune deletes every version of ID strictly below Version.
+	OpPrune
+)
+
+// String names the kind for logs and errors.
+func (k OpKind) String() string {
+	switch k {
+	case OpPut:
+		return "put"
+	case OpPrune:
+		return "prune"
+	default:
+		return fmt.Sprintf("OpKind(%d)", uint8(k))
+	}
+}
+
+// Op is one write submitted to the store.
+type Op struct {
+	// Kind is OpPut or OpPrune.
+	Kind OpKind
+	// ID is the message id.
+	ID int64
+	// Version is the version to store (OpPut) or the exclusive upper bound of
+	// the versions to delete (OpPrune).
+	Version uint64
+	// Payload is the message for OpPut. The store keeps a reference until the
+	// op's Result is reported, so the caller must not modify it before then.
+	Payload []byte
+	// Token is returned untouched in the op's Result.
+	Token any
+}
+
+// Result reports the outcome of one submitted Op.
+type Result struct {
+	// Token is the submitted Op's Token.
+	Token any
+	// Err is nil when the op is committed (durably if Options.Sync is set).
+	Err error
+}
+
+// Stats are the store's counters.
+type Stats struct {
+	// Messages is the number of stored (id, version) records.
+	Messages uint64
+	// Bytes is the sum of the stored payload lengths.
+	Bytes uint64
+	// Commits is the number of group commits since Open.
+	Commits uint64
+	// Ops is the number of operations committed since Open.
+	Ops uint64
+}
+
+// Store is a member node's durable message store. Submit, Get, Stats and
+// Close are safe for concurrent use.
+type Store struct {
+	dir         string
+	db          *pebble.DB
+	log         zerolog.Logger
+	onCommit    func([]Result)
+	writeOpts   *pebble.WriteOptions
+	maxOps      int
+	maxBytes    int
+	queue       chan Op
+	committerWG sync.WaitGroup
+
+	// submitMu guards closed and sending on queue: Submit holds it for
+	// reading, Close for writing while it closes the queue.
+	submitMu sync.RWMutex
+	closed   bool
+
+	// dbMu guards dbClosed against Get racing with the final Pebble Close.
+	dbMu     sync.RWMutex
+	dbClosed bool
+
+	closeOnce sync.Once
+	closeErr  error
+
+	messages atomic.Uint64
+	bytes    atomic.Uint64
+	commits  atomic.Uint64
+	ops      atomic.Uint64
+}
+
+// Open opens (creating if needed) the store in dir, counts the records it
+// already holds and starts the committer goroutine.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.OnCommit == nil {
+		return nil, fmt.Errorf("open store %s: Options.OnCommit is required", dir)
+	}
+	if opts.CacheBytes <= 0 {
+		opts.CacheBytes = DefaultCacheBytes
+	}
+	if opts.MaxBatchOps <= 0 {
+		opts.MaxBatchOps = DefaultMaxBatchOps
+	}
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	log := opts.Logger.With().Str("component", "storage").Str("dir", dir).Logger()
+
+	cache := pebble.NewCache(opts.CacheBytes)
+	db, err := pebble.Open(dir, &pebble.Options{
+		Cache:        cache,
+		MemTableSize: memTableBytes,
+		Logger:       pebbleLogger{log: log.With().Str("subsystem", "pebble").Logger()},
+	})
+	// The DB holds its own reference to the cache from here on.
+	cache.Unref()
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+
+	s := &Store{
+		dir:      dir,
+		db:       db,
+		log:      log,
+		onCommit: opts.OnCommit,
+		maxOps:   opts.MaxBatchOps,
+		maxBytes: opts.MaxBatchBytes,
+		queue:    make(chan Op, QueueLength),
+	}
+	if opts.Sync {
+		s.writeOpts = pebble.Sync
+	} else {
+		s.writeOpts = pebble.NoSync
+	}
+	if err := s.countRecords(); err != nil {
+		if closeErr := db.Close(); closeErr != nil {
+			err = errors.Join(err, fmt.Errorf("close pebble: %w", closeErr))
+		}
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	log.Debug().Uint64("messages", s.messages.Load()).Uint64("bytes", s.bytes.Load()).
+		Bool("sync", opts.Sync).Msg("store opened")
+
+	s.committerWG.Add(1)
+	go s.commitLoop()
+	return s, nil
+}
+
+// countRecords scans every message to initialise Stats.Messages and
+// Stats.Bytes.
+func (s *Store) countRecords() error {
+	iter, err := s.db.NewIter(&pebble.IterOptions{
+		LowerBound: messagesLowerBound(),
+		UpperBound: messagesUpperBound(),
+	})
+	if err != nil {
+		return fmt.Errorf("count records: %w", err)
+	}
+	var messages, bytes uint64
+	for valid := iter.First(); valid; valid = iter.Next() {
+		value, err := iter.ValueAndErr()
+		if err != nil {
+			_ = iter.Close()
+			return fmt.Errorf("count records: read %x: %w", iter.Key(), err)
+		}
+		messages++
+		bytes += uint64(storedPayloadLen(value))
+	}
+	if err := iter.Close(); err != nil {
+		return fmt.Errorf("count records: %w", err)
+	}
+	s.messages.Store(messages)
+	s.bytes.Store(bytes)
+	return nil
+}
+
+// Submit queues op for the committer and returns at once unless QueueLength
+// ops are already waiting, in which case it waits for room. Its Result is
+// reported through Options.OnCommit. After Close has begun, Submit reports
+// Result{Token: op.Token, Err: ErrClosed} by calling OnCommit itself, on the
+// caller's goroutine, before it returns.
+func (s *Store) Submit(op Op) {
+	s.submitMu.RLock()
+	if s.closed {
+		s.submitMu.RUnlock()
+		s.onCommit([]Result{{Token: op.Token, Err: fmt.Errorf("submit %s %d/%d: %w", op.Kind, op.ID, op.Version, ErrClosed)}})
+		return
+	}
+	s.queue <- op
+	s.submitMu.RUnlock()
+}
+
+// Get returns a copy of the payload stored as (id, version). A missing record
+// yields an error wrapping ErrNotFound, a damaged one an error wrapping
+// ErrCorrupt, and a closed store ErrClosed.
+func (s *Store) Get(id int64, version uint64) ([]byte, error) {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.dbClosed {
+		return nil, fmt.Errorf("get %d/%d: %w", id, version, ErrClosed)
+	}
+	key := encodeKey(id, version)
+	value, closer, err := s.db.Get(key)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		return nil, fmt.Errorf("get %d/%d: %w", id, version, ErrNotFound)
+	case pebble.IsCorruptionError(err):
+		return nil, fmt.Errorf("get %d/%d: %w: %w", id, version, ErrCorrupt, err)
+	case err != nil:
+		return nil, fmt.Errorf("get %d/%d: %w", id, version, err)
+	}
+	payload, err := decodeValue(key, value)
+	if err != nil {
+		_ = closer.Close()
+		return nil, fmt.Errorf("get %d/%d: %w", id, version, err)
+	}
+	out := make([]byte, len(payload))
+	copy(out, payload)
+	if err := closer.Close(); err != nil {
+		return nil, fmt.Errorf("get %d/%d: release value: %w", id, version, err)
+	}
+	return out, nil
+}
+
+// Stats returns the current counters.
+func (s *Store) Stats() Stats {
+	return Stats{
+		Messages: s.messages.Load(),
+		Bytes:    s.bytes.Load(),
+		Commits:  s.commits.Load(),
+		Ops:      s.ops.Load(),
+	}
+}
+
+// Close stops accepting operations, commits everything already queued
+// (reporting each op's Result as usual), waits for the committer goroutine
+// and closes Pebble. Every submitted op gets exactly one Result. Calling Close
+// again returns the first call's result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.submitMu.Lock()
+		s.closed = true
+		close(s.queue)
+		s.submitMu.Unlock()
+
+		s.committerWG.Wait()
+
+		s.dbMu.Lock()
+		s.dbClosed = true
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("close store %s: %w", s.dir, err)
+		}
+		s.dbMu.Unlock()
+		s.log.Debug().Err(s.closeErr).Msg("store closed")
+	})
+	return s.closeErr
+}
+
+// commitLoop is the committer goroutine: it gathers queued ops into batches
+// and commits them until the queue is closed and empty.
+func (s *Store) commitLoop() {
+	defer s.committerWG.Done()
+	var (
+		carry    Op   // an op taken from the queue that did not fit the last batch
+		hasCarry bool // whether carry holds an op
+		batch    = make([]Op, 0, s.maxOps)
+	)
+	for {
+		batch = batch[:0]
+		if hasCarry {
+			batch = append(batch, carry)
+			hasCarry = false
+		} else {
+			op, ok := <-s.queue
+			if !ok {
+				return
+			}
+			batch = append(batch, op)
+		}
+		size := len(batch[0].Payload)
+	drain:
+		for len(batch) < s.maxOps {
+			select {
+			case op, ok := <-s.queue:
+				if !ok {
+					break drain
+				}
+				if size+len(op.Payload) > s.maxBytes {
+					carry, hasCarry = op, true
+					break drain
+				}
+				batch = append(batch, op)
+				size += len(op.Payload)
+			default:
+				break drain
+			}
+		}
+		s.onCommit(s.commit(batch))
+	}
+}
+
+// commit applies batch to one indexed Pebble batch, commits it and returns
+// one Result per op. Stats change only if the commit succeeds.
+func (s *Store) commit(batch []Op) []Result {
+	results := make([]Result, len(batch))
+	for i, op := range batch {
+		results[i].Token = op.Token
+	}
+	pb := s.db.NewIndexedBatch()
+	defer func() {
+		if err := pb.Close(); err != nil {
+			s.log.Error().Err(err).Msg("release pebble batch")
+		}
+	}()
+
+	var messageDelta, byteDelta int64
+	for i, op := range batch {
+		var (
+			messages, bytes int64
+			err             error
+		)
+		switch op.Kind {
+		case OpPut:
+			messages, bytes, err = applyPut(pb, op)
+		case OpPrune:
+			messages, bytes, err = applyPrune(pb, op)
+		default:
+			err = fmt.Errorf("unknown op kind %d", op.Kind)
+		}
+		if err != nil {
+			results[i].Err = fmt.Errorf("%s %d/%d: %w", op.Kind, op.ID, op.Version, err)
+			continue
+		}
+		messageDelta += messages
+		byteDelta += bytes
+	}
+
+	if err := pb.Commit(s.writeOpts); err != nil {
+		err = fmt.Errorf("commit batch of %d ops in %s: %w", len(batch), s.dir, err)
+		s.log.Error().Err(err).Msg("group commit failed")
+		for i := range results {
+			if results[i].Err == nil {
+				results[i].Err = err
+			}
+		}
+		return results
+	}
+	// Only the committer changes messages and bytes, so load-then-store is
+	// safe; readers see either the old or the new value.
+	s.messages.Store(uint64(int64(s.messages.Load()) + messageDelta))
+	s.bytes.Store(uint64(int64(s.bytes.Load()) + byteDelta))
+	s.commits.Add(1)
+	s.ops.Add(uint64(len(batch)))
+	return results
+}
+
+// applyPut writes op into pb and returns the change in stored records and
+// payload bytes. Re-putting an existing key replaces the payload without
+// counting a new record.
+func applyPut(pb *pebble.Batch, op Op) (messages, bytes int64, err error) {
+	key := encodeKey(op.ID, op.Version)
+	old, closer, err := pb.Get(key)
+	switch {
+	case err == nil:
+		bytes -= storedPayloadLen(old)
+		if err := closer.Close(); err != nil {
+			return 0, 0, fmt.Errorf("read previous value: %w", err)
+		}
+	case errors.Is(err, pebble.ErrNotFound):
+		messages = 1
+	default:
+		return 0, 0, fmt.Errorf("read previous value: %w", err)
+	}
+	if err := pb.Set(key, encodeValue(key, op.Payload), nil); err != nil {
+		return 0, 0, fmt.Errorf("stage value: %w", err)
+	}
+	return messages, bytes + int64(len(op.Payload)), nil
+}
+
+// applyPrune deletes from pb every version of op.ID below op.Version and
+// returns the (negative) change in stored records and payload bytes. The
+// indexed batch lets it see puts staged earlier in the same batch.
+func applyPrune(pb *pebble.Batch, op Op) (messages, bytes int64, err error) {
+	if op.Version == 0 {
+		return 0, 0, nil
+	}
+	iter, err := pb.NewIter(&pebble.IterOptions{
+		LowerBound: encodeKey(op.ID, 0),
+		UpperBound: encodeKey(op.ID, op.Version),
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("scan versions: %w", err)
+	}
+	// Collect first and delete after closing the iterator, so the deletes
+	// cannot interact with the iteration.
+	var doomed [][]byte
+	for valid := iter.First(); valid; valid = iter.Next() {
+		value, err := iter.ValueAndErr()
+		if err != nil {
+			_ = iter.Close()
+			return 0, 0, fmt.Errorf("scan versions: read %x: %w", iter.Key(), err)
+		}
+		doomed = append(doomed, append([]byte(nil), iter.Key()...))
+		messages--
+		bytes -= storedPayloadLen(value)
+	}
+	if err := iter.Close(); err != nil {
+		return 0, 0, fmt.Errorf("scan versions: %w", err)
+	}
+	for _, key := range doomed {
+		if err := pb.Delete(key, nil); err != nil {
+			return 0, 0, fmt.Errorf("stage delete of %x: %w", key, err)
+		}
+	}
+	return messages, bytes, nil
+}
