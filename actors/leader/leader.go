@@ -1,0 +1,569 @@
+// Package leader is the gateway's leader actor and its membership actor.
+// The leader turns client requests into replicated writes and fallback
+// reads: it asks the selector for members, sends StoreRequest/ReadRequest
+// to their storage actors (never blocking on a reply: replies come back as
+// messages correlated by request id), and records every change to its
+// metadata through one path: append to a durable log, then apply the
+// committed entry to the meta state machine.
+package leader
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/scheduler"
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tolerex/tolerex/actors/meta"
+	"github.com/tolerex/tolerex/actors/selector"
+	"github.com/tolerex/tolerex/actors/tree"
+	"github.com/tolerex/tolerex/messages"
+	"github.com/tolerex/tolerex/storage/metalog"
+)
+
+// Config configures the leader.
+type Config struct {
+	// Tolerance is how many members store every message (1..7).
+	Tolerance int
+	// Balancer picks the replica-selection policy.
+	Balancer selector.Policy
+	// MetaDir holds the durable metadata log.
+	MetaDir string
+	// Sync fsyncs the metadata log before acknowledging; false is unsafe.
+	Sync bool
+	// StoreTimeout bounds one member's store; the member is then replaced.
+	StoreTimeout time.Duration
+	// ReadTimeout bounds one member's read; the next replica is then tried.
+	ReadTimeout time.Duration
+	// HeartbeatTimeout is how long a member may stay silent before it is
+	// considered down.
+	HeartbeatTimeout time.Duration
+	// Quarantine ignores a member's heartbeats for this long after its
+	// connection broke, so a heartbeat sent just before a crash does not
+	// revive it.
+	Quarantine time.Duration
+	// SnapshotMinEntries is the fewest log entries between two snapshots;
+	// a snapshot is also not taken before as many entries as the index
+	// holds were appended, so snapshot cost per write stays constant.
+	SnapshotMinEntries int
+	Tree               *tree.Registry
+	Metrics            *Metrics
+	Status             *Status
+	Logger             zerolog.Logger
+}
+
+// MaxTolerance is the largest supported tolerance.
+const MaxTolerance = 7
+
+// Validate checks the configuration and fills in defaults.
+func (c *Config) Validate() error {
+	if c.Tolerance < 1 || c.Tolerance > MaxTolerance {
+		return fmt.Errorf("tolerance %d out of range 1..%d", c.Tolerance, MaxTolerance)
+	}
+	if _, err := selector.ParsePolicy(string(c.Balancer)); err != nil {
+		return err
+	}
+	if c.MetaDir == "" {
+		return fmt.Errorf("no metadata directory")
+	}
+	setDefault(&c.StoreTimeout, 2*time.Second)
+	setDefault(&c.ReadTimeout, time.Second)
+	setDefault(&c.HeartbeatTimeout, 2*time.Second)
+	setDefault(&c.Quarantine, time.Second)
+	if c.SnapshotMinEntries <= 0 {
+		c.SnapshotMinEntries = 100_000
+	}
+	return nil
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
+}
+
+// New returns the producer of the leader actor; spawn it named
+// messages.LeaderActor with props from cfg.Tree. cfg must be validated.
+func New(cfg Config) actor.Producer {
+	return func() actor.Actor {
+		return &leader{cfg: cfg, log: cfg.Logger.With().Str("actor", messages.LeaderActor).Logger()}
+	}
+}
+
+type leader struct {
+	cfg Config
+	log zerolog.Logger
+
+	metaLog    *metalog.Log
+	state      *meta.State
+	appliedSeq uint64
+	active     bool
+
+	selector   *actor.PID
+	membership *actor.PID
+	stopTicks  scheduler.CancelFunc
+	ticks      int
+
+	counter      uint64 // version counter inside the current epoch
+	epochPending bool
+	nextID       uint64
+	members      []slotView
+	requests     map[uint64]*outstanding
+	selections   map[uint64]*write
+	deadlines    deadlineQueue
+	registering  map[string]bool
+	busy         map[int64]*idQueue
+}
+
+// slotView is the leader's live view of one registered member.
+type slotView struct {
+	storage      *actor.PID
+	alive        bool
+	ready        bool
+	inflight     int
+	messages     uint64
+	bytes        uint64
+	lastHeard    time.Time
+	registeredAt time.Time
+}
+
+func (s *slotView) usable() bool { return s.storage != nil && s.alive && s.ready }
+
+// Internal messages.
+type (
+	tick         struct{}
+	logCommitted struct{ batch []metalog.Committed }
+	snapshotDone struct {
+		seq uint64
+		err error
+	}
+)
+
+// proposal is the token of a log append: what to do once it commits.
+type proposal struct {
+	entry   *messages.LogEntry
+	client  *actor.PID
+	request uint64
+	started time.Time
+	// member registration
+	memberID string
+}
+
+func (l *leader) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		l.start(ctx)
+	case *actor.Restarting:
+		l.stop(ctx, "leader restarting")
+	case *actor.Stopping:
+		l.stop(ctx, "leader stopping")
+	case *messages.ClientRequest:
+		l.clientRequest(ctx, msg)
+	case *messages.ReplicasSelected:
+		l.replicasSelected(ctx, msg)
+	case *messages.StoreAck:
+		l.storeAck(ctx, msg)
+	case *messages.ReadReply:
+		l.readReply(ctx, msg)
+	case *logCommitted:
+		l.committed(ctx, msg.batch)
+	case *snapshotDone:
+		l.snapshotDone(msg)
+	case *memberUpdate:
+		l.memberUpdate(ctx, msg)
+	case *registerMember:
+		l.registerMember(ctx, msg)
+	case *actor.DeadLetterResponse:
+		// A request could not be delivered (the endpoint to its member is
+		// gone): treat the member as down right away.
+		if msg.Target != nil {
+			ctx.Send(l.membership, &endpointDown{address: msg.Target.Address})
+		}
+	case *statusRequest:
+		ctx.Respond(l.status(ctx))
+	case tick:
+		l.tick(ctx)
+	}
+}
+
+func (l *leader) start(ctx actor.Context) {
+	l.requests = make(map[uint64]*outstanding)
+	l.selections = make(map[uint64]*write)
+	l.registering = make(map[string]bool)
+	l.busy = make(map[int64]*idQueue)
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	mlog, err := metalog.Open(l.cfg.MetaDir, metalog.Options{
+		Sync:       l.cfg.Sync,
+		Logger:     l.log,
+		OnCommit:   func(batch []metalog.Committed) { root.Send(self, &logCommitted{batch: batch}) },
+		OnSnapshot: func(seq uint64, err error) { root.Send(self, &snapshotDone{seq: seq, err: err}) },
+	})
+	if err != nil {
+		panic(fmt.Errorf("open metadata log: %w", err))
+	}
+	l.metaLog = mlog
+	started := time.Now()
+	state, applied, err := loadState(mlog)
+	if err != nil {
+		_ = mlog.Close()
+		panic(fmt.Errorf("load metadata: %w", err))
+	}
+	l.state, l.appliedSeq = state, applied
+	l.log.Info().Int("messages", state.Len()).Int("members", len(state.Members())).
+		Uint64("epoch", state.Epoch()).Uint64("applied_seq", applied).Dur("took", time.Since(started)).Msg("metadata loaded")
+	l.members = make([]slotView, 0, len(state.Members()))
+	for _, m := range state.Members() {
+		l.syncSlot(m)
+	}
+	l.selector = l.spawn(ctx, "selector", "selector", selector.NewActor(l.cfg.Balancer, uint64(time.Now().UnixNano())))
+	l.membership = l.spawn(ctx, "members", "membership", newMembership(l.cfg, l.cfg.Logger))
+	l.pushLiveSet(ctx)
+	l.pushLoad(ctx)
+	l.stopTicks = scheduler.NewTimerScheduler(ctx).SendRepeatedly(tickInterval, tickInterval, self, tick{})
+	// A new epoch makes every version minted from now on larger than any
+	// minted before; the leader serves once it is durable.
+	l.epochPending = true
+	l.propose(&proposal{entry: epochEntry(state.Epoch() + 1), started: time.Now()})
+	l.publishStatus()
+}
+
+func (l *leader) spawn(ctx actor.Context, name, kind string, producer actor.Producer) *actor.PID {
+	pid, err := ctx.SpawnNamed(l.cfg.Tree.Props(kind, producer), name)
+	if err != nil {
+		panic(fmt.Errorf("spawn %s: %w", name, err))
+	}
+	return pid
+}
+
+// stop fails every request that has not reached the log; those that have
+// are answered when their entry commits, by this incarnation's successor.
+func (l *leader) stop(ctx actor.Context, reason string) {
+	if l.stopTicks != nil {
+		l.stopTicks()
+	}
+	l.failQueued(ctx, reason) // first, so failing a write starts nothing
+	failed := make(map[*write]bool)
+	for _, o := range l.requests {
+		switch {
+		case o.write != nil && !failed[o.write]:
+			failed[o.write] = true
+			l.failWrite(ctx, o.write, reason)
+		case o.read != nil && !o.read.done:
+			o.read.done = true
+			l.replyError(ctx, o.read.client, o.read.request, reason)
+		}
+	}
+	for _, w := range l.selections {
+		if !failed[w] {
+			failed[w] = true
+			l.failWrite(ctx, w, reason)
+		}
+	}
+	l.requests, l.selections = nil, nil
+	if l.metaLog != nil {
+		if err := l.metaLog.Close(); err != nil {
+			l.log.Error().Err(err).Msg("close metadata log")
+		}
+		l.metaLog = nil
+	}
+	l.active = false
+	l.publishStatus()
+}
+
+// loadState rebuilds the metadata from the newest snapshot and the log
+// entries after it.
+func loadState(mlog *metalog.Log) (*meta.State, uint64, error) {
+	state := meta.New()
+	var applied uint64
+	err := mlog.Load(
+		func(seq uint64, data []byte) error {
+			var snap messages.MetaSnapshot
+			if err := proto.Unmarshal(data, &snap); err != nil {
+				return fmt.Errorf("decode snapshot at %d: %w", seq, err)
+			}
+			restored, err := meta.Restore(&snap)
+			if err != nil {
+				return err
+			}
+			state, applied = restored, seq
+			return nil
+		},
+		func(seq uint64, data []byte) error {
+			var e messages.LogEntry
+			if err := proto.Unmarshal(data, &e); err != nil {
+				return fmt.Errorf("decode entry %d: %w", seq, err)
+			}
+			if _, err := state.Apply(&e); err != nil {
+				return fmt.Errorf("apply entry %d: %w", seq, err)
+			}
+			applied = seq
+			return nil
+		})
+	return state, applied, err
+}
+
+// entryID is the message id a put or delete entry is about.
+func entryID(e *messages.LogEntry) int64 {
+	switch x := e.GetEntry().(type) {
+	case *messages.LogEntry_Put:
+		return x.Put.GetId()
+	case *messages.LogEntry_Delete:
+		return x.Delete.GetId()
+	}
+	return 0
+}
+
+func epochEntry(epoch uint64) *messages.LogEntry {
+	return &messages.LogEntry{Entry: &messages.LogEntry_Epoch{Epoch: &messages.EpochEntry{Epoch: epoch}}}
+}
+
+// propose appends an entry to the durable log; committed applies it.
+func (l *leader) propose(p *proposal) {
+	data, err := proto.Marshal(p.entry)
+	if err != nil {
+		// Marshal fails only for invalid UTF-8 in string fields, which
+		// member ids and addresses are checked against before.
+		l.log.Error().Err(err).Msg("encode log entry")
+		return
+	}
+	l.metaLog.Append(data, p)
+}
+
+// committed applies durable entries in log order and answers their
+// clients. Entries at or below appliedSeq were already applied when the
+// log was loaded (they were appended by a previous incarnation); they
+// are answered but not applied again.
+func (l *leader) committed(ctx actor.Context, batch []metalog.Committed) {
+	var logErr error
+	for _, c := range batch {
+		p, ok := c.Token.(*proposal)
+		if !ok {
+			continue
+		}
+		if c.Err != nil {
+			logErr = c.Err
+			l.log.Error().Err(c.Err).Msg("metadata log append failed")
+			if p.client != nil {
+				l.replyError(ctx, p.client, p.request, "metadata log write failed; the request was not applied")
+				l.finish(ctx, entryID(p.entry))
+			}
+			if p.memberID != "" {
+				delete(l.registering, p.memberID)
+			}
+			continue
+		}
+		var eff meta.Effect
+		replayed := c.Seq <= l.appliedSeq
+		if !replayed {
+			var err error
+			eff, err = l.state.Apply(p.entry)
+			if err != nil {
+				l.log.Error().Err(err).Uint64("seq", c.Seq).Msg("apply committed entry")
+			}
+			l.appliedSeq = c.Seq
+		} else {
+			eff = l.replayedEffect(p.entry)
+		}
+		if m := l.cfg.Metrics; m != nil {
+			m.CommitSeconds.Observe(time.Since(p.started).Seconds())
+		}
+		l.afterApply(ctx, p, eff, replayed)
+	}
+	if logErr != nil && l.metaLog != nil {
+		// The log refuses every append after a failed commit; crash so the
+		// supervisor restarts the leader, which reopens and reloads it.
+		panic(fmt.Errorf("metadata log failed: %w", logErr))
+	}
+	l.maybeSnapshot()
+	l.publishStatus()
+}
+
+// replayedEffect reconstructs the client-visible outcome of an entry that
+// was applied while loading the log.
+func (l *leader) replayedEffect(e *messages.LogEntry) meta.Effect {
+	switch x := e.GetEntry().(type) {
+	case *messages.LogEntry_Delete:
+		return meta.Effect{Existed: true}
+	case *messages.LogEntry_Member:
+		slot, _ := l.state.SlotOf(x.Member.GetMemberId())
+		return meta.Effect{Slot: slot}
+	}
+	return meta.Effect{}
+}
+
+// afterApply acts on an applied entry. replayed entries were applied while
+// loading the log, by this incarnation, on behalf of a previous one.
+func (l *leader) afterApply(ctx actor.Context, p *proposal, eff meta.Effect, replayed bool) {
+	switch x := p.entry.GetEntry().(type) {
+	case *messages.LogEntry_Put:
+		l.prune(ctx, x.Put.GetId(), eff)
+		l.reply(ctx, p.client, &messages.ClientReply{RequestId: p.request, Code: messages.ReplyCode_REPLY_OK})
+		l.finish(ctx, x.Put.GetId())
+	case *messages.LogEntry_Delete:
+		l.prune(ctx, x.Delete.GetId(), eff)
+		code := messages.ReplyCode_REPLY_OK
+		if !eff.Existed {
+			code = messages.ReplyCode_REPLY_NOT_FOUND
+		}
+		l.reply(ctx, p.client, &messages.ClientReply{RequestId: p.request, Code: code})
+		l.finish(ctx, x.Delete.GetId())
+	case *messages.LogEntry_Member:
+		delete(l.registering, p.memberID)
+		if m, ok := l.state.Member(eff.Slot); ok {
+			l.syncSlot(m)
+			l.log.Info().Str("member", m.ID).Uint32("slot", m.Slot).Str("node", m.NodeAddress).Msg("member registered")
+			ctx.Send(l.membership, &memberRegistered{memberID: m.ID, slot: m.Slot})
+		}
+	case *messages.LogEntry_Epoch:
+		if replayed || x.Epoch.GetEpoch() != l.state.Epoch() {
+			return // a previous incarnation's epoch
+		}
+		l.counter = 0
+		if l.epochPending {
+			l.epochPending = false
+			if !l.active {
+				l.active = true
+				l.log.Info().Uint64("epoch", l.state.Epoch()).Msg("leader active")
+			}
+		}
+	}
+}
+
+// prune tells members to drop versions nobody will read again. It is best
+// effort: a member that misses it keeps garbage, never serves it.
+func (l *leader) prune(ctx actor.Context, id int64, eff meta.Effect) {
+	if len(eff.PruneSlots) == 0 {
+		return
+	}
+	msg := &messages.PruneRequest{Id: id, BelowVersion: eff.PruneBelow}
+	for _, slot := range eff.PruneSlots {
+		if v := l.slot(slot); v != nil && v.usable() {
+			ctx.Send(v.storage, msg)
+		}
+	}
+}
+
+func (l *leader) maybeSnapshot() {
+	st := l.metaLog.Stats()
+	if int(st.EntriesSinceSnapshot) < max(l.cfg.SnapshotMinEntries, l.state.Len()) {
+		return
+	}
+	started := time.Now()
+	data, err := proto.Marshal(l.state.Snapshot())
+	if err != nil {
+		l.log.Error().Err(err).Msg("encode snapshot")
+		return
+	}
+	l.metaLog.Snapshot(l.appliedSeq, data)
+	l.log.Info().Uint64("seq", l.appliedSeq).Int("messages", l.state.Len()).Int("bytes", len(data)).
+		Dur("encode", time.Since(started)).Msg("snapshot taken")
+}
+
+func (l *leader) snapshotDone(msg *snapshotDone) {
+	if msg.err != nil {
+		l.log.Error().Err(msg.err).Uint64("seq", msg.seq).Msg("snapshot write failed")
+	}
+}
+
+// mintVersion returns a version larger than every version minted before,
+// in this epoch or any earlier one.
+func (l *leader) mintVersion() uint64 {
+	l.counter++
+	if l.counter >= meta.MaxCounter/2 && !l.epochPending {
+		// Far ahead of need: move to a new epoch, which resets the counter
+		// once it commits.
+		l.epochPending = true
+		l.propose(&proposal{entry: epochEntry(l.state.Epoch() + 1), started: time.Now()})
+	}
+	return l.state.Epoch()<<meta.EpochShift | l.counter
+}
+
+func (l *leader) newRequestID() uint64 {
+	l.nextID++
+	return l.nextID
+}
+
+func (l *leader) slot(slot uint32) *slotView {
+	if int(slot) >= len(l.members) {
+		return nil
+	}
+	return &l.members[slot]
+}
+
+// syncSlot makes the leader's view of a member match its registration.
+func (l *leader) syncSlot(m meta.Member) {
+	for int(m.Slot) >= len(l.members) {
+		l.members = append(l.members, slotView{})
+	}
+	v := &l.members[m.Slot]
+	if v.storage == nil || v.storage.Address != m.NodeAddress {
+		v.storage = actor.NewPID(m.NodeAddress, messages.StorageActor)
+	}
+}
+
+func (l *leader) reply(ctx actor.Context, client *actor.PID, r *messages.ClientReply) {
+	if client != nil {
+		ctx.Send(client, r)
+	}
+}
+
+func (l *leader) replyError(ctx actor.Context, client *actor.PID, request uint64, reason string) {
+	l.reply(ctx, client, &messages.ClientReply{RequestId: request, Code: messages.ReplyCode_REPLY_ERROR, Error: reason})
+}
+
+func (l *leader) clientRequest(ctx actor.Context, msg *messages.ClientRequest) {
+	client := ctx.Sender()
+	if !l.active {
+		l.replyError(ctx, client, msg.GetRequestId(), "leader is not active yet; retry shortly")
+		return
+	}
+	switch msg.GetOp() {
+	case messages.Op_OP_SET, messages.Op_OP_GET, messages.Op_OP_DEL:
+		l.admit(ctx, client, msg)
+	default:
+		l.replyError(ctx, client, msg.GetRequestId(), fmt.Sprintf("unknown operation %v", msg.GetOp()))
+	}
+}
+
+func (l *leader) startDelete(ctx actor.Context, client *actor.PID, msg *messages.ClientRequest) {
+	if _, _, ok := l.state.Lookup(msg.GetId()); !ok {
+		l.reply(ctx, client, &messages.ClientReply{RequestId: msg.GetRequestId(), Code: messages.ReplyCode_REPLY_NOT_FOUND})
+		l.finish(ctx, msg.GetId())
+		return
+	}
+	entry := &messages.LogEntry{Entry: &messages.LogEntry_Delete{Delete: &messages.DeleteEntry{Id: msg.GetId(), Version: l.mintVersion()}}}
+	l.propose(&proposal{entry: entry, client: client, request: msg.GetRequestId(), started: time.Now()})
+}
+
+func (l *leader) tick(ctx actor.Context) {
+	l.expire(ctx, time.Now())
+	l.ticks++
+	if l.ticks%loadReportTicks == 0 {
+		l.pushLoad(ctx)
+	}
+}
+
+// Timing of the leader's housekeeping.
+const (
+	tickInterval    = 50 * time.Millisecond
+	loadReportTicks = 20 // push exact per-member load to the selector every second
+)
+
+func (l *leader) pushLoad(ctx actor.Context) {
+	ctx.Send(l.selector, &messages.SelectorLoad{Messages: l.state.Counts()})
+}
+
+func (l *leader) pushLiveSet(ctx actor.Context) {
+	var live []uint32
+	for slot := range l.members {
+		if l.members[slot].usable() {
+			live = append(live, uint32(slot))
+		}
+	}
+	ctx.Send(l.selector, &messages.SelectorLiveSet{Live: live})
+	if m := l.cfg.Metrics; m != nil {
+		m.LiveMembers.Set(float64(len(live)))
+	}
+}

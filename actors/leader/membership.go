@@ -1,0 +1,237 @@
+package leader
+
+import (
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/asynkron/protoactor-go/scheduler"
+	"github.com/rs/zerolog"
+
+	"github.com/tolerex/tolerex/messages"
+)
+
+// Messages between the membership actor and the leader.
+type (
+	// registerMember asks the leader to record a member in the log.
+	registerMember struct {
+		memberID, nodeAddress, adminAddress string
+	}
+	// memberRegistered tells the membership actor a member's slot.
+	memberRegistered struct {
+		memberID string
+		slot     uint32
+	}
+	// memberUpdate tells the leader a registered member's liveness and
+	// load.
+	memberUpdate struct {
+		slot            uint32
+		alive, ready    bool
+		messages, bytes uint64
+		lastHeard       time.Time
+	}
+	// endpointDown reports that the remote connection to an address broke.
+	endpointDown   struct{ address string }
+	membershipTick struct{}
+)
+
+// registrationRetry is how long a registration may stay unanswered before
+// the next heartbeat asks again (the log append may have failed).
+const registrationRetry = 2 * time.Second
+
+// membership takes member heartbeats and decides who is alive: a member
+// is alive while it heartbeats; it is down at once when its connection
+// breaks (remote's EndpointTerminatedEvent) or after HeartbeatTimeout of
+// silence. Registration itself goes through the leader's log.
+type membership struct {
+	cfg     Config
+	log     zerolog.Logger
+	members map[string]*memberState // by member id
+	byAddr  map[string]string       // node address -> member id
+	sub     *eventstream.Subscription
+	stop    scheduler.CancelFunc
+}
+
+type memberState struct {
+	id, nodeAddress, adminAddress string
+	pid                           *actor.PID // the member's supervisor, to acknowledge
+	slot                          uint32
+	registered                    bool
+	registering                   time.Time // when registration was last asked for
+	alive, ready                  bool
+	lastHeard                     time.Time
+	quarantinedUntil              time.Time
+	messages, bytes               uint64
+}
+
+func newMembership(cfg Config, log zerolog.Logger) actor.Producer {
+	return func() actor.Actor {
+		return &membership{cfg: cfg, log: log.With().Str("actor", messages.MembershipActor).Logger()}
+	}
+}
+
+func (m *membership) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		m.members = make(map[string]*memberState)
+		m.byAddr = make(map[string]string)
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		m.sub = ctx.ActorSystem().EventStream.Subscribe(func(evt interface{}) {
+			if e, ok := evt.(*remote.EndpointTerminatedEvent); ok {
+				root.Send(self, &endpointDown{address: e.Address})
+			}
+		})
+		m.stop = scheduler.NewTimerScheduler(ctx).SendRepeatedly(m.cfg.HeartbeatTimeout/4, m.cfg.HeartbeatTimeout/4, self, membershipTick{})
+	case *actor.Stopping, *actor.Restarting:
+		if m.sub != nil {
+			ctx.ActorSystem().EventStream.Unsubscribe(m.sub)
+		}
+		if m.stop != nil {
+			m.stop()
+		}
+	case *messages.MemberHeartbeat:
+		m.heartbeat(ctx, msg)
+	case *memberRegistered:
+		m.registered(ctx, msg)
+	case *endpointDown:
+		m.endpointDown(ctx, msg.address)
+	case membershipTick:
+		m.expire(ctx, time.Now())
+	}
+}
+
+func (m *membership) heartbeat(ctx actor.Context, hb *messages.MemberHeartbeat) {
+	now := time.Now()
+	if hb.GetMemberId() == "" || hb.GetNodeAddress() == "" {
+		m.log.Warn().Str("from", senderAddress(ctx)).Msg("heartbeat without member id or node address; ignored")
+		return
+	}
+	st := m.members[hb.GetMemberId()]
+	if st == nil {
+		st = &memberState{id: hb.GetMemberId()}
+		m.members[st.id] = st
+	}
+	if now.Before(st.quarantinedUntil) {
+		return
+	}
+	if st.nodeAddress != hb.GetNodeAddress() || st.adminAddress != hb.GetAdminAddress() {
+		if st.nodeAddress != "" {
+			delete(m.byAddr, st.nodeAddress)
+		}
+		st.nodeAddress, st.adminAddress = hb.GetNodeAddress(), hb.GetAdminAddress()
+		m.byAddr[st.nodeAddress] = st.id
+		st.registered = false // the new addresses must reach the log first
+	}
+	st.pid = ctx.Sender()
+	st.lastHeard = now
+	st.messages, st.bytes = hb.GetMessages(), hb.GetBytes()
+	if !st.registered {
+		if now.Sub(st.registering) > registrationRetry {
+			st.registering = now
+			ctx.Send(ctx.Parent(), &registerMember{memberID: st.id, nodeAddress: st.nodeAddress, adminAddress: st.adminAddress})
+		}
+		return
+	}
+	if st.pid != nil {
+		ctx.Send(st.pid, &messages.HeartbeatAck{Slot: st.slot})
+	}
+	wasAlive := st.alive && st.ready
+	st.alive, st.ready = true, hb.GetStorageReady()
+	if !wasAlive && st.ready {
+		m.log.Info().Str("member", st.id).Uint32("slot", st.slot).Str("node", st.nodeAddress).Msg("member is up")
+	}
+	m.update(ctx, st)
+}
+
+func (m *membership) registered(ctx actor.Context, msg *memberRegistered) {
+	st := m.members[msg.memberID]
+	if st == nil {
+		return
+	}
+	st.registering, st.registered, st.slot = time.Time{}, true, msg.slot
+	if st.pid != nil {
+		ctx.Send(st.pid, &messages.HeartbeatAck{Slot: st.slot})
+	}
+}
+
+func (m *membership) endpointDown(ctx actor.Context, address string) {
+	st := m.members[m.byAddr[address]]
+	if st == nil || !st.alive {
+		return
+	}
+	st.alive = false
+	st.quarantinedUntil = time.Now().Add(m.cfg.Quarantine)
+	m.log.Warn().Str("member", st.id).Uint32("slot", st.slot).Str("node", address).Msg("member connection lost; member is down")
+	m.update(ctx, st)
+}
+
+func (m *membership) expire(ctx actor.Context, now time.Time) {
+	for _, st := range m.members {
+		if st.alive && now.Sub(st.lastHeard) > m.cfg.HeartbeatTimeout {
+			st.alive = false
+			m.log.Warn().Str("member", st.id).Uint32("slot", st.slot).Dur("silent_for", now.Sub(st.lastHeard)).Msg("member missed its heartbeats; member is down")
+			m.update(ctx, st)
+		}
+	}
+}
+
+func (m *membership) update(ctx actor.Context, st *memberState) {
+	if !st.registered {
+		return
+	}
+	ctx.Send(ctx.Parent(), &memberUpdate{
+		slot: st.slot, alive: st.alive, ready: st.ready,
+		messages: st.messages, bytes: st.bytes, lastHeard: st.lastHeard,
+	})
+}
+
+func senderAddress(ctx actor.Context) string {
+	if s := ctx.Sender(); s != nil {
+		return s.Address
+	}
+	return ""
+}
+
+// memberUpdate applies a member's liveness to the leader's view.
+func (l *leader) memberUpdate(ctx actor.Context, u *memberUpdate) {
+	v := l.slot(u.slot)
+	if v == nil {
+		return
+	}
+	wasUsable := v.usable()
+	v.alive, v.ready = u.alive, u.ready
+	v.messages, v.bytes, v.lastHeard = u.messages, u.bytes, u.lastHeard
+	if m := l.cfg.Metrics; m != nil {
+		if mem, ok := l.state.Member(u.slot); ok {
+			m.MemberMessages.WithLabelValues(mem.ID).Set(float64(u.messages))
+			m.MemberBytes.WithLabelValues(mem.ID).Set(float64(u.bytes))
+		}
+	}
+	if wasUsable == v.usable() {
+		return
+	}
+	l.pushLiveSet(ctx)
+	if !v.usable() {
+		l.memberDown(ctx, u.slot)
+	}
+}
+
+// registerMember records a member in the log unless it is already
+// registered with the same addresses.
+func (l *leader) registerMember(ctx actor.Context, r *registerMember) {
+	if slot, ok := l.state.SlotOf(r.memberID); ok {
+		if m, _ := l.state.Member(slot); m.NodeAddress == r.nodeAddress && m.AdminAddress == r.adminAddress {
+			ctx.Send(l.membership, &memberRegistered{memberID: r.memberID, slot: slot})
+			return
+		}
+	}
+	if l.registering[r.memberID] {
+		return
+	}
+	l.registering[r.memberID] = true
+	entry := &messages.LogEntry{Entry: &messages.LogEntry_Member{Member: &messages.MemberEntry{
+		MemberId: r.memberID, NodeAddress: r.nodeAddress, AdminAddress: r.adminAddress,
+	}}}
+	l.propose(&proposal{entry: entry, memberID: r.memberID, started: time.Now()})
+}

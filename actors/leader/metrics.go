@@ -1,0 +1,71 @@
+package leader
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the leader's Prometheus metrics.
+type Metrics struct {
+	FanoutSeconds   prometheus.Histogram
+	CommitSeconds   prometheus.Histogram
+	ReplicaFailures *prometheus.CounterVec
+	ReadFallbacks   *prometheus.CounterVec
+	LiveMembers     prometheus.Gauge
+	MemberMessages  *prometheus.GaugeVec
+	MemberBytes     *prometheus.GaugeVec
+}
+
+// NewMetrics creates the leader's metrics and registers them, with the
+// index size from status, on reg.
+func NewMetrics(reg prometheus.Registerer, status *Status) *Metrics {
+	latency := prometheus.ExponentialBuckets(0.0001, 2, 16) // 100µs .. 3.3s
+	m := &Metrics{
+		FanoutSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tolerex_replication_fanout_seconds",
+			Help:    "Time from a SET reaching the leader to its last required durable copy.",
+			Buckets: latency,
+		}),
+		CommitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tolerex_metadata_commit_seconds",
+			Help:    "Time from proposing a metadata log entry to applying it.",
+			Buckets: latency,
+		}),
+		ReplicaFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tolerex_replica_store_failures_total",
+			Help: "Member stores that failed and were retried on another member, by reason.",
+		}, []string{"reason"}),
+		ReadFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tolerex_read_fallbacks_total",
+			Help: "Replica reads that failed and fell back to another replica, by reason.",
+		}, []string{"reason"}),
+		LiveMembers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tolerex_live_members",
+			Help: "Members alive with their storage ready.",
+		}),
+		MemberMessages: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tolerex_member_stored_messages",
+			Help: "Message versions each member reports storing.",
+		}, []string{"member"}),
+		MemberBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tolerex_member_stored_bytes",
+			Help: "Payload bytes each member reports storing.",
+		}, []string{"member"}),
+	}
+	reg.MustRegister(m.FanoutSeconds, m.CommitSeconds, m.ReplicaFailures, m.ReadFallbacks,
+		m.LiveMembers, m.MemberMessages, m.MemberBytes,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tolerex_index_messages",
+			Help: "Messages in the leader's index.",
+		}, func() float64 { return float64(status.Messages.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tolerex_leader_active",
+			Help: "1 while this gateway's leader serves requests.",
+		}, func() float64 {
+			if status.Active.Load() {
+				return 1
+			}
+			return 0
+		}),
+	)
+	return m
+}

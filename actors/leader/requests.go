@@ -1,0 +1,359 @@
+package leader
+
+import (
+	"container/list"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/tolerex/tolerex/messages"
+)
+
+// outstanding is one request sent to a member and not yet answered.
+type outstanding struct {
+	slot     uint32
+	sent     time.Time
+	deadline time.Time
+	write    *write // a StoreRequest, or
+	read     *read  // a ReadRequest
+}
+
+// write is one SET in progress: copies are stored on members until need
+// are durable, then the index entry is proposed.
+type write struct {
+	client    *actor.PID
+	request   uint64
+	id        int64
+	version   uint64
+	payload   []byte
+	need      int
+	stored    []uint32
+	tried     []uint32 // every slot chosen for this write
+	inflight  int      // store requests awaiting an answer
+	selecting int      // selections awaiting an answer
+	done      bool     // proposed or failed
+	started   time.Time
+}
+
+// read is one GET in progress.
+type read struct {
+	client     *actor.PID
+	request    uint64
+	id         int64
+	version    uint64
+	candidates []uint32
+	next       int
+	restarts   int
+	done       bool
+	started    time.Time
+}
+
+// deadlineQueue orders outstanding request ids by deadline. Every request
+// gets the same timeout for its kind, so appending keeps each kind's list
+// sorted; two lists keep both kinds sorted.
+type deadlineQueue struct {
+	stores, reads list.List
+}
+
+type deadlineItem struct {
+	id       uint64
+	deadline time.Time
+}
+
+// maxReadRestarts bounds how often a GET starts over after the index moved
+// on to a newer version while it was reading.
+const maxReadRestarts = 3
+
+func (l *leader) startWrite(ctx actor.Context, client *actor.PID, msg *messages.ClientRequest) {
+	w := &write{
+		client:  client,
+		request: msg.GetRequestId(),
+		id:      msg.GetId(),
+		version: l.mintVersion(),
+		payload: msg.GetPayload(),
+		need:    l.cfg.Tolerance,
+		started: time.Now(),
+	}
+	l.selectFor(ctx, w, w.need)
+}
+
+func (l *leader) selectFor(ctx actor.Context, w *write, count int) {
+	id := l.newRequestID()
+	l.selections[id] = w
+	w.selecting++
+	ctx.Request(l.selector, &messages.SelectReplicas{RequestId: id, Count: uint32(count), Exclude: w.tried})
+}
+
+func (l *leader) replicasSelected(ctx actor.Context, msg *messages.ReplicasSelected) {
+	w, ok := l.selections[msg.GetRequestId()]
+	if !ok {
+		return
+	}
+	delete(l.selections, msg.GetRequestId())
+	w.selecting--
+	if w.done {
+		return
+	}
+	if len(w.tried) == 0 && len(msg.GetMembers()) < w.need {
+		l.failWrite(ctx, w, fmt.Sprintf("not enough live members: have %d, need %d", msg.GetLive(), w.need))
+		return
+	}
+	for _, slot := range msg.GetMembers() {
+		w.tried = append(w.tried, slot)
+		l.sendStore(ctx, w, slot)
+	}
+	l.checkWrite(ctx, w)
+}
+
+func (l *leader) sendStore(ctx actor.Context, w *write, slot uint32) {
+	v := l.slot(slot)
+	if v == nil || !v.usable() {
+		// Went down between selection and now: count it as a failed copy.
+		l.replace(ctx, w)
+		return
+	}
+	id := l.track(&outstanding{slot: slot, write: w}, l.cfg.StoreTimeout, &l.deadlines.stores)
+	w.inflight++
+	ctx.Request(v.storage, &messages.StoreRequest{RequestId: id, Id: w.id, Version: w.version, Payload: w.payload})
+}
+
+// track registers an outstanding member request and returns its id.
+func (l *leader) track(o *outstanding, timeout time.Duration, queue *list.List) uint64 {
+	id := l.newRequestID()
+	o.sent = time.Now()
+	o.deadline = o.sent.Add(timeout)
+	l.requests[id] = o
+	l.members[o.slot].inflight++
+	queue.PushBack(deadlineItem{id: id, deadline: o.deadline})
+	return id
+}
+
+// settle removes an answered (or failed) request.
+func (l *leader) settle(id uint64) (*outstanding, bool) {
+	o, ok := l.requests[id]
+	if !ok {
+		return nil, false
+	}
+	delete(l.requests, id)
+	l.members[o.slot].inflight--
+	return o, true
+}
+
+func (l *leader) storeAck(ctx actor.Context, msg *messages.StoreAck) {
+	o, ok := l.settle(msg.GetRequestId())
+	if !ok || o.write == nil {
+		return // late: it timed out or its member was declared down
+	}
+	w := o.write
+	w.inflight--
+	if w.done {
+		return
+	}
+	if msg.GetError() != "" {
+		l.log.Warn().Uint32("slot", o.slot).Str("error", msg.GetError()).Int64("id", w.id).Msg("member failed to store; replacing it")
+		l.countReplicaFailure("error")
+		l.replace(ctx, w)
+		return
+	}
+	w.stored = append(w.stored, o.slot)
+	if m := l.cfg.Metrics; m != nil && len(w.stored) == w.need {
+		m.FanoutSeconds.Observe(time.Since(w.started).Seconds())
+	}
+	l.checkWrite(ctx, w)
+}
+
+// storeFailed handles a store that timed out or whose member went down.
+func (l *leader) storeFailed(ctx actor.Context, o *outstanding, reason string) {
+	w := o.write
+	w.inflight--
+	if w.done {
+		return
+	}
+	l.log.Warn().Uint32("slot", o.slot).Str("reason", reason).Int64("id", w.id).Msg("store failed; replacing member")
+	l.countReplicaFailure(reason)
+	l.replace(ctx, w)
+}
+
+func (l *leader) replace(ctx actor.Context, w *write) {
+	l.selectFor(ctx, w, 1)
+}
+
+// checkWrite proposes a write that has all its copies, or fails one that
+// can no longer get them.
+func (l *leader) checkWrite(ctx actor.Context, w *write) {
+	switch {
+	case w.done:
+	case len(w.stored) >= w.need:
+		w.done = true
+		entry := &messages.LogEntry{Entry: &messages.LogEntry_Put{Put: &messages.PutEntry{
+			Id: w.id, Version: w.version, Replicas: slices.Clone(w.stored),
+		}}}
+		l.propose(&proposal{entry: entry, client: w.client, request: w.request, started: time.Now()})
+	case w.selecting == 0 && len(w.stored)+w.inflight < w.need:
+		l.failWrite(ctx, w, fmt.Sprintf("could not store %d copies: have %d, need %d (live members: %d)",
+			w.need, len(w.stored), w.need, l.liveCount()))
+	}
+}
+
+func (l *leader) failWrite(ctx actor.Context, w *write, reason string) {
+	if w.done {
+		return
+	}
+	w.done = true
+	l.replyError(ctx, w.client, w.request, reason)
+	l.finish(ctx, w.id)
+}
+
+func (l *leader) liveCount() int {
+	n := 0
+	for i := range l.members {
+		if l.members[i].usable() {
+			n++
+		}
+	}
+	return n
+}
+
+func (l *leader) startRead(ctx actor.Context, client *actor.PID, msg *messages.ClientRequest) {
+	r := &read{client: client, request: msg.GetRequestId(), id: msg.GetId(), started: time.Now()}
+	l.beginRead(ctx, r)
+}
+
+// beginRead (re)starts a read at the currently indexed version, trying the
+// least-busy live replica first.
+func (l *leader) beginRead(ctx actor.Context, r *read) {
+	version, replicas, ok := l.state.Lookup(r.id)
+	if !ok {
+		r.done = true
+		l.reply(ctx, r.client, &messages.ClientReply{RequestId: r.request, Code: messages.ReplyCode_REPLY_NOT_FOUND})
+		return
+	}
+	r.version, r.next = version, 0
+	r.candidates = r.candidates[:0]
+	for _, slot := range replicas {
+		if v := l.slot(slot); v != nil && v.usable() {
+			r.candidates = append(r.candidates, slot)
+		}
+	}
+	// Least in-flight requests first; equal ones in random order.
+	rand.Shuffle(len(r.candidates), func(i, j int) {
+		r.candidates[i], r.candidates[j] = r.candidates[j], r.candidates[i]
+	})
+	slices.SortStableFunc(r.candidates, func(a, b uint32) int {
+		return l.members[a].inflight - l.members[b].inflight
+	})
+	l.nextReplica(ctx, r)
+}
+
+func (l *leader) nextReplica(ctx actor.Context, r *read) {
+	if r.done {
+		return
+	}
+	for r.next < len(r.candidates) {
+		slot := r.candidates[r.next]
+		r.next++
+		v := l.slot(slot)
+		if !v.usable() {
+			continue
+		}
+		id := l.track(&outstanding{slot: slot, read: r}, l.cfg.ReadTimeout, &l.deadlines.reads)
+		ctx.Request(v.storage, &messages.ReadRequest{RequestId: id, Id: r.id, Version: r.version})
+		return
+	}
+	// Every live replica failed. If the index moved on meanwhile (a newer
+	// SET or a DEL committed and pruned what we were reading), start over.
+	if version, _, ok := l.state.Lookup(r.id); (!ok || version != r.version) && r.restarts < maxReadRestarts {
+		r.restarts++
+		l.beginRead(ctx, r)
+		return
+	}
+	r.done = true
+	if len(r.candidates) == 0 {
+		l.replyError(ctx, r.client, r.request, fmt.Sprintf("no live member holds id %d", r.id))
+		return
+	}
+	l.replyError(ctx, r.client, r.request, fmt.Sprintf("no replica could serve id %d (tried %d)", r.id, len(r.candidates)))
+}
+
+func (l *leader) readReply(ctx actor.Context, msg *messages.ReadReply) {
+	o, ok := l.settle(msg.GetRequestId())
+	if !ok || o.read == nil {
+		return
+	}
+	r := o.read
+	if r.done {
+		return
+	}
+	if msg.GetStatus() == messages.ReadStatus_READ_OK {
+		r.done = true
+		l.reply(ctx, r.client, &messages.ClientReply{RequestId: r.request, Code: messages.ReplyCode_REPLY_VALUE, Payload: msg.GetPayload()})
+		return
+	}
+	l.log.Warn().Uint32("slot", o.slot).Int64("id", r.id).Uint64("version", r.version).
+		Stringer("status", msg.GetStatus()).Str("error", msg.GetError()).Msg("replica could not serve read; trying the next")
+	l.countReadFallback(msg.GetStatus().String())
+	l.nextReplica(ctx, r)
+}
+
+func (l *leader) readFailed(ctx actor.Context, o *outstanding, reason string) {
+	l.log.Warn().Uint32("slot", o.slot).Int64("id", o.read.id).Str("reason", reason).Msg("read failed; trying the next replica")
+	l.countReadFallback(reason)
+	l.nextReplica(ctx, o.read)
+}
+
+// expire fails requests whose deadline passed.
+func (l *leader) expire(ctx actor.Context, now time.Time) {
+	for _, q := range []*list.List{&l.deadlines.stores, &l.deadlines.reads} {
+		for e := q.Front(); e != nil; e = q.Front() {
+			item := e.Value.(deadlineItem)
+			if item.deadline.After(now) {
+				break
+			}
+			q.Remove(e)
+			if o, ok := l.settle(item.id); ok {
+				l.failed(ctx, o, "timeout")
+			}
+		}
+	}
+}
+
+// failed routes a failed member request to its write or read.
+func (l *leader) failed(ctx actor.Context, o *outstanding, reason string) {
+	if o.write != nil {
+		l.storeFailed(ctx, o, reason)
+	} else if o.read != nil {
+		l.readFailed(ctx, o, reason)
+	}
+}
+
+// memberDown fails every request in flight to a member at once, so clients
+// are not held up by a dead member.
+func (l *leader) memberDown(ctx actor.Context, slot uint32) {
+	var ids []uint64
+	for id, o := range l.requests {
+		if o.slot == slot {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids) // fail in send order
+	for _, id := range ids {
+		if o, ok := l.settle(id); ok {
+			l.failed(ctx, o, "member_down")
+		}
+	}
+}
+
+func (l *leader) countReplicaFailure(reason string) {
+	if m := l.cfg.Metrics; m != nil {
+		m.ReplicaFailures.WithLabelValues(reason).Inc()
+	}
+}
+
+func (l *leader) countReadFallback(reason string) {
+	if m := l.cfg.Metrics; m != nil {
+		m.ReadFallbacks.WithLabelValues(reason).Inc()
+	}
+}

@@ -1,0 +1,102 @@
+package leader
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// Status is what the leader publishes for health checks without a round
+// trip through its mailbox.
+type Status struct {
+	// Active is true once the leader serves requests.
+	Active atomic.Bool
+	// Messages is the number of indexed messages.
+	Messages atomic.Int64
+}
+
+func (l *leader) publishStatus() {
+	if st := l.cfg.Status; st != nil {
+		st.Active.Store(l.active)
+		if l.state != nil {
+			st.Messages.Store(int64(l.state.Len()))
+		}
+	}
+}
+
+// ClusterStatus is the leader's view of the cluster, served as
+// /api/cluster.
+type ClusterStatus struct {
+	Leader    string         `json:"leader"`
+	Active    bool           `json:"active"`
+	Tolerance int            `json:"tolerance"`
+	Balancer  string         `json:"balancer"`
+	Epoch     uint64         `json:"epoch"`
+	Messages  int            `json:"messages"`
+	LiveCount int            `json:"live_members"`
+	Members   []MemberStatus `json:"members"`
+}
+
+// MemberStatus is one member in ClusterStatus.
+type MemberStatus struct {
+	Slot         uint32 `json:"slot"`
+	ID           string `json:"id"`
+	NodeAddress  string `json:"node_address"`
+	AdminAddress string `json:"admin_address"`
+	Alive        bool   `json:"alive"`
+	StorageReady bool   `json:"storage_ready"`
+	// Messages and Bytes are what the member reports storing (every
+	// version it holds); Indexed is how many indexed messages name it.
+	Messages      uint64 `json:"messages"`
+	Bytes         uint64 `json:"bytes"`
+	Indexed       int64  `json:"indexed"`
+	InFlight      int    `json:"in_flight"`
+	LastHeartbeat string `json:"last_heartbeat,omitempty"`
+}
+
+type statusRequest struct{}
+
+func (l *leader) status(ctx actor.Context) *ClusterStatus {
+	st := &ClusterStatus{
+		Leader:    ctx.ActorSystem().Address(),
+		Active:    l.active,
+		Tolerance: l.cfg.Tolerance,
+		Balancer:  string(l.cfg.Balancer),
+		Epoch:     l.state.Epoch(),
+		Messages:  l.state.Len(),
+		LiveCount: l.liveCount(),
+		Members:   []MemberStatus{},
+	}
+	counts := l.state.Counts()
+	for _, m := range l.state.Members() {
+		v := l.slot(m.Slot)
+		ms := MemberStatus{
+			Slot: m.Slot, ID: m.ID, NodeAddress: m.NodeAddress, AdminAddress: m.AdminAddress,
+			Indexed: counts[m.Slot],
+		}
+		if v != nil {
+			ms.Alive, ms.StorageReady = v.alive, v.ready
+			ms.Messages, ms.Bytes, ms.InFlight = v.messages, v.bytes, v.inflight
+			if !v.lastHeard.IsZero() {
+				ms.LastHeartbeat = v.lastHeard.UTC().Format(time.RFC3339Nano)
+			}
+		}
+		st.Members = append(st.Members, ms)
+	}
+	return st
+}
+
+// RequestStatus asks the leader at pid for the cluster status.
+func RequestStatus(root *actor.RootContext, pid *actor.PID, timeout time.Duration) (*ClusterStatus, error) {
+	res, err := root.RequestFuture(pid, &statusRequest{}, timeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ask leader for cluster status: %w", err)
+	}
+	st, ok := res.(*ClusterStatus)
+	if !ok {
+		return nil, fmt.Errorf("ask leader for cluster status: unexpected reply %T", res)
+	}
+	return st, nil
+}

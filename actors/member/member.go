@@ -1,0 +1,150 @@
+// Package member holds the actors of a member node: the member supervisor
+// (registration and heartbeats to the gateway, restarts of a crashed
+// storage actor with bounded exponential backoff) and the storage actor
+// that owns the node's durable store.
+package member
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/scheduler"
+	"github.com/rs/zerolog"
+
+	"github.com/tolerex/tolerex/actors/tree"
+	"github.com/tolerex/tolerex/messages"
+)
+
+// RestartPolicy bounds how a crashed storage actor is restarted: after
+// InitialBackoff, doubling up to MaxBackoff, at most MaxRestarts times
+// within Window; one more failure stops it for good (the member then
+// reports its storage as down and the gateway stops using it).
+type RestartPolicy struct {
+	MaxRestarts    int
+	Window         time.Duration
+	InitialBackoff time.Duration
+	MaxBackoff     time.Duration
+}
+
+// DefaultRestartPolicy restarts quickly at first and gives up on a store
+// that keeps crashing.
+func DefaultRestartPolicy() RestartPolicy {
+	return RestartPolicy{MaxRestarts: 10, Window: time.Minute, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second}
+}
+
+// Backoff returns the delay before the n-th restart (n >= 1) in the window.
+func (p RestartPolicy) Backoff(n int) time.Duration {
+	d := p.InitialBackoff
+	for i := 1; i < n && d < p.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, p.MaxBackoff)
+}
+
+// Status is what the member node shows the outside world (heartbeats,
+// readiness, metrics). Actors write it, HTTP handlers read it.
+type Status struct {
+	Registered   atomic.Bool
+	Slot         atomic.Uint32
+	StorageReady atomic.Bool
+	Messages     atomic.Uint64
+	Bytes        atomic.Uint64
+	GaveUp       atomic.Bool // the storage actor crashed too often and was stopped
+}
+
+// Config configures the member supervisor.
+type Config struct {
+	MemberID          string
+	AdminAddress      string
+	GatewayAddress    string // the gateway's node address (--join)
+	HeartbeatInterval time.Duration
+	Restart           RestartPolicy
+	Storage           StorageConfig
+	Tree              *tree.Registry
+	Status            *Status
+	Logger            zerolog.Logger
+}
+
+// NewSupervisor returns the producer of the member supervisor actor; spawn
+// it named messages.MemberActor.
+func NewSupervisor(cfg Config) actor.Producer {
+	return func() actor.Actor { return &supervisor{cfg: cfg} }
+}
+
+type supervisor struct {
+	cfg        Config
+	gateway    *actor.PID
+	storage    *actor.PID
+	stopBeats  scheduler.CancelFunc
+	lastAckLog time.Time
+}
+
+type heartbeatTick struct{}
+
+func (s *supervisor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		s.gateway = actor.NewPID(s.cfg.GatewayAddress, messages.MembershipActor)
+		s.spawnStorage(ctx)
+		timer := scheduler.NewTimerScheduler(ctx)
+		s.stopBeats = timer.SendRepeatedly(0, s.cfg.HeartbeatInterval, ctx.Self(), heartbeatTick{})
+	case *actor.Stopping, *actor.Restarting:
+		if s.stopBeats != nil {
+			s.stopBeats()
+		}
+	case heartbeatTick:
+		s.heartbeat(ctx)
+	case *messages.HeartbeatAck:
+		if !s.cfg.Status.Registered.Swap(true) {
+			s.cfg.Logger.Info().Uint32("slot", msg.GetSlot()).Str("gateway", s.cfg.GatewayAddress).Msg("registered with gateway")
+		}
+		s.cfg.Status.Slot.Store(msg.GetSlot())
+	case *messages.TreeRequest:
+		ctx.Respond(&messages.TreeReply{Tree: s.cfg.Tree.Local(ctx.ActorSystem().Address(), "member", s.cfg.MemberID)})
+	}
+}
+
+func (s *supervisor) spawnStorage(ctx actor.Context) {
+	props := s.cfg.Tree.Props("storage", NewStorage(s.cfg.Storage, s.cfg.Status, s.cfg.Logger))
+	pid, err := ctx.SpawnNamed(props, "storage")
+	if err != nil {
+		// Only a name clash can fail here, which would be a bug in this
+		// package; crash the supervisor so it shows.
+		panic(err)
+	}
+	s.storage = pid
+}
+
+func (s *supervisor) heartbeat(ctx actor.Context) {
+	st := s.cfg.Status
+	ctx.Request(s.gateway, &messages.MemberHeartbeat{
+		MemberId:     s.cfg.MemberID,
+		NodeAddress:  ctx.ActorSystem().Address(),
+		AdminAddress: s.cfg.AdminAddress,
+		StorageReady: st.StorageReady.Load(),
+		Messages:     st.Messages.Load(),
+		Bytes:        st.Bytes.Load(),
+	})
+}
+
+// HandleFailure makes the supervisor its children's supervision strategy:
+// restart the storage actor after an exponential backoff, at most
+// MaxRestarts times within Window, then stop it.
+func (s *supervisor) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason interface{}, message interface{}) {
+	policy := s.cfg.Restart
+	rs.Fail()
+	failures := rs.NumberOfFailures(policy.Window)
+	log := s.cfg.Logger.With().Str("actor", child.Id).Interface("reason", reason).Int("failures_in_window", failures).Logger()
+	if failures > policy.MaxRestarts {
+		log.Error().Dur("window", policy.Window).Msg("actor keeps crashing; stopping it")
+		s.cfg.Status.GaveUp.Store(true)
+		system.EventStream.Publish(&actor.SupervisorEvent{Child: child, Reason: reason, Directive: actor.StopDirective})
+		sup.StopChildren(child)
+		return
+	}
+	backoff := policy.Backoff(failures)
+	log.Warn().Dur("backoff", backoff).Msg("actor crashed; restarting it")
+	system.EventStream.Publish(&actor.SupervisorEvent{Child: child, Reason: reason, Directive: actor.RestartDirective})
+	time.AfterFunc(backoff, func() { sup.RestartChildren(child) })
+}

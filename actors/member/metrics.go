@@ -1,0 +1,59 @@
+package member
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// StorageMetrics are the storage actor's Prometheus metrics.
+type StorageMetrics struct {
+	PutSeconds  prometheus.Histogram
+	BatchOps    prometheus.Histogram
+	Corruptions prometheus.Counter
+}
+
+// NewStorageMetrics creates the storage metrics and registers them, with
+// the member's status as gauges, on reg.
+func NewStorageMetrics(reg prometheus.Registerer, status *Status) *StorageMetrics {
+	m := &StorageMetrics{
+		PutSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tolerex_member_put_seconds",
+			Help:    "Time from a store request's arrival to its durable group commit.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		BatchOps: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tolerex_member_commit_batch_ops",
+			Help:    "Operations per group commit (one fsync each).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}),
+		Corruptions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tolerex_member_corrupt_reads_total",
+			Help: "Reads that found a record failing its checksum.",
+		}),
+	}
+	reg.MustRegister(m.PutSeconds, m.BatchOps, m.Corruptions,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tolerex_member_messages",
+			Help: "Message versions stored on this member.",
+		}, func() float64 { return float64(status.Messages.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tolerex_member_bytes",
+			Help: "Payload bytes stored on this member.",
+		}, func() float64 { return float64(status.Bytes.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tolerex_member_storage_ready",
+			Help: "1 while the storage actor has its store open.",
+		}, func() float64 { return boolFloat(status.StorageReady.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tolerex_member_registered",
+			Help: "1 once the gateway acknowledged this member's registration.",
+		}, func() float64 { return boolFloat(status.Registered.Load()) }),
+	)
+	return m
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,175 @@
+package member
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/tolerex/tolerex/messages"
+	"github.com/tolerex/tolerex/storage"
+)
+
+// StorageConfig configures the storage actor.
+type StorageConfig struct {
+	Dir  string
+	Sync bool
+	// Metrics may be nil.
+	Metrics *StorageMetrics
+}
+
+// InjectPanic makes the storage actor panic; members started with
+// --fault-injection send it on POST /debug/fault/storage-panic.
+type InjectPanic struct{}
+
+// NewStorage returns the producer of the storage actor. It opens the store
+// when it starts and closes it when it stops or is restarted, so a restart
+// reopens the store from disk.
+func NewStorage(cfg StorageConfig, status *Status, log zerolog.Logger) actor.Producer {
+	return func() actor.Actor {
+		return &storageActor{cfg: cfg, status: status, log: log.With().Str("actor", messages.StorageActor).Logger()}
+	}
+}
+
+type storageActor struct {
+	cfg    StorageConfig
+	status *Status
+	log    zerolog.Logger
+	store  *storage.Store
+}
+
+// pendingStore is the token of a submitted put: who to acknowledge.
+type pendingStore struct {
+	sender    *actor.PID
+	requestID uint64
+	submitted time.Time
+}
+
+// committed carries a group commit's results back into the actor.
+type committed struct {
+	results []storage.Result
+	at      time.Time
+}
+
+func (a *storageActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		a.open(ctx)
+	case *actor.Stopping, *actor.Restarting:
+		a.close()
+	case *messages.StoreRequest:
+		a.storeRequest(ctx, msg)
+	case *messages.ReadRequest:
+		ctx.Respond(a.read(msg))
+	case *messages.PruneRequest:
+		if a.store != nil {
+			a.store.Submit(storage.Op{Kind: storage.OpPrune, ID: msg.GetId(), Version: msg.GetBelowVersion()})
+		}
+	case *committed:
+		a.acknowledge(ctx, msg)
+	case InjectPanic, *InjectPanic:
+		a.log.Warn().Msg("fault injection: storage actor panics now")
+		panic("injected storage fault")
+	}
+}
+
+func (a *storageActor) open(ctx actor.Context) {
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	store, err := storage.Open(a.cfg.Dir, storage.Options{
+		Sync:   a.cfg.Sync,
+		Logger: a.log,
+		OnCommit: func(results []storage.Result) {
+			root.Send(self, &committed{results: results, at: time.Now()})
+		},
+	})
+	if err != nil {
+		// Let it crash: the member supervisor retries with backoff.
+		panic(fmt.Errorf("open store: %w", err))
+	}
+	a.store = store
+	a.publishStats()
+	a.status.StorageReady.Store(true)
+	a.log.Info().Str("dir", a.cfg.Dir).Bool("sync", a.cfg.Sync).Uint64("messages", a.status.Messages.Load()).Msg("store open")
+}
+
+func (a *storageActor) close() {
+	a.status.StorageReady.Store(false)
+	if a.store == nil {
+		return
+	}
+	if err := a.store.Close(); err != nil {
+		a.log.Error().Err(err).Msg("close store")
+	}
+	a.store = nil
+}
+
+func (a *storageActor) storeRequest(ctx actor.Context, msg *messages.StoreRequest) {
+	if a.store == nil {
+		ctx.Respond(&messages.StoreAck{RequestId: msg.GetRequestId(), Error: "store is not open"})
+		return
+	}
+	a.store.Submit(storage.Op{
+		Kind:    storage.OpPut,
+		ID:      msg.GetId(),
+		Version: msg.GetVersion(),
+		Payload: msg.GetPayload(),
+		Token:   &pendingStore{sender: ctx.Sender(), requestID: msg.GetRequestId(), submitted: time.Now()},
+	})
+}
+
+func (a *storageActor) acknowledge(ctx actor.Context, msg *committed) {
+	m := a.cfg.Metrics
+	if m != nil {
+		m.BatchOps.Observe(float64(len(msg.results)))
+	}
+	for _, r := range msg.results {
+		p, ok := r.Token.(*pendingStore)
+		if !ok {
+			continue // a prune: nobody waits for it
+		}
+		ack := &messages.StoreAck{RequestId: p.requestID}
+		if r.Err != nil {
+			ack.Error = r.Err.Error()
+		}
+		if m != nil {
+			m.PutSeconds.Observe(msg.at.Sub(p.submitted).Seconds())
+		}
+		if p.sender != nil {
+			ctx.Send(p.sender, ack)
+		}
+	}
+	a.publishStats()
+}
+
+func (a *storageActor) read(msg *messages.ReadRequest) *messages.ReadReply {
+	reply := &messages.ReadReply{RequestId: msg.GetRequestId()}
+	if a.store == nil {
+		reply.Status, reply.Error = messages.ReadStatus_READ_FAILED, "store is not open"
+		return reply
+	}
+	payload, err := a.store.Get(msg.GetId(), msg.GetVersion())
+	switch {
+	case err == nil:
+		reply.Status, reply.Payload = messages.ReadStatus_READ_OK, payload
+	case errors.Is(err, storage.ErrNotFound):
+		reply.Status = messages.ReadStatus_READ_MISSING
+	case errors.Is(err, storage.ErrCorrupt):
+		reply.Status, reply.Error = messages.ReadStatus_READ_CORRUPT, err.Error()
+		a.log.Error().Err(err).Int64("id", msg.GetId()).Uint64("version", msg.GetVersion()).Msg("corrupt record")
+		if a.cfg.Metrics != nil {
+			a.cfg.Metrics.Corruptions.Inc()
+		}
+	default:
+		reply.Status, reply.Error = messages.ReadStatus_READ_FAILED, err.Error()
+		a.log.Error().Err(err).Int64("id", msg.GetId()).Msg("read failed")
+	}
+	return reply
+}
+
+func (a *storageActor) publishStats() {
+	st := a.store.Stats()
+	a.status.Messages.Store(st.Messages)
+	a.status.Bytes.Store(st.Bytes)
+}

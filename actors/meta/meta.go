@@ -1,0 +1,300 @@
+// Package meta is the leader's metadata state machine: the index (message
+// id -> version and replica set), cluster membership and the leader epoch.
+// State changes only through Apply, fed with entries read back from a
+// durable log (today a local group-committed log, later Raft), so every
+// replica that applies the same entries in the same order holds the same
+// state. Apply is deterministic and does no I/O.
+package meta
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/tolerex/tolerex/messages"
+)
+
+// EpochShift is how far the epoch is shifted inside a version: versions are
+// epoch<<EpochShift | counter.
+const EpochShift = 40
+
+// MaxCounter is the largest counter value inside one epoch.
+const MaxCounter = 1<<EpochShift - 1
+
+// Member is a registered member node.
+type Member struct {
+	Slot         uint32
+	ID           string
+	NodeAddress  string
+	AdminAddress string
+}
+
+// record is one index entry, kept small: the index holds one per message.
+type record struct {
+	version uint64
+	set     uint32 // index into State.sets
+}
+
+// State is the metadata. The zero value is not usable; use New or Restore.
+type State struct {
+	epoch   uint64
+	members []Member
+	slotOf  map[string]uint32
+	index   map[int64]record
+	sets    [][]uint32
+	setOf   map[string]uint32
+	counts  []int64 // index entries per member slot
+}
+
+// New returns an empty state.
+func New() *State {
+	return &State{
+		slotOf: make(map[string]uint32),
+		index:  make(map[int64]record),
+		setOf:  make(map[string]uint32),
+	}
+}
+
+// Effect tells the caller what an applied entry changed, so it can act on
+// it (reply to clients, prune old versions on members).
+type Effect struct {
+	// Existed reports whether the id was in the index before a put or
+	// delete.
+	Existed bool
+	// Stale reports a put whose version was older than the indexed one; it
+	// changed nothing.
+	Stale bool
+	// Slot is the slot of a member entry.
+	Slot uint32
+	// PruneSlots are members that may hold versions of the id older than
+	// PruneBelow that nobody will read again.
+	PruneSlots []uint32
+	// PruneBelow bounds the versions to prune (exclusive).
+	PruneBelow uint64
+}
+
+// Apply applies one log entry. It returns an error only for an entry that
+// is malformed (which a correct leader never writes); the state is
+// unchanged then.
+func (s *State) Apply(e *messages.LogEntry) (Effect, error) {
+	switch x := e.GetEntry().(type) {
+	case *messages.LogEntry_Put:
+		return s.applyPut(x.Put)
+	case *messages.LogEntry_Delete:
+		return s.applyDelete(x.Delete), nil
+	case *messages.LogEntry_Member:
+		return s.applyMember(x.Member)
+	case *messages.LogEntry_Epoch:
+		if x.Epoch.GetEpoch() > s.epoch {
+			s.epoch = x.Epoch.GetEpoch()
+		}
+		return Effect{}, nil
+	default:
+		return Effect{}, fmt.Errorf("apply: log entry of unknown kind %T", x)
+	}
+}
+
+func (s *State) applyPut(p *messages.PutEntry) (Effect, error) {
+	if len(p.GetReplicas()) == 0 {
+		return Effect{}, fmt.Errorf("apply put %d: no replicas", p.GetId())
+	}
+	for _, slot := range p.GetReplicas() {
+		if int(slot) >= len(s.members) {
+			return Effect{}, fmt.Errorf("apply put %d: unknown member slot %d", p.GetId(), slot)
+		}
+	}
+	old, existed := s.index[p.GetId()]
+	switch {
+	case existed && p.GetVersion() == old.version:
+		return Effect{Existed: true}, nil // applied twice: nothing to do
+	case existed && p.GetVersion() < old.version:
+		// A concurrent newer put won; the copies of this one are garbage.
+		return Effect{Existed: true, Stale: true, PruneSlots: slices.Clone(p.GetReplicas()), PruneBelow: old.version}, nil
+	}
+	set := s.intern(p.GetReplicas())
+	s.index[p.GetId()] = record{version: p.GetVersion(), set: set}
+	s.count(set, +1)
+	eff := Effect{Existed: existed}
+	if existed {
+		s.count(old.set, -1)
+		eff.PruneSlots = union(s.sets[old.set], s.sets[set])
+		eff.PruneBelow = p.GetVersion()
+	}
+	return eff, nil
+}
+
+func (s *State) applyDelete(d *messages.DeleteEntry) Effect {
+	old, existed := s.index[d.GetId()]
+	if !existed || d.GetVersion() < old.version {
+		return Effect{Existed: existed}
+	}
+	delete(s.index, d.GetId())
+	s.count(old.set, -1)
+	return Effect{Existed: true, PruneSlots: slices.Clone(s.sets[old.set]), PruneBelow: d.GetVersion()}
+}
+
+func (s *State) applyMember(m *messages.MemberEntry) (Effect, error) {
+	if m.GetMemberId() == "" {
+		return Effect{}, fmt.Errorf("apply member: empty member id")
+	}
+	slot, known := s.slotOf[m.GetMemberId()]
+	if !known {
+		slot = uint32(len(s.members))
+		s.slotOf[m.GetMemberId()] = slot
+		s.members = append(s.members, Member{Slot: slot, ID: m.GetMemberId()})
+		s.counts = append(s.counts, 0)
+	}
+	s.members[slot].NodeAddress = m.GetNodeAddress()
+	s.members[slot].AdminAddress = m.GetAdminAddress()
+	return Effect{Slot: slot}, nil
+}
+
+// intern returns the id of a replica set, adding it if new. The set is
+// stored sorted; its slots are copied.
+func (s *State) intern(slots []uint32) uint32 {
+	sorted := slices.Clone(slots)
+	slices.Sort(sorted)
+	key := setKey(sorted)
+	if id, ok := s.setOf[key]; ok {
+		return id
+	}
+	id := uint32(len(s.sets))
+	s.sets = append(s.sets, sorted)
+	s.setOf[key] = id
+	return id
+}
+
+func setKey(sorted []uint32) string {
+	b := make([]byte, 0, 4*len(sorted))
+	for _, v := range sorted {
+		b = append(b, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+	}
+	return string(b)
+}
+
+func (s *State) count(set uint32, delta int64) {
+	for _, slot := range s.sets[set] {
+		s.counts[slot] += delta
+	}
+}
+
+func union(a, b []uint32) []uint32 {
+	out := slices.Clone(a)
+	for _, v := range b {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Lookup returns the indexed version of id and the slots holding it. The
+// returned slice must not be modified.
+func (s *State) Lookup(id int64) (version uint64, replicas []uint32, ok bool) {
+	r, ok := s.index[id]
+	if !ok {
+		return 0, nil, false
+	}
+	return r.version, s.sets[r.set], true
+}
+
+// Epoch returns the current leader epoch.
+func (s *State) Epoch() uint64 { return s.epoch }
+
+// Len returns the number of indexed messages.
+func (s *State) Len() int { return len(s.index) }
+
+// Members returns the registered members by slot.
+func (s *State) Members() []Member { return slices.Clone(s.members) }
+
+// Member returns the member with the given slot.
+func (s *State) Member(slot uint32) (Member, bool) {
+	if int(slot) >= len(s.members) {
+		return Member{}, false
+	}
+	return s.members[slot], true
+}
+
+// SlotOf returns the slot of a member id.
+func (s *State) SlotOf(memberID string) (uint32, bool) {
+	slot, ok := s.slotOf[memberID]
+	return slot, ok
+}
+
+// Counts returns how many indexed messages each member slot holds.
+func (s *State) Counts() map[uint32]int64 {
+	out := make(map[uint32]int64, len(s.counts))
+	for slot, n := range s.counts {
+		out[uint32(slot)] = n
+	}
+	return out
+}
+
+// Snapshot returns the whole state as a snapshot message. Only replica
+// sets still in use are kept, renumbered.
+func (s *State) Snapshot() *messages.MetaSnapshot {
+	snap := &messages.MetaSnapshot{
+		Epoch:    s.epoch,
+		Ids:      make([]int64, 0, len(s.index)),
+		Versions: make([]uint64, 0, len(s.index)),
+		SetIds:   make([]uint32, 0, len(s.index)),
+	}
+	for _, m := range s.members {
+		snap.Members = append(snap.Members, &messages.MemberEntry{
+			MemberId: m.ID, NodeAddress: m.NodeAddress, AdminAddress: m.AdminAddress,
+		})
+	}
+	renumber := make(map[uint32]uint32)
+	for id, r := range s.index {
+		set, ok := renumber[r.set]
+		if !ok {
+			set = uint32(len(snap.ReplicaSets))
+			renumber[r.set] = set
+			snap.ReplicaSets = append(snap.ReplicaSets, &messages.ReplicaSet{Slots: s.sets[r.set]})
+		}
+		snap.Ids = append(snap.Ids, id)
+		snap.Versions = append(snap.Versions, r.version)
+		snap.SetIds = append(snap.SetIds, set)
+	}
+	return snap
+}
+
+// Restore builds a state from a snapshot, checking it for consistency.
+func Restore(snap *messages.MetaSnapshot) (*State, error) {
+	s := New()
+	s.epoch = snap.GetEpoch()
+	for _, m := range snap.GetMembers() {
+		if _, err := s.applyMember(m); err != nil {
+			return nil, fmt.Errorf("restore snapshot: %w", err)
+		}
+	}
+	setMap := make([]uint32, len(snap.GetReplicaSets()))
+	for i, rs := range snap.GetReplicaSets() {
+		if len(rs.GetSlots()) == 0 {
+			return nil, fmt.Errorf("restore snapshot: replica set %d is empty", i)
+		}
+		for _, slot := range rs.GetSlots() {
+			if int(slot) >= len(s.members) {
+				return nil, fmt.Errorf("restore snapshot: replica set %d names unknown slot %d", i, slot)
+			}
+		}
+		setMap[i] = s.intern(rs.GetSlots())
+	}
+	ids, versions, setIDs := snap.GetIds(), snap.GetVersions(), snap.GetSetIds()
+	if len(versions) != len(ids) || len(setIDs) != len(ids) {
+		return nil, fmt.Errorf("restore snapshot: %d ids, %d versions, %d set ids", len(ids), len(versions), len(setIDs))
+	}
+	s.index = make(map[int64]record, len(ids))
+	for i, id := range ids {
+		if int(setIDs[i]) >= len(setMap) {
+			return nil, fmt.Errorf("restore snapshot: id %d names unknown replica set %d", id, setIDs[i])
+		}
+		if _, dup := s.index[id]; dup {
+			return nil, fmt.Errorf("restore snapshot: id %d appears twice", id)
+		}
+		set := setMap[setIDs[i]]
+		s.index[id] = record{version: versions[i], set: set}
+		s.count(set, +1)
+	}
+	return s, nil
+}
