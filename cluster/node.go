@@ -1,0 +1,242 @@
+// Package cluster bootstraps a Tolerex node: the actor system with its
+// logging and metrics bridged into zerolog and Prometheus, protoactor's
+// remote layer with mutual TLS and guarded gRPC servers, and the node's
+// admin HTTP server (health, readiness, metrics, pprof, APIs).
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	"github.com/tolerex/tolerex/actors/tree"
+	"github.com/tolerex/tolerex/cluster/certs"
+)
+
+// NodeOptions configures StartNode.
+type NodeOptions struct {
+	// Role is the node's role; with TLS it selects the certificate pair.
+	Role certs.Role
+	// NodeAddress is host:port for the remote layer; other nodes reach this
+	// one there (it is also the advertised address). Port 0 picks one.
+	NodeAddress string
+	// TLSDir holds the cluster CA and the role's pair (see certs.Generate).
+	TLSDir string
+	// Insecure runs the remote layer in plaintext; TLSDir is then ignored.
+	Insecure bool
+	// MaxMessageBytes is the largest client message; remote limits are
+	// derived from it.
+	MaxMessageBytes int
+	Logger          zerolog.Logger
+	Registry        *prometheus.Registry
+}
+
+// Remote-layer tuning. A batch holds at most endpointBatch messages, so the
+// largest gRPC message is about endpointBatch times the largest payload.
+const (
+	endpointBatch    = 128
+	keepaliveTime    = 10 * time.Second
+	keepaliveTimeout = 5 * time.Second
+)
+
+// Node is a started actor system with remote.
+type Node struct {
+	System   *actor.ActorSystem
+	Remote   *remote.Remote
+	Tree     *tree.Registry
+	Logger   zerolog.Logger
+	Registry *prometheus.Registry
+	// TLS is nil when the node runs insecure.
+	TLS *certs.NodeTLS
+}
+
+// StartNode starts the actor system and its remote server.
+func StartNode(opts NodeOptions) (*Node, error) {
+	host, portText, err := net.SplitHostPort(opts.NodeAddress)
+	if err != nil {
+		return nil, fmt.Errorf("node address %q: %w", opts.NodeAddress, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("node address %q: bad port", opts.NodeAddress)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		return nil, fmt.Errorf("node address %q: give the address other nodes reach this one at, not a wildcard", opts.NodeAddress)
+	}
+	var nodeTLS *certs.NodeTLS
+	if !opts.Insecure {
+		if opts.TLSDir == "" {
+			return nil, fmt.Errorf("no --tls-dir given; create one with `tolerex certs --dir DIR`, or run with --insecure")
+		}
+		if nodeTLS, err = certs.LoadNode(opts.TLSDir, opts.Role); err != nil {
+			return nil, err
+		}
+	}
+	provider, err := meterProvider(opts.Registry)
+	if err != nil {
+		return nil, err
+	}
+	system := actor.NewActorSystem(
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+			return slog.New(newSlogBridge(opts.Logger))
+		}),
+		actor.WithMetricProviders(provider),
+		actor.WithDeadLetterThrottleCount(3),
+		actor.WithDeadLetterThrottleInterval(10*time.Second),
+		actor.WithDeadLetterRequestLogging(false),
+	)
+	cfg := remote.Configure(host, port,
+		remote.WithServerOptions(serverOptions(nodeTLS, opts)...),
+		remote.WithDialOptions(dialOptions(nodeTLS, opts)...),
+		remote.WithEndpointWriterBatchSize(endpointBatch),
+	)
+	// One connection attempt per endpoint: protoactor leaks the gRPC
+	// connection of every failed attempt but the last, and sleeps two
+	// seconds between attempts inside the endpoint writer.
+	cfg.MaxRetryCount = 1
+	r := remote.NewRemote(system, cfg)
+	if err := startRemote(r); err != nil {
+		return nil, fmt.Errorf("start remote on %s: %w", opts.NodeAddress, err)
+	}
+	reg := tree.NewRegistry()
+	opts.Registry.MustRegister(tree.NewCollector(reg))
+	return &Node{System: system, Remote: r, Tree: reg, Logger: opts.Logger, Registry: opts.Registry, TLS: nodeTLS}, nil
+}
+
+// startRemote starts the remote server, turning its panics (a port in use)
+// into an error.
+func startRemote(r *remote.Remote) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%v", p)
+		}
+	}()
+	r.Start()
+	return nil
+}
+
+// Address is the node's remote address.
+func (n *Node) Address() string { return n.System.Address() }
+
+// Stop shuts the remote layer down.
+func (n *Node) Stop() {
+	n.Remote.Shutdown(true)
+	n.System.Shutdown()
+}
+
+func serverOptions(nodeTLS *certs.NodeTLS, opts NodeOptions) []grpc.ServerOption {
+	creds := insecure.NewCredentials()
+	if nodeTLS != nil {
+		creds = credentials.NewTLS(nodeTLS.Server)
+	}
+	return []grpc.ServerOption{
+		grpc.Creds(creds),
+		grpc.MaxRecvMsgSize(maxRemoteMessage(opts.MaxMessageBytes)),
+		grpc.ChainUnaryInterceptor(recoverUnary(opts.Logger)),
+		grpc.ChainStreamInterceptor(recoverStream(opts.Logger)),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2, PermitWithoutStream: true}),
+	}
+}
+
+func dialOptions(nodeTLS *certs.NodeTLS, opts NodeOptions) []grpc.DialOption {
+	creds := insecure.NewCredentials()
+	if nodeTLS != nil {
+		creds = credentials.NewTLS(nodeTLS.Client)
+	}
+	limit := maxRemoteMessage(opts.MaxMessageBytes)
+	return []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limit), grpc.MaxCallSendMsgSize(limit)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}),
+	}
+}
+
+// maxRemoteMessage is the gRPC message limit: a full endpoint batch of the
+// largest messages, plus framing.
+func maxRemoteMessage(maxMessage int) int {
+	if maxMessage <= 0 {
+		maxMessage = 1 << 20
+	}
+	return endpointBatch*(maxMessage+256) + 1<<20
+}
+
+// recoverUnary keeps a panicking unary handler from killing the process:
+// protoactor leaves ListProcesses and GetProcessDiagnostics as panics.
+func recoverUnary(log zerolog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				log.Warn().Str("method", info.FullMethod).Interface("panic", p).Msg("remote call panicked; refused")
+				err = status.Errorf(codes.Unimplemented, "%s is not available", info.FullMethod)
+			}
+		}()
+		return handler(ctx, req)
+	}
+}
+
+// recoverStream keeps a panicking stream handler from killing the process:
+// protoactor's endpoint reader panics on a message of an unknown type.
+func recoverStream(log zerolog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				log.Warn().Str("method", info.FullMethod).Interface("panic", p).Bytes("stack", debug.Stack()).Msg("remote stream panicked; connection closed")
+				err = status.Errorf(codes.InvalidArgument, "malformed remote message")
+			}
+		}()
+		return handler(srv, ss)
+	}
+}
+
+// meterProvider bridges protoactor's OpenTelemetry actor metrics into the
+// node's Prometheus registry. protoactor reads the global meter provider,
+// so this sets it: one registry per process.
+func meterProvider(reg *prometheus.Registry) (metric.MeterProvider, error) {
+	exporter, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo())
+	if err != nil {
+		return nil, fmt.Errorf("prometheus exporter for actor metrics: %w", err)
+	}
+	provider := withoutMailboxCallbacks{sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))}
+	otel.SetMeterProvider(provider)
+	return provider, nil
+}
+
+// withoutMailboxCallbacks drops protoactor's per-actor mailbox-length
+// callbacks. protoactor registers one for every actor it spawns and never
+// unregisters it, which keeps every stopped actor (each client session) in
+// memory and reports stale values; mailbox depth comes from actors/tree
+// instead.
+type withoutMailboxCallbacks struct{ metric.MeterProvider }
+
+func (p withoutMailboxCallbacks) Meter(name string, opts ...metric.MeterOption) metric.Meter {
+	return meterWithoutCallbacks{p.MeterProvider.Meter(name, opts...)}
+}
+
+type meterWithoutCallbacks struct{ metric.Meter }
+
+func (meterWithoutCallbacks) RegisterCallback(metric.Callback, ...metric.Observable) (metric.Registration, error) {
+	return noRegistration{}, nil
+}
+
+type noRegistration struct{ metric.Registration }
+
+func (noRegistration) Unregister() error { return nil }
