@@ -1,0 +1,62 @@
+package gateway
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tolerex/tolerex/gateway/codec"
+)
+
+// Metrics are the HaToKuSe server's Prometheus metrics.
+type Metrics struct {
+	Commands         *prometheus.CounterVec
+	CommandSeconds   *prometheus.HistogramVec
+	Connections      prometheus.Gauge
+	ConnectionsTotal prometheus.Counter
+}
+
+// NewMetrics creates the server metrics and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tolerex_commands_total",
+			Help: "HaToKuSe commands answered, by command and result (ok, not_found, error, invalid).",
+		}, []string{"command", "result"}),
+		CommandSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tolerex_command_seconds",
+			Help:    "Time from reading a HaToKuSe command to having its reply, by command.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 18), // 50µs .. 6.5s
+		}, []string{"command"}),
+		Connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tolerex_client_connections",
+			Help: "Open HaToKuSe client connections.",
+		}),
+		ConnectionsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tolerex_client_connections_total",
+			Help: "HaToKuSe client connections accepted.",
+		}),
+	}
+	reg.MustRegister(m.Commands, m.CommandSeconds, m.Connections, m.ConnectionsTotal)
+	return m
+}
+
+var kindNames = [...]string{
+	codec.KindInvalid: "invalid",
+	codec.KindEmpty:   "empty",
+	codec.KindSet:     "set",
+	codec.KindGet:     "get",
+	codec.KindDel:     "del",
+	codec.KindPing:    "ping",
+	codec.KindHelp:    "help",
+	codec.KindQuit:    "quit",
+}
+
+func (m *Metrics) observe(kind codec.Kind, result string, took time.Duration) {
+	name := "invalid"
+	if int(kind) < len(kindNames) {
+		name = kindNames[kind]
+	}
+	m.Commands.WithLabelValues(name, result).Inc()
+	m.CommandSeconds.WithLabelValues(name).Observe(took.Seconds())
+}
