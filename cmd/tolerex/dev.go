@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tolerex/tolerex/cluster/certs"
+)
+
+type devFlags struct {
+	members        int
+	tolerance      int
+	dataDir        string
+	clientAddr     string
+	host           string
+	nodePort       int
+	adminPort      int
+	balancer       string
+	noPrompt       bool
+	sync           bool
+	faultInjection bool
+	logLevel       string
+}
+
+func newDevCommand() *cobra.Command {
+	var f devFlags
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a whole local cluster (a gateway and members) as separate processes",
+		Long: `Run a local cluster: certificates are generated under --data-dir/tls, then a
+gateway and --members member processes start, each with its own data dir and
+log file under --data-dir. A process that dies (say, kill -9 PID) is restarted
+with backoff and the restart is reported here, so crash tests can run against
+it. Ctrl-C stops everything cleanly; the data stays for the next run.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDev(cmd.Context(), f, cmd.OutOrStdout())
+		},
+	}
+	fs := cmd.Flags()
+	fs.IntVar(&f.members, "members", 3, "member processes to run")
+	fs.IntVar(&f.tolerance, "tolerance", 2, "members that store every message")
+	fs.StringVar(&f.dataDir, "data-dir", "data/dev", "directory for every process's data, logs and the certificates")
+	fs.StringVar(&f.clientAddr, "client-addr", "127.0.0.1:6666", "HaToKuSe listen address of the gateway")
+	fs.StringVar(&f.host, "host", "127.0.0.1", "address the nodes listen on")
+	fs.IntVar(&f.nodePort, "node-port", 7000, "gateway node port; member i gets node-port+i")
+	fs.IntVar(&f.adminPort, "admin-port", 8000, "gateway admin port; member i gets admin-port+i")
+	fs.StringVar(&f.balancer, "balancer", "least_loaded", "replica selection: least_loaded or p2c")
+	fs.BoolVar(&f.noPrompt, "no-prompt", false, "start the gateway with --no-prompt")
+	fs.BoolVar(&f.sync, "sync", true, "fsync before acknowledging (false is unsafe)")
+	fs.BoolVar(&f.faultInjection, "fault-injection", true, "start members with --fault-injection (POST /debug/fault/storage-panic)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level of the processes (their logs go to files)")
+	return cmd
+}
+
+// devProcess is one supervised child process of the dev cluster.
+type devProcess struct {
+	name      string
+	args      []string
+	logPath   string
+	nodeAddr  string
+	adminAddr string
+}
+
+func runDev(ctx context.Context, f devFlags, out io.Writer) error {
+	if f.members < 1 {
+		return errors.New("--members must be at least 1")
+	}
+	if f.tolerance < 1 || f.tolerance > f.members {
+		return fmt.Errorf("--tolerance %d needs 1..%d (the number of members)", f.tolerance, f.members)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	tlsDir := filepath.Join(f.dataDir, "tls")
+	if err := ensureCerts(tlsDir, f.host, out); err != nil {
+		return err
+	}
+	logDir := filepath.Join(f.dataDir, "logs")
+	if err := os.MkdirAll(logDir, 0o700); err != nil {
+		return fmt.Errorf("create log dir: %w", err)
+	}
+	addr := func(port int) string { return net.JoinHostPort(f.host, strconv.Itoa(port)) }
+	common := []string{"--tls-dir", tlsDir, "--log-level", f.logLevel, "--sync=" + strconv.FormatBool(f.sync)}
+	gw := devProcess{
+		name:      "gateway",
+		nodeAddr:  addr(f.nodePort),
+		adminAddr: addr(f.adminPort),
+		logPath:   filepath.Join(logDir, "gateway.log"),
+	}
+	gw.args = append([]string{"gateway",
+		"--client-addr", f.clientAddr, "--node-addr", gw.nodeAddr, "--admin-addr", gw.adminAddr,
+		"--data-dir", filepath.Join(f.dataDir, "gateway"),
+		"--tolerance", strconv.Itoa(f.tolerance), "--balancer", f.balancer,
+		"--no-prompt=" + strconv.FormatBool(f.noPrompt)}, common...)
+	procs := []devProcess{gw}
+	for i := 1; i <= f.members; i++ {
+		m := devProcess{
+			name:      fmt.Sprintf("member-%d", i),
+			nodeAddr:  addr(f.nodePort + i),
+			adminAddr: addr(f.adminPort + i),
+			logPath:   filepath.Join(logDir, fmt.Sprintf("member-%d.log", i)),
+		}
+		m.args = append([]string{"member",
+			"--node-addr", m.nodeAddr, "--admin-addr", m.adminAddr, "--join", gw.nodeAddr,
+			"--data-dir", filepath.Join(f.dataDir, m.name),
+			"--fault-injection=" + strconv.FormatBool(f.faultInjection)}, common...)
+		procs = append(procs, m)
+	}
+
+	sup := &devSupervisor{exe: exe, out: out}
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sup.run(ctx, p)
+		}()
+	}
+	fmt.Fprintf(out, "\nTolerex dev cluster: 1 gateway, %d members, tolerance %d, data in %s\n", f.members, f.tolerance, f.dataDir)
+	fmt.Fprintf(out, "  connect:  tolerex client --addr %s    (or: nc %s)\n", f.clientAddr, spaceHostPort(f.clientAddr))
+	fmt.Fprintf(out, "  tree:     tolerex tree --admin-addr %s --watch\n", gw.adminAddr)
+	fmt.Fprintf(out, "  cluster:  curl http://%s/api/cluster\n", gw.adminAddr)
+	if f.faultInjection {
+		fmt.Fprintf(out, "  crash a storage actor:  curl -X POST http://%s/debug/fault/storage-panic\n", procs[1].adminAddr)
+	}
+	fmt.Fprintf(out, "  Ctrl-C stops everything.\n\n")
+	if waitReady(ctx, procs, 30*time.Second) {
+		fmt.Fprintf(out, "%s cluster ready\n", stamp())
+	} else if ctx.Err() == nil {
+		fmt.Fprintf(out, "%s cluster not ready after 30s; see the logs in %s\n", stamp(), logDir)
+	}
+	wg.Wait()
+	fmt.Fprintf(out, "%s all processes stopped\n", stamp())
+	return nil
+}
+
+func spaceHostPort(hostPort string) string {
+	host, port, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return hostPort
+	}
+	return host + " " + port
+}
+
+func stamp() string { return time.Now().Format(time.TimeOnly) }
+
+// ensureCerts generates the dev cluster's certificates unless they exist.
+func ensureCerts(dir, host string, out io.Writer) error {
+	if _, err := os.Stat(filepath.Join(dir, certs.CACertFile)); err == nil {
+		return nil
+	}
+	var hosts []string
+	if host != "127.0.0.1" && host != "localhost" {
+		hosts = append(hosts, host)
+	}
+	if _, err := certs.Generate(dir, certs.GenerateOptions{Hosts: hosts}); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%s holds some certificate files but not %s; remove it or complete it: %w", dir, certs.CACertFile, err)
+		}
+		return err
+	}
+	fmt.Fprintf(out, "%s generated certificates in %s\n", stamp(), dir)
+	return nil
+}
+
+// waitReady polls every process's /readyz until all answer 200.
+func waitReady(ctx context.Context, procs []devProcess, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	client := &http.Client{Timeout: time.Second}
+	for time.Now().Before(deadline) {
+		ready := 0
+		for _, p := range procs {
+			resp, err := client.Get("http://" + p.adminAddr + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					ready++
+				}
+			}
+		}
+		if ready == len(procs) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return false
+}
+
+// devSupervisor restarts dev processes that die, with backoff.
+type devSupervisor struct {
+	exe string
+	mu  sync.Mutex // serializes output lines
+	out io.Writer
+}
+
+func (s *devSupervisor) printf(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fmt.Fprintf(s.out, stamp()+" "+format+"\n", args...)
+}
+
+// Restart backoff: it doubles from devMinBackoff to devMaxBackoff and
+// resets once a process stayed up for devStableAfter.
+const (
+	devMinBackoff  = 500 * time.Millisecond
+	devMaxBackoff  = 10 * time.Second
+	devStableAfter = 30 * time.Second
+	devStopGrace   = 10 * time.Second
+)
+
+func (s *devSupervisor) run(ctx context.Context, p devProcess) {
+	backoff := devMinBackoff
+	for restarts := 0; ; restarts++ {
+		started := time.Now()
+		err := s.runOnce(ctx, p, restarts)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) > devStableAfter {
+			backoff = devMinBackoff
+		}
+		s.printf("%s exited (%v); restarting in %s", p.name, err, backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, devMaxBackoff)
+	}
+}
+
+// runOnce runs the process until it exits or ctx ends; on ctx end it asks
+// the process to stop (SIGTERM) and kills it after a grace period.
+func (s *devSupervisor) runOnce(ctx context.Context, p devProcess, restarts int) error {
+	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open log: %w", err)
+	}
+	defer logFile.Close()
+	cmd := exec.Command(s.exe, p.args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Die with the dev command even if it is killed itself.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	verb := "started"
+	if restarts > 0 {
+		verb = fmt.Sprintf("restarted (restart #%d)", restarts)
+	}
+	s.printf("%-9s %s pid=%d node=%s admin=%s log=%s", p.name, verb, cmd.Process.Pid, p.nodeAddr, p.adminAddr, p.logPath)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			s.printf("%s stopped", p.name)
+			return err
+		case <-time.After(devStopGrace):
+			_ = cmd.Process.Kill()
+			s.printf("%s did not stop within %s; killed", p.name, devStopGrace)
+			return <-done
+		}
+	}
+}

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/spf13/cobra"
+
+	"github.com/tolerex/tolerex/actors/leader"
+	"github.com/tolerex/tolerex/actors/selector"
+	"github.com/tolerex/tolerex/actors/tree"
+	"github.com/tolerex/tolerex/cluster"
+	"github.com/tolerex/tolerex/cluster/certs"
+	"github.com/tolerex/tolerex/gateway"
+	"github.com/tolerex/tolerex/messages"
+)
+
+type gatewayFlags struct {
+	node          nodeFlags
+	clientAddr    string
+	tolerance     int
+	toleranceFile string
+	balancer      string
+	noPrompt      bool
+	storeTimeout  time.Duration
+	readTimeout   time.Duration
+}
+
+func newGatewayCommand() *cobra.Command {
+	var f gatewayFlags
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "Run a gateway node: the HaToKuSe server and the leader",
+		Long: `Run a gateway node. It serves HaToKuSe to clients on --client-addr, runs the
+leader that replicates every message to --tolerance members, and keeps the
+durable index under --data-dir. Members join it with --join <its --node-addr>.
+
+The tolerance comes from --tolerance (or TOLEREX_TOLERANCE); without it, from
+the file named by --tolerance-file holding a line TOLERANCE=N; without that, 2.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			tolerance, source, err := resolveTolerance(cmd.Flags().Changed("tolerance"), f.tolerance, f.toleranceFile)
+			if err != nil {
+				return err
+			}
+			f.tolerance = tolerance
+			return runGateway(cmd.Context(), f, source)
+		},
+	}
+	fs := cmd.Flags()
+	f.node.register(fs, "127.0.0.1:7000", "127.0.0.1:8000", "data/gateway")
+	fs.StringVar(&f.clientAddr, "client-addr", "127.0.0.1:6666", "host:port of the HaToKuSe client listener")
+	fs.IntVar(&f.tolerance, "tolerance", 2, fmt.Sprintf("members that store every message (1..%d)", leader.MaxTolerance))
+	fs.StringVar(&f.toleranceFile, "tolerance-file", "tolerance.conf", "file holding TOLERANCE=N, read when --tolerance is not given (a missing file is fine)")
+	fs.StringVar(&f.balancer, "balancer", string(selector.LeastLoaded), "replica selection: least_loaded or p2c (power of two choices)")
+	fs.BoolVar(&f.noPrompt, "no-prompt", false, "no banner and no `tolerex> ` prompt: for machine clients")
+	fs.DurationVar(&f.storeTimeout, "store-timeout", 2*time.Second, "time a member has to store a copy before another member replaces it")
+	fs.DurationVar(&f.readTimeout, "read-timeout", time.Second, "time a member has to serve a read before the next replica is tried")
+	return cmd
+}
+
+// resolveTolerance picks the tolerance: the flag when given, else the
+// tolerance file when it exists, else the flag's default.
+func resolveTolerance(flagGiven bool, flagValue int, file string) (int, string, error) {
+	if flagGiven || file == "" {
+		return flagValue, "--tolerance", nil
+	}
+	n, err := readToleranceFile(file)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return flagValue, "default", nil
+	case err != nil:
+		return 0, "", err
+	}
+	return n, file, nil
+}
+
+// readToleranceFile reads TOLERANCE=N from a file like the original
+// Tolerex's tolerance.conf; blank lines and # comments are allowed.
+func readToleranceFile(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		key, value, ok := strings.Cut(text, "=")
+		if !ok || strings.TrimSpace(key) != "TOLERANCE" {
+			return 0, fmt.Errorf("%s:%d: want TOLERANCE=N, got %q", path, line, text)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(value))
+		if err != nil {
+			return 0, fmt.Errorf("%s:%d: TOLERANCE must be a number: %w", path, line, err)
+		}
+		return n, nil
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	return 0, fmt.Errorf("%s: no TOLERANCE=N line", path)
+}
+
+func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) error {
+	if err := f.node.validate(); err != nil {
+		return err
+	}
+	policy, err := selector.ParsePolicy(f.balancer)
+	if err != nil {
+		return err
+	}
+	status := &leader.Status{}
+	leaderCfg := leader.Config{
+		Tolerance:    f.tolerance,
+		Balancer:     policy,
+		MetaDir:      filepath.Join(f.node.dataDir, "meta"),
+		Sync:         f.node.sync,
+		StoreTimeout: f.storeTimeout,
+		ReadTimeout:  f.readTimeout,
+		Status:       status,
+	}
+	if err := leaderCfg.Validate(); err != nil {
+		return err
+	}
+	clientLis, err := net.Listen("tcp", f.clientAddr)
+	if err != nil {
+		return fmt.Errorf("HaToKuSe listener: %w", err)
+	}
+	defer clientLis.Close()
+	ready := func() error {
+		if !status.Active.Load() {
+			return errors.New("leader not active yet")
+		}
+		return nil
+	}
+	node, admin, err := f.node.start(certs.RoleGateway, ready)
+	if err != nil {
+		return err
+	}
+	log := node.Logger
+	log.Info().Int("tolerance", f.tolerance).Str("tolerance_from", toleranceSource).Str("balancer", string(policy)).
+		Str("node", node.Address()).Str("admin", admin.Addr()).Str("client", clientLis.Addr().String()).Msg("starting gateway")
+
+	leaderCfg.Tree, leaderCfg.Logger = node.Tree, log
+	leaderCfg.Metrics = leader.NewMetrics(node.Registry, status)
+	root := node.System.Root
+	leaderPID, err := root.SpawnNamed(node.Tree.Props("leader", leader.New(leaderCfg)), messages.LeaderActor)
+	if err != nil {
+		return fmt.Errorf("spawn leader: %w", err)
+	}
+	gw, err := gateway.New(gateway.Config{
+		Listener:     clientLis,
+		Leader:       leaderPID,
+		Prompt:       !f.noPrompt,
+		MaxLineBytes: f.node.maxMessageBytes + 64,
+		Tree:         node.Tree,
+		Metrics:      gateway.NewMetrics(node.Registry),
+		Logger:       log,
+	})
+	if err != nil {
+		return err
+	}
+	gatewayPID, err := root.SpawnNamed(node.Tree.Props("gateway", gw), messages.GatewayActor)
+	if err != nil {
+		return fmt.Errorf("spawn gateway: %w", err)
+	}
+
+	admin.HandleFunc("GET /api/cluster", func(w http.ResponseWriter, _ *http.Request) {
+		st, err := leader.RequestStatus(root, leaderPID, 2*time.Second)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		cluster.WriteJSON(w, st)
+	})
+	admin.HandleFunc("GET /api/tree", func(w http.ResponseWriter, _ *http.Request) {
+		cluster.WriteJSON(w, clusterTree(node, leaderPID))
+	})
+	admin.Serve()
+
+	<-ctx.Done()
+	log.Info().Msg("shutting down")
+	_ = root.StopFuture(gatewayPID).Wait()
+	_ = root.StopFuture(leaderPID).Wait()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = admin.Shutdown(shutdownCtx)
+	node.Stop()
+	log.Info().Msg("stopped")
+	return nil
+}
+
+// clusterTree gathers the supervision tree of the gateway and of every
+// member it knows, asking live members in parallel.
+func clusterTree(node *cluster.Node, leaderPID *actor.PID) tree.ClusterView {
+	view := tree.ClusterView{Nodes: []tree.NodeView{tree.ViewOf(node.Tree.Local(node.Address(), string(certs.RoleGateway), ""))}}
+	st, err := leader.RequestStatus(node.System.Root, leaderPID, 2*time.Second)
+	if err != nil {
+		view.Nodes[0].Error = err.Error()
+		return view
+	}
+	members := make([]tree.NodeView, len(st.Members))
+	var wg sync.WaitGroup
+	for i, m := range st.Members {
+		members[i] = tree.NodeView{NodeAddress: m.NodeAddress, Role: string(certs.RoleMember), MemberID: m.ID, Actors: []tree.ActorView{}}
+		if !m.Alive {
+			members[i].Error = "member is down"
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pid := actor.NewPID(m.NodeAddress, messages.MemberActor)
+			res, err := node.System.Root.RequestFuture(pid, &messages.TreeRequest{}, time.Second).Result()
+			reply, ok := res.(*messages.TreeReply)
+			switch {
+			case err != nil:
+				members[i].Error = err.Error()
+			case !ok:
+				members[i].Error = fmt.Sprintf("unexpected reply %T", res)
+			default:
+				members[i] = tree.ViewOf(reply.GetTree())
+			}
+		}()
+	}
+	wg.Wait()
+	view.Nodes = append(view.Nodes, members...)
+	return view
+}

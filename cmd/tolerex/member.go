@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tolerex/tolerex/actors/member"
+	"github.com/tolerex/tolerex/actors/tree"
+	"github.com/tolerex/tolerex/cluster"
+	"github.com/tolerex/tolerex/cluster/certs"
+	"github.com/tolerex/tolerex/messages"
+)
+
+type memberFlags struct {
+	node           nodeFlags
+	join           string
+	faultInjection bool
+	heartbeat      time.Duration
+}
+
+func newMemberCommand() *cobra.Command {
+	var f memberFlags
+	cmd := &cobra.Command{
+		Use:   "member",
+		Short: "Run a member node: durable storage for replicated messages",
+		Long: `Run a member node. It stores message copies durably under --data-dir,
+registers with the gateway given by --join (the gateway's --node-addr) and
+heartbeats to it. A member keeps its identity in --data-dir/member.id, so a
+restart with the same data dir rejoins as the same member with its data.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runMember(cmd.Context(), f)
+		},
+	}
+	fs := cmd.Flags()
+	f.node.register(fs, "127.0.0.1:7001", "127.0.0.1:8001", "")
+	fs.StringVar(&f.join, "join", "127.0.0.1:7000", "the gateway's node address (its --node-addr)")
+	fs.BoolVar(&f.faultInjection, "fault-injection", false, "accept POST /debug/fault/storage-panic on the admin port (crash tests only)")
+	fs.DurationVar(&f.heartbeat, "heartbeat", 500*time.Millisecond, "interval between heartbeats to the gateway")
+	return cmd
+}
+
+func runMember(ctx context.Context, f memberFlags) error {
+	if err := f.node.validate(); err != nil {
+		return fmt.Errorf("%w (each member needs its own)", err)
+	}
+	if f.join == "" {
+		return errors.New("--join is required: the gateway's --node-addr")
+	}
+	if f.heartbeat <= 0 {
+		return errors.New("--heartbeat must be positive")
+	}
+	status := &member.Status{}
+	ready := func() error {
+		switch {
+		case status.GaveUp.Load():
+			return errors.New("storage actor kept crashing and was stopped")
+		case !status.StorageReady.Load():
+			return errors.New("storage not open")
+		case !status.Registered.Load():
+			return errors.New("not registered with the gateway yet")
+		}
+		return nil
+	}
+	node, admin, err := f.node.start(certs.RoleMember, ready)
+	if err != nil {
+		return err
+	}
+	log := node.Logger
+	memberID, err := loadMemberID(f.node.dataDir)
+	if err != nil {
+		return err
+	}
+	log = log.With().Str("member", memberID).Logger()
+	log.Info().Str("node", node.Address()).Str("admin", admin.Addr()).Str("join", f.join).Str("data_dir", f.node.dataDir).Msg("starting member")
+
+	cfg := member.Config{
+		MemberID:          memberID,
+		AdminAddress:      admin.Addr(),
+		GatewayAddress:    f.join,
+		HeartbeatInterval: f.heartbeat,
+		Restart:           member.DefaultRestartPolicy(),
+		Storage: member.StorageConfig{
+			Dir:     filepath.Join(f.node.dataDir, "store"),
+			Sync:    f.node.sync,
+			Metrics: member.NewStorageMetrics(node.Registry, status),
+		},
+		Tree:   node.Tree,
+		Status: status,
+		Logger: log,
+	}
+	root := node.System.Root
+	pid, err := root.SpawnNamed(node.Tree.Props("member", member.NewSupervisor(cfg)), messages.MemberActor)
+	if err != nil {
+		return fmt.Errorf("spawn member supervisor: %w", err)
+	}
+	admin.HandleFunc("GET /api/tree", func(w http.ResponseWriter, _ *http.Request) {
+		cluster.WriteJSON(w, treeOfNode(node, string(certs.RoleMember), memberID))
+	})
+	admin.HandleFunc("GET /api/cluster", func(w http.ResponseWriter, _ *http.Request) {
+		cluster.WriteJSON(w, memberView{
+			Role: "member", MemberID: memberID, NodeAddress: node.Address(), Gateway: f.join,
+			Registered: status.Registered.Load(), Slot: status.Slot.Load(),
+			StorageReady: status.StorageReady.Load(), Messages: status.Messages.Load(), Bytes: status.Bytes.Load(),
+		})
+	})
+	if f.faultInjection {
+		log.Warn().Msg("--fault-injection: POST /debug/fault/storage-panic crashes the storage actor")
+		storage := node.System.NewLocalPID(messages.StorageActor)
+		admin.HandleFunc("POST /debug/fault/storage-panic", func(w http.ResponseWriter, _ *http.Request) {
+			root.Send(storage, &member.InjectPanic{})
+			fmt.Fprintln(w, "storage actor told to panic")
+		})
+	}
+	admin.Serve()
+
+	<-ctx.Done()
+	log.Info().Msg("shutting down")
+	_ = root.StopFuture(pid).Wait()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = admin.Shutdown(shutdownCtx)
+	node.Stop()
+	log.Info().Msg("stopped")
+	return nil
+}
+
+// memberView is a member's /api/cluster: its own view; the gateway's
+// /api/cluster has the whole cluster.
+type memberView struct {
+	Role         string `json:"role"`
+	MemberID     string `json:"member_id"`
+	NodeAddress  string `json:"node_address"`
+	Gateway      string `json:"gateway"`
+	Registered   bool   `json:"registered"`
+	Slot         uint32 `json:"slot"`
+	StorageReady bool   `json:"storage_ready"`
+	Messages     uint64 `json:"messages"`
+	Bytes        uint64 `json:"bytes"`
+}
+
+// loadMemberID reads the member's stable id from its data dir, creating
+// it on first start.
+func loadMemberID(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "member.id")
+	data, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(data))
+		if id == "" {
+			return "", fmt.Errorf("%s is empty; delete it to get a new member id", path)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read member id: %w", err)
+	}
+	raw := make([]byte, 6)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("generate member id: %w", err)
+	}
+	id := "m-" + hex.EncodeToString(raw)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write member id: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("write member id: %w", err)
+	}
+	return id, nil
+}
+
+func treeOfNode(node *cluster.Node, role, memberID string) any {
+	return tree.ClusterView{Nodes: []tree.NodeView{tree.ViewOf(node.Tree.Local(node.Address(), role, memberID))}}
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+
+	"github.com/tolerex/tolerex/cluster"
+	"github.com/tolerex/tolerex/cluster/certs"
+	"github.com/tolerex/tolerex/gateway"
+)
+
+// nodeFlags are the flags every node (gateway or member) takes.
+type nodeFlags struct {
+	nodeAddr        string
+	adminAddr       string
+	dataDir         string
+	tlsDir          string
+	insecure        bool
+	sync            bool
+	logLevel        string
+	maxMessageBytes int
+}
+
+func (f *nodeFlags) register(fs *pflag.FlagSet, nodeAddr, adminAddr, dataDir string) {
+	fs.StringVar(&f.nodeAddr, "node-addr", nodeAddr, "host:port of this node's remote (actor) endpoint; other nodes connect here")
+	fs.StringVar(&f.adminAddr, "admin-addr", adminAddr, "host:port of the admin HTTP server (/healthz, /readyz, /metrics, /api/cluster, /api/tree, /debug/pprof)")
+	fs.StringVar(&f.dataDir, "data-dir", dataDir, "directory for this node's durable data")
+	fs.StringVar(&f.tlsDir, "tls-dir", "", "directory with ca.crt and this role's certificate pair (from `tolerex certs`)")
+	fs.BoolVar(&f.insecure, "insecure", false, "run the node-to-node traffic in plaintext (no --tls-dir needed); never in production")
+	fs.BoolVar(&f.sync, "sync", true, "fsync before acknowledging writes; --sync=false is UNSAFE: a crash of the process or the machine can lose acknowledged writes")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
+	fs.IntVar(&f.maxMessageBytes, "max-message-bytes", gateway.DefaultMaxMessageBytes, "largest message a client may store")
+}
+
+func (f *nodeFlags) validate() error {
+	if f.dataDir == "" {
+		return fmt.Errorf("--data-dir is required")
+	}
+	if f.maxMessageBytes < 1 {
+		return fmt.Errorf("--max-message-bytes must be positive")
+	}
+	return nil
+}
+
+// start opens the logger, the metrics registry, the admin listener and the
+// actor system with remote, in that order, so that a bad flag or a port in
+// use fails before anything runs.
+func (f *nodeFlags) start(role certs.Role, ready func() error) (*cluster.Node, *cluster.Admin, error) {
+	log, err := cluster.NewLogger(os.Stderr, f.logLevel)
+	if err != nil {
+		return nil, nil, err
+	}
+	log = log.With().Str("role", string(role)).Logger()
+	if !f.sync {
+		log.Warn().Msg("--sync=false: writes are acknowledged before they reach the disk; a process or machine crash can lose them")
+	}
+	if f.insecure {
+		log.Warn().Msg("--insecure: node-to-node traffic is plaintext and unauthenticated")
+	}
+	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("create data dir: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	admin, err := cluster.NewAdmin(f.adminAddr, reg, ready, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	node, err := cluster.StartNode(cluster.NodeOptions{
+		Role:            role,
+		NodeAddress:     f.nodeAddr,
+		TLSDir:          f.tlsDir,
+		Insecure:        f.insecure,
+		MaxMessageBytes: f.maxMessageBytes,
+		Logger:          log,
+		Registry:        reg,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return node, admin, nil
+}
