@@ -97,9 +97,12 @@ func (s *State) applyPut(p *messages.PutEntry) (Effect, error) {
 	if len(p.GetReplicas()) == 0 {
 		return Effect{}, fmt.Errorf("apply put %d: no replicas", p.GetId())
 	}
-	for _, slot := range p.GetReplicas() {
+	for i, slot := range p.GetReplicas() {
 		if int(slot) >= len(s.members) {
 			return Effect{}, fmt.Errorf("apply put %d: unknown member slot %d", p.GetId(), slot)
+		}
+		if slices.Contains(p.GetReplicas()[:i], slot) {
+			return Effect{}, fmt.Errorf("apply put %d: member slot %d named twice", p.GetId(), slot)
 		}
 	}
 	old, existed := s.index[p.GetId()]
@@ -264,6 +267,9 @@ func Restore(snap *messages.MetaSnapshot) (*State, error) {
 	s := New()
 	s.epoch = snap.GetEpoch()
 	for _, m := range snap.GetMembers() {
+		if _, dup := s.slotOf[m.GetMemberId()]; dup {
+			return nil, fmt.Errorf("restore snapshot: member %q appears twice", m.GetMemberId())
+		}
 		if _, err := s.applyMember(m); err != nil {
 			return nil, fmt.Errorf("restore snapshot: %w", err)
 		}
@@ -273,9 +279,12 @@ func Restore(snap *messages.MetaSnapshot) (*State, error) {
 		if len(rs.GetSlots()) == 0 {
 			return nil, fmt.Errorf("restore snapshot: replica set %d is empty", i)
 		}
-		for _, slot := range rs.GetSlots() {
+		for j, slot := range rs.GetSlots() {
 			if int(slot) >= len(s.members) {
 				return nil, fmt.Errorf("restore snapshot: replica set %d names unknown slot %d", i, slot)
+			}
+			if slices.Contains(rs.GetSlots()[:j], slot) {
+				return nil, fmt.Errorf("restore snapshot: replica set %d names slot %d twice", i, slot)
 			}
 		}
 		setMap[i] = s.intern(rs.GetSlots())

@@ -57,10 +57,11 @@ func New(policy Policy, seed uint64) *Selector {
 	}
 }
 
-// SetLive replaces the set of live members.
+// SetLive replaces the set of live members; a slot named twice counts once.
 func (s *Selector) SetLive(live []uint32) {
 	s.live = slices.Clone(live)
 	slices.Sort(s.live)
+	s.live = slices.Compact(s.live)
 }
 
 // SetLoad replaces the per-member load.

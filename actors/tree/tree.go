@@ -53,8 +53,17 @@ func (r *Registry) Props(kind string, producer actor.Producer, opts ...actor.Pro
 				defer r.stopped(ctx.Self())
 			}
 			depth.busy.Add(1)
-			defer depth.busy.Add(-1)
+			handled := false
+			defer func() {
+				depth.busy.Add(-1)
+				if !handled {
+					// The handler panicked: the mailbox skips MessageReceived
+					// for the message, so take it off the depth here.
+					depth.depth.Add(-1)
+				}
+			}()
 			next(ctx, env)
+			handled = true
 		}
 	}
 	all := append([]actor.PropsOption{
