@@ -100,6 +100,9 @@ type leader struct {
 	state      *meta.State
 	appliedSeq uint64
 	active     bool
+	startedAt  time.Time
+	// early holds requests that arrived before the leader became active.
+	early []queued
 
 	selector   *actor.PID
 	membership *actor.PID
@@ -160,7 +163,7 @@ func (l *leader) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		l.stop(ctx, "leader stopping")
 	case *messages.ClientRequest:
-		l.clientRequest(ctx, msg)
+		l.clientRequest(ctx, ctx.Sender(), msg)
 	case *messages.ReplicasSelected:
 		l.replicasSelected(ctx, msg)
 	case *messages.StoreAck:
@@ -183,10 +186,19 @@ func (l *leader) Receive(ctx actor.Context) {
 		}
 	case *statusRequest:
 		ctx.Respond(l.status(ctx))
+	case *locateRequest:
+		ctx.Respond(l.locate(msg.id))
 	case tick:
 		l.tick(ctx)
+	case *InjectPanic:
+		l.log.Warn().Msg("fault injection: leader panics now")
+		panic("injected leader fault")
 	}
 }
+
+// InjectPanic makes the leader panic; gateways started with
+// --fault-injection send it on POST /debug/fault/leader-panic.
+type InjectPanic struct{}
 
 func (l *leader) start(ctx actor.Context) {
 	l.requests = make(map[uint64]*outstanding)
@@ -205,6 +217,7 @@ func (l *leader) start(ctx actor.Context) {
 	}
 	l.metaLog = mlog
 	started := time.Now()
+	l.startedAt = started
 	state, applied, err := loadState(mlog)
 	if err != nil {
 		_ = mlog.Close()
@@ -244,6 +257,10 @@ func (l *leader) stop(ctx actor.Context, reason string) {
 		l.stopTicks()
 	}
 	l.failQueued(ctx, reason) // first, so failing a write starts nothing
+	for _, q := range l.early {
+		l.replyError(ctx, q.client, q.req.GetRequestId(), reason)
+	}
+	l.early = nil
 	failed := make(map[*write]bool)
 	for _, o := range l.requests {
 		switch {
@@ -421,13 +438,8 @@ func (l *leader) afterApply(ctx actor.Context, p *proposal, eff meta.Effect, rep
 			return // a previous incarnation's epoch
 		}
 		l.counter = 0
-		if l.epochPending {
-			l.epochPending = false
-			if !l.active {
-				l.active = true
-				l.log.Info().Uint64("epoch", l.state.Epoch()).Msg("leader active")
-			}
-		}
+		l.epochPending = false
+		l.maybeActivate(ctx)
 	}
 }
 
@@ -513,10 +525,13 @@ func (l *leader) replyError(ctx actor.Context, client *actor.PID, request uint64
 	l.reply(ctx, client, &messages.ClientReply{RequestId: request, Code: messages.ReplyCode_REPLY_ERROR, Error: reason})
 }
 
-func (l *leader) clientRequest(ctx actor.Context, msg *messages.ClientRequest) {
-	client := ctx.Sender()
+func (l *leader) clientRequest(ctx actor.Context, client *actor.PID, msg *messages.ClientRequest) {
 	if !l.active {
-		l.replyError(ctx, client, msg.GetRequestId(), "leader is not active yet; retry shortly")
+		if len(l.early) >= maxEarlyRequests {
+			l.replyError(ctx, client, msg.GetRequestId(), "leader is starting; retry shortly")
+			return
+		}
+		l.early = append(l.early, queued{client: client, req: msg})
 		return
 	}
 	switch msg.GetOp() {
@@ -537,7 +552,33 @@ func (l *leader) startDelete(ctx actor.Context, client *actor.PID, msg *messages
 	l.propose(&proposal{entry: entry, client: client, request: msg.GetRequestId(), started: time.Now()})
 }
 
+// maybeActivate starts serving once the new epoch is durable and either
+// every registered member has reported in or a heartbeat timeout has
+// passed since the start (a member that does not report by then is down).
+// Requests that arrived meanwhile waited in l.early instead of failing.
+func (l *leader) maybeActivate(ctx actor.Context) {
+	if l.active || l.epochPending {
+		return
+	}
+	if l.liveCount() < len(l.members) && time.Since(l.startedAt) < l.cfg.HeartbeatTimeout {
+		return
+	}
+	l.active = true
+	l.log.Info().Uint64("epoch", l.state.Epoch()).Int("live_members", l.liveCount()).
+		Int("waiting_requests", len(l.early)).Dur("after", time.Since(l.startedAt)).Msg("leader active")
+	early := l.early
+	l.early = nil
+	for _, q := range early {
+		l.clientRequest(ctx, q.client, q.req)
+	}
+	l.publishStatus()
+}
+
+// maxEarlyRequests bounds the requests held while the leader starts.
+const maxEarlyRequests = 100_000
+
 func (l *leader) tick(ctx actor.Context) {
+	l.maybeActivate(ctx)
 	l.expire(ctx, time.Now())
 	l.ticks++
 	if l.ticks%loadReportTicks == 0 {

@@ -212,6 +212,7 @@ func (l *leader) memberUpdate(ctx actor.Context, u *memberUpdate) {
 		return
 	}
 	l.pushLiveSet(ctx)
+	l.maybeActivate(ctx)
 	if !v.usable() {
 		l.memberDown(ctx, u.slot)
 	}

@@ -100,3 +100,44 @@ func RequestStatus(root *actor.RootContext, pid *actor.PID, timeout time.Duratio
 	}
 	return st, nil
 }
+
+// Location is where one message is stored, served as /api/messages/{id}.
+type Location struct {
+	ID       int64          `json:"id"`
+	Found    bool           `json:"found"`
+	Version  uint64         `json:"version,omitempty"`
+	Replicas []MemberStatus `json:"replicas,omitempty"`
+}
+
+type locateRequest struct{ id int64 }
+
+func (l *leader) locate(id int64) *Location {
+	loc := &Location{ID: id}
+	version, replicas, ok := l.state.Lookup(id)
+	if !ok {
+		return loc
+	}
+	loc.Found, loc.Version = true, version
+	for _, slot := range replicas {
+		m, _ := l.state.Member(slot)
+		ms := MemberStatus{Slot: slot, ID: m.ID, NodeAddress: m.NodeAddress, AdminAddress: m.AdminAddress}
+		if v := l.slot(slot); v != nil {
+			ms.Alive, ms.StorageReady = v.alive, v.ready
+		}
+		loc.Replicas = append(loc.Replicas, ms)
+	}
+	return loc
+}
+
+// RequestLocation asks the leader at pid where a message is stored.
+func RequestLocation(root *actor.RootContext, pid *actor.PID, id int64, timeout time.Duration) (*Location, error) {
+	res, err := root.RequestFuture(pid, &locateRequest{id: id}, timeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ask leader where %d is: %w", id, err)
+	}
+	loc, ok := res.(*Location)
+	if !ok {
+		return nil, fmt.Errorf("ask leader where %d is: unexpected reply %T", id, res)
+	}
+	return loc, nil
+}

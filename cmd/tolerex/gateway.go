@@ -23,18 +23,21 @@ import (
 	"github.com/tolerex/tolerex/cluster"
 	"github.com/tolerex/tolerex/cluster/certs"
 	"github.com/tolerex/tolerex/gateway"
+	"github.com/tolerex/tolerex/gateway/codec"
 	"github.com/tolerex/tolerex/messages"
 )
 
 type gatewayFlags struct {
-	node          nodeFlags
-	clientAddr    string
-	tolerance     int
-	toleranceFile string
-	balancer      string
-	noPrompt      bool
-	storeTimeout  time.Duration
-	readTimeout   time.Duration
+	node           nodeFlags
+	clientAddr     string
+	tolerance      int
+	toleranceFile  string
+	balancer       string
+	noPrompt       bool
+	storeTimeout   time.Duration
+	readTimeout    time.Duration
+	snapshotEvery  int
+	faultInjection bool
 }
 
 func newGatewayCommand() *cobra.Command {
@@ -67,6 +70,8 @@ the file named by --tolerance-file holding a line TOLERANCE=N; without that, 2.`
 	fs.BoolVar(&f.noPrompt, "no-prompt", false, "no banner and no `tolerex> ` prompt: for machine clients")
 	fs.DurationVar(&f.storeTimeout, "store-timeout", 2*time.Second, "time a member has to store a copy before another member replaces it")
 	fs.DurationVar(&f.readTimeout, "read-timeout", time.Second, "time a member has to serve a read before the next replica is tried")
+	fs.BoolVar(&f.faultInjection, "fault-injection", false, "accept POST /debug/fault/leader-panic on the admin port (crash tests only)")
+	fs.IntVar(&f.snapshotEvery, "snapshot-min-entries", 100_000, "fewest metadata log entries between snapshots (a snapshot is also not taken before as many entries as there are messages)")
 	return cmd
 }
 
@@ -133,6 +138,8 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 		StoreTimeout: f.storeTimeout,
 		ReadTimeout:  f.readTimeout,
 		Status:       status,
+
+		SnapshotMinEntries: f.snapshotEvery,
 	}
 	if err := leaderCfg.Validate(); err != nil {
 		return err
@@ -159,7 +166,7 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 	leaderCfg.Tree, leaderCfg.Logger = node.Tree, log
 	leaderCfg.Metrics = leader.NewMetrics(node.Registry, status)
 	root := node.System.Root
-	leaderPID, err := root.SpawnNamed(node.Tree.Props("leader", leader.New(leaderCfg)), messages.LeaderActor)
+	leaderPID, err := root.Copy().WithGuardian(leader.Strategy(log)).SpawnNamed(node.Tree.Props("leader", leader.New(leaderCfg)), messages.LeaderActor)
 	if err != nil {
 		return fmt.Errorf("spawn leader: %w", err)
 	}
@@ -188,9 +195,29 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 		}
 		cluster.WriteJSON(w, st)
 	})
+	admin.HandleFunc("GET /api/messages/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id, ok := codec.ParseID([]byte(r.PathValue("id")))
+		if !ok {
+			http.Error(w, "id must be a signed 64-bit integer", http.StatusBadRequest)
+			return
+		}
+		loc, err := leader.RequestLocation(root, leaderPID, id, 2*time.Second)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		cluster.WriteJSON(w, loc)
+	})
 	admin.HandleFunc("GET /api/tree", func(w http.ResponseWriter, _ *http.Request) {
 		cluster.WriteJSON(w, clusterTree(node, leaderPID))
 	})
+	if f.faultInjection {
+		log.Warn().Msg("--fault-injection: POST /debug/fault/leader-panic crashes the leader")
+		admin.HandleFunc("POST /debug/fault/leader-panic", func(w http.ResponseWriter, _ *http.Request) {
+			root.Send(leaderPID, &leader.InjectPanic{})
+			fmt.Fprintln(w, "leader told to panic")
+		})
+	}
 	admin.Serve()
 
 	<-ctx.Done()

@@ -26,6 +26,8 @@ type memberFlags struct {
 	join           string
 	faultInjection bool
 	heartbeat      time.Duration
+	maxRestarts    int
+	maxBackoff     time.Duration
 }
 
 func newMemberCommand() *cobra.Command {
@@ -47,6 +49,9 @@ restart with the same data dir rejoins as the same member with its data.`,
 	fs.StringVar(&f.join, "join", "127.0.0.1:7000", "the gateway's node address (its --node-addr)")
 	fs.BoolVar(&f.faultInjection, "fault-injection", false, "accept POST /debug/fault/storage-panic on the admin port (crash tests only)")
 	fs.DurationVar(&f.heartbeat, "heartbeat", 500*time.Millisecond, "interval between heartbeats to the gateway")
+	def := member.DefaultRestartPolicy()
+	fs.IntVar(&f.maxRestarts, "storage-max-restarts", def.MaxRestarts, fmt.Sprintf("restarts of a crashing storage actor allowed within %s before it is stopped for good", def.Window))
+	fs.DurationVar(&f.maxBackoff, "storage-max-backoff", def.MaxBackoff, fmt.Sprintf("longest wait before restarting a crashed storage actor (the wait starts at %s and doubles)", def.InitialBackoff))
 	return cmd
 }
 
@@ -59,6 +64,11 @@ func runMember(ctx context.Context, f memberFlags) error {
 	}
 	if f.heartbeat <= 0 {
 		return errors.New("--heartbeat must be positive")
+	}
+	restart := member.DefaultRestartPolicy()
+	restart.MaxRestarts, restart.MaxBackoff = f.maxRestarts, f.maxBackoff
+	if restart.MaxRestarts < 0 || restart.MaxBackoff < restart.InitialBackoff {
+		return fmt.Errorf("--storage-max-restarts must be >= 0 and --storage-max-backoff >= %s", restart.InitialBackoff)
 	}
 	status := &member.Status{}
 	ready := func() error {
@@ -89,7 +99,7 @@ func runMember(ctx context.Context, f memberFlags) error {
 		AdminAddress:      admin.Addr(),
 		GatewayAddress:    f.join,
 		HeartbeatInterval: f.heartbeat,
-		Restart:           member.DefaultRestartPolicy(),
+		Restart:           restart,
 		Storage: member.StorageConfig{
 			Dir:     filepath.Join(f.node.dataDir, "store"),
 			Sync:    f.node.sync,
