@@ -1,0 +1,52 @@
+# Tolerex build, run and test entry points. `make run` starts a local
+# cluster; `make test` runs every test. Both need only Go (generated code is
+# committed); `make generate` also needs protoc and installs it if it can.
+
+GO          ?= go
+BIN         := bin/tolerex
+PROTOC_GEN_GO_VERSION := v1.36.12
+FUZZTIME    ?= 5m
+
+.PHONY: all build run test lint unit e2e generate fuzz clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/tolerex
+
+# A local cluster: a gateway and 3 members (tolerance 2) as separate
+# processes, HaToKuSe on 127.0.0.1:6666. Ctrl-C stops it; data stays in data/dev.
+run: build
+	$(BIN) dev
+
+# Everything CI runs: formatting and vet, unit tests with the race
+# detector, the end-to-end tests (real processes, SIGKILL), and a short
+# fuzz run of the protocol codec.
+test: lint
+	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -run '^$$' -fuzz=FuzzParse -fuzztime=20s ./gateway/codec
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
+
+e2e:
+	$(GO) test -race -count=1 -v ./e2e
+
+# Regenerate the protobuf code with a pinned protoc-gen-go.
+generate:
+	@command -v protoc >/dev/null || { \
+		echo "protoc not found; installing Debian's protobuf-compiler"; \
+		apt-get update -qq && apt-get install -y -qq protobuf-compiler; }
+	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	protoc --plugin=protoc-gen-go=bin/protoc-gen-go --go_out=. --go_opt=paths=source_relative messages/*.proto
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./gateway/codec
+
+clean:
+	rm -rf bin data
