@@ -211,7 +211,7 @@ func recoverStream(log zerolog.Logger) grpc.StreamServerInterceptor {
 // node's Prometheus registry. protoactor reads the global meter provider,
 // so this sets it: one registry per process.
 func meterProvider(reg *prometheus.Registry) (metric.MeterProvider, error) {
-	exporter, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo())
+	exporter, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo(), otelprom.WithoutUnits())
 	if err != nil {
 		return nil, fmt.Errorf("prometheus exporter for actor metrics: %w", err)
 	}
