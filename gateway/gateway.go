@@ -25,7 +25,10 @@ type Config struct {
 	Leader *actor.PID
 	// Prompt turns on the banner and the "tolerex> " prompt.
 	Prompt bool
-	// MaxLineBytes bounds a request line, terminator included.
+	// MaxMessageBytes bounds a SET message.
+	MaxMessageBytes int
+	// MaxLineBytes bounds a request line, terminator included; 0 means
+	// MaxMessageBytes plus room for "SET <id> " and the terminator.
 	MaxLineBytes int
 	// MaxPipeline bounds the requests one connection may have in flight;
 	// a client that pipelines more is simply not read until replies drain.
@@ -44,16 +47,15 @@ const (
 	lineOverhead = 64
 )
 
-// DefaultMaxLineBytes is the line bound that fits the largest default
-// message.
-const DefaultMaxLineBytes = DefaultMaxMessageBytes + lineOverhead
-
 func (c *Config) validate() error {
 	if c.Listener == nil || c.Leader == nil || c.Tree == nil {
 		return errors.New("gateway config needs a listener, a leader and a tree registry")
 	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
 	if c.MaxLineBytes <= 0 {
-		c.MaxLineBytes = DefaultMaxLineBytes
+		c.MaxLineBytes = c.MaxMessageBytes + lineOverhead
 	}
 	if c.MaxPipeline <= 0 {
 		c.MaxPipeline = DefaultMaxPipeline

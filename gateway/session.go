@@ -129,6 +129,11 @@ func (s *session) command(ctx actor.Context, msg *command) {
 	info := commandInfo{kind: msg.cmd.Kind, start: msg.start}
 	switch msg.cmd.Kind {
 	case codec.KindSet, codec.KindGet, codec.KindDel:
+		if len(msg.cmd.Message) > s.cfg.MaxMessageBytes {
+			s.local(ctx, commandInfo{kind: codec.KindInvalid, start: msg.start},
+				fmt.Sprintf("%smessage too long (max %d bytes)", codec.ErrorPrefix, s.cfg.MaxMessageBytes), false)
+			return
+		}
 		seq := s.nextSeq
 		s.nextSeq++
 		s.inflight[seq] = info
@@ -275,11 +280,17 @@ func readLoop(conn net.Conn, maxLine int, window chan<- struct{}, done <-chan st
 				continue
 			}
 			long = nil
-			if err := discardLine(r); err != nil {
-				send(&readerDone{err: err})
-				return
+			err := discardLine(r)
+			if err == nil || errors.Is(err, io.EOF) {
+				if !emit(&lineTooLong{start: start}) {
+					return
+				}
 			}
-			if !emit(&lineTooLong{start: start}) {
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+				send(&readerDone{err: err})
 				return
 			}
 			continue

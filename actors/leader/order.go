@@ -55,10 +55,15 @@ func (l *leader) finish(ctx actor.Context, id int64) {
 	delete(l.busy, id)
 	for i, next := range q.waiting {
 		l.dispatch(ctx, next.client, next.req)
-		if next.req.GetOp() != messages.Op_OP_GET {
-			l.busy[id].waiting = append(l.busy[id].waiting, q.waiting[i+1:]...)
+		if next.req.GetOp() == messages.Op_OP_GET {
+			continue
+		}
+		if held, busy := l.busy[id]; busy {
+			held.waiting = append(held.waiting, q.waiting[i+1:]...)
 			return
 		}
+		// That write finished at once (a DEL of a missing id, a write that
+		// failed straight away) and released the id: go on.
 	}
 }
 

@@ -58,6 +58,9 @@ the file named by --tolerance-file holding a line TOLERANCE=N; without that, 2.`
 				return err
 			}
 			f.tolerance = tolerance
+			if tolerance < 1 || tolerance > leader.MaxTolerance {
+				return fmt.Errorf("tolerance %d (from %s) out of range 1..%d", tolerance, source, leader.MaxTolerance)
+			}
 			return runGateway(cmd.Context(), f, source)
 		},
 	}
@@ -171,13 +174,13 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 		return fmt.Errorf("spawn leader: %w", err)
 	}
 	gw, err := gateway.New(gateway.Config{
-		Listener:     clientLis,
-		Leader:       leaderPID,
-		Prompt:       !f.noPrompt,
-		MaxLineBytes: f.node.maxMessageBytes + 64,
-		Tree:         node.Tree,
-		Metrics:      gateway.NewMetrics(node.Registry),
-		Logger:       log,
+		Listener:        clientLis,
+		Leader:          leaderPID,
+		Prompt:          !f.noPrompt,
+		MaxMessageBytes: f.node.maxMessageBytes,
+		Tree:            node.Tree,
+		Metrics:         gateway.NewMetrics(node.Registry),
+		Logger:          log,
 	})
 	if err != nil {
 		return err
