@@ -87,8 +87,17 @@ func (b *slogBridge) Handle(_ context.Context, r slog.Record) error {
 		switch key {
 		case "lib", "system":
 			return true // constant noise
+		case zerolog.LevelFieldName, zerolog.TimestampFieldName, zerolog.MessageFieldName:
+			key = "attr_" + key // never shadow the record's own fields
 		}
-		ev = ev.Interface(key, a.Value.Resolve().Any())
+		switch v := a.Value.Resolve().Any().(type) {
+		case error:
+			ev = ev.Str(key, v.Error())
+		case fmt.Stringer:
+			ev = ev.Str(key, v.String())
+		default:
+			ev = ev.Interface(key, v)
+		}
 		return true
 	}
 	for _, a := range b.attrs {

@@ -60,6 +60,7 @@ type memberState struct {
 	registered                    bool
 	registering                   time.Time // when registration was last asked for
 	alive, ready                  bool
+	lastReady                     bool // storage readiness in the last heartbeat
 	lastHeard                     time.Time
 	quarantinedUntil              time.Time
 	messages, bytes               uint64
@@ -124,7 +125,7 @@ func (m *membership) heartbeat(ctx actor.Context, hb *messages.MemberHeartbeat) 
 		st.registered = false // the new addresses must reach the log first
 	}
 	st.pid = ctx.Sender()
-	st.lastHeard = now
+	st.lastHeard, st.lastReady = now, hb.GetStorageReady()
 	st.messages, st.bytes = hb.GetMessages(), hb.GetBytes()
 	if !st.registered {
 		if now.Sub(st.registering) > registrationRetry {
@@ -150,6 +151,14 @@ func (m *membership) registered(ctx actor.Context, msg *memberRegistered) {
 		return
 	}
 	st.registering, st.registered, st.slot = time.Time{}, true, msg.slot
+	// The registration answers the heartbeat that asked for it: the member
+	// is up as of that heartbeat, so it is usable before it learns it is
+	// registered (and reports itself ready).
+	if time.Since(st.lastHeard) <= m.cfg.HeartbeatTimeout {
+		st.alive, st.ready = true, st.lastReady
+		m.log.Info().Str("member", st.id).Uint32("slot", st.slot).Str("node", st.nodeAddress).Bool("storage_ready", st.ready).Msg("member is up")
+		m.update(ctx, st)
+	}
 	if st.pid != nil {
 		ctx.Send(st.pid, &messages.HeartbeatAck{Slot: st.slot})
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -194,7 +195,7 @@ func waitReady(ctx context.Context, procs []devProcess, limit time.Duration) boo
 				}
 			}
 		}
-		if ready == len(procs) {
+		if ready == len(procs) && liveMembers(client, procs[0].adminAddr) == len(procs)-1 {
 			return true
 		}
 		select {
@@ -204,6 +205,22 @@ func waitReady(ctx context.Context, procs []devProcess, limit time.Duration) boo
 		}
 	}
 	return false
+}
+
+// liveMembers asks a gateway how many members it sees live, or -1.
+func liveMembers(client *http.Client, adminAddr string) int {
+	resp, err := client.Get("http://" + adminAddr + "/api/cluster")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var st struct {
+		LiveMembers int `json:"live_members"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil {
+		return -1
+	}
+	return st.LiveMembers
 }
 
 // devSupervisor restarts dev processes that die, with backoff.
