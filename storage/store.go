@@ -3,12 +3,13 @@ package storage
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/rs/zerolog"
+
+	"github.com/tolerex/tolerex/storage/internal/pebbledb"
 )
 
 // Errors reported by the store. Returned errors wrap them; test with
@@ -167,19 +168,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.MaxBatchBytes <= 0 {
 		opts.MaxBatchBytes = DefaultMaxBatchBytes
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("open store %s: %w", dir, err)
-	}
 	log := opts.Logger.With().Str("component", "storage").Str("dir", dir).Logger()
-
-	cache := pebble.NewCache(opts.CacheBytes)
-	db, err := pebble.Open(dir, &pebble.Options{
-		Cache:        cache,
-		MemTableSize: memTableBytes,
-		Logger:       pebbleLogger{log: log.With().Str("subsystem", "pebble").Logger()},
-	})
-	// The DB holds its own reference to the cache from here on.
-	cache.Unref()
+	db, err := pebbledb.Open(dir, pebbledb.Options{CacheBytes: opts.CacheBytes, MemTableBytes: memTableBytes, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
@@ -193,11 +183,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		maxBytes: opts.MaxBatchBytes,
 		queue:    make(chan Op, QueueLength),
 	}
-	if opts.Sync {
-		s.writeOpts = pebble.Sync
-	} else {
-		s.writeOpts = pebble.NoSync
-	}
+	s.writeOpts = pebbledb.WriteOptions(opts.Sync)
 	if err := s.countRecords(); err != nil {
 		if closeErr := db.Close(); closeErr != nil {
 			err = errors.Join(err, fmt.Errorf("close pebble: %w", closeErr))

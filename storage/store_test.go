@@ -459,7 +459,7 @@ func TestCorruptValueIsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{}})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebble.DefaultLogger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,12 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"os"
 	"sync"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/rs/zerolog"
+
+	"github.com/tolerex/tolerex/storage/internal/pebbledb"
 )
 
 // Errors reported by the log. Returned errors wrap them; test with errors.Is.
@@ -157,18 +158,8 @@ func Open(dir string, opts Options) (*Log, error) {
 	if opts.MaxBatchBytes <= 0 {
 		opts.MaxBatchBytes = DefaultMaxBatchBytes
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("open metadata log %s: %w", dir, err)
-	}
 	log := opts.Logger.With().Str("component", "metalog").Str("dir", dir).Logger()
-	cache := pebble.NewCache(cacheBytes)
-	db, err := pebble.Open(dir, &pebble.Options{
-		Cache:        cache,
-		MemTableSize: memTableBytes,
-		Logger:       pebbleLogger{log: log.With().Str("subsystem", "pebble").Logger()},
-	})
-	// The DB holds its own reference to the cache from here on.
-	cache.Unref()
+	db, err := pebbledb.Open(dir, pebbledb.Options{CacheBytes: cacheBytes, MemTableBytes: memTableBytes, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("open metadata log %s: %w", dir, err)
 	}
@@ -179,11 +170,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		opts:  opts,
 		queue: make(chan request, QueueLength),
 	}
-	if opts.Sync {
-		l.writeOpts = pebble.Sync
-	} else {
-		l.writeOpts = pebble.NoSync
-	}
+	l.writeOpts = pebbledb.WriteOptions(opts.Sync)
 	if err := l.readPosition(); err != nil {
 		if closeErr := db.Close(); closeErr != nil {
 			err = errors.Join(err, fmt.Errorf("close pebble: %w", closeErr))

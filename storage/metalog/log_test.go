@@ -483,7 +483,7 @@ func corruptAndLoad(t *testing.T, damage func(db *pebble.DB) error) error {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{}})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebble.DefaultLogger})
 	if err != nil {
 		t.Fatal(err)
 	}

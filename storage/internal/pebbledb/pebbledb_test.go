@@ -1,4 +1,4 @@
-package storage
+package pebbledb
 
 import (
 	"bytes"
@@ -14,9 +14,14 @@ import (
 func TestPebbleLogsGoToLogger(t *testing.T) {
 	var buf bytes.Buffer
 	logger := zerolog.New(&buf).Level(zerolog.DebugLevel)
-	s := openTestStore(t, t.TempDir(), Options{Sync: true, Logger: logger})
-	s.mustPut(t, 1, 1, []byte("x"))
-	if err := s.Close(); err != nil {
+	db, err := Open(t.TempDir(), Options{CacheBytes: 1 << 20, MemTableBytes: 1 << 20, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Set([]byte("k"), []byte("v"), WriteOptions(true)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
 	pebbleLines := 0
@@ -39,7 +44,7 @@ func TestPebbleLogsGoToLogger(t *testing.T) {
 
 func TestPebbleFatalfLogsAndPanics(t *testing.T) {
 	var buf bytes.Buffer
-	logger := pebbleLogger{log: zerolog.New(&buf)}
+	l := logger{log: zerolog.New(&buf)}
 	defer func() {
 		if r := recover(); r == nil || !strings.Contains(r.(string), "broken 42") {
 			t.Fatalf("recovered %v, want a panic mentioning the message", r)
@@ -48,5 +53,5 @@ func TestPebbleFatalfLogsAndPanics(t *testing.T) {
 			t.Fatalf("fatal message not logged: %s", buf.String())
 		}
 	}()
-	logger.Fatalf("broken %d", 42)
+	l.Fatalf("broken %d", 42)
 }
