@@ -270,6 +270,13 @@ func readLoop(conn net.Conn, maxLine int, window chan<- struct{}, done <-chan st
 			return false
 		}
 	}
+	// finish reports the end of input; EOF is the normal end.
+	finish := func(err error) {
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+		send(&readerDone{err: err})
+	}
 	var long []byte // a line longer than the reader's buffer, so far
 	for {
 		chunk, err := r.ReadSlice('\n')
@@ -281,16 +288,11 @@ func readLoop(conn net.Conn, maxLine int, window chan<- struct{}, done <-chan st
 			}
 			long = nil
 			err := discardLine(r)
-			if err == nil || errors.Is(err, io.EOF) {
-				if !emit(&lineTooLong{start: start}) {
-					return
-				}
+			if (err == nil || errors.Is(err, io.EOF)) && !emit(&lineTooLong{start: start}) {
+				return
 			}
 			if err != nil {
-				if errors.Is(err, io.EOF) {
-					err = nil
-				}
-				send(&readerDone{err: err})
+				finish(err)
 				return
 			}
 			continue
@@ -314,15 +316,12 @@ func readLoop(conn net.Conn, maxLine int, window chan<- struct{}, done <-chan st
 				return
 			}
 			if cmd.Kind == codec.KindQuit {
-				send(&readerDone{})
+				finish(nil)
 				return
 			}
 		}
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = nil
-			}
-			send(&readerDone{err: err})
+			finish(err)
 			return
 		}
 	}

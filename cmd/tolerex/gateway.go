@@ -221,17 +221,7 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 			fmt.Fprintln(w, "leader told to panic")
 		})
 	}
-	admin.Serve()
-
-	<-ctx.Done()
-	log.Info().Msg("shutting down")
-	_ = root.StopFuture(gatewayPID).Wait()
-	_ = root.StopFuture(leaderPID).Wait()
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = admin.Shutdown(shutdownCtx)
-	node.Stop()
-	log.Info().Msg("stopped")
+	serveUntilDone(ctx, node, admin, gatewayPID, leaderPID)
 	return nil
 }
 

@@ -132,16 +132,7 @@ func runMember(ctx context.Context, f memberFlags) error {
 			fmt.Fprintln(w, "storage actor told to panic")
 		})
 	}
-	admin.Serve()
-
-	<-ctx.Done()
-	log.Info().Msg("shutting down")
-	_ = root.StopFuture(pid).Wait()
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = admin.Shutdown(shutdownCtx)
-	node.Stop()
-	log.Info().Msg("stopped")
+	serveUntilDone(ctx, node, admin, pid)
 	return nil
 }
 

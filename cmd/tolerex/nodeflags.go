@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
@@ -81,4 +85,22 @@ func (f *nodeFlags) start(role certs.Role, ready func() error) (*cluster.Node, *
 		return nil, nil, err
 	}
 	return node, admin, nil
+}
+
+// serveUntilDone serves the admin API until ctx ends, then stops the given
+// actors in order (each finishes what it accepted), the admin server and
+// the remote layer.
+func serveUntilDone(ctx context.Context, node *cluster.Node, admin *cluster.Admin, actors ...*actor.PID) {
+	admin.Serve()
+	<-ctx.Done()
+	log := node.Logger
+	log.Info().Msg("shutting down")
+	for _, pid := range actors {
+		_ = node.System.Root.StopFuture(pid).Wait()
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = admin.Shutdown(shutdownCtx)
+	node.Stop()
+	log.Info().Msg("stopped")
 }
