@@ -312,43 +312,9 @@ func (s *Store) Close() error {
 // and commits them until the queue is closed and empty.
 func (s *Store) commitLoop() {
 	defer s.committerWG.Done()
-	var (
-		carry    Op   // an op taken from the queue that did not fit the last batch
-		hasCarry bool // whether carry holds an op
-		batch    = make([]Op, 0, s.maxOps)
-	)
-	for {
-		batch = batch[:0]
-		if hasCarry {
-			batch = append(batch, carry)
-			hasCarry = false
-		} else {
-			op, ok := <-s.queue
-			if !ok {
-				return
-			}
-			batch = append(batch, op)
-		}
-		size := len(batch[0].Payload)
-	drain:
-		for len(batch) < s.maxOps {
-			select {
-			case op, ok := <-s.queue:
-				if !ok {
-					break drain
-				}
-				if size+len(op.Payload) > s.maxBytes {
-					carry, hasCarry = op, true
-					break drain
-				}
-				batch = append(batch, op)
-				size += len(op.Payload)
-			default:
-				break drain
-			}
-		}
-		s.onCommit(s.commit(batch))
-	}
+	pebbledb.GroupCommit(s.queue, s.maxOps, s.maxBytes,
+		func(op Op) int { return len(op.Payload) },
+		func(batch []Op) { s.onCommit(s.commit(batch)) })
 }
 
 // commit applies batch to one indexed Pebble batch, commits it and returns

@@ -472,43 +472,8 @@ func (l *Log) Close() error {
 // batches and commits them until the queue is closed and empty.
 func (l *Log) commitLoop() {
 	defer l.committerWG.Done()
-	var (
-		carry    request // a request taken from the queue that did not fit
-		hasCarry bool
-		batch    = make([]request, 0, l.opts.MaxBatchRequests)
-	)
-	for {
-		batch = batch[:0]
-		if hasCarry {
-			batch = append(batch, carry)
-			hasCarry = false
-		} else {
-			req, ok := <-l.queue
-			if !ok {
-				return
-			}
-			batch = append(batch, req)
-		}
-		size := len(batch[0].data)
-	drain:
-		for len(batch) < l.opts.MaxBatchRequests {
-			select {
-			case req, ok := <-l.queue:
-				if !ok {
-					break drain
-				}
-				if size+len(req.data) > l.opts.MaxBatchBytes {
-					carry, hasCarry = req, true
-					break drain
-				}
-				batch = append(batch, req)
-				size += len(req.data)
-			default:
-				break drain
-			}
-		}
-		l.commit(batch)
-	}
+	pebbledb.GroupCommit(l.queue, l.opts.MaxBatchRequests, l.opts.MaxBatchBytes,
+		func(r request) int { return len(r.data) }, l.commit)
 }
 
 // commit writes batch in one Pebble batch, commits it and reports the

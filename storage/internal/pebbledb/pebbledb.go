@@ -69,3 +69,50 @@ func (l logger) Fatalf(format string, args ...any) {
 	l.log.WithLevel(zerolog.FatalLevel).Msg(msg)
 	panic("pebble: " + msg)
 }
+
+// GroupCommit runs a group committer until queue is closed: it takes the
+// first queued item (waiting for one), then everything else already queued
+// without waiting, up to maxItems items and maxBytes bytes by size, and
+// hands the batch to commit. One commit (one fsync) thus serves every item
+// that arrived while the previous one ran. An item that does not fit is
+// carried into the next batch; a single item larger than maxBytes forms a
+// batch of its own. commit must not keep the slice.
+func GroupCommit[T any](queue <-chan T, maxItems, maxBytes int, size func(T) int, commit func([]T)) {
+	var (
+		carry    T
+		hasCarry bool
+		batch    = make([]T, 0, maxItems)
+	)
+	for {
+		batch = batch[:0]
+		if hasCarry {
+			batch = append(batch, carry)
+			hasCarry = false
+		} else {
+			item, ok := <-queue
+			if !ok {
+				return
+			}
+			batch = append(batch, item)
+		}
+		total := size(batch[0])
+	drain:
+		for len(batch) < maxItems {
+			select {
+			case item, ok := <-queue:
+				if !ok {
+					break drain
+				}
+				if total+size(item) > maxBytes {
+					carry, hasCarry = item, true
+					break drain
+				}
+				batch = append(batch, item)
+				total += size(item)
+			default:
+				break drain
+			}
+		}
+		commit(batch)
+	}
+}

@@ -55,3 +55,31 @@ func TestPebbleFatalfLogsAndPanics(t *testing.T) {
 	}()
 	l.Fatalf("broken %d", 42)
 }
+
+func TestGroupCommitBatchesWhatIsQueued(t *testing.T) {
+	queue := make(chan int, 100)
+	for i := 1; i <= 10; i++ {
+		queue <- i // sizes 1..10
+	}
+	close(queue)
+	var batches [][]int
+	GroupCommit(queue, 4, 12, func(n int) int { return n }, func(b []int) {
+		batches = append(batches, append([]int(nil), b...))
+	})
+	// At most 4 items and 12 "bytes" a batch; an item that does not fit
+	// opens the next batch; a lone oversized item still commits.
+	want := [][]int{{1, 2, 3, 4}, {5, 6}, {7}, {8}, {9}, {10}}
+	if len(batches) != len(want) {
+		t.Fatalf("batches %v, want %v", batches, want)
+	}
+	for i := range want {
+		if len(batches[i]) != len(want[i]) {
+			t.Fatalf("batches %v, want %v", batches, want)
+		}
+		for j := range want[i] {
+			if batches[i][j] != want[i][j] {
+				t.Fatalf("batches %v, want %v", batches, want)
+			}
+		}
+	}
+}
