@@ -105,7 +105,7 @@ func StartNode(opts NodeOptions) (*Node, error) {
 		actor.WithDeadLetterRequestLogging(false),
 	)
 	cfg := remote.Configure(host, port,
-		remote.WithServerOptions(serverOptions(nodeTLS, opts)...),
+		remote.WithServerOptions(serverOptions(nodeTLS, opts, newGuardMetrics(opts.Registry))...),
 		remote.WithDialOptions(dialOptions(nodeTLS, opts)...),
 		remote.WithEndpointWriterBatchSize(endpointBatch),
 	)
@@ -143,7 +143,7 @@ func (n *Node) Stop() {
 	n.System.Shutdown()
 }
 
-func serverOptions(nodeTLS *certs.NodeTLS, opts NodeOptions) []grpc.ServerOption {
+func serverOptions(nodeTLS *certs.NodeTLS, opts NodeOptions, guard *guardMetrics) []grpc.ServerOption {
 	creds := insecure.NewCredentials()
 	if nodeTLS != nil {
 		creds = credentials.NewTLS(nodeTLS.Server)
@@ -152,7 +152,7 @@ func serverOptions(nodeTLS *certs.NodeTLS, opts NodeOptions) []grpc.ServerOption
 		grpc.Creds(creds),
 		grpc.MaxRecvMsgSize(maxRemoteMessage(opts.MaxMessageBytes)),
 		grpc.ChainUnaryInterceptor(recoverUnary(opts.Logger)),
-		grpc.ChainStreamInterceptor(recoverStream(opts.Logger)),
+		grpc.ChainStreamInterceptor(recoverStream(opts.Logger), guardStream(opts.Role, nodeTLS != nil, opts.Logger, guard)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2, PermitWithoutStream: true}),
 	}
 }

@@ -7,6 +7,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tolerex/tolerex/actors/tree"
+	"github.com/tolerex/tolerex/gateway/codec"
 )
 
 // Config configures the gateway actor and its sessions.
@@ -33,15 +35,30 @@ type Config struct {
 	// MaxPipeline bounds the requests one connection may have in flight;
 	// a client that pipelines more is simply not read until replies drain.
 	MaxPipeline int
-	Tree        *tree.Registry
-	Metrics     *Metrics
-	Logger      zerolog.Logger
+	// MaxConnections bounds concurrent client connections; one more is
+	// answered "ERROR: too many connections" and closed.
+	MaxConnections int
+	// IdleTimeout closes a connection that starts no request for this long.
+	IdleTimeout time.Duration
+	// LineTimeout closes a connection whose request line is not complete
+	// this long after its first byte (slow-loris clients).
+	LineTimeout time.Duration
+	// WriteTimeout closes a connection that does not accept its replies
+	// for this long.
+	WriteTimeout time.Duration
+	Tree         *tree.Registry
+	Metrics      *Metrics
+	Logger       zerolog.Logger
 }
 
 // Defaults for Config.
 const (
 	DefaultMaxMessageBytes = 1 << 20
 	DefaultMaxPipeline     = 1024
+	DefaultMaxConnections  = 1024
+	DefaultIdleTimeout     = 5 * time.Minute
+	DefaultLineTimeout     = 30 * time.Second
+	DefaultWriteTimeout    = 30 * time.Second
 	// lineOverhead is room for "SET <id> " and the terminator around the
 	// largest message.
 	lineOverhead = 64
@@ -60,6 +77,17 @@ func (c *Config) validate() error {
 	if c.MaxPipeline <= 0 {
 		c.MaxPipeline = DefaultMaxPipeline
 	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = DefaultMaxConnections
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&c.IdleTimeout, DefaultIdleTimeout}, {&c.LineTimeout, DefaultLineTimeout}, {&c.WriteTimeout, DefaultWriteTimeout}} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
 	return nil
 }
 
@@ -74,7 +102,8 @@ func New(cfg Config) (actor.Producer, error) {
 
 type gatewayActor struct {
 	cfg      Config
-	sessions uint64
+	sessions uint64 // sessions ever started, for names
+	open     int    // sessions running now
 }
 
 type accepted struct{ conn net.Conn }
@@ -87,7 +116,14 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 		g.cfg.Logger.Info().Str("addr", g.cfg.Listener.Addr().String()).Bool("prompt", g.cfg.Prompt).Msg("HaToKuSe listening")
 	case *actor.Stopping:
 		_ = g.cfg.Listener.Close()
+	case *actor.Terminated:
+		g.open--
 	case *accepted:
+		if g.open >= g.cfg.MaxConnections {
+			g.refuse(msg.conn)
+			return
+		}
+		g.open++
 		g.sessions++
 		name := fmt.Sprintf("session/%d", g.sessions)
 		props := g.cfg.Tree.Props("session", newSession(g.cfg, msg.conn))
@@ -96,6 +132,20 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 			_ = msg.conn.Close()
 		}
 	}
+}
+
+// refuse answers a connection over the limit and closes it, without
+// holding up the gateway actor on a client that does not read.
+func (g *gatewayActor) refuse(conn net.Conn) {
+	if m := g.cfg.Metrics; m != nil {
+		m.Refused.Inc()
+	}
+	reply := fmt.Sprintf("%stoo many connections (max %d)%s", codec.ErrorPrefix, g.cfg.MaxConnections, codec.LineEnd)
+	go func() {
+		_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = io.WriteString(conn, reply)
+		_ = conn.Close()
+	}()
 }
 
 // HandleFailure stops a crashed session: its connection state cannot be

@@ -14,6 +14,7 @@ type Metrics struct {
 	CommandSeconds   *prometheus.HistogramVec
 	Connections      prometheus.Gauge
 	ConnectionsTotal prometheus.Counter
+	Refused          prometheus.Counter
 }
 
 // NewMetrics creates the server metrics and registers them on reg.
@@ -37,26 +38,38 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "HaToKuSe client connections accepted.",
 		}),
 	}
-	reg.MustRegister(m.Commands, m.CommandSeconds, m.Connections, m.ConnectionsTotal)
+	m.Refused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tolerex_client_connections_refused_total",
+		Help: "HaToKuSe connections refused because --max-connections were open.",
+	})
+	reg.MustRegister(m.Commands, m.CommandSeconds, m.Connections, m.ConnectionsTotal, m.Refused)
 	return m
 }
 
-var kindNames = [...]string{
-	codec.KindInvalid: "invalid",
-	codec.KindEmpty:   "empty",
-	codec.KindSet:     "set",
-	codec.KindGet:     "get",
-	codec.KindDel:     "del",
-	codec.KindPing:    "ping",
-	codec.KindHelp:    "help",
-	codec.KindQuit:    "quit",
+// kindName names a command kind in metric labels.
+func kindName(kind codec.Kind) string {
+	switch kind {
+	case codec.KindEmpty:
+		return "empty"
+	case codec.KindSet:
+		return "set"
+	case codec.KindGet:
+		return "get"
+	case codec.KindDel:
+		return "del"
+	case codec.KindPing:
+		return "ping"
+	case codec.KindHelp:
+		return "help"
+	case codec.KindQuit:
+		return "quit"
+	default:
+		return "invalid"
+	}
 }
 
 func (m *Metrics) observe(kind codec.Kind, result string, took time.Duration) {
-	name := "invalid"
-	if int(kind) < len(kindNames) {
-		name = kindNames[kind]
-	}
+	name := kindName(kind)
 	m.Commands.WithLabelValues(name, result).Inc()
 	m.CommandSeconds.WithLabelValues(name).Observe(took.Seconds())
 }

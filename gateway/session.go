@@ -1,10 +1,8 @@
 package gateway
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"time"
 
@@ -62,8 +60,13 @@ type (
 	}
 	// lineTooLong reports a line over MaxLineBytes (already discarded).
 	lineTooLong struct{ start time.Time }
-	readerDone  struct{ err error }
-	writerDone  struct{ err error }
+	// incompleteLine reports input that ended inside a line.
+	incompleteLine struct{ start time.Time }
+	// timedOut reports a read timeout; the reply is sent, then the
+	// connection closes.
+	timedOut   struct{ reply string }
+	readerDone struct{ err error }
+	writerDone struct{ err error }
 )
 
 func newSession(cfg Config, conn net.Conn) actor.Producer {
@@ -87,6 +90,12 @@ func (s *session) Receive(ctx actor.Context) {
 	case *lineTooLong:
 		s.local(ctx, commandInfo{kind: codec.KindInvalid, start: msg.start},
 			fmt.Sprintf("%sline too long (max %d bytes)", codec.ErrorPrefix, s.cfg.MaxLineBytes), false)
+	case *incompleteLine:
+		s.local(ctx, commandInfo{kind: codec.KindInvalid, start: msg.start},
+			codec.ErrorPrefix+"incomplete line at end of input (no newline); not run", false)
+	case *timedOut:
+		s.log.Debug().Str("reason", msg.reply).Msg("closing")
+		s.local(ctx, commandInfo{kind: codec.KindInvalid, start: time.Now()}, msg.reply, true)
 	case *messages.ClientReply:
 		s.leaderReply(ctx, msg)
 	case *readerDone:
@@ -116,12 +125,18 @@ func (s *session) start(ctx actor.Context) {
 	}
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	send := func(msg any) { root.Send(self, msg) }
-	go readLoop(s.conn, s.cfg.MaxLineBytes, s.window, s.done, send)
+	limits := connLimits{
+		maxLine:      s.cfg.MaxLineBytes,
+		idleTimeout:  s.cfg.IdleTimeout,
+		lineTimeout:  s.cfg.LineTimeout,
+		writeTimeout: s.cfg.WriteTimeout,
+	}
+	go readLoop(s.conn, limits, s.window, s.done, send)
 	var greeting []byte
 	if s.cfg.Prompt {
 		greeting = []byte(codec.Banner + codec.LineEnd + codec.Prompt)
 	}
-	go writeLoop(s.conn, greeting, s.out, s.window, s.done, send)
+	go writeLoop(s.conn, limits.writeTimeout, greeting, s.out, s.window, s.done, send)
 	s.log.Debug().Msg("client connected")
 }
 
@@ -252,123 +267,4 @@ func resultOf(kind codec.Kind, reply string) string {
 		return "invalid"
 	}
 	return "ok"
-}
-
-// readLoop reads request lines until EOF, an error, or QUIT. Each line
-// takes a window slot first, so a client cannot queue more than the
-// window; the writer frees slots as replies go out.
-func readLoop(conn net.Conn, maxLine int, window chan<- struct{}, done <-chan struct{}, send func(any)) {
-	r := bufio.NewReaderSize(conn, 16<<10)
-	// emit takes a window slot and sends msg; false means the session is
-	// gone.
-	emit := func(msg any) bool {
-		select {
-		case window <- struct{}{}:
-			send(msg)
-			return true
-		case <-done:
-			return false
-		}
-	}
-	// finish reports the end of input; EOF is the normal end.
-	finish := func(err error) {
-		if errors.Is(err, io.EOF) {
-			err = nil
-		}
-		send(&readerDone{err: err})
-	}
-	var long []byte // a line longer than the reader's buffer, so far
-	for {
-		chunk, err := r.ReadSlice('\n')
-		start := time.Now()
-		if errors.Is(err, bufio.ErrBufferFull) {
-			if len(long)+len(chunk) <= maxLine {
-				long = append(long, chunk...)
-				continue
-			}
-			long = nil
-			err := discardLine(r)
-			if (err == nil || errors.Is(err, io.EOF)) && !emit(&lineTooLong{start: start}) {
-				return
-			}
-			if err != nil {
-				finish(err)
-				return
-			}
-			continue
-		}
-		line := chunk
-		if long != nil {
-			line, long = append(long, chunk...), nil
-		}
-		switch {
-		case len(line) > maxLine:
-			if !emit(&lineTooLong{start: start}) {
-				return
-			}
-		case len(line) > 0:
-			// The final line of a stream may lack its "\n": it still counts.
-			cmd := codec.Parse(line)
-			if cmd.Kind == codec.KindSet {
-				cmd.Message = append([]byte(nil), cmd.Message...) // the reader's buffer is reused
-			}
-			if !emit(&command{cmd: cmd, start: start}) {
-				return
-			}
-			if cmd.Kind == codec.KindQuit {
-				finish(nil)
-				return
-			}
-		}
-		if err != nil {
-			finish(err)
-			return
-		}
-	}
-}
-
-// discardLine skips the rest of an over-long line.
-func discardLine(r *bufio.Reader) error {
-	for {
-		_, err := r.ReadSlice('\n')
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return err
-		}
-	}
-}
-
-// writeLoop writes replies, flushing whenever no more are queued, and
-// frees one window slot per reply.
-func writeLoop(conn net.Conn, greeting []byte, out <-chan outItem, window <-chan struct{}, done <-chan struct{}, send func(any)) {
-	w := bufio.NewWriterSize(conn, 16<<10)
-	var err error
-	if len(greeting) > 0 {
-		if _, err = w.Write(greeting); err == nil {
-			err = w.Flush()
-		}
-	}
-	for err == nil {
-		var item outItem
-		select {
-		case item = <-out:
-		case <-done:
-			return
-		}
-		if len(item.data) > 0 {
-			_, err = w.Write(item.data)
-		}
-		if item.data != nil || !item.close {
-			<-window // a reply, not the bare close instruction
-		}
-		if err == nil && (len(out) == 0 || item.close) {
-			err = w.Flush()
-		}
-		if item.close && err == nil {
-			if tcp, ok := conn.(*net.TCPConn); ok {
-				_ = tcp.CloseWrite()
-			}
-			break
-		}
-	}
-	send(&writerDone{err: err})
 }

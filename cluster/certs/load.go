@@ -118,3 +118,18 @@ func LoadCAPool(path string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// LoadServerTLS returns a TLS server configuration with role's certificate
+// from dir that does not ask clients for certificates: for the HaToKuSe
+// client port, whose clients verify the server against ca.crt.
+func LoadServerTLS(dir string, role Role) (*tls.Config, error) {
+	node, err := LoadNode(dir, role)
+	if err != nil {
+		return nil, err
+	}
+	cfg := node.Server.Clone()
+	cfg.ClientAuth = tls.NoClientCert
+	cfg.ClientCAs = nil
+	cfg.VerifyConnection = nil
+	return cfg, nil
+}

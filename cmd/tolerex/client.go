@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"bufio"
 	"bytes"
 	"context"
@@ -18,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/tolerex/tolerex/cluster/certs"
 	"github.com/tolerex/tolerex/gateway/client"
 	"github.com/tolerex/tolerex/gateway/codec"
 )
@@ -63,6 +65,7 @@ type clientOptions struct {
 	csvPath  string
 	clientID string
 	offset   int64
+	tlsCA    string
 }
 
 // newClientCommand builds "tolerex client": an interactive HaToKuSe client
@@ -101,6 +104,7 @@ the file as --csv=FILE.`,
 	flags.Lookup("csv").NoOptDefVal = defaultCSVFile
 	flags.StringVar(&opts.clientID, "id", "", "client id written in CSV rows (default hostname-pid)")
 	flags.Int64Var(&opts.offset, "offset", 0, "first id of the next bulk run")
+	flags.StringVar(&opts.tlsCA, "tls-ca", "", "connect with TLS, trusting the CA certificate in `FILE` (for a gateway started with --client-tls-dir)")
 	return cmd
 }
 
@@ -116,7 +120,15 @@ func defaultClientID() string {
 // runClient connects to opts.addr and runs the commands read from in until
 // QUIT or the end of the input. Cancelling ctx closes the connection.
 func runClient(ctx context.Context, opts clientOptions, in io.Reader, out, errOut io.Writer) (err error) {
-	conn, err := client.Dial(ctx, opts.addr, client.Options{DialTimeout: clientDialTimeout})
+	dialOpts := client.Options{DialTimeout: clientDialTimeout}
+	if opts.tlsCA != "" {
+		pool, err := certs.LoadCAPool(opts.tlsCA)
+		if err != nil {
+			return err
+		}
+		dialOpts.TLSConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}
+	}
+	conn, err := client.Dial(ctx, opts.addr, dialOpts)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -38,6 +39,11 @@ type gatewayFlags struct {
 	readTimeout    time.Duration
 	snapshotEvery  int
 	faultInjection bool
+	maxConns       int
+	idleTimeout    time.Duration
+	lineTimeout    time.Duration
+	writeTimeout   time.Duration
+	clientTLSDir   string
 }
 
 func newGatewayCommand() *cobra.Command {
@@ -73,6 +79,11 @@ the file named by --tolerance-file holding a line TOLERANCE=N; without that, 2.`
 	fs.BoolVar(&f.noPrompt, "no-prompt", false, "no banner and no `tolerex> ` prompt: for machine clients")
 	fs.DurationVar(&f.storeTimeout, "store-timeout", 2*time.Second, "time a member has to store a copy before another member replaces it")
 	fs.DurationVar(&f.readTimeout, "read-timeout", time.Second, "time a member has to serve a read before the next replica is tried")
+	fs.IntVar(&f.maxConns, "max-connections", gateway.DefaultMaxConnections, "concurrent HaToKuSe connections; one more is answered `ERROR: too many connections` and closed")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "close a client connection that starts no request for this long")
+	fs.DurationVar(&f.lineTimeout, "line-timeout", gateway.DefaultLineTimeout, "close a client connection whose request line is not complete this long after its first byte (slow clients)")
+	fs.DurationVar(&f.writeTimeout, "write-timeout", gateway.DefaultWriteTimeout, "close a client connection that does not accept its replies for this long")
+	fs.StringVar(&f.clientTLSDir, "client-tls-dir", "", "serve HaToKuSe over TLS with gateway.crt/gateway.key from this directory (clients: tolerex client --tls-ca DIR/ca.crt)")
 	fs.BoolVar(&f.faultInjection, "fault-injection", false, "accept POST /debug/fault/leader-panic on the admin port (crash tests only)")
 	fs.IntVar(&f.snapshotEvery, "snapshot-min-entries", 100_000, "fewest metadata log entries between snapshots (a snapshot is also not taken before as many entries as there are messages)")
 	return cmd
@@ -147,9 +158,20 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 	if err := leaderCfg.Validate(); err != nil {
 		return err
 	}
+	if f.maxConns < 1 || f.idleTimeout <= 0 || f.lineTimeout <= 0 || f.writeTimeout <= 0 {
+		return errors.New("--max-connections and the client timeouts must be positive")
+	}
 	clientLis, err := net.Listen("tcp", f.clientAddr)
 	if err != nil {
 		return fmt.Errorf("HaToKuSe listener: %w", err)
+	}
+	if f.clientTLSDir != "" {
+		cfg, err := certs.LoadServerTLS(f.clientTLSDir, certs.RoleGateway)
+		if err != nil {
+			clientLis.Close()
+			return fmt.Errorf("client TLS: %w", err)
+		}
+		clientLis = tls.NewListener(clientLis, cfg)
 	}
 	defer clientLis.Close()
 	ready := func() error {
@@ -178,6 +200,10 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 		Leader:          leaderPID,
 		Prompt:          !f.noPrompt,
 		MaxMessageBytes: f.node.maxMessageBytes,
+		MaxConnections:  f.maxConns,
+		IdleTimeout:     f.idleTimeout,
+		LineTimeout:     f.lineTimeout,
+		WriteTimeout:    f.writeTimeout,
 		Tree:            node.Tree,
 		Metrics:         gateway.NewMetrics(node.Registry),
 		Logger:          log,

@@ -1,0 +1,208 @@
+package gateway
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"github.com/tolerex/tolerex/gateway/codec"
+)
+
+// connLimits are the per-connection I/O bounds.
+type connLimits struct {
+	maxLine      int
+	idleTimeout  time.Duration // no request started for this long: close
+	lineTimeout  time.Duration // a started line must be complete by then
+	writeTimeout time.Duration // a reply batch must be accepted by then
+}
+
+// deadlineReader sets the connection's read deadline before every read:
+// between lines the idle timeout applies; once a line's first byte has
+// arrived, the rest must arrive within the line timeout of it, however
+// slowly it trickles in (which is what defeats slow-loris clients).
+type deadlineReader struct {
+	conn      net.Conn
+	limits    connLimits
+	between   bool // at a line boundary: waiting for a new line
+	lineStart time.Time
+	lastIdle  bool // the deadline last set was the idle one
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	now := time.Now()
+	if d.between {
+		d.lastIdle = true
+		_ = d.conn.SetReadDeadline(now.Add(d.limits.idleTimeout))
+	} else {
+		d.lastIdle = false
+		_ = d.conn.SetReadDeadline(d.lineStart.Add(d.limits.lineTimeout))
+	}
+	n, err := d.conn.Read(p)
+	if n > 0 && d.between {
+		d.between, d.lineStart = false, time.Now()
+	}
+	return n, err
+}
+
+// timeoutReply is the reply to a read that timed out.
+func (d *deadlineReader) timeoutReply() string {
+	if d.lastIdle {
+		return fmt.Sprintf("%sidle timeout (no request for %s)", codec.ErrorPrefix, d.limits.idleTimeout)
+	}
+	return fmt.Sprintf("%sline timeout (a request line must arrive within %s)", codec.ErrorPrefix, d.limits.lineTimeout)
+}
+
+// readLoop reads request lines until EOF, an error, a timeout or QUIT.
+// Each line takes a window slot first, so a client cannot queue more than
+// the window; the writer frees slots as replies go out. Memory stays
+// bounded: a line longer than the limit is discarded as it arrives.
+func readLoop(conn net.Conn, limits connLimits, window chan<- struct{}, done <-chan struct{}, send func(any)) {
+	dr := &deadlineReader{conn: conn, limits: limits}
+	r := bufio.NewReaderSize(dr, 16<<10)
+	// emit takes a window slot and sends msg; false means the session is
+	// gone.
+	emit := func(msg any) bool {
+		select {
+		case window <- struct{}{}:
+			send(msg)
+			return true
+		case <-done:
+			return false
+		}
+	}
+	// finish reports the end of input: EOF is the normal end; a timeout
+	// gets an error reply before the connection closes.
+	finish := func(err error) {
+		switch {
+		case errors.Is(err, io.EOF):
+			err = nil
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			emit(&timedOut{reply: dr.timeoutReply()})
+			err = nil
+		}
+		send(&readerDone{err: err})
+	}
+	var long []byte // a line longer than the reader's buffer, so far
+	for {
+		if long == nil {
+			// Bytes already buffered belong to a line that has started.
+			dr.between = r.Buffered() == 0
+			if !dr.between && dr.lineStart.IsZero() {
+				dr.lineStart = time.Now()
+			}
+		}
+		chunk, err := r.ReadSlice('\n')
+		start := time.Now()
+		if errors.Is(err, bufio.ErrBufferFull) {
+			if len(long)+len(chunk) <= limits.maxLine {
+				long = append(long, chunk...)
+				continue
+			}
+			long = nil
+			err := discardLine(r)
+			if (err == nil || errors.Is(err, io.EOF)) && !emit(&lineTooLong{start: start}) {
+				return
+			}
+			if err != nil {
+				finish(err)
+				return
+			}
+			continue
+		}
+		line := chunk
+		if long != nil {
+			line, long = append(long, chunk...), nil
+		}
+		switch {
+		case len(line) > limits.maxLine:
+			if !emit(&lineTooLong{start: start}) {
+				return
+			}
+		case len(line) > 0 && line[len(line)-1] != '\n':
+			// Input ended (or timed out) inside a line. It is not run: a
+			// client that died mid-write must not store a truncated SET.
+			if errors.Is(err, io.EOF) && !emit(&incompleteLine{start: start}) {
+				return
+			}
+		case len(line) > 0:
+			cmd := codec.Parse(line)
+			if cmd.Kind == codec.KindSet {
+				cmd.Message = append([]byte(nil), cmd.Message...) // the reader's buffer is reused
+			}
+			if !emit(&command{cmd: cmd, start: start}) {
+				return
+			}
+			if cmd.Kind == codec.KindQuit {
+				finish(nil)
+				return
+			}
+		}
+		if err != nil {
+			finish(err)
+			return
+		}
+		dr.lineStart = time.Time{}
+	}
+}
+
+// discardLine skips the rest of an over-long line.
+func discardLine(r *bufio.Reader) error {
+	for {
+		_, err := r.ReadSlice('\n')
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return err
+		}
+	}
+}
+
+// writeLoop writes replies, flushing whenever no more are queued, and
+// frees one window slot per reply. A client that does not take a flush
+// within the write timeout is disconnected.
+func writeLoop(conn net.Conn, writeTimeout time.Duration, greeting []byte, out <-chan outItem, window <-chan struct{}, done <-chan struct{}, send func(any)) {
+	w := bufio.NewWriterSize(deadlineWriter{conn: conn, timeout: writeTimeout}, 16<<10)
+	var err error
+	if len(greeting) > 0 {
+		if _, err = w.Write(greeting); err == nil {
+			err = w.Flush()
+		}
+	}
+	for err == nil {
+		var item outItem
+		select {
+		case item = <-out:
+		case <-done:
+			return
+		}
+		if len(item.data) > 0 {
+			_, err = w.Write(item.data)
+		}
+		if item.data != nil || !item.close {
+			<-window // a reply, not the bare close instruction
+		}
+		if err == nil && (len(out) == 0 || item.close) {
+			err = w.Flush()
+		}
+		if item.close && err == nil {
+			if hc, ok := conn.(interface{ CloseWrite() error }); ok {
+				_ = hc.CloseWrite()
+			}
+			break
+		}
+	}
+	send(&writerDone{err: err})
+}
+
+// deadlineWriter bounds every write to the connection.
+type deadlineWriter struct {
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	_ = d.conn.SetWriteDeadline(time.Now().Add(d.timeout))
+	return d.conn.Write(p)
+}
