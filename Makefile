@@ -19,17 +19,18 @@ build:
 run: build
 	$(BIN) dev
 
-# Everything CI runs: formatting and vet, unit tests with the race
-# detector, the end-to-end tests (real processes, SIGKILL), and a short
-# fuzz run of the protocol codec.
+# Everything CI runs: formatting, vet and the no-secrets check, unit tests
+# with the race detector, the end-to-end tests (real processes, SIGKILL),
+# and a 30-second fuzz run of the protocol codec.
 test: lint
 	$(GO) test -race -count=1 -timeout 15m ./...
-	$(GO) test -run '^$$' -fuzz=FuzzParse -fuzztime=20s ./gateway/codec
+	$(GO) test -run '^$$' -fuzz=FuzzParse -fuzztime=30s ./gateway/codec
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	./.ci/check-secrets
 
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)

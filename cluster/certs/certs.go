@@ -35,6 +35,8 @@ const (
 	CACertFile = "ca.crt"
 	// CAKeyFile holds the cluster CA private key (PEM, PKCS#8).
 	CAKeyFile = "ca.key"
+	// keyBlockType is the PEM block type of a PKCS#8 private key.
+	keyBlockType = "PRIVATE KEY"
 )
 
 // roleURIPrefix starts the URI SAN that carries a node's role.

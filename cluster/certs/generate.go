@@ -163,7 +163,7 @@ func issueAll(now time.Time, dnsNames []string, ips []net.IP) ([]pemFile, error)
 	}
 	files := []pemFile{
 		{name: CACertFile, blockType: "CERTIFICATE", der: caDER, mode: certMode},
-		{name: CAKeyFile, blockType: "PRIVATE KEY", der: caKeyDER, mode: keyMode},
+		{name: CAKeyFile, blockType: keyBlockType, der: caKeyDER, mode: keyMode},
 	}
 	for _, role := range roles() {
 		certDER, keyDER, err := issueLeaf(role, now, dnsNames, ips, caCert, caKey)
@@ -172,7 +172,7 @@ func issueAll(now time.Time, dnsNames []string, ips []net.IP) ([]pemFile, error)
 		}
 		files = append(files,
 			pemFile{name: role.CertFile(), blockType: "CERTIFICATE", der: certDER, mode: certMode},
-			pemFile{name: role.KeyFile(), blockType: "PRIVATE KEY", der: keyDER, mode: keyMode},
+			pemFile{name: role.KeyFile(), blockType: keyBlockType, der: keyDER, mode: keyMode},
 		)
 	}
 	return files, nil

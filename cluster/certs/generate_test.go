@@ -128,7 +128,7 @@ func TestGenerateWritesFilesWithModes(t *testing.T) {
 		wantMode := os.FileMode(0o644)
 		if strings.HasSuffix(name, ".key") {
 			wantMode = 0o600
-			key, err := x509.ParsePKCS8PrivateKey(readPEM(t, path, "PRIVATE KEY"))
+			key, err := x509.ParsePKCS8PrivateKey(readPEM(t, path, keyBlockType))
 			if err != nil {
 				t.Fatalf("parse %s: %v", path, err)
 			}

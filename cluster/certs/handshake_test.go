@@ -220,7 +220,7 @@ func TestHandshakeVerifiesHostsSANs(t *testing.T) {
 func issueWithoutRole(t *testing.T, dir string) tls.Certificate {
 	t.Helper()
 	ca := readCert(t, filepath.Join(dir, "ca.crt"))
-	caKey, err := x509.ParsePKCS8PrivateKey(readPEM(t, filepath.Join(dir, "ca.key"), "PRIVATE KEY"))
+	caKey, err := x509.ParsePKCS8PrivateKey(readPEM(t, filepath.Join(dir, "ca.key"), keyBlockType))
 	if err != nil {
 		t.Fatal(err)
 	}
