@@ -215,7 +215,7 @@ func TestHostilePeers(t *testing.T) {
 		// accepted, so the refusals above are about the role.
 		// Let earlier prunes settle, so the count moves only by the control.
 		var st memberInfo
-		for prev := uint64(1<<63); ; prev = st.Messages {
+		for prev := uint64(1 << 63); ; prev = st.Messages {
 			time.Sleep(300 * time.Millisecond)
 			member.GetJSON(t, "/api/cluster", &st)
 			if st.Messages == prev {

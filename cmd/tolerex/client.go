@@ -1,10 +1,10 @@
 package main
 
 import (
-	"crypto/tls"
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/csv"
 	"errors"
 	"fmt"
