@@ -54,6 +54,7 @@ type NodeOptions struct {
 // largest gRPC message is about endpointBatch times the largest payload.
 const (
 	endpointBatch    = 128
+	endpointQueue    = 1024
 	keepaliveTime    = 10 * time.Second
 	keepaliveTimeout = 5 * time.Second
 )
@@ -108,6 +109,10 @@ func StartNode(opts NodeOptions) (*Node, error) {
 		remote.WithServerOptions(serverOptions(nodeTLS, opts, newGuardMetrics(opts.Registry))...),
 		remote.WithDialOptions(dialOptions(nodeTLS, opts)...),
 		remote.WithEndpointWriterBatchSize(endpointBatch),
+		// The queue grows when it must; protoactor's default preallocates
+		// a million slots (16 MB) for every peer, again on every reconnect.
+		remote.WithEndpointWriterQueueSize(endpointQueue),
+		remote.WithEndpointManagerQueueSize(endpointQueue),
 	)
 	// One connection attempt per endpoint: protoactor leaks the gRPC
 	// connection of every failed attempt but the last, and sleeps two
