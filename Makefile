@@ -7,7 +7,7 @@ BIN         := bin/tolerex
 PROTOC_GEN_GO_VERSION := v1.36.12
 FUZZTIME    ?= 5m
 
-.PHONY: all build run test lint unit e2e generate fuzz clean
+.PHONY: all build run test lint unit e2e generate fuzz bench bench-micro clean
 
 all: build
 
@@ -45,6 +45,16 @@ generate:
 		apt-get update -qq && apt-get install -y -qq protobuf-compiler; }
 	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	protoc --plugin=protoc-gen-go=bin/protoc-gen-go --go_out=. --go_opt=paths=source_relative messages/*.proto
+
+# The standard benchmark matrix on a fresh local cluster (about 4 minutes):
+# results and conditions go to docs/benchmarks.md and docs/benchmarks.json,
+# CPU profiles of the gateway and a member to bench-profiles/.
+bench: build
+	$(GO) run ./cmd/benchmatrix --bin $(BIN) --profile bench-profiles
+
+# Go micro-benchmarks: codec, selector, storage engine, metadata state.
+bench-micro:
+	$(GO) test -run '^$$' -bench . -benchmem ./gateway/codec ./actors/selector ./actors/meta ./storage/... ./gateway/client
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./gateway/codec

@@ -45,6 +45,7 @@ func newRootCommand() *cobra.Command {
 		newClientCommand(),
 		newTreeCommand(),
 		newCertsCommand(),
+		newBenchCommand(),
 	)
 	return root
 }

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/tolerex/tolerex/cluster/certs"
+	"github.com/tolerex/tolerex/gateway/loadgen"
+)
+
+type benchFlags struct {
+	addr     string
+	conns    int
+	depth    int
+	op       string
+	ratio    float64
+	size     int
+	ops      int64
+	duration time.Duration
+	warmup   time.Duration
+	keys     int64
+	offset   int64
+	json     bool
+	csvPath  string
+	tlsCA    string
+}
+
+func newBenchCommand() *cobra.Command {
+	var f benchFlags
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Closed-loop HaToKuSe load generator with latency percentiles",
+		Long: `Drive a gateway with --conns connections, each keeping up to --depth requests
+in flight (pipelining), and report throughput and latency percentiles (HDR
+histogram: p50, p90, p99, p99.9, max).
+
+Workloads (--op): set stores keys offset..offset+keys-1 in order, cycling;
+get reads random keys of that range; setget stores a key and reads it back;
+mix reads random keys (share --ratio) and stores in order. Every key's
+message is the same bytes whoever writes it (its id, a colon and a pattern,
+--size bytes), so every GET is checked; a wrong value is a mismatch, and a
+key never stored is a miss. Run set before get, with the same --keys,
+--offset and --size.
+
+The exit status is non-zero on any error reply or mismatch.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBench(cmd.Context(), f, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.addr, "addr", defaultClientAddr, "gateway HaToKuSe address")
+	fs.IntVar(&f.conns, "conns", 16, "connections")
+	fs.IntVar(&f.depth, "depth", 1, "requests in flight per connection (1: no pipelining)")
+	fs.StringVar(&f.op, "op", "set", "workload: set, get, setget or mix")
+	fs.Float64Var(&f.ratio, "ratio", 0.9, "share of GETs with --op mix")
+	fs.IntVar(&f.size, "size", 100, "message size in bytes")
+	fs.Int64Var(&f.ops, "ops", 0, "measured requests to send (instead of --duration)")
+	fs.DurationVar(&f.duration, "duration", 10*time.Second, "how long to measure (ignored with --ops)")
+	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "load before measuring")
+	fs.Int64Var(&f.keys, "keys", 100_000, "size of the key space")
+	fs.Int64Var(&f.offset, "offset", 0, "first key")
+	fs.BoolVar(&f.json, "json", false, "print the result as JSON")
+	fs.StringVar(&f.csvPath, "csv", "", "write a per-second time series (second,ops,errors,p50_ms,p99_ms,max_ms) to `FILE`")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "connect with TLS, trusting the CA certificate in `FILE`")
+	return cmd
+}
+
+func runBench(ctx context.Context, f benchFlags, out, errOut io.Writer) error {
+	op, err := loadgen.ParseOp(f.op)
+	if err != nil {
+		return err
+	}
+	cfg := loadgen.Config{
+		Addr: f.addr, Conns: f.conns, Depth: f.depth, Op: op, Ratio: f.ratio, Size: f.size,
+		Ops: f.ops, Duration: f.duration, Warmup: f.warmup, Keys: f.keys, Offset: f.offset,
+	}
+	if f.ops > 0 {
+		cfg.Duration = 0
+	}
+	if f.tlsCA != "" {
+		pool, err := certs.LoadCAPool(f.tlsCA)
+		if err != nil {
+			return err
+		}
+		cfg.TLSConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	var bar *progressbar.ProgressBar
+	if file, ok := errOut.(*os.File); ok && term.IsTerminal(int(file.Fd())) && !f.json {
+		bar = newBenchBar(cfg, errOut)
+		cfg.Tick = func(done int64, elapsed time.Duration) {
+			if cfg.Ops > 0 {
+				_ = bar.Set64(done)
+			} else {
+				_ = bar.Set64(min(int64(elapsed/time.Millisecond), int64(cfg.Duration/time.Millisecond)))
+			}
+			bar.Describe(fmt.Sprintf("%s %d ops", cfg.Op, done))
+		}
+	}
+	res, err := loadgen.Run(ctx, cfg)
+	if bar != nil {
+		_ = bar.Finish()
+		fmt.Fprintln(errOut)
+	}
+	if err != nil {
+		return err
+	}
+	if f.csvPath != "" {
+		if err := writeSeries(f.csvPath, res.Series); err != nil {
+			return err
+		}
+	}
+	if f.json {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else {
+		printBench(out, res)
+	}
+	if res.Failed() {
+		return fmt.Errorf("%d errors and %d mismatches (first: %s)", res.Errors, res.Mismatches, res.FirstError)
+	}
+	return nil
+}
+
+func newBenchBar(cfg loadgen.Config, w io.Writer) *progressbar.ProgressBar {
+	total, unit := cfg.Ops, "ops"
+	if total == 0 {
+		total, unit = int64(cfg.Duration/time.Millisecond), "ms"
+	}
+	return progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetItsString(unit),
+		progressbar.OptionThrottle(200*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)
+}
+
+func printBench(w io.Writer, r *loadgen.Result) {
+	fmt.Fprintf(w, "tolerex bench: %s, %d conns x depth %d, %d-byte messages, keys %d from %d, %s measured after %s warmup\n",
+		r.Op, r.Conns, r.Depth, r.Size, r.Keys, r.Offset, r.Elapsed.Round(time.Millisecond), r.Warmup)
+	fmt.Fprintf(w, "  requests %d (set %d, get %d)  errors %d  mismatches %d  misses %d\n", r.Ops, r.Sets, r.Gets, r.Errors, r.Mismatches, r.Misses)
+	fmt.Fprintf(w, "  throughput %.0f ops/s\n", r.OpsPerSec)
+	printLatency(w, "latency", r.Latency)
+	if r.SetLatency != nil {
+		printLatency(w, "  set", *r.SetLatency)
+		printLatency(w, "  get", *r.GetLatency)
+	}
+	if r.FirstError != "" {
+		fmt.Fprintf(w, "  first error: %s\n", r.FirstError)
+	}
+}
+
+func printLatency(w io.Writer, label string, l loadgen.Latency) {
+	fmt.Fprintf(w, "  %-8s ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  mean %.3f\n", label, l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean)
+}
+
+func writeSeries(path string, series []loadgen.Second) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	w := csv.NewWriter(f)
+	_ = w.Write([]string{"second", "ops", "errors", "p50_ms", "p99_ms", "max_ms"})
+	for _, s := range series {
+		_ = w.Write([]string{strconv.Itoa(s.Second), strconv.FormatInt(s.Ops, 10), strconv.FormatInt(s.Errors, 10),
+			strconv.FormatFloat(s.P50, 'f', 3, 64), strconv.FormatFloat(s.P99, 'f', 3, 64), strconv.FormatFloat(s.Max, 'f', 3, 64)})
+	}
+	w.Flush()
+	return errors.Join(w.Error(), f.Close())
+}
