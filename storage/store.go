@@ -17,8 +17,14 @@ import (
 var (
 	// ErrNotFound reports that no record exists for the requested (id, version).
 	ErrNotFound = errors.New("storage: message not found")
-	// ErrCorrupt reports that a stored record failed verification.
+	// ErrCorrupt reports that a stored record failed verification: its
+	// checksum did not match, or Pebble found the block holding it corrupt.
 	ErrCorrupt = errors.New("storage: corrupt record")
+	// ErrCorruptStore reports that the store as a whole is damaged: Open
+	// could not open it (a corrupt or truncated sstable, WAL or MANIFEST, a
+	// missing sstable), or a background compaction hit corrupt data and the
+	// store closed itself.
+	ErrCorruptStore = errors.New("storage: store is corrupt")
 	// ErrClosed reports an operation on a closed store.
 	ErrClosed = errors.New("storage: store closed")
 )
@@ -36,6 +42,12 @@ const (
 	QueueLength = 4096
 	// memTableBytes is the Pebble memtable size.
 	memTableBytes = 16 << 20
+	// formatMajorVersion is the Pebble on-disk format: the first with WAL
+	// sync chunks, which let Pebble tell damage in the middle of the
+	// write-ahead log from a torn tail (with older formats it silently drops
+	// every record from the damage on), and with checksummed sstable
+	// footers. Older stores are upgraded when opened.
+	formatMajorVersion = pebble.FormatTableFormatV6
 )
 
 // Options configures a Store.
@@ -61,6 +73,13 @@ type Options struct {
 	// Submit calls it directly (see Submit), possibly from several goroutines
 	// at once.
 	OnCommit func([]Result)
+	// OnCorruptStore, if set, is called once, on a goroutine of the
+	// store's own, after the store closed itself because a background
+	// compaction hit corrupt data (see the package documentation). err wraps
+	// ErrCorruptStore; from then on Get and Submit report errors wrapping
+	// both ErrClosed and ErrCorruptStore. It is not called if Close was
+	// called first.
+	OnCorruptStore func(err error)
 }
 
 // OpKind says what an Op does.
@@ -112,7 +131,8 @@ type Result struct {
 
 // Stats are the store's counters.
 type Stats struct {
-	// Messages is the number of stored (id, version) records.
+	// Messages is the number of stored (id, version) records; if Open found
+	// damage, only the readable ones (see Store.Damage).
 	Messages uint64
 	// Bytes is the sum of the stored payload lengths.
 	Bytes uint64
@@ -122,25 +142,33 @@ type Stats struct {
 	Ops uint64
 }
 
-// Store is a member node's durable message store. Submit, Get, Stats and
-// Close are safe for concurrent use.
+// Store is a member node's durable message store. Submit, Get, Stats,
+// Damage and Close are safe for concurrent use.
 type Store struct {
-	dir         string
-	db          *pebble.DB
-	log         zerolog.Logger
-	onCommit    func([]Result)
-	writeOpts   *pebble.WriteOptions
-	maxOps      int
-	maxBytes    int
-	queue       chan Op
-	committerWG sync.WaitGroup
+	dir            string
+	db             *pebble.DB
+	log            zerolog.Logger
+	onCommit       func([]Result)
+	onCorruptStore func(error)
+	writeOpts      *pebble.WriteOptions
+	maxOps         int
+	maxBytes       int
+	queue          chan Op
+	committerWG    sync.WaitGroup
 
-	// submitMu guards closed and sending on queue: Submit holds it for
-	// reading, Close for writing while it closes the queue.
-	submitMu sync.RWMutex
-	closed   bool
+	// damage is the first damage countRecords skipped; set before the
+	// committer starts and never changed after.
+	damage error
+
+	// submitMu guards closed, closeReason and sending on queue: Submit
+	// holds it for reading, shutdown for writing while it closes the queue.
+	submitMu    sync.RWMutex
+	closed      bool
+	closeReason error // ErrClosed, or why the store closed itself
 
 	// dbMu guards dbClosed against Get racing with the final Pebble Close.
+	// Get reads closeReason only after seeing dbClosed, which shutdown sets
+	// after closeReason.
 	dbMu     sync.RWMutex
 	dbClosed bool
 
@@ -154,7 +182,10 @@ type Store struct {
 }
 
 // Open opens (creating if needed) the store in dir, counts the records it
-// already holds and starts the committer goroutine.
+// already holds and starts the committer goroutine. A store whose files are
+// damaged so that it cannot be opened yields an error wrapping
+// ErrCorruptStore; records that cannot be read while counting do not fail
+// Open (see Damage).
 func Open(dir string, opts Options) (*Store, error) {
 	if opts.OnCommit == nil {
 		return nil, fmt.Errorf("open store %s: Options.OnCommit is required", dir)
@@ -169,19 +200,31 @@ func Open(dir string, opts Options) (*Store, error) {
 		opts.MaxBatchBytes = DefaultMaxBatchBytes
 	}
 	log := opts.Logger.With().Str("component", "storage").Str("dir", dir).Logger()
-	db, err := pebbledb.Open(dir, pebbledb.Options{CacheBytes: opts.CacheBytes, MemTableBytes: memTableBytes, Logger: log})
+	guard := &corruptionGuard{}
+	db, err := pebbledb.Open(dir, pebbledb.Options{
+		CacheBytes:             opts.CacheBytes,
+		MemTableBytes:          memTableBytes,
+		Logger:                 log,
+		DisableTableStats:      true,
+		FormatMajorVersion:     formatMajorVersion,
+		OnBackgroundCorruption: guard.report,
+	})
 	if err != nil {
+		if pebbledb.IsDamage(err) {
+			return nil, fmt.Errorf("open store %s: %w: %w", dir, ErrCorruptStore, pebbledb.Readable(err))
+		}
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 
 	s := &Store{
-		dir:      dir,
-		db:       db,
-		log:      log,
-		onCommit: opts.OnCommit,
-		maxOps:   opts.MaxBatchOps,
-		maxBytes: opts.MaxBatchBytes,
-		queue:    make(chan Op, QueueLength),
+		dir:            dir,
+		db:             db,
+		log:            log,
+		onCommit:       opts.OnCommit,
+		onCorruptStore: opts.OnCorruptStore,
+		maxOps:         opts.MaxBatchOps,
+		maxBytes:       opts.MaxBatchBytes,
+		queue:          make(chan Op, QueueLength),
 	}
 	s.writeOpts = pebbledb.WriteOptions(opts.Sync)
 	if err := s.countRecords(); err != nil {
@@ -195,35 +238,76 @@ func Open(dir string, opts Options) (*Store, error) {
 
 	s.committerWG.Add(1)
 	go s.commitLoop()
+	if err := guard.attach(s.closeOnCorruption); err != nil {
+		// A compaction started by Open already hit corrupt data.
+		err = fmt.Errorf("open store %s: %w: background job: %w", dir, ErrCorruptStore, pebbledb.Readable(err))
+		if closeErr := s.Close(); closeErr != nil {
+			err = errors.Join(err, closeErr)
+		}
+		return nil, err
+	}
 	return s, nil
 }
 
-// countRecords scans every message to initialise Stats.Messages and
-// Stats.Bytes.
-func (s *Store) countRecords() error {
-	iter, err := s.db.NewIter(&pebble.IterOptions{
-		LowerBound: messagesLowerBound(),
-		UpperBound: messagesUpperBound(),
-	})
-	if err != nil {
-		return fmt.Errorf("count records: %w", err)
+// corruptionGuard receives Pebble's reports of damage found by background
+// jobs. It remembers the first one and hands it to the store once the
+// store is built; reports before that fail Open.
+type corruptionGuard struct {
+	mu        sync.Mutex
+	first     error
+	onCorrupt func(error)
+}
+
+// report is pebbledb.Options.OnBackgroundCorruption: Pebble calls it with
+// its mutex held, so it only records the error and hands it on.
+func (g *corruptionGuard) report(err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.first != nil {
+		return
 	}
-	var messages, bytes uint64
-	for valid := iter.First(); valid; valid = iter.Next() {
-		value, err := iter.ValueAndErr()
-		if err != nil {
-			_ = iter.Close()
-			return fmt.Errorf("count records: read %x: %w", iter.Key(), err)
-		}
-		messages++
-		bytes += uint64(storedPayloadLen(value))
+	g.first = err
+	if g.onCorrupt != nil {
+		g.onCorrupt(err)
 	}
-	if err := iter.Close(); err != nil {
-		return fmt.Errorf("count records: %w", err)
+}
+
+// attach makes onCorrupt receive the first report, or returns the report
+// that already arrived.
+func (g *corruptionGuard) attach(onCorrupt func(error)) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.first != nil {
+		return g.first
 	}
-	s.messages.Store(messages)
-	s.bytes.Store(bytes)
+	g.onCorrupt = onCorrupt
 	return nil
+}
+
+// closeOnCorruption closes the store after a background compaction hit
+// corrupt data. Pebble retries a failed L0 compaction at once and forever,
+// so an open store would keep a CPU core busy; closing it stops that. It
+// runs on a goroutine of its own because Pebble calls it with its mutex
+// held.
+func (s *Store) closeOnCorruption(cause error) {
+	go func() {
+		err := fmt.Errorf("store %s: %w: background job: %w", s.dir, ErrCorruptStore, pebbledb.Readable(cause))
+		s.log.Error().Err(err).Msg("closing the store: a background compaction hit corrupt data")
+		if !s.shutdown(fmt.Errorf("%w: %w", ErrClosed, err)) {
+			return // Close came first
+		}
+		if s.onCorruptStore != nil {
+			s.onCorruptStore(err)
+		}
+	}()
+}
+
+// Damage returns the first damage Open found while counting the stored
+// records, or nil. Records in the damaged part of the store are not counted
+// in Stats and yield errors wrapping ErrCorrupt from Get; the rest of the
+// store is served as usual.
+func (s *Store) Damage() error {
+	return s.damage
 }
 
 // Submit queues op for the committer and returns at once unless QueueLength
@@ -234,8 +318,9 @@ func (s *Store) countRecords() error {
 func (s *Store) Submit(op Op) {
 	s.submitMu.RLock()
 	if s.closed {
+		reason := s.closeReason
 		s.submitMu.RUnlock()
-		s.onCommit([]Result{{Token: op.Token, Err: fmt.Errorf("submit %s %d/%d: %w", op.Kind, op.ID, op.Version, ErrClosed)}})
+		s.onCommit([]Result{{Token: op.Token, Err: fmt.Errorf("submit %s %d/%d: %w", op.Kind, op.ID, op.Version, reason)}})
 		return
 	}
 	s.queue <- op
@@ -243,21 +328,23 @@ func (s *Store) Submit(op Op) {
 }
 
 // Get returns a copy of the payload stored as (id, version). A missing record
-// yields an error wrapping ErrNotFound, a damaged one an error wrapping
-// ErrCorrupt, and a closed store ErrClosed.
+// yields an error wrapping ErrNotFound; a damaged one (a checksum mismatch in
+// the record or in the Pebble block holding it, an unreadable sstable) an
+// error wrapping ErrCorrupt, never the damaged bytes; and a closed store
+// ErrClosed.
 func (s *Store) Get(id int64, version uint64) ([]byte, error) {
 	s.dbMu.RLock()
 	defer s.dbMu.RUnlock()
 	if s.dbClosed {
-		return nil, fmt.Errorf("get %d/%d: %w", id, version, ErrClosed)
+		return nil, fmt.Errorf("get %d/%d: %w", id, version, s.closeReason)
 	}
 	key := encodeKey(id, version)
 	value, closer, err := s.db.Get(key)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 		return nil, fmt.Errorf("get %d/%d: %w", id, version, ErrNotFound)
-	case pebble.IsCorruptionError(err):
-		return nil, fmt.Errorf("get %d/%d: %w: %w", id, version, ErrCorrupt, err)
+	case pebbledb.IsDamage(err):
+		return nil, fmt.Errorf("get %d/%d: %w: %w", id, version, ErrCorrupt, pebbledb.Readable(err))
 	case err != nil:
 		return nil, fmt.Errorf("get %d/%d: %w", id, version, err)
 	}
@@ -285,27 +372,46 @@ func (s *Store) Stats() Stats {
 }
 
 // Close stops accepting operations, commits everything already queued
-// (reporting each op's Result as usual), waits for the committer goroutine
-// and closes Pebble. Every submitted op gets exactly one Result. Calling Close
-// again returns the first call's result.
+// (reporting each op's Result as usual), waits for the committer goroutine,
+// flushes Pebble's memtable to an sstable (so a reopen does not depend on
+// replaying the write-ahead log) and closes Pebble. Every submitted op gets
+// exactly one Result. Calling Close again, or after the store closed itself
+// (see Options.OnCorruptStore), returns the first close's result.
 func (s *Store) Close() error {
+	s.shutdown(ErrClosed)
+	return s.closeErr
+}
+
+// shutdown closes the store once; later Get and Submit calls report errors
+// wrapping reason. It reports whether this call did the closing.
+func (s *Store) shutdown(reason error) (closedHere bool) {
 	s.closeOnce.Do(func() {
+		closedHere = true
 		s.submitMu.Lock()
 		s.closed = true
+		s.closeReason = reason
 		close(s.queue)
 		s.submitMu.Unlock()
 
 		s.committerWG.Wait()
 
+		// Gets go on while the memtable is flushed.
+		var errs []error
+		if err := s.db.Flush(); err != nil {
+			errs = append(errs, fmt.Errorf("flush memtable: %w", err))
+		}
 		s.dbMu.Lock()
 		s.dbClosed = true
 		if err := s.db.Close(); err != nil {
-			s.closeErr = fmt.Errorf("close store %s: %w", s.dir, err)
+			errs = append(errs, fmt.Errorf("close pebble: %w", err))
 		}
 		s.dbMu.Unlock()
+		if len(errs) > 0 {
+			s.closeErr = fmt.Errorf("close store %s: %w", s.dir, errors.Join(errs...))
+		}
 		s.log.Debug().Err(s.closeErr).Msg("store closed")
 	})
-	return s.closeErr
+	return closedHere
 }
 
 // commitLoop is the committer goroutine: it gathers queued ops into batches
@@ -374,7 +480,7 @@ func (s *Store) commit(batch []Op) []Result {
 
 // applyPut writes op into pb and returns the change in stored records and
 // payload bytes. Re-putting an existing key replaces the payload without
-// counting a new record.
+// counting a new record; putting a key whose block is damaged counts one.
 func applyPut(pb *pebble.Batch, op Op) (messages, bytes int64, err error) {
 	key := encodeKey(op.ID, op.Version)
 	old, closer, err := pb.Get(key)
@@ -385,6 +491,10 @@ func applyPut(pb *pebble.Batch, op Op) (messages, bytes int64, err error) {
 			return 0, 0, fmt.Errorf("read previous value: %w", err)
 		}
 	case errors.Is(err, pebble.ErrNotFound):
+		messages = 1
+	case pebbledb.IsDamage(err):
+		// The key lies in a damaged block. Whatever it held was not counted
+		// (see countRecords), and writing it repairs the record.
 		messages = 1
 	default:
 		return 0, 0, fmt.Errorf("read previous value: %w", err)

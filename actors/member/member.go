@@ -5,6 +5,8 @@
 package member
 
 import (
+	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -43,7 +45,8 @@ func (p RestartPolicy) Backoff(n int) time.Duration {
 }
 
 // Status is what the member node shows the outside world (heartbeats,
-// readiness, metrics). Actors write it, HTTP handlers read it.
+// readiness, metrics, its /api/cluster). Actors write it, HTTP handlers
+// read it.
 type Status struct {
 	Registered   atomic.Bool
 	Slot         atomic.Uint32
@@ -51,6 +54,64 @@ type Status struct {
 	Messages     atomic.Uint64
 	Bytes        atomic.Uint64
 	GaveUp       atomic.Bool // the storage actor crashed too often and was stopped
+	// CorruptReads counts reads that found their record damaged and were
+	// answered READ_CORRUPT (the gateway then reads another replica).
+	CorruptReads atomic.Uint64
+
+	lastCorruption atomic.Pointer[string]
+	storeCorrupt   atomic.Pointer[string]
+}
+
+// RecordCorruption notes damage found in the store: a corrupt read, or
+// damaged records the store skipped when it was opened.
+func (s *Status) RecordCorruption(err error) {
+	msg := err.Error()
+	s.lastCorruption.Store(&msg)
+}
+
+// LastCorruption is the last damage recorded, or "" if none was.
+func (s *Status) LastCorruption() string {
+	if msg := s.lastCorruption.Load(); msg != nil {
+		return *msg
+	}
+	return ""
+}
+
+// SetStoreCorrupt marks the store as unusable because it is corrupt, with
+// err saying why; nil clears the mark.
+func (s *Status) SetStoreCorrupt(err error) {
+	if err == nil {
+		s.storeCorrupt.Store(nil)
+		return
+	}
+	msg := err.Error()
+	s.storeCorrupt.Store(&msg)
+	s.RecordCorruption(err)
+}
+
+// StoreCorrupt says why the store is unusable because it is corrupt, or ""
+// if it is not.
+func (s *Status) StoreCorrupt() string {
+	if msg := s.storeCorrupt.Load(); msg != nil {
+		return *msg
+	}
+	return ""
+}
+
+// NotReady says why the member cannot serve (its /readyz reason), or nil
+// when it can.
+func (s *Status) NotReady() error {
+	switch {
+	case s.GaveUp.Load():
+		return errors.New("storage actor kept crashing and was stopped")
+	case s.StoreCorrupt() != "":
+		return fmt.Errorf("storage corrupt: %s", s.StoreCorrupt())
+	case !s.StorageReady.Load():
+		return errors.New("storage not open")
+	case !s.Registered.Load():
+		return errors.New("not registered with the gateway yet")
+	}
+	return nil
 }
 
 // Config configures the member supervisor.

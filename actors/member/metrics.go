@@ -4,11 +4,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// StorageMetrics are the storage actor's Prometheus metrics.
+// StorageMetrics are the storage actor's Prometheus metrics. Corrupt
+// reads and a corrupt store are exported from the member's Status.
 type StorageMetrics struct {
-	PutSeconds  prometheus.Histogram
-	BatchOps    prometheus.Histogram
-	Corruptions prometheus.Counter
+	PutSeconds prometheus.Histogram
+	BatchOps   prometheus.Histogram
 }
 
 // NewStorageMetrics creates the storage metrics and registers them, with
@@ -25,12 +25,16 @@ func NewStorageMetrics(reg prometheus.Registerer, status *Status) *StorageMetric
 			Help:    "Operations per group commit (one fsync each).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
-		Corruptions: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tolerex_member_corrupt_reads_total",
-			Help: "Reads that found a record failing its checksum.",
-		}),
 	}
-	reg.MustRegister(m.PutSeconds, m.BatchOps, m.Corruptions,
+	reg.MustRegister(m.PutSeconds, m.BatchOps,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tolerex_member_corrupt_reads_total",
+			Help: "Reads that found their record damaged (a checksum mismatch) and were refused.",
+		}, func() float64 { return float64(status.CorruptReads.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tolerex_member_storage_corrupt",
+			Help: "1 while the store is unusable because it is corrupt (it cannot be opened, or a compaction hit damaged data).",
+		}, func() float64 { return boolFloat(status.StoreCorrupt() != "") }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tolerex_member_messages",
 			Help: "Message versions stored on this member.",

@@ -27,6 +27,21 @@ type InjectPanic struct{}
 // NewStorage returns the producer of the storage actor. It opens the store
 // when it starts and closes it when it stops or is restarted, so a restart
 // reopens the store from disk.
+//
+// A store that fails to open is handled by its cause. If it is corrupt
+// (storage.ErrCorruptStore) the actor logs it once, marks the member's
+// Status corrupt (the member is then not ready and reports its storage
+// not ready to the gateway, which stops using it) and stays up without a
+// store, answering every request with an error: reopening would fail the
+// same way, so crashing would only restart it in a loop. Any other failure
+// (a held lock, permissions) crashes the actor, and the member supervisor
+// retries with backoff. A store that closes itself because a compaction hit
+// damaged data is handled like one that cannot be opened.
+//
+// A read that finds its record damaged is answered READ_CORRUPT, counted in
+// Status.CorruptReads and recorded as Status.LastCorruption; the gateway
+// then reads another replica. The member goes on serving every other key:
+// damage found by reads is local to the records (blocks) it hits.
 func NewStorage(cfg StorageConfig, status *Status, log zerolog.Logger) actor.Producer {
 	return func() actor.Actor {
 		return &storageActor{cfg: cfg, status: status, log: log.With().Str("actor", messages.StorageActor).Logger()}
@@ -38,6 +53,16 @@ type storageActor struct {
 	status *Status
 	log    zerolog.Logger
 	store  *storage.Store
+	// generation numbers the stores this actor opened, so a late report
+	// about an earlier store is ignored.
+	generation uint64
+}
+
+// storeCorrupted reports that store number generation closed itself
+// because a background compaction hit damaged data.
+type storeCorrupted struct {
+	generation uint64
+	err        error
 }
 
 // pendingStore is the token of a submitted put: who to acknowledge.
@@ -69,6 +94,11 @@ func (a *storageActor) Receive(ctx actor.Context) {
 		}
 	case *committed:
 		a.acknowledge(ctx, msg)
+	case *storeCorrupted:
+		if msg.generation == a.generation && a.store != nil {
+			a.close()
+			a.markCorrupt(msg.err)
+		}
 	case InjectPanic, *InjectPanic:
 		a.log.Warn().Msg("fault injection: storage actor panics now")
 		panic("injected storage fault")
@@ -77,21 +107,53 @@ func (a *storageActor) Receive(ctx actor.Context) {
 
 func (a *storageActor) open(ctx actor.Context) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
+	a.generation++
+	generation := a.generation
 	store, err := storage.Open(a.cfg.Dir, storage.Options{
 		Sync:   a.cfg.Sync,
 		Logger: a.log,
 		OnCommit: func(results []storage.Result) {
 			root.Send(self, &committed{results: results, at: time.Now()})
 		},
+		OnCorruptStore: func(err error) {
+			root.Send(self, &storeCorrupted{generation: generation, err: err})
+		},
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, storage.ErrCorruptStore):
+		a.markCorrupt(err)
+		return
+	case err != nil:
 		// Let it crash: the member supervisor retries with backoff.
 		panic(fmt.Errorf("open store: %w", err))
 	}
 	a.store = store
+	a.status.SetStoreCorrupt(nil)
 	a.publishStats()
 	a.status.StorageReady.Store(true)
 	a.log.Info().Str("dir", a.cfg.Dir).Bool("sync", a.cfg.Sync).Uint64("messages", a.status.Messages.Load()).Msg("store open")
+	if damage := store.Damage(); damage != nil {
+		a.status.RecordCorruption(damage)
+		a.log.Error().Err(damage).Str("dir", a.cfg.Dir).
+			Msg("store opened with damaged records: reads of them are refused and served by other replicas")
+	}
+}
+
+// markCorrupt leaves the actor without a store because the store is
+// corrupt, and says so once.
+func (a *storageActor) markCorrupt(err error) {
+	a.status.StorageReady.Store(false)
+	a.status.SetStoreCorrupt(err)
+	a.log.Error().Err(err).Str("dir", a.cfg.Dir).
+		Msg("store is corrupt: this member serves no data until its store directory is repaired or removed (the other replicas serve its messages)")
+}
+
+// unavailable says why there is no store to serve a request.
+func (a *storageActor) unavailable() string {
+	if reason := a.status.StoreCorrupt(); reason != "" {
+		return "store is corrupt: " + reason
+	}
+	return "store is not open"
 }
 
 func (a *storageActor) close() {
@@ -107,7 +169,7 @@ func (a *storageActor) close() {
 
 func (a *storageActor) storeRequest(ctx actor.Context, msg *messages.StoreRequest) {
 	if a.store == nil {
-		ctx.Respond(&messages.StoreAck{RequestId: msg.GetRequestId(), Error: "store is not open"})
+		ctx.Respond(&messages.StoreAck{RequestId: msg.GetRequestId(), Error: a.unavailable()})
 		return
 	}
 	a.store.Submit(storage.Op{
@@ -146,7 +208,7 @@ func (a *storageActor) acknowledge(ctx actor.Context, msg *committed) {
 func (a *storageActor) read(msg *messages.ReadRequest) *messages.ReadReply {
 	reply := &messages.ReadReply{RequestId: msg.GetRequestId()}
 	if a.store == nil {
-		reply.Status, reply.Error = messages.ReadStatus_READ_FAILED, "store is not open"
+		reply.Status, reply.Error = messages.ReadStatus_READ_FAILED, a.unavailable()
 		return reply
 	}
 	payload, err := a.store.Get(msg.GetId(), msg.GetVersion())
@@ -158,9 +220,8 @@ func (a *storageActor) read(msg *messages.ReadRequest) *messages.ReadReply {
 	case errors.Is(err, storage.ErrCorrupt):
 		reply.Status, reply.Error = messages.ReadStatus_READ_CORRUPT, err.Error()
 		a.log.Error().Err(err).Int64("id", msg.GetId()).Uint64("version", msg.GetVersion()).Msg("corrupt record")
-		if a.cfg.Metrics != nil {
-			a.cfg.Metrics.Corruptions.Inc()
-		}
+		a.status.CorruptReads.Add(1)
+		a.status.RecordCorruption(err)
 	default:
 		reply.Status, reply.Error = messages.ReadStatus_READ_FAILED, err.Error()
 		a.log.Error().Err(err).Int64("id", msg.GetId()).Msg("read failed")

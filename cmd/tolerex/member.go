@@ -71,18 +71,7 @@ func runMember(ctx context.Context, f memberFlags) error {
 		return fmt.Errorf("--storage-max-restarts must be >= 0 and --storage-max-backoff >= %s", restart.InitialBackoff)
 	}
 	status := &member.Status{}
-	ready := func() error {
-		switch {
-		case status.GaveUp.Load():
-			return errors.New("storage actor kept crashing and was stopped")
-		case !status.StorageReady.Load():
-			return errors.New("storage not open")
-		case !status.Registered.Load():
-			return errors.New("not registered with the gateway yet")
-		}
-		return nil
-	}
-	node, admin, err := f.node.start(certs.RoleMember, ready)
+	node, admin, err := f.node.start(certs.RoleMember, status.NotReady)
 	if err != nil {
 		return err
 	}
@@ -122,6 +111,7 @@ func runMember(ctx context.Context, f memberFlags) error {
 			Role: "member", MemberID: memberID, NodeAddress: node.Address(), Gateway: f.join,
 			Registered: status.Registered.Load(), Slot: status.Slot.Load(),
 			StorageReady: status.StorageReady.Load(), Messages: status.Messages.Load(), Bytes: status.Bytes.Load(),
+			StorageCorrupt: status.StoreCorrupt(), CorruptReads: status.CorruptReads.Load(), LastCorruption: status.LastCorruption(),
 		})
 	})
 	if f.faultInjection {
@@ -148,6 +138,12 @@ type memberView struct {
 	StorageReady bool   `json:"storage_ready"`
 	Messages     uint64 `json:"messages"`
 	Bytes        uint64 `json:"bytes"`
+	// StorageCorrupt says why the store is unusable because it is corrupt.
+	StorageCorrupt string `json:"storage_corrupt,omitempty"`
+	// CorruptReads counts reads refused because their record was damaged.
+	CorruptReads uint64 `json:"corrupt_reads"`
+	// LastCorruption is the last damage the store found.
+	LastCorruption string `json:"last_corruption,omitempty"`
 }
 
 // loadMemberID reads the member's stable id from its data dir, creating

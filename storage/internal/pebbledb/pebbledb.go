@@ -1,12 +1,15 @@
 // Package pebbledb opens Pebble databases the way every Tolerex store
 // wants them: in a created directory, with a bounded block cache and
-// memtable, and with Pebble's log output routed into zerolog so it never
-// writes to stderr on its own.
+// memtable, with Pebble's log output routed into zerolog so it never
+// writes to stderr on its own, and with on-disk corruption reported as an
+// error instead of through Pebble's default handler, which calls Fatalf.
 package pebbledb
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/rs/zerolog"
@@ -17,7 +20,66 @@ type Options struct {
 	CacheBytes    int64
 	MemTableBytes uint64
 	Logger        zerolog.Logger
+	// OnBackgroundCorruption, if set, is called for every error of a
+	// background job (a compaction, loading table statistics) that IsDamage
+	// classifies as damage. Pebble calls it with its own mutex held and,
+	// for a failed L0 compaction, retries at once without backoff, so it
+	// must return quickly and must not call into the DB.
+	OnBackgroundCorruption func(error)
+	// DisableTableStats turns off Pebble's background loading of table
+	// statistics. The loader retries a table whose metadata blocks are
+	// corrupt in a tight loop (a busy CPU core for as long as the database
+	// is open); the statistics only help compactions prioritise deletion
+	// tombstones.
+	DisableTableStats bool
+	// FormatMajorVersion is the on-disk format to create a database with,
+	// or to upgrade an older one to (one way); zero keeps Pebble's default,
+	// its oldest supported format.
+	FormatMajorVersion pebble.FormatMajorVersion
 }
+
+// consistencyMismatch is the text of the error Pebble's Open returns when
+// an sstable's size on disk differs from the size the MANIFEST records
+// (for example a truncated file). Pebble does not mark that error as
+// corruption, so IsDamage matches it; a test in the storage package pins
+// the behaviour so a Pebble upgrade that changes it is noticed.
+const consistencyMismatch = "object size mismatch"
+
+// IsDamage reports whether err, returned by Open or a read, says that the
+// database's files are damaged (a checksum mismatch, a bad magic number, a
+// malformed MANIFEST or WAL, a truncated or missing sstable) rather than
+// unusable for another reason (a held lock, permissions, a full disk).
+func IsDamage(err error) bool {
+	if err == nil {
+		return false
+	}
+	return pebble.IsCorruptionError(err) ||
+		errors.Is(err, os.ErrNotExist) ||
+		strings.Contains(err.Error(), consistencyMismatch)
+}
+
+// corruptionCarrier is the message of the value Pebble joins (errors.Join,
+// so after a newline) to a corruption error to carry its details to the
+// event listener.
+const corruptionCarrier = "\n<corruption detail carrier>"
+
+// Readable returns err with a message that leaves out the detail carrier
+// Pebble joins to corruption errors, so it reads well in a log line or an
+// HTTP response; errors.Is and errors.As see err unchanged.
+func Readable(err error) error {
+	if err == nil || !strings.Contains(err.Error(), corruptionCarrier) {
+		return err
+	}
+	return readableError{err: err}
+}
+
+type readableError struct{ err error }
+
+func (e readableError) Error() string {
+	return strings.ReplaceAll(e.err.Error(), corruptionCarrier, "")
+}
+
+func (e readableError) Unwrap() error { return e.err }
 
 // Open creates dir if needed and opens the database in it.
 func Open(dir string, opts Options) (*pebble.DB, error) {
@@ -27,11 +89,37 @@ func Open(dir string, opts Options) (*pebble.DB, error) {
 	cache := pebble.NewCache(opts.CacheBytes)
 	// The DB takes its own reference to the cache.
 	defer cache.Unref()
+	log := opts.Logger.With().Str("subsystem", "pebble").Logger()
 	return pebble.Open(dir, &pebble.Options{
-		Cache:        cache,
-		MemTableSize: opts.MemTableBytes,
-		Logger:       logger{log: opts.Logger.With().Str("subsystem", "pebble").Logger()},
+		Cache:              cache,
+		MemTableSize:       opts.MemTableBytes,
+		Logger:             logger{log: log},
+		DisableTableStats:  opts.DisableTableStats,
+		FormatMajorVersion: opts.FormatMajorVersion,
+		EventListener:      eventListener(log, opts.OnBackgroundCorruption),
 	})
+}
+
+// eventListener replaces the two Pebble event handlers whose defaults do
+// not suit a store that must survive damaged files: DataCorruption, whose
+// default calls Logger.Fatalf on every corrupt block read, and
+// BackgroundError, which also reports damage found by background jobs to
+// onCorruption. The other events keep Pebble's defaults.
+func eventListener(log zerolog.Logger, onCorruption func(error)) *pebble.EventListener {
+	return &pebble.EventListener{
+		BackgroundError: func(err error) {
+			err = Readable(err)
+			log.Error().Err(err).Msg("background error")
+			if onCorruption != nil && IsDamage(err) {
+				onCorruption(err)
+			}
+		},
+		// The same error is returned to the reader (or reaches
+		// BackgroundError), which reports it; this is only a trace.
+		DataCorruption: func(info pebble.DataCorruptionInfo) {
+			log.Debug().Str("path", info.Path).Err(Readable(info.Details)).Msg("corrupt data read")
+		},
+	}
 }
 
 // WriteOptions are the commit options for a sync mode: Sync fsyncs the
@@ -61,9 +149,10 @@ func (l logger) Errorf(format string, args ...any) {
 	l.log.Error().Msgf(format, args...)
 }
 
-// Fatalf logs at fatal level and then panics. Pebble calls it only for
-// invariant violations it cannot continue from and does not expect it to
-// return; a panic keeps the stack trace, unlike an exit.
+// Fatalf logs at fatal level and then panics. With the event listener Open
+// installs, Pebble calls it only for invariant violations it cannot
+// continue from and does not expect it to return; a panic keeps the stack
+// trace, unlike an exit.
 func (l logger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	l.log.WithLevel(zerolog.FatalLevel).Msg(msg)

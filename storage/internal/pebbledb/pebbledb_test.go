@@ -3,9 +3,14 @@ package pebbledb
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/rs/zerolog"
 )
 
@@ -81,5 +86,73 @@ func TestGroupCommitBatchesWhatIsQueued(t *testing.T) {
 				t.Fatalf("batches %v, want %v", batches, want)
 			}
 		}
+	}
+}
+
+// TestDamagedBlockIsAnErrorNotAFatal flips bytes in the middle of an
+// sstable: reading it returns a corruption error (with Pebble's default
+// handler it would call Fatalf, which panics), IsDamage recognises it and
+// Readable drops Pebble's detail carrier from its message.
+func TestDamagedBlockIsAnErrorNotAFatal(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{CacheBytes: 1 << 20, MemTableBytes: 1 << 20, Logger: zerolog.Nop()}
+	db, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(i int) []byte { return fmt.Appendf(nil, "key-%06d", i) }
+	for i := range 5000 {
+		if err := db.Set(key(i), fmt.Appendf(nil, "value %d %x", i, i*7919), WriteOptions(false)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ssts, err := filepath.Glob(filepath.Join(dir, "*.sst"))
+	if err != nil || len(ssts) != 1 {
+		t.Fatalf("sstables %v, %v; want one", ssts, err)
+	}
+	data, err := os.ReadFile(ssts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(data) / 2; i < len(data)/2+16; i++ {
+		data[i] ^= 0xff
+	}
+	if err := os.WriteFile(ssts[0], data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err = Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var damaged error
+	for i := range 5000 {
+		_, closer, err := db.Get(key(i))
+		if err == nil {
+			closer.Close()
+			continue
+		}
+		damaged = err
+		break
+	}
+	if damaged == nil {
+		t.Fatal("no read failed after flipping bytes in the middle of the only sstable")
+	}
+	if !IsDamage(damaged) || !strings.Contains(damaged.Error(), corruptionCarrier) {
+		t.Fatalf("read error %q: IsDamage=%v; want a Pebble corruption error with its detail carrier", damaged, IsDamage(damaged))
+	}
+	readable := Readable(damaged)
+	if strings.Contains(readable.Error(), "carrier") || !pebble.IsCorruptionError(readable) || !IsDamage(readable) {
+		t.Fatalf("Readable(%q) = %q", damaged, readable)
+	}
+	if IsDamage(nil) || IsDamage(errors.New("lock held")) || Readable(nil) != nil {
+		t.Fatal("IsDamage or Readable misjudge errors that are not damage")
 	}
 }
