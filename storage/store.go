@@ -42,12 +42,6 @@ const (
 	QueueLength = 4096
 	// memTableBytes is the Pebble memtable size.
 	memTableBytes = 16 << 20
-	// formatMajorVersion is the Pebble on-disk format: the first with WAL
-	// sync chunks, which let Pebble tell damage in the middle of the
-	// write-ahead log from a torn tail (with older formats it silently drops
-	// every record from the damage on), and with checksummed sstable
-	// footers. Older stores are upgraded when opened.
-	formatMajorVersion = pebble.FormatTableFormatV6
 )
 
 // Options configures a Store.
@@ -206,7 +200,6 @@ func Open(dir string, opts Options) (*Store, error) {
 		MemTableBytes:          memTableBytes,
 		Logger:                 log,
 		DisableTableStats:      true,
-		FormatMajorVersion:     formatMajorVersion,
 		OnBackgroundCorruption: guard.report,
 	})
 	if err != nil {

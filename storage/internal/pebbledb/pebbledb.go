@@ -33,10 +33,16 @@ type Options struct {
 	// tombstones.
 	DisableTableStats bool
 	// FormatMajorVersion is the on-disk format to create a database with,
-	// or to upgrade an older one to (one way); zero keeps Pebble's default,
-	// its oldest supported format.
+	// or to upgrade an older one to (one way); zero means DefaultFormat.
 	FormatMajorVersion pebble.FormatMajorVersion
 }
+
+// DefaultFormat is the Pebble on-disk format Tolerex stores use: the first
+// with WAL sync chunks, which let Pebble tell damage in the middle of the
+// write-ahead log from a torn tail (with older formats it silently drops
+// every record from the damage on, acknowledged writes included), and with
+// checksummed sstable footers. Older stores are upgraded when opened.
+const DefaultFormat = pebble.FormatTableFormatV6
 
 // consistencyMismatch is the text of the error Pebble's Open returns when
 // an sstable's size on disk differs from the size the MANIFEST records
@@ -90,6 +96,9 @@ func Open(dir string, opts Options) (*pebble.DB, error) {
 	// The DB takes its own reference to the cache.
 	defer cache.Unref()
 	log := opts.Logger.With().Str("subsystem", "pebble").Logger()
+	if opts.FormatMajorVersion == 0 {
+		opts.FormatMajorVersion = DefaultFormat
+	}
 	return pebble.Open(dir, &pebble.Options{
 		Cache:              cache,
 		MemTableSize:       opts.MemTableBytes,
