@@ -12,12 +12,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -43,12 +45,27 @@ func BuildBinary(dir string) (string, error) {
 // ago.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
-		t.Fatalf("find a free port: %v", err)
+		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
+}
+
+// freeAddr picks a free port below Linux's ephemeral range (32768 and up),
+// so the outgoing connections of other tests cannot take it between now
+// and the moment a process listens on it.
+func freeAddr() (string, error) {
+	const low, high = 20000, 32000
+	for range 200 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(low+rand.IntN(high-low)))
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			l.Close()
+			return addr, nil
+		}
+	}
+	return "", errors.New("no free port found")
 }
 
 // Process is one tolerex process (gateway or member) of a test cluster.
@@ -321,12 +338,11 @@ func (p *Process) withAddrs(c *Cluster, args, extra []string) *Process {
 }
 
 func freeAddrNoTB() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
-		panic(fmt.Sprintf("find a free port: %v", err))
+		panic(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 func (c *Cluster) securityArgs() []string {
@@ -416,14 +432,24 @@ func (c *Cluster) Dial(t testing.TB) *client.Client {
 	return cl
 }
 
-// DumpLogsOnFailure prints every process's log tail if the test failed.
+// DumpLogsOnFailure prints every process's log tail if the test failed,
+// and copies the whole logs into $TOLEREX_E2E_LOGS/<test name>/ when that
+// variable names a directory.
 func (c *Cluster) DumpLogsOnFailure(t testing.TB) {
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
 		}
+		keep := os.Getenv("TOLEREX_E2E_LOGS")
 		for _, p := range append([]*Process{c.Gateway}, c.Members...) {
 			t.Logf("---- %s log tail ----\n%s", p.Name, p.LogTail(6000))
+			if keep == "" {
+				continue
+			}
+			dir := filepath.Join(keep, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
+			if err := os.MkdirAll(dir, 0o755); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, p.Name+".log"), []byte(p.Log()), 0o644)
+			}
 		}
 	})
 }

@@ -376,10 +376,17 @@ func (l *leader) committed(ctx actor.Context, batch []metalog.Committed) {
 		if !replayed {
 			var err error
 			eff, err = l.state.Apply(p.entry)
-			if err != nil {
-				l.log.Error().Err(err).Uint64("seq", c.Seq).Msg("apply committed entry")
-			}
 			l.appliedSeq = c.Seq
+			if err != nil {
+				// A malformed entry changes nothing; its client must not
+				// hear OK for it.
+				l.log.Error().Err(err).Uint64("seq", c.Seq).Msg("apply committed entry")
+				if p.client != nil {
+					l.replyError(ctx, p.client, p.request, "internal error: the request was not applied")
+					l.finish(ctx, entryID(p.entry))
+				}
+				continue
+			}
 		} else {
 			eff = l.replayedEffect(p.entry)
 		}

@@ -84,7 +84,7 @@ func (l *leader) selectFor(ctx actor.Context, w *write, count int) {
 	id := l.newRequestID()
 	l.selections[id] = w
 	w.selecting++
-	ctx.Request(l.selector, &messages.SelectReplicas{RequestId: id, Count: uint32(count), Exclude: w.tried})
+	ctx.Request(l.selector, &messages.SelectReplicas{RequestId: id, Count: uint32(count), Exclude: slices.Clone(w.tried)})
 }
 
 func (l *leader) replicasSelected(ctx actor.Context, msg *messages.ReplicasSelected) {
@@ -101,8 +101,11 @@ func (l *leader) replicasSelected(ctx actor.Context, msg *messages.ReplicasSelec
 		l.failWrite(ctx, w, fmt.Sprintf("not enough live members: have %d, need %d", msg.GetLive(), w.need))
 		return
 	}
+	// Record every chosen member as tried before sending anything: a send
+	// that finds its member down asks for a replacement at once, and that
+	// request must exclude all of these.
+	w.tried = append(w.tried, msg.GetMembers()...)
 	for _, slot := range msg.GetMembers() {
-		w.tried = append(w.tried, slot)
 		l.sendStore(ctx, w, slot)
 	}
 	l.checkWrite(ctx, w)
