@@ -46,17 +46,26 @@ type NodeOptions struct {
 	// MaxMessageBytes is the largest client message; remote limits are
 	// derived from it.
 	MaxMessageBytes int
-	Logger          zerolog.Logger
-	Registry        *prometheus.Registry
+	// ProtoactorMetrics bridges protoactor's own OpenTelemetry actor
+	// metrics into Registry. They cost a few microseconds per message
+	// (protoactor builds an attribute set for every message it delivers).
+	ProtoactorMetrics bool
+	Logger            zerolog.Logger
+	Registry          *prometheus.Registry
 }
 
 // Remote-layer tuning. A batch holds at most endpointBatch messages, so the
 // largest gRPC message is about endpointBatch times the largest payload.
 const (
-	endpointBatch    = 128
-	endpointQueue    = 1024
-	keepaliveTime    = 10 * time.Second
-	keepaliveTimeout = 5 * time.Second
+	endpointBatch = 128
+	// Actor mailboxes run on a pool of this many goroutines (more run on
+	// goroutines of their own while all are busy), up to
+	// dispatchThroughput messages at a time, protoactor's default.
+	dispatchWorkers    = 32
+	dispatchThroughput = 300
+	endpointQueue      = 1024
+	keepaliveTime      = 10 * time.Second
+	keepaliveTimeout   = 5 * time.Second
 )
 
 // Node is a started actor system with remote.
@@ -92,19 +101,22 @@ func StartNode(opts NodeOptions) (*Node, error) {
 			return nil, err
 		}
 	}
-	provider, err := meterProvider(opts.Registry)
-	if err != nil {
-		return nil, err
-	}
-	system := actor.NewActorSystem(
+	systemOpts := []actor.ConfigOption{
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 			return slog.New(newSlogBridge(opts.Logger))
 		}),
-		actor.WithMetricProviders(provider),
 		actor.WithDeadLetterThrottleCount(3),
-		actor.WithDeadLetterThrottleInterval(10*time.Second),
+		actor.WithDeadLetterThrottleInterval(10 * time.Second),
 		actor.WithDeadLetterRequestLogging(false),
-	)
+	}
+	if opts.ProtoactorMetrics {
+		provider, err := meterProvider(opts.Registry)
+		if err != nil {
+			return nil, err
+		}
+		systemOpts = append(systemOpts, actor.WithMetricProviders(provider))
+	}
+	system := actor.NewActorSystem(systemOpts...)
 	cfg := remote.Configure(host, port,
 		remote.WithServerOptions(serverOptions(nodeTLS, opts, newGuardMetrics(opts.Registry))...),
 		remote.WithDialOptions(dialOptions(nodeTLS, opts)...),
@@ -122,7 +134,7 @@ func StartNode(opts NodeOptions) (*Node, error) {
 	if err := startRemote(r); err != nil {
 		return nil, fmt.Errorf("start remote on %s: %w", opts.NodeAddress, err)
 	}
-	reg := tree.NewRegistry()
+	reg := tree.NewRegistry(tree.NewDispatcher(dispatchWorkers, dispatchThroughput))
 	opts.Registry.MustRegister(tree.NewCollector(reg))
 	return &Node{System: system, Remote: r, Tree: reg, Logger: opts.Logger, Registry: opts.Registry, TLS: nodeTLS}, nil
 }

@@ -20,8 +20,9 @@ import (
 // Registry records the live actors of one actor system. It is safe for
 // concurrent use.
 type Registry struct {
-	mu     sync.Mutex
-	actors map[string]*liveActor
+	mu         sync.Mutex
+	actors     map[string]*liveActor
+	dispatcher actor.Dispatcher
 }
 
 type liveActor struct {
@@ -32,9 +33,10 @@ type liveActor struct {
 	mailbox  *mailboxDepth
 }
 
-// NewRegistry returns an empty registry.
-func NewRegistry() *Registry {
-	return &Registry{actors: make(map[string]*liveActor)}
+// NewRegistry returns an empty registry. Actors spawned from its props run
+// on dispatcher, or on protoactor's default one if dispatcher is nil.
+func NewRegistry(dispatcher actor.Dispatcher) *Registry {
+	return &Registry{actors: make(map[string]*liveActor), dispatcher: dispatcher}
 }
 
 // Props returns props for exactly one spawn of an actor of the given kind
@@ -66,10 +68,14 @@ func (r *Registry) Props(kind string, producer actor.Producer, opts ...actor.Pro
 			handled = true
 		}
 	}
-	all := append([]actor.PropsOption{
+	all := []actor.PropsOption{
 		actor.WithMailbox(actor.Unbounded(depth)),
 		actor.WithReceiverMiddleware(track),
-	}, opts...)
+	}
+	if r.dispatcher != nil {
+		all = append(all, actor.WithDispatcher(r.dispatcher))
+	}
+	all = append(all, opts...)
 	return actor.PropsFromProducer(producer, all...)
 }
 

@@ -192,7 +192,7 @@ var bossFamily = []child{
 
 func TestSnapshotShowsTheSupervisionTree(t *testing.T) {
 	system := quietSystem(t)
-	registry := tree.NewRegistry()
+	registry := tree.NewRegistry(nil)
 	sig := newSignals()
 
 	spawnNamed(t, system, registry.Props("boss", sig.producer(registry, bossFamily...)), "boss")
@@ -238,7 +238,7 @@ func TestSnapshotShowsTheSupervisionTree(t *testing.T) {
 
 func TestStoppedActorsDisappear(t *testing.T) {
 	system := quietSystem(t)
-	registry := tree.NewRegistry()
+	registry := tree.NewRegistry(nil)
 	sig := newSignals()
 	boss := spawnNamed(t, system, registry.Props("boss", sig.producer(registry, bossFamily...)), "boss")
 	await(t, sig.started, 4, "4 actors to start")
@@ -261,7 +261,7 @@ func TestStoppedActorsDisappear(t *testing.T) {
 
 func TestRestartsAreCounted(t *testing.T) {
 	system := quietSystem(t)
-	registry := tree.NewRegistry()
+	registry := tree.NewRegistry(nil)
 	sig := newSignals()
 	spawnNamed(t, system, registry.Props("supervisor", sig.producer(registry, child{name: "crashy", kind: "crashy"})), "sup")
 	await(t, sig.started, 2, "sup and sup/crashy to start")
@@ -322,7 +322,7 @@ func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 
 func TestMailboxDepthAndCollector(t *testing.T) {
 	system := quietSystem(t)
-	registry := tree.NewRegistry()
+	registry := tree.NewRegistry(nil)
 	metrics := prometheus.NewPedanticRegistry()
 	metrics.MustRegister(tree.NewCollector(registry))
 	if got := gather(t, metrics); len(got) != 0 {

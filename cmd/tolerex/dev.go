@@ -35,6 +35,7 @@ type devFlags struct {
 	sync           bool
 	faultInjection bool
 	logLevel       string
+	actorMetrics   bool
 }
 
 func newDevCommand() *cobra.Command {
@@ -65,6 +66,7 @@ it. Ctrl-C stops everything cleanly; the data stays for the next run.`,
 	fs.BoolVar(&f.sync, "sync", true, "fsync before acknowledging (false is unsafe)")
 	fs.BoolVar(&f.faultInjection, "fault-injection", true, "start members with --fault-injection (POST /debug/fault/storage-panic)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level of the processes (their logs go to files)")
+	fs.BoolVar(&f.actorMetrics, "protoactor-metrics", true, "start the processes with --protoactor-metrics")
 	return cmd
 }
 
@@ -97,7 +99,8 @@ func runDev(ctx context.Context, f devFlags, out io.Writer) error {
 		return fmt.Errorf("create log dir: %w", err)
 	}
 	addr := func(port int) string { return net.JoinHostPort(f.host, strconv.Itoa(port)) }
-	common := []string{"--tls-dir", tlsDir, "--log-level", f.logLevel, "--sync=" + strconv.FormatBool(f.sync)}
+	common := []string{"--tls-dir", tlsDir, "--log-level", f.logLevel, "--sync=" + strconv.FormatBool(f.sync),
+		"--protoactor-metrics=" + strconv.FormatBool(f.actorMetrics)}
 	gw := devProcess{
 		name:      "gateway",
 		nodeAddr:  addr(f.nodePort),

@@ -26,6 +26,7 @@ type nodeFlags struct {
 	sync            bool
 	logLevel        string
 	maxMessageBytes int
+	actorMetrics    bool
 }
 
 func (f *nodeFlags) register(fs *pflag.FlagSet, nodeAddr, adminAddr, dataDir string) {
@@ -37,6 +38,7 @@ func (f *nodeFlags) register(fs *pflag.FlagSet, nodeAddr, adminAddr, dataDir str
 	fs.BoolVar(&f.sync, "sync", true, "fsync before acknowledging writes; --sync=false is UNSAFE: a crash of the process or the machine can lose acknowledged writes")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 	fs.IntVar(&f.maxMessageBytes, "max-message-bytes", gateway.DefaultMaxMessageBytes, "largest message a client may store")
+	fs.BoolVar(&f.actorMetrics, "protoactor-metrics", true, "export protoactor's own actor metrics (protoactor_*); they cost a few microseconds per actor message")
 }
 
 func (f *nodeFlags) validate() error {
@@ -73,13 +75,14 @@ func (f *nodeFlags) start(role certs.Role, ready func() error) (*cluster.Node, *
 		return nil, nil, err
 	}
 	node, err := cluster.StartNode(cluster.NodeOptions{
-		Role:            role,
-		NodeAddress:     f.nodeAddr,
-		TLSDir:          f.tlsDir,
-		Insecure:        f.insecure,
-		MaxMessageBytes: f.maxMessageBytes,
-		Logger:          log,
-		Registry:        reg,
+		Role:              role,
+		NodeAddress:       f.nodeAddr,
+		TLSDir:            f.tlsDir,
+		Insecure:          f.insecure,
+		MaxMessageBytes:   f.maxMessageBytes,
+		ProtoactorMetrics: f.actorMetrics,
+		Logger:            log,
+		Registry:          reg,
 	})
 	if err != nil {
 		return nil, nil, err
