@@ -30,15 +30,15 @@ func allowedTypes(local, peerRole certs.Role, secure bool) map[string]bool {
 	// whose target does not exist.
 	deadLetter := &actor.DeadLetterResponse{}
 	fromGatewayToMember := []proto.Message{
-		&messages.StoreRequest{}, &messages.ReadRequest{}, &messages.PruneRequest{},
+		&messages.StoreBatch{}, &messages.ReadBatch{}, &messages.PruneBatch{},
 		&messages.TreeRequest{}, &messages.HeartbeatAck{}, deadLetter,
 	}
 	fromMemberToGateway := []proto.Message{
-		&messages.MemberHeartbeat{}, &messages.StoreAck{}, &messages.ReadReply{},
+		&messages.MemberHeartbeat{}, &messages.StoreAckBatch{}, &messages.ReadReplyBatch{},
 		&messages.TreeReply{}, deadLetter,
 	}
 	fromGatewayToGateway := []proto.Message{
-		&messages.ClientRequest{}, &messages.ClientReply{},
+		&messages.ClientBatch{}, &messages.ClientReplyBatch{}, &messages.ClientRequest{}, &messages.ClientReply{},
 		&messages.TreeRequest{}, &messages.TreeReply{}, deadLetter,
 	}
 	var allowed []proto.Message

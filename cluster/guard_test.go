@@ -24,18 +24,20 @@ func TestAllowedTypes(t *testing.T) {
 		msg         proto.Message
 		want        bool
 	}{
-		{certs.RoleMember, certs.RoleGateway, true, &messages.StoreRequest{}, true},
-		{certs.RoleMember, certs.RoleGateway, true, &messages.PruneRequest{}, true},
-		{certs.RoleMember, certs.RoleMember, true, &messages.StoreRequest{}, false},
-		{certs.RoleMember, certs.RoleMember, true, &messages.PruneRequest{}, false},
+		{certs.RoleMember, certs.RoleGateway, true, &messages.StoreBatch{}, true},
+		{certs.RoleMember, certs.RoleGateway, true, &messages.PruneBatch{}, true},
+		{certs.RoleMember, certs.RoleMember, true, &messages.StoreBatch{}, false},
+		{certs.RoleMember, certs.RoleMember, true, &messages.PruneBatch{}, false},
 		{certs.RoleMember, certs.RoleGateway, true, &actor.Stop{}, false},
 		{certs.RoleGateway, certs.RoleMember, true, &messages.MemberHeartbeat{}, true},
 		{certs.RoleGateway, certs.RoleMember, true, &messages.ClientRequest{}, false},
-		{certs.RoleGateway, certs.RoleMember, true, &messages.StoreRequest{}, false},
+		{certs.RoleGateway, certs.RoleMember, true, &messages.ClientBatch{}, false},
+		{certs.RoleMember, certs.RoleGateway, true, &messages.StoreRequest{}, false}, // batches only
+		{certs.RoleGateway, certs.RoleMember, true, &messages.StoreBatch{}, false},
 		{certs.RoleGateway, certs.RoleGateway, true, &messages.ClientRequest{}, true},
 		{certs.RoleGateway, certs.RoleGateway, true, &messages.MemberHeartbeat{}, false},
 		{certs.RoleGateway, certs.RoleMember, true, &actor.DeadLetterResponse{}, true},
-		{certs.RoleMember, "", false, &messages.StoreRequest{}, true},
+		{certs.RoleMember, "", false, &messages.StoreBatch{}, true},
 		{certs.RoleMember, "", false, &actor.PoisonPill{}, false},
 	}
 	for _, c := range cases {
@@ -49,7 +51,7 @@ func TestGuardCheck(t *testing.T) {
 	g := &guardedStream{allowed: allowedTypes(certs.RoleMember, certs.RoleGateway, true), peerRole: certs.RoleGateway}
 	valid := func() *remote.MessageBatch {
 		return &remote.MessageBatch{
-			TypeNames: []string{string(proto.MessageName(&messages.StoreRequest{}))},
+			TypeNames: []string{string(proto.MessageName(&messages.StoreBatch{}))},
 			Targets:   []*actor.PID{actor.NewPID("127.0.0.1:1", messages.StorageActor)},
 			Senders:   []*actor.PID{actor.NewPID("127.0.0.1:2", messages.LeaderActor)},
 			Envelopes: []*remote.MessageEnvelope{{TypeId: 0, Target: 0, Sender: 1}},

@@ -149,7 +149,7 @@ func TestHostilePeers(t *testing.T) {
 	memberToGateway := dialPeer(t, c.TLSDir, certs.RoleMember, c.Gateway.NodeAddr)
 
 	t.Run("UnknownMessageType", func(t *testing.T) {
-		err := asGateway.sendBatch(batchOf(t, member.NodeAddr, messages.StorageActor, "evil.DoesNotExist", &messages.PruneRequest{}))
+		err := asGateway.sendBatch(batchOf(t, member.NodeAddr, messages.StorageActor, "evil.DoesNotExist", &messages.PruneBatch{}))
 		wantDenied(t, "unknown type", err)
 		stillServing("an unknown message type")
 	})
@@ -180,13 +180,13 @@ func TestHostilePeers(t *testing.T) {
 	})
 
 	t.Run("MalformedBatch", func(t *testing.T) {
-		b := batchOf(t, member.NodeAddr, messages.StorageActor, "", &messages.PruneRequest{Id: 1})
+		b := batchOf(t, member.NodeAddr, messages.StorageActor, "", &messages.PruneBatch{Requests: []*messages.PruneRequest{{Id: 1}}})
 		b.Envelopes[0].TypeId = 7
 		wantDenied(t, "type index out of range", asGateway.sendBatch(b))
-		b = batchOf(t, member.NodeAddr, messages.StorageActor, "", &messages.PruneRequest{Id: 1})
+		b = batchOf(t, member.NodeAddr, messages.StorageActor, "", &messages.PruneBatch{Requests: []*messages.PruneRequest{{Id: 1}}})
 		b.Envelopes[0].Target = -1
 		wantDenied(t, "negative target index", asGateway.sendBatch(b))
-		b = batchOf(t, member.NodeAddr, messages.StorageActor, "", &messages.PruneRequest{Id: 1})
+		b = batchOf(t, member.NodeAddr, messages.StorageActor, "", &messages.PruneBatch{Requests: []*messages.PruneRequest{{Id: 1}}})
 		b.Envelopes[0].SerializerId = 9
 		wantDenied(t, "unknown serializer", asGateway.sendBatch(b))
 		stillServing("malformed batches")
@@ -195,12 +195,12 @@ func TestHostilePeers(t *testing.T) {
 	t.Run("MemberCannotActAsGateway", func(t *testing.T) {
 		// A member certificate asking another member to drop every
 		// version of id 1, or to store a copy, is refused.
-		err := asMember.sendBatch(batchOf(t, member.NodeAddr, messages.StorageActor, "", &messages.PruneRequest{Id: 1, BelowVersion: ^uint64(0)}))
+		err := asMember.sendBatch(batchOf(t, member.NodeAddr, messages.StorageActor, "", &messages.PruneBatch{Requests: []*messages.PruneRequest{{Id: 1, BelowVersion: ^uint64(0)}}}))
 		wantDenied(t, "PruneRequest from a member certificate", err)
-		err = asMember.sendBatch(batchOf(t, member.NodeAddr, messages.StorageActor, "", &messages.StoreRequest{Id: 777, Version: 1, Payload: []byte("forged")}))
+		err = asMember.sendBatch(batchOf(t, member.NodeAddr, messages.StorageActor, "", &messages.StoreBatch{Requests: []*messages.StoreRequest{{Id: 777, Version: 1, Payload: []byte("forged")}}}))
 		wantDenied(t, "StoreRequest from a member certificate", err)
 		// A member certificate sending a client request to the leader.
-		err = memberToGateway.sendBatch(batchOf(t, c.Gateway.NodeAddr, messages.LeaderActor, "", &messages.ClientRequest{Op: messages.Op_OP_DEL, Id: 1}))
+		err = memberToGateway.sendBatch(batchOf(t, c.Gateway.NodeAddr, messages.LeaderActor, "", &messages.ClientBatch{Requests: []*messages.ClientRequest{{Op: messages.Op_OP_DEL, Id: 1}}}))
 		wantDenied(t, "ClientRequest from a member certificate", err)
 		var after memberInfo
 		member.GetJSON(t, "/api/cluster", &after)
@@ -222,7 +222,7 @@ func TestHostilePeers(t *testing.T) {
 				break
 			}
 		}
-		err := asGateway.sendBatch(batchOf(t, member.NodeAddr, messages.StorageActor, "", &messages.StoreRequest{Id: 888, Version: 1, Payload: []byte("control")}))
+		err := asGateway.sendBatch(batchOf(t, member.NodeAddr, messages.StorageActor, "", &messages.StoreBatch{Requests: []*messages.StoreRequest{{Id: 888, Version: 1, Payload: []byte("control")}}}))
 		if err != nil {
 			t.Fatalf("StoreRequest with a gateway certificate: %v", err)
 		}

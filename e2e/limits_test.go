@@ -146,8 +146,10 @@ func TestClientLimits(t *testing.T) {
 				}
 			}
 		}()
-		waitGauge(t, c.Gateway, "tolerex_client_connections", 1) // only setup is left
-		setup.do(exch("PING\r\n", "PONG"))
+		setup.conn.Close()
+		waitGauge(t, c.Gateway, "tolerex_client_connections", 0) // the stuck client was dropped
+		fresh := dialWire(t, c.ClientAddr, false)
+		fresh.do(exch("PING\r\n", "PONG"))
 	})
 
 	t.Run("EndlessLineMemory", func(t *testing.T) {

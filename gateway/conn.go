@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -63,16 +64,34 @@ func (d *deadlineReader) timeoutReply() string {
 func readLoop(conn net.Conn, limits connLimits, window chan<- struct{}, done <-chan struct{}, send func(any)) {
 	dr := &deadlineReader{conn: conn, limits: limits}
 	r := bufio.NewReaderSize(dr, 16<<10)
-	// emit takes a window slot and sends msg; false means the session is
-	// gone.
-	emit := func(msg any) bool {
+	// Items are sent to the session in batches: everything parsed from
+	// bytes already in the buffer goes in one message.
+	var batch []any
+	flush := func() {
+		if len(batch) > 0 {
+			send(&inputBatch{items: batch})
+			batch = nil
+		}
+	}
+	// emit takes a window slot and queues item; false means the session is
+	// gone. When the window is full, what is queued goes out first, so its
+	// replies can free slots.
+	emit := func(item any) bool {
 		select {
 		case window <- struct{}{}:
-			send(msg)
-			return true
-		case <-done:
-			return false
+		default:
+			flush()
+			select {
+			case window <- struct{}{}:
+			case <-done:
+				return false
+			}
 		}
+		batch = append(batch, item)
+		if len(batch) >= maxInputBatch {
+			flush()
+		}
+		return true
 	}
 	// finish reports the end of input: EOF is the normal end; a timeout
 	// gets an error reply before the connection closes.
@@ -84,10 +103,14 @@ func readLoop(conn net.Conn, limits connLimits, window chan<- struct{}, done <-c
 			emit(&timedOut{reply: dr.timeoutReply()})
 			err = nil
 		}
+		flush()
 		send(&readerDone{err: err})
 	}
 	var long []byte // a line longer than the reader's buffer, so far
 	for {
+		if !lineBuffered(r) {
+			flush() // the next read may wait for the client
+		}
 		if long == nil {
 			// Bytes already buffered belong to a line that has started.
 			dr.between = r.Buffered() == 0
@@ -147,6 +170,16 @@ func readLoop(conn net.Conn, limits connLimits, window chan<- struct{}, done <-c
 		}
 		dr.lineStart = time.Time{}
 	}
+}
+
+// maxInputBatch bounds the items sent to the session in one message.
+const maxInputBatch = 128
+
+// lineBuffered reports whether a whole line is already in the buffer, so
+// reading it will not wait for the client.
+func lineBuffered(r *bufio.Reader) bool {
+	buffered, _ := r.Peek(r.Buffered())
+	return bytes.IndexByte(buffered, '\n') >= 0
 }
 
 // discardLine skips the rest of an over-long line.

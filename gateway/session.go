@@ -54,7 +54,10 @@ type outItem struct {
 
 // Messages from the reader goroutine.
 type (
-	command struct {
+	// inputBatch carries what the reader parsed from one read: commands,
+	// lineTooLong, incompleteLine or timedOut, in order.
+	inputBatch struct{ items []any }
+	command    struct {
 		cmd   codec.Command
 		start time.Time
 	}
@@ -85,17 +88,12 @@ func (s *session) Receive(ctx actor.Context) {
 		if m := s.cfg.Metrics; m != nil {
 			m.Connections.Dec()
 		}
-	case *command:
-		s.command(ctx, msg)
-	case *lineTooLong:
-		s.local(ctx, commandInfo{kind: codec.KindInvalid, start: msg.start},
-			fmt.Sprintf("%sline too long (max %d bytes)", codec.ErrorPrefix, s.cfg.MaxLineBytes), false)
-	case *incompleteLine:
-		s.local(ctx, commandInfo{kind: codec.KindInvalid, start: msg.start},
-			codec.ErrorPrefix+"incomplete line at end of input (no newline); not run", false)
-	case *timedOut:
-		s.log.Debug().Str("reason", msg.reply).Msg("closing")
-		s.local(ctx, commandInfo{kind: codec.KindInvalid, start: time.Now()}, msg.reply, true)
+	case *inputBatch:
+		s.input(ctx, msg.items)
+	case *messages.ClientReplyBatch:
+		for _, r := range msg.GetReplies() {
+			s.leaderReply(ctx, r)
+		}
 	case *messages.ClientReply:
 		s.leaderReply(ctx, msg)
 	case *readerDone:
@@ -140,14 +138,42 @@ func (s *session) start(ctx actor.Context) {
 	s.log.Debug().Msg("client connected")
 }
 
-func (s *session) command(ctx actor.Context, msg *command) {
+// input numbers what the reader sent, answers what it can itself and
+// sends the rest to the leader in one batch.
+func (s *session) input(ctx actor.Context, items []any) {
+	var batch []*messages.ClientRequest
+	for _, item := range items {
+		switch msg := item.(type) {
+		case *command:
+			if req := s.command(ctx, msg); req != nil {
+				batch = append(batch, req)
+			}
+		case *lineTooLong:
+			s.local(ctx, commandInfo{kind: codec.KindInvalid, start: msg.start},
+				fmt.Sprintf("%sline too long (max %d bytes)", codec.ErrorPrefix, s.cfg.MaxLineBytes), false)
+		case *incompleteLine:
+			s.local(ctx, commandInfo{kind: codec.KindInvalid, start: msg.start},
+				codec.ErrorPrefix+"incomplete line at end of input (no newline); not run", false)
+		case *timedOut:
+			s.log.Debug().Str("reason", msg.reply).Msg("closing")
+			s.local(ctx, commandInfo{kind: codec.KindInvalid, start: time.Now()}, msg.reply, true)
+		}
+	}
+	if len(batch) > 0 {
+		ctx.Request(s.cfg.Leader, &messages.ClientBatch{Requests: batch})
+	}
+}
+
+// command numbers a command and answers it, or returns the request the
+// leader must answer.
+func (s *session) command(ctx actor.Context, msg *command) *messages.ClientRequest {
 	info := commandInfo{kind: msg.cmd.Kind, start: msg.start}
 	switch msg.cmd.Kind {
 	case codec.KindSet, codec.KindGet, codec.KindDel:
 		if len(msg.cmd.Message) > s.cfg.MaxMessageBytes {
 			s.local(ctx, commandInfo{kind: codec.KindInvalid, start: msg.start},
 				fmt.Sprintf("%smessage too long (max %d bytes)", codec.ErrorPrefix, s.cfg.MaxMessageBytes), false)
-			return
+			return nil
 		}
 		seq := s.nextSeq
 		s.nextSeq++
@@ -161,7 +187,7 @@ func (s *session) command(ctx actor.Context, msg *command) {
 		default:
 			req.Op = messages.Op_OP_DEL
 		}
-		ctx.Request(s.cfg.Leader, req)
+		return req
 	case codec.KindEmpty:
 		s.local(ctx, info, "", false)
 	case codec.KindPing:
@@ -173,6 +199,7 @@ func (s *session) command(ctx actor.Context, msg *command) {
 	default:
 		s.local(ctx, info, msg.cmd.Reply, false)
 	}
+	return nil
 }
 
 // local answers a command without the leader. An empty reply writes only

@@ -328,6 +328,97 @@ func (x *ClientReply) GetError() string {
 	return ""
 }
 
+// ClientBatch carries the requests a session has ready at once.
+type ClientBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*ClientRequest       `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientBatch) Reset() {
+	*x = ClientBatch{}
+	mi := &file_messages_tolerex_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientBatch) ProtoMessage() {}
+
+func (x *ClientBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientBatch.ProtoReflect.Descriptor instead.
+func (*ClientBatch) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ClientBatch) GetRequests() []*ClientRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// ClientReplyBatch carries the replies the leader has ready for one
+// session at once.
+type ClientReplyBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replies       []*ClientReply         `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientReplyBatch) Reset() {
+	*x = ClientReplyBatch{}
+	mi := &file_messages_tolerex_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientReplyBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientReplyBatch) ProtoMessage() {}
+
+func (x *ClientReplyBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientReplyBatch.ProtoReflect.Descriptor instead.
+func (*ClientReplyBatch) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ClientReplyBatch) GetReplies() []*ClientReply {
+	if x != nil {
+		return x.Replies
+	}
+	return nil
+}
+
 // SelectReplicas asks for up to count live members not in exclude.
 type SelectReplicas struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -340,7 +431,7 @@ type SelectReplicas struct {
 
 func (x *SelectReplicas) Reset() {
 	*x = SelectReplicas{}
-	mi := &file_messages_tolerex_proto_msgTypes[2]
+	mi := &file_messages_tolerex_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +443,7 @@ func (x *SelectReplicas) String() string {
 func (*SelectReplicas) ProtoMessage() {}
 
 func (x *SelectReplicas) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[2]
+	mi := &file_messages_tolerex_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +456,7 @@ func (x *SelectReplicas) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SelectReplicas.ProtoReflect.Descriptor instead.
 func (*SelectReplicas) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{2}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SelectReplicas) GetRequestId() uint64 {
@@ -403,7 +494,7 @@ type ReplicasSelected struct {
 
 func (x *ReplicasSelected) Reset() {
 	*x = ReplicasSelected{}
-	mi := &file_messages_tolerex_proto_msgTypes[3]
+	mi := &file_messages_tolerex_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -415,7 +506,7 @@ func (x *ReplicasSelected) String() string {
 func (*ReplicasSelected) ProtoMessage() {}
 
 func (x *ReplicasSelected) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[3]
+	mi := &file_messages_tolerex_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -428,7 +519,7 @@ func (x *ReplicasSelected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicasSelected.ProtoReflect.Descriptor instead.
 func (*ReplicasSelected) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{3}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReplicasSelected) GetRequestId() uint64 {
@@ -452,6 +543,97 @@ func (x *ReplicasSelected) GetLive() uint32 {
 	return 0
 }
 
+// SelectBatch carries the selections the leader needs at once; the
+// selector answers with one SelectedBatch, in the same order.
+type SelectBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*SelectReplicas      `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SelectBatch) Reset() {
+	*x = SelectBatch{}
+	mi := &file_messages_tolerex_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SelectBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SelectBatch) ProtoMessage() {}
+
+func (x *SelectBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SelectBatch.ProtoReflect.Descriptor instead.
+func (*SelectBatch) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SelectBatch) GetRequests() []*SelectReplicas {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// SelectedBatch answers SelectBatch.
+type SelectedBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replies       []*ReplicasSelected    `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SelectedBatch) Reset() {
+	*x = SelectedBatch{}
+	mi := &file_messages_tolerex_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SelectedBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SelectedBatch) ProtoMessage() {}
+
+func (x *SelectedBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SelectedBatch.ProtoReflect.Descriptor instead.
+func (*SelectedBatch) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SelectedBatch) GetReplies() []*ReplicasSelected {
+	if x != nil {
+		return x.Replies
+	}
+	return nil
+}
+
 // SelectorLiveSet replaces the selector's view of which members are live.
 type SelectorLiveSet struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -462,7 +644,7 @@ type SelectorLiveSet struct {
 
 func (x *SelectorLiveSet) Reset() {
 	*x = SelectorLiveSet{}
-	mi := &file_messages_tolerex_proto_msgTypes[4]
+	mi := &file_messages_tolerex_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -474,7 +656,7 @@ func (x *SelectorLiveSet) String() string {
 func (*SelectorLiveSet) ProtoMessage() {}
 
 func (x *SelectorLiveSet) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[4]
+	mi := &file_messages_tolerex_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -487,7 +669,7 @@ func (x *SelectorLiveSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SelectorLiveSet.ProtoReflect.Descriptor instead.
 func (*SelectorLiveSet) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{4}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SelectorLiveSet) GetLive() []uint32 {
@@ -508,7 +690,7 @@ type SelectorLoad struct {
 
 func (x *SelectorLoad) Reset() {
 	*x = SelectorLoad{}
-	mi := &file_messages_tolerex_proto_msgTypes[5]
+	mi := &file_messages_tolerex_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -520,7 +702,7 @@ func (x *SelectorLoad) String() string {
 func (*SelectorLoad) ProtoMessage() {}
 
 func (x *SelectorLoad) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[5]
+	mi := &file_messages_tolerex_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -533,7 +715,7 @@ func (x *SelectorLoad) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SelectorLoad.ProtoReflect.Descriptor instead.
 func (*SelectorLoad) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{5}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SelectorLoad) GetMessages() map[uint32]int64 {
@@ -556,7 +738,7 @@ type StoreRequest struct {
 
 func (x *StoreRequest) Reset() {
 	*x = StoreRequest{}
-	mi := &file_messages_tolerex_proto_msgTypes[6]
+	mi := &file_messages_tolerex_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -568,7 +750,7 @@ func (x *StoreRequest) String() string {
 func (*StoreRequest) ProtoMessage() {}
 
 func (x *StoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[6]
+	mi := &file_messages_tolerex_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -581,7 +763,7 @@ func (x *StoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreRequest.ProtoReflect.Descriptor instead.
 func (*StoreRequest) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{6}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StoreRequest) GetRequestId() uint64 {
@@ -623,7 +805,7 @@ type StoreAck struct {
 
 func (x *StoreAck) Reset() {
 	*x = StoreAck{}
-	mi := &file_messages_tolerex_proto_msgTypes[7]
+	mi := &file_messages_tolerex_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -635,7 +817,7 @@ func (x *StoreAck) String() string {
 func (*StoreAck) ProtoMessage() {}
 
 func (x *StoreAck) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[7]
+	mi := &file_messages_tolerex_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -648,7 +830,7 @@ func (x *StoreAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreAck.ProtoReflect.Descriptor instead.
 func (*StoreAck) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{7}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StoreAck) GetRequestId() uint64 {
@@ -677,7 +859,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_messages_tolerex_proto_msgTypes[8]
+	mi := &file_messages_tolerex_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -689,7 +871,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[8]
+	mi := &file_messages_tolerex_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -702,7 +884,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{8}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReadRequest) GetRequestId() uint64 {
@@ -739,7 +921,7 @@ type ReadReply struct {
 
 func (x *ReadReply) Reset() {
 	*x = ReadReply{}
-	mi := &file_messages_tolerex_proto_msgTypes[9]
+	mi := &file_messages_tolerex_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -751,7 +933,7 @@ func (x *ReadReply) String() string {
 func (*ReadReply) ProtoMessage() {}
 
 func (x *ReadReply) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[9]
+	mi := &file_messages_tolerex_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -764,7 +946,7 @@ func (x *ReadReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadReply.ProtoReflect.Descriptor instead.
 func (*ReadReply) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{9}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReadReply) GetRequestId() uint64 {
@@ -808,7 +990,7 @@ type PruneRequest struct {
 
 func (x *PruneRequest) Reset() {
 	*x = PruneRequest{}
-	mi := &file_messages_tolerex_proto_msgTypes[10]
+	mi := &file_messages_tolerex_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +1002,7 @@ func (x *PruneRequest) String() string {
 func (*PruneRequest) ProtoMessage() {}
 
 func (x *PruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[10]
+	mi := &file_messages_tolerex_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +1015,7 @@ func (x *PruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneRequest.ProtoReflect.Descriptor instead.
 func (*PruneRequest) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{10}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PruneRequest) GetId() int64 {
@@ -848,6 +1030,231 @@ func (x *PruneRequest) GetBelowVersion() uint64 {
 		return x.BelowVersion
 	}
 	return 0
+}
+
+// StoreBatch carries store requests for one member.
+type StoreBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*StoreRequest        `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreBatch) Reset() {
+	*x = StoreBatch{}
+	mi := &file_messages_tolerex_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreBatch) ProtoMessage() {}
+
+func (x *StoreBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreBatch.ProtoReflect.Descriptor instead.
+func (*StoreBatch) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *StoreBatch) GetRequests() []*StoreRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// StoreAckBatch carries acknowledgements to one leader.
+type StoreAckBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Acks          []*StoreAck            `protobuf:"bytes,1,rep,name=acks,proto3" json:"acks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreAckBatch) Reset() {
+	*x = StoreAckBatch{}
+	mi := &file_messages_tolerex_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreAckBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreAckBatch) ProtoMessage() {}
+
+func (x *StoreAckBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreAckBatch.ProtoReflect.Descriptor instead.
+func (*StoreAckBatch) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *StoreAckBatch) GetAcks() []*StoreAck {
+	if x != nil {
+		return x.Acks
+	}
+	return nil
+}
+
+// ReadBatch carries read requests for one member.
+type ReadBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*ReadRequest         `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadBatch) Reset() {
+	*x = ReadBatch{}
+	mi := &file_messages_tolerex_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadBatch) ProtoMessage() {}
+
+func (x *ReadBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadBatch.ProtoReflect.Descriptor instead.
+func (*ReadBatch) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ReadBatch) GetRequests() []*ReadRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// ReadReplyBatch carries read replies to one leader.
+type ReadReplyBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replies       []*ReadReply           `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadReplyBatch) Reset() {
+	*x = ReadReplyBatch{}
+	mi := &file_messages_tolerex_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadReplyBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadReplyBatch) ProtoMessage() {}
+
+func (x *ReadReplyBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadReplyBatch.ProtoReflect.Descriptor instead.
+func (*ReadReplyBatch) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ReadReplyBatch) GetReplies() []*ReadReply {
+	if x != nil {
+		return x.Replies
+	}
+	return nil
+}
+
+// PruneBatch carries prunes for one member.
+type PruneBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*PruneRequest        `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneBatch) Reset() {
+	*x = PruneBatch{}
+	mi := &file_messages_tolerex_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneBatch) ProtoMessage() {}
+
+func (x *PruneBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneBatch.ProtoReflect.Descriptor instead.
+func (*PruneBatch) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *PruneBatch) GetRequests() []*PruneRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
 }
 
 // MemberHeartbeat registers a member and reports its load. Members send it
@@ -866,7 +1273,7 @@ type MemberHeartbeat struct {
 
 func (x *MemberHeartbeat) Reset() {
 	*x = MemberHeartbeat{}
-	mi := &file_messages_tolerex_proto_msgTypes[11]
+	mi := &file_messages_tolerex_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +1285,7 @@ func (x *MemberHeartbeat) String() string {
 func (*MemberHeartbeat) ProtoMessage() {}
 
 func (x *MemberHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[11]
+	mi := &file_messages_tolerex_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +1298,7 @@ func (x *MemberHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberHeartbeat.ProtoReflect.Descriptor instead.
 func (*MemberHeartbeat) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{11}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MemberHeartbeat) GetMemberId() string {
@@ -946,7 +1353,7 @@ type HeartbeatAck struct {
 
 func (x *HeartbeatAck) Reset() {
 	*x = HeartbeatAck{}
-	mi := &file_messages_tolerex_proto_msgTypes[12]
+	mi := &file_messages_tolerex_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1365,7 @@ func (x *HeartbeatAck) String() string {
 func (*HeartbeatAck) ProtoMessage() {}
 
 func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[12]
+	mi := &file_messages_tolerex_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1378,7 @@ func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatAck.ProtoReflect.Descriptor instead.
 func (*HeartbeatAck) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{12}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *HeartbeatAck) GetSlot() uint32 {
@@ -990,7 +1397,7 @@ type TreeRequest struct {
 
 func (x *TreeRequest) Reset() {
 	*x = TreeRequest{}
-	mi := &file_messages_tolerex_proto_msgTypes[13]
+	mi := &file_messages_tolerex_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1002,7 +1409,7 @@ func (x *TreeRequest) String() string {
 func (*TreeRequest) ProtoMessage() {}
 
 func (x *TreeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[13]
+	mi := &file_messages_tolerex_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1015,7 +1422,7 @@ func (x *TreeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeRequest.ProtoReflect.Descriptor instead.
 func (*TreeRequest) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{13}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{22}
 }
 
 // ActorInfo describes one live actor.
@@ -1032,7 +1439,7 @@ type ActorInfo struct {
 
 func (x *ActorInfo) Reset() {
 	*x = ActorInfo{}
-	mi := &file_messages_tolerex_proto_msgTypes[14]
+	mi := &file_messages_tolerex_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1451,7 @@ func (x *ActorInfo) String() string {
 func (*ActorInfo) ProtoMessage() {}
 
 func (x *ActorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[14]
+	mi := &file_messages_tolerex_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1464,7 @@ func (x *ActorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorInfo.ProtoReflect.Descriptor instead.
 func (*ActorInfo) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{14}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ActorInfo) GetId() string {
@@ -1108,7 +1515,7 @@ type NodeTree struct {
 
 func (x *NodeTree) Reset() {
 	*x = NodeTree{}
-	mi := &file_messages_tolerex_proto_msgTypes[15]
+	mi := &file_messages_tolerex_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1120,7 +1527,7 @@ func (x *NodeTree) String() string {
 func (*NodeTree) ProtoMessage() {}
 
 func (x *NodeTree) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[15]
+	mi := &file_messages_tolerex_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1133,7 +1540,7 @@ func (x *NodeTree) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeTree.ProtoReflect.Descriptor instead.
 func (*NodeTree) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{15}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *NodeTree) GetNodeAddress() string {
@@ -1174,7 +1581,7 @@ type TreeReply struct {
 
 func (x *TreeReply) Reset() {
 	*x = TreeReply{}
-	mi := &file_messages_tolerex_proto_msgTypes[16]
+	mi := &file_messages_tolerex_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1593,7 @@ func (x *TreeReply) String() string {
 func (*TreeReply) ProtoMessage() {}
 
 func (x *TreeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[16]
+	mi := &file_messages_tolerex_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1606,7 @@ func (x *TreeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeReply.ProtoReflect.Descriptor instead.
 func (*TreeReply) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{16}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TreeReply) GetTree() *NodeTree {
@@ -1226,7 +1633,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[17]
+	mi := &file_messages_tolerex_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1645,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[17]
+	mi := &file_messages_tolerex_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1658,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{17}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LogEntry) GetEntry() isLogEntry_Entry {
@@ -1337,7 +1744,7 @@ type PutEntry struct {
 
 func (x *PutEntry) Reset() {
 	*x = PutEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[18]
+	mi := &file_messages_tolerex_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1756,7 @@ func (x *PutEntry) String() string {
 func (*PutEntry) ProtoMessage() {}
 
 func (x *PutEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[18]
+	mi := &file_messages_tolerex_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1769,7 @@ func (x *PutEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutEntry.ProtoReflect.Descriptor instead.
 func (*PutEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{18}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PutEntry) GetId() int64 {
@@ -1397,7 +1804,7 @@ type DeleteEntry struct {
 
 func (x *DeleteEntry) Reset() {
 	*x = DeleteEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[19]
+	mi := &file_messages_tolerex_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1816,7 @@ func (x *DeleteEntry) String() string {
 func (*DeleteEntry) ProtoMessage() {}
 
 func (x *DeleteEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[19]
+	mi := &file_messages_tolerex_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1829,7 @@ func (x *DeleteEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntry.ProtoReflect.Descriptor instead.
 func (*DeleteEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{19}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeleteEntry) GetId() int64 {
@@ -1452,7 +1859,7 @@ type MemberEntry struct {
 
 func (x *MemberEntry) Reset() {
 	*x = MemberEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[20]
+	mi := &file_messages_tolerex_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1871,7 @@ func (x *MemberEntry) String() string {
 func (*MemberEntry) ProtoMessage() {}
 
 func (x *MemberEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[20]
+	mi := &file_messages_tolerex_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1884,7 @@ func (x *MemberEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberEntry.ProtoReflect.Descriptor instead.
 func (*MemberEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{20}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MemberEntry) GetMemberId() string {
@@ -1512,7 +1919,7 @@ type EpochEntry struct {
 
 func (x *EpochEntry) Reset() {
 	*x = EpochEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[21]
+	mi := &file_messages_tolerex_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1931,7 @@ func (x *EpochEntry) String() string {
 func (*EpochEntry) ProtoMessage() {}
 
 func (x *EpochEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[21]
+	mi := &file_messages_tolerex_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1944,7 @@ func (x *EpochEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochEntry.ProtoReflect.Descriptor instead.
 func (*EpochEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{21}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *EpochEntry) GetEpoch() uint64 {
@@ -1557,7 +1964,7 @@ type ReplicaSet struct {
 
 func (x *ReplicaSet) Reset() {
 	*x = ReplicaSet{}
-	mi := &file_messages_tolerex_proto_msgTypes[22]
+	mi := &file_messages_tolerex_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1569,7 +1976,7 @@ func (x *ReplicaSet) String() string {
 func (*ReplicaSet) ProtoMessage() {}
 
 func (x *ReplicaSet) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[22]
+	mi := &file_messages_tolerex_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1582,7 +1989,7 @@ func (x *ReplicaSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaSet.ProtoReflect.Descriptor instead.
 func (*ReplicaSet) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{22}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReplicaSet) GetSlots() []uint32 {
@@ -1608,7 +2015,7 @@ type MetaSnapshot struct {
 
 func (x *MetaSnapshot) Reset() {
 	*x = MetaSnapshot{}
-	mi := &file_messages_tolerex_proto_msgTypes[23]
+	mi := &file_messages_tolerex_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +2027,7 @@ func (x *MetaSnapshot) String() string {
 func (*MetaSnapshot) ProtoMessage() {}
 
 func (x *MetaSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[23]
+	mi := &file_messages_tolerex_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +2040,7 @@ func (x *MetaSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaSnapshot.ProtoReflect.Descriptor instead.
 func (*MetaSnapshot) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{23}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MetaSnapshot) GetEpoch() uint64 {
@@ -1695,7 +2102,11 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12)\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x15.tolerex.v1.ReplyCodeR\x04code\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"_\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"D\n" +
+	"\vClientBatch\x125\n" +
+	"\brequests\x18\x01 \x03(\v2\x19.tolerex.v1.ClientRequestR\brequests\"E\n" +
+	"\x10ClientReplyBatch\x121\n" +
+	"\areplies\x18\x01 \x03(\v2\x17.tolerex.v1.ClientReplyR\areplies\"_\n" +
 	"\x0eSelectReplicas\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x14\n" +
@@ -1705,7 +2116,11 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x18\n" +
 	"\amembers\x18\x02 \x03(\rR\amembers\x12\x12\n" +
-	"\x04live\x18\x03 \x01(\rR\x04live\"%\n" +
+	"\x04live\x18\x03 \x01(\rR\x04live\"E\n" +
+	"\vSelectBatch\x126\n" +
+	"\brequests\x18\x01 \x03(\v2\x1a.tolerex.v1.SelectReplicasR\brequests\"G\n" +
+	"\rSelectedBatch\x126\n" +
+	"\areplies\x18\x01 \x03(\v2\x1c.tolerex.v1.ReplicasSelectedR\areplies\"%\n" +
 	"\x0fSelectorLiveSet\x12\x12\n" +
 	"\x04live\x18\x01 \x03(\rR\x04live\"\x8f\x01\n" +
 	"\fSelectorLoad\x12B\n" +
@@ -1736,7 +2151,19 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\tR\x05error\"C\n" +
 	"\fPruneRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12#\n" +
-	"\rbelow_version\x18\x02 \x01(\x04R\fbelowVersion\"\xcd\x01\n" +
+	"\rbelow_version\x18\x02 \x01(\x04R\fbelowVersion\"B\n" +
+	"\n" +
+	"StoreBatch\x124\n" +
+	"\brequests\x18\x01 \x03(\v2\x18.tolerex.v1.StoreRequestR\brequests\"9\n" +
+	"\rStoreAckBatch\x12(\n" +
+	"\x04acks\x18\x01 \x03(\v2\x14.tolerex.v1.StoreAckR\x04acks\"@\n" +
+	"\tReadBatch\x123\n" +
+	"\brequests\x18\x01 \x03(\v2\x17.tolerex.v1.ReadRequestR\brequests\"A\n" +
+	"\x0eReadReplyBatch\x12/\n" +
+	"\areplies\x18\x01 \x03(\v2\x15.tolerex.v1.ReadReplyR\areplies\"B\n" +
+	"\n" +
+	"PruneBatch\x124\n" +
+	"\brequests\x18\x01 \x03(\v2\x18.tolerex.v1.PruneRequestR\brequests\"\xcd\x01\n" +
 	"\x0fMemberHeartbeat\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12!\n" +
 	"\fnode_address\x18\x02 \x01(\tR\vnodeAddress\x12#\n" +
@@ -1825,56 +2252,74 @@ func file_messages_tolerex_proto_rawDescGZIP() []byte {
 }
 
 var file_messages_tolerex_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_messages_tolerex_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_messages_tolerex_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_messages_tolerex_proto_goTypes = []any{
 	(Op)(0),                  // 0: tolerex.v1.Op
 	(ReplyCode)(0),           // 1: tolerex.v1.ReplyCode
 	(ReadStatus)(0),          // 2: tolerex.v1.ReadStatus
 	(*ClientRequest)(nil),    // 3: tolerex.v1.ClientRequest
 	(*ClientReply)(nil),      // 4: tolerex.v1.ClientReply
-	(*SelectReplicas)(nil),   // 5: tolerex.v1.SelectReplicas
-	(*ReplicasSelected)(nil), // 6: tolerex.v1.ReplicasSelected
-	(*SelectorLiveSet)(nil),  // 7: tolerex.v1.SelectorLiveSet
-	(*SelectorLoad)(nil),     // 8: tolerex.v1.SelectorLoad
-	(*StoreRequest)(nil),     // 9: tolerex.v1.StoreRequest
-	(*StoreAck)(nil),         // 10: tolerex.v1.StoreAck
-	(*ReadRequest)(nil),      // 11: tolerex.v1.ReadRequest
-	(*ReadReply)(nil),        // 12: tolerex.v1.ReadReply
-	(*PruneRequest)(nil),     // 13: tolerex.v1.PruneRequest
-	(*MemberHeartbeat)(nil),  // 14: tolerex.v1.MemberHeartbeat
-	(*HeartbeatAck)(nil),     // 15: tolerex.v1.HeartbeatAck
-	(*TreeRequest)(nil),      // 16: tolerex.v1.TreeRequest
-	(*ActorInfo)(nil),        // 17: tolerex.v1.ActorInfo
-	(*NodeTree)(nil),         // 18: tolerex.v1.NodeTree
-	(*TreeReply)(nil),        // 19: tolerex.v1.TreeReply
-	(*LogEntry)(nil),         // 20: tolerex.v1.LogEntry
-	(*PutEntry)(nil),         // 21: tolerex.v1.PutEntry
-	(*DeleteEntry)(nil),      // 22: tolerex.v1.DeleteEntry
-	(*MemberEntry)(nil),      // 23: tolerex.v1.MemberEntry
-	(*EpochEntry)(nil),       // 24: tolerex.v1.EpochEntry
-	(*ReplicaSet)(nil),       // 25: tolerex.v1.ReplicaSet
-	(*MetaSnapshot)(nil),     // 26: tolerex.v1.MetaSnapshot
-	nil,                      // 27: tolerex.v1.SelectorLoad.MessagesEntry
+	(*ClientBatch)(nil),      // 5: tolerex.v1.ClientBatch
+	(*ClientReplyBatch)(nil), // 6: tolerex.v1.ClientReplyBatch
+	(*SelectReplicas)(nil),   // 7: tolerex.v1.SelectReplicas
+	(*ReplicasSelected)(nil), // 8: tolerex.v1.ReplicasSelected
+	(*SelectBatch)(nil),      // 9: tolerex.v1.SelectBatch
+	(*SelectedBatch)(nil),    // 10: tolerex.v1.SelectedBatch
+	(*SelectorLiveSet)(nil),  // 11: tolerex.v1.SelectorLiveSet
+	(*SelectorLoad)(nil),     // 12: tolerex.v1.SelectorLoad
+	(*StoreRequest)(nil),     // 13: tolerex.v1.StoreRequest
+	(*StoreAck)(nil),         // 14: tolerex.v1.StoreAck
+	(*ReadRequest)(nil),      // 15: tolerex.v1.ReadRequest
+	(*ReadReply)(nil),        // 16: tolerex.v1.ReadReply
+	(*PruneRequest)(nil),     // 17: tolerex.v1.PruneRequest
+	(*StoreBatch)(nil),       // 18: tolerex.v1.StoreBatch
+	(*StoreAckBatch)(nil),    // 19: tolerex.v1.StoreAckBatch
+	(*ReadBatch)(nil),        // 20: tolerex.v1.ReadBatch
+	(*ReadReplyBatch)(nil),   // 21: tolerex.v1.ReadReplyBatch
+	(*PruneBatch)(nil),       // 22: tolerex.v1.PruneBatch
+	(*MemberHeartbeat)(nil),  // 23: tolerex.v1.MemberHeartbeat
+	(*HeartbeatAck)(nil),     // 24: tolerex.v1.HeartbeatAck
+	(*TreeRequest)(nil),      // 25: tolerex.v1.TreeRequest
+	(*ActorInfo)(nil),        // 26: tolerex.v1.ActorInfo
+	(*NodeTree)(nil),         // 27: tolerex.v1.NodeTree
+	(*TreeReply)(nil),        // 28: tolerex.v1.TreeReply
+	(*LogEntry)(nil),         // 29: tolerex.v1.LogEntry
+	(*PutEntry)(nil),         // 30: tolerex.v1.PutEntry
+	(*DeleteEntry)(nil),      // 31: tolerex.v1.DeleteEntry
+	(*MemberEntry)(nil),      // 32: tolerex.v1.MemberEntry
+	(*EpochEntry)(nil),       // 33: tolerex.v1.EpochEntry
+	(*ReplicaSet)(nil),       // 34: tolerex.v1.ReplicaSet
+	(*MetaSnapshot)(nil),     // 35: tolerex.v1.MetaSnapshot
+	nil,                      // 36: tolerex.v1.SelectorLoad.MessagesEntry
 }
 var file_messages_tolerex_proto_depIdxs = []int32{
 	0,  // 0: tolerex.v1.ClientRequest.op:type_name -> tolerex.v1.Op
 	1,  // 1: tolerex.v1.ClientReply.code:type_name -> tolerex.v1.ReplyCode
-	27, // 2: tolerex.v1.SelectorLoad.messages:type_name -> tolerex.v1.SelectorLoad.MessagesEntry
-	2,  // 3: tolerex.v1.ReadReply.status:type_name -> tolerex.v1.ReadStatus
-	17, // 4: tolerex.v1.ActorInfo.children:type_name -> tolerex.v1.ActorInfo
-	17, // 5: tolerex.v1.NodeTree.actors:type_name -> tolerex.v1.ActorInfo
-	18, // 6: tolerex.v1.TreeReply.tree:type_name -> tolerex.v1.NodeTree
-	21, // 7: tolerex.v1.LogEntry.put:type_name -> tolerex.v1.PutEntry
-	22, // 8: tolerex.v1.LogEntry.delete:type_name -> tolerex.v1.DeleteEntry
-	23, // 9: tolerex.v1.LogEntry.member:type_name -> tolerex.v1.MemberEntry
-	24, // 10: tolerex.v1.LogEntry.epoch:type_name -> tolerex.v1.EpochEntry
-	23, // 11: tolerex.v1.MetaSnapshot.members:type_name -> tolerex.v1.MemberEntry
-	25, // 12: tolerex.v1.MetaSnapshot.replica_sets:type_name -> tolerex.v1.ReplicaSet
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	3,  // 2: tolerex.v1.ClientBatch.requests:type_name -> tolerex.v1.ClientRequest
+	4,  // 3: tolerex.v1.ClientReplyBatch.replies:type_name -> tolerex.v1.ClientReply
+	7,  // 4: tolerex.v1.SelectBatch.requests:type_name -> tolerex.v1.SelectReplicas
+	8,  // 5: tolerex.v1.SelectedBatch.replies:type_name -> tolerex.v1.ReplicasSelected
+	36, // 6: tolerex.v1.SelectorLoad.messages:type_name -> tolerex.v1.SelectorLoad.MessagesEntry
+	2,  // 7: tolerex.v1.ReadReply.status:type_name -> tolerex.v1.ReadStatus
+	13, // 8: tolerex.v1.StoreBatch.requests:type_name -> tolerex.v1.StoreRequest
+	14, // 9: tolerex.v1.StoreAckBatch.acks:type_name -> tolerex.v1.StoreAck
+	15, // 10: tolerex.v1.ReadBatch.requests:type_name -> tolerex.v1.ReadRequest
+	16, // 11: tolerex.v1.ReadReplyBatch.replies:type_name -> tolerex.v1.ReadReply
+	17, // 12: tolerex.v1.PruneBatch.requests:type_name -> tolerex.v1.PruneRequest
+	26, // 13: tolerex.v1.ActorInfo.children:type_name -> tolerex.v1.ActorInfo
+	26, // 14: tolerex.v1.NodeTree.actors:type_name -> tolerex.v1.ActorInfo
+	27, // 15: tolerex.v1.TreeReply.tree:type_name -> tolerex.v1.NodeTree
+	30, // 16: tolerex.v1.LogEntry.put:type_name -> tolerex.v1.PutEntry
+	31, // 17: tolerex.v1.LogEntry.delete:type_name -> tolerex.v1.DeleteEntry
+	32, // 18: tolerex.v1.LogEntry.member:type_name -> tolerex.v1.MemberEntry
+	33, // 19: tolerex.v1.LogEntry.epoch:type_name -> tolerex.v1.EpochEntry
+	32, // 20: tolerex.v1.MetaSnapshot.members:type_name -> tolerex.v1.MemberEntry
+	34, // 21: tolerex.v1.MetaSnapshot.replica_sets:type_name -> tolerex.v1.ReplicaSet
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_messages_tolerex_proto_init() }
@@ -1882,7 +2327,7 @@ func file_messages_tolerex_proto_init() {
 	if File_messages_tolerex_proto != nil {
 		return
 	}
-	file_messages_tolerex_proto_msgTypes[17].OneofWrappers = []any{
+	file_messages_tolerex_proto_msgTypes[26].OneofWrappers = []any{
 		(*LogEntry_Put)(nil),
 		(*LogEntry_Delete)(nil),
 		(*LogEntry_Member)(nil),
@@ -1894,7 +2339,7 @@ func file_messages_tolerex_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_tolerex_proto_rawDesc), len(file_messages_tolerex_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   25,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

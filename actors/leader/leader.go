@@ -118,6 +118,7 @@ type leader struct {
 	deadlines    deadlineQueue
 	registering  map[string]bool
 	busy         map[int64]*idQueue
+	out          *outbox
 }
 
 // slotView is the leader's live view of one registered member.
@@ -162,14 +163,27 @@ func (l *leader) Receive(ctx actor.Context) {
 		l.stop(ctx, "leader restarting")
 	case *actor.Stopping:
 		l.stop(ctx, "leader stopping")
+	case *messages.ClientBatch:
+		client := ctx.Sender()
+		for _, req := range msg.GetRequests() {
+			l.clientRequest(ctx, client, req)
+		}
 	case *messages.ClientRequest:
 		l.clientRequest(ctx, ctx.Sender(), msg)
-	case *messages.ReplicasSelected:
-		l.replicasSelected(ctx, msg)
-	case *messages.StoreAck:
-		l.storeAck(ctx, msg)
-	case *messages.ReadReply:
-		l.readReply(ctx, msg)
+	case *messages.SelectedBatch:
+		for _, r := range msg.GetReplies() {
+			l.replicasSelected(ctx, r)
+		}
+	case *messages.StoreAckBatch:
+		for _, a := range msg.GetAcks() {
+			l.storeAck(ctx, a)
+		}
+	case *messages.ReadReplyBatch:
+		for _, r := range msg.GetReplies() {
+			l.readReply(ctx, r)
+		}
+	case flushOutbox:
+		l.flush(ctx)
 	case *logCommitted:
 		l.committed(ctx, msg.batch)
 	case *snapshotDone:
@@ -205,6 +219,7 @@ func (l *leader) start(ctx actor.Context) {
 	l.selections = make(map[uint64]*write)
 	l.registering = make(map[string]bool)
 	l.busy = make(map[int64]*idQueue)
+	l.out = newOutbox()
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	mlog, err := metalog.Open(l.cfg.MetaDir, metalog.Options{
 		Sync:       l.cfg.Sync,
@@ -279,6 +294,7 @@ func (l *leader) stop(ctx actor.Context, reason string) {
 		}
 	}
 	l.requests, l.selections = nil, nil
+	l.flush(ctx) // the error replies just queued
 	if l.metaLog != nil {
 		if err := l.metaLog.Close(); err != nil {
 			l.log.Error().Err(err).Msg("close metadata log")
@@ -459,7 +475,7 @@ func (l *leader) prune(ctx actor.Context, id int64, eff meta.Effect) {
 	msg := &messages.PruneRequest{Id: id, BelowVersion: eff.PruneBelow}
 	for _, slot := range eff.PruneSlots {
 		if v := l.slot(slot); v != nil && v.usable() {
-			ctx.Send(v.storage, msg)
+			l.queuePrune(ctx, slot, msg)
 		}
 	}
 }
@@ -519,12 +535,6 @@ func (l *leader) syncSlot(m meta.Member) {
 	v := &l.members[m.Slot]
 	if v.storage == nil || v.storage.Address != m.NodeAddress {
 		v.storage = actor.NewPID(m.NodeAddress, messages.StorageActor)
-	}
-}
-
-func (l *leader) reply(ctx actor.Context, client *actor.PID, r *messages.ClientReply) {
-	if client != nil {
-		ctx.Send(client, r)
 	}
 }
 

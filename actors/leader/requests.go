@@ -84,7 +84,7 @@ func (l *leader) selectFor(ctx actor.Context, w *write, count int) {
 	id := l.newRequestID()
 	l.selections[id] = w
 	w.selecting++
-	ctx.Request(l.selector, &messages.SelectReplicas{RequestId: id, Count: uint32(count), Exclude: slices.Clone(w.tried)})
+	l.queueSelect(ctx, &messages.SelectReplicas{RequestId: id, Count: uint32(count), Exclude: slices.Clone(w.tried)})
 }
 
 func (l *leader) replicasSelected(ctx actor.Context, msg *messages.ReplicasSelected) {
@@ -120,7 +120,7 @@ func (l *leader) sendStore(ctx actor.Context, w *write, slot uint32) {
 	}
 	id := l.track(&outstanding{slot: slot, write: w}, l.cfg.StoreTimeout, &l.deadlines.stores)
 	w.inflight++
-	ctx.Request(v.storage, &messages.StoreRequest{RequestId: id, Id: w.id, Version: w.version, Payload: w.payload})
+	l.queueStore(ctx, slot, &messages.StoreRequest{RequestId: id, Id: w.id, Version: w.version, Payload: w.payload})
 }
 
 // track registers an outstanding member request and returns its id.
@@ -263,7 +263,7 @@ func (l *leader) nextReplica(ctx actor.Context, r *read) {
 			continue
 		}
 		id := l.track(&outstanding{slot: slot, read: r}, l.cfg.ReadTimeout, &l.deadlines.reads)
-		ctx.Request(v.storage, &messages.ReadRequest{RequestId: id, Id: r.id, Version: r.version})
+		l.queueRead(ctx, slot, &messages.ReadRequest{RequestId: id, Id: r.id, Version: r.version})
 		return
 	}
 	// Every live replica failed. If the index moved on meanwhile (a newer

@@ -84,13 +84,19 @@ func (a *storageActor) Receive(ctx actor.Context) {
 		a.open(ctx)
 	case *actor.Stopping, *actor.Restarting:
 		a.close()
-	case *messages.StoreRequest:
-		a.storeRequest(ctx, msg)
-	case *messages.ReadRequest:
-		ctx.Respond(a.read(msg))
-	case *messages.PruneRequest:
-		if a.store != nil {
-			a.store.Submit(storage.Op{Kind: storage.OpPrune, ID: msg.GetId(), Version: msg.GetBelowVersion()})
+	case *messages.StoreBatch:
+		for _, req := range msg.GetRequests() {
+			a.storeRequest(ctx, req)
+		}
+	case *messages.ReadBatch:
+		replies := make([]*messages.ReadReply, len(msg.GetRequests()))
+		for i, req := range msg.GetRequests() {
+			replies[i] = a.read(req)
+		}
+		ctx.Respond(&messages.ReadReplyBatch{Replies: replies})
+	case *messages.PruneBatch:
+		for _, req := range msg.GetRequests() {
+			a.prune(req)
 		}
 	case *committed:
 		a.acknowledge(ctx, msg)
@@ -167,9 +173,15 @@ func (a *storageActor) close() {
 	a.store = nil
 }
 
+func (a *storageActor) prune(msg *messages.PruneRequest) {
+	if a.store != nil {
+		a.store.Submit(storage.Op{Kind: storage.OpPrune, ID: msg.GetId(), Version: msg.GetBelowVersion()})
+	}
+}
+
 func (a *storageActor) storeRequest(ctx actor.Context, msg *messages.StoreRequest) {
 	if a.store == nil {
-		ctx.Respond(&messages.StoreAck{RequestId: msg.GetRequestId(), Error: a.unavailable()})
+		ctx.Respond(&messages.StoreAckBatch{Acks: []*messages.StoreAck{{RequestId: msg.GetRequestId(), Error: a.unavailable()}}})
 		return
 	}
 	a.store.Submit(storage.Op{
@@ -181,14 +193,21 @@ func (a *storageActor) storeRequest(ctx actor.Context, msg *messages.StoreReques
 	})
 }
 
+// acknowledge answers the stores of a group commit: one StoreAckBatch per
+// leader that asked.
 func (a *storageActor) acknowledge(ctx actor.Context, msg *committed) {
 	m := a.cfg.Metrics
 	if m != nil {
 		m.BatchOps.Observe(float64(len(msg.results)))
 	}
+	type ackGroup struct {
+		to   *actor.PID
+		acks *messages.StoreAckBatch
+	}
+	var groups []ackGroup
 	for _, r := range msg.results {
 		p, ok := r.Token.(*pendingStore)
-		if !ok {
+		if !ok || p.sender == nil {
 			continue // a prune: nobody waits for it
 		}
 		ack := &messages.StoreAck{RequestId: p.requestID}
@@ -198,9 +217,17 @@ func (a *storageActor) acknowledge(ctx actor.Context, msg *committed) {
 		if m != nil {
 			m.PutSeconds.Observe(msg.at.Sub(p.submitted).Seconds())
 		}
-		if p.sender != nil {
-			ctx.Send(p.sender, ack)
+		i := 0
+		for i < len(groups) && !groups[i].to.Equal(p.sender) {
+			i++
 		}
+		if i == len(groups) {
+			groups = append(groups, ackGroup{to: p.sender, acks: &messages.StoreAckBatch{}})
+		}
+		groups[i].acks.Acks = append(groups[i].acks.Acks, ack)
+	}
+	for _, g := range groups {
+		ctx.Send(g.to, g.acks)
 	}
 	a.publishStats()
 }

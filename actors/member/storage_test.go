@@ -36,7 +36,7 @@ func startMember(t *testing.T, dir string, restart RestartPolicy) *memberNode {
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.NewTextHandler(io.Discard, nil))
 	}))
-	n := &memberNode{system: system, status: &Status{}, registry: tree.NewRegistry(), metrics: prometheus.NewRegistry()}
+	n := &memberNode{system: system, status: &Status{}, registry: tree.NewRegistry(nil), metrics: prometheus.NewRegistry()}
 	cfg := Config{
 		MemberID:          "m-test",
 		GatewayAddress:    "127.0.0.1:1",
@@ -64,20 +64,20 @@ func (n *memberNode) storage() *actor.PID { return n.system.NewLocalPID(messages
 
 func (n *memberNode) read(t *testing.T, id int64, version uint64) *messages.ReadReply {
 	t.Helper()
-	res, err := n.system.Root.RequestFuture(n.storage(), &messages.ReadRequest{Id: id, Version: version}, 10*time.Second).Result()
+	res, err := n.system.Root.RequestFuture(n.storage(), &messages.ReadBatch{Requests: []*messages.ReadRequest{{Id: id, Version: version}}}, 10*time.Second).Result()
 	if err != nil {
 		t.Fatalf("read %d/%d: %v", id, version, err)
 	}
-	return res.(*messages.ReadReply)
+	return res.(*messages.ReadReplyBatch).GetReplies()[0]
 }
 
 func (n *memberNode) store(t *testing.T, id int64, version uint64, payload []byte) string {
 	t.Helper()
-	res, err := n.system.Root.RequestFuture(n.storage(), &messages.StoreRequest{Id: id, Version: version, Payload: payload}, 10*time.Second).Result()
+	res, err := n.system.Root.RequestFuture(n.storage(), &messages.StoreBatch{Requests: []*messages.StoreRequest{{Id: id, Version: version, Payload: payload}}}, 10*time.Second).Result()
 	if err != nil {
 		t.Fatalf("store %d/%d: %v", id, version, err)
 	}
-	return res.(*messages.StoreAck).GetError()
+	return res.(*messages.StoreAckBatch).GetAcks()[0].GetError()
 }
 
 // metric returns the value of the named counter or gauge.

@@ -138,8 +138,8 @@ func (s *Selector) powerOfTwo(candidates []uint32, count int) []uint32 {
 }
 
 // NewActor returns a producer for the selector actor. It answers
-// SelectReplicas with ReplicasSelected, and takes SelectorLiveSet and
-// SelectorLoad updates.
+// SelectReplicas with ReplicasSelected and SelectBatch with SelectedBatch,
+// and takes SelectorLiveSet and SelectorLoad updates.
 func NewActor(policy Policy, seed uint64) actor.Producer {
 	return func() actor.Actor { return &selectorActor{sel: New(policy, seed)} }
 }
@@ -148,15 +148,24 @@ type selectorActor struct {
 	sel *Selector
 }
 
+func (a *selectorActor) selectOne(req *messages.SelectReplicas) *messages.ReplicasSelected {
+	return &messages.ReplicasSelected{
+		RequestId: req.GetRequestId(),
+		Members:   a.sel.Select(int(req.GetCount()), req.GetExclude()),
+		Live:      uint32(a.sel.Live()),
+	}
+}
+
 func (a *selectorActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *messages.SelectReplicas:
-		chosen := a.sel.Select(int(msg.GetCount()), msg.GetExclude())
-		ctx.Respond(&messages.ReplicasSelected{
-			RequestId: msg.GetRequestId(),
-			Members:   chosen,
-			Live:      uint32(a.sel.Live()),
-		})
+		ctx.Respond(a.selectOne(msg))
+	case *messages.SelectBatch:
+		replies := make([]*messages.ReplicasSelected, len(msg.GetRequests()))
+		for i, req := range msg.GetRequests() {
+			replies[i] = a.selectOne(req)
+		}
+		ctx.Respond(&messages.SelectedBatch{Replies: replies})
 	case *messages.SelectorLiveSet:
 		a.sel.SetLive(msg.GetLive())
 	case *messages.SelectorLoad:

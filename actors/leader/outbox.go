@@ -1,0 +1,175 @@
+package leader
+
+import (
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/tolerex/tolerex/messages"
+)
+
+// The leader does not send one message per request. Everything it sends
+// while it works through its mailbox (store, read and prune requests per
+// member, selections, replies per session) is gathered in the outbox and
+// sent in batches when the leader reaches a flush message it sent itself
+// when the outbox stopped being empty: by then it has handled everything
+// that was already waiting, so under load one message (one serialization,
+// one gRPC frame) carries many requests, and when idle a request waits
+// for nothing. A batch that reaches maxBatch is sent at once.
+type outbox struct {
+	stores  map[uint32]*messages.StoreBatch
+	reads   map[uint32]*messages.ReadBatch
+	prunes  map[uint32]*messages.PruneBatch
+	replies map[string]*replyBatch // by session PID
+	selects *messages.SelectBatch
+	flushes bool // a flushOutbox is on its way
+}
+
+type replyBatch struct {
+	to    *actor.PID
+	batch *messages.ClientReplyBatch
+}
+
+// flushOutbox makes the leader send what its outbox holds.
+type flushOutbox struct{}
+
+// maxBatch bounds the requests in one batch.
+const maxBatch = 256
+
+func newOutbox() *outbox {
+	return &outbox{
+		stores:  make(map[uint32]*messages.StoreBatch),
+		reads:   make(map[uint32]*messages.ReadBatch),
+		prunes:  make(map[uint32]*messages.PruneBatch),
+		replies: make(map[string]*replyBatch),
+	}
+}
+
+func (l *leader) scheduleFlush(ctx actor.Context) {
+	if !l.out.flushes {
+		l.out.flushes = true
+		ctx.Send(ctx.Self(), flushOutbox{})
+	}
+}
+
+func (l *leader) queueStore(ctx actor.Context, slot uint32, req *messages.StoreRequest) {
+	b := l.out.stores[slot]
+	if b == nil {
+		b = &messages.StoreBatch{}
+		l.out.stores[slot] = b
+	}
+	b.Requests = append(b.Requests, req)
+	if len(b.Requests) >= maxBatch {
+		l.sendStores(ctx, slot, b)
+		return
+	}
+	l.scheduleFlush(ctx)
+}
+
+func (l *leader) queueRead(ctx actor.Context, slot uint32, req *messages.ReadRequest) {
+	b := l.out.reads[slot]
+	if b == nil {
+		b = &messages.ReadBatch{}
+		l.out.reads[slot] = b
+	}
+	b.Requests = append(b.Requests, req)
+	if len(b.Requests) >= maxBatch {
+		l.sendReads(ctx, slot, b)
+		return
+	}
+	l.scheduleFlush(ctx)
+}
+
+func (l *leader) queuePrune(ctx actor.Context, slot uint32, req *messages.PruneRequest) {
+	b := l.out.prunes[slot]
+	if b == nil {
+		b = &messages.PruneBatch{}
+		l.out.prunes[slot] = b
+	}
+	b.Requests = append(b.Requests, req)
+	if len(b.Requests) >= maxBatch {
+		l.sendPrunes(ctx, slot, b)
+		return
+	}
+	l.scheduleFlush(ctx)
+}
+
+func (l *leader) queueSelect(ctx actor.Context, req *messages.SelectReplicas) {
+	if l.out.selects == nil {
+		l.out.selects = &messages.SelectBatch{}
+	}
+	l.out.selects.Requests = append(l.out.selects.Requests, req)
+	if len(l.out.selects.Requests) >= maxBatch {
+		l.sendSelects(ctx)
+		return
+	}
+	l.scheduleFlush(ctx)
+}
+
+// reply queues a reply to a client session.
+func (l *leader) reply(ctx actor.Context, client *actor.PID, r *messages.ClientReply) {
+	if client == nil {
+		return
+	}
+	key := client.Address + "/" + client.Id
+	b := l.out.replies[key]
+	if b == nil {
+		b = &replyBatch{to: client, batch: &messages.ClientReplyBatch{}}
+		l.out.replies[key] = b
+	}
+	b.batch.Replies = append(b.batch.Replies, r)
+	if len(b.batch.Replies) >= maxBatch {
+		delete(l.out.replies, key)
+		ctx.Send(b.to, b.batch)
+		return
+	}
+	l.scheduleFlush(ctx)
+}
+
+// flush sends everything the outbox holds.
+func (l *leader) flush(ctx actor.Context) {
+	l.out.flushes = false
+	l.sendSelects(ctx)
+	for slot, b := range l.out.stores {
+		l.sendStores(ctx, slot, b)
+	}
+	for slot, b := range l.out.reads {
+		l.sendReads(ctx, slot, b)
+	}
+	for slot, b := range l.out.prunes {
+		l.sendPrunes(ctx, slot, b)
+	}
+	for key, b := range l.out.replies {
+		delete(l.out.replies, key)
+		ctx.Send(b.to, b.batch)
+	}
+}
+
+func (l *leader) sendSelects(ctx actor.Context) {
+	if l.out.selects != nil {
+		ctx.Request(l.selector, l.out.selects)
+		l.out.selects = nil
+	}
+}
+
+// sendStores sends a member its store batch, unless the member went down
+// since the requests were queued: they were failed over then (memberDown),
+// and sending to a dead address only starts a useless connection attempt.
+func (l *leader) sendStores(ctx actor.Context, slot uint32, b *messages.StoreBatch) {
+	delete(l.out.stores, slot)
+	if v := l.slot(slot); v != nil && v.usable() {
+		ctx.Request(v.storage, b)
+	}
+}
+
+func (l *leader) sendReads(ctx actor.Context, slot uint32, b *messages.ReadBatch) {
+	delete(l.out.reads, slot)
+	if v := l.slot(slot); v != nil && v.usable() {
+		ctx.Request(v.storage, b)
+	}
+}
+
+func (l *leader) sendPrunes(ctx actor.Context, slot uint32, b *messages.PruneBatch) {
+	delete(l.out.prunes, slot)
+	if v := l.slot(slot); v != nil && v.usable() {
+		ctx.Send(v.storage, b)
+	}
+}
