@@ -106,6 +106,7 @@ func main() {
 		mdOut     = flag.String("md", "docs/benchmarks.md", "markdown file whose generated section is replaced")
 		profile   = flag.String("profile", "", "directory for CPU profiles of the gateway and a member during SET 64 and GET 64 (empty: none)")
 		only      = flag.String("only", "", "run only the scenarios whose name contains this")
+		devArgs   = flag.String("dev-args", "", "extra flags for `tolerex dev`, space separated (e.g. --protoactor-metrics=false)")
 		basePorts = flag.Int("ports", 17000, "first of the ports the cluster uses")
 	)
 	flag.Parse()
@@ -113,7 +114,7 @@ func main() {
 	defer stop()
 	if err := run(ctx, options{
 		bin: *binary, duration: *duration, warmup: *warmup, size: *size, preload: *preload, flat: *flatN,
-		jsonOut: *jsonOut, mdOut: *mdOut, profile: *profile, only: *only, basePort: *basePorts,
+		jsonOut: *jsonOut, mdOut: *mdOut, profile: *profile, only: *only, basePort: *basePorts, devArgs: strings.Fields(*devArgs),
 	}); err != nil {
 		fmt.Fprintln(os.Stderr, "benchmatrix:", err)
 		os.Exit(1)
@@ -128,10 +129,14 @@ type options struct {
 	jsonOut, mdOut   string
 	profile, only    string
 	basePort         int
+	devArgs          []string
 }
 
 func run(ctx context.Context, o options) error {
 	report := &Report{Conditions: conditions(o)}
+	if len(o.devArgs) > 0 {
+		report.Conditions.Cluster += ", " + strings.Join(o.devArgs, " ")
+	}
 	cl, err := startCluster(ctx, o)
 	if err != nil {
 		return err
@@ -252,9 +257,10 @@ func startCluster(ctx context.Context, o options) (*cluster, error) {
 	for i := 0; i <= 3; i++ {
 		cl.adminAddrs = append(cl.adminAddrs, net.JoinHostPort(host, strconv.Itoa(adminPort+i)))
 	}
-	cl.cmd = exec.CommandContext(ctx, o.bin, "dev", "--data-dir", dir, "--members", "3", "--tolerance", "2",
+	args := append([]string{"dev", "--data-dir", dir, "--members", "3", "--tolerance", "2",
 		"--no-prompt", "--fault-injection=false", "--log-level", "warn",
-		"--client-addr", cl.clientAddr, "--node-port", strconv.Itoa(nodePort), "--admin-port", strconv.Itoa(adminPort))
+		"--client-addr", cl.clientAddr, "--node-port", strconv.Itoa(nodePort), "--admin-port", strconv.Itoa(adminPort)}, o.devArgs...)
+	cl.cmd = exec.CommandContext(ctx, o.bin, args...)
 	cl.cmd.Cancel = func() error { return cl.cmd.Process.Signal(os.Interrupt) }
 	out, err := cl.cmd.StdoutPipe()
 	if err != nil {
