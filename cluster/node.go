@@ -58,10 +58,10 @@ type NodeOptions struct {
 // largest gRPC message is about endpointBatch times the largest payload.
 const (
 	endpointBatch = 128
-	// Actor mailboxes run on a pool of this many goroutines (more run on
-	// goroutines of their own while all are busy), up to
+	// Actor mailboxes run on a pool that grows to this many goroutines
+	// (more run on goroutines of their own while all are busy), up to
 	// dispatchThroughput messages at a time, protoactor's default.
-	dispatchWorkers    = 32
+	dispatchWorkers    = 256
 	dispatchThroughput = 300
 	endpointQueue      = 1024
 	keepaliveTime      = 10 * time.Second

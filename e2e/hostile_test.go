@@ -195,7 +195,7 @@ func TestHostilePeers(t *testing.T) {
 	t.Run("MemberCannotActAsGateway", func(t *testing.T) {
 		// A member certificate asking another member to drop every
 		// version of id 1, or to store a copy, is refused.
-		err := asMember.sendBatch(batchOf(t, member.NodeAddr, messages.StorageActor, "", &messages.PruneBatch{Requests: []*messages.PruneRequest{{Id: 1, BelowVersion: ^uint64(0)}}}))
+		err := asMember.sendBatch(batchOf(t, member.NodeAddr, messages.StorageActor, "", &messages.PruneBatch{Requests: []*messages.PruneRequest{{Id: 1, Version: 1}}}))
 		wantDenied(t, "PruneRequest from a member certificate", err)
 		err = asMember.sendBatch(batchOf(t, member.NodeAddr, messages.StorageActor, "", &messages.StoreBatch{Requests: []*messages.StoreRequest{{Id: 777, Version: 1, Payload: []byte("forged")}}}))
 		wantDenied(t, "StoreRequest from a member certificate", err)

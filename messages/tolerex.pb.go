@@ -795,10 +795,15 @@ func (x *StoreRequest) GetPayload() []byte {
 }
 
 // StoreAck answers StoreRequest: an empty error means the copy is durable.
+// It repeats what was stored, so a leader that no longer waits for it (the
+// request timed out, the write is over) can drop a copy nobody will read.
 type StoreAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RequestId     uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Id            int64                  `protobuf:"varint,3,opt,name=id,proto3" json:"id,omitempty"`
+	Version       uint64                 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	Size          uint32                 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -845,6 +850,27 @@ func (x *StoreAck) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *StoreAck) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *StoreAck) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *StoreAck) GetSize() uint32 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
 }
 
 // ReadRequest asks a member for exactly one version of a message.
@@ -977,13 +1003,16 @@ func (x *ReadReply) GetError() string {
 	return ""
 }
 
-// PruneRequest tells a member to drop every version of id older than
-// below_version. It has no reply: a lost prune leaves garbage, never a
+// PruneRequest tells a member to drop one version of id that nobody will
+// read again (replaced, deleted, or written by a SET that failed). size is
+// the version's payload length, so the member keeps its byte count without
+// reading the record. It has no reply: a lost prune leaves garbage, never a
 // wrong answer, because reads ask for an exact version.
 type PruneRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	BelowVersion  uint64                 `protobuf:"varint,2,opt,name=below_version,json=belowVersion,proto3" json:"below_version,omitempty"`
+	Version       uint64                 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"` // 0 is not a version and is ignored
+	Size          uint32                 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1025,9 +1054,16 @@ func (x *PruneRequest) GetId() int64 {
 	return 0
 }
 
-func (x *PruneRequest) GetBelowVersion() uint64 {
+func (x *PruneRequest) GetVersion() uint64 {
 	if x != nil {
-		return x.BelowVersion
+		return x.Version
+	}
+	return 0
+}
+
+func (x *PruneRequest) GetSize() uint32 {
+	if x != nil {
+		return x.Size
 	}
 	return 0
 }
@@ -1738,6 +1774,7 @@ type PutEntry struct {
 	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	Replicas      []uint32               `protobuf:"varint,3,rep,packed,name=replicas,proto3" json:"replicas,omitempty"` // member slots
+	Size          uint32                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`                // payload bytes
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1791,6 +1828,13 @@ func (x *PutEntry) GetReplicas() []uint32 {
 		return x.Replicas
 	}
 	return nil
+}
+
+func (x *PutEntry) GetSize() uint32 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
 }
 
 // DeleteEntry removes id from the index.
@@ -2009,6 +2053,7 @@ type MetaSnapshot struct {
 	Ids           []int64                `protobuf:"zigzag64,4,rep,packed,name=ids,proto3" json:"ids,omitempty"`
 	Versions      []uint64               `protobuf:"varint,5,rep,packed,name=versions,proto3" json:"versions,omitempty"`
 	SetIds        []uint32               `protobuf:"varint,6,rep,packed,name=set_ids,json=setIds,proto3" json:"set_ids,omitempty"`
+	Sizes         []uint32               `protobuf:"varint,7,rep,packed,name=sizes,proto3" json:"sizes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2085,6 +2130,13 @@ func (x *MetaSnapshot) GetSetIds() []uint32 {
 	return nil
 }
 
+func (x *MetaSnapshot) GetSizes() []uint32 {
+	if x != nil {
+		return x.Sizes
+	}
+	return nil
+}
+
 var File_messages_tolerex_proto protoreflect.FileDescriptor
 
 const file_messages_tolerex_proto_rawDesc = "" +
@@ -2133,11 +2185,14 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x03R\x02id\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x18\n" +
-	"\apayload\x18\x04 \x01(\fR\apayload\"?\n" +
+	"\apayload\x18\x04 \x01(\fR\apayload\"}\n" +
 	"\bStoreAck\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error\"V\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\x03R\x02id\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\x04R\aversion\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\rR\x04size\"V\n" +
 	"\vReadRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x0e\n" +
@@ -2148,10 +2203,11 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12.\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x16.tolerex.v1.ReadStatusR\x06status\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"C\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"R\n" +
 	"\fPruneRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x03R\x02id\x12#\n" +
-	"\rbelow_version\x18\x02 \x01(\x04R\fbelowVersion\"B\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\x04R\aversion\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\rR\x04sizeJ\x04\b\x02\x10\x03\"B\n" +
 	"\n" +
 	"StoreBatch\x124\n" +
 	"\brequests\x18\x01 \x03(\v2\x18.tolerex.v1.StoreRequestR\brequests\"9\n" +
@@ -2192,11 +2248,12 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\x06delete\x18\x02 \x01(\v2\x17.tolerex.v1.DeleteEntryH\x00R\x06delete\x121\n" +
 	"\x06member\x18\x03 \x01(\v2\x17.tolerex.v1.MemberEntryH\x00R\x06member\x12.\n" +
 	"\x05epoch\x18\x04 \x01(\v2\x16.tolerex.v1.EpochEntryH\x00R\x05epochB\a\n" +
-	"\x05entry\"P\n" +
+	"\x05entry\"d\n" +
 	"\bPutEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x1a\n" +
-	"\breplicas\x18\x03 \x03(\rR\breplicas\"7\n" +
+	"\breplicas\x18\x03 \x03(\rR\breplicas\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\rR\x04size\"7\n" +
 	"\vDeleteEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\"r\n" +
@@ -2209,14 +2266,15 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\"\"\n" +
 	"\n" +
 	"ReplicaSet\x12\x14\n" +
-	"\x05slots\x18\x01 \x03(\rR\x05slots\"\xd9\x01\n" +
+	"\x05slots\x18\x01 \x03(\rR\x05slots\"\xef\x01\n" +
 	"\fMetaSnapshot\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x121\n" +
 	"\amembers\x18\x02 \x03(\v2\x17.tolerex.v1.MemberEntryR\amembers\x129\n" +
 	"\freplica_sets\x18\x03 \x03(\v2\x16.tolerex.v1.ReplicaSetR\vreplicaSets\x12\x10\n" +
 	"\x03ids\x18\x04 \x03(\x12R\x03ids\x12\x1a\n" +
 	"\bversions\x18\x05 \x03(\x04R\bversions\x12\x17\n" +
-	"\aset_ids\x18\x06 \x03(\rR\x06setIds*<\n" +
+	"\aset_ids\x18\x06 \x03(\rR\x06setIds\x12\x14\n" +
+	"\x05sizes\x18\a \x03(\rR\x05sizes*<\n" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +

@@ -13,6 +13,23 @@
 // one fsync, serves hundreds of operations: latency is about one fsync and
 // throughput is batch size divided by fsync time.
 //
+// # Operations and counters
+//
+// Writing reads nothing, so a write costs the same however far the store
+// has outgrown its block cache. [OpPut] stores one (id, version); each one
+// is to be put once (the leader never sends a member the same version
+// twice). A second put of the same key replaces the payload but is
+// counted as another record. [OpDelete] removes exactly one (id, version)
+// with a point delete; the caller passes the payload size in Op.Size,
+// since the store does not read the record to learn it. A delete counts
+// one record and Op.Size bytes as gone even if the key was not stored or
+// held a payload of another size: garbage in, garbage out. Stats.Messages
+// and Stats.Bytes are therefore exact only while callers keep to these
+// rules; Open counts what is really stored, so they are right again after
+// a reopen. Within one group commit the operations take effect in
+// submission order: of a put and a delete of the same key, the later one
+// wins.
+//
 // # Durability contract
 //
 // With Options.Sync set (what callers should use), a Result with a nil Err

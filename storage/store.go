@@ -80,11 +80,12 @@ type Options struct {
 type OpKind uint8
 
 const (
-	// OpPut stores Payload as message (ID, Version), replacing any payload
-	// already stored under that key.
+	// OpPut stores Payload as message (ID, Version). Each (ID, Version) is
+	// to be put once: a second put replaces the payload but is counted as
+	// another record.
 	OpPut OpKind = iota + 1
-	// OpPrune deletes every version of ID strictly below Version.
-	OpPrune
+	// OpDelete deletes message (ID, Version), whose payload is Size bytes.
+	OpDelete
 )
 
 // String names the kind for logs and errors.
@@ -92,8 +93,8 @@ func (k OpKind) String() string {
 	switch k {
 	case OpPut:
 		return "put"
-	case OpPrune:
-		return "prune"
+	case OpDelete:
+		return "delete"
 	default:
 		return fmt.Sprintf("OpKind(%d)", uint8(k))
 	}
@@ -101,13 +102,15 @@ func (k OpKind) String() string {
 
 // Op is one write submitted to the store.
 type Op struct {
-	// Kind is OpPut or OpPrune.
+	// Kind is OpPut or OpDelete.
 	Kind OpKind
 	// ID is the message id.
 	ID int64
-	// Version is the version to store (OpPut) or the exclusive upper bound of
-	// the versions to delete (OpPrune).
+	// Version is the version to store or delete.
 	Version uint64
+	// Size is the payload size of the version OpDelete deletes, for the
+	// byte count (the store does not read the record to find it).
+	Size uint32
 	// Payload is the message for OpPut. The store keeps a reference until the
 	// op's Result is reported, so the caller must not modify it before then.
 	Payload []byte
@@ -423,7 +426,7 @@ func (s *Store) commit(batch []Op) []Result {
 	for i, op := range batch {
 		results[i].Token = op.Token
 	}
-	pb := s.db.NewIndexedBatch()
+	pb := s.db.NewBatch()
 	defer func() {
 		if err := pb.Close(); err != nil {
 			s.log.Error().Err(err).Msg("release pebble batch")
@@ -439,8 +442,8 @@ func (s *Store) commit(batch []Op) []Result {
 		switch op.Kind {
 		case OpPut:
 			messages, bytes, err = applyPut(pb, op)
-		case OpPrune:
-			messages, bytes, err = applyPrune(pb, op)
+		case OpDelete:
+			messages, bytes, err = applyDelete(pb, op)
 		default:
 			err = fmt.Errorf("unknown op kind %d", op.Kind)
 		}
@@ -464,74 +467,42 @@ func (s *Store) commit(batch []Op) []Result {
 	}
 	// Only the committer changes messages and bytes, so load-then-store is
 	// safe; readers see either the old or the new value.
-	s.messages.Store(uint64(int64(s.messages.Load()) + messageDelta))
-	s.bytes.Store(uint64(int64(s.bytes.Load()) + byteDelta))
+	s.messages.Store(addClamped(s.messages.Load(), messageDelta))
+	s.bytes.Store(addClamped(s.bytes.Load(), byteDelta))
 	s.commits.Add(1)
 	s.ops.Add(uint64(len(batch)))
 	return results
 }
 
+// addClamped adds delta to a counter without going below zero: a delete
+// of a record that was never counted (never stored, or in a block Open
+// could not read) must not wrap the counter around.
+func addClamped(v uint64, delta int64) uint64 {
+	if delta < 0 && uint64(-delta) > v {
+		return 0
+	}
+	return uint64(int64(v) + delta)
+}
+
 // applyPut writes op into pb and returns the change in stored records and
-// payload bytes. Re-putting an existing key replaces the payload without
-// counting a new record; putting a key whose block is damaged counts one.
+// payload bytes. It reads nothing: every (id, version) is written once (the
+// leader never sends the same version to a member twice), so a put is a new
+// record. Keeping reads off the write path keeps a write's cost flat as the
+// store grows beyond its cache.
 func applyPut(pb *pebble.Batch, op Op) (messages, bytes int64, err error) {
 	key := encodeKey(op.ID, op.Version)
-	old, closer, err := pb.Get(key)
-	switch {
-	case err == nil:
-		bytes -= storedPayloadLen(old)
-		if err := closer.Close(); err != nil {
-			return 0, 0, fmt.Errorf("read previous value: %w", err)
-		}
-	case errors.Is(err, pebble.ErrNotFound):
-		messages = 1
-	case pebbledb.IsDamage(err):
-		// The key lies in a damaged block. Whatever it held was not counted
-		// (see countRecords), and writing it repairs the record.
-		messages = 1
-	default:
-		return 0, 0, fmt.Errorf("read previous value: %w", err)
-	}
 	if err := pb.Set(key, encodeValue(key, op.Payload), nil); err != nil {
 		return 0, 0, fmt.Errorf("stage value: %w", err)
 	}
-	return messages, bytes + int64(len(op.Payload)), nil
+	return 1, int64(len(op.Payload)), nil
 }
 
-// applyPrune deletes from pb every version of op.ID below op.Version and
-// returns the (negative) change in stored records and payload bytes. The
-// indexed batch lets it see puts staged earlier in the same batch.
-func applyPrune(pb *pebble.Batch, op Op) (messages, bytes int64, err error) {
-	if op.Version == 0 {
-		return 0, 0, nil
+// applyDelete deletes exactly (op.ID, op.Version) from pb and returns the
+// (negative) change in stored records and payload bytes, taking the
+// payload size from op.Size rather than reading the record.
+func applyDelete(pb *pebble.Batch, op Op) (messages, bytes int64, err error) {
+	if err := pb.Delete(encodeKey(op.ID, op.Version), nil); err != nil {
+		return 0, 0, fmt.Errorf("stage delete: %w", err)
 	}
-	iter, err := pb.NewIter(&pebble.IterOptions{
-		LowerBound: encodeKey(op.ID, 0),
-		UpperBound: encodeKey(op.ID, op.Version),
-	})
-	if err != nil {
-		return 0, 0, fmt.Errorf("scan versions: %w", err)
-	}
-	// Collect first and delete after closing the iterator, so the deletes
-	// cannot interact with the iteration.
-	var doomed [][]byte
-	for valid := iter.First(); valid; valid = iter.Next() {
-		value, err := iter.ValueAndErr()
-		if err != nil {
-			_ = iter.Close()
-			return 0, 0, fmt.Errorf("scan versions: read %x: %w", iter.Key(), err)
-		}
-		doomed = append(doomed, append([]byte(nil), iter.Key()...))
-		messages--
-		bytes -= storedPayloadLen(value)
-	}
-	if err := iter.Close(); err != nil {
-		return 0, 0, fmt.Errorf("scan versions: %w", err)
-	}
-	for _, key := range doomed {
-		if err := pb.Delete(key, nil); err != nil {
-			return 0, 0, fmt.Errorf("stage delete of %x: %w", key, err)
-		}
-	}
-	return messages, bytes, nil
+	return -1, -int64(op.Size), nil
 }

@@ -115,10 +115,12 @@ func (ts *testStore) mustPut(t testing.TB, id int64, version uint64, payload []b
 	}
 }
 
-func (ts *testStore) mustPrune(t testing.TB, id int64, below uint64) {
+// mustDelete deletes (id, version), telling the store its payload is size
+// bytes, and waits for the result.
+func (ts *testStore) mustDelete(t testing.TB, id int64, version uint64, size int) {
 	t.Helper()
-	if err := waitResult(ts.submit(Op{Kind: OpPrune, ID: id, Version: below})); err != nil {
-		t.Fatalf("prune %d below %d: %v", id, below, err)
+	if err := waitResult(ts.submit(Op{Kind: OpDelete, ID: id, Version: version, Size: uint32(size)})); err != nil {
+		t.Fatalf("delete %d/%d: %v", id, version, err)
 	}
 }
 
@@ -202,75 +204,132 @@ func TestGetIsExactVersion(t *testing.T) {
 	mustBeMissing(t, s.Store, 11, 3)
 }
 
-func TestPruneKeepsBoundAndNewer(t *testing.T) {
+func TestDeleteRemovesExactlyThatVersion(t *testing.T) {
 	s := openTestStore(t, t.TempDir(), Options{Sync: true})
 	payload := func(id int64, v uint64) []byte { return fmt.Appendf(nil, "payload %d/%d", id, v) }
+	stored := map[int64][]uint64{}
 	var total uint64
 	for _, id := range []int64{6, 7, 8} {
 		for v := uint64(1); v <= 5; v++ {
 			s.mustPut(t, id, v, payload(id, v))
+			stored[id] = append(stored[id], v)
 			total += uint64(len(payload(id, v)))
 		}
 	}
-	s.mustPrune(t, 7, 3)
-	mustBeMissing(t, s.Store, 7, 1)
-	mustBeMissing(t, s.Store, 7, 2)
-	for v := uint64(3); v <= 5; v++ {
-		mustGet(t, s.Store, 7, v, payload(7, v))
-	}
-	for _, id := range []int64{6, 8} {
-		for v := uint64(1); v <= 5; v++ {
-			mustGet(t, s.Store, id, v, payload(id, v))
+	checkAll := func() {
+		t.Helper()
+		for _, id := range []int64{6, 7, 8} {
+			for v := uint64(0); v <= 6; v++ {
+				if slices.Contains(stored[id], v) {
+					mustGet(t, s.Store, id, v, payload(id, v))
+				} else {
+					mustBeMissing(t, s.Store, id, v)
+				}
+			}
 		}
 	}
-	total -= uint64(len(payload(7, 1)) + len(payload(7, 2)))
-	checkStats(t, s.Store, 13, total)
-
-	// Pruning below version 0, or again below the same bound, removes nothing.
-	s.mustPrune(t, 7, 0)
-	s.mustPrune(t, 7, 3)
-	checkStats(t, s.Store, 13, total)
-
-	// Pruning an id that has nothing stored is fine.
-	s.mustPrune(t, 99, 10)
-	checkStats(t, s.Store, 13, total)
-
-	// Pruning above every stored version removes them all.
-	s.mustPrune(t, 6, math.MaxUint64)
-	for v := uint64(1); v <= 5; v++ {
-		mustBeMissing(t, s.Store, 6, v)
+	del := func(id int64, v uint64) {
+		t.Helper()
+		s.mustDelete(t, id, v, len(payload(id, v)))
+		stored[id] = slices.DeleteFunc(stored[id], func(x uint64) bool { return x == v })
+		total -= uint64(len(payload(id, v)))
 	}
+
+	// A middle version goes; its neighbours and the other ids stay.
+	del(7, 3)
+	checkAll()
+	checkStats(t, s.Store, 14, total)
+
+	// So do the lowest and the highest version.
+	del(7, 1)
+	del(7, 5)
+	checkAll()
+	checkStats(t, s.Store, 12, total)
+
+	// Deleting every version of an id leaves the ids around it untouched.
 	for v := uint64(1); v <= 5; v++ {
-		total -= uint64(len(payload(6, v)))
+		del(6, v)
 	}
-	checkStats(t, s.Store, 8, total)
+	checkAll()
+	checkStats(t, s.Store, 7, total)
 }
 
-// TestPruneSeesPutsInSameBatch holds the committer so that two puts and a
-// prune land in one batch, and checks that the prune removed the put staged
-// before it (read-your-writes in the indexed batch).
-func TestPruneSeesPutsInSameBatch(t *testing.T) {
-	s := openTestStore(t, t.TempDir(), Options{Sync: true})
+// TestDeleteCountsWhatTheCallerSays pins that a delete reads nothing: the
+// counters drop by one record and Op.Size bytes whether or not that is
+// what was stored (garbage in, garbage out), and the next Open, which
+// scans the store, counts what is really there.
+func TestDeleteCountsWhatTheCallerSays(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir, Options{Sync: true})
+	s.mustPut(t, 1, 1, make([]byte, 10))
+	s.mustPut(t, 2, 1, make([]byte, 20))
+	s.mustPut(t, 3, 1, make([]byte, 30))
+	checkStats(t, s.Store, 3, 60)
+
+	// A wrong size is believed.
+	s.mustDelete(t, 1, 1, 4)
+	mustBeMissing(t, s.Store, 1, 1)
+	checkStats(t, s.Store, 2, 56)
+
+	// Deleting a key that does not exist still counts a record and its
+	// size as gone.
+	s.mustDelete(t, 2, 2, 7)
+	s.mustDelete(t, 9, 1, 1)
+	mustGet(t, s.Store, 2, 1, make([]byte, 20))
+	mustGet(t, s.Store, 3, 1, make([]byte, 30))
+	checkStats(t, s.Store, 0, 48)
+
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTestStore(t, dir, Options{Sync: true})
+	checkStats(t, s.Store, 2, 50)
+}
+
+// TestLaterOpWinsWithinBatch holds the committer so that puts and deletes
+// of the same keys land in one batch, and checks that they take effect in
+// submission order.
+func TestLaterOpWinsWithinBatch(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir, Options{Sync: true})
+	s.mustPut(t, 9, 0, []byte("zero"))
 	gate := newCommitGate()
 	s.gate = gate
 	s.Submit(Op{Kind: OpPut, ID: 1, Version: 1, Payload: []byte("gate"), Token: gate.token})
 	<-gate.entered
 
-	first := s.submit(Op{Kind: OpPut, ID: 9, Version: 1, Payload: []byte("one")})
-	second := s.submit(Op{Kind: OpPut, ID: 9, Version: 2, Payload: []byte("two")})
-	prune := s.submit(Op{Kind: OpPrune, ID: 9, Version: 2})
+	chs := []chan error{
+		// Put then delete: the record is gone.
+		s.submit(Op{Kind: OpPut, ID: 9, Version: 1, Payload: []byte("one")}),
+		s.submit(Op{Kind: OpDelete, ID: 9, Version: 1, Size: 3}),
+		// Delete then put: the new payload is there.
+		s.submit(Op{Kind: OpDelete, ID: 9, Version: 0, Size: 4}),
+		s.submit(Op{Kind: OpPut, ID: 9, Version: 0, Payload: []byte("zero again")}),
+		// An untouched put in the same batch.
+		s.submit(Op{Kind: OpPut, ID: 9, Version: 2, Payload: []byte("two")}),
+	}
 	close(gate.release)
-	for _, ch := range []chan error{first, second, prune} {
+	for _, ch := range chs {
 		if err := waitResult(ch); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := s.batchSizes(); !slices.Equal(got, []int{1, 3}) {
-		t.Fatalf("batch sizes = %v, want [1 3]", got)
+	if got := s.batchSizes(); !slices.Equal(got, []int{1, 1, len(chs)}) {
+		t.Fatalf("batch sizes = %v, want [1 1 %d]", got, len(chs))
 	}
-	mustBeMissing(t, s.Store, 9, 1)
-	mustGet(t, s.Store, 9, 2, []byte("two"))
-	checkStats(t, s.Store, 2, uint64(len("gate")+len("two")))
+	check := func() {
+		t.Helper()
+		mustBeMissing(t, s.Store, 9, 1)
+		mustGet(t, s.Store, 9, 0, []byte("zero again"))
+		mustGet(t, s.Store, 9, 2, []byte("two"))
+		checkStats(t, s.Store, 3, uint64(len("gate")+len("zero again")+len("two")))
+	}
+	check()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTestStore(t, dir, Options{Sync: true})
+	check()
 }
 
 func TestBatchLimits(t *testing.T) {
@@ -321,32 +380,44 @@ func TestBatchLimits(t *testing.T) {
 	})
 }
 
-func TestRePutIsIdempotent(t *testing.T) {
-	s := openTestStore(t, t.TempDir(), Options{Sync: true})
+// TestRePutReplacesPayloadAndCountsAgain pins the documented cost of
+// putting the same (id, version) twice, which the leader never does: the
+// payload is replaced, but the counters take it for another record until
+// the next Open recounts.
+func TestRePutReplacesPayloadAndCountsAgain(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir, Options{Sync: true})
 	s.mustPut(t, 5, 5, []byte("same"))
 	s.mustPut(t, 5, 5, []byte("same"))
-	checkStats(t, s.Store, 1, 4)
+	checkStats(t, s.Store, 2, 8)
 	mustGet(t, s.Store, 5, 5, []byte("same"))
 
-	// A re-put with a different payload replaces it; the byte count follows.
 	s.mustPut(t, 5, 5, []byte("longer payload"))
-	checkStats(t, s.Store, 1, uint64(len("longer payload")))
+	checkStats(t, s.Store, 3, 8+uint64(len("longer payload")))
 	mustGet(t, s.Store, 5, 5, []byte("longer payload"))
 
-	// Re-puts within one batch count once as well.
+	// Within one batch as well; the later put's payload is kept.
 	gate := newCommitGate()
 	s.gate = gate
 	s.Submit(Op{Kind: OpPut, ID: 1, Version: 1, Payload: []byte("g"), Token: gate.token})
 	<-gate.entered
 	a := s.submit(Op{Kind: OpPut, ID: 6, Version: 1, Payload: []byte("abc")})
-	b := s.submit(Op{Kind: OpPut, ID: 6, Version: 1, Payload: []byte("abc")})
+	b := s.submit(Op{Kind: OpPut, ID: 6, Version: 1, Payload: []byte("defg")})
 	close(gate.release)
 	for _, ch := range []chan error{a, b} {
 		if err := waitResult(ch); err != nil {
 			t.Fatal(err)
 		}
 	}
-	checkStats(t, s.Store, 3, uint64(len("longer payload")+len("g")+len("abc")))
+	mustGet(t, s.Store, 6, 1, []byte("defg"))
+	checkStats(t, s.Store, 6, 8+uint64(len("longer payload")+len("g")+len("abc")+len("defg")))
+
+	// Open counts what is stored: one record per key.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTestStore(t, dir, Options{Sync: true})
+	checkStats(t, s.Store, 3, uint64(len("longer payload")+len("g")+len("defg")))
 }
 
 func TestStatsSurviveReopen(t *testing.T) {
@@ -360,13 +431,14 @@ func TestStatsSurviveReopen(t *testing.T) {
 				s.mustPut(t, id, v, p)
 			}
 		}
-		s.mustPut(t, 0, 1, make([]byte, 10)) // idempotent re-put
-		s.mustPrune(t, 2, 3)                 // removes 10+20 bytes
-		messages, payloadBytes = 28, 10*60-30
+		s.mustDelete(t, 2, 1, 10)
+		s.mustDelete(t, 2, 2, 20)
+		s.mustDelete(t, -5, 3, 30)
+		messages, payloadBytes = 27, 10*60-60
 		checkStats(t, s.Store, messages, payloadBytes)
 		st := s.Stats()
-		if st.Commits == 0 || st.Ops != 32 {
-			t.Fatalf("stats = %+v, want Ops=32 and some commits", st)
+		if st.Commits == 0 || st.Ops != 33 {
+			t.Fatalf("stats = %+v, want Ops=33 and some commits", st)
 		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
@@ -377,8 +449,11 @@ func TestStatsSurviveReopen(t *testing.T) {
 	if st := s.Stats(); st.Commits != 0 || st.Ops != 0 {
 		t.Fatalf("commit counters after reopen = %+v, want zero", st)
 	}
-	mustGet(t, s.Store, -5, 3, bytes.Repeat([]byte{byte(-5 & 0xff)}, 30))
+	mustGet(t, s.Store, -5, 2, bytes.Repeat([]byte{byte(-5 & 0xff)}, 20))
+	mustBeMissing(t, s.Store, -5, 3)
+	mustBeMissing(t, s.Store, 2, 1)
 	mustBeMissing(t, s.Store, 2, 2)
+	mustGet(t, s.Store, 2, 3, bytes.Repeat([]byte{2}, 30))
 }
 
 func TestExtremeIDsSortAndRoundTrip(t *testing.T) {
@@ -430,20 +505,28 @@ func TestExtremeIDsSortAndRoundTrip(t *testing.T) {
 		t.Fatalf("pebble holds %d keys in a different order than expected (%d)", len(stored), len(keys))
 	}
 
-	// A prune of the neighbours of id 0 and of the extremes touches only them.
-	for _, id := range []int64{math.MinInt64, -1, 1, math.MaxInt64} {
-		s.mustPrune(t, id, math.MaxUint64)
-	}
-	for _, id := range ids {
-		for _, v := range versions {
-			pruned := v != math.MaxUint64 && (id == math.MinInt64 || id == -1 || id == 1 || id == math.MaxInt64)
-			if pruned {
-				mustBeMissing(t, s.Store, id, v)
-			} else {
-				mustGet(t, s.Store, id, v, payload(id, v))
-			}
+	// Deleting the extreme versions of the neighbours of id 0 and of the
+	// extreme ids touches only those records.
+	deletedIDs := []int64{math.MinInt64, -1, 1, math.MaxInt64}
+	deletedVersions := []uint64{0, math.MaxUint64}
+	for _, id := range deletedIDs {
+		for _, v := range deletedVersions {
+			s.mustDelete(t, id, v, len(payload(id, v)))
 		}
 	}
+	var messages, total uint64
+	for _, id := range ids {
+		for _, v := range versions {
+			if slices.Contains(deletedIDs, id) && slices.Contains(deletedVersions, v) {
+				mustBeMissing(t, s.Store, id, v)
+				continue
+			}
+			mustGet(t, s.Store, id, v, payload(id, v))
+			messages++
+			total += uint64(len(payload(id, v)))
+		}
+	}
+	checkStats(t, s.Store, messages, total)
 }
 
 // TestCorruptValueIsReported damages stored values through Pebble directly
@@ -501,9 +584,14 @@ func TestCorruptValueIsReported(t *testing.T) {
 	mustGet(t, s.Store, 4, 1, []byte("untouched"))
 }
 
+// TestConcurrentSubmitAndGet has writers put versions of their own id and
+// delete the version they wrote five puts earlier, while reading back
+// every acknowledged put, and checks the final contents and counters, also
+// after reopening.
 func TestConcurrentSubmitAndGet(t *testing.T) {
-	s := openTestStore(t, t.TempDir(), Options{Sync: true})
-	const writers, perWriter = 32, 100
+	dir := t.TempDir()
+	s := openTestStore(t, dir, Options{Sync: true})
+	const writers, perWriter, kept = 32, 100, 5
 	payload := func(id int64, v uint64) []byte { return fmt.Appendf(nil, "w%d v%d", id, v) }
 
 	var wg sync.WaitGroup
@@ -511,6 +599,7 @@ func TestConcurrentSubmitAndGet(t *testing.T) {
 	for w := range writers {
 		wg.Go(func() {
 			id := int64(w)
+			var deletes []chan error
 			for v := uint64(1); v <= perWriter; v++ {
 				if err := waitResult(s.submit(Op{Kind: OpPut, ID: id, Version: v, Payload: payload(id, v)})); err != nil {
 					errs <- err
@@ -523,8 +612,17 @@ func TestConcurrentSubmitAndGet(t *testing.T) {
 					errs <- fmt.Errorf("get %d/%d after ack = %q, %v", id, v, got, err)
 					return
 				}
-				if v%10 == 0 {
-					s.Submit(Op{Kind: OpPrune, ID: id, Version: v - 5, Token: make(chan error, 1)})
+				// Delete without waiting, so deletes share batches with
+				// other writers' puts.
+				if v > kept {
+					old := v - kept
+					deletes = append(deletes, s.submit(Op{Kind: OpDelete, ID: id, Version: old, Size: uint32(len(payload(id, old)))}))
+				}
+			}
+			for _, ch := range deletes {
+				if err := waitResult(ch); err != nil {
+					errs <- fmt.Errorf("delete of writer %d: %w", id, err)
+					return
 				}
 			}
 		})
@@ -537,21 +635,34 @@ func TestConcurrentSubmitAndGet(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	// Prunes may still be queued; a final put per writer behind them in the
-	// queue waits for them.
-	for w := range writers {
-		s.mustPut(t, int64(w), perWriter+1, payload(int64(w), perWriter+1))
+	var total uint64
+	check := func(s *Store) {
+		t.Helper()
+		for w := range writers {
+			id := int64(w)
+			for v := uint64(1); v <= perWriter; v++ {
+				if v <= perWriter-kept {
+					mustBeMissing(t, s, id, v)
+				} else {
+					mustGet(t, s, id, v, payload(id, v))
+				}
+			}
+		}
+		checkStats(t, s, writers*kept, total)
 	}
 	for w := range writers {
-		id := int64(w)
-		mustBeMissing(t, s.Store, id, perWriter-6)
-		for v := uint64(perWriter - 5); v <= perWriter+1; v++ {
-			mustGet(t, s.Store, id, v, payload(id, v))
+		for v := uint64(perWriter - kept + 1); v <= perWriter; v++ {
+			total += uint64(len(payload(int64(w), v)))
 		}
 	}
-	if st := s.Stats(); st.Messages != writers*7 {
-		t.Fatalf("stats = %+v, want %d messages", st, writers*7)
+	check(s.Store)
+	if st := s.Stats(); st.Ops != writers*(2*perWriter-kept) {
+		t.Fatalf("Ops = %d, want %d", st.Ops, writers*(2*perWriter-kept))
 	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check(openTestStore(t, dir, Options{Sync: true}).Store)
 }
 
 func TestGroupCommitGroups(t *testing.T) {
@@ -737,4 +848,12 @@ func TestUnknownOpKindFailsOnlyThatOp(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustGet(t, s.Store, 3, 1, []byte("ok"))
+}
+
+func TestOpKindNames(t *testing.T) {
+	for kind, want := range map[OpKind]string{OpPut: "put", OpDelete: "delete", OpKind(42): "OpKind(42)"} {
+		if got := kind.String(); got != want {
+			t.Errorf("OpKind(%d).String() = %q, want %q", uint8(kind), got, want)
+		}
+	}
 }

@@ -175,8 +175,11 @@ func (l *leader) Receive(ctx actor.Context) {
 			l.replicasSelected(ctx, r)
 		}
 	case *messages.StoreAckBatch:
+		// The sender tells which member answered, for acks nobody waits
+		// for any more.
+		from, known := l.slotOf(ctx.Sender())
 		for _, a := range msg.GetAcks() {
-			l.storeAck(ctx, a)
+			l.storeAck(ctx, from, known, a)
 		}
 	case *messages.ReadReplyBatch:
 		for _, r := range msg.GetReplies() {
@@ -466,14 +469,20 @@ func (l *leader) afterApply(ctx actor.Context, p *proposal, eff meta.Effect, rep
 	}
 }
 
-// prune tells members to drop versions nobody will read again. It is best
-// effort: a member that misses it keeps garbage, never serves it.
+// prune tells members to drop the version an applied entry made obsolete.
 func (l *leader) prune(ctx actor.Context, id int64, eff meta.Effect) {
 	if len(eff.PruneSlots) == 0 {
 		return
 	}
-	msg := &messages.PruneRequest{Id: id, BelowVersion: eff.PruneBelow}
-	for _, slot := range eff.PruneSlots {
+	l.pruneCopies(ctx, id, eff.PruneVersion, eff.PruneSize, eff.PruneSlots)
+}
+
+// pruneCopies tells members to drop one version of id that nobody will
+// read again. It is best effort: a member that is down or misses it keeps
+// garbage, never serves it (reads ask for an exact version).
+func (l *leader) pruneCopies(ctx actor.Context, id int64, version uint64, size uint32, slots []uint32) {
+	msg := &messages.PruneRequest{Id: id, Version: version, Size: size}
+	for _, slot := range slots {
 		if v := l.slot(slot); v != nil && v.usable() {
 			l.queuePrune(ctx, slot, msg)
 		}
@@ -518,6 +527,19 @@ func (l *leader) mintVersion() uint64 {
 func (l *leader) newRequestID() uint64 {
 	l.nextID++
 	return l.nextID
+}
+
+// slotOf finds the member whose storage actor is pid.
+func (l *leader) slotOf(pid *actor.PID) (uint32, bool) {
+	if pid == nil {
+		return 0, false
+	}
+	for slot := range l.members {
+		if v := &l.members[slot]; v.storage != nil && v.storage.Address == pid.Address {
+			return uint32(slot), true
+		}
+	}
+	return 0, false
 }
 
 func (l *leader) slot(slot uint32) *slotView {

@@ -35,6 +35,7 @@ type write struct {
 	inflight  int      // store requests awaiting an answer
 	selecting int      // selections awaiting an answer
 	done      bool     // proposed or failed
+	failed    bool     // answered with an error
 	started   time.Time
 }
 
@@ -145,13 +146,25 @@ func (l *leader) settle(id uint64) (*outstanding, bool) {
 	return o, true
 }
 
-func (l *leader) storeAck(ctx actor.Context, msg *messages.StoreAck) {
+func (l *leader) storeAck(ctx actor.Context, from uint32, fromKnown bool, msg *messages.StoreAck) {
 	o, ok := l.settle(msg.GetRequestId())
 	if !ok || o.write == nil {
-		return // late: it timed out or its member was declared down
+		// Late: the request timed out or its member was declared down, and
+		// another member took its place. A copy that landed anyway is read
+		// by nobody unless the index names this member for it.
+		if fromKnown && msg.GetError() == "" && !l.indexedOn(msg.GetId(), msg.GetVersion(), from) {
+			l.pruneCopies(ctx, msg.GetId(), msg.GetVersion(), msg.GetSize(), []uint32{from})
+		}
+		return
 	}
 	w := o.write
 	w.inflight--
+	if msg.GetError() == "" && w.done && (w.failed || !slices.Contains(w.stored, o.slot)) {
+		// A copy landed for a write that failed, or that completed with
+		// other members: drop it.
+		l.pruneCopies(ctx, w.id, w.version, uint32(len(w.payload)), []uint32{o.slot})
+		return
+	}
 	if w.done {
 		return
 	}
@@ -180,6 +193,13 @@ func (l *leader) storeFailed(ctx actor.Context, o *outstanding, reason string) {
 	l.replace(ctx, w)
 }
 
+// indexedOn reports whether the index names slot as a holder of version
+// of id.
+func (l *leader) indexedOn(id int64, version uint64, slot uint32) bool {
+	v, replicas, ok := l.state.Lookup(id)
+	return ok && v == version && slices.Contains(replicas, slot)
+}
+
 func (l *leader) replace(ctx actor.Context, w *write) {
 	l.selectFor(ctx, w, 1)
 }
@@ -192,7 +212,7 @@ func (l *leader) checkWrite(ctx actor.Context, w *write) {
 	case len(w.stored) >= w.need:
 		w.done = true
 		entry := &messages.LogEntry{Entry: &messages.LogEntry_Put{Put: &messages.PutEntry{
-			Id: w.id, Version: w.version, Replicas: slices.Clone(w.stored),
+			Id: w.id, Version: w.version, Replicas: slices.Clone(w.stored), Size: uint32(len(w.payload)),
 		}}}
 		l.propose(&proposal{entry: entry, client: w.client, request: w.request, started: time.Now()})
 	case w.selecting == 0 && len(w.stored)+w.inflight < w.need:
@@ -206,7 +226,11 @@ func (l *leader) failWrite(ctx actor.Context, w *write, reason string) {
 		return
 	}
 	w.done = true
+	w.failed = true
 	l.replyError(ctx, w.client, w.request, reason)
+	// The copies already stored will never be read: drop them. Copies
+	// still in flight are dropped when their acks arrive (storeAck).
+	l.pruneCopies(ctx, w.id, w.version, uint32(len(w.payload)), w.stored)
 	l.finish(ctx, w.id)
 }
 

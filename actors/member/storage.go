@@ -70,6 +70,9 @@ type pendingStore struct {
 	sender    *actor.PID
 	requestID uint64
 	submitted time.Time
+	id        int64
+	version   uint64
+	size      uint32
 }
 
 // committed carries a group commit's results back into the actor.
@@ -174,14 +177,17 @@ func (a *storageActor) close() {
 }
 
 func (a *storageActor) prune(msg *messages.PruneRequest) {
-	if a.store != nil {
-		a.store.Submit(storage.Op{Kind: storage.OpPrune, ID: msg.GetId(), Version: msg.GetBelowVersion()})
+	if a.store != nil && msg.GetVersion() != 0 {
+		a.store.Submit(storage.Op{Kind: storage.OpDelete, ID: msg.GetId(), Version: msg.GetVersion(), Size: msg.GetSize()})
 	}
 }
 
 func (a *storageActor) storeRequest(ctx actor.Context, msg *messages.StoreRequest) {
 	if a.store == nil {
-		ctx.Respond(&messages.StoreAckBatch{Acks: []*messages.StoreAck{{RequestId: msg.GetRequestId(), Error: a.unavailable()}}})
+		if sender := ctx.Sender(); sender != nil {
+			ctx.Request(sender, &messages.StoreAckBatch{Acks: []*messages.StoreAck{{RequestId: msg.GetRequestId(), Error: a.unavailable(),
+				Id: msg.GetId(), Version: msg.GetVersion(), Size: uint32(len(msg.GetPayload()))}}})
+		}
 		return
 	}
 	a.store.Submit(storage.Op{
@@ -189,7 +195,8 @@ func (a *storageActor) storeRequest(ctx actor.Context, msg *messages.StoreReques
 		ID:      msg.GetId(),
 		Version: msg.GetVersion(),
 		Payload: msg.GetPayload(),
-		Token:   &pendingStore{sender: ctx.Sender(), requestID: msg.GetRequestId(), submitted: time.Now()},
+		Token: &pendingStore{sender: ctx.Sender(), requestID: msg.GetRequestId(), submitted: time.Now(),
+			id: msg.GetId(), version: msg.GetVersion(), size: uint32(len(msg.GetPayload()))},
 	})
 }
 
@@ -210,7 +217,7 @@ func (a *storageActor) acknowledge(ctx actor.Context, msg *committed) {
 		if !ok || p.sender == nil {
 			continue // a prune: nobody waits for it
 		}
-		ack := &messages.StoreAck{RequestId: p.requestID}
+		ack := &messages.StoreAck{RequestId: p.requestID, Id: p.id, Version: p.version, Size: p.size}
 		if r.Err != nil {
 			ack.Error = r.Err.Error()
 		}
@@ -227,7 +234,7 @@ func (a *storageActor) acknowledge(ctx actor.Context, msg *committed) {
 		groups[i].acks.Acks = append(groups[i].acks.Acks, ack)
 	}
 	for _, g := range groups {
-		ctx.Send(g.to, g.acks)
+		ctx.Request(g.to, g.acks) // the sender tells the leader which member answered
 	}
 	a.publishStats()
 }

@@ -28,10 +28,12 @@ type Member struct {
 	AdminAddress string
 }
 
-// record is one index entry, kept small: the index holds one per message.
+// record is one index entry, kept small: the index holds one per message
+// (16 bytes: the size fits in what would be padding).
 type record struct {
 	version uint64
 	set     uint32 // index into State.sets
+	size    uint32 // payload bytes
 }
 
 // State is the metadata. The zero value is not usable; use New or Restore.
@@ -65,11 +67,14 @@ type Effect struct {
 	Stale bool
 	// Slot is the slot of a member entry.
 	Slot uint32
-	// PruneSlots are members that may hold versions of the id older than
-	// PruneBelow that nobody will read again.
+	// PruneSlots are the members holding PruneVersion of the id, which
+	// nobody will read again: the version a put replaced, a delete removed,
+	// or a stale put wrote.
 	PruneSlots []uint32
-	// PruneBelow bounds the versions to prune (exclusive).
-	PruneBelow uint64
+	// PruneVersion is the obsolete version.
+	PruneVersion uint64
+	// PruneSize is its payload size.
+	PruneSize uint32
 }
 
 // Apply applies one log entry. It returns an error only for an entry that
@@ -111,16 +116,17 @@ func (s *State) applyPut(p *messages.PutEntry) (Effect, error) {
 		return Effect{Existed: true}, nil // applied twice: nothing to do
 	case existed && p.GetVersion() < old.version:
 		// A concurrent newer put won; the copies of this one are garbage.
-		return Effect{Existed: true, Stale: true, PruneSlots: slices.Clone(p.GetReplicas()), PruneBelow: old.version}, nil
+		return Effect{Existed: true, Stale: true, PruneSlots: slices.Clone(p.GetReplicas()),
+			PruneVersion: p.GetVersion(), PruneSize: p.GetSize()}, nil
 	}
 	set := s.intern(p.GetReplicas())
-	s.index[p.GetId()] = record{version: p.GetVersion(), set: set}
+	s.index[p.GetId()] = record{version: p.GetVersion(), set: set, size: p.GetSize()}
 	s.count(set, +1)
 	eff := Effect{Existed: existed}
 	if existed {
 		s.count(old.set, -1)
-		eff.PruneSlots = union(s.sets[old.set], s.sets[set])
-		eff.PruneBelow = p.GetVersion()
+		eff.PruneSlots = slices.Clone(s.sets[old.set])
+		eff.PruneVersion, eff.PruneSize = old.version, old.size
 	}
 	return eff, nil
 }
@@ -132,7 +138,7 @@ func (s *State) applyDelete(d *messages.DeleteEntry) Effect {
 	}
 	delete(s.index, d.GetId())
 	s.count(old.set, -1)
-	return Effect{Existed: true, PruneSlots: slices.Clone(s.sets[old.set]), PruneBelow: d.GetVersion()}
+	return Effect{Existed: true, PruneSlots: slices.Clone(s.sets[old.set]), PruneVersion: old.version, PruneSize: old.size}
 }
 
 func (s *State) applyMember(m *messages.MemberEntry) (Effect, error) {
@@ -180,17 +186,6 @@ func (s *State) count(set uint32, delta int64) {
 	}
 }
 
-func union(a, b []uint32) []uint32 {
-	out := slices.Clone(a)
-	for _, v := range b {
-		if !slices.Contains(out, v) {
-			out = append(out, v)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 // Lookup returns the indexed version of id and the slots holding it. The
 // returned slice must not be modified.
 func (s *State) Lookup(id int64) (version uint64, replicas []uint32, ok bool) {
@@ -199,6 +194,12 @@ func (s *State) Lookup(id int64) (version uint64, replicas []uint32, ok bool) {
 		return 0, nil, false
 	}
 	return r.version, s.sets[r.set], true
+}
+
+// Size returns the payload size of the indexed version of id.
+func (s *State) Size(id int64) (uint32, bool) {
+	r, ok := s.index[id]
+	return r.size, ok
 }
 
 // Epoch returns the current leader epoch.
@@ -241,6 +242,7 @@ func (s *State) Snapshot() *messages.MetaSnapshot {
 		Ids:      make([]int64, 0, len(s.index)),
 		Versions: make([]uint64, 0, len(s.index)),
 		SetIds:   make([]uint32, 0, len(s.index)),
+		Sizes:    make([]uint32, 0, len(s.index)),
 	}
 	for _, m := range s.members {
 		snap.Members = append(snap.Members, &messages.MemberEntry{
@@ -258,6 +260,7 @@ func (s *State) Snapshot() *messages.MetaSnapshot {
 		snap.Ids = append(snap.Ids, id)
 		snap.Versions = append(snap.Versions, r.version)
 		snap.SetIds = append(snap.SetIds, set)
+		snap.Sizes = append(snap.Sizes, r.size)
 	}
 	return snap
 }
@@ -289,9 +292,15 @@ func Restore(snap *messages.MetaSnapshot) (*State, error) {
 		}
 		setMap[i] = s.intern(rs.GetSlots())
 	}
-	ids, versions, setIDs := snap.GetIds(), snap.GetVersions(), snap.GetSetIds()
-	if len(versions) != len(ids) || len(setIDs) != len(ids) {
-		return nil, fmt.Errorf("restore snapshot: %d ids, %d versions, %d set ids", len(ids), len(versions), len(setIDs))
+	ids, versions, setIDs, sizes := snap.GetIds(), snap.GetVersions(), snap.GetSetIds(), snap.GetSizes()
+	if len(sizes) == 0 {
+		// Written before sizes were recorded: the sizes are unknown, and
+		// prunes of those versions will carry 0 (members then over-count
+		// their bytes until they restart and recount).
+		sizes = make([]uint32, len(ids))
+	}
+	if len(versions) != len(ids) || len(setIDs) != len(ids) || len(sizes) != len(ids) {
+		return nil, fmt.Errorf("restore snapshot: %d ids, %d versions, %d set ids, %d sizes", len(ids), len(versions), len(setIDs), len(sizes))
 	}
 	s.index = make(map[int64]record, len(ids))
 	for i, id := range ids {
@@ -302,7 +311,7 @@ func Restore(snap *messages.MetaSnapshot) (*State, error) {
 			return nil, fmt.Errorf("restore snapshot: id %d appears twice", id)
 		}
 		set := setMap[setIDs[i]]
-		s.index[id] = record{version: versions[i], set: set}
+		s.index[id] = record{version: versions[i], set: set, size: sizes[i]}
 		s.count(set, +1)
 	}
 	return s, nil

@@ -2,6 +2,7 @@ package meta_test
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"runtime"
@@ -17,8 +18,8 @@ import (
 // version builds a version the way the leader mints them.
 func version(epoch, counter uint64) uint64 { return epoch<<meta.EpochShift | counter }
 
-func putEntry(id int64, ver uint64, replicas ...uint32) *messages.LogEntry {
-	return &messages.LogEntry{Entry: &messages.LogEntry_Put{Put: &messages.PutEntry{Id: id, Version: ver, Replicas: replicas}}}
+func putEntry(id int64, ver uint64, size uint32, replicas ...uint32) *messages.LogEntry {
+	return &messages.LogEntry{Entry: &messages.LogEntry_Put{Put: &messages.PutEntry{Id: id, Version: ver, Replicas: replicas, Size: size}}}
 }
 
 func deleteEntry(id int64, ver uint64) *messages.LogEntry {
@@ -53,10 +54,11 @@ func mustApply(t testing.TB, s *meta.State, entries ...*messages.LogEntry) {
 	}
 }
 
-// indexed is one index entry as Lookup reports it.
+// indexed is one index entry as Lookup and Size report it.
 type indexed struct {
 	Version  uint64
 	Replicas []uint32
+	Size     uint32
 }
 
 // dump is everything observable about a state, for comparing two states or
@@ -67,6 +69,9 @@ type dump struct {
 	Members []meta.Member
 	Counts  map[uint32]int64
 	Index   map[int64]indexed
+	// Disagree lists the ids that Lookup and Size disagree about (one
+	// finds the id, the other does not); it should be empty.
+	Disagree []int64
 }
 
 // dumpState reads the state through its exported API; ids are the message
@@ -80,8 +85,13 @@ func dumpState(s *meta.State, ids []int64) dump {
 		Index:   make(map[int64]indexed),
 	}
 	for _, id := range ids {
-		if v, replicas, ok := s.Lookup(id); ok {
-			d.Index[id] = indexed{Version: v, Replicas: slices.Clone(replicas)}
+		v, replicas, ok := s.Lookup(id)
+		size, sized := s.Size(id)
+		if ok != sized {
+			d.Disagree = append(d.Disagree, id)
+		}
+		if ok {
+			d.Index[id] = indexed{Version: v, Replicas: slices.Clone(replicas), Size: size}
 		}
 	}
 	return d
@@ -104,11 +114,10 @@ func recount(s *meta.State, ids []int64) map[uint32]int64 {
 	return counts
 }
 
-// normalized sorts PruneSlots and turns an empty list into nil, so effects
-// compare by meaning.
+// normalized turns an empty PruneSlots into nil, so effects compare by
+// meaning. The order of PruneSlots is part of the contract (the old
+// replica set sorted, a stale put's replicas as given), so it is kept.
 func normalized(e meta.Effect) meta.Effect {
-	e.PruneSlots = slices.Clone(e.PruneSlots)
-	slices.Sort(e.PruneSlots)
 	if len(e.PruneSlots) == 0 {
 		e.PruneSlots = nil
 	}
@@ -122,7 +131,7 @@ func TestApply(t *testing.T) {
 		err    bool
 		// unchanged: the state after the entry equals the state before.
 		unchanged bool
-		// index is the expected Lookup of id 1 (nil: absent).
+		// index is the expected Lookup and Size of id 1 (nil: absent).
 		index *indexed
 		// counts is the expected Counts (checked when not nil).
 		counts map[uint32]int64
@@ -136,124 +145,163 @@ func TestApply(t *testing.T) {
 		{
 			name:  "first put",
 			prior: threeMembers(),
-			entry: putEntry(1, v1, 0, 1),
+			entry: putEntry(1, v1, 100, 0, 1),
 			want: want{
 				effect: meta.Effect{},
-				index:  &indexed{v1, []uint32{0, 1}},
+				index:  &indexed{v1, []uint32{0, 1}, 100},
 				counts: map[uint32]int64{0: 1, 1: 1, 2: 0},
 			},
 		},
 		{
 			name:  "first put keeps replicas sorted",
 			prior: threeMembers(),
-			entry: putEntry(1, v1, 2, 0),
+			entry: putEntry(1, v1, 100, 2, 0),
 			want: want{
-				index:  &indexed{v1, []uint32{0, 2}},
+				index:  &indexed{v1, []uint32{0, 2}, 100},
 				counts: map[uint32]int64{0: 1, 1: 0, 2: 1},
 			},
 		},
 		{
-			name:  "overwrite with higher version moves counts",
-			prior: append(threeMembers(), putEntry(1, v1, 0, 1)),
-			entry: putEntry(1, v2, 1, 2),
+			name:  "overwrite prunes the old version on the old replicas",
+			prior: append(threeMembers(), putEntry(1, v1, 100, 0, 1)),
+			entry: putEntry(1, v2, 200, 1, 2),
 			want: want{
-				effect: meta.Effect{Existed: true, PruneSlots: []uint32{0, 1, 2}, PruneBelow: v2},
-				index:  &indexed{v2, []uint32{1, 2}},
+				effect: meta.Effect{Existed: true, PruneSlots: []uint32{0, 1}, PruneVersion: v1, PruneSize: 100},
+				index:  &indexed{v2, []uint32{1, 2}, 200},
 				counts: map[uint32]int64{0: 0, 1: 1, 2: 1},
 			},
 		},
 		{
-			name:  "overwrite with the same replicas",
-			prior: append(threeMembers(), putEntry(1, v1, 0, 1)),
-			entry: putEntry(1, v3, 1, 0),
+			name:  "overwrite names the old replicas sorted",
+			prior: append(threeMembers(), putEntry(1, v1, 100, 2, 0)),
+			entry: putEntry(1, v2, 200, 1),
 			want: want{
-				effect: meta.Effect{Existed: true, PruneSlots: []uint32{0, 1}, PruneBelow: v3},
-				index:  &indexed{v3, []uint32{0, 1}},
+				effect: meta.Effect{Existed: true, PruneSlots: []uint32{0, 2}, PruneVersion: v1, PruneSize: 100},
+				index:  &indexed{v2, []uint32{1}, 200},
+				counts: map[uint32]int64{0: 0, 1: 1, 2: 0},
+			},
+		},
+		{
+			name:  "overwrite with the same replicas",
+			prior: append(threeMembers(), putEntry(1, v1, 100, 0, 1)),
+			entry: putEntry(1, v3, 300, 1, 0),
+			want: want{
+				effect: meta.Effect{Existed: true, PruneSlots: []uint32{0, 1}, PruneVersion: v1, PruneSize: 100},
+				index:  &indexed{v3, []uint32{0, 1}, 300},
 				counts: map[uint32]int64{0: 1, 1: 1, 2: 0},
 			},
 		},
 		{
-			name:  "overwrite from a newer epoch beats the last counter of the old one",
-			prior: append(threeMembers(), putEntry(1, version(1, meta.MaxCounter), 0)),
-			entry: putEntry(1, version(2, 0), 2),
+			name:  "overwrite of an empty payload still prunes it",
+			prior: append(threeMembers(), putEntry(1, v1, 0, 2)),
+			entry: putEntry(1, v2, 200, 2),
 			want: want{
-				effect: meta.Effect{Existed: true, PruneSlots: []uint32{0, 2}, PruneBelow: version(2, 0)},
-				index:  &indexed{version(2, 0), []uint32{2}},
+				effect: meta.Effect{Existed: true, PruneSlots: []uint32{2}, PruneVersion: v1, PruneSize: 0},
+				index:  &indexed{v2, []uint32{2}, 200},
 				counts: map[uint32]int64{0: 0, 1: 0, 2: 1},
 			},
 		},
 		{
-			name:  "stale put changes nothing and prunes its own replicas",
-			prior: append(threeMembers(), putEntry(1, v2, 0, 1)),
-			entry: putEntry(1, v1, 2, 1),
+			name:  "overwrite from a newer epoch beats the last counter of the old one",
+			prior: append(threeMembers(), putEntry(1, version(1, meta.MaxCounter), 50, 0)),
+			entry: putEntry(1, version(2, 0), 60, 2),
 			want: want{
-				effect:    meta.Effect{Existed: true, Stale: true, PruneSlots: []uint32{1, 2}, PruneBelow: v2},
+				effect: meta.Effect{Existed: true, PruneSlots: []uint32{0}, PruneVersion: version(1, meta.MaxCounter), PruneSize: 50},
+				index:  &indexed{version(2, 0), []uint32{2}, 60},
+				counts: map[uint32]int64{0: 0, 1: 0, 2: 1},
+			},
+		},
+		{
+			name:  "stale put changes nothing and prunes its own version on its replicas",
+			prior: append(threeMembers(), putEntry(1, v2, 200, 0, 1)),
+			entry: putEntry(1, v1, 100, 2, 1),
+			want: want{
+				effect:    meta.Effect{Existed: true, Stale: true, PruneSlots: []uint32{2, 1}, PruneVersion: v1, PruneSize: 100},
 				unchanged: true,
-				index:     &indexed{v2, []uint32{0, 1}},
+				index:     &indexed{v2, []uint32{0, 1}, 200},
 				counts:    map[uint32]int64{0: 1, 1: 1, 2: 0},
 			},
 		},
 		{
 			name:  "duplicate apply is a no-op",
-			prior: append(threeMembers(), putEntry(1, v1, 0, 1)),
-			entry: putEntry(1, v1, 0, 1),
+			prior: append(threeMembers(), putEntry(1, v1, 100, 0, 1)),
+			entry: putEntry(1, v1, 100, 0, 1),
 			want: want{
 				effect:    meta.Effect{Existed: true},
 				unchanged: true,
-				index:     &indexed{v1, []uint32{0, 1}},
+				index:     &indexed{v1, []uint32{0, 1}, 100},
+			},
+		},
+		{
+			name:  "duplicate apply keeps the size first applied",
+			prior: append(threeMembers(), putEntry(1, v1, 100, 0, 1)),
+			entry: putEntry(1, v1, 999, 2),
+			want: want{
+				effect:    meta.Effect{Existed: true},
+				unchanged: true,
+				index:     &indexed{v1, []uint32{0, 1}, 100},
 			},
 		},
 		{
 			name:  "put naming an unknown slot",
-			prior: append(threeMembers(), putEntry(1, v1, 0, 1)),
-			entry: putEntry(1, v2, 0, 3),
-			want:  want{err: true, unchanged: true, index: &indexed{v1, []uint32{0, 1}}},
+			prior: append(threeMembers(), putEntry(1, v1, 100, 0, 1)),
+			entry: putEntry(1, v2, 200, 0, 3),
+			want:  want{err: true, unchanged: true, index: &indexed{v1, []uint32{0, 1}, 100}},
 		},
 		{
 			name:  "put before any member registered",
-			entry: putEntry(1, v1, 0),
+			entry: putEntry(1, v1, 100, 0),
 			want:  want{err: true, unchanged: true},
 		},
 		{
 			name:  "put with no replicas",
 			prior: threeMembers(),
-			entry: putEntry(1, v1),
+			entry: putEntry(1, v1, 100),
 			want:  want{err: true, unchanged: true},
 		},
 		{
 			name:  "put naming a slot twice",
 			prior: threeMembers(),
-			entry: putEntry(1, v1, 1, 1),
+			entry: putEntry(1, v1, 100, 1, 1),
 			want:  want{err: true, unchanged: true},
 		},
 		{
-			name:  "delete existing",
-			prior: append(threeMembers(), putEntry(1, v1, 0, 2)),
+			name:  "delete existing prunes the indexed version",
+			prior: append(threeMembers(), putEntry(1, v1, 100, 2, 0)),
 			entry: deleteEntry(1, v2),
 			want: want{
-				effect: meta.Effect{Existed: true, PruneSlots: []uint32{0, 2}, PruneBelow: v2},
+				effect: meta.Effect{Existed: true, PruneSlots: []uint32{0, 2}, PruneVersion: v1, PruneSize: 100},
+				counts: map[uint32]int64{0: 0, 1: 0, 2: 0},
+			},
+		},
+		{
+			name:  "delete existing after an overwrite prunes the newest version",
+			prior: append(threeMembers(), putEntry(1, v1, 100, 0), putEntry(1, v2, 200, 1, 2)),
+			entry: deleteEntry(1, v3),
+			want: want{
+				effect: meta.Effect{Existed: true, PruneSlots: []uint32{1, 2}, PruneVersion: v2, PruneSize: 200},
 				counts: map[uint32]int64{0: 0, 1: 0, 2: 0},
 			},
 		},
 		{
 			name:  "delete missing",
-			prior: append(threeMembers(), putEntry(2, v1, 0)),
+			prior: append(threeMembers(), putEntry(2, v1, 100, 0)),
 			entry: deleteEntry(1, v2),
 			want:  want{effect: meta.Effect{}, unchanged: true},
 		},
 		{
 			name:  "delete older than the indexed version",
-			prior: append(threeMembers(), putEntry(1, v2, 0, 1)),
+			prior: append(threeMembers(), putEntry(1, v2, 200, 0, 1)),
 			entry: deleteEntry(1, v1),
-			want:  want{effect: meta.Effect{Existed: true}, unchanged: true, index: &indexed{v2, []uint32{0, 1}}},
+			want:  want{effect: meta.Effect{Existed: true}, unchanged: true, index: &indexed{v2, []uint32{0, 1}, 200}},
 		},
 		{
 			name:  "put after delete is a first put again",
-			prior: append(threeMembers(), putEntry(1, v1, 0), deleteEntry(1, v2)),
-			entry: putEntry(1, v3, 1),
+			prior: append(threeMembers(), putEntry(1, v1, 100, 0), deleteEntry(1, v2)),
+			entry: putEntry(1, v3, 300, 1),
 			want: want{
 				effect: meta.Effect{},
-				index:  &indexed{v3, []uint32{1}},
+				index:  &indexed{v3, []uint32{1}, 300},
 				counts: map[uint32]int64{0: 0, 1: 1, 2: 0},
 			},
 		},
@@ -287,12 +335,15 @@ func TestApply(t *testing.T) {
 			if tt.want.unchanged && !reflect.DeepEqual(after, before) {
 				t.Errorf("state changed:\nbefore %+v\nafter  %+v", before, after)
 			}
-			v, replicas, ok := s.Lookup(1)
+			if len(after.Disagree) > 0 {
+				t.Errorf("Lookup and Size disagree about ids %v", after.Disagree)
+			}
+			got, ok := after.Index[1]
 			switch {
 			case tt.want.index == nil && ok:
-				t.Errorf("Lookup(1) = %d %v, want absent", v, replicas)
-			case tt.want.index != nil && (!ok || v != tt.want.index.Version || !slices.Equal(replicas, tt.want.index.Replicas)):
-				t.Errorf("Lookup(1) = %d %v %v, want %d %v", v, replicas, ok, tt.want.index.Version, tt.want.index.Replicas)
+				t.Errorf("id 1 = %+v, want absent", got)
+			case tt.want.index != nil && (!ok || !reflect.DeepEqual(got, *tt.want.index)):
+				t.Errorf("id 1 = %+v (found %v), want %+v", got, ok, *tt.want.index)
 			}
 			if tt.want.counts != nil && !reflect.DeepEqual(s.Counts(), tt.want.counts) {
 				t.Errorf("Counts = %v, want %v", s.Counts(), tt.want.counts)
@@ -301,6 +352,33 @@ func TestApply(t *testing.T) {
 				t.Errorf("Counts = %v, recounted from the index %v", got, want)
 			}
 		})
+	}
+}
+
+// TestPruneSlotsAreACopy changes the PruneSlots an overwrite and a delete
+// return and checks that the state did not change with them.
+func TestPruneSlotsAreACopy(t *testing.T) {
+	s := meta.New()
+	mustApply(t, s, threeMembers()...)
+	mustApply(t, s, putEntry(1, version(1, 1), 10, 0, 1), putEntry(2, version(1, 2), 20, 0, 1))
+	for _, e := range []*messages.LogEntry{putEntry(1, version(1, 3), 30, 2), deleteEntry(2, version(1, 4))} {
+		eff, err := s.Apply(e)
+		if err != nil {
+			t.Fatalf("apply %v: %v", e, err)
+		}
+		if !slices.Equal(eff.PruneSlots, []uint32{0, 1}) {
+			t.Fatalf("apply %v: PruneSlots = %v, want [0 1]", e, eff.PruneSlots)
+		}
+		eff.PruneSlots[0], eff.PruneSlots[1] = 2, 2
+	}
+	// A put on the replica set {0, 1} reuses the interned set the effects
+	// came from; it must still be {0, 1}.
+	mustApply(t, s, putEntry(3, version(1, 5), 50, 1, 0))
+	if _, replicas, ok := s.Lookup(3); !ok || !slices.Equal(replicas, []uint32{0, 1}) {
+		t.Fatalf("Lookup(3) = %v %v, want [0 1]", replicas, ok)
+	}
+	if got, want := s.Counts(), map[uint32]int64{0: 1, 1: 1, 2: 1}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("Counts = %v, want %v", got, want)
 	}
 }
 
@@ -411,6 +489,18 @@ func (g *entryGen) replicas() []uint32 {
 	return out
 }
 
+// size is a payload size: mostly small, sometimes empty or the largest.
+func (g *entryGen) size() uint32 {
+	switch r := g.rng.IntN(20); r {
+	case 0:
+		return 0
+	case 1:
+		return math.MaxUint32
+	default:
+		return g.rng.Uint32N(1 << 20)
+	}
+}
+
 func (g *entryGen) next() *messages.LogEntry {
 	if g.members == 0 {
 		return g.newMember()
@@ -419,9 +509,9 @@ func (g *entryGen) next() *messages.LogEntry {
 	var e *messages.LogEntry
 	switch r := g.rng.IntN(100); {
 	case r < 50:
-		e = putEntry(id, g.fresh(), g.replicas()...)
+		e = putEntry(id, g.fresh(), g.size(), g.replicas()...)
 	case r < 58:
-		e = putEntry(id, g.old(), g.replicas()...)
+		e = putEntry(id, g.old(), g.size(), g.replicas()...)
 	case r < 70:
 		e = deleteEntry(id, g.fresh())
 	case r < 75:
@@ -442,12 +532,12 @@ func (g *entryGen) next() *messages.LogEntry {
 	default:
 		switch g.rng.IntN(3) {
 		case 0:
-			e = putEntry(id, g.fresh())
+			e = putEntry(id, g.fresh(), g.size())
 		case 1:
-			e = putEntry(id, g.fresh(), append(g.replicas(), uint32(g.members+g.rng.IntN(3)))...)
+			e = putEntry(id, g.fresh(), g.size(), append(g.replicas(), uint32(g.members+g.rng.IntN(3)))...)
 		default:
 			r := g.replicas()
-			e = putEntry(id, g.fresh(), append(r, r[0])...)
+			e = putEntry(id, g.fresh(), g.size(), append(r, r[0])...)
 		}
 		return e // malformed: not worth re-applying
 	}
@@ -487,23 +577,24 @@ func (m *model) apply(e *messages.LogEntry) (meta.Effect, bool) {
 		case existed && p.GetVersion() == old.Version:
 			return meta.Effect{Existed: true}, true
 		case existed && p.GetVersion() < old.Version:
-			return meta.Effect{Existed: true, Stale: true, PruneSlots: slices.Clone(p.GetReplicas()), PruneBelow: old.Version}, true
+			// The stale put's own copies are garbage.
+			return meta.Effect{Existed: true, Stale: true,
+				PruneSlots: slices.Clone(p.GetReplicas()), PruneVersion: p.GetVersion(), PruneSize: p.GetSize()}, true
 		}
 		replicas := slices.Sorted(slices.Values(p.GetReplicas()))
-		m.index[p.GetId()] = indexed{Version: p.GetVersion(), Replicas: replicas}
+		m.index[p.GetId()] = indexed{Version: p.GetVersion(), Replicas: replicas, Size: p.GetSize()}
 		if !existed {
 			return meta.Effect{}, true
 		}
-		union := slices.Concat(old.Replicas, replicas)
-		slices.Sort(union)
-		return meta.Effect{Existed: true, PruneSlots: slices.Compact(union), PruneBelow: p.GetVersion()}, true
+		// The replaced version's copies are garbage.
+		return meta.Effect{Existed: true, PruneSlots: old.Replicas, PruneVersion: old.Version, PruneSize: old.Size}, true
 	case *messages.LogEntry_Delete:
 		old, existed := m.index[x.Delete.GetId()]
 		if !existed || x.Delete.GetVersion() < old.Version {
 			return meta.Effect{Existed: existed}, true
 		}
 		delete(m.index, x.Delete.GetId())
-		return meta.Effect{Existed: true, PruneSlots: old.Replicas, PruneBelow: x.Delete.GetVersion()}, true
+		return meta.Effect{Existed: true, PruneSlots: old.Replicas, PruneVersion: old.Version, PruneSize: old.Size}, true
 	case *messages.LogEntry_Member:
 		slot := slices.Index(m.members, x.Member.GetMemberId())
 		if slot < 0 {
@@ -533,6 +624,8 @@ func TestApplyRandomizedMatchesModelAndCounts(t *testing.T) {
 			kind += " (error)"
 		case eff.Stale:
 			kind += " (stale)"
+		case len(eff.PruneSlots) > 0:
+			kind += " (prunes)"
 		}
 		kinds[kind]++
 		if (err == nil) != wantOK {
@@ -544,8 +637,12 @@ func TestApplyRandomizedMatchesModelAndCounts(t *testing.T) {
 		if got, want := s.Counts(), recount(s, ids); !reflect.DeepEqual(got, want) {
 			t.Fatalf("step %d: apply %v: Counts = %v, recounted from the index %v", step, e, got, want)
 		}
-		if got := dumpState(s, ids).Index; !reflect.DeepEqual(got, ref.index) {
+		d := dumpState(s, ids)
+		if !reflect.DeepEqual(d.Index, ref.index) {
 			t.Fatalf("step %d: apply %v: index differs from the model", step, e)
+		}
+		if len(d.Disagree) > 0 {
+			t.Fatalf("step %d: apply %v: Lookup and Size disagree about ids %v", step, e, d.Disagree)
 		}
 		if s.Len() != len(ref.index) {
 			t.Fatalf("step %d: Len = %d, want %d", step, s.Len(), len(ref.index))
@@ -555,7 +652,8 @@ func TestApplyRandomizedMatchesModelAndCounts(t *testing.T) {
 	// The sequence must really exercise every path.
 	for _, kind := range []string{
 		"*messages.LogEntry_Put", "*messages.LogEntry_Put (stale)", "*messages.LogEntry_Put (error)",
-		"*messages.LogEntry_Delete", "*messages.LogEntry_Member", "*messages.LogEntry_Epoch",
+		"*messages.LogEntry_Put (prunes)", "*messages.LogEntry_Delete", "*messages.LogEntry_Delete (prunes)",
+		"*messages.LogEntry_Member", "*messages.LogEntry_Epoch",
 	} {
 		if kinds[kind] < 20 {
 			t.Errorf("only %d entries of kind %s", kinds[kind], kind)
@@ -611,12 +709,22 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	if s.Len() == 0 {
 		t.Fatal("the generated log left the index empty")
 	}
+	// The comparisons above cover sizes only if there are some to lose.
+	sized := 0
+	for _, e := range dumpState(s, ids).Index {
+		if e.Size != 0 {
+			sized++
+		}
+	}
+	if sized < s.Len()/2 {
+		t.Fatalf("only %d of %d indexed messages have a non-zero size", sized, s.Len())
+	}
 
 	// Move every message onto one replica set: every other set is unused
 	// now and must not be in the snapshot.
 	for _, id := range ids {
 		if _, _, ok := s.Lookup(id); ok {
-			mustApply(t, s, putEntry(id, gen.fresh(), 1, 0))
+			mustApply(t, s, putEntry(id, gen.fresh(), uint32(id), 1, 0))
 		}
 	}
 	restored, snap := roundTrip(t, s)
@@ -627,8 +735,8 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 		t.Fatalf("restored state differs after sets became unused:\ngot  %+v\nwant %+v", got, want)
 	}
 	// Sets unknown to the restored state are interned anew.
-	mustApply(t, s, putEntry(ids[0], gen.fresh(), 0, 2))
-	mustApply(t, restored, putEntry(ids[0], gen.fresh(), 0, 2))
+	mustApply(t, s, putEntry(ids[0], gen.fresh(), 7, 0, 2))
+	mustApply(t, restored, putEntry(ids[0], gen.fresh(), 7, 0, 2))
 	if got, want := recount(restored, ids), restored.Counts(); !reflect.DeepEqual(got, want) {
 		t.Errorf("restored Counts = %v, recounted %v", want, got)
 	}
@@ -645,9 +753,9 @@ func TestRestoreRejectsMalformedSnapshots(t *testing.T) {
 	s := meta.New()
 	mustApply(t, s, threeMembers()...)
 	mustApply(t, s, epochEntry(4),
-		putEntry(10, version(4, 1), 0, 1),
-		putEntry(11, version(4, 2), 1, 2),
-		putEntry(12, version(4, 3), 0, 1),
+		putEntry(10, version(4, 1), 100, 0, 1),
+		putEntry(11, version(4, 2), 200, 1, 2),
+		putEntry(12, version(4, 3), 300, 0, 1),
 	)
 	base := s.Snapshot()
 	if _, err := meta.Restore(base); err != nil {
@@ -660,6 +768,8 @@ func TestRestoreRejectsMalformedSnapshots(t *testing.T) {
 		{"fewer versions than ids", func(m *messages.MetaSnapshot) { m.Versions = m.Versions[:2] }},
 		{"more versions than ids", func(m *messages.MetaSnapshot) { m.Versions = append(m.Versions, 1) }},
 		{"fewer set ids than ids", func(m *messages.MetaSnapshot) { m.SetIds = m.SetIds[:1] }},
+		{"fewer sizes than ids", func(m *messages.MetaSnapshot) { m.Sizes = m.Sizes[:2] }},
+		{"more sizes than ids", func(m *messages.MetaSnapshot) { m.Sizes = append(m.Sizes, 1) }},
 		{"more ids than columns", func(m *messages.MetaSnapshot) { m.Ids = append(m.Ids, 99) }},
 		{"unknown set id", func(m *messages.MetaSnapshot) { m.SetIds[1] = uint32(len(m.ReplicaSets)) }},
 		{"set naming an unknown slot", func(m *messages.MetaSnapshot) { m.ReplicaSets[0].Slots = []uint32{0, 3} }},
@@ -696,7 +806,7 @@ func indexBytesPerMessage(tb testing.TB, n int) float64 {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	for i := range n {
-		put.Id, put.Version, put.Replicas = int64(i), uint64(i+1), sets[i%len(sets)]
+		put.Id, put.Version, put.Replicas, put.Size = int64(i), uint64(i+1), sets[i%len(sets)], uint32(i)
 		if _, err := s.Apply(entry); err != nil {
 			tb.Fatalf("apply put %d: %v", i, err)
 		}
@@ -737,7 +847,7 @@ func BenchmarkApplyPut(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			put.Id, put.Version, put.Replicas = int64(i), uint64(i+1), sets[i%len(sets)]
+			put.Id, put.Version, put.Replicas, put.Size = int64(i), uint64(i+1), sets[i%len(sets)], uint32(i)
 			if _, err := s.Apply(entry); err != nil {
 				b.Fatal(err)
 			}
@@ -753,11 +863,40 @@ func BenchmarkApplyPut(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			put.Id, put.Version, put.Replicas = int64(i%ids), uint64(i+1), sets[i%len(sets)]
+			put.Id, put.Version, put.Replicas, put.Size = int64(i%ids), uint64(i+1), sets[i%len(sets)], uint32(i)
 			if _, err := s.Apply(entry); err != nil {
 				b.Fatal(err)
 			}
 			i++
 		}
 	})
+}
+
+// TestRestoreWithoutSizes restores a snapshot written before sizes were
+// recorded: every message keeps its version and replicas, with size 0.
+func TestRestoreWithoutSizes(t *testing.T) {
+	s := meta.New()
+	for i := 0; i < 3; i++ {
+		if _, err := s.Apply(&messages.LogEntry{Entry: &messages.LogEntry_Member{Member: &messages.MemberEntry{MemberId: fmt.Sprintf("m%d", i)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id := int64(1); id <= 5; id++ {
+		if _, err := s.Apply(&messages.LogEntry{Entry: &messages.LogEntry_Put{Put: &messages.PutEntry{Id: id, Version: uint64(id), Replicas: []uint32{0, 1}, Size: 42}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap := s.Snapshot()
+	snap.Sizes = nil
+	restored, err := meta.Restore(snap)
+	if err != nil {
+		t.Fatalf("restore without sizes: %v", err)
+	}
+	for id := int64(1); id <= 5; id++ {
+		v, replicas, ok := restored.Lookup(id)
+		size, _ := restored.Size(id)
+		if !ok || v != uint64(id) || len(replicas) != 2 || size != 0 {
+			t.Fatalf("id %d: version %d replicas %v size %d ok %v", id, v, replicas, size, ok)
+		}
+	}
 }

@@ -1,6 +1,10 @@
 package tree
 
-import "github.com/asynkron/protoactor-go/actor"
+import (
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
 
 // Dispatcher runs actor mailboxes on a pool of long-lived goroutines.
 // protoactor's default dispatcher starts a new goroutine every time an
@@ -8,26 +12,20 @@ import "github.com/asynkron/protoactor-go/actor"
 // copied) on every message's way through the actor, which cost 15% of the
 // gateway's CPU under load (runtime.newstack in the profile). Pool workers
 // keep their grown stacks. Schedule never blocks: when no worker is idle,
-// the mailbox gets a goroutine of its own, as with the default.
+// the mailbox gets a new goroutine, which joins the pool afterwards while
+// the pool is smaller than its maximum.
 type Dispatcher struct {
 	work       chan func()
 	throughput int
+	workers    atomic.Int64
+	maxWorkers int64
 }
 
-// NewDispatcher starts workers goroutines that run mailboxes, each for up
-// to throughput messages before yielding (protoactor's default is 300).
-func NewDispatcher(workers, throughput int) *Dispatcher {
-	d := &Dispatcher{work: make(chan func()), throughput: throughput}
-	for i := 0; i < workers; i++ {
-		go d.worker()
-	}
-	return d
-}
-
-func (d *Dispatcher) worker() {
-	for fn := range d.work {
-		fn()
-	}
+// NewDispatcher returns a dispatcher whose pool grows up to maxWorkers
+// goroutines; each runs a mailbox for up to throughput messages before
+// yielding (protoactor's default is 300).
+func NewDispatcher(maxWorkers, throughput int) *Dispatcher {
+	return &Dispatcher{work: make(chan func()), throughput: throughput, maxWorkers: int64(maxWorkers)}
 }
 
 // Schedule implements actor.Dispatcher.
@@ -35,7 +33,19 @@ func (d *Dispatcher) Schedule(fn func()) {
 	select {
 	case d.work <- fn: // an idle worker took it
 	default:
-		go fn()
+		go d.run(fn)
+	}
+}
+
+// run runs fn, then serves the pool if it has room, else ends.
+func (d *Dispatcher) run(fn func()) {
+	fn()
+	if d.workers.Add(1) > d.maxWorkers {
+		d.workers.Add(-1)
+		return
+	}
+	for fn := range d.work {
+		fn()
 	}
 }
 

@@ -86,6 +86,7 @@ func runBench(ctx context.Context, f benchFlags, out, errOut io.Writer) error {
 	cfg := loadgen.Config{
 		Addr: f.addr, Conns: f.conns, Depth: f.depth, Op: op, Ratio: f.ratio, Size: f.size,
 		Ops: f.ops, Duration: f.duration, Warmup: f.warmup, Keys: f.keys, Offset: f.offset,
+		Series: f.csvPath != "",
 	}
 	if f.ops > 0 {
 		cfg.Duration = 0

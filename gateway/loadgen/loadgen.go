@@ -58,6 +58,8 @@ type Config struct {
 	Warmup    time.Duration
 	Keys      int64
 	Offset    int64
+	// Series records a per-second time series in Result.Series.
+	Series bool
 	// Tick, if set, is called about every 200ms with the requests done so
 	// far in the measured phase (for progress bars).
 	Tick func(done int64, elapsed time.Duration)
@@ -158,13 +160,18 @@ func summarize(h *hdrhistogram.Histogram) Latency {
 // decimal, a colon, then a repeating pattern. Every writer writes the same
 // bytes for a key, so any GET can be checked without coordination.
 func Value(key int64, size int) []byte {
-	v := make([]byte, 0, size)
-	v = strconv.AppendInt(v, key, 10)
-	v = append(v, ':')
-	for i := 0; len(v) < size; i++ {
-		v = append(v, 'a'+byte(i%26))
+	return AppendValue(make([]byte, 0, size+21), key, size)
+}
+
+// AppendValue appends Value(key, size) to dst.
+func AppendValue(dst []byte, key int64, size int) []byte {
+	start := len(dst)
+	dst = strconv.AppendInt(dst, key, 10)
+	dst = append(dst, ':')
+	for i := 0; len(dst)-start < size; i++ {
+		dst = append(dst, 'a'+byte(i%26))
 	}
-	return v[:size]
+	return dst[:start+size]
 }
 
 // run is the shared state of one load run.
@@ -348,6 +355,7 @@ type worker struct {
 	rng      *rand.Rand
 	slots    chan struct{} // one per request in flight: the window
 	inflight chan pending  // the requests in flight, in send order
+	want     []byte        // the receiver's buffer for expected values
 	// Written by the receiver only; read after it stopped.
 	setHist, getHist               *hdrhistogram.Histogram
 	sets, gets, errors, mismatches int64
@@ -415,7 +423,7 @@ func (w *worker) send(ctx context.Context) {
 			line = append(line, "SET "...)
 			line = strconv.AppendInt(line, p.key, 10)
 			line = append(line, ' ')
-			line = append(line, Value(p.key, cfg.Size)...)
+			line = AppendValue(line, p.key, cfg.Size)
 		}
 		// A full window: push what is buffered out before waiting for a
 		// slot, or the server never sees it.
@@ -483,7 +491,8 @@ func (w *worker) receive() {
 				w.misses++
 			}
 		case p.get:
-			if string(reply) != string(Value(p.key, cfg.Size)) {
+			w.want = AppendValue(w.want[:0], p.key, cfg.Size)
+			if string(reply) != string(w.want) {
 				w.mismatches++
 				w.r.fail(fmt.Errorf("GET %d: got %q", p.key, clip(reply)))
 			}
@@ -503,7 +512,9 @@ func (w *worker) receive() {
 			_ = w.setHist.RecordValue(us)
 		}
 		w.r.done.Add(1)
-		w.r.record(now, rtt, failed)
+		if cfg.Series {
+			w.r.record(now, rtt, failed)
+		}
 	}
 }
 
