@@ -8,6 +8,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -72,13 +74,16 @@ type Conditions struct {
 	Duration   string `json:"duration_per_run"`
 	Warmup     string `json:"warmup_per_run"`
 	Preloaded  int64  `json:"keys_preloaded_for_gets"`
+	Repeat     int    `json:"runs_per_scenario"`
 	LoadOnHost string `json:"load_generator"`
 }
 
 // Run is one scenario's result.
 type Run struct {
-	Scenario scenario        `json:"scenario"`
-	Result   *loadgen.Result `json:"result"`
+	Scenario scenario `json:"scenario"`
+	// Result is the median run by throughput; Repeats are all of them.
+	Result  *loadgen.Result   `json:"result"`
+	Repeats []*loadgen.Result `json:"repeats"`
 }
 
 // Flat compares SET throughput on an empty cluster with the same cluster
@@ -97,8 +102,8 @@ type Flat struct {
 func main() {
 	var (
 		binary    = flag.String("bin", "bin/tolerex", "the tolerex binary")
-		duration  = flag.Duration("duration", 10*time.Second, "measured time per scenario")
-		warmup    = flag.Duration("warmup", 2*time.Second, "warm-up per scenario")
+		duration  = flag.Duration("duration", 5*time.Second, "measured time per run")
+		warmup    = flag.Duration("warmup", time.Second, "warm-up per run")
 		size      = flag.Int("size", 100, "message bytes")
 		preload   = flag.Int64("preload", 100_000, "keys stored before the GET scenarios")
 		flatN     = flag.Int64("flat", 1_000_000, "messages stored for the flat-with-size check (0 skips it)")
@@ -108,13 +113,14 @@ func main() {
 		only      = flag.String("only", "", "run only the scenarios whose name contains this")
 		devArgs   = flag.String("dev-args", "", "extra flags for `tolerex dev`, space separated (e.g. --protoactor-metrics=false)")
 		basePorts = flag.Int("ports", 17000, "first of the ports the cluster uses")
+		repeat    = flag.Int("repeat", 3, "runs per scenario; the median is reported")
 	)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, options{
 		bin: *binary, duration: *duration, warmup: *warmup, size: *size, preload: *preload, flat: *flatN,
-		jsonOut: *jsonOut, mdOut: *mdOut, profile: *profile, only: *only, basePort: *basePorts, devArgs: strings.Fields(*devArgs),
+		jsonOut: *jsonOut, mdOut: *mdOut, profile: *profile, only: *only, basePort: *basePorts, devArgs: strings.Fields(*devArgs), repeat: max(1, *repeat),
 	}); err != nil {
 		fmt.Fprintln(os.Stderr, "benchmatrix:", err)
 		os.Exit(1)
@@ -130,6 +136,7 @@ type options struct {
 	profile, only    string
 	basePort         int
 	devArgs          []string
+	repeat           int
 }
 
 func run(ctx context.Context, o options) error {
@@ -160,25 +167,33 @@ func run(ctx context.Context, o options) error {
 		if sc.Op == loadgen.OpSet {
 			cfg.Keys, cfg.Offset = 10_000_000, 1_000_000_000 // fresh ids, never the preloaded ones
 		}
-		var profiling chan error
-		if o.profile != "" && (sc.Name == "SET 64 conns" || sc.Name == "GET 64 conns") {
-			profiling = cl.profile(o, strings.ReplaceAll(strings.ToLower(sc.Name), " ", "-"))
-		}
-		res, err := load(ctx, cl, cfg)
-		if err != nil {
-			return fmt.Errorf("%s: %w", sc.Name, err)
-		}
-		if profiling != nil {
-			if err := <-profiling; err != nil {
-				fmt.Fprintln(os.Stderr, "profile:", err)
+		var repeats []*loadgen.Result
+		for i := 0; i < o.repeat; i++ {
+			var profiling chan error
+			if i == 0 && o.profile != "" && (sc.Name == "SET 64 conns" || sc.Name == "GET 64 conns") {
+				profiling = cl.profile(o, strings.ReplaceAll(strings.ToLower(sc.Name), " ", "-"))
 			}
+			if sc.Op == loadgen.OpSet {
+				cfg.Offset += 10_000_000 // fresh ids every repeat
+			}
+			res, err := load(ctx, cl, cfg)
+			if err != nil {
+				return fmt.Errorf("%s: %w", sc.Name, err)
+			}
+			if profiling != nil {
+				if err := <-profiling; err != nil {
+					fmt.Fprintln(os.Stderr, "profile:", err)
+				}
+			}
+			if res.Failed() {
+				return fmt.Errorf("%s: %d errors, %d mismatches: %s", sc.Name, res.Errors, res.Mismatches, res.FirstError)
+			}
+			repeats = append(repeats, res)
 		}
-		fmt.Printf("%-24s %9.0f ops/s  p50 %7.3f  p99 %7.3f  p99.9 %7.3f ms  errors %d mismatches %d\n",
-			sc.Name, res.OpsPerSec, res.Latency.P50, res.Latency.P99, res.Latency.P999, res.Errors, res.Mismatches)
-		report.Runs = append(report.Runs, Run{Scenario: sc, Result: res})
-		if res.Failed() {
-			return fmt.Errorf("%s: %d errors, %d mismatches: %s", sc.Name, res.Errors, res.Mismatches, res.FirstError)
-		}
+		med := median(repeats)
+		fmt.Printf("%-24s %9.0f ops/s  p50 %7.3f  p99 %7.3f  p99.9 %7.3f ms  (median of %d; ops/s %s)\n",
+			sc.Name, med.OpsPerSec, med.Latency.P50, med.Latency.P99, med.Latency.P999, len(repeats), throughputs(repeats))
+		report.Runs = append(report.Runs, Run{Scenario: sc, Result: med, Repeats: repeats})
 	}
 	if o.flat > 0 && o.only == "" {
 		flat, err := flatWithSize(ctx, cl, o)
@@ -188,6 +203,21 @@ func run(ctx context.Context, o options) error {
 		report.Flat = flat
 	}
 	return writeReport(report, o)
+}
+
+// median returns the run with the median throughput.
+func median(runs []*loadgen.Result) *loadgen.Result {
+	sorted := append([]*loadgen.Result(nil), runs...)
+	slices.SortFunc(sorted, func(a, b *loadgen.Result) int { return cmp.Compare(a.OpsPerSec, b.OpsPerSec) })
+	return sorted[len(sorted)/2]
+}
+
+func throughputs(runs []*loadgen.Result) string {
+	parts := make([]string, len(runs))
+	for i, r := range runs {
+		parts[i] = strconv.FormatFloat(r.OpsPerSec, 'f', 0, 64)
+	}
+	return strings.Join(parts, " ")
 }
 
 // load runs one load against the cluster.
@@ -201,8 +231,20 @@ func load(ctx context.Context, cl *cluster, cfg loadgen.Config) (*loadgen.Result
 // message.
 func flatWithSize(ctx context.Context, cl *cluster, o options) (*Flat, error) {
 	set := loadgen.Config{Op: loadgen.OpSet, Conns: 64, Depth: 1, Size: o.size, Duration: o.duration, Warmup: o.warmup,
-		Keys: 10_000_000, Offset: 3_000_000_000}
-	empty, err := load(ctx, cl, set)
+		Keys: 10_000_000}
+	measure := func(offset int64) (*loadgen.Result, error) {
+		var runs []*loadgen.Result
+		for i := 0; i < o.repeat; i++ {
+			set.Offset = offset + int64(i)*10_000_000
+			res, err := load(ctx, cl, set)
+			if err != nil {
+				return nil, err
+			}
+			runs = append(runs, res)
+		}
+		return median(runs), nil
+	}
+	empty, err := measure(3_000_000_000)
 	if err != nil {
 		return nil, err
 	}
@@ -222,8 +264,7 @@ func flatWithSize(ctx context.Context, cl *cluster, o options) (*Flat, error) {
 	if err != nil {
 		return nil, err
 	}
-	set.Offset = 4_000_000_000
-	full, err := load(ctx, cl, set)
+	full, err := measure(4_000_000_000)
 	if err != nil {
 		return nil, err
 	}
@@ -384,6 +425,7 @@ func conditions(o options) Conditions {
 		Duration:   o.duration.String(),
 		Warmup:     o.warmup.String(),
 		Preloaded:  o.preload,
+		Repeat:     o.repeat,
 		LoadOnHost: "the load generator runs on the same machine as the cluster",
 	}
 	return c
@@ -459,18 +501,18 @@ func markdown(r *Report) string {
 	fmt.Fprintf(&b, "Generated by `make bench` on %s at commit `%s`.\n\n", c.Date, c.Commit)
 	fmt.Fprintf(&b, "- Machine: %s, %d cores, %s, %s\n", c.CPU, c.Cores, c.Kernel, c.Go)
 	fmt.Fprintf(&b, "- Cluster: %s\n", c.Cluster)
-	fmt.Fprintf(&b, "- Load: closed loop, %d-byte messages, %s measured after %s warm-up per row; %s; GETs read %d preloaded keys at random; SETs write fresh keys\n\n",
-		c.Size, c.Duration, c.Warmup, c.LoadOnHost, c.Preloaded)
-	b.WriteString("| scenario | ops/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "- Load: closed loop, %d-byte messages, %s measured after %s warm-up per run, %d runs per row (the row shows the median run); %s; GETs read %d preloaded keys at random; SETs write fresh keys\n\n",
+		c.Size, c.Duration, c.Warmup, c.Repeat, c.LoadOnHost, c.Preloaded)
+	b.WriteString("| scenario | ops/s (median) | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | ops/s of each run |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, run := range r.Runs {
 		l := run.Result.Latency
-		fmt.Fprintf(&b, "| %s | %.0f | %.3f | %.3f | %.3f | %.3f | %.3f | %d |\n",
-			run.Scenario.Name, run.Result.OpsPerSec, l.P50, l.P90, l.P99, l.P999, l.Max, run.Result.Errors+run.Result.Mismatches)
+		fmt.Fprintf(&b, "| %s | %.0f | %.3f | %.3f | %.3f | %.3f | %.3f | %d | %s |\n",
+			run.Scenario.Name, run.Result.OpsPerSec, l.P50, l.P90, l.P99, l.P999, l.Max, run.Result.Errors+run.Result.Mismatches, throughputs(run.Repeats))
 	}
 	if f := r.Flat; f != nil {
-		fmt.Fprintf(&b, "\nFlat with size: SET 64 conns on the cluster before storing %d more messages: %.0f ops/s; after: %.0f ops/s (%+.1f%%). "+
+		fmt.Fprintf(&b, "\nFlat with size (median of %d runs each): SET 64 conns on the cluster before storing %d more messages: %.0f ops/s; after: %.0f ops/s (%+.1f%%). "+
 			"Gateway heap in use (after a forced GC) grew from %.1f MiB to %.1f MiB: %.1f bytes per message. The %d messages were stored at %.0f ops/s (8 conns x depth 32).\n",
-			f.Stored, f.EmptyOpsPerSec, f.FullOpsPerSec, f.ChangePercent, f.HeapBefore/(1<<20), f.HeapAfter/(1<<20), f.BytesPerMessage, f.Stored, f.PreloadOpsPerSec)
+			r.Conditions.Repeat, f.Stored, f.EmptyOpsPerSec, f.FullOpsPerSec, f.ChangePercent, f.HeapBefore/(1<<20), f.HeapAfter/(1<<20), f.BytesPerMessage, f.Stored, f.PreloadOpsPerSec)
 	}
 	return b.String()
 }

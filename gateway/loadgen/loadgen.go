@@ -356,6 +356,8 @@ type worker struct {
 	slots    chan struct{} // one per request in flight: the window
 	inflight chan pending  // the requests in flight, in send order
 	want     []byte        // the receiver's buffer for expected values
+	// nextOwnGet is, for setget, the key to read back next (-1: none).
+	nextOwnGet int64
 	// Written by the receiver only; read after it stopped.
 	setHist, getHist               *hdrhistogram.Histogram
 	sets, gets, errors, mismatches int64
@@ -373,15 +375,20 @@ type pending struct {
 func newWorker(r *run, c *client.Client, seed uint64) *worker {
 	return &worker{
 		r: r, c: c,
-		rng:      rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano()))),
-		slots:    make(chan struct{}, r.cfg.Depth),
-		inflight: make(chan pending, r.cfg.Depth),
-		setHist:  newHistogram(),
-		getHist:  newHistogram(),
+		rng:        rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano()))),
+		slots:      make(chan struct{}, r.cfg.Depth),
+		nextOwnGet: -1,
+		inflight:   make(chan pending, r.cfg.Depth),
+		setHist:    newHistogram(),
+		getHist:    newHistogram(),
 	}
 }
 
 func (w *worker) loop(ctx context.Context) {
+	if w.r.cfg.Depth == 1 {
+		w.lockstep(ctx)
+		return
+	}
 	received := make(chan struct{})
 	go func() {
 		defer close(received)
@@ -392,38 +399,77 @@ func (w *worker) loop(ctx context.Context) {
 	<-received
 }
 
-// send issues requests until ctx ends or the op budget is spent.
-func (w *worker) send(ctx context.Context) {
-	cfg := w.r.cfg
-	line := make([]byte, 0, cfg.Size+32)
-	var nextOwnGet int64 = -1 // setget: the key to read back next
+// lockstep drives a connection without pipelining on one goroutine: send,
+// wait for the reply, repeat. (Two goroutines handing every request over
+// a channel would cost the machine CPU the cluster under test needs.)
+func (w *worker) lockstep(ctx context.Context) {
+	line := make([]byte, 0, w.r.cfg.Size+32)
 	for ctx.Err() == nil {
-		measured := w.r.measured.Load()
-		if measured && cfg.Ops > 0 && w.r.issued.Add(1) > cfg.Ops {
+		p, ok := w.next(&line)
+		if !ok {
+			return
+		}
+		p.sent = time.Now()
+		if err := w.c.Send(line); err != nil {
+			w.r.fail(err)
+			return
+		}
+		if err := w.c.Flush(); err != nil {
+			w.r.fail(err)
+			return
+		}
+		reply, err := w.c.ReadReply()
+		if err != nil {
+			w.r.fail(err)
+			w.errors++
+			return
+		}
+		w.check(p, reply, time.Now())
+	}
+}
+
+// next picks the next request and writes its line into *line; false
+// means the op budget is spent.
+func (w *worker) next(line *[]byte) (pending, bool) {
+	cfg := w.r.cfg
+	measured := w.r.measured.Load()
+	if measured && cfg.Ops > 0 && w.r.issued.Add(1) > cfg.Ops {
+		return pending{}, false
+	}
+	p := pending{measured: measured}
+	switch {
+	case cfg.Op == OpSetGet && w.nextOwnGet >= 0:
+		p.get, p.key, p.own = true, w.nextOwnGet, true
+		w.nextOwnGet = -1
+	case cfg.Op == OpGet || (cfg.Op == OpMix && w.rng.Float64() < cfg.Ratio):
+		p.get, p.key = true, cfg.Offset+w.rng.Int64N(cfg.Keys)
+	default:
+		p.key = cfg.Offset + (w.r.nextKey.Add(1)-1)%cfg.Keys
+		if cfg.Op == OpSetGet {
+			w.nextOwnGet = p.key
+		}
+	}
+	l := (*line)[:0]
+	if p.get {
+		l = append(l, "GET "...)
+		l = strconv.AppendInt(l, p.key, 10)
+	} else {
+		l = append(l, "SET "...)
+		l = strconv.AppendInt(l, p.key, 10)
+		l = append(l, ' ')
+		l = AppendValue(l, p.key, cfg.Size)
+	}
+	*line = l
+	return p, true
+}
+
+// send issues pipelined requests until ctx ends or the op budget is spent.
+func (w *worker) send(ctx context.Context) {
+	line := make([]byte, 0, w.r.cfg.Size+32)
+	for ctx.Err() == nil {
+		p, ok := w.next(&line)
+		if !ok {
 			break
-		}
-		p := pending{measured: measured}
-		switch {
-		case cfg.Op == OpSetGet && nextOwnGet >= 0:
-			p.get, p.key, p.own = true, nextOwnGet, true
-			nextOwnGet = -1
-		case cfg.Op == OpGet || (cfg.Op == OpMix && w.rng.Float64() < cfg.Ratio):
-			p.get, p.key = true, cfg.Offset+w.rng.Int64N(cfg.Keys)
-		default:
-			p.key = cfg.Offset + (w.r.nextKey.Add(1)-1)%cfg.Keys
-			if cfg.Op == OpSetGet {
-				nextOwnGet = p.key
-			}
-		}
-		line = line[:0]
-		if p.get {
-			line = append(line, "GET "...)
-			line = strconv.AppendInt(line, p.key, 10)
-		} else {
-			line = append(line, "SET "...)
-			line = strconv.AppendInt(line, p.key, 10)
-			line = append(line, ' ')
-			line = AppendValue(line, p.key, cfg.Size)
 		}
 		// A full window: push what is buffered out before waiting for a
 		// slot, or the server never sees it.
@@ -446,7 +492,7 @@ func (w *worker) send(ctx context.Context) {
 			w.r.fail(err)
 			return
 		}
-		if cfg.Depth == 1 || len(w.slots) == cap(w.slots) {
+		if len(w.slots) == cap(w.slots) {
 			if err := w.c.Flush(); err != nil {
 				w.r.fail(err)
 				return
@@ -458,9 +504,8 @@ func (w *worker) send(ctx context.Context) {
 	}
 }
 
-// receive reads one reply per request sent, in order.
+// receive reads one reply per pipelined request sent, in order.
 func (w *worker) receive() {
-	cfg := w.r.cfg
 	for p := range w.inflight {
 		reply, err := w.c.ReadReply()
 		now := time.Now()
@@ -473,48 +518,54 @@ func (w *worker) receive() {
 			}
 			return
 		}
-		rtt := now.Sub(p.sent)
-		if end := w.r.stopAt.Load(); end != 0 && now.UnixNano() > end {
-			p.measured = false // answered after the measured phase: check, do not count
+		w.check(p, reply, now)
+	}
+}
+
+// check verifies one reply and records it.
+func (w *worker) check(p pending, reply []byte, now time.Time) {
+	cfg := w.r.cfg
+	rtt := now.Sub(p.sent)
+	if end := w.r.stopAt.Load(); end != 0 && now.UnixNano() > end {
+		p.measured = false // answered after the measured phase: check, do not count
+	}
+	failed := false
+	switch {
+	case len(reply) >= len("ERROR: ") && string(reply[:len("ERROR: ")]) == "ERROR: ":
+		failed = true
+		w.errors++
+		w.r.fail(fmt.Errorf("server: %s", reply))
+	case p.get && string(reply) == "NOT_FOUND":
+		if p.own {
+			w.mismatches++ // a key this connection just stored
+			w.r.fail(fmt.Errorf("GET %d right after SET: NOT_FOUND", p.key))
+		} else if p.measured {
+			w.misses++
 		}
-		failed := false
-		switch {
-		case len(reply) >= len("ERROR: ") && string(reply[:len("ERROR: ")]) == "ERROR: ":
-			failed = true
-			w.errors++
-			w.r.fail(fmt.Errorf("server: %s", reply))
-		case p.get && string(reply) == "NOT_FOUND":
-			if p.own {
-				w.mismatches++ // a key this connection just stored
-				w.r.fail(fmt.Errorf("GET %d right after SET: NOT_FOUND", p.key))
-			} else if p.measured {
-				w.misses++
-			}
-		case p.get:
-			w.want = AppendValue(w.want[:0], p.key, cfg.Size)
-			if string(reply) != string(w.want) {
-				w.mismatches++
-				w.r.fail(fmt.Errorf("GET %d: got %q", p.key, clip(reply)))
-			}
-		case string(reply) != "OK":
-			w.errors++
-			w.r.fail(fmt.Errorf("SET %d: %q", p.key, clip(reply)))
+	case p.get:
+		w.want = AppendValue(w.want[:0], p.key, cfg.Size)
+		if string(reply) != string(w.want) {
+			w.mismatches++
+			w.r.fail(fmt.Errorf("GET %d: got %q", p.key, clip(reply)))
 		}
-		if !p.measured {
-			continue
-		}
-		us := max(histMin, min(histMax, rtt.Microseconds()))
-		if p.get {
-			w.gets++
-			_ = w.getHist.RecordValue(us)
-		} else {
-			w.sets++
-			_ = w.setHist.RecordValue(us)
-		}
-		w.r.done.Add(1)
-		if cfg.Series {
-			w.r.record(now, rtt, failed)
-		}
+	case string(reply) != "OK":
+		w.errors++
+		w.r.fail(fmt.Errorf("SET %d: %q", p.key, clip(reply)))
+	}
+	if !p.measured {
+		return
+	}
+	us := max(histMin, min(histMax, rtt.Microseconds()))
+	if p.get {
+		w.gets++
+		_ = w.getHist.RecordValue(us)
+	} else {
+		w.sets++
+		_ = w.setHist.RecordValue(us)
+	}
+	w.r.done.Add(1)
+	if cfg.Series {
+		w.r.record(now, rtt, failed)
 	}
 }
 
