@@ -46,12 +46,12 @@ generate:
 	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	protoc --plugin=protoc-gen-go=bin/protoc-gen-go --go_out=. --go_opt=paths=source_relative messages/*.proto
 
-# The standard benchmark matrix on a fresh local cluster (about 8 minutes):
+# The standard benchmark matrix on a fresh local cluster (about 4 minutes):
 # results and conditions go to docs/benchmarks.md and docs/benchmarks.json,
-# CPU profiles of the gateway and a member to bench-profiles/. protoactor's
-# own per-message metrics are off for it (see docs/benchmarks.md for their
-# cost); BENCH_DEV_ARGS= measures the defaults instead.
-BENCH_DEV_ARGS ?= --protoactor-metrics=false
+# CPU profiles of the gateway and a member to bench-profiles/. It measures
+# the default configuration; BENCH_DEV_ARGS passes flags to the cluster,
+# e.g. BENCH_DEV_ARGS=--protoactor-metrics=false.
+BENCH_DEV_ARGS ?=
 bench: build
 	$(GO) run ./cmd/benchmatrix --bin $(BIN) --profile bench-profiles --dev-args "$(BENCH_DEV_ARGS)"
 

@@ -127,6 +127,9 @@ func runDev(ctx context.Context, f devFlags, out io.Writer) error {
 		procs = append(procs, m)
 	}
 
+	if err := checkPortsFree(append([]string{f.clientAddr}, allAddrs(procs)...)); err != nil {
+		return err
+	}
 	sup := &devSupervisor{exe: exe, out: out}
 	var wg sync.WaitGroup
 	for _, p := range procs {
@@ -151,6 +154,28 @@ func runDev(ctx context.Context, f devFlags, out io.Writer) error {
 	}
 	wg.Wait()
 	fmt.Fprintf(out, "%s all processes stopped\n", stamp())
+	return nil
+}
+
+// allAddrs lists every address the processes listen on.
+func allAddrs(procs []devProcess) []string {
+	var addrs []string
+	for _, p := range procs {
+		addrs = append(addrs, p.nodeAddr, p.adminAddr)
+	}
+	return addrs
+}
+
+// checkPortsFree fails if an address is taken, before anything starts:
+// otherwise the processes would fail and be restarted over and over.
+func checkPortsFree(addrs []string) error {
+	for _, addr := range addrs {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s is not free (another cluster running? use --client-addr, --node-port and --admin-port): %w", addr, err)
+		}
+		l.Close()
+	}
 	return nil
 }
 
