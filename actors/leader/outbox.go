@@ -50,46 +50,42 @@ func (l *leader) scheduleFlush(ctx actor.Context) {
 	}
 }
 
-func (l *leader) queueStore(ctx actor.Context, slot uint32, req *messages.StoreRequest) {
-	b := l.out.stores[slot]
+// queue adds one request to slot's batch in batches (add appends it and
+// returns the batch's length), sending the batch at once when it is full
+// and scheduling a flush otherwise.
+func queue[B any](l *leader, ctx actor.Context, batches map[uint32]*B, slot uint32,
+	add func(*B) int, send func(actor.Context, uint32, *B)) {
+	b := batches[slot]
 	if b == nil {
-		b = &messages.StoreBatch{}
-		l.out.stores[slot] = b
+		b = new(B)
+		batches[slot] = b
 	}
-	b.Requests = append(b.Requests, req)
-	if len(b.Requests) >= maxBatch {
-		l.sendStores(ctx, slot, b)
+	if add(b) >= maxBatch {
+		send(ctx, slot, b)
 		return
 	}
 	l.scheduleFlush(ctx)
+}
+
+func (l *leader) queueStore(ctx actor.Context, slot uint32, req *messages.StoreRequest) {
+	queue(l, ctx, l.out.stores, slot, func(b *messages.StoreBatch) int {
+		b.Requests = append(b.Requests, req)
+		return len(b.Requests)
+	}, l.sendStores)
 }
 
 func (l *leader) queueRead(ctx actor.Context, slot uint32, req *messages.ReadRequest) {
-	b := l.out.reads[slot]
-	if b == nil {
-		b = &messages.ReadBatch{}
-		l.out.reads[slot] = b
-	}
-	b.Requests = append(b.Requests, req)
-	if len(b.Requests) >= maxBatch {
-		l.sendReads(ctx, slot, b)
-		return
-	}
-	l.scheduleFlush(ctx)
+	queue(l, ctx, l.out.reads, slot, func(b *messages.ReadBatch) int {
+		b.Requests = append(b.Requests, req)
+		return len(b.Requests)
+	}, l.sendReads)
 }
 
 func (l *leader) queuePrune(ctx actor.Context, slot uint32, req *messages.PruneRequest) {
-	b := l.out.prunes[slot]
-	if b == nil {
-		b = &messages.PruneBatch{}
-		l.out.prunes[slot] = b
-	}
-	b.Requests = append(b.Requests, req)
-	if len(b.Requests) >= maxBatch {
-		l.sendPrunes(ctx, slot, b)
-		return
-	}
-	l.scheduleFlush(ctx)
+	queue(l, ctx, l.out.prunes, slot, func(b *messages.PruneBatch) int {
+		b.Requests = append(b.Requests, req)
+		return len(b.Requests)
+	}, l.sendPrunes)
 }
 
 func (l *leader) queueSelect(ctx actor.Context, req *messages.SelectReplicas) {
