@@ -123,14 +123,13 @@ type leader struct {
 
 // slotView is the leader's live view of one registered member.
 type slotView struct {
-	storage      *actor.PID
-	alive        bool
-	ready        bool
-	inflight     int
-	messages     uint64
-	bytes        uint64
-	lastHeard    time.Time
-	registeredAt time.Time
+	storage   *actor.PID
+	alive     bool
+	ready     bool
+	inflight  int
+	messages  uint64
+	bytes     uint64
+	lastHeard time.Time
 }
 
 func (s *slotView) usable() bool { return s.storage != nil && s.alive && s.ready }

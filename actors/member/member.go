@@ -134,11 +134,10 @@ func NewSupervisor(cfg Config) actor.Producer {
 }
 
 type supervisor struct {
-	cfg        Config
-	gateway    *actor.PID
-	storage    *actor.PID
-	stopBeats  scheduler.CancelFunc
-	lastAckLog time.Time
+	cfg       Config
+	gateway   *actor.PID
+	storage   *actor.PID
+	stopBeats scheduler.CancelFunc
 }
 
 type heartbeatTick struct{}
