@@ -1,17 +1,13 @@
 package storage
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tolerex/tolerex/storage/internal/crashtest"
 )
 
 // crashDirEnv tells a re-executed test binary to act as the crash-test child
@@ -80,79 +76,20 @@ func runCrashChild(dir string) {
 // writes, and checks that every acknowledged write survived intact.
 func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-
 	type ack struct {
 		id      int64
 		version uint64
 	}
 	const acksBeforeKill = 500
-	acks := make(chan ack, 1<<16)
-	readDone := make(chan error, 1)
-	go func() {
-		r := bufio.NewReader(stdout)
-		defer close(acks)
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				// A line without its newline was cut by the kill; it was not
-				// acknowledged as a whole and is ignored.
-				if errors.Is(err, io.EOF) {
-					err = nil
-				}
-				readDone <- err
-				return
-			}
-			var a ack
-			if _, err := fmt.Sscanf(line, "ack %d %d\n", &a.id, &a.version); err != nil {
-				readDone <- fmt.Errorf("unexpected child output %q: %w", line, err)
-				return
-			}
-			acks <- a
-		}
-	}()
-
 	var got []ack
-	deadline := time.After(30 * time.Second)
-	for len(got) < acksBeforeKill {
-		select {
-		case a, ok := <-acks:
-			if !ok {
-				_ = cmd.Wait()
-				t.Fatalf("child stopped after %d acks: %v\nstderr:\n%s", len(got), <-readDone, stderr.String())
-			}
-			got = append(got, a)
-		case <-deadline:
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			t.Fatalf("only %d acks within 30s\nstderr:\n%s", len(got), stderr.String())
+	crashtest.KillAfter(t, crashDirEnv, dir, func(line string) (bool, error) {
+		var a ack
+		if _, err := fmt.Sscanf(line, "ack %d %d\n", &a.id, &a.version); err != nil {
+			return false, err
 		}
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	// Acks the child printed before it died count too.
-	for a := range acks {
 		got = append(got, a)
-	}
-	if err := <-readDone; err != nil {
-		t.Fatal(err)
-	}
-	err = cmd.Wait()
-	var exitErr *exec.ExitError
-	if !errors.As(err, &exitErr) || !strings.Contains(exitErr.String(), "killed") {
-		t.Fatalf("child ended with %v, want killed by SIGKILL\nstderr:\n%s", err, stderr.String())
-	}
+		return len(got) >= acksBeforeKill, nil
+	})
 
 	s := openTestStore(t, dir, Options{Sync: true})
 	for _, a := range got {

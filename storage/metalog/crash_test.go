@@ -1,17 +1,13 @@
 package metalog
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tolerex/tolerex/storage/internal/crashtest"
 )
 
 // crashDirEnv tells a re-executed test binary to act as the crash-test child
@@ -93,90 +89,28 @@ func runCrashChild(dir string) {
 // entry after it, intact.
 func TestCrashKeepsCommittedEntries(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-
-	type report struct {
-		kind string
-		seq  uint64
-	}
-	reports := make(chan report, 1<<16)
-	readDone := make(chan error, 1)
-	go func() {
-		r := bufio.NewReader(stdout)
-		defer close(reports)
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				// A line without its newline was cut by the kill and is
-				// ignored.
-				if errors.Is(err, io.EOF) {
-					err = nil
-				}
-				readDone <- err
-				return
-			}
-			var rep report
-			if _, err := fmt.Sscanf(line, "%s %d\n", &rep.kind, &rep.seq); err != nil || (rep.kind != "e" && rep.kind != "s") {
-				readDone <- fmt.Errorf("unexpected child output %q: %v", line, err)
-				return
-			}
-			reports <- rep
-		}
-	}()
-
 	var lastEntry, lastSnapshot uint64
 	var entries int
-	take := func(rep report) {
-		switch rep.kind {
+	crashtest.KillAfter(t, crashDirEnv, dir, func(line string) (bool, error) {
+		var kind string
+		var seq uint64
+		if _, err := fmt.Sscanf(line, "%s %d\n", &kind, &seq); err != nil {
+			return false, err
+		}
+		switch kind {
 		case "e":
-			if rep.seq != lastEntry+1 {
-				t.Fatalf("child reported entry %d after %d", rep.seq, lastEntry)
+			if seq != lastEntry+1 {
+				return false, fmt.Errorf("entry %d reported after %d", seq, lastEntry)
 			}
-			lastEntry = rep.seq
+			lastEntry = seq
 			entries++
 		case "s":
-			lastSnapshot = max(lastSnapshot, rep.seq)
+			lastSnapshot = max(lastSnapshot, seq)
+		default:
+			return false, fmt.Errorf("unknown report kind %q", kind)
 		}
-	}
-	deadline := time.After(30 * time.Second)
-	for entries < 400 || lastSnapshot == 0 {
-		select {
-		case rep, ok := <-reports:
-			if !ok {
-				_ = cmd.Wait()
-				t.Fatalf("child stopped after %d entries: %v\nstderr:\n%s", entries, <-readDone, stderr.String())
-			}
-			take(rep)
-		case <-deadline:
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			t.Fatalf("only %d entries and snapshot %d within 30s\nstderr:\n%s", entries, lastSnapshot, stderr.String())
-		}
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	for rep := range reports {
-		take(rep)
-	}
-	if err := <-readDone; err != nil {
-		t.Fatal(err)
-	}
-	err = cmd.Wait()
-	var exitErr *exec.ExitError
-	if !errors.As(err, &exitErr) || !strings.Contains(exitErr.String(), "killed") {
-		t.Fatalf("child ended with %v, want killed by SIGKILL\nstderr:\n%s", err, stderr.String())
-	}
+		return entries >= 400 && lastSnapshot > 0, nil
+	})
 
 	l := openTestLog(t, dir, Options{Sync: true})
 	got := mustLoad(t, l.Log)
