@@ -122,7 +122,12 @@ type leader struct {
 	registering  map[string]bool
 	busy         map[int64]*idQueue
 	out          *outbox
+	mailbox      tree.Mailbox // set by the tree registry's props; may be nil
 }
+
+// SetMailbox implements tree.MailboxAware: the leader flushes its outbox
+// when its mailbox is empty.
+func (l *leader) SetMailbox(m tree.Mailbox) { l.mailbox = m }
 
 // slotView is the leader's live view of one registered member.
 type slotView struct {
@@ -212,6 +217,9 @@ func (l *leader) Receive(ctx actor.Context) {
 	case *InjectPanic:
 		l.log.Warn().Msg("fault injection: leader panics now")
 		panic("injected leader fault")
+	}
+	if l.out != nil {
+		l.endTurn(ctx)
 	}
 }
 

@@ -9,17 +9,20 @@ import (
 // The leader does not send one message per request. Everything it sends
 // while it works through its mailbox (store, read and prune requests per
 // member, selections, replies per session) is gathered in the outbox and
-// sent in batches when the leader reaches a flush message it sent itself
-// when the outbox stopped being empty: by then it has handled everything
-// that was already waiting, so under load one message (one serialization,
-// one gRPC frame) carries many requests, and when idle a request waits
-// for nothing. A batch that reaches maxBatch is sent at once.
+// sent in batches once nothing else waits in the mailbox: under load one
+// message (one serialization, one gRPC frame) carries many requests, and
+// when idle a request waits for nothing. At the end of every turn the
+// leader sends the outbox at once if its mailbox is empty; otherwise it
+// sends itself a flush message, which reaches it after everything already
+// queued, so a busy mailbox cannot hold output back for long. A batch that
+// reaches maxBatch is sent at once.
 type outbox struct {
 	stores  map[uint32]*messages.StoreBatch
 	reads   map[uint32]*messages.ReadBatch
 	prunes  map[uint32]*messages.PruneBatch
 	replies map[string]*replyBatch // by session PID
 	selects *messages.SelectBatch
+	dirty   bool // something was queued since the last flush
 	flushes bool // a flushOutbox is on its way
 }
 
@@ -43,11 +46,24 @@ func newOutbox() *outbox {
 	}
 }
 
-func (l *leader) scheduleFlush(ctx actor.Context) {
-	if !l.out.flushes {
-		l.out.flushes = true
-		ctx.Send(ctx.Self(), flushOutbox{})
+// scheduleFlush notes that the outbox holds something; endTurn sends it.
+func (l *leader) scheduleFlush(actor.Context) {
+	l.out.dirty = true
+}
+
+// endTurn runs after every message: it sends the outbox now if no other
+// message waits (nothing more to batch with), or makes sure a flush
+// message follows the ones that wait.
+func (l *leader) endTurn(ctx actor.Context) {
+	if !l.out.dirty || l.out.flushes {
+		return
 	}
+	if l.mailbox != nil && l.mailbox.Waiting() == 0 {
+		l.flush(ctx)
+		return
+	}
+	l.out.flushes = true
+	ctx.Send(ctx.Self(), flushOutbox{})
 }
 
 // queue adds one request to slot's batch in batches (add appends it and
@@ -122,7 +138,7 @@ func (l *leader) reply(ctx actor.Context, client *actor.PID, r *messages.ClientR
 
 // flush sends everything the outbox holds.
 func (l *leader) flush(ctx actor.Context) {
-	l.out.flushes = false
+	l.out.flushes, l.out.dirty = false, false
 	l.sendSelects(ctx)
 	for slot, b := range l.out.stores {
 		l.sendStores(ctx, slot, b)

@@ -49,6 +49,9 @@ func (r *Registry) Props(kind string, producer actor.Producer, opts ...actor.Pro
 			switch env.Message.(type) {
 			case *actor.Started:
 				r.started(ctx.Self(), ctx.Parent(), kind, depth)
+				if a, ok := ctx.Actor().(MailboxAware); ok {
+					a.SetMailbox(depth)
+				}
 			case *actor.Restarting:
 				r.restarting(ctx.Self())
 			case *actor.Stopped:
@@ -154,6 +157,21 @@ func sortForest(nodes []*messages.ActorInfo) {
 	}
 }
 
+// Mailbox is what an actor can learn about its own mailbox.
+type Mailbox interface {
+	// Waiting is the number of user messages queued behind the one being
+	// handled. A message posted concurrently may or may not be counted.
+	Waiting() int64
+}
+
+// MailboxAware is implemented by actors that want to know their mailbox,
+// say to send batched output when nothing else is waiting. Props made by
+// Registry.Props give it to the actor before it handles Started (after
+// every restart too).
+type MailboxAware interface {
+	SetMailbox(Mailbox)
+}
+
 // mailboxDepth counts messages posted to a mailbox and not yet processed;
 // busy is 1 while the actor handles a message, which the mailbox counts
 // until the handler returns.
@@ -166,6 +184,9 @@ type mailboxDepth struct {
 func (m *mailboxDepth) waiting() int64 {
 	return max(0, m.depth.Load()-m.busy.Load())
 }
+
+// Waiting implements Mailbox.
+func (m *mailboxDepth) Waiting() int64 { return m.waiting() }
 
 func (m *mailboxDepth) MailboxStarted()             {}
 func (m *mailboxDepth) MessagePosted(interface{})   { m.depth.Add(1) }

@@ -396,3 +396,55 @@ func TestMailboxDepthAndCollector(t *testing.T) {
 		return maps.Equal(got, want), fmt.Sprintf("metrics %v, want %v", got, want)
 	})
 }
+
+// awareActor records, for every int it handles, how many messages its
+// mailbox says wait behind it; a string blocks it until release closes.
+type awareActor struct {
+	mailbox tree.Mailbox
+	entered chan struct{}
+	release chan struct{}
+	waiting chan int64
+}
+
+func (a *awareActor) SetMailbox(m tree.Mailbox) { a.mailbox = m }
+
+func (a *awareActor) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case string:
+		a.entered <- struct{}{}
+		<-a.release
+	case int:
+		a.waiting <- a.mailbox.Waiting()
+	}
+}
+
+// TestMailboxAware checks that an actor learns its mailbox and that
+// Waiting counts the messages queued behind the current one.
+func TestMailboxAware(t *testing.T) {
+	system := quietSystem(t)
+	reg := tree.NewRegistry(nil)
+	a := &awareActor{entered: make(chan struct{}), release: make(chan struct{}), waiting: make(chan int64, 3)}
+	pid := system.Root.Spawn(reg.Props("aware", func() actor.Actor { return a }))
+	system.Root.Send(pid, "block")
+	select {
+	case <-a.entered:
+	case <-time.After(waitTimeout):
+		t.Fatal("actor never handled the blocking message")
+	}
+	for i := range 3 {
+		system.Root.Send(pid, i)
+	}
+	close(a.release)
+	var got []int64
+	for range 3 {
+		select {
+		case w := <-a.waiting:
+			got = append(got, w)
+		case <-time.After(waitTimeout):
+			t.Fatalf("only %d of 3 messages handled", len(got))
+		}
+	}
+	if want := []int64{2, 1, 0}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Waiting() while handling 3 queued messages = %v, want %v", got, want)
+	}
+}
