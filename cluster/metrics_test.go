@@ -60,4 +60,26 @@ func TestActorMetricsBridge(t *testing.T) {
 		t.Errorf("protoactor spawn counter or receive histogram missing; exported: %v", found)
 	}
 	t.Logf("protoactor metrics exported: %v", found)
+
+	// The handling-time histogram has buckets for microseconds, not
+	// OpenTelemetry's defaults (0, 5, 10, ... seconds), and the pings
+	// above, handled in far less than 10 ms, are counted below 10 ms.
+	var below10ms, total uint64
+	for _, f := range families {
+		if f.GetName() != "protoactor_actor_message_receive_duration_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			h := m.GetHistogram()
+			total += h.GetSampleCount()
+			for _, b := range h.GetBucket() {
+				if b.GetUpperBound() == 0.01 {
+					below10ms += b.GetCumulativeCount()
+				}
+			}
+		}
+	}
+	if total == 0 || below10ms*2 < total {
+		t.Errorf("receive histogram: %d of %d messages counted below 10 ms; want most (bucket boundaries wrong?)", below10ms, total)
+	}
 }

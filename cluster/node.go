@@ -224,6 +224,12 @@ func recoverStream(log zerolog.Logger) grpc.StreamServerInterceptor {
 	}
 }
 
+// receiveBuckets returns the upper bounds, in seconds, of the buckets of
+// protoactor's message handling histogram: 1 µs to 1 s.
+func receiveBuckets() []float64 {
+	return []float64{1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1}
+}
+
 // meterProvider bridges protoactor's OpenTelemetry actor metrics into the
 // node's Prometheus registry. protoactor reads the global meter provider,
 // so this sets it: one registry per process.
@@ -232,7 +238,14 @@ func meterProvider(reg *prometheus.Registry) (metric.MeterProvider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prometheus exporter for actor metrics: %w", err)
 	}
-	provider := withoutMailboxCallbacks{sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))}
+	// protoactor records handling times in seconds into a histogram with
+	// OpenTelemetry's default boundaries (0, 5, 10, ... 10000), made for
+	// milliseconds: every message would land in the first bucket.
+	receiveView := sdkmetric.NewView(
+		sdkmetric.Instrument{Name: "protoactor_actor_message_receive_duration_seconds"},
+		sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: receiveBuckets()}},
+	)
+	provider := withoutMailboxCallbacks{sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter), sdkmetric.WithView(receiveView))}
 	otel.SetMeterProvider(provider)
 	return provider, nil
 }
