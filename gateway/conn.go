@@ -57,41 +57,37 @@ func (d *deadlineReader) timeoutReply() string {
 	return fmt.Sprintf("%sline timeout (a request line must arrive within %s)", codec.ErrorPrefix, d.limits.lineTimeout)
 }
 
-// readLoop reads request lines until EOF, an error, a timeout or QUIT.
-// Each line takes a window slot first, so a client cannot queue more than
-// the window; the writer frees slots as replies go out. Memory stays
-// bounded: a line longer than the limit is discarded as it arrives.
-func readLoop(conn net.Conn, limits connLimits, window chan<- struct{}, done <-chan struct{}, send func(any)) {
+// readLoop reads request lines until EOF, an error, a timeout or QUIT, and
+// hands each to in. Each line takes a window slot first, so a client
+// cannot queue more than the window; the writer frees slots as replies go
+// out. Memory stays bounded: a line longer than the limit is discarded as
+// it arrives. Commands are sent in batches: everything parsed from bytes
+// already in the buffer goes out together.
+func readLoop(conn net.Conn, limits connLimits, window chan<- struct{}, done <-chan struct{}, in *intake) {
 	dr := &deadlineReader{conn: conn, limits: limits}
 	r := bufio.NewReaderSize(dr, 16<<10)
-	// Items are sent to the session in batches: everything parsed from
-	// bytes already in the buffer goes in one message.
-	var batch []any
-	flush := func() {
-		if len(batch) > 0 {
-			send(&inputBatch{items: batch})
-			batch = nil
-		}
-	}
-	// emit takes a window slot and queues item; false means the session is
-	// gone. When the window is full, what is queued goes out first, so its
-	// replies can free slots.
-	emit := func(item any) bool {
+	// slot takes a window slot; false means the session is gone. When the
+	// window is full, what is queued goes out first, so its replies can
+	// free slots.
+	slot := func() bool {
 		select {
 		case window <- struct{}{}:
+			return true
 		default:
-			flush()
-			select {
-			case window <- struct{}{}:
-			case <-done:
-				return false
-			}
 		}
-		batch = append(batch, item)
-		if len(batch) >= maxInputBatch {
-			flush()
+		in.flush()
+		select {
+		case window <- struct{}{}:
+			return true
+		case <-done:
+			return false
 		}
-		return true
+	}
+	// added sends a full batch.
+	added := func() {
+		if in.queued() >= maxInputBatch {
+			in.flush()
+		}
 	}
 	// finish reports the end of input: EOF is the normal end; a timeout
 	// gets an error reply before the connection closes.
@@ -100,16 +96,17 @@ func readLoop(conn net.Conn, limits connLimits, window chan<- struct{}, done <-c
 		case errors.Is(err, io.EOF):
 			err = nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			emit(&timedOut{reply: dr.timeoutReply()})
+			if slot() {
+				in.timedOut(dr.timeoutReply())
+			}
 			err = nil
 		}
-		flush()
-		send(&readerDone{err: err})
+		in.finish(err)
 	}
 	var long []byte // a line longer than the reader's buffer, so far
 	for {
 		if !lineBuffered(r) {
-			flush() // the next read may wait for the client
+			in.flush() // the next read may wait for the client
 		}
 		if long == nil {
 			// Bytes already buffered belong to a line that has started.
@@ -127,8 +124,12 @@ func readLoop(conn net.Conn, limits connLimits, window chan<- struct{}, done <-c
 			}
 			long = nil
 			err := discardLine(r)
-			if (err == nil || errors.Is(err, io.EOF)) && !emit(&lineTooLong{start: start}) {
-				return
+			if err == nil || errors.Is(err, io.EOF) {
+				if !slot() {
+					return
+				}
+				in.lineTooLong(start)
+				added()
 			}
 			if err != nil {
 				finish(err)
@@ -142,23 +143,31 @@ func readLoop(conn net.Conn, limits connLimits, window chan<- struct{}, done <-c
 		}
 		switch {
 		case len(line) > limits.maxLine:
-			if !emit(&lineTooLong{start: start}) {
+			if !slot() {
 				return
 			}
+			in.lineTooLong(start)
+			added()
 		case len(line) > 0 && line[len(line)-1] != '\n':
 			// Input ended (or timed out) inside a line. It is not run: a
 			// client that died mid-write must not store a truncated SET.
-			if errors.Is(err, io.EOF) && !emit(&incompleteLine{start: start}) {
-				return
+			if errors.Is(err, io.EOF) {
+				if !slot() {
+					return
+				}
+				in.incompleteLine(start)
+				added()
 			}
 		case len(line) > 0:
 			cmd := codec.Parse(line)
 			if cmd.Kind == codec.KindSet {
 				cmd.Message = append([]byte(nil), cmd.Message...) // the reader's buffer is reused
 			}
-			if !emit(&command{cmd: cmd, start: start}) {
+			if !slot() {
 				return
 			}
+			in.command(cmd, start)
+			added()
 			if cmd.Kind == codec.KindQuit {
 				finish(nil)
 				return
@@ -172,7 +181,7 @@ func readLoop(conn net.Conn, limits connLimits, window chan<- struct{}, done <-c
 	}
 }
 
-// maxInputBatch bounds the items sent to the session in one message.
+// maxInputBatch bounds the commands the reader sends in one batch.
 const maxInputBatch = 128
 
 // lineBuffered reports whether a whole line is already in the buffer, so
