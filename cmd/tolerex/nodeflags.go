@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -27,7 +28,15 @@ type nodeFlags struct {
 	logLevel        string
 	maxMessageBytes int
 	actorMetrics    bool
+	gcPercent       int
 }
+
+// defaultGCPercent is the garbage collector's target for nodes: a node's
+// live heap is small (the gateway's index is 56 bytes a message) and its
+// garbage is per-request, so letting the heap grow to 4x the live heap
+// between collections buys CPU for requests (SET 64 conns: gateway CPU
+// per SET 60-75 us -> 58-66 us, p99 12 ms -> 10 ms).
+const defaultGCPercent = 300
 
 func (f *nodeFlags) register(fs *pflag.FlagSet, nodeAddr, adminAddr, dataDir string) {
 	fs.StringVar(&f.nodeAddr, "node-addr", nodeAddr, "host:port of this node's remote (actor) endpoint; other nodes connect here")
@@ -39,6 +48,7 @@ func (f *nodeFlags) register(fs *pflag.FlagSet, nodeAddr, adminAddr, dataDir str
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 	fs.IntVar(&f.maxMessageBytes, "max-message-bytes", gateway.DefaultMaxMessageBytes, "largest message a client may store")
 	fs.BoolVar(&f.actorMetrics, "protoactor-metrics", true, "export protoactor's own actor metrics (protoactor_*); they cost a few microseconds per actor message")
+	fs.IntVar(&f.gcPercent, "gc-percent", defaultGCPercent, "Go garbage collector target (as GOGC): the heap may grow by this percentage of the live heap between collections; higher spends less CPU on collection and more memory (Go's default is 100). A GOGC environment variable takes precedence")
 }
 
 func (f *nodeFlags) validate() error {
@@ -47,6 +57,9 @@ func (f *nodeFlags) validate() error {
 	}
 	if f.maxMessageBytes < 1 {
 		return fmt.Errorf("--max-message-bytes must be positive")
+	}
+	if f.gcPercent < 10 {
+		return fmt.Errorf("--gc-percent must be at least 10, got %d", f.gcPercent)
 	}
 	return nil
 }
@@ -60,6 +73,9 @@ func (f *nodeFlags) start(role certs.Role, ready func() error) (*cluster.Node, *
 		return nil, nil, err
 	}
 	log = log.With().Str("role", string(role)).Logger()
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(f.gcPercent)
+	}
 	if !f.sync {
 		log.Warn().Msg("--sync=false: writes are acknowledged before they reach the disk; a process or machine crash can lose them")
 	}
