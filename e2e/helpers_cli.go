@@ -183,11 +183,17 @@ func (b *syncBuffer) String() string {
 func FreePortBlock(t testing.TB, n int) int {
 	t.Helper()
 	const low, high = 20000, 32000
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	for range 100 {
 		base := low + rand.IntN(high-low-n)
 		var held []net.Listener
 		ok := true
 		for port := base; port < base+n; port++ {
+			if handedOut.ports[port] {
+				ok = false
+				break
+			}
 			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 			if err != nil {
 				ok = false
@@ -199,6 +205,9 @@ func FreePortBlock(t testing.TB, n int) int {
 			l.Close()
 		}
 		if ok {
+			for port := base; port < base+n; port++ {
+				handedOut.ports[port] = true
+			}
 			return base
 		}
 	}
