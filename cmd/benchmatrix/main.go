@@ -86,17 +86,19 @@ type Run struct {
 	Repeats []*loadgen.Result `json:"repeats"`
 }
 
-// Flat compares SET throughput on an empty cluster with the same cluster
-// holding many messages, and measures the gateway's memory per message.
+// Flat compares SET throughput on an empty cluster with a cluster holding
+// many messages, and measures the gateway's memory per message.
 type Flat struct {
-	Stored           int64   `json:"stored"`
-	EmptyOpsPerSec   float64 `json:"empty_ops_per_sec"`
-	FullOpsPerSec    float64 `json:"full_ops_per_sec"`
-	ChangePercent    float64 `json:"change_percent"`
-	HeapBefore       float64 `json:"gateway_heap_before_bytes"`
-	HeapAfter        float64 `json:"gateway_heap_after_bytes"`
-	BytesPerMessage  float64 `json:"gateway_heap_bytes_per_message"`
-	PreloadOpsPerSec float64 `json:"preload_ops_per_sec"`
+	Stored           int64     `json:"stored"`
+	EmptyOpsPerSec   float64   `json:"empty_ops_per_sec"`
+	FullOpsPerSec    float64   `json:"full_ops_per_sec"`
+	EmptyRuns        []float64 `json:"empty_runs"`
+	FullRuns         []float64 `json:"full_runs"`
+	ChangePercent    float64   `json:"change_percent"`
+	HeapBefore       float64   `json:"gateway_heap_before_bytes"`
+	HeapAfter        float64   `json:"gateway_heap_after_bytes"`
+	BytesPerMessage  float64   `json:"gateway_heap_bytes_per_message"`
+	PreloadOpsPerSec float64   `json:"preload_ops_per_sec"`
 }
 
 func main() {
@@ -144,7 +146,7 @@ func run(ctx context.Context, o options) error {
 	if len(o.devArgs) > 0 {
 		report.Conditions.Cluster += ", " + strings.Join(o.devArgs, " ")
 	}
-	cl, err := startCluster(ctx, o)
+	cl, err := startCluster(ctx, o, o.basePort)
 	if err != nil {
 		return err
 	}
@@ -196,7 +198,8 @@ func run(ctx context.Context, o options) error {
 		report.Runs = append(report.Runs, Run{Scenario: sc, Result: med, Repeats: repeats})
 	}
 	if o.flat > 0 && o.only == "" {
-		flat, err := flatWithSize(ctx, cl, o)
+		cl.stop() // the flat check runs on clusters of its own
+		flat, err := flatWithSize(ctx, o)
 		if err != nil {
 			return fmt.Errorf("flat with size: %w", err)
 		}
@@ -226,75 +229,108 @@ func load(ctx context.Context, cl *cluster, cfg loadgen.Config) (*loadgen.Result
 	return loadgen.Run(ctx, cfg)
 }
 
-// flatWithSize measures SET 64 conns on the cluster as it is, stores
-// o.flat more messages, measures again, and reads the gateway's heap per
-// message.
-func flatWithSize(ctx context.Context, cl *cluster, o options) (*Flat, error) {
-	set := loadgen.Config{Op: loadgen.OpSet, Conns: 64, Depth: 1, Size: o.size, Duration: o.duration, Warmup: o.warmup,
-		Keys: 10_000_000}
-	measure := func(offset int64) (*loadgen.Result, error) {
-		var runs []*loadgen.Result
-		for i := 0; i < o.repeat; i++ {
-			set.Offset = offset + int64(i)*10_000_000
-			res, err := load(ctx, cl, set)
-			if err != nil {
-				return nil, err
-			}
-			runs = append(runs, res)
-		}
-		return median(runs), nil
-	}
-	empty, err := measure(3_000_000_000)
+// flatWithSize starts two fresh clusters side by side, stores o.flat
+// messages in one (reading the gateway's heap before and after), and then
+// measures SET 64 conns on the empty and the full cluster in turns, so that
+// the machine's drift over minutes (identical runs differ by up to a third)
+// falls on both alike. The empty cluster only gains the messages of its own
+// runs (about 70,000 each).
+func flatWithSize(ctx context.Context, o options) (*Flat, error) {
+	empty, err := startCluster(ctx, o, o.basePort+100)
 	if err != nil {
 		return nil, err
 	}
-	before, err := cl.gatewayHeap()
+	defer empty.stop()
+	full, err := startCluster(ctx, o, o.basePort+200)
+	if err != nil {
+		return nil, err
+	}
+	defer full.stop()
+
+	before, err := full.gatewayHeap()
 	if err != nil {
 		return nil, err
 	}
 	fmt.Printf("storing %d messages\n", o.flat)
-	pre, err := load(ctx, cl, loadgen.Config{Op: loadgen.OpSet, Conns: 8, Depth: 32, Size: o.size, Ops: o.flat, Keys: o.flat, Offset: 5_000_000_000})
+	pre, err := load(ctx, full, loadgen.Config{Op: loadgen.OpSet, Conns: 8, Depth: 32, Size: o.size, Ops: o.flat, Keys: o.flat, Offset: 5_000_000_000})
 	if err != nil {
 		return nil, err
 	}
 	if pre.Failed() {
 		return nil, fmt.Errorf("storing: %s", pre.FirstError)
 	}
-	after, err := cl.gatewayHeap()
+	after, err := full.gatewayHeap()
 	if err != nil {
 		return nil, err
 	}
-	full, err := measure(4_000_000_000)
-	if err != nil {
-		return nil, err
+
+	set := loadgen.Config{Op: loadgen.OpSet, Conns: 64, Depth: 1, Size: o.size, Duration: o.duration, Warmup: o.warmup,
+		Keys: 10_000_000}
+	var emptyRuns, fullRuns []*loadgen.Result
+	for i := 0; i < o.repeat; i++ {
+		set.Offset = 3_000_000_000 + int64(i)*10_000_000
+		for _, target := range []struct {
+			cl   *cluster
+			runs *[]*loadgen.Result
+		}{{empty, &emptyRuns}, {full, &fullRuns}} {
+			res, err := load(ctx, target.cl, set)
+			if err != nil {
+				return nil, err
+			}
+			if res.Failed() {
+				return nil, fmt.Errorf("SET 64 conns: %d errors: %s", res.Errors, res.FirstError)
+			}
+			*target.runs = append(*target.runs, res)
+		}
 	}
+	e, fl := median(emptyRuns), median(fullRuns)
 	f := &Flat{
-		Stored: o.flat, EmptyOpsPerSec: empty.OpsPerSec, FullOpsPerSec: full.OpsPerSec,
-		ChangePercent: 100 * (full.OpsPerSec - empty.OpsPerSec) / empty.OpsPerSec,
+		Stored: o.flat, EmptyOpsPerSec: e.OpsPerSec, FullOpsPerSec: fl.OpsPerSec,
+		EmptyRuns: opsPerSec(emptyRuns), FullRuns: opsPerSec(fullRuns),
+		ChangePercent: 100 * (fl.OpsPerSec - e.OpsPerSec) / e.OpsPerSec,
 		HeapBefore:    before, HeapAfter: after, BytesPerMessage: (after - before) / float64(o.flat),
 		PreloadOpsPerSec: pre.OpsPerSec,
 	}
-	fmt.Printf("flat with size: empty %.0f ops/s, with %d more messages %.0f ops/s (%+.1f%%); gateway heap %.1f bytes/message\n",
-		f.EmptyOpsPerSec, o.flat, f.FullOpsPerSec, f.ChangePercent, f.BytesPerMessage)
+	fmt.Printf("flat with size: empty %.0f ops/s (%s), with %d messages %.0f ops/s (%s): %+.1f%%; gateway heap %.1f bytes/message\n",
+		f.EmptyOpsPerSec, throughputs(emptyRuns), o.flat, f.FullOpsPerSec, throughputs(fullRuns), f.ChangePercent, f.BytesPerMessage)
 	return f, nil
+}
+
+func formatRuns(runs []float64) string {
+	parts := make([]string, len(runs))
+	for i, r := range runs {
+		parts[i] = strconv.FormatFloat(r, 'f', 0, 64)
+	}
+	return strings.Join(parts, " ")
+}
+
+func opsPerSec(runs []*loadgen.Result) []float64 {
+	out := make([]float64, len(runs))
+	for i, r := range runs {
+		out[i] = r.OpsPerSec
+	}
+	return out
 }
 
 // cluster is a running `tolerex dev`.
 type cluster struct {
 	cmd        *exec.Cmd
+	stopped    bool
 	dir        string
 	clientAddr string
 	adminAddrs []string // gateway first
 }
 
-func startCluster(ctx context.Context, o options) (*cluster, error) {
+// startCluster starts a fresh `tolerex dev` whose client port is basePort
+// (node ports from basePort+10, admin ports from basePort+20).
+func startCluster(ctx context.Context, o options, basePort int) (*cluster, error) {
 	dir, err := os.MkdirTemp("", "tolerex-bench-")
 	if err != nil {
 		return nil, err
 	}
 	host := "127.0.0.1"
-	cl := &cluster{dir: dir, clientAddr: net.JoinHostPort(host, strconv.Itoa(o.basePort))}
-	nodePort, adminPort := o.basePort+10, o.basePort+20
+	cl := &cluster{dir: dir, clientAddr: net.JoinHostPort(host, strconv.Itoa(basePort))}
+	nodePort, adminPort := basePort+10, basePort+20
 	for i := 0; i <= 3; i++ {
 		cl.adminAddrs = append(cl.adminAddrs, net.JoinHostPort(host, strconv.Itoa(adminPort+i)))
 	}
@@ -339,6 +375,10 @@ func startCluster(ctx context.Context, o options) (*cluster, error) {
 }
 
 func (cl *cluster) stop() {
+	if cl.stopped {
+		return
+	}
+	cl.stopped = true
 	if cl.cmd.Process != nil {
 		_ = cl.cmd.Process.Signal(os.Interrupt)
 		done := make(chan struct{})
@@ -510,9 +550,11 @@ func markdown(r *Report) string {
 			run.Scenario.Name, run.Result.OpsPerSec, l.P50, l.P90, l.P99, l.P999, l.Max, run.Result.Errors+run.Result.Mismatches, throughputs(run.Repeats))
 	}
 	if f := r.Flat; f != nil {
-		fmt.Fprintf(&b, "\nFlat with size (median of %d runs each): SET 64 conns on the cluster before storing %d more messages: %.0f ops/s; after: %.0f ops/s (%+.1f%%). "+
-			"Gateway heap in use (after a forced GC) grew from %.1f MiB to %.1f MiB: %.1f bytes per message. The %d messages were stored at %.0f ops/s (8 conns x depth 32).\n",
-			r.Conditions.Repeat, f.Stored, f.EmptyOpsPerSec, f.FullOpsPerSec, f.ChangePercent, f.HeapBefore/(1<<20), f.HeapAfter/(1<<20), f.BytesPerMessage, f.Stored, f.PreloadOpsPerSec)
+		fmt.Fprintf(&b, "\nFlat with size (two fresh clusters side by side, runs taken in turns, median of %d each): SET 64 conns on the empty cluster %.0f ops/s (runs: %s); "+
+			"on the cluster holding %d messages %.0f ops/s (runs: %s): %+.1f%%. "+
+			"Gateway heap in use (after a forced GC) grew from %.1f MiB to %.1f MiB while the %d messages were stored: %.1f bytes per message. They were stored at %.0f ops/s (8 conns x depth 32).\n",
+			r.Conditions.Repeat, f.EmptyOpsPerSec, formatRuns(f.EmptyRuns), f.Stored, f.FullOpsPerSec, formatRuns(f.FullRuns), f.ChangePercent,
+			f.HeapBefore/(1<<20), f.HeapAfter/(1<<20), f.Stored, f.BytesPerMessage, f.PreloadOpsPerSec)
 	}
 	return b.String()
 }
