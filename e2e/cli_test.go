@@ -98,9 +98,15 @@ func TestCLIEnvironmentSetsFlags(t *testing.T) {
 			"TOLEREX_ADMIN_ADDR=" + adminAddr,
 			"TOLEREX_DATA_DIR=" + filepath.Join(dir, "data"),
 			"TOLEREX_LOG_LEVEL=warn",
+			"TOLEREX_GC_PERCENT=250",
 		},
 	})
 	gw.WaitReady(t, adminAddr, 20*time.Second)
+
+	// TOLEREX_GC_PERCENT: the Go runtime reports the collector's target.
+	if got := gaugeValue(t, MetricsOf(t, AdminView("gateway", adminAddr)), "go_gc_gogc_percent", nil); got != 250 {
+		t.Errorf("go_gc_gogc_percent %v, want 250 from TOLEREX_GC_PERCENT", got)
+	}
 
 	var st leader.ClusterStatus
 	AdminView("gateway", adminAddr).GetJSON(t, "/api/cluster", &st)

@@ -28,7 +28,7 @@ type ChildOptions struct {
 	// Dir is the working directory; empty means the test's.
 	Dir string
 	// Env is added to the test's environment, from which every TOLEREX_*
-	// variable is removed first so that only Env sets flags.
+	// variable (and GOGC) is removed first so that only Env sets flags.
 	Env []string
 	// Stdin is written to the command's standard input, which is then
 	// closed.
@@ -78,10 +78,13 @@ func RunChild(t testing.TB, bin string, opts ChildOptions, limit time.Duration) 
 	return c, c.Wait(t, limit)
 }
 
+// environWithoutTolerex is the test's environment without the variables
+// that would set a child's flags: TOLEREX_* and GOGC (which overrides
+// --gc-percent).
 func environWithoutTolerex() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "TOLEREX_") {
+		if !strings.HasPrefix(kv, "TOLEREX_") && !strings.HasPrefix(kv, "GOGC=") {
 			env = append(env, kv)
 		}
 	}
