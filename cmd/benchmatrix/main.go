@@ -259,6 +259,9 @@ func flatWithSize(ctx context.Context, o options) (*Flat, error) {
 	if pre.Failed() {
 		return nil, fmt.Errorf("storing: %s", pre.FirstError)
 	}
+	// The leader forgets answered requests lazily, at their timeout (2 s):
+	// wait that out so only what stays is counted.
+	time.Sleep(3 * time.Second)
 	after, err := full.gatewayHeap()
 	if err != nil {
 		return nil, err
