@@ -47,7 +47,7 @@ func newOutbox() *outbox {
 }
 
 // scheduleFlush notes that the outbox holds something; endTurn sends it.
-func (l *leader) scheduleFlush(actor.Context) {
+func (l *leader) scheduleFlush() {
 	l.out.dirty = true
 }
 
@@ -80,7 +80,7 @@ func queue[B any](l *leader, ctx actor.Context, batches map[uint32]*B, slot uint
 		send(ctx, slot, b)
 		return
 	}
-	l.scheduleFlush(ctx)
+	l.scheduleFlush()
 }
 
 func (l *leader) queueStore(ctx actor.Context, slot uint32, req *messages.StoreRequest) {
@@ -113,7 +113,7 @@ func (l *leader) queueSelect(ctx actor.Context, req *messages.SelectReplicas) {
 		l.sendSelects(ctx)
 		return
 	}
-	l.scheduleFlush(ctx)
+	l.scheduleFlush()
 }
 
 // reply queues a reply to a client session.
@@ -133,7 +133,7 @@ func (l *leader) reply(ctx actor.Context, client *actor.PID, r *messages.ClientR
 		ctx.Send(b.to, b.batch)
 		return
 	}
-	l.scheduleFlush(ctx)
+	l.scheduleFlush()
 }
 
 // flush sends everything the outbox holds.

@@ -215,12 +215,9 @@ func median(runs []*loadgen.Result) *loadgen.Result {
 	return sorted[len(sorted)/2]
 }
 
+// throughputs lists the runs' ops/s, space separated.
 func throughputs(runs []*loadgen.Result) string {
-	parts := make([]string, len(runs))
-	for i, r := range runs {
-		parts[i] = strconv.FormatFloat(r.OpsPerSec, 'f', 0, 64)
-	}
-	return strings.Join(parts, " ")
+	return formatRuns(opsPerSec(runs))
 }
 
 // load runs one load against the cluster.
@@ -299,6 +296,7 @@ func flatWithSize(ctx context.Context, o options) (*Flat, error) {
 	return f, nil
 }
 
+// formatRuns lists ops/s figures, space separated.
 func formatRuns(runs []float64) string {
 	parts := make([]string, len(runs))
 	for i, r := range runs {
@@ -307,6 +305,7 @@ func formatRuns(runs []float64) string {
 	return strings.Join(parts, " ")
 }
 
+// opsPerSec returns each run's throughput.
 func opsPerSec(runs []*loadgen.Result) []float64 {
 	out := make([]float64, len(runs))
 	for i, r := range runs {
