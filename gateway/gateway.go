@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/rs/zerolog"
 
 	"github.com/tolerex/tolerex/actors/tree"
@@ -46,9 +47,12 @@ type Config struct {
 	// WriteTimeout closes a connection that does not accept its replies
 	// for this long.
 	WriteTimeout time.Duration
-	Tree         *tree.Registry
-	Metrics      *Metrics
-	Logger       zerolog.Logger
+	// LeaderProblem, if set, says why the leader cannot serve; requests
+	// that cannot reach it are answered with that reason.
+	LeaderProblem func() error
+	Tree          *tree.Registry
+	Metrics       *Metrics
+	Logger        zerolog.Logger
 }
 
 // Defaults for Config.
@@ -101,9 +105,10 @@ func New(cfg Config) (actor.Producer, error) {
 }
 
 type gatewayActor struct {
-	cfg      Config
-	sessions uint64 // sessions ever started, for names
-	open     int    // sessions running now
+	cfg         Config
+	sessions    uint64 // sessions ever started, for names
+	open        int    // sessions running now
+	undelivered *eventstream.Subscription
 }
 
 type accepted struct{ conn net.Conn }
@@ -112,10 +117,14 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		self, root := ctx.Self(), ctx.ActorSystem().Root
+		g.undelivered = answerUndelivered(ctx.ActorSystem(), g.cfg.LeaderProblem)
 		go acceptLoop(g.cfg.Listener, g.cfg.Logger, func(c net.Conn) { root.Send(self, &accepted{conn: c}) })
 		g.cfg.Logger.Info().Str("addr", g.cfg.Listener.Addr().String()).Bool("prompt", g.cfg.Prompt).Msg("HaToKuSe listening")
 	case *actor.Stopping:
 		_ = g.cfg.Listener.Close()
+		if g.undelivered != nil {
+			ctx.ActorSystem().EventStream.Unsubscribe(g.undelivered)
+		}
 	case *actor.Terminated:
 		g.open--
 	case *accepted:
@@ -152,7 +161,8 @@ func (g *gatewayActor) refuse(conn net.Conn) {
 // rebuilt, so the client is disconnected (and may reconnect) while every
 // other session goes on.
 func (g *gatewayActor) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason interface{}, _ interface{}) {
-	g.cfg.Logger.Error().Str("actor", child.Id).Interface("reason", reason).Msg("session crashed; closing its connection")
+	text, stack := tree.Reason(reason)
+	g.cfg.Logger.Error().Str("actor", child.Id).Str("reason", text).Str("stack", stack).Msg("session crashed; closing its connection")
 	system.EventStream.Publish(&actor.SupervisorEvent{Child: child, Reason: reason, Directive: actor.StopDirective})
 	sup.StopChildren(child)
 }

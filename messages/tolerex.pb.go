@@ -1463,12 +1463,16 @@ func (*TreeRequest) Descriptor() ([]byte, []int) {
 
 // ActorInfo describes one live actor.
 type ActorInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`              // the PID id, e.g. "member/storage"
-	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`          // what the actor does, e.g. "storage"
-	Restarts      uint32                 `protobuf:"varint,3,opt,name=restarts,proto3" json:"restarts,omitempty"` // restarts since the node started
-	Mailbox       int64                  `protobuf:"varint,4,opt,name=mailbox,proto3" json:"mailbox,omitempty"`   // messages waiting in its mailbox
-	Children      []*ActorInfo           `protobuf:"bytes,5,rep,name=children,proto3" json:"children,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`              // the PID id, e.g. "member/storage"
+	Kind        string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`          // what the actor does, e.g. "storage"
+	Restarts    uint32                 `protobuf:"varint,3,opt,name=restarts,proto3" json:"restarts,omitempty"` // restarts since the node started
+	Mailbox     int64                  `protobuf:"varint,4,opt,name=mailbox,proto3" json:"mailbox,omitempty"`   // messages waiting in its mailbox
+	Children    []*ActorInfo           `protobuf:"bytes,5,rep,name=children,proto3" json:"children,omitempty"`
+	LastFailure *ActorFailure          `protobuf:"bytes,6,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"` // its last crash, if it ever crashed
+	// stopped is set for an actor its supervisor stopped for good after a
+	// crash; it stays in the tree so the failure shows.
+	Stopped       bool `protobuf:"varint,7,opt,name=stopped,proto3" json:"stopped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1538,6 +1542,89 @@ func (x *ActorInfo) GetChildren() []*ActorInfo {
 	return nil
 }
 
+func (x *ActorInfo) GetLastFailure() *ActorFailure {
+	if x != nil {
+		return x.LastFailure
+	}
+	return nil
+}
+
+func (x *ActorInfo) GetStopped() bool {
+	if x != nil {
+		return x.Stopped
+	}
+	return false
+}
+
+// ActorFailure is one crash of an actor: what it panicked with.
+type ActorFailure struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`                              // the panic value
+	MessageType   string                 `protobuf:"bytes,2,opt,name=message_type,json=messageType,proto3" json:"message_type,omitempty"` // the type of the message it was handling
+	AtUnixMs      int64                  `protobuf:"varint,3,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`       // when it crashed
+	Count         uint32                 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`                               // crashes since the node started
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActorFailure) Reset() {
+	*x = ActorFailure{}
+	mi := &file_messages_tolerex_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActorFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActorFailure) ProtoMessage() {}
+
+func (x *ActorFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActorFailure.ProtoReflect.Descriptor instead.
+func (*ActorFailure) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ActorFailure) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ActorFailure) GetMessageType() string {
+	if x != nil {
+		return x.MessageType
+	}
+	return ""
+}
+
+func (x *ActorFailure) GetAtUnixMs() int64 {
+	if x != nil {
+		return x.AtUnixMs
+	}
+	return 0
+}
+
+func (x *ActorFailure) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // NodeTree is the supervision tree of one node.
 type NodeTree struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1551,7 +1638,7 @@ type NodeTree struct {
 
 func (x *NodeTree) Reset() {
 	*x = NodeTree{}
-	mi := &file_messages_tolerex_proto_msgTypes[24]
+	mi := &file_messages_tolerex_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1563,7 +1650,7 @@ func (x *NodeTree) String() string {
 func (*NodeTree) ProtoMessage() {}
 
 func (x *NodeTree) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[24]
+	mi := &file_messages_tolerex_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1576,7 +1663,7 @@ func (x *NodeTree) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeTree.ProtoReflect.Descriptor instead.
 func (*NodeTree) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{24}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *NodeTree) GetNodeAddress() string {
@@ -1617,7 +1704,7 @@ type TreeReply struct {
 
 func (x *TreeReply) Reset() {
 	*x = TreeReply{}
-	mi := &file_messages_tolerex_proto_msgTypes[25]
+	mi := &file_messages_tolerex_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1716,7 @@ func (x *TreeReply) String() string {
 func (*TreeReply) ProtoMessage() {}
 
 func (x *TreeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[25]
+	mi := &file_messages_tolerex_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1729,7 @@ func (x *TreeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeReply.ProtoReflect.Descriptor instead.
 func (*TreeReply) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{25}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TreeReply) GetTree() *NodeTree {
@@ -1669,7 +1756,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[26]
+	mi := &file_messages_tolerex_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1681,7 +1768,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[26]
+	mi := &file_messages_tolerex_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1694,7 +1781,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{26}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LogEntry) GetEntry() isLogEntry_Entry {
@@ -1781,7 +1868,7 @@ type PutEntry struct {
 
 func (x *PutEntry) Reset() {
 	*x = PutEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[27]
+	mi := &file_messages_tolerex_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +1880,7 @@ func (x *PutEntry) String() string {
 func (*PutEntry) ProtoMessage() {}
 
 func (x *PutEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[27]
+	mi := &file_messages_tolerex_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +1893,7 @@ func (x *PutEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutEntry.ProtoReflect.Descriptor instead.
 func (*PutEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{27}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PutEntry) GetId() int64 {
@@ -1848,7 +1935,7 @@ type DeleteEntry struct {
 
 func (x *DeleteEntry) Reset() {
 	*x = DeleteEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[28]
+	mi := &file_messages_tolerex_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1860,7 +1947,7 @@ func (x *DeleteEntry) String() string {
 func (*DeleteEntry) ProtoMessage() {}
 
 func (x *DeleteEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[28]
+	mi := &file_messages_tolerex_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1873,7 +1960,7 @@ func (x *DeleteEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntry.ProtoReflect.Descriptor instead.
 func (*DeleteEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{28}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeleteEntry) GetId() int64 {
@@ -1903,7 +1990,7 @@ type MemberEntry struct {
 
 func (x *MemberEntry) Reset() {
 	*x = MemberEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[29]
+	mi := &file_messages_tolerex_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +2002,7 @@ func (x *MemberEntry) String() string {
 func (*MemberEntry) ProtoMessage() {}
 
 func (x *MemberEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[29]
+	mi := &file_messages_tolerex_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2015,7 @@ func (x *MemberEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberEntry.ProtoReflect.Descriptor instead.
 func (*MemberEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{29}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MemberEntry) GetMemberId() string {
@@ -1963,7 +2050,7 @@ type EpochEntry struct {
 
 func (x *EpochEntry) Reset() {
 	*x = EpochEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[30]
+	mi := &file_messages_tolerex_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2062,7 @@ func (x *EpochEntry) String() string {
 func (*EpochEntry) ProtoMessage() {}
 
 func (x *EpochEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[30]
+	mi := &file_messages_tolerex_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2075,7 @@ func (x *EpochEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochEntry.ProtoReflect.Descriptor instead.
 func (*EpochEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{30}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *EpochEntry) GetEpoch() uint64 {
@@ -2008,7 +2095,7 @@ type ReplicaSet struct {
 
 func (x *ReplicaSet) Reset() {
 	*x = ReplicaSet{}
-	mi := &file_messages_tolerex_proto_msgTypes[31]
+	mi := &file_messages_tolerex_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +2107,7 @@ func (x *ReplicaSet) String() string {
 func (*ReplicaSet) ProtoMessage() {}
 
 func (x *ReplicaSet) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[31]
+	mi := &file_messages_tolerex_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +2120,7 @@ func (x *ReplicaSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaSet.ProtoReflect.Descriptor instead.
 func (*ReplicaSet) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{31}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReplicaSet) GetSlots() []uint32 {
@@ -2060,7 +2147,7 @@ type MetaSnapshot struct {
 
 func (x *MetaSnapshot) Reset() {
 	*x = MetaSnapshot{}
-	mi := &file_messages_tolerex_proto_msgTypes[32]
+	mi := &file_messages_tolerex_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2159,7 @@ func (x *MetaSnapshot) String() string {
 func (*MetaSnapshot) ProtoMessage() {}
 
 func (x *MetaSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[32]
+	mi := &file_messages_tolerex_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2172,7 @@ func (x *MetaSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaSnapshot.ProtoReflect.Descriptor instead.
 func (*MetaSnapshot) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{32}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MetaSnapshot) GetEpoch() uint64 {
@@ -2229,13 +2316,21 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\x05bytes\x18\x06 \x01(\x04R\x05bytes\"\"\n" +
 	"\fHeartbeatAck\x12\x12\n" +
 	"\x04slot\x18\x01 \x01(\rR\x04slot\"\r\n" +
-	"\vTreeRequest\"\x98\x01\n" +
+	"\vTreeRequest\"\xef\x01\n" +
 	"\tActorInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1a\n" +
 	"\brestarts\x18\x03 \x01(\rR\brestarts\x12\x18\n" +
 	"\amailbox\x18\x04 \x01(\x03R\amailbox\x121\n" +
-	"\bchildren\x18\x05 \x03(\v2\x15.tolerex.v1.ActorInfoR\bchildren\"\x8d\x01\n" +
+	"\bchildren\x18\x05 \x03(\v2\x15.tolerex.v1.ActorInfoR\bchildren\x12;\n" +
+	"\flast_failure\x18\x06 \x01(\v2\x18.tolerex.v1.ActorFailureR\vlastFailure\x12\x18\n" +
+	"\astopped\x18\a \x01(\bR\astopped\"}\n" +
+	"\fActorFailure\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12!\n" +
+	"\fmessage_type\x18\x02 \x01(\tR\vmessageType\x12\x1c\n" +
+	"\n" +
+	"at_unix_ms\x18\x03 \x01(\x03R\batUnixMs\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\rR\x05count\"\x8d\x01\n" +
 	"\bNodeTree\x12!\n" +
 	"\fnode_address\x18\x01 \x01(\tR\vnodeAddress\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1b\n" +
@@ -2310,7 +2405,7 @@ func file_messages_tolerex_proto_rawDescGZIP() []byte {
 }
 
 var file_messages_tolerex_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_messages_tolerex_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_messages_tolerex_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_messages_tolerex_proto_goTypes = []any{
 	(Op)(0),                  // 0: tolerex.v1.Op
 	(ReplyCode)(0),           // 1: tolerex.v1.ReplyCode
@@ -2339,16 +2434,17 @@ var file_messages_tolerex_proto_goTypes = []any{
 	(*HeartbeatAck)(nil),     // 24: tolerex.v1.HeartbeatAck
 	(*TreeRequest)(nil),      // 25: tolerex.v1.TreeRequest
 	(*ActorInfo)(nil),        // 26: tolerex.v1.ActorInfo
-	(*NodeTree)(nil),         // 27: tolerex.v1.NodeTree
-	(*TreeReply)(nil),        // 28: tolerex.v1.TreeReply
-	(*LogEntry)(nil),         // 29: tolerex.v1.LogEntry
-	(*PutEntry)(nil),         // 30: tolerex.v1.PutEntry
-	(*DeleteEntry)(nil),      // 31: tolerex.v1.DeleteEntry
-	(*MemberEntry)(nil),      // 32: tolerex.v1.MemberEntry
-	(*EpochEntry)(nil),       // 33: tolerex.v1.EpochEntry
-	(*ReplicaSet)(nil),       // 34: tolerex.v1.ReplicaSet
-	(*MetaSnapshot)(nil),     // 35: tolerex.v1.MetaSnapshot
-	nil,                      // 36: tolerex.v1.SelectorLoad.MessagesEntry
+	(*ActorFailure)(nil),     // 27: tolerex.v1.ActorFailure
+	(*NodeTree)(nil),         // 28: tolerex.v1.NodeTree
+	(*TreeReply)(nil),        // 29: tolerex.v1.TreeReply
+	(*LogEntry)(nil),         // 30: tolerex.v1.LogEntry
+	(*PutEntry)(nil),         // 31: tolerex.v1.PutEntry
+	(*DeleteEntry)(nil),      // 32: tolerex.v1.DeleteEntry
+	(*MemberEntry)(nil),      // 33: tolerex.v1.MemberEntry
+	(*EpochEntry)(nil),       // 34: tolerex.v1.EpochEntry
+	(*ReplicaSet)(nil),       // 35: tolerex.v1.ReplicaSet
+	(*MetaSnapshot)(nil),     // 36: tolerex.v1.MetaSnapshot
+	nil,                      // 37: tolerex.v1.SelectorLoad.MessagesEntry
 }
 var file_messages_tolerex_proto_depIdxs = []int32{
 	0,  // 0: tolerex.v1.ClientRequest.op:type_name -> tolerex.v1.Op
@@ -2357,7 +2453,7 @@ var file_messages_tolerex_proto_depIdxs = []int32{
 	4,  // 3: tolerex.v1.ClientReplyBatch.replies:type_name -> tolerex.v1.ClientReply
 	7,  // 4: tolerex.v1.SelectBatch.requests:type_name -> tolerex.v1.SelectReplicas
 	8,  // 5: tolerex.v1.SelectedBatch.replies:type_name -> tolerex.v1.ReplicasSelected
-	36, // 6: tolerex.v1.SelectorLoad.messages:type_name -> tolerex.v1.SelectorLoad.MessagesEntry
+	37, // 6: tolerex.v1.SelectorLoad.messages:type_name -> tolerex.v1.SelectorLoad.MessagesEntry
 	2,  // 7: tolerex.v1.ReadReply.status:type_name -> tolerex.v1.ReadStatus
 	13, // 8: tolerex.v1.StoreBatch.requests:type_name -> tolerex.v1.StoreRequest
 	14, // 9: tolerex.v1.StoreAckBatch.acks:type_name -> tolerex.v1.StoreAck
@@ -2365,19 +2461,20 @@ var file_messages_tolerex_proto_depIdxs = []int32{
 	16, // 11: tolerex.v1.ReadReplyBatch.replies:type_name -> tolerex.v1.ReadReply
 	17, // 12: tolerex.v1.PruneBatch.requests:type_name -> tolerex.v1.PruneRequest
 	26, // 13: tolerex.v1.ActorInfo.children:type_name -> tolerex.v1.ActorInfo
-	26, // 14: tolerex.v1.NodeTree.actors:type_name -> tolerex.v1.ActorInfo
-	27, // 15: tolerex.v1.TreeReply.tree:type_name -> tolerex.v1.NodeTree
-	30, // 16: tolerex.v1.LogEntry.put:type_name -> tolerex.v1.PutEntry
-	31, // 17: tolerex.v1.LogEntry.delete:type_name -> tolerex.v1.DeleteEntry
-	32, // 18: tolerex.v1.LogEntry.member:type_name -> tolerex.v1.MemberEntry
-	33, // 19: tolerex.v1.LogEntry.epoch:type_name -> tolerex.v1.EpochEntry
-	32, // 20: tolerex.v1.MetaSnapshot.members:type_name -> tolerex.v1.MemberEntry
-	34, // 21: tolerex.v1.MetaSnapshot.replica_sets:type_name -> tolerex.v1.ReplicaSet
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	27, // 14: tolerex.v1.ActorInfo.last_failure:type_name -> tolerex.v1.ActorFailure
+	26, // 15: tolerex.v1.NodeTree.actors:type_name -> tolerex.v1.ActorInfo
+	28, // 16: tolerex.v1.TreeReply.tree:type_name -> tolerex.v1.NodeTree
+	31, // 17: tolerex.v1.LogEntry.put:type_name -> tolerex.v1.PutEntry
+	32, // 18: tolerex.v1.LogEntry.delete:type_name -> tolerex.v1.DeleteEntry
+	33, // 19: tolerex.v1.LogEntry.member:type_name -> tolerex.v1.MemberEntry
+	34, // 20: tolerex.v1.LogEntry.epoch:type_name -> tolerex.v1.EpochEntry
+	33, // 21: tolerex.v1.MetaSnapshot.members:type_name -> tolerex.v1.MemberEntry
+	35, // 22: tolerex.v1.MetaSnapshot.replica_sets:type_name -> tolerex.v1.ReplicaSet
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_messages_tolerex_proto_init() }
@@ -2385,7 +2482,7 @@ func file_messages_tolerex_proto_init() {
 	if File_messages_tolerex_proto != nil {
 		return
 	}
-	file_messages_tolerex_proto_msgTypes[26].OneofWrappers = []any{
+	file_messages_tolerex_proto_msgTypes[27].OneofWrappers = []any{
 		(*LogEntry_Put)(nil),
 		(*LogEntry_Delete)(nil),
 		(*LogEntry_Member)(nil),
@@ -2397,7 +2494,7 @@ func file_messages_tolerex_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_tolerex_proto_rawDesc), len(file_messages_tolerex_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   34,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -103,14 +103,20 @@ type leader struct {
 	// written (0: none), so only one is in flight at a time.
 	snapshotAt uint64
 	active     bool
-	startedAt  time.Time
+	// unavailable says why the leader cannot serve at all (its metadata
+	// log could not be opened or read); every request is refused with it.
+	unavailable string
+	startedAt   time.Time
 	// early holds requests that arrived before the leader became active.
 	early []queued
 
 	selector   *actor.PID
 	membership *actor.PID
-	stopTicks  scheduler.CancelFunc
-	ticks      int
+	// clock times member requests; a stall of this process does not
+	// count against the members.
+	clock     *stallClock
+	stopTicks scheduler.CancelFunc
+	ticks     int
 
 	counter      uint64 // version counter inside the current epoch
 	epochPending bool
@@ -233,6 +239,7 @@ func (l *leader) start(ctx actor.Context) {
 	l.registering = make(map[string]bool)
 	l.busy = make(map[int64]*idQueue)
 	l.out = newOutbox()
+	l.clock = newStallClock(maxClockStep, time.Now())
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	mlog, err := metalog.Open(l.cfg.MetaDir, metalog.Options{
 		Sync:       l.cfg.Sync,
@@ -241,16 +248,20 @@ func (l *leader) start(ctx actor.Context) {
 		OnSnapshot: func(seq uint64, err error) { root.Send(self, &snapshotDone{seq: seq, err: err}) },
 	})
 	if err != nil {
-		panic(fmt.Errorf("open metadata log: %w", err))
+		l.becomeUnavailable(ctx, err)
+		return
 	}
-	l.metaLog = mlog
 	started := time.Now()
 	l.startedAt = started
-	state, applied, err := loadState(mlog)
+	state, applied, err := l.loadState(mlog)
 	if err != nil {
-		_ = mlog.Close()
-		panic(fmt.Errorf("load metadata: %w", err))
+		if closeErr := mlog.Close(); closeErr != nil {
+			l.log.Error().Err(closeErr).Msg("close metadata log")
+		}
+		l.becomeUnavailable(ctx, fmt.Errorf("metadata log unreadable: %w", err))
+		return
 	}
+	l.metaLog = mlog
 	l.state, l.appliedSeq = state, applied
 	l.log.Info().Int("messages", state.Len()).Int("members", len(state.Members())).
 		Uint64("epoch", state.Epoch()).Uint64("applied_seq", applied).Dur("took", time.Since(started)).Msg("metadata loaded")
@@ -266,8 +277,35 @@ func (l *leader) start(ctx actor.Context) {
 	// A new epoch makes every version minted from now on larger than any
 	// minted before; the leader serves once it is durable.
 	l.epochPending = true
-	l.propose(&proposal{entry: epochEntry(state.Epoch() + 1), started: time.Now()})
+	l.propose(ctx, &proposal{entry: epochEntry(state.Epoch() + 1), started: time.Now()})
+	if l.cfg.Status != nil {
+		l.cfg.Status.SetProblem("")
+	}
 	l.publishStatus()
+}
+
+// becomeUnavailable leaves the leader up but refusing every request,
+// because its metadata is out of reach: crashing would only reload the
+// same log in a loop. The gateway reports why as not ready.
+func (l *leader) becomeUnavailable(ctx actor.Context, err error) {
+	l.unavailable = err.Error()
+	l.state = meta.New()
+	l.log.Error().Err(err).Str("dir", l.cfg.MetaDir).
+		Msg("leader cannot serve: its metadata log is unreadable; every request is refused until the gateway restarts with a readable log")
+	if l.cfg.Status != nil {
+		l.cfg.Status.SetProblem(l.unavailable)
+	}
+	for _, q := range l.early {
+		l.refuseUnavailable(ctx, q.client, q.req)
+	}
+	l.early = nil
+	l.publishStatus()
+}
+
+// refuseUnavailable answers a request with the reason the leader cannot
+// serve. Nothing was run, so the error is definite.
+func (l *leader) refuseUnavailable(ctx actor.Context, client *actor.PID, req *messages.ClientRequest) {
+	l.replyError(ctx, client, req.GetRequestId(), "gateway unavailable: "+l.unavailable)
 }
 
 func (l *leader) spawn(ctx actor.Context, name, kind string, producer actor.Producer) *actor.PID {
@@ -319,10 +357,15 @@ func (l *leader) stop(ctx actor.Context, reason string) {
 }
 
 // loadState rebuilds the metadata from the newest snapshot and the log
-// entries after it.
-func loadState(mlog *metalog.Log) (*meta.State, uint64, error) {
+// entries after it. Replay is total: an entry that cannot be decoded or
+// that the state machine rejects (written by an older version, or by a
+// bug) is skipped, counted and logged, the same way on every replay, so it
+// can never keep the leader from starting. Only a snapshot that cannot be
+// read, or a log that is damaged, is an error.
+func (l *leader) loadState(mlog *metalog.Log) (*meta.State, uint64, error) {
 	state := meta.New()
 	var applied uint64
+	var rejected int
 	err := mlog.Load(
 		func(seq uint64, data []byte) error {
 			var snap messages.MetaSnapshot
@@ -337,17 +380,40 @@ func loadState(mlog *metalog.Log) (*meta.State, uint64, error) {
 			return nil
 		},
 		func(seq uint64, data []byte) error {
-			var e messages.LogEntry
-			if err := proto.Unmarshal(data, &e); err != nil {
-				return fmt.Errorf("decode entry %d: %w", seq, err)
-			}
-			if _, err := state.Apply(&e); err != nil {
-				return fmt.Errorf("apply entry %d: %w", seq, err)
-			}
 			applied = seq
+			var e messages.LogEntry
+			err := proto.Unmarshal(data, &e)
+			if err != nil {
+				err = fmt.Errorf("decode: %w", err)
+			} else {
+				_, err = state.Apply(&e)
+			}
+			if err != nil {
+				rejected++
+				l.rejectedEntry("replay", seq, err, rejected <= maxRejectionsLogged)
+			}
 			return nil
 		})
+	if rejected > maxRejectionsLogged {
+		l.log.Error().Int("rejected", rejected).Int("logged", maxRejectionsLogged).Msg("metadata log replay skipped more entries than were logged one by one")
+	}
 	return state, applied, err
+}
+
+// maxRejectionsLogged bounds the log lines about rejected entries per
+// replay.
+const maxRejectionsLogged = 20
+
+// rejectedEntry counts a log entry the state machine rejected, and logs it
+// if log is set.
+func (l *leader) rejectedEntry(when string, seq uint64, err error, log bool) {
+	if m := l.cfg.Metrics; m != nil {
+		m.RejectedEntries.WithLabelValues(when).Inc()
+	}
+	if log {
+		l.log.Error().Err(err).Uint64("seq", seq).Str("when", when).
+			Msg("metadata log entry rejected by the state machine; skipped (it changes nothing, on every replay)")
+	}
 }
 
 // entryID is the message id a put or delete entry is about.
@@ -365,16 +431,26 @@ func epochEntry(epoch uint64) *messages.LogEntry {
 	return &messages.LogEntry{Entry: &messages.LogEntry_Epoch{Epoch: &messages.EpochEntry{Epoch: epoch}}}
 }
 
-// propose appends an entry to the durable log; committed applies it.
-func (l *leader) propose(p *proposal) {
-	data, err := proto.Marshal(p.entry)
+// propose appends an entry to the durable log; committed applies it. It
+// first checks the entry against the state, so the log never holds an
+// entry the state machine would reject (one that would then be rejected
+// on every gateway and every replay); such an entry is a bug, and is
+// refused with an error instead.
+func (l *leader) propose(ctx actor.Context, p *proposal) error {
+	err := l.state.Check(p.entry)
+	var data []byte
+	if err == nil {
+		data, err = proto.Marshal(p.entry)
+	}
 	if err != nil {
-		// Marshal fails only for invalid UTF-8 in string fields, which
-		// member ids and addresses are checked against before.
-		l.log.Error().Err(err).Msg("encode log entry")
-		return
+		if m := l.cfg.Metrics; m != nil {
+			m.RefusedProposals.Inc()
+		}
+		l.log.Error().Err(err).Str("entry", p.entry.String()).Msg("refusing to log an invalid metadata entry (a bug)")
+		return fmt.Errorf("refused before it was logged: %w", err)
 	}
 	l.metaLog.Append(data, p)
+	return nil
 }
 
 // committed applies durable entries in log order and answers their
@@ -391,13 +467,7 @@ func (l *leader) committed(ctx actor.Context, batch []metalog.Committed) {
 		if c.Err != nil {
 			logErr = c.Err
 			l.log.Error().Err(c.Err).Msg("metadata log append failed")
-			if p.client != nil {
-				l.replyError(ctx, p.client, p.request, "metadata log write failed; the request was not applied")
-				l.finish(ctx, entryID(p.entry))
-			}
-			if p.memberID != "" {
-				delete(l.registering, p.memberID)
-			}
+			l.rejectedProposal(ctx, p, "outcome unknown: the metadata log write failed; read the id to see whether it took effect")
 			continue
 		}
 		var eff meta.Effect
@@ -407,13 +477,11 @@ func (l *leader) committed(ctx actor.Context, batch []metalog.Committed) {
 			eff, err = l.state.Apply(p.entry)
 			l.appliedSeq = c.Seq
 			if err != nil {
-				// A malformed entry changes nothing; its client must not
-				// hear OK for it.
-				l.log.Error().Err(err).Uint64("seq", c.Seq).Msg("apply committed entry")
-				if p.client != nil {
-					l.replyError(ctx, p.client, p.request, "internal error: the request was not applied")
-					l.finish(ctx, entryID(p.entry))
-				}
+				// propose checked it, so this is a bug; the entry changes
+				// nothing, here and on every replay, so its client hears a
+				// definite error and its copies are garbage.
+				l.rejectedEntry("commit", c.Seq, err, true)
+				l.rejectedProposal(ctx, p, "internal error: the request was not applied (nothing was stored)")
 				continue
 			}
 		} else {
@@ -431,6 +499,22 @@ func (l *leader) committed(ctx actor.Context, batch []metalog.Committed) {
 	}
 	l.maybeSnapshot(ctx)
 	l.publishStatus()
+}
+
+// rejectedProposal answers the client of a proposal that will not take
+// effect (or whose fate is unknown) with reason, drops the copies of a put
+// and releases what waited for it.
+func (l *leader) rejectedProposal(ctx actor.Context, p *proposal, reason string) {
+	if put := p.entry.GetPut(); put != nil {
+		l.pruneCopies(ctx, put.GetId(), put.GetVersion(), put.GetSize(), put.GetReplicas())
+	}
+	if p.client != nil {
+		l.replyError(ctx, p.client, p.request, reason)
+		l.finish(ctx, entryID(p.entry))
+	}
+	if p.memberID != "" {
+		delete(l.registering, p.memberID)
+	}
 }
 
 // replayedEffect reconstructs the client-visible outcome of an entry that
@@ -543,13 +627,15 @@ func (l *leader) snapshotDone(msg *snapshotDone) {
 
 // mintVersion returns a version larger than every version minted before,
 // in this epoch or any earlier one.
-func (l *leader) mintVersion() uint64 {
+func (l *leader) mintVersion(ctx actor.Context) uint64 {
 	l.counter++
 	if l.counter >= meta.MaxCounter/2 && !l.epochPending {
 		// Far ahead of need: move to a new epoch, which resets the counter
 		// once it commits.
 		l.epochPending = true
-		l.propose(&proposal{entry: epochEntry(l.state.Epoch() + 1), started: time.Now()})
+		if err := l.propose(ctx, &proposal{entry: epochEntry(l.state.Epoch() + 1), started: time.Now()}); err != nil {
+			l.epochPending = false
+		}
 	}
 	return l.state.Epoch()<<meta.EpochShift | l.counter
 }
@@ -595,6 +681,10 @@ func (l *leader) replyError(ctx actor.Context, client *actor.PID, request uint64
 }
 
 func (l *leader) clientRequest(ctx actor.Context, client *actor.PID, msg *messages.ClientRequest) {
+	if l.unavailable != "" {
+		l.refuseUnavailable(ctx, client, msg)
+		return
+	}
 	if !l.active {
 		if len(l.early) >= maxEarlyRequests {
 			l.replyError(ctx, client, msg.GetRequestId(), "leader is starting; retry shortly")
@@ -617,8 +707,11 @@ func (l *leader) startDelete(ctx actor.Context, client *actor.PID, msg *messages
 		l.finish(ctx, msg.GetId())
 		return
 	}
-	entry := &messages.LogEntry{Entry: &messages.LogEntry_Delete{Delete: &messages.DeleteEntry{Id: msg.GetId(), Version: l.mintVersion()}}}
-	l.propose(&proposal{entry: entry, client: client, request: msg.GetRequestId(), started: time.Now()})
+	entry := &messages.LogEntry{Entry: &messages.LogEntry_Delete{Delete: &messages.DeleteEntry{Id: msg.GetId(), Version: l.mintVersion(ctx)}}}
+	p := &proposal{entry: entry, client: client, request: msg.GetRequestId(), started: time.Now()}
+	if err := l.propose(ctx, p); err != nil {
+		l.rejectedProposal(ctx, p, "internal error: the delete was "+err.Error()+"; nothing changed")
+	}
 }
 
 // maybeActivate starts serving once the new epoch is durable and either
@@ -648,15 +741,21 @@ const maxEarlyRequests = 100_000
 
 func (l *leader) tick(ctx actor.Context) {
 	l.maybeActivate(ctx)
-	l.expire(ctx, time.Now())
+	l.expire(ctx, l.now())
 	l.ticks++
 	if l.ticks%loadReportTicks == 0 {
 		l.pushLoad(ctx)
 	}
 }
 
+// now reads the leader's clock.
+func (l *leader) now() time.Time { return l.clock.advance(time.Now()) }
+
 // Timing of the leader's housekeeping.
 const (
+	// maxClockStep is the most time one gap between two readings of the
+	// leader's clock counts for: several ticks.
+	maxClockStep    = 5 * tickInterval
 	tickInterval    = 50 * time.Millisecond
 	loadReportTicks = 20 // push exact per-member load to the selector every second
 )

@@ -51,6 +51,9 @@ type membership struct {
 	byAddr  map[string]string       // node address -> member id
 	sub     *eventstream.Subscription
 	stop    scheduler.CancelFunc
+	// clock times liveness; a stall of this process does not count
+	// against the members.
+	clock *stallClock
 }
 
 type memberState struct {
@@ -60,9 +63,10 @@ type memberState struct {
 	registered                    bool
 	registering                   time.Time // when registration was last asked for
 	alive, ready                  bool
-	lastReady                     bool // storage readiness in the last heartbeat
-	lastHeard                     time.Time
-	quarantinedUntil              time.Time
+	lastReady                     bool      // storage readiness in the last heartbeat
+	lastHeard                     time.Time // wall time, for display
+	heardAt                       time.Time // clock time of the last heartbeat
+	quarantinedUntil              time.Time // clock time
 	messages, bytes               uint64
 }
 
@@ -77,6 +81,7 @@ func (m *membership) Receive(ctx actor.Context) {
 	case *actor.Started:
 		m.members = make(map[string]*memberState)
 		m.byAddr = make(map[string]string)
+		m.clock = newStallClock(m.cfg.HeartbeatTimeout/2, time.Now())
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		m.sub = ctx.ActorSystem().EventStream.Subscribe(func(evt interface{}) {
 			if e, ok := evt.(*remote.EndpointTerminatedEvent); ok {
@@ -98,12 +103,12 @@ func (m *membership) Receive(ctx actor.Context) {
 	case *endpointDown:
 		m.endpointDown(ctx, msg.address)
 	case membershipTick:
-		m.expire(ctx, time.Now())
+		m.expire(ctx, m.clock.advance(time.Now()))
 	}
 }
 
 func (m *membership) heartbeat(ctx actor.Context, hb *messages.MemberHeartbeat) {
-	now := time.Now()
+	now := m.clock.advance(time.Now())
 	if hb.GetMemberId() == "" || hb.GetNodeAddress() == "" {
 		m.log.Warn().Str("from", senderAddress(ctx)).Msg("heartbeat without member id or node address; ignored")
 		return
@@ -125,7 +130,7 @@ func (m *membership) heartbeat(ctx actor.Context, hb *messages.MemberHeartbeat) 
 		st.registered = false // the new addresses must reach the log first
 	}
 	st.pid = ctx.Sender()
-	st.lastHeard, st.lastReady = now, hb.GetStorageReady()
+	st.lastHeard, st.heardAt, st.lastReady = time.Now(), now, hb.GetStorageReady()
 	st.messages, st.bytes = hb.GetMessages(), hb.GetBytes()
 	if !st.registered {
 		if now.Sub(st.registering) > registrationRetry {
@@ -154,7 +159,7 @@ func (m *membership) registered(ctx actor.Context, msg *memberRegistered) {
 	// The registration answers the heartbeat that asked for it: the member
 	// is up as of that heartbeat, so it is usable before it learns it is
 	// registered (and reports itself ready).
-	if time.Since(st.lastHeard) <= m.cfg.HeartbeatTimeout {
+	if m.clock.advance(time.Now()).Sub(st.heardAt) <= m.cfg.HeartbeatTimeout {
 		st.alive, st.ready = true, st.lastReady
 		m.log.Info().Str("member", st.id).Uint32("slot", st.slot).Str("node", st.nodeAddress).Bool("storage_ready", st.ready).Msg("member is up")
 		m.update(ctx, st)
@@ -170,16 +175,17 @@ func (m *membership) endpointDown(ctx actor.Context, address string) {
 		return
 	}
 	st.alive = false
-	st.quarantinedUntil = time.Now().Add(m.cfg.Quarantine)
+	st.quarantinedUntil = m.clock.advance(time.Now()).Add(m.cfg.Quarantine)
 	m.log.Warn().Str("member", st.id).Uint32("slot", st.slot).Str("node", address).Msg("member connection lost; member is down")
 	m.update(ctx, st)
 }
 
 func (m *membership) expire(ctx actor.Context, now time.Time) {
 	for _, st := range m.members {
-		if st.alive && now.Sub(st.lastHeard) > m.cfg.HeartbeatTimeout {
+		if st.alive && now.Sub(st.heardAt) > m.cfg.HeartbeatTimeout {
 			st.alive = false
-			m.log.Warn().Str("member", st.id).Uint32("slot", st.slot).Dur("silent_for", now.Sub(st.lastHeard)).Msg("member missed its heartbeats; member is down")
+			m.log.Warn().Str("member", st.id).Uint32("slot", st.slot).Dur("silent_for", now.Sub(st.heardAt)).
+				Dur("gateway_stalled_total", m.clock.skipped()).Msg("member missed its heartbeats; member is down")
 			m.update(ctx, st)
 		}
 	}
@@ -243,5 +249,7 @@ func (l *leader) registerMember(ctx actor.Context, r *registerMember) {
 	entry := &messages.LogEntry{Entry: &messages.LogEntry_Member{Member: &messages.MemberEntry{
 		MemberId: r.memberID, NodeAddress: r.nodeAddress, AdminAddress: r.adminAddress,
 	}}}
-	l.propose(&proposal{entry: entry, memberID: r.memberID, started: time.Now()})
+	if err := l.propose(ctx, &proposal{entry: entry, memberID: r.memberID, started: time.Now()}); err != nil {
+		delete(l.registering, r.memberID)
+	}
 }

@@ -22,21 +22,18 @@ type outstanding struct {
 }
 
 // write is one SET in progress: copies are stored on members until need
-// are durable, then the index entry is proposed.
+// are durable, then the index entry is proposed. Where the copies go is
+// decided by its placement.
 type write struct {
-	client    *actor.PID
-	request   uint64
-	id        int64
-	version   uint64
-	payload   []byte
-	need      int
-	stored    []uint32
-	tried     []uint32 // every slot chosen for this write
-	inflight  int      // store requests awaiting an answer
-	selecting int      // selections awaiting an answer
-	done      bool     // proposed or failed
-	failed    bool     // answered with an error
-	started   time.Time
+	client  *actor.PID
+	request uint64
+	id      int64
+	version uint64
+	payload []byte
+	place   *placement
+	done    bool // proposed or failed
+	failed  bool // answered with an error
+	started time.Time
 }
 
 // read is one GET in progress.
@@ -73,19 +70,23 @@ func (l *leader) startWrite(ctx actor.Context, client *actor.PID, msg *messages.
 		client:  client,
 		request: msg.GetRequestId(),
 		id:      msg.GetId(),
-		version: l.mintVersion(),
+		version: l.mintVersion(ctx),
 		payload: msg.GetPayload(),
-		need:    l.cfg.Tolerance,
 		started: time.Now(),
 	}
-	l.selectFor(ctx, w, w.need)
+	var first selection
+	w.place, first = newPlacement(l.cfg.Tolerance)
+	l.selectFor(ctx, w, &first)
 }
 
-func (l *leader) selectFor(ctx actor.Context, w *write, count int) {
+// selectFor asks the selector for members for w, if sel is not nil.
+func (l *leader) selectFor(ctx actor.Context, w *write, sel *selection) {
+	if sel == nil {
+		return
+	}
 	id := l.newRequestID()
 	l.selections[id] = w
-	w.selecting++
-	l.queueSelect(ctx, &messages.SelectReplicas{RequestId: id, Count: uint32(count), Exclude: slices.Clone(w.tried)})
+	l.queueSelect(ctx, &messages.SelectReplicas{RequestId: id, Count: uint32(sel.count), Exclude: sel.exclude})
 }
 
 func (l *leader) replicasSelected(ctx actor.Context, msg *messages.ReplicasSelected) {
@@ -94,21 +95,18 @@ func (l *leader) replicasSelected(ctx actor.Context, msg *messages.ReplicasSelec
 		return
 	}
 	delete(l.selections, msg.GetRequestId())
-	w.selecting--
 	if w.done {
 		return
 	}
-	if len(w.tried) == 0 && len(msg.GetMembers()) < w.need {
-		l.failWrite(ctx, w, fmt.Sprintf("not enough live members: have %d, need %d", msg.GetLive(), w.need))
+	send, next := w.place.selected(msg.GetMembers())
+	if w.place.refused {
+		l.failWrite(ctx, w, fmt.Sprintf("not enough live members: have %d, need %d", msg.GetLive(), w.place.need))
 		return
 	}
-	// Record every chosen member as tried before sending anything: a send
-	// that finds its member down asks for a replacement at once, and that
-	// request must exclude all of these.
-	w.tried = append(w.tried, msg.GetMembers()...)
-	for _, slot := range msg.GetMembers() {
+	for _, slot := range send {
 		l.sendStore(ctx, w, slot)
 	}
+	l.selectFor(ctx, w, next)
 	l.checkWrite(ctx, w)
 }
 
@@ -116,18 +114,17 @@ func (l *leader) sendStore(ctx actor.Context, w *write, slot uint32) {
 	v := l.slot(slot)
 	if v == nil || !v.usable() {
 		// Went down between selection and now: count it as a failed copy.
-		l.replace(ctx, w)
+		l.selectFor(ctx, w, w.place.copyFailed())
 		return
 	}
 	id := l.track(&outstanding{slot: slot, write: w}, l.cfg.StoreTimeout, &l.deadlines.stores)
-	w.inflight++
 	l.queueStore(ctx, slot, &messages.StoreRequest{RequestId: id, Id: w.id, Version: w.version, Payload: w.payload})
 }
 
 // track registers an outstanding member request and returns its id.
 func (l *leader) track(o *outstanding, timeout time.Duration, queue *list.List) uint64 {
 	id := l.newRequestID()
-	o.sent = time.Now()
+	o.sent = l.now()
 	o.deadline = o.sent.Add(timeout)
 	l.requests[id] = o
 	l.members[o.slot].inflight++
@@ -158,24 +155,23 @@ func (l *leader) storeAck(ctx actor.Context, from uint32, fromKnown bool, msg *m
 		return
 	}
 	w := o.write
-	w.inflight--
-	if msg.GetError() == "" && w.done && (w.failed || !slices.Contains(w.stored, o.slot)) {
-		// A copy landed for a write that failed, or that completed with
-		// other members: drop it.
-		l.pruneCopies(ctx, w.id, w.version, uint32(len(w.payload)), []uint32{o.slot})
-		return
-	}
 	if w.done {
+		if msg.GetError() == "" && (w.failed || !slices.Contains(w.place.stored, o.slot)) {
+			// A copy landed for a write that failed, or that completed
+			// with other members: drop it.
+			l.pruneCopies(ctx, w.id, w.version, uint32(len(w.payload)), []uint32{o.slot})
+		}
 		return
 	}
 	if msg.GetError() != "" {
 		l.log.Warn().Uint32("slot", o.slot).Str("error", msg.GetError()).Int64("id", w.id).Msg("member failed to store; replacing it")
 		l.countReplicaFailure("error")
-		l.replace(ctx, w)
+		l.selectFor(ctx, w, w.place.copyFailed())
+		l.checkWrite(ctx, w)
 		return
 	}
-	w.stored = append(w.stored, o.slot)
-	if m := l.cfg.Metrics; m != nil && len(w.stored) == w.need {
+	w.place.copyStored(o.slot)
+	if m := l.cfg.Metrics; m != nil && w.place.complete() {
 		m.FanoutSeconds.Observe(time.Since(w.started).Seconds())
 	}
 	l.checkWrite(ctx, w)
@@ -184,13 +180,13 @@ func (l *leader) storeAck(ctx actor.Context, from uint32, fromKnown bool, msg *m
 // storeFailed handles a store that timed out or whose member went down.
 func (l *leader) storeFailed(ctx actor.Context, o *outstanding, reason string) {
 	w := o.write
-	w.inflight--
 	if w.done {
 		return
 	}
 	l.log.Warn().Uint32("slot", o.slot).Str("reason", reason).Int64("id", w.id).Msg("store failed; replacing member")
 	l.countReplicaFailure(reason)
-	l.replace(ctx, w)
+	l.selectFor(ctx, w, w.place.copyFailed())
+	l.checkWrite(ctx, w)
 }
 
 // indexedOn reports whether the index names slot as a holder of version
@@ -200,24 +196,23 @@ func (l *leader) indexedOn(id int64, version uint64, slot uint32) bool {
 	return ok && v == version && slices.Contains(replicas, slot)
 }
 
-func (l *leader) replace(ctx actor.Context, w *write) {
-	l.selectFor(ctx, w, 1)
-}
-
 // checkWrite proposes a write that has all its copies, or fails one that
 // can no longer get them.
 func (l *leader) checkWrite(ctx actor.Context, w *write) {
 	switch {
 	case w.done:
-	case len(w.stored) >= w.need:
-		w.done = true
+	case w.place.complete():
 		entry := &messages.LogEntry{Entry: &messages.LogEntry_Put{Put: &messages.PutEntry{
-			Id: w.id, Version: w.version, Replicas: slices.Clone(w.stored), Size: uint32(len(w.payload)),
+			Id: w.id, Version: w.version, Replicas: w.place.replicas(), Size: uint32(len(w.payload)),
 		}}}
-		l.propose(&proposal{entry: entry, client: w.client, request: w.request, started: time.Now()})
-	case w.selecting == 0 && len(w.stored)+w.inflight < w.need:
+		if err := l.propose(ctx, &proposal{entry: entry, client: w.client, request: w.request, started: time.Now()}); err != nil {
+			l.failWrite(ctx, w, "internal error: the write was "+err.Error()+"; nothing was stored")
+			return
+		}
+		w.done = true
+	case w.place.hopeless():
 		l.failWrite(ctx, w, fmt.Sprintf("could not store %d copies: have %d, need %d (live members: %d)",
-			w.need, len(w.stored), w.need, l.liveCount()))
+			w.place.need, len(w.place.stored), w.place.need, l.liveCount()))
 	}
 }
 
@@ -230,7 +225,7 @@ func (l *leader) failWrite(ctx actor.Context, w *write, reason string) {
 	l.replyError(ctx, w.client, w.request, reason)
 	// The copies already stored will never be read: drop them. Copies
 	// still in flight are dropped when their acks arrive (storeAck).
-	l.pruneCopies(ctx, w.id, w.version, uint32(len(w.payload)), w.stored)
+	l.pruneCopies(ctx, w.id, w.version, uint32(len(w.payload)), w.place.stored)
 	l.finish(ctx, w.id)
 }
 

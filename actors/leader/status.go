@@ -1,6 +1,7 @@
 package leader
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,31 @@ type Status struct {
 	Active atomic.Bool
 	// Messages is the number of indexed messages.
 	Messages atomic.Int64
+	// problem says why the leader cannot serve, if it is not merely
+	// starting: its metadata log is unreadable, or it crashed too often
+	// and was stopped.
+	problem atomic.Pointer[string]
+}
+
+// SetProblem records why the leader cannot serve; "" clears it.
+func (s *Status) SetProblem(problem string) {
+	if problem == "" {
+		s.problem.Store(nil)
+		return
+	}
+	s.problem.Store(&problem)
+}
+
+// NotReady says why the leader does not serve requests (the gateway's
+// /readyz reason), or nil when it does.
+func (s *Status) NotReady() error {
+	if p := s.problem.Load(); p != nil {
+		return errors.New(*p)
+	}
+	if !s.Active.Load() {
+		return errors.New("leader not active yet")
+	}
+	return nil
 }
 
 func (l *leader) publishStatus() {

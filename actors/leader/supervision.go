@@ -1,25 +1,32 @@
 package leader
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
+	"github.com/tolerex/tolerex/actors/tree"
 	"github.com/tolerex/tolerex/messages"
 )
 
 // Strategy supervises the leader: it restarts a crashed leader (which
 // reloads its state from the metadata log) at most maxRestarts times a
-// minute, and answers the client whose request was being handled when it
-// crashed, so that client's connection is not held up forever. Spawn the
-// leader with root.Copy().WithGuardian(Strategy(log)) (WithGuardian changes the context it is called on).
-func Strategy(log zerolog.Logger) actor.SupervisorStrategy {
-	return &strategy{log: log}
+// minute, and answers the client requests of the batch it crashed on, so
+// their connections are not held up forever. Every crash is logged at
+// error level with its panic value and stack. A leader that keeps crashing
+// is stopped; status then says why (the gateway's /readyz), and requests
+// sent to it afterwards are answered by the gateway's dead-letter handler.
+// Spawn the leader with root.Copy().WithGuardian(Strategy(log, status))
+// (WithGuardian changes the context it is called on).
+func Strategy(log zerolog.Logger, status *Status) actor.SupervisorStrategy {
+	return &strategy{log: log, status: status}
 }
 
 type strategy struct {
-	log zerolog.Logger
+	log    zerolog.Logger
+	status *Status
 }
 
 const (
@@ -27,24 +34,47 @@ const (
 	restartWindow = time.Minute
 )
 
+// outcomeUnknown answers requests whose fate a crash left open.
+const outcomeUnknown = "outcome unknown: the leader crashed while handling this request; read the id to see whether it took effect"
+
 func (s *strategy) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason interface{}, message interface{}) {
 	if env, ok := message.(*actor.MessageEnvelope); ok && env.Sender != nil {
-		if req, ok := env.Message.(*messages.ClientRequest); ok {
-			system.Root.Send(env.Sender, &messages.ClientReply{
-				RequestId: req.GetRequestId(),
-				Code:      messages.ReplyCode_REPLY_ERROR,
-				Error:     "internal error in the leader; the outcome of this request is unknown",
-			})
-		}
+		answerCrashed(system, env.Sender, env.Message)
 	}
 	rs.Fail()
-	if rs.NumberOfFailures(restartWindow) > maxRestarts {
-		s.log.Error().Str("actor", child.Id).Interface("reason", reason).Msg("leader keeps crashing; stopping it")
+	failures := rs.NumberOfFailures(restartWindow)
+	text, stack := tree.Reason(reason)
+	log := s.log.With().Str("actor", child.Id).Str("reason", text).Str("stack", stack).Int("failures_in_window", failures).Logger()
+	if failures > maxRestarts {
+		log.Error().Msg("leader keeps crashing; stopping it")
+		if s.status != nil {
+			s.status.SetProblem(fmt.Sprintf("leader stopped after %d crashes within %s; last: %s", failures, restartWindow, text))
+		}
 		system.EventStream.Publish(&actor.SupervisorEvent{Child: child, Reason: reason, Directive: actor.StopDirective})
 		sup.StopChildren(child)
 		return
 	}
-	s.log.Error().Str("actor", child.Id).Interface("reason", reason).Msg("leader crashed; restarting it from the metadata log")
+	log.Error().Msg("leader crashed; restarting it from the metadata log")
 	system.EventStream.Publish(&actor.SupervisorEvent{Child: child, Reason: reason, Directive: actor.RestartDirective})
 	sup.RestartChildren(child)
+}
+
+// answerCrashed answers the client requests in the message the leader
+// crashed on: their outcome is unknown (a write may have reached the log).
+func answerCrashed(system *actor.ActorSystem, sender *actor.PID, msg any) {
+	var requests []*messages.ClientRequest
+	switch m := msg.(type) {
+	case *messages.ClientRequest:
+		requests = []*messages.ClientRequest{m}
+	case *messages.ClientBatch:
+		requests = m.GetRequests()
+	}
+	if len(requests) == 0 {
+		return
+	}
+	replies := make([]*messages.ClientReply, len(requests))
+	for i, req := range requests {
+		replies[i] = &messages.ClientReply{RequestId: req.GetRequestId(), Code: messages.ReplyCode_REPLY_ERROR, Error: outcomeUnknown}
+	}
+	system.Root.Send(sender, &messages.ClientReplyBatch{Replies: replies})
 }

@@ -195,7 +195,8 @@ func (s *supervisor) HandleFailure(system *actor.ActorSystem, sup actor.Supervis
 	policy := s.cfg.Restart
 	rs.Fail()
 	failures := rs.NumberOfFailures(policy.Window)
-	log := s.cfg.Logger.With().Str("actor", child.Id).Interface("reason", reason).Int("failures_in_window", failures).Logger()
+	text, stack := tree.Reason(reason)
+	log := s.cfg.Logger.With().Str("actor", child.Id).Str("reason", text).Str("stack", stack).Int("failures_in_window", failures).Logger()
 	if failures > policy.MaxRestarts {
 		log.Error().Dur("window", policy.Window).Msg("actor keeps crashing; stopping it")
 		s.cfg.Status.GaveUp.Store(true)
@@ -204,7 +205,7 @@ func (s *supervisor) HandleFailure(system *actor.ActorSystem, sup actor.Supervis
 		return
 	}
 	backoff := policy.Backoff(failures)
-	log.Warn().Dur("backoff", backoff).Msg("actor crashed; restarting it")
+	log.Error().Dur("backoff", backoff).Msg("actor crashed; restarting it")
 	system.EventStream.Publish(&actor.SupervisorEvent{Child: child, Reason: reason, Directive: actor.RestartDirective})
 	time.AfterFunc(backoff, func() { sup.RestartChildren(child) })
 }

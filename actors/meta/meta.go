@@ -77,47 +77,75 @@ type Effect struct {
 	PruneSize uint32
 }
 
-// Apply applies one log entry. It returns an error only for an entry that
-// is malformed (which a correct leader never writes); the state is
-// unchanged then.
-func (s *State) Apply(e *messages.LogEntry) (Effect, error) {
+// Check reports whether Apply would accept e, without changing anything:
+// the leader checks every entry before it appends it, so the log never
+// holds an entry that every replica would reject. It returns the error
+// Apply would return.
+func (s *State) Check(e *messages.LogEntry) error {
 	switch x := e.GetEntry().(type) {
 	case *messages.LogEntry_Put:
-		return s.applyPut(x.Put)
+		return s.checkPut(x.Put)
+	case *messages.LogEntry_Delete, *messages.LogEntry_Epoch:
+		return nil
+	case *messages.LogEntry_Member:
+		if x.Member.GetMemberId() == "" {
+			return fmt.Errorf("apply member: empty member id")
+		}
+		return nil
+	default:
+		return fmt.Errorf("apply: log entry of unknown kind %T", x)
+	}
+}
+
+// Apply applies one log entry. It rejects an entry that Check rejects (one
+// a correct leader never writes: it checks before appending); the state is
+// unchanged then, so applying the same log always gives the same state.
+func (s *State) Apply(e *messages.LogEntry) (Effect, error) {
+	if err := s.Check(e); err != nil {
+		return Effect{}, err
+	}
+	switch x := e.GetEntry().(type) {
+	case *messages.LogEntry_Put:
+		return s.applyPut(x.Put), nil
 	case *messages.LogEntry_Delete:
 		return s.applyDelete(x.Delete), nil
 	case *messages.LogEntry_Member:
-		return s.applyMember(x.Member)
+		return s.applyMember(x.Member), nil
 	case *messages.LogEntry_Epoch:
 		if x.Epoch.GetEpoch() > s.epoch {
 			s.epoch = x.Epoch.GetEpoch()
 		}
-		return Effect{}, nil
-	default:
-		return Effect{}, fmt.Errorf("apply: log entry of unknown kind %T", x)
 	}
+	return Effect{}, nil
 }
 
-func (s *State) applyPut(p *messages.PutEntry) (Effect, error) {
+// checkPut rejects a put without replicas, naming an unregistered member,
+// or naming one member twice.
+func (s *State) checkPut(p *messages.PutEntry) error {
 	if len(p.GetReplicas()) == 0 {
-		return Effect{}, fmt.Errorf("apply put %d: no replicas", p.GetId())
+		return fmt.Errorf("apply put %d: no replicas", p.GetId())
 	}
 	for i, slot := range p.GetReplicas() {
 		if int(slot) >= len(s.members) {
-			return Effect{}, fmt.Errorf("apply put %d: unknown member slot %d", p.GetId(), slot)
+			return fmt.Errorf("apply put %d: unknown member slot %d", p.GetId(), slot)
 		}
 		if slices.Contains(p.GetReplicas()[:i], slot) {
-			return Effect{}, fmt.Errorf("apply put %d: member slot %d named twice", p.GetId(), slot)
+			return fmt.Errorf("apply put %d: member slot %d named twice", p.GetId(), slot)
 		}
 	}
+	return nil
+}
+
+// applyPut applies a put that checkPut accepted.
+func (s *State) applyPut(p *messages.PutEntry) Effect {
 	old, existed := s.index[p.GetId()]
 	switch {
 	case existed && p.GetVersion() == old.version:
-		return Effect{Existed: true}, nil // applied twice: nothing to do
+		return Effect{Existed: true} // applied twice: nothing to do
 	case existed && p.GetVersion() < old.version:
 		// A concurrent newer put won; the copies of this one are garbage.
 		return Effect{Existed: true, Stale: true, PruneSlots: slices.Clone(p.GetReplicas()),
-			PruneVersion: p.GetVersion(), PruneSize: p.GetSize()}, nil
+			PruneVersion: p.GetVersion(), PruneSize: p.GetSize()}
 	}
 	set := s.intern(p.GetReplicas())
 	s.index[p.GetId()] = record{version: p.GetVersion(), set: set, size: p.GetSize()}
@@ -128,7 +156,7 @@ func (s *State) applyPut(p *messages.PutEntry) (Effect, error) {
 		eff.PruneSlots = slices.Clone(s.sets[old.set])
 		eff.PruneVersion, eff.PruneSize = old.version, old.size
 	}
-	return eff, nil
+	return eff
 }
 
 func (s *State) applyDelete(d *messages.DeleteEntry) Effect {
@@ -141,10 +169,9 @@ func (s *State) applyDelete(d *messages.DeleteEntry) Effect {
 	return Effect{Existed: true, PruneSlots: slices.Clone(s.sets[old.set]), PruneVersion: old.version, PruneSize: old.size}
 }
 
-func (s *State) applyMember(m *messages.MemberEntry) (Effect, error) {
-	if m.GetMemberId() == "" {
-		return Effect{}, fmt.Errorf("apply member: empty member id")
-	}
+// applyMember registers a member (Check rejected an empty id) or updates
+// its addresses.
+func (s *State) applyMember(m *messages.MemberEntry) Effect {
 	slot, known := s.slotOf[m.GetMemberId()]
 	if !known {
 		slot = uint32(len(s.members))
@@ -154,7 +181,7 @@ func (s *State) applyMember(m *messages.MemberEntry) (Effect, error) {
 	}
 	s.members[slot].NodeAddress = m.GetNodeAddress()
 	s.members[slot].AdminAddress = m.GetAdminAddress()
-	return Effect{Slot: slot}, nil
+	return Effect{Slot: slot}
 }
 
 // intern returns the id of a replica set, adding it if new. The set is
@@ -316,9 +343,10 @@ func Restore(snap *messages.MetaSnapshot) (*State, error) {
 		if _, dup := s.slotOf[m.GetMemberId()]; dup {
 			return nil, fmt.Errorf("restore snapshot: member %q appears twice", m.GetMemberId())
 		}
-		if _, err := s.applyMember(m); err != nil {
-			return nil, fmt.Errorf("restore snapshot: %w", err)
+		if m.GetMemberId() == "" {
+			return nil, fmt.Errorf("restore snapshot: empty member id")
 		}
+		s.applyMember(m)
 	}
 	setMap := make([]uint32, len(snap.GetReplicaSets()))
 	for i, rs := range snap.GetReplicaSets() {

@@ -324,7 +324,14 @@ func TestApply(t *testing.T) {
 			s := meta.New()
 			mustApply(t, s, tt.prior...)
 			before := dumpState(s, ids)
+			checkErr := s.Check(tt.entry)
+			if !reflect.DeepEqual(dumpState(s, ids), before) {
+				t.Fatalf("Check changed the state")
+			}
 			eff, err := s.Apply(tt.entry)
+			if (checkErr != nil) != (err != nil) {
+				t.Fatalf("Check error = %v, Apply error = %v: they must agree", checkErr, err)
+			}
 			if (err != nil) != tt.want.err {
 				t.Fatalf("Apply error = %v, want error %v", err, tt.want.err)
 			}
@@ -616,7 +623,11 @@ func TestApplyRandomizedMatchesModelAndCounts(t *testing.T) {
 	kinds := make(map[string]int)
 	for step := range steps {
 		e := gen.next()
+		checkErr := s.Check(e)
 		eff, err := s.Apply(e)
+		if (checkErr == nil) != (err == nil) {
+			t.Fatalf("step %d: %v: Check error %v, Apply error %v: they must agree", step, e, checkErr, err)
+		}
 		wantEff, wantOK := ref.apply(e)
 		kind := fmt.Sprintf("%T", e.GetEntry())
 		switch {

@@ -7,9 +7,12 @@
 package tree
 
 import (
+	"fmt"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +34,45 @@ type liveActor struct {
 	kind     string
 	restarts atomic.Uint32
 	mailbox  *mailboxDepth
+	// Guarded by Registry.mu:
+	failure  *messages.ActorFailure // the last crash, if any
+	crashed  bool                   // crashed, and not restarted since
+	stopped  bool                   // stopped for good after a crash
+	failures uint32
+}
+
+// Failure is what an actor spawned from a Registry's props panics with as
+// far as its supervisor can see: the registry's middleware recovers the
+// original panic, records it, and panics again with a Failure that keeps
+// the value and the stack where it happened (protoactor hands supervisors
+// the panic value only, and its stack is gone by then).
+type Failure struct {
+	// Value is what the actor panicked with.
+	Value any
+	// Stack is the goroutine's stack at the panic.
+	Stack []byte
+	// MessageType is the Go type of the message being handled.
+	MessageType string
+}
+
+// Error returns the panic value as text.
+func (f *Failure) Error() string { return fmt.Sprint(f.Value) }
+
+// Unwrap returns the panic value if it is an error.
+func (f *Failure) Unwrap() error {
+	if err, ok := f.Value.(error); ok {
+		return err
+	}
+	return nil
+}
+
+// Reason returns the text of a supervisor's failure reason and, if the
+// actor came from a Registry's props, the stack of its panic.
+func Reason(reason any) (text string, stack string) {
+	if f, ok := reason.(*Failure); ok {
+		return f.Error(), string(f.Stack)
+	}
+	return fmt.Sprint(reason), ""
 }
 
 // NewRegistry returns an empty registry. Actors spawned from its props run
@@ -61,10 +103,19 @@ func (r *Registry) Props(kind string, producer actor.Producer, opts ...actor.Pro
 			handled := false
 			defer func() {
 				depth.busy.Add(-1)
-				if !handled {
-					// The handler panicked: the mailbox skips MessageReceived
-					// for the message, so take it off the depth here.
-					depth.depth.Add(-1)
+				if handled {
+					return
+				}
+				// The handler panicked: the mailbox skips MessageReceived
+				// for the message, so take it off the depth here.
+				depth.depth.Add(-1)
+				if p := recover(); p != nil {
+					f, ok := p.(*Failure)
+					if !ok {
+						f = &Failure{Value: p, Stack: debug.Stack(), MessageType: fmt.Sprintf("%T", env.Message)}
+					}
+					r.failed(ctx.Self(), f)
+					panic(f)
 				}
 			}()
 			next(ctx, env)
@@ -85,7 +136,7 @@ func (r *Registry) Props(kind string, producer actor.Producer, opts ...actor.Pro
 func (r *Registry) started(self, parent *actor.PID, kind string, depth *mailboxDepth) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.actors[self.Id]; ok {
+	if a, ok := r.actors[self.Id]; ok && !a.stopped {
 		return // a restart: keep the counters
 	}
 	a := &liveActor{id: self.Id, kind: kind, mailbox: depth}
@@ -100,14 +151,60 @@ func (r *Registry) restarting(self *actor.PID) {
 	defer r.mu.Unlock()
 	if a, ok := r.actors[self.Id]; ok {
 		a.restarts.Add(1)
+		a.crashed = false
 	}
 }
 
+// failed records a crash of self.
+func (r *Registry) failed(self *actor.PID, f *Failure) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if a, ok := r.actors[self.Id]; ok {
+		a.failures++
+		a.crashed = true
+		a.failure = &messages.ActorFailure{
+			Reason:      f.Error(),
+			MessageType: f.MessageType,
+			AtUnixMs:    time.Now().UnixMilli(),
+			Count:       a.failures,
+		}
+	}
+}
+
+// stopped removes an actor that stopped, unless its supervisor stopped it
+// after a crash: that one stays, marked stopped, so the tree shows why a
+// part of the node is gone.
 func (r *Registry) stopped(self *actor.PID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.actors, self.Id)
+	a, ok := r.actors[self.Id]
+	if !ok || !a.crashed {
+		delete(r.actors, self.Id)
+		return
+	}
+	a.stopped = true
+	a.mailbox = &mailboxDepth{}
+	// Keep the most recent few: a node whose client sessions crash now
+	// and then must not grow its tree without bound.
+	var oldest *liveActor
+	kept := 0
+	for _, b := range r.actors {
+		if !b.stopped {
+			continue
+		}
+		kept++
+		if oldest == nil || b.failure.GetAtUnixMs() < oldest.failure.GetAtUnixMs() {
+			oldest = b
+		}
+	}
+	if kept > maxStoppedShown {
+		delete(r.actors, oldest.id)
+	}
 }
+
+// maxStoppedShown bounds the actors kept in the tree after their
+// supervisor stopped them.
+const maxStoppedShown = 16
 
 // Restarts returns how often the actor with the given PID id was restarted,
 // and whether it is live.
@@ -129,10 +226,12 @@ func (r *Registry) Snapshot() []*messages.ActorInfo {
 	parents := make(map[string]string, len(r.actors))
 	for id, a := range r.actors {
 		infos[id] = &messages.ActorInfo{
-			Id:       id,
-			Kind:     a.kind,
-			Restarts: a.restarts.Load(),
-			Mailbox:  a.mailbox.waiting(),
+			Id:          id,
+			Kind:        a.kind,
+			Restarts:    a.restarts.Load(),
+			Mailbox:     a.mailbox.waiting(),
+			LastFailure: a.failure,
+			Stopped:     a.stopped,
 		}
 		parents[id] = a.parent
 	}
@@ -232,6 +331,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	byKind := make(map[string]*agg)
 	c.registry.mu.Lock()
 	for _, a := range c.registry.actors {
+		if a.stopped {
+			continue
+		}
 		g := byKind[a.kind]
 		if g == nil {
 			g = &agg{}

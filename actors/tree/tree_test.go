@@ -285,6 +285,9 @@ func TestRestartsAreCounted(t *testing.T) {
 		if got := find(snap, "sup/crashy").GetRestarts(); got != want {
 			t.Errorf("Snapshot restarts of sup/crashy = %d, want %d", got, want)
 		}
+		if f := find(snap, "sup/crashy").GetLastFailure(); f.GetCount() != want || f.GetReason() != "crash requested by the test" {
+			t.Errorf("last failure of sup/crashy = %v, want crash number %d", f, want)
+		}
 		// The message that crashed the actor is gone: it must not stay
 		// counted in the mailbox.
 		eventually(t, func() (bool, string) {
@@ -446,5 +449,61 @@ func TestMailboxAware(t *testing.T) {
 	}
 	if want := []int64{2, 1, 0}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("Waiting() while handling 3 queued messages = %v, want %v", got, want)
+	}
+}
+
+// stopOnFailure is a supervisor strategy that hands the failure reason to
+// the test and stops the child.
+type stopOnFailure struct{ reasons chan any }
+
+func (s stopOnFailure) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason interface{}, _ interface{}) {
+	s.reasons <- reason
+	sup.StopChildren(child)
+}
+
+func TestCrashesAreRecordedWithTheirStack(t *testing.T) {
+	system := quietSystem(t)
+	registry := tree.NewRegistry(nil)
+	sig := newSignals()
+	strategy := stopOnFailure{reasons: make(chan any, 1)}
+	spawnNamed(t, system, registry.Props("supervisor", sig.producer(registry, child{name: "crashy", kind: "crashy"}),
+		actor.WithSupervisor(strategy)), "sup")
+	await(t, sig.started, 2, "sup and sup/crashy to start")
+	system.Root.Send(system.NewLocalPID("sup/crashy"), crash{})
+
+	reason := await(t, strategy.reasons, 1, "the supervisor to see the crash")[0]
+	f, ok := reason.(*tree.Failure)
+	if !ok {
+		t.Fatalf("supervisor got %T (%v), want *tree.Failure", reason, reason)
+	}
+	if f.Error() != "crash requested by the test" || f.MessageType != "tree_test.crash" {
+		t.Errorf("failure = %q on %s, want the panic value on tree_test.crash", f.Error(), f.MessageType)
+	}
+	if !strings.Contains(string(f.Stack), "(*testActor).Receive") {
+		t.Errorf("failure stack does not show where it panicked:\n%s", f.Stack)
+	}
+	if text, stack := tree.Reason(reason); text != f.Error() || stack != string(f.Stack) {
+		t.Errorf("Reason = %q, %d-byte stack; want the failure's", text, len(stack))
+	}
+	if text, stack := tree.Reason("plain"); text != "plain" || stack != "" {
+		t.Errorf("Reason(plain) = %q, %q", text, stack)
+	}
+
+	// Stopped after the crash: it stays in the tree, marked, with its
+	// failure; an actor stopped normally goes (TestStoppedActorsDisappear).
+	eventually(t, func() (bool, string) {
+		a := find(registry.Snapshot(), "sup/crashy")
+		return a.GetStopped(), fmt.Sprintf("sup/crashy in the tree: %v", a)
+	})
+	lf := find(registry.Snapshot(), "sup/crashy").GetLastFailure()
+	if lf.GetReason() != "crash requested by the test" || lf.GetCount() != 1 || lf.GetMessageType() != "tree_test.crash" {
+		t.Errorf("last failure = %v", lf)
+	}
+	view := tree.ViewOf(registry.Local("node", "gateway", ""))
+	if len(view.Actors) != 1 || len(view.Actors[0].Children) != 1 {
+		t.Fatalf("view = %+v, want sup with one child", view.Actors)
+	}
+	if c := view.Actors[0].Children[0]; !c.Stopped || c.LastFailure == nil || c.LastFailure.Reason != "crash requested by the test" {
+		t.Errorf("view of sup/crashy = %+v, want it stopped with its failure", c)
 	}
 }

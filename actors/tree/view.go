@@ -1,6 +1,10 @@
 package tree
 
-import "github.com/tolerex/tolerex/messages"
+import (
+	"time"
+
+	"github.com/tolerex/tolerex/messages"
+)
 
 // NodeView is the JSON form of one node's supervision tree (/api/tree).
 type NodeView struct {
@@ -14,11 +18,24 @@ type NodeView struct {
 
 // ActorView is the JSON form of one actor and its children.
 type ActorView struct {
-	ID       string      `json:"id"`
-	Kind     string      `json:"kind"`
-	Restarts uint32      `json:"restarts"`
-	Mailbox  int64       `json:"mailbox"`
-	Children []ActorView `json:"children,omitempty"`
+	ID       string `json:"id"`
+	Kind     string `json:"kind"`
+	Restarts uint32 `json:"restarts"`
+	Mailbox  int64  `json:"mailbox"`
+	// Stopped is set for an actor its supervisor stopped for good after
+	// a crash.
+	Stopped     bool         `json:"stopped,omitempty"`
+	LastFailure *FailureView `json:"last_failure,omitempty"`
+	Children    []ActorView  `json:"children,omitempty"`
+}
+
+// FailureView is the JSON form of an actor's last crash.
+type FailureView struct {
+	Reason      string    `json:"reason"`
+	MessageType string    `json:"message_type"`
+	At          time.Time `json:"at"`
+	// Count is how often the actor crashed since its node started.
+	Count uint32 `json:"count"`
 }
 
 // ClusterView is the JSON form of every node's tree.
@@ -45,13 +62,23 @@ func (r *Registry) Local(nodeAddress, role, memberID string) *messages.NodeTree 
 func actorViews(infos []*messages.ActorInfo) []ActorView {
 	views := make([]ActorView, 0, len(infos))
 	for _, a := range infos {
-		views = append(views, ActorView{
+		v := ActorView{
 			ID:       a.GetId(),
 			Kind:     a.GetKind(),
 			Restarts: a.GetRestarts(),
 			Mailbox:  a.GetMailbox(),
+			Stopped:  a.GetStopped(),
 			Children: actorViews(a.GetChildren()),
-		})
+		}
+		if f := a.GetLastFailure(); f != nil {
+			v.LastFailure = &FailureView{
+				Reason:      f.GetReason(),
+				MessageType: f.GetMessageType(),
+				At:          time.UnixMilli(f.GetAtUnixMs()).UTC(),
+				Count:       f.GetCount(),
+			}
+		}
+		views = append(views, v)
 	}
 	return views
 }

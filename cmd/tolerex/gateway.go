@@ -174,12 +174,7 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 		clientLis = tls.NewListener(clientLis, cfg)
 	}
 	defer clientLis.Close()
-	ready := func() error {
-		if !status.Active.Load() {
-			return errors.New("leader not active yet")
-		}
-		return nil
-	}
+	ready := status.NotReady
 	node, admin, err := f.node.start(certs.RoleGateway, ready)
 	if err != nil {
 		return err
@@ -191,7 +186,7 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 	leaderCfg.Tree, leaderCfg.Logger = node.Tree, log
 	leaderCfg.Metrics = leader.NewMetrics(node.Registry, status)
 	root := node.System.Root
-	leaderPID, err := root.Copy().WithGuardian(leader.Strategy(log)).SpawnNamed(node.Tree.Props("leader", leader.New(leaderCfg)), messages.LeaderActor)
+	leaderPID, err := root.Copy().WithGuardian(leader.Strategy(log, status)).SpawnNamed(node.Tree.Props("leader", leader.New(leaderCfg)), messages.LeaderActor)
 	if err != nil {
 		return fmt.Errorf("spawn leader: %w", err)
 	}
@@ -204,6 +199,7 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 		IdleTimeout:     f.idleTimeout,
 		LineTimeout:     f.lineTimeout,
 		WriteTimeout:    f.writeTimeout,
+		LeaderProblem:   status.NotReady,
 		Tree:            node.Tree,
 		Metrics:         gateway.NewMetrics(node.Registry),
 		Logger:          log,

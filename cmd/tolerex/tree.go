@@ -124,7 +124,14 @@ func printTree(w io.Writer, view tree.ClusterView, asJSON bool) error {
 func printActor(w io.Writer, a tree.ActorView, prefix, childPrefix string) {
 	name := prefix + a.ID
 	pad := max(1, 40-utf8.RuneCountInString(name))
-	fmt.Fprintf(w, "%s%s%-11s restarts=%-3d mailbox=%d\n", name, strings.Repeat(" ", pad), a.Kind, a.Restarts, a.Mailbox)
+	line := fmt.Sprintf("%s%s%-11s restarts=%-3d mailbox=%d", name, strings.Repeat(" ", pad), a.Kind, a.Restarts, a.Mailbox)
+	if a.Stopped {
+		line += "  STOPPED"
+	}
+	if f := a.LastFailure; f != nil {
+		line += fmt.Sprintf("  last crash %s (%d in all): %s", f.At.Local().Format("15:04:05"), f.Count, shorten(f.Reason, 100))
+	}
+	fmt.Fprintln(w, line)
 	for i, c := range a.Children {
 		if i == len(a.Children)-1 {
 			printActor(w, c, childPrefix+"└─ ", childPrefix+"   ")
@@ -132,4 +139,13 @@ func printActor(w io.Writer, a tree.ActorView, prefix, childPrefix string) {
 			printActor(w, c, childPrefix+"├─ ", childPrefix+"│  ")
 		}
 	}
+}
+
+// shorten cuts text to at most n runes, on one line.
+func shorten(text string, n int) string {
+	text = strings.Join(strings.Fields(text), " ")
+	if utf8.RuneCountInString(text) <= n {
+		return text
+	}
+	return string([]rune(text)[:n-1]) + "…"
 }
