@@ -217,6 +217,47 @@ func (p *Process) Log() string {
 	return string(data)
 }
 
+// Pause stops the process with SIGSTOP: it stays alive but runs nothing,
+// as a process does in a long GC pause or a frozen VM.
+func (p *Process) Pause(t testing.TB) { p.signal(t, syscall.SIGSTOP) }
+
+// Resume continues a paused process with SIGCONT.
+func (p *Process) Resume(t testing.TB) { p.signal(t, syscall.SIGCONT) }
+
+func (p *Process) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		t.Fatalf("%s is not running; cannot send %v", p.Name, sig)
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("send %v to %s: %v", sig, p.Name, err)
+	}
+}
+
+// pollInterval is how often Eventually checks its condition.
+const pollInterval = 20 * time.Millisecond
+
+// Eventually polls cond until it reports done, and fails the test with
+// cond's last status if that takes longer than limit. It is the one way
+// these tests wait for something to happen. cond may fail the test itself
+// (say, when a process it waits for exited).
+func Eventually(t testing.TB, limit time.Duration, what string, cond func() (done bool, status string)) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		done, status := cond()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not done after %s: %s", what, limit, status)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
 // Ready reports whether the process's /readyz answers 200.
 func (p *Process) Ready() bool {
 	resp, err := httpClient.Get("http://" + p.AdminAddr + "/readyz")

@@ -178,6 +178,13 @@ func (g *loadGenerator) record(r opResult) {
 	g.results = append(g.results, r)
 }
 
+// snapshot returns the results recorded so far.
+func (g *loadGenerator) snapshot() []opResult {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]opResult(nil), g.results...)
+}
+
 func (g *loadGenerator) wait() []opResult {
 	g.wg.Wait()
 	g.mu.Lock()

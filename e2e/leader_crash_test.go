@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tolerex/tolerex/actors/tree"
 	"github.com/tolerex/tolerex/gateway/client"
 )
 
@@ -54,7 +55,7 @@ func TestLeaderCrashUnderLoad(t *testing.T) {
 		switch r := string(reply); {
 		case r == "OK":
 			ok = append(ok, id)
-		case strings.Contains(r, "outcome of this request is unknown"):
+		case strings.HasPrefix(r, "ERROR: outcome unknown"):
 			unknown = append(unknown, id)
 		case strings.HasPrefix(r, "ERROR: "):
 			failed = append(failed, id)
@@ -100,5 +101,73 @@ func TestLeaderCrashUnderLoad(t *testing.T) {
 		if err := check.Set(n+1, []byte("after")); err != nil {
 			t.Fatalf("SET after the leader restarted: %v", err)
 		}
+	}
+}
+
+// TestStoppedLeaderAnswersRequests crashes the leader actor until its
+// supervisor stops it for good: each crash is logged at error level with
+// its panic value and stack, /api/tree shows the leader stopped with its
+// last failure, /readyz says why, and requests sent afterwards are answered
+// with an error at once instead of waiting forever.
+func TestStoppedLeaderAnswersRequests(t *testing.T) {
+	c := NewCluster(t, bin, Options{Members: 2, Tolerance: 2, NoPrompt: true, GatewayArgs: []string{"--fault-injection"}})
+	c.DumpLogsOnFailure(t)
+	c.Start(t)
+	cl := c.Dial(t)
+	if err := cl.Set(1, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	// The leader is restarted ten times within a minute, then stopped.
+	for i := 1; i <= 11; i++ {
+		if code := c.Gateway.Post(t, "/debug/fault/leader-panic"); code != http.StatusOK {
+			t.Fatalf("fault injection %d: %d", i, code)
+		}
+		want := "leader crashed; restarting it"
+		if i == 11 {
+			want = "leader keeps crashing; stopping it"
+		}
+		Eventually(t, 10*time.Second, "crash "+strconv.Itoa(i)+" logged", func() (bool, string) {
+			return strings.Count(c.Gateway.Log(), "leader crashed; restarting it") >= min(i, 10) &&
+				strings.Contains(c.Gateway.Log(), want), "waiting for: " + want
+		})
+	}
+	crashLine := grepLines(c.Gateway.Log(), "leader keeps crashing")
+	for _, want := range []string{`"level":"error"`, `"reason":"injected leader fault"`, `leader.(*leader).Receive`} {
+		if !strings.Contains(crashLine, want) {
+			t.Errorf("the crash log line lacks %s:\n%s", want, crashLine)
+		}
+	}
+
+	code, body := readyz(c.Gateway)
+	if code == http.StatusOK || !strings.Contains(body, "leader stopped after 11 crashes") || !strings.Contains(body, "injected leader fault") {
+		t.Errorf("/readyz = %d %q; want not ready, saying the leader stopped and why", code, body)
+	}
+	var leaderView *tree.ActorView
+	for _, node := range c.Tree(t).Nodes {
+		for i := range node.Actors {
+			if node.Actors[i].ID == "leader" {
+				leaderView = &node.Actors[i]
+			}
+		}
+	}
+	if leaderView == nil || !leaderView.Stopped || leaderView.LastFailure == nil ||
+		leaderView.LastFailure.Reason != "injected leader fault" || leaderView.LastFailure.Count != 11 {
+		t.Errorf("/api/tree leader = %+v; want it stopped, its 11th failure the injected fault", leaderView)
+	}
+
+	// Requests now reach no leader: each is answered, definitely, at once.
+	started := time.Now()
+	for _, req := range []func() error{
+		func() error { return cl.Set(2, []byte("after")) },
+		func() error { _, _, err := cl.Get(1); return err },
+	} {
+		err := req()
+		var se *client.ServerError
+		if !errors.As(err, &se) || !strings.Contains(se.Error(), "leader unavailable") {
+			t.Errorf("request to a stopped leader: %v; want ERROR: leader unavailable", err)
+		}
+	}
+	if took := time.Since(started); took > 2*time.Second {
+		t.Errorf("answers to a stopped leader took %v", took)
 	}
 }
