@@ -1749,7 +1749,11 @@ type LogEntry struct {
 	//	*LogEntry_Delete
 	//	*LogEntry_Member
 	//	*LogEntry_Epoch
-	Entry         isLogEntry_Entry `protobuf_oneof:"entry"`
+	Entry isLogEntry_Entry `protobuf_oneof:"entry"`
+	// request identifies the client request a put or delete carries out, so
+	// that the same request proposed again (re-sent to a new leader after a
+	// failover) takes effect once. Unset for other entries.
+	Request       *RequestId `protobuf:"bytes,5,opt,name=request,proto3" json:"request,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1827,6 +1831,13 @@ func (x *LogEntry) GetEpoch() *EpochEntry {
 	return nil
 }
 
+func (x *LogEntry) GetRequest() *RequestId {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
 type isLogEntry_Entry interface {
 	isLogEntry_Entry()
 }
@@ -1855,6 +1866,116 @@ func (*LogEntry_Member) isLogEntry_Entry() {}
 
 func (*LogEntry_Epoch) isLogEntry_Entry() {}
 
+// RequestId names one client request across the cluster: origin is chosen
+// at random by the gateway that took the request, once per process start;
+// seq counts that gateway's requests.
+type RequestId struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Origin        uint64                 `protobuf:"fixed64,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestId) Reset() {
+	*x = RequestId{}
+	mi := &file_messages_tolerex_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestId) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestId) ProtoMessage() {}
+
+func (x *RequestId) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestId.ProtoReflect.Descriptor instead.
+func (*RequestId) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RequestId) GetOrigin() uint64 {
+	if x != nil {
+		return x.Origin
+	}
+	return 0
+}
+
+func (x *RequestId) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// GatewayInfo is a gateway of the Raft group: its Raft id and the node
+// address its peers and members reach it at. It is the context of the
+// Raft configuration change that adds the gateway.
+type GatewayInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	NodeAddress   string                 `protobuf:"bytes,2,opt,name=node_address,json=nodeAddress,proto3" json:"node_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GatewayInfo) Reset() {
+	*x = GatewayInfo{}
+	mi := &file_messages_tolerex_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GatewayInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GatewayInfo) ProtoMessage() {}
+
+func (x *GatewayInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GatewayInfo.ProtoReflect.Descriptor instead.
+func (*GatewayInfo) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GatewayInfo) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *GatewayInfo) GetNodeAddress() string {
+	if x != nil {
+		return x.NodeAddress
+	}
+	return ""
+}
+
 // PutEntry records that version of id is durable on replicas.
 type PutEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1868,7 +1989,7 @@ type PutEntry struct {
 
 func (x *PutEntry) Reset() {
 	*x = PutEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[28]
+	mi := &file_messages_tolerex_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1880,7 +2001,7 @@ func (x *PutEntry) String() string {
 func (*PutEntry) ProtoMessage() {}
 
 func (x *PutEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[28]
+	mi := &file_messages_tolerex_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1893,7 +2014,7 @@ func (x *PutEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutEntry.ProtoReflect.Descriptor instead.
 func (*PutEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{28}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PutEntry) GetId() int64 {
@@ -1935,7 +2056,7 @@ type DeleteEntry struct {
 
 func (x *DeleteEntry) Reset() {
 	*x = DeleteEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[29]
+	mi := &file_messages_tolerex_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2068,7 @@ func (x *DeleteEntry) String() string {
 func (*DeleteEntry) ProtoMessage() {}
 
 func (x *DeleteEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[29]
+	mi := &file_messages_tolerex_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2081,7 @@ func (x *DeleteEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntry.ProtoReflect.Descriptor instead.
 func (*DeleteEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{29}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DeleteEntry) GetId() int64 {
@@ -1990,7 +2111,7 @@ type MemberEntry struct {
 
 func (x *MemberEntry) Reset() {
 	*x = MemberEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[30]
+	mi := &file_messages_tolerex_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2123,7 @@ func (x *MemberEntry) String() string {
 func (*MemberEntry) ProtoMessage() {}
 
 func (x *MemberEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[30]
+	mi := &file_messages_tolerex_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2136,7 @@ func (x *MemberEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberEntry.ProtoReflect.Descriptor instead.
 func (*MemberEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{30}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MemberEntry) GetMemberId() string {
@@ -2050,7 +2171,7 @@ type EpochEntry struct {
 
 func (x *EpochEntry) Reset() {
 	*x = EpochEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[31]
+	mi := &file_messages_tolerex_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2062,7 +2183,7 @@ func (x *EpochEntry) String() string {
 func (*EpochEntry) ProtoMessage() {}
 
 func (x *EpochEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[31]
+	mi := &file_messages_tolerex_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2075,7 +2196,7 @@ func (x *EpochEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochEntry.ProtoReflect.Descriptor instead.
 func (*EpochEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{31}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *EpochEntry) GetEpoch() uint64 {
@@ -2095,7 +2216,7 @@ type ReplicaSet struct {
 
 func (x *ReplicaSet) Reset() {
 	*x = ReplicaSet{}
-	mi := &file_messages_tolerex_proto_msgTypes[32]
+	mi := &file_messages_tolerex_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2107,7 +2228,7 @@ func (x *ReplicaSet) String() string {
 func (*ReplicaSet) ProtoMessage() {}
 
 func (x *ReplicaSet) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[32]
+	mi := &file_messages_tolerex_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2120,7 +2241,7 @@ func (x *ReplicaSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaSet.ProtoReflect.Descriptor instead.
 func (*ReplicaSet) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{32}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReplicaSet) GetSlots() []uint32 {
@@ -2133,21 +2254,27 @@ func (x *ReplicaSet) GetSlots() []uint32 {
 // MetaSnapshot is the whole metadata state at one log position. The index
 // is stored column-wise so it encodes as packed arrays.
 type MetaSnapshot struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Members       []*MemberEntry         `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"` // position = slot
-	ReplicaSets   []*ReplicaSet          `protobuf:"bytes,3,rep,name=replica_sets,json=replicaSets,proto3" json:"replica_sets,omitempty"`
-	Ids           []int64                `protobuf:"zigzag64,4,rep,packed,name=ids,proto3" json:"ids,omitempty"`
-	Versions      []uint64               `protobuf:"varint,5,rep,packed,name=versions,proto3" json:"versions,omitempty"`
-	SetIds        []uint32               `protobuf:"varint,6,rep,packed,name=set_ids,json=setIds,proto3" json:"set_ids,omitempty"`
-	Sizes         []uint32               `protobuf:"varint,7,rep,packed,name=sizes,proto3" json:"sizes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Epoch       uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Members     []*MemberEntry         `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"` // position = slot
+	ReplicaSets []*ReplicaSet          `protobuf:"bytes,3,rep,name=replica_sets,json=replicaSets,proto3" json:"replica_sets,omitempty"`
+	Ids         []int64                `protobuf:"zigzag64,4,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	Versions    []uint64               `protobuf:"varint,5,rep,packed,name=versions,proto3" json:"versions,omitempty"`
+	SetIds      []uint32               `protobuf:"varint,6,rep,packed,name=set_ids,json=setIds,proto3" json:"set_ids,omitempty"`
+	Sizes       []uint32               `protobuf:"varint,7,rep,packed,name=sizes,proto3" json:"sizes,omitempty"`
+	Gateways    []*GatewayInfo         `protobuf:"bytes,8,rep,name=gateways,proto3" json:"gateways,omitempty"`
+	// The recently applied request ids, oldest first, and what each did
+	// (a ReplyCode: OK, or NOT_FOUND for a delete of a missing id).
+	RequestOrigins []uint64 `protobuf:"fixed64,9,rep,packed,name=request_origins,json=requestOrigins,proto3" json:"request_origins,omitempty"`
+	RequestSeqs    []uint64 `protobuf:"varint,10,rep,packed,name=request_seqs,json=requestSeqs,proto3" json:"request_seqs,omitempty"`
+	RequestResults []uint32 `protobuf:"varint,11,rep,packed,name=request_results,json=requestResults,proto3" json:"request_results,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *MetaSnapshot) Reset() {
 	*x = MetaSnapshot{}
-	mi := &file_messages_tolerex_proto_msgTypes[33]
+	mi := &file_messages_tolerex_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2159,7 +2286,7 @@ func (x *MetaSnapshot) String() string {
 func (*MetaSnapshot) ProtoMessage() {}
 
 func (x *MetaSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[33]
+	mi := &file_messages_tolerex_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2172,7 +2299,7 @@ func (x *MetaSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaSnapshot.ProtoReflect.Descriptor instead.
 func (*MetaSnapshot) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{33}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MetaSnapshot) GetEpoch() uint64 {
@@ -2220,6 +2347,34 @@ func (x *MetaSnapshot) GetSetIds() []uint32 {
 func (x *MetaSnapshot) GetSizes() []uint32 {
 	if x != nil {
 		return x.Sizes
+	}
+	return nil
+}
+
+func (x *MetaSnapshot) GetGateways() []*GatewayInfo {
+	if x != nil {
+		return x.Gateways
+	}
+	return nil
+}
+
+func (x *MetaSnapshot) GetRequestOrigins() []uint64 {
+	if x != nil {
+		return x.RequestOrigins
+	}
+	return nil
+}
+
+func (x *MetaSnapshot) GetRequestSeqs() []uint64 {
+	if x != nil {
+		return x.RequestSeqs
+	}
+	return nil
+}
+
+func (x *MetaSnapshot) GetRequestResults() []uint32 {
+	if x != nil {
+		return x.RequestResults
 	}
 	return nil
 }
@@ -2337,13 +2492,20 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\tmember_id\x18\x03 \x01(\tR\bmemberId\x12-\n" +
 	"\x06actors\x18\x04 \x03(\v2\x15.tolerex.v1.ActorInfoR\x06actors\"5\n" +
 	"\tTreeReply\x12(\n" +
-	"\x04tree\x18\x01 \x01(\v2\x14.tolerex.v1.NodeTreeR\x04tree\"\xd3\x01\n" +
+	"\x04tree\x18\x01 \x01(\v2\x14.tolerex.v1.NodeTreeR\x04tree\"\x84\x02\n" +
 	"\bLogEntry\x12(\n" +
 	"\x03put\x18\x01 \x01(\v2\x14.tolerex.v1.PutEntryH\x00R\x03put\x121\n" +
 	"\x06delete\x18\x02 \x01(\v2\x17.tolerex.v1.DeleteEntryH\x00R\x06delete\x121\n" +
 	"\x06member\x18\x03 \x01(\v2\x17.tolerex.v1.MemberEntryH\x00R\x06member\x12.\n" +
-	"\x05epoch\x18\x04 \x01(\v2\x16.tolerex.v1.EpochEntryH\x00R\x05epochB\a\n" +
-	"\x05entry\"d\n" +
+	"\x05epoch\x18\x04 \x01(\v2\x16.tolerex.v1.EpochEntryH\x00R\x05epoch\x12/\n" +
+	"\arequest\x18\x05 \x01(\v2\x15.tolerex.v1.RequestIdR\arequestB\a\n" +
+	"\x05entry\"5\n" +
+	"\tRequestId\x12\x16\n" +
+	"\x06origin\x18\x01 \x01(\x06R\x06origin\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"@\n" +
+	"\vGatewayInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12!\n" +
+	"\fnode_address\x18\x02 \x01(\tR\vnodeAddress\"d\n" +
 	"\bPutEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x1a\n" +
@@ -2361,7 +2523,7 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\"\"\n" +
 	"\n" +
 	"ReplicaSet\x12\x14\n" +
-	"\x05slots\x18\x01 \x03(\rR\x05slots\"\xef\x01\n" +
+	"\x05slots\x18\x01 \x03(\rR\x05slots\"\x99\x03\n" +
 	"\fMetaSnapshot\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x121\n" +
 	"\amembers\x18\x02 \x03(\v2\x17.tolerex.v1.MemberEntryR\amembers\x129\n" +
@@ -2369,7 +2531,12 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\x03ids\x18\x04 \x03(\x12R\x03ids\x12\x1a\n" +
 	"\bversions\x18\x05 \x03(\x04R\bversions\x12\x17\n" +
 	"\aset_ids\x18\x06 \x03(\rR\x06setIds\x12\x14\n" +
-	"\x05sizes\x18\a \x03(\rR\x05sizes*<\n" +
+	"\x05sizes\x18\a \x03(\rR\x05sizes\x123\n" +
+	"\bgateways\x18\b \x03(\v2\x17.tolerex.v1.GatewayInfoR\bgateways\x12'\n" +
+	"\x0frequest_origins\x18\t \x03(\x06R\x0erequestOrigins\x12!\n" +
+	"\frequest_seqs\x18\n" +
+	" \x03(\x04R\vrequestSeqs\x12'\n" +
+	"\x0frequest_results\x18\v \x03(\rR\x0erequestResults*<\n" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
@@ -2405,7 +2572,7 @@ func file_messages_tolerex_proto_rawDescGZIP() []byte {
 }
 
 var file_messages_tolerex_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_messages_tolerex_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_messages_tolerex_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_messages_tolerex_proto_goTypes = []any{
 	(Op)(0),                  // 0: tolerex.v1.Op
 	(ReplyCode)(0),           // 1: tolerex.v1.ReplyCode
@@ -2438,13 +2605,15 @@ var file_messages_tolerex_proto_goTypes = []any{
 	(*NodeTree)(nil),         // 28: tolerex.v1.NodeTree
 	(*TreeReply)(nil),        // 29: tolerex.v1.TreeReply
 	(*LogEntry)(nil),         // 30: tolerex.v1.LogEntry
-	(*PutEntry)(nil),         // 31: tolerex.v1.PutEntry
-	(*DeleteEntry)(nil),      // 32: tolerex.v1.DeleteEntry
-	(*MemberEntry)(nil),      // 33: tolerex.v1.MemberEntry
-	(*EpochEntry)(nil),       // 34: tolerex.v1.EpochEntry
-	(*ReplicaSet)(nil),       // 35: tolerex.v1.ReplicaSet
-	(*MetaSnapshot)(nil),     // 36: tolerex.v1.MetaSnapshot
-	nil,                      // 37: tolerex.v1.SelectorLoad.MessagesEntry
+	(*RequestId)(nil),        // 31: tolerex.v1.RequestId
+	(*GatewayInfo)(nil),      // 32: tolerex.v1.GatewayInfo
+	(*PutEntry)(nil),         // 33: tolerex.v1.PutEntry
+	(*DeleteEntry)(nil),      // 34: tolerex.v1.DeleteEntry
+	(*MemberEntry)(nil),      // 35: tolerex.v1.MemberEntry
+	(*EpochEntry)(nil),       // 36: tolerex.v1.EpochEntry
+	(*ReplicaSet)(nil),       // 37: tolerex.v1.ReplicaSet
+	(*MetaSnapshot)(nil),     // 38: tolerex.v1.MetaSnapshot
+	nil,                      // 39: tolerex.v1.SelectorLoad.MessagesEntry
 }
 var file_messages_tolerex_proto_depIdxs = []int32{
 	0,  // 0: tolerex.v1.ClientRequest.op:type_name -> tolerex.v1.Op
@@ -2453,7 +2622,7 @@ var file_messages_tolerex_proto_depIdxs = []int32{
 	4,  // 3: tolerex.v1.ClientReplyBatch.replies:type_name -> tolerex.v1.ClientReply
 	7,  // 4: tolerex.v1.SelectBatch.requests:type_name -> tolerex.v1.SelectReplicas
 	8,  // 5: tolerex.v1.SelectedBatch.replies:type_name -> tolerex.v1.ReplicasSelected
-	37, // 6: tolerex.v1.SelectorLoad.messages:type_name -> tolerex.v1.SelectorLoad.MessagesEntry
+	39, // 6: tolerex.v1.SelectorLoad.messages:type_name -> tolerex.v1.SelectorLoad.MessagesEntry
 	2,  // 7: tolerex.v1.ReadReply.status:type_name -> tolerex.v1.ReadStatus
 	13, // 8: tolerex.v1.StoreBatch.requests:type_name -> tolerex.v1.StoreRequest
 	14, // 9: tolerex.v1.StoreAckBatch.acks:type_name -> tolerex.v1.StoreAck
@@ -2464,17 +2633,19 @@ var file_messages_tolerex_proto_depIdxs = []int32{
 	27, // 14: tolerex.v1.ActorInfo.last_failure:type_name -> tolerex.v1.ActorFailure
 	26, // 15: tolerex.v1.NodeTree.actors:type_name -> tolerex.v1.ActorInfo
 	28, // 16: tolerex.v1.TreeReply.tree:type_name -> tolerex.v1.NodeTree
-	31, // 17: tolerex.v1.LogEntry.put:type_name -> tolerex.v1.PutEntry
-	32, // 18: tolerex.v1.LogEntry.delete:type_name -> tolerex.v1.DeleteEntry
-	33, // 19: tolerex.v1.LogEntry.member:type_name -> tolerex.v1.MemberEntry
-	34, // 20: tolerex.v1.LogEntry.epoch:type_name -> tolerex.v1.EpochEntry
-	33, // 21: tolerex.v1.MetaSnapshot.members:type_name -> tolerex.v1.MemberEntry
-	35, // 22: tolerex.v1.MetaSnapshot.replica_sets:type_name -> tolerex.v1.ReplicaSet
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	33, // 17: tolerex.v1.LogEntry.put:type_name -> tolerex.v1.PutEntry
+	34, // 18: tolerex.v1.LogEntry.delete:type_name -> tolerex.v1.DeleteEntry
+	35, // 19: tolerex.v1.LogEntry.member:type_name -> tolerex.v1.MemberEntry
+	36, // 20: tolerex.v1.LogEntry.epoch:type_name -> tolerex.v1.EpochEntry
+	31, // 21: tolerex.v1.LogEntry.request:type_name -> tolerex.v1.RequestId
+	35, // 22: tolerex.v1.MetaSnapshot.members:type_name -> tolerex.v1.MemberEntry
+	37, // 23: tolerex.v1.MetaSnapshot.replica_sets:type_name -> tolerex.v1.ReplicaSet
+	32, // 24: tolerex.v1.MetaSnapshot.gateways:type_name -> tolerex.v1.GatewayInfo
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_messages_tolerex_proto_init() }
@@ -2494,7 +2665,7 @@ func file_messages_tolerex_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_tolerex_proto_rawDesc), len(file_messages_tolerex_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   35,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -7,6 +7,7 @@
 package meta
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -36,23 +37,33 @@ type record struct {
 	size    uint32 // payload bytes
 }
 
+// Gateway is a gateway of the Raft group.
+type Gateway struct {
+	ID          uint64
+	NodeAddress string
+}
+
 // State is the metadata. The zero value is not usable; use New or Restore.
 type State struct {
-	epoch   uint64
-	members []Member
-	slotOf  map[string]uint32
-	index   map[int64]record
-	sets    [][]uint32
-	setOf   map[string]uint32
-	counts  []int64 // index entries per member slot
+	epoch    uint64
+	members  []Member
+	slotOf   map[string]uint32
+	index    map[int64]record
+	sets     [][]uint32
+	setOf    map[string]uint32
+	counts   []int64 // index entries per member slot
+	gateways map[uint64]Gateway
+	requests requestWindow
 }
 
 // New returns an empty state.
 func New() *State {
 	return &State{
-		slotOf: make(map[string]uint32),
-		index:  make(map[int64]record),
-		setOf:  make(map[string]uint32),
+		slotOf:   make(map[string]uint32),
+		index:    make(map[int64]record),
+		setOf:    make(map[string]uint32),
+		gateways: make(map[uint64]Gateway),
+		requests: newRequestWindow(),
 	}
 }
 
@@ -75,6 +86,11 @@ type Effect struct {
 	PruneVersion uint64
 	// PruneSize is its payload size.
 	PruneSize uint32
+	// Duplicate reports a put or delete whose request was applied before
+	// (proposed again after a failover): it changed nothing. Existed then
+	// tells what the first one found, and the put's copies are garbage
+	// (PruneSlots).
+	Duplicate bool
 }
 
 // Check reports whether Apply would accept e, without changing anything:
@@ -106,9 +122,30 @@ func (s *State) Apply(e *messages.LogEntry) (Effect, error) {
 	}
 	switch x := e.GetEntry().(type) {
 	case *messages.LogEntry_Put:
-		return s.applyPut(x.Put), nil
+		key, tracked := requestKeyOf(e.GetRequest())
+		if code, done := s.requests.lookup(key); tracked && done {
+			return Effect{Duplicate: true, Existed: code == messages.ReplyCode_REPLY_OK,
+				PruneSlots: slices.Clone(x.Put.GetReplicas()), PruneVersion: x.Put.GetVersion(), PruneSize: x.Put.GetSize()}, nil
+		}
+		eff := s.applyPut(x.Put)
+		if tracked {
+			s.requests.add(key, messages.ReplyCode_REPLY_OK)
+		}
+		return eff, nil
 	case *messages.LogEntry_Delete:
-		return s.applyDelete(x.Delete), nil
+		key, tracked := requestKeyOf(e.GetRequest())
+		if code, done := s.requests.lookup(key); tracked && done {
+			return Effect{Duplicate: true, Existed: code == messages.ReplyCode_REPLY_OK}, nil
+		}
+		eff := s.applyDelete(x.Delete)
+		if tracked {
+			code := messages.ReplyCode_REPLY_NOT_FOUND
+			if eff.Existed {
+				code = messages.ReplyCode_REPLY_OK
+			}
+			s.requests.add(key, code)
+		}
+		return eff, nil
 	case *messages.LogEntry_Member:
 		return s.applyMember(x.Member), nil
 	case *messages.LogEntry_Epoch:
@@ -252,6 +289,30 @@ func (s *State) SlotOf(memberID string) (uint32, bool) {
 	return slot, ok
 }
 
+// SetGateway records a gateway of the Raft group, or its new address.
+// The consensus layer calls it when it applies the configuration change
+// that adds the gateway, in log order, like Apply.
+func (s *State) SetGateway(g Gateway) { s.gateways[g.ID] = g }
+
+// RemoveGateway forgets a gateway that left the Raft group.
+func (s *State) RemoveGateway(id uint64) { delete(s.gateways, id) }
+
+// Gateways returns the gateways of the Raft group, by id.
+func (s *State) Gateways() []Gateway {
+	out := make([]Gateway, 0, len(s.gateways))
+	for _, g := range s.gateways {
+		out = append(out, g)
+	}
+	slices.SortFunc(out, func(a, b Gateway) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Gateway returns the gateway with the given Raft id.
+func (s *State) Gateway(id uint64) (Gateway, bool) {
+	g, ok := s.gateways[id]
+	return g, ok
+}
+
 // Counts returns how many indexed messages each member slot holds.
 func (s *State) Counts() map[uint32]int64 {
 	out := make(map[uint32]int64, len(s.counts))
@@ -272,11 +333,14 @@ func (s *State) Snapshot() *messages.MetaSnapshot {
 // owner of the State can go on applying entries while another goroutine
 // encodes the copy.
 type Frozen struct {
-	epoch   uint64
-	members []Member
-	sets    [][]uint32
-	ids     []int64
-	records []record
+	epoch    uint64
+	members  []Member
+	sets     [][]uint32
+	ids      []int64
+	records  []record
+	gateways []Gateway
+	requests []requestKey
+	results  []messages.ReplyCode
 }
 
 // Freeze copies the state into flat arrays: the only part of taking a
@@ -295,6 +359,13 @@ func (s *State) Freeze() *Frozen {
 		f.ids = append(f.ids, id)
 		f.records = append(f.records, r)
 	}
+	f.gateways = s.Gateways()
+	f.requests = make([]requestKey, 0, s.requests.len())
+	f.results = make([]messages.ReplyCode, 0, s.requests.len())
+	s.requests.each(func(k requestKey, code messages.ReplyCode) {
+		f.requests = append(f.requests, k)
+		f.results = append(f.results, code)
+	})
 	return f
 }
 
@@ -315,6 +386,15 @@ func (f *Frozen) Snapshot() *messages.MetaSnapshot {
 		snap.Members = append(snap.Members, &messages.MemberEntry{
 			MemberId: m.ID, NodeAddress: m.NodeAddress, AdminAddress: m.AdminAddress,
 		})
+	}
+	for _, g := range f.gateways {
+		snap.Gateways = append(snap.Gateways, &messages.GatewayInfo{Id: g.ID, NodeAddress: g.NodeAddress})
+	}
+	snap.RequestOrigins = make([]uint64, len(f.requests))
+	snap.RequestSeqs = make([]uint64, len(f.requests))
+	snap.RequestResults = make([]uint32, len(f.requests))
+	for i, k := range f.requests {
+		snap.RequestOrigins[i], snap.RequestSeqs[i], snap.RequestResults[i] = k.origin, k.seq, uint32(f.results[i])
 	}
 	const unused = ^uint32(0)
 	renumber := make([]uint32, len(f.sets))
@@ -372,6 +452,23 @@ func Restore(snap *messages.MetaSnapshot) (*State, error) {
 	}
 	if len(versions) != len(ids) || len(setIDs) != len(ids) || len(sizes) != len(ids) {
 		return nil, fmt.Errorf("restore snapshot: %d ids, %d versions, %d set ids, %d sizes", len(ids), len(versions), len(setIDs), len(sizes))
+	}
+	for _, g := range snap.GetGateways() {
+		if g.GetId() == 0 {
+			return nil, fmt.Errorf("restore snapshot: gateway without an id")
+		}
+		s.SetGateway(Gateway{ID: g.GetId(), NodeAddress: g.GetNodeAddress()})
+	}
+	origins, seqs, results := snap.GetRequestOrigins(), snap.GetRequestSeqs(), snap.GetRequestResults()
+	if len(seqs) != len(origins) || len(results) != len(origins) || len(origins) > RequestWindow {
+		return nil, fmt.Errorf("restore snapshot: %d request origins, %d seqs, %d results (at most %d)", len(origins), len(seqs), len(results), RequestWindow)
+	}
+	for i := range origins {
+		k := requestKey{origin: origins[i], seq: seqs[i]}
+		if _, dup := s.requests.lookup(k); dup || k.origin == 0 {
+			return nil, fmt.Errorf("restore snapshot: request %x/%d appears twice or has no origin", k.origin, k.seq)
+		}
+		s.requests.add(k, messages.ReplyCode(results[i]))
 	}
 	s.index = make(map[int64]record, len(ids))
 	for i, id := range ids {

@@ -1,0 +1,114 @@
+package meta_test
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/tolerex/tolerex/actors/meta"
+	"github.com/tolerex/tolerex/messages"
+)
+
+// withRequest sets e's request id.
+func withRequest(e *messages.LogEntry, origin, seq uint64) *messages.LogEntry {
+	e.Request = &messages.RequestId{Origin: origin, Seq: seq}
+	return e
+}
+
+func TestDuplicateRequestsTakeEffectOnce(t *testing.T) {
+	s := meta.New()
+	mustApply(t, s, threeMembers()...)
+
+	// A SET proposed twice (the second time by a new leader, with new
+	// copies at a new version) takes effect once; the second's copies are
+	// garbage.
+	mustApply(t, s, withRequest(putEntry(7, version(1, 1), 10, 0, 1), 42, 1))
+	eff, err := s.Apply(withRequest(putEntry(7, version(2, 1), 11, 1, 2), 42, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := meta.Effect{Duplicate: true, Existed: true, PruneSlots: []uint32{1, 2}, PruneVersion: version(2, 1), PruneSize: 11}
+	if !reflect.DeepEqual(eff, want) {
+		t.Errorf("duplicate put: effect %+v, want %+v", eff, want)
+	}
+	if v, r, _ := s.Lookup(7); v != version(1, 1) || !reflect.DeepEqual(r, []uint32{0, 1}) {
+		t.Errorf("after the duplicate put, 7 = %x on %v; want the first put", v, r)
+	}
+	// The same seq from another origin is another request.
+	if eff, _ := s.Apply(withRequest(putEntry(7, version(2, 2), 12, 1, 2), 43, 1)); eff.Duplicate {
+		t.Errorf("a put from another origin was taken for a duplicate")
+	}
+
+	// A DEL proposed twice: the second is a no-op that reports what the
+	// first found, even though the id is gone now.
+	if eff, _ := s.Apply(withRequest(deleteEntry(7, version(2, 3)), 42, 2)); eff.Duplicate || !eff.Existed {
+		t.Fatalf("first delete: %+v", eff)
+	}
+	mustApply(t, s, putEntry(7, version(2, 4), 5, 0, 2)) // a later SET without a request id
+	eff, _ = s.Apply(withRequest(deleteEntry(7, version(2, 5)), 42, 2))
+	if !eff.Duplicate || !eff.Existed || len(eff.PruneSlots) != 0 {
+		t.Errorf("duplicate delete: %+v; want a no-op reporting the id existed", eff)
+	}
+	if _, _, ok := s.Lookup(7); !ok {
+		t.Errorf("the duplicate delete removed the later SET")
+	}
+	// A DEL of a missing id, repeated, reports NOT_FOUND both times.
+	for range 2 {
+		if eff, _ := s.Apply(withRequest(deleteEntry(99, version(2, 6)), 42, 3)); eff.Existed {
+			t.Errorf("delete of a missing id: %+v", eff)
+		}
+	}
+}
+
+func TestRequestWindowForgetsTheOldest(t *testing.T) {
+	s := meta.New()
+	mustApply(t, s, threeMembers()...)
+	for seq := uint64(1); seq <= meta.RequestWindow+1; seq++ {
+		mustApply(t, s, withRequest(deleteEntry(int64(seq), version(1, seq)), 5, seq))
+	}
+	// Request 2 is still remembered; request 1 fell out of the window:
+	// applied again, it takes effect again (and, remembered anew, pushes
+	// request 2 out).
+	if eff, _ := s.Apply(withRequest(putEntry(2, version(1, 1<<20+1), 1, 0), 5, 2)); !eff.Duplicate {
+		t.Errorf("request 2 was forgotten too early")
+	}
+	if eff, _ := s.Apply(withRequest(putEntry(1, version(1, 1<<20), 1, 0), 5, 1)); eff.Duplicate {
+		t.Errorf("request 1 is still remembered after %d newer ones", meta.RequestWindow)
+	}
+	if eff, _ := s.Apply(withRequest(putEntry(2, version(1, 1<<20+2), 1, 0), 5, 2)); eff.Duplicate {
+		t.Errorf("request 2 is still remembered after request 1 came back")
+	}
+}
+
+func TestSnapshotKeepsGatewaysAndRequests(t *testing.T) {
+	s := meta.New()
+	mustApply(t, s, threeMembers()...)
+	s.SetGateway(meta.Gateway{ID: 3, NodeAddress: "gw3"})
+	s.SetGateway(meta.Gateway{ID: 1, NodeAddress: "gw1"})
+	s.SetGateway(meta.Gateway{ID: 2, NodeAddress: "gw2"})
+	s.RemoveGateway(2)
+	// Wrap the ring around so its oldest entry is not at position 0.
+	const extra = 1000
+	for seq := uint64(1); seq <= meta.RequestWindow+extra; seq++ {
+		mustApply(t, s, withRequest(deleteEntry(int64(seq%50), version(1, seq)), 9, seq))
+	}
+	restored, _ := roundTrip(t, s)
+	if got, want := restored.Gateways(), []meta.Gateway{{ID: 1, NodeAddress: "gw1"}, {ID: 3, NodeAddress: "gw3"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("restored gateways = %v, want %v", got, want)
+	}
+	// Both states forget and remember the same requests from here on.
+	for _, seq := range []uint64{extra, extra + 1, meta.RequestWindow + extra, 1} {
+		e := withRequest(deleteEntry(1, version(1, 1<<30+seq)), 9, seq)
+		eff1, _ := s.Apply(e)
+		eff2, _ := restored.Apply(e)
+		if !reflect.DeepEqual(eff1, eff2) {
+			t.Errorf("request %d: original %+v, restored %+v", seq, eff1, eff2)
+		}
+	}
+	for i := int64(0); i < 50; i++ {
+		_, _, ok1 := s.Lookup(i)
+		_, _, ok2 := restored.Lookup(i)
+		if ok1 != ok2 {
+			t.Errorf("id %d: original found=%v, restored found=%v", i, ok1, ok2)
+		}
+	}
+}
