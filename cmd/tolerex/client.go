@@ -100,11 +100,11 @@ the file as --csv=FILE.`,
 	flags := cmd.Flags()
 	flags.StringVar(&opts.addr, "addr", defaultClientAddr, "gateway HaToKuSe address (host:port)")
 	flags.BoolVar(&opts.measure, "measure", false, "print the round-trip time of every single command")
-	flags.StringVar(&opts.csvPath, "csv", "", "append one CSV row per operation to `FILE`")
+	flags.StringVar(&opts.csvPath, "csv", "", "append one CSV row per operation to this file")
 	flags.Lookup("csv").NoOptDefVal = defaultCSVFile
 	flags.StringVar(&opts.clientID, "id", "", "client id written in CSV rows (default hostname-pid)")
 	flags.Int64Var(&opts.offset, "offset", 0, "first id of the next bulk run")
-	flags.StringVar(&opts.tlsCA, "tls-ca", "", "connect with TLS, trusting the CA certificate in `FILE` (for a gateway started with --client-tls-dir)")
+	flags.StringVar(&opts.tlsCA, "tls-ca", "", "connect with TLS, trusting the CA certificate in this file (for a gateway started with --client-tls-dir)")
 	return cmd
 }
 
