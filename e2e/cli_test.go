@@ -30,14 +30,15 @@ type cliGateway struct {
 }
 
 // startInsecureGateway starts "tolerex gateway --insecure" in dir on fresh
-// addresses, with extra flags appended, and waits until it is ready.
+// addresses, with extra flags appended, and waits until its leader is
+// active.
 func startInsecureGateway(t *testing.T, dir string, extra ...string) cliGateway {
 	t.Helper()
 	g := cliGateway{adminAddr: FreeAddr(t), clientAddr: FreeAddr(t)}
 	args := append([]string{"gateway", "--insecure", "--data-dir", filepath.Join(dir, "data"),
 		"--node-addr", FreeAddr(t), "--admin-addr", g.adminAddr, "--client-addr", g.clientAddr}, extra...)
 	g.Child = StartChild(t, bin, ChildOptions{Args: args, Dir: dir})
-	g.WaitReady(t, g.adminAddr, 20*time.Second)
+	waitLeaderActive(t, g.Child, g.adminAddr) // no members: it never becomes ready
 	return g
 }
 
@@ -101,7 +102,11 @@ func TestCLIEnvironmentSetsFlags(t *testing.T) {
 			"TOLEREX_GC_PERCENT=250",
 		},
 	})
-	gw.WaitReady(t, adminAddr, 20*time.Second)
+	waitLeaderActive(t, gw, adminAddr)
+	// No member is running: /readyz says why a SET would fail.
+	if status, body := readyz(AdminView("gateway", adminAddr)); status != 503 || !strings.Contains(body, "0 live members, tolerance 3") {
+		t.Errorf("/readyz of a gateway without members: %d %q, want 503 naming 0 live members and tolerance 3", status, body)
+	}
 
 	// TOLEREX_GC_PERCENT: the Go runtime reports the collector's target.
 	if got := gaugeValue(t, MetricsOf(t, AdminView("gateway", adminAddr)), "go_gc_gogc_percent", nil); got != 250 {

@@ -174,12 +174,7 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 		clientLis = tls.NewListener(clientLis, cfg)
 	}
 	defer clientLis.Close()
-	ready := func() error {
-		if !status.Active.Load() {
-			return errors.New("leader not active yet")
-		}
-		return nil
-	}
+	ready := func() error { return status.NotReady(f.tolerance) }
 	node, admin, err := f.node.start(certs.RoleGateway, ready)
 	if err != nil {
 		return err
