@@ -30,14 +30,15 @@ type cliGateway struct {
 }
 
 // startInsecureGateway starts "tolerex gateway --insecure" in dir on fresh
-// addresses, with extra flags appended, and waits until it is ready.
+// addresses, with extra flags appended, and waits until its leader is
+// active.
 func startInsecureGateway(t *testing.T, dir string, extra ...string) cliGateway {
 	t.Helper()
 	g := cliGateway{adminAddr: FreeAddr(t), clientAddr: FreeAddr(t)}
 	args := append([]string{"gateway", "--insecure", "--data-dir", filepath.Join(dir, "data"),
 		"--node-addr", FreeAddr(t), "--admin-addr", g.adminAddr, "--client-addr", g.clientAddr}, extra...)
 	g.Child = StartChild(t, bin, ChildOptions{Args: args, Dir: dir})
-	g.WaitReady(t, g.adminAddr, 20*time.Second)
+	waitLeaderActive(t, g.Child, g.adminAddr) // no members: it never becomes ready
 	return g
 }
 
@@ -101,7 +102,11 @@ func TestCLIEnvironmentSetsFlags(t *testing.T) {
 			"TOLEREX_GC_PERCENT=250",
 		},
 	})
-	gw.WaitReady(t, adminAddr, 20*time.Second)
+	waitLeaderActive(t, gw, adminAddr)
+	// No member is running: /readyz says why a SET would fail.
+	if status, body := readyz(AdminView("gateway", adminAddr)); status != 503 || !strings.Contains(body, "0 live members, tolerance 3") {
+		t.Errorf("/readyz of a gateway without members: %d %q, want 503 naming 0 live members and tolerance 3", status, body)
+	}
 
 	// TOLEREX_GC_PERCENT: the Go runtime reports the collector's target.
 	if got := gaugeValue(t, MetricsOf(t, AdminView("gateway", adminAddr)), "go_gc_gogc_percent", nil); got != 250 {
@@ -228,7 +233,7 @@ func TestCLIToleranceFile(t *testing.T) {
 }
 
 // bulkSummary matches the line "N SET <message>" prints.
-var bulkSummary = regexp.MustCompile(`^bulk SET: (\d+) ops in (\d+\.\d{3}) s, (\d+) ops/s, avg RTT (\d+\.\d{2}) ms, p99 RTT (\d+\.\d{2}) ms$`)
+var bulkSummary = regexp.MustCompile(`^bulk SET ids -?\d+\.\.-?\d+: (\d+) ops in (\d+\.\d{3}) s, (\d+) ops/s, avg RTT (\d+\.\d{2}) ms, p99 RTT (\d+\.\d{2}) ms$`)
 
 // checkBulkSummary checks a bulk summary line for count operations.
 func checkBulkSummary(t *testing.T, line string, count int) {
@@ -273,32 +278,43 @@ func runClient(t *testing.T, addr, stdin string, extra ...string) []string {
 }
 
 // checkClientSession runs the documented client session against c's
-// gateway: single commands, a bulk SET with the default offset, QUIT.
+// gateway: single commands, a bulk SET with the default offset (which
+// starts past the id the session SET by hand), QUIT.
 func checkClientSession(t *testing.T, c *Cluster) {
-	lines := runClient(t, c.ClientAddr, "SET 1 hello\nGET 1\n5 SET msg\nGET 3\nGET 1\nGET 5\nQUIT\nGET 3\n")
-	want := []string{"OK", "hello", "<bulk>", "msg_3", "msg_1", "NOT_FOUND", "Bye"}
+	lines := runClient(t, c.ClientAddr, "SET 1 hello\nGET 1\n5 SET msg\nGET 3\nGET 1\nGET 7\nQUIT\nGET 3\n")
+	want := []string{"OK", "hello", "<bulk>", "msg_3", "hello", "NOT_FOUND", "Bye"}
 	if len(lines) != len(want) {
 		t.Fatalf("client printed %d lines, want %d (nothing after QUIT):\n%s", len(lines), len(want), strings.Join(lines, "\n"))
 	}
 	for i, w := range want {
 		if w == "<bulk>" {
 			checkBulkSummary(t, lines[i], 5)
+			if !strings.HasPrefix(lines[i], "bulk SET ids 2..6: ") {
+				t.Errorf("bulk summary %q, want ids 2..6 (past id 1, SET by hand)", lines[i])
+			}
 			continue
 		}
 		if lines[i] != w {
 			t.Errorf("line %d: %q, want %q\n%s", i+1, lines[i], w, strings.Join(lines, "\n"))
 		}
 	}
-	// The bulk run stored msg_<id> under the ids 0..4 and nothing else.
+	// The bulk run stored msg_<id> under the ids 2..6 and nothing else;
+	// id 1 keeps what the session SET by hand.
 	cl := c.Dial(t)
-	for id := int64(-1); id <= 5; id++ {
+	for id := int64(-1); id <= 7; id++ {
 		v, found, err := cl.Get(id)
 		if err != nil {
 			t.Fatalf("GET %d: %v", id, err)
 		}
-		wantFound := id >= 0 && id <= 4
-		if found != wantFound || (found && string(v) != fmt.Sprintf("msg_%d", id)) {
-			t.Errorf("GET %d = %q found=%v, want found=%v msg_%d", id, v, found, wantFound, id)
+		want := ""
+		switch {
+		case id == 1:
+			want = "hello"
+		case id >= 2 && id <= 6:
+			want = fmt.Sprintf("msg_%d", id)
+		}
+		if found != (want != "") || string(v) != want {
+			t.Errorf("GET %d = %q found=%v, want %q", id, v, found, want)
 		}
 	}
 }

@@ -122,11 +122,22 @@ func TestNotEnoughMembers(t *testing.T) {
 	}
 }
 
-// TestToleranceAboveMembers asks for more copies than there are members.
+// TestToleranceAboveMembers asks for more copies than there are members:
+// the gateway says so on /readyz (it can serve no write), and a SET fails.
 func TestToleranceAboveMembers(t *testing.T) {
 	c := NewCluster(t, bin, Options{Members: 2, Tolerance: 3})
 	c.DumpLogsOnFailure(t)
-	c.Start(t)
+	c.Gateway.Start(t)
+	for _, m := range c.Members {
+		m.Start(t)
+		m.WaitReady(t, 20*time.Second)
+	}
+	c.WaitLive(t, 2, 20*time.Second)
+	eventually(t, 10*time.Second, func() (bool, string) {
+		status, body := readyz(c.Gateway)
+		return status == 503 && strings.Contains(body, "2 live members, tolerance 3"),
+			fmt.Sprintf("gateway /readyz %d %q, want 503 naming 2 live members and tolerance 3", status, body)
+	})
 	cl := c.Dial(t)
 	err := cl.Set(1, []byte("x"))
 	if err == nil || !strings.Contains(err.Error(), "have 2, need 3") {

@@ -61,11 +61,14 @@ func (d *deadlineReader) timeoutReply() string {
 // hands each to in. Each line takes a window slot first, so a client
 // cannot queue more than the window; the writer frees slots as replies go
 // out. Memory stays bounded: a line longer than the limit is discarded as
-// it arrives. Commands are sent in batches: everything parsed from bytes
-// already in the buffer goes out together.
+// it arrives, and a SET's message (or a line that outgrows the reader's
+// buffer, while it is read) holds bytes of the gateway's in-flight budget,
+// which the reader waits for when other connections hold it all. Commands
+// are sent in batches: everything parsed from bytes already in the buffer
+// goes out together.
 func readLoop(conn net.Conn, limits connLimits, window chan<- struct{}, done <-chan struct{}, in *intake) {
 	dr := &deadlineReader{conn: conn, limits: limits}
-	r := bufio.NewReaderSize(dr, 16<<10)
+	r := bufio.NewReaderSize(dr, readBufferSize)
 	// slot takes a window slot; false means the session is gone. When the
 	// window is full, what is queued goes out first, so its replies can
 	// free slots.
@@ -82,6 +85,18 @@ func readLoop(conn net.Conn, limits connLimits, window chan<- struct{}, done <-c
 		case <-done:
 			return false
 		}
+	}
+	// take takes n bytes of the in-flight budget; false means the session
+	// is gone. Before it waits, what is queued goes out (its replies
+	// release bytes). Time spent waiting does not count against the line
+	// timeout: the client is not the slow one.
+	take := func(n int64) bool {
+		waitStart := time.Now()
+		ok := in.budget.acquire(n, done, in.flush)
+		if waited := time.Since(waitStart); !dr.lineStart.IsZero() && waited > time.Millisecond {
+			dr.lineStart = dr.lineStart.Add(waited)
+		}
+		return ok
 	}
 	// added sends a full batch.
 	added := func() {
@@ -103,7 +118,12 @@ func readLoop(conn net.Conn, limits connLimits, window chan<- struct{}, done <-c
 		}
 		in.finish(err)
 	}
-	var long []byte // a line longer than the reader's buffer, so far
+	var long []byte    // a line longer than the reader's buffer, so far
+	var reserved int64 // budget held for long: the longest line's worth
+	var charged int64  // budget held for the line being handed over
+	defer func() {     // the session is gone: give back what is held
+		in.budget.release(reserved + charged)
+	}()
 	for {
 		if !lineBuffered(r) {
 			in.flush() // the next read may wait for the client
@@ -119,10 +139,21 @@ func readLoop(conn net.Conn, limits connLimits, window chan<- struct{}, done <-c
 		start := time.Now()
 		if errors.Is(err, bufio.ErrBufferFull) {
 			if len(long)+len(chunk) <= limits.maxLine {
-				long = append(long, chunk...)
+				if long == nil {
+					// Reserve the longest line at once rather than chunk by
+					// chunk: a reader never waits holding part of a line,
+					// so readers cannot wait on each other's half lines.
+					if !take(int64(limits.maxLine)) {
+						return
+					}
+					reserved = int64(limits.maxLine)
+				}
+				long = appendWithin(long, chunk, limits.maxLine)
 				continue
 			}
 			long = nil
+			in.budget.release(reserved)
+			reserved = 0
 			err := discardLine(r)
 			if err == nil || errors.Is(err, io.EOF) {
 				if !slot() {
@@ -138,17 +169,28 @@ func readLoop(conn net.Conn, limits connLimits, window chan<- struct{}, done <-c
 			continue
 		}
 		line := chunk
+		tooLong := len(line) > limits.maxLine
+		owned := false // line is long: a buffer of its own, not the reader's
 		if long != nil {
-			line, long = append(long, chunk...), nil
+			if len(long)+len(chunk) <= limits.maxLine {
+				line, owned = appendWithin(long, chunk, limits.maxLine), true
+			} else {
+				tooLong = true
+			}
+			long, charged, reserved = nil, reserved, 0 // the reservation moves to this line
 		}
 		switch {
-		case len(line) > limits.maxLine:
+		case tooLong:
+			in.budget.release(charged)
+			charged = 0
 			if !slot() {
 				return
 			}
 			in.lineTooLong(start)
 			added()
 		case len(line) > 0 && line[len(line)-1] != '\n':
+			in.budget.release(charged)
+			charged = 0
 			// Input ended (or timed out) inside a line. It is not run: a
 			// client that died mid-write must not store a truncated SET.
 			if errors.Is(err, io.EOF) {
@@ -160,13 +202,42 @@ func readLoop(conn net.Conn, limits connLimits, window chan<- struct{}, done <-c
 			}
 		case len(line) > 0:
 			cmd := codec.Parse(line)
-			if cmd.Kind == codec.KindSet {
-				cmd.Message = append([]byte(nil), cmd.Message...) // the reader's buffer is reused
-			}
 			if !slot() {
 				return
 			}
-			in.command(cmd, start)
+			switch {
+			case cmd.Kind == codec.KindGet:
+				// A GET holds nothing yet, but its reply will: it waits
+				// while replies (or messages) already fill the budget.
+				in.budget.release(charged)
+				charged = 0
+				if !take(0) {
+					return
+				}
+			case cmd.Kind != codec.KindSet || len(cmd.Message) > in.maxMessage:
+				in.budget.release(charged) // nothing of the line is kept
+				charged = 0
+			case owned:
+				// The line has a buffer of its own; the message stays in it,
+				// or in an exact copy when doubling left much room unused.
+				if cap(line)-len(line) > len(line)/8 {
+					cmd.Message = append(make([]byte, 0, len(cmd.Message)), cmd.Message...)
+					in.budget.release(charged - int64(len(cmd.Message)))
+					charged = int64(len(cmd.Message))
+				} else {
+					in.budget.release(charged - int64(cap(line)))
+					charged = int64(cap(line))
+				}
+			default:
+				// The reader's buffer is reused: copy the message out.
+				if !take(int64(len(cmd.Message))) {
+					return
+				}
+				charged = int64(len(cmd.Message))
+				cmd.Message = append([]byte(nil), cmd.Message...)
+			}
+			in.command(cmd, start, charged)
+			charged = 0
 			added()
 			if cmd.Kind == codec.KindQuit {
 				finish(nil)
@@ -179,6 +250,22 @@ func readLoop(conn net.Conn, limits connLimits, window chan<- struct{}, done <-c
 		}
 		dr.lineStart = time.Time{}
 	}
+}
+
+// readBufferSize is the reader's buffer: a line that fits is parsed in
+// place; a longer one is gathered in a buffer of its own.
+const readBufferSize = 16 << 10
+
+// appendWithin appends chunk to line, growing it (by doubling) to at most
+// limit bytes of capacity, so that a line's buffer never outgrows what was
+// reserved for it. len(line)+len(chunk) must not exceed limit.
+func appendWithin(line, chunk []byte, limit int) []byte {
+	if need := len(line) + len(chunk); need > cap(line) {
+		grown := make([]byte, len(line), min(max(2*cap(line), need, readBufferSize), limit))
+		copy(grown, line)
+		line = grown
+	}
+	return append(line, chunk...)
 }
 
 // maxInputBatch bounds the commands the reader sends in one batch.
@@ -204,7 +291,7 @@ func discardLine(r *bufio.Reader) error {
 // writeLoop writes replies, flushing whenever no more are queued, and
 // frees one window slot per reply. A client that does not take a flush
 // within the write timeout is disconnected.
-func writeLoop(conn net.Conn, writeTimeout time.Duration, greeting []byte, out <-chan outItem, window <-chan struct{}, done <-chan struct{}, send func(any)) {
+func writeLoop(conn net.Conn, writeTimeout time.Duration, greeting []byte, out <-chan outItem, window <-chan struct{}, done <-chan struct{}, budget *byteBudget, send func(any)) {
 	w := bufio.NewWriterSize(deadlineWriter{conn: conn, timeout: writeTimeout}, 16<<10)
 	var err error
 	if len(greeting) > 0 {
@@ -222,6 +309,7 @@ func writeLoop(conn net.Conn, writeTimeout time.Duration, greeting []byte, out <
 		if len(item.data) > 0 {
 			_, err = w.Write(item.data)
 		}
+		budget.release(item.charged) // copied into the writer's buffer or the socket
 		if item.data != nil || !item.close {
 			<-window // a reply, not the bare close instruction
 		}

@@ -36,6 +36,12 @@ type Config struct {
 	// MaxPipeline bounds the requests one connection may have in flight;
 	// a client that pipelines more is simply not read until replies drain.
 	MaxPipeline int
+	// MaxInflightBytes bounds the client bytes the gateway holds at once
+	// across all connections (SET messages until answered, GET replies
+	// until written, lines longer than the reader's buffer while they are
+	// read); readers wait while it is reached. It must be at least
+	// MaxLineBytes.
+	MaxInflightBytes int64
 	// MaxConnections bounds concurrent client connections; one more is
 	// answered "ERROR: too many connections" and closed.
 	MaxConnections int
@@ -57,15 +63,17 @@ type Config struct {
 
 // Defaults for Config.
 const (
-	DefaultMaxMessageBytes = 1 << 20
-	DefaultMaxPipeline     = 1024
-	DefaultMaxConnections  = 1024
-	DefaultIdleTimeout     = 5 * time.Minute
-	DefaultLineTimeout     = 30 * time.Second
-	DefaultWriteTimeout    = 30 * time.Second
-	// lineOverhead is room for "SET <id> " and the terminator around the
-	// largest message.
-	lineOverhead = 64
+	DefaultMaxMessageBytes  = 4 << 20
+	DefaultMaxInflightBytes = 256 << 20
+	DefaultMaxPipeline      = 1024
+	DefaultMaxConnections   = 1024
+	DefaultIdleTimeout      = 5 * time.Minute
+	DefaultLineTimeout      = 30 * time.Second
+	DefaultWriteTimeout     = 30 * time.Second
+	// LineOverhead is room for "SET <id> " and the terminator around the
+	// largest message: the longest request line is the largest message
+	// plus LineOverhead.
+	LineOverhead = 64
 )
 
 func (c *Config) validate() error {
@@ -76,10 +84,17 @@ func (c *Config) validate() error {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if c.MaxLineBytes <= 0 {
-		c.MaxLineBytes = c.MaxMessageBytes + lineOverhead
+		c.MaxLineBytes = c.MaxMessageBytes + LineOverhead
 	}
 	if c.MaxPipeline <= 0 {
 		c.MaxPipeline = DefaultMaxPipeline
+	}
+	if c.MaxInflightBytes <= 0 {
+		c.MaxInflightBytes = DefaultMaxInflightBytes
+	}
+	if c.MaxInflightBytes < int64(c.MaxLineBytes) {
+		return fmt.Errorf("max in-flight bytes %d is below the longest request line, %d bytes (the largest message and %d more)",
+			c.MaxInflightBytes, c.MaxLineBytes, c.MaxLineBytes-c.MaxMessageBytes)
 	}
 	if c.MaxConnections <= 0 {
 		c.MaxConnections = DefaultMaxConnections
@@ -101,11 +116,13 @@ func New(cfg Config) (actor.Producer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return func() actor.Actor { return &gatewayActor{cfg: cfg} }, nil
+	budget := newByteBudget(cfg.MaxInflightBytes, cfg.Metrics) // one per gateway, across restarts
+	return func() actor.Actor { return &gatewayActor{cfg: cfg, budget: budget} }, nil
 }
 
 type gatewayActor struct {
 	cfg         Config
+	budget      *byteBudget
 	sessions    uint64 // sessions ever started, for names
 	open        int    // sessions running now
 	undelivered *eventstream.Subscription
@@ -135,7 +152,7 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 		g.open++
 		g.sessions++
 		name := fmt.Sprintf("session/%d", g.sessions)
-		props := g.cfg.Tree.Props("session", newSession(g.cfg, msg.conn))
+		props := g.cfg.Tree.Props("session", newSession(g.cfg, msg.conn, g.budget))
 		if _, err := ctx.SpawnNamed(props, name); err != nil {
 			g.cfg.Logger.Error().Err(err).Msg("spawn session")
 			_ = msg.conn.Close()

@@ -23,6 +23,7 @@ type intake struct {
 	leader     *actor.PID
 	session    *actor.PID
 	inflight   *inflight
+	budget     *byteBudget
 	maxLine    int
 	maxMessage int
 
@@ -51,17 +52,26 @@ type (
 )
 
 // command numbers a parsed command and queues it for the leader or the
-// session.
-func (in *intake) command(cmd codec.Command, start time.Time) {
-	info := commandInfo{kind: cmd.Kind, start: start}
+// session. charged is the in-flight bytes the command holds (a SET's
+// message); they are released with its reply, or here if it is not sent.
+func (in *intake) command(cmd codec.Command, start time.Time, charged int64) {
+	if cmd.Kind != codec.KindSet {
+		in.budget.release(charged) // only a SET's message is held
+		charged = 0
+	}
+	info := commandInfo{kind: cmd.Kind, start: start, charged: charged}
 	switch cmd.Kind {
 	case codec.KindSet, codec.KindGet, codec.KindDel:
 		if len(cmd.Message) > in.maxMessage {
+			in.budget.release(charged)
 			in.invalid(start, fmt.Sprintf("%smessage too long (max %d bytes)", codec.ErrorPrefix, in.maxMessage), false)
 			return
 		}
 		seq := in.number()
-		in.inflight.add(seq, info)
+		if !in.inflight.add(seq, info) {
+			in.budget.release(charged) // the session is gone; nobody sends it
+			return
+		}
 		req := &messages.ClientRequest{RequestId: seq, Id: cmd.ID, Payload: cmd.Message}
 		switch cmd.Kind {
 		case codec.KindSet:
@@ -143,16 +153,35 @@ func (in *intake) finish(err error) {
 type inflight struct {
 	mu       sync.Mutex
 	requests map[uint64]commandInfo
+	closed   bool
 }
 
 func newInflight() *inflight {
 	return &inflight{requests: make(map[uint64]commandInfo)}
 }
 
-func (f *inflight) add(seq uint64, info commandInfo) {
+// add holds a request until its reply; false once the session closed it.
+func (f *inflight) add(seq uint64, info commandInfo) bool {
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return false
+	}
 	f.requests[seq] = info
-	f.mu.Unlock()
+	return true
+}
+
+// close drops every request (their replies will find no session) and
+// returns the in-flight bytes they held.
+func (f *inflight) close() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var charged int64
+	for _, info := range f.requests {
+		charged += info.charged
+	}
+	f.requests, f.closed = nil, true
+	return charged
 }
 
 func (f *inflight) take(seq uint64) (commandInfo, bool) {

@@ -15,6 +15,10 @@ type Metrics struct {
 	Connections      prometheus.Gauge
 	ConnectionsTotal prometheus.Counter
 	Refused          prometheus.Counter
+	// InflightBytes is the client bytes held now (see Config.MaxInflightBytes).
+	InflightBytes prometheus.Gauge
+	// InflightWaits counts reader waits for in-flight bytes to drop.
+	InflightWaits prometheus.Counter
 }
 
 // NewMetrics creates the server metrics and registers them on reg.
@@ -42,7 +46,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "tolerex_client_connections_refused_total",
 		Help: "HaToKuSe connections refused because --max-connections were open.",
 	})
-	reg.MustRegister(m.Commands, m.CommandSeconds, m.Connections, m.ConnectionsTotal, m.Refused)
+	m.InflightBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tolerex_client_inflight_bytes",
+		Help: "Client bytes the gateway holds now: SET messages read and not yet answered, GET replies not yet written (bounded by --max-inflight-bytes).",
+	})
+	m.InflightWaits = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tolerex_client_inflight_waits_total",
+		Help: "Times a client connection's reader waited because --max-inflight-bytes were in flight.",
+	})
+	reg.MustRegister(m.Commands, m.CommandSeconds, m.Connections, m.ConnectionsTotal, m.Refused, m.InflightBytes, m.InflightWaits)
 	return m
 }
 

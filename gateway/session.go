@@ -27,6 +27,7 @@ import (
 // are in flight, so at most that many replies are queued for the writer.
 type session struct {
 	cfg      Config
+	budget   *byteBudget
 	conn     net.Conn
 	log      zerolog.Logger
 	out      chan outItem
@@ -41,24 +42,28 @@ type session struct {
 	closing   bool
 }
 
-// commandInfo remembers what a numbered command was, for metrics.
+// commandInfo remembers what a numbered command was, for metrics, and
+// the in-flight bytes it holds until its reply.
 type commandInfo struct {
-	kind  codec.Kind
-	start time.Time
+	kind    codec.Kind
+	start   time.Time
+	charged int64
 }
 
-// outItem is one reply for the writer, or the instruction to close.
+// outItem is one reply for the writer, or the instruction to close;
+// charged is the in-flight bytes the writer releases once it wrote it.
 type outItem struct {
-	data  []byte
-	close bool
+	data    []byte
+	close   bool
+	charged int64
 }
 
 // writerDone reports that the writer stopped.
 type writerDone struct{ err error }
 
-func newSession(cfg Config, conn net.Conn) actor.Producer {
+func newSession(cfg Config, conn net.Conn, budget *byteBudget) actor.Producer {
 	return func() actor.Actor {
-		return &session{cfg: cfg, conn: conn}
+		return &session{cfg: cfg, conn: conn, budget: budget}
 	}
 }
 
@@ -69,6 +74,7 @@ func (s *session) Receive(ctx actor.Context) {
 	case *actor.Stopped:
 		close(s.done)
 		_ = s.conn.Close()
+		s.releaseAll()
 		if m := s.cfg.Metrics; m != nil {
 			m.Connections.Dec()
 		}
@@ -115,7 +121,7 @@ func (s *session) start(ctx actor.Context) {
 		writeTimeout: s.cfg.WriteTimeout,
 	}
 	in := &intake{
-		root: root, leader: s.cfg.Leader, session: self, inflight: s.inflight,
+		root: root, leader: s.cfg.Leader, session: self, inflight: s.inflight, budget: s.budget,
 		maxLine: s.cfg.MaxLineBytes, maxMessage: s.cfg.MaxMessageBytes,
 	}
 	go readLoop(s.conn, limits, s.window, s.done, in)
@@ -123,7 +129,7 @@ func (s *session) start(ctx actor.Context) {
 	if s.cfg.Prompt {
 		greeting = []byte(codec.Banner + codec.LineEnd + codec.Prompt)
 	}
-	go writeLoop(s.conn, limits.writeTimeout, greeting, s.out, s.window, s.done, func(msg any) { root.Send(self, msg) })
+	go writeLoop(s.conn, limits.writeTimeout, greeting, s.out, s.window, s.done, s.budget, func(msg any) { root.Send(self, msg) })
 	s.log.Debug().Msg("client connected")
 }
 
@@ -149,12 +155,17 @@ func (s *session) leaderReply(ctx actor.Context, r *messages.ClientReply) {
 	if !ok {
 		return
 	}
+	s.budget.release(info.charged) // the SET's message is stored or failed
 	var data []byte
+	var charged int64
 	result := "ok"
 	switch r.GetCode() {
 	case messages.ReplyCode_REPLY_OK:
 		data = codec.AppendReply(nil, []byte(codec.ReplyOK))
 	case messages.ReplyCode_REPLY_VALUE:
+		// Held until written; counted, not waited for: it is in memory.
+		charged = int64(len(r.GetPayload()))
+		s.budget.charge(charged)
 		data = codec.AppendReply(make([]byte, 0, len(r.GetPayload())+len(codec.LineEnd)+len(codec.Prompt)), r.GetPayload())
 	case messages.ReplyCode_REPLY_NOT_FOUND:
 		data, result = codec.AppendReply(nil, []byte(codec.ReplyNotFound)), "not_found"
@@ -162,7 +173,26 @@ func (s *session) leaderReply(ctx actor.Context, r *messages.ClientReply) {
 		data, result = codec.AppendError(nil, r.GetError()), "error"
 	}
 	s.observe(info, result)
-	s.deliver(ctx, seq, outItem{data: s.withPrompt(data)})
+	s.deliver(ctx, seq, outItem{data: s.withPrompt(data), charged: charged})
+}
+
+// releaseAll gives back the in-flight bytes of everything the stopped
+// session still holds: requests not answered (their replies will find no
+// session) and replies not written. The writer releases what it takes.
+func (s *session) releaseAll() {
+	s.budget.release(s.inflight.close())
+	for _, item := range s.ready {
+		s.budget.release(item.charged)
+	}
+	s.ready = nil
+	for {
+		select {
+		case item := <-s.out:
+			s.budget.release(item.charged)
+		default:
+			return
+		}
+	}
 }
 
 func (s *session) withPrompt(data []byte) []byte {
@@ -175,6 +205,7 @@ func (s *session) withPrompt(data []byte) []byte {
 // deliver hands replies to the writer in request order.
 func (s *session) deliver(ctx actor.Context, seq uint64, item outItem) {
 	if s.closing {
+		s.budget.release(item.charged)
 		return
 	}
 	s.ready[seq] = item

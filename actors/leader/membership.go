@@ -227,6 +227,7 @@ func (l *leader) memberUpdate(ctx actor.Context, u *memberUpdate) {
 		return
 	}
 	l.pushLiveSet(ctx)
+	l.publishStatus() // the live count feeds /readyz
 	l.maybeActivate(ctx)
 	if !v.usable() {
 		l.memberDown(ctx, u.slot)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/tolerex/tolerex/actors/meta"
 )
 
 // Status is what the leader publishes for health checks without a round
@@ -20,6 +22,9 @@ type Status struct {
 	// starting: its metadata log is unreadable, or it crashed too often
 	// and was stopped.
 	problem atomic.Pointer[string]
+	// LiveMembers is the number of members that take writes: registered,
+	// heard from recently, their storage open.
+	LiveMembers atomic.Int64
 }
 
 // SetProblem records why the leader cannot serve; "" clears it.
@@ -31,14 +36,18 @@ func (s *Status) SetProblem(problem string) {
 	s.problem.Store(&problem)
 }
 
-// NotReady says why the leader does not serve requests (the gateway's
-// /readyz reason), or nil when it does.
-func (s *Status) NotReady() error {
+// NotReady says why the gateway cannot serve writes (its /readyz reason),
+// or nil when it can: the leader is active and at least tolerance members
+// are live, so a SET can get its tolerance copies.
+func (s *Status) NotReady(tolerance int) error {
 	if p := s.problem.Load(); p != nil {
 		return errors.New(*p)
 	}
 	if !s.Active.Load() {
 		return errors.New("leader not active yet")
+	}
+	if live := s.LiveMembers.Load(); live < int64(tolerance) {
+		return fmt.Errorf("%d live members, tolerance %d: every SET fails until %d members are live", live, tolerance, tolerance)
 	}
 	return nil
 }
@@ -49,6 +58,7 @@ func (l *leader) publishStatus() {
 		if l.state != nil {
 			st.Messages.Store(int64(l.state.Len()))
 		}
+		st.LiveMembers.Store(int64(l.liveCount()))
 	}
 }
 
@@ -97,21 +107,26 @@ func (l *leader) status(ctx actor.Context) *ClusterStatus {
 	}
 	counts := l.state.Counts()
 	for _, m := range l.state.Members() {
-		v := l.slot(m.Slot)
-		ms := MemberStatus{
-			Slot: m.Slot, ID: m.ID, NodeAddress: m.NodeAddress, AdminAddress: m.AdminAddress,
-			Indexed: counts[m.Slot],
-		}
-		if v != nil {
-			ms.Alive, ms.StorageReady = v.alive, v.ready
-			ms.Messages, ms.Bytes, ms.InFlight = v.messages, v.bytes, v.inflight
-			if !v.lastHeard.IsZero() {
-				ms.LastHeartbeat = v.lastHeard.UTC().Format(time.RFC3339Nano)
-			}
-		}
-		st.Members = append(st.Members, ms)
+		st.Members = append(st.Members, l.memberStatus(m, counts))
 	}
 	return st
+}
+
+// memberStatus is what the leader knows of one registered member: the
+// same figures in /api/cluster and /api/messages/{id}.
+func (l *leader) memberStatus(m meta.Member, counts map[uint32]int64) MemberStatus {
+	ms := MemberStatus{
+		Slot: m.Slot, ID: m.ID, NodeAddress: m.NodeAddress, AdminAddress: m.AdminAddress,
+		Indexed: counts[m.Slot],
+	}
+	if v := l.slot(m.Slot); v != nil {
+		ms.Alive, ms.StorageReady = v.alive, v.ready
+		ms.Messages, ms.Bytes, ms.InFlight = v.messages, v.bytes, v.inflight
+		if !v.lastHeard.IsZero() {
+			ms.LastHeartbeat = v.lastHeard.UTC().Format(time.RFC3339Nano)
+		}
+	}
+	return ms
 }
 
 // RequestStatus asks the leader at pid for the cluster status.
@@ -129,9 +144,17 @@ func RequestStatus(root *actor.RootContext, pid *actor.PID, timeout time.Duratio
 
 // Location is where one message is stored, served as /api/messages/{id}.
 type Location struct {
-	ID       int64          `json:"id"`
-	Found    bool           `json:"found"`
-	Version  uint64         `json:"version,omitempty"`
+	ID    int64 `json:"id"`
+	Found bool  `json:"found"`
+	// Version is the indexed version, Epoch<<meta.EpochShift | Counter:
+	// the leader epoch that minted it and its place within that epoch.
+	Version uint64 `json:"version,omitempty"`
+	Epoch   uint64 `json:"epoch,omitempty"`
+	Counter uint64 `json:"counter,omitempty"`
+	// Size is the message's length in bytes.
+	Size uint32 `json:"size,omitempty"`
+	// Replicas are the members holding this version, with the same
+	// figures as in /api/cluster.
 	Replicas []MemberStatus `json:"replicas,omitempty"`
 }
 
@@ -144,13 +167,13 @@ func (l *leader) locate(id int64) *Location {
 		return loc
 	}
 	loc.Found, loc.Version = true, version
+	loc.Epoch, loc.Counter = version>>meta.EpochShift, version&meta.MaxCounter
+	loc.Size, _ = l.state.Size(id)
+	counts := l.state.Counts()
 	for _, slot := range replicas {
 		m, _ := l.state.Member(slot)
-		ms := MemberStatus{Slot: slot, ID: m.ID, NodeAddress: m.NodeAddress, AdminAddress: m.AdminAddress}
-		if v := l.slot(slot); v != nil {
-			ms.Alive, ms.StorageReady = v.alive, v.ready
-		}
-		loc.Replicas = append(loc.Replicas, ms)
+		m.Slot = slot
+		loc.Replicas = append(loc.Replicas, l.memberStatus(m, counts))
 	}
 	return loc
 }

@@ -73,8 +73,8 @@ The exit status is non-zero on any error reply or mismatch.`,
 	fs.Int64Var(&f.keys, "keys", 100_000, "size of the key space")
 	fs.Int64Var(&f.offset, "offset", 0, "first key")
 	fs.BoolVar(&f.json, "json", false, "print the result as JSON")
-	fs.StringVar(&f.csvPath, "csv", "", "write a per-second time series (second,ops,errors,p50_ms,p99_ms,max_ms) to `FILE`")
-	fs.StringVar(&f.tlsCA, "tls-ca", "", "connect with TLS, trusting the CA certificate in `FILE`")
+	fs.StringVar(&f.csvPath, "csv", "", "write a per-second time series (second,ops,errors,p50_ms,p99_ms,max_ms) to this file")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "connect with TLS, trusting the CA certificate in this file")
 	return cmd
 }
 

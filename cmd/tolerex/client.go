@@ -79,10 +79,15 @@ func newClientCommand() *cobra.Command {
 one per line, printing each reply: SET <id> <message>, GET <id>, DEL <id>,
 PING, HELP and QUIT. On a terminal the client shows a "tolerex> " prompt.
 
-"N SET <message>" (1 <= N <= 10000000) stores <message>_<id> under the ids
-offset .. offset+N-1, pipelined with up to 1024 requests in flight, and prints
-one summary line: count, total time, ops/s, average and p99 round-trip time
-and the number of error replies. Each bulk run advances the offset by N.
+"N SET <message>" (1 <= N <= 10000000) stores <message>_<id> under N
+consecutive ids, pipelined with up to 1024 requests in flight, and prints one
+summary line: the ids it wrote, count, total time, ops/s, average and p99
+round-trip time and the number of error replies. A bulk run starts at the
+larger of --offset (default 0) and one past the highest id this session has
+sent a SET for (by hand or in an earlier bulk run), so it never overwrites
+what this session stored. It does overwrite whatever those ids hold from
+earlier sessions or other clients (it does not read before it writes): give
+a fresh range with --offset.
 
 --csv appends one row per operation (one per bulk run) to FILE, default
 tolerex-client-<id>.csv; "<id>" in FILE is replaced by the client id. Give
@@ -100,11 +105,11 @@ the file as --csv=FILE.`,
 	flags := cmd.Flags()
 	flags.StringVar(&opts.addr, "addr", defaultClientAddr, "gateway HaToKuSe address (host:port)")
 	flags.BoolVar(&opts.measure, "measure", false, "print the round-trip time of every single command")
-	flags.StringVar(&opts.csvPath, "csv", "", "append one CSV row per operation to `FILE`")
+	flags.StringVar(&opts.csvPath, "csv", "", "append one CSV row per operation to this file")
 	flags.Lookup("csv").NoOptDefVal = defaultCSVFile
 	flags.StringVar(&opts.clientID, "id", "", "client id written in CSV rows (default hostname-pid)")
-	flags.Int64Var(&opts.offset, "offset", 0, "first id of the next bulk run")
-	flags.StringVar(&opts.tlsCA, "tls-ca", "", "connect with TLS, trusting the CA certificate in `FILE` (for a gateway started with --client-tls-dir)")
+	flags.Int64Var(&opts.offset, "offset", 0, "lowest id bulk runs use (they start past any id this session SETs)")
+	flags.StringVar(&opts.tlsCA, "tls-ca", "", "connect with TLS, trusting the CA certificate in this file (for a gateway started with --client-tls-dir)")
 	return cmd
 }
 
@@ -143,7 +148,7 @@ func runClient(ctx context.Context, opts clientOptions, in io.Reader, out, errOu
 		out:         out,
 		errOut:      errOut,
 		measure:     opts.measure,
-		offset:      opts.offset,
+		nextBulk:    opts.offset,
 		interactive: isTerminal(in),
 	}
 	if opts.csvPath != "" {
@@ -171,8 +176,21 @@ type clientSession struct {
 	errOut      io.Writer
 	measure     bool
 	recorder    *csvRecorder // nil without --csv
-	offset      int64        // first id of the next bulk run
+	nextBulk    int64        // first id of the next bulk run
+	noBulkIDs   bool         // this session SET the largest id: no id is left above it
 	interactive bool         // show a prompt
+}
+
+// wrote records that the session sent a SET for id, so that bulk runs
+// start past it.
+func (s *clientSession) wrote(id int64) {
+	switch {
+	case id < s.nextBulk:
+	case id == math.MaxInt64:
+		s.noBulkIDs = true
+	default:
+		s.nextBulk = id + 1
+	}
 }
 
 // inputLine is one line of standard input, or the error that ended it.
@@ -186,7 +204,7 @@ func (s *clientSession) run(ctx context.Context, in io.Reader) error {
 	defer close(done)
 	lines := readInputLines(in, done)
 	if s.interactive {
-		fmt.Fprintf(s.out, "Connected to %s. Type HELP for commands; \"N SET <message>\" runs a pipelined bulk SET.\n", s.addr)
+		fmt.Fprintf(s.out, "Connected to %s. Type HELP for commands; \"N SET <message>\" runs a pipelined bulk SET of N new ids (see tolerex client --help).\n", s.addr)
 	}
 	for {
 		if s.interactive {
@@ -282,6 +300,9 @@ func (s *clientSession) quit(line []byte) {
 
 // single sends one command, prints the reply and records it.
 func (s *clientSession) single(line []byte, command codec.Command) error {
+	if command.Kind == codec.KindSet {
+		s.wrote(command.ID)
+	}
 	start := time.Now()
 	reply, err := s.conn.Do(string(line))
 	rtt := time.Since(start)
@@ -313,16 +334,16 @@ func (s *clientSession) single(line []byte, command codec.Command) error {
 
 // runBulk runs one "N SET <message>" and prints its summary.
 func (s *clientSession) runBulk(bulk bulkRequest) error {
-	if s.offset > math.MaxInt64-int64(bulk.Count-1) {
-		fmt.Fprintf(s.errOut, "error: ids %d + %d overflow; start lower with --offset\n", s.offset, bulk.Count)
+	if s.noBulkIDs || s.nextBulk > math.MaxInt64-int64(bulk.Count-1) {
+		fmt.Fprintf(s.errOut, "error: no %d ids left past the highest id this session wrote; start a session with a lower --offset\n", bulk.Count)
 		return nil
 	}
 	start := time.Now()
-	result, err := runBulkSet(s.conn, bulk, s.offset)
+	result, err := runBulkSet(s.conn, bulk, s.nextBulk)
 	if err != nil {
 		return fmt.Errorf("bulk SET: connection to %s lost: %w", s.addr, err)
 	}
-	s.offset += int64(bulk.Count)
+	s.wrote(s.nextBulk + int64(bulk.Count) - 1)
 	fmt.Fprintln(s.out, result.summary())
 	if s.recorder == nil {
 		return nil
@@ -438,6 +459,7 @@ func skipBlanks(b []byte) []byte {
 
 // bulkResult is the outcome of one bulk run.
 type bulkResult struct {
+	FirstID    int64
 	Count      int
 	Elapsed    time.Duration
 	Bytes      int64 // message bytes sent
@@ -454,8 +476,8 @@ func (r bulkResult) summary() string {
 	if r.Elapsed > 0 {
 		opsPerSecond = float64(r.Count) / r.Elapsed.Seconds()
 	}
-	fmt.Fprintf(&line, "bulk SET: %d ops in %.3f s, %.0f ops/s, avg RTT %s, p99 RTT %s",
-		r.Count, r.Elapsed.Seconds(), opsPerSecond, formatMillis(r.MeanRTT), formatMillis(r.P99RTT))
+	fmt.Fprintf(&line, "bulk SET ids %d..%d: %d ops in %.3f s, %.0f ops/s, avg RTT %s, p99 RTT %s",
+		r.FirstID, r.FirstID+int64(r.Count)-1, r.Count, r.Elapsed.Seconds(), opsPerSecond, formatMillis(r.MeanRTT), formatMillis(r.P99RTT))
 	if r.Errors > 0 {
 		fmt.Fprintf(&line, ", %d errors (first: %s)", r.Errors, r.FirstError)
 	}
@@ -501,6 +523,7 @@ func runBulkSet(conn *client.Client, bulk bulkRequest, firstID int64) (bulkResul
 		return bulkResult{}, readErr
 	}
 	return bulkResult{
+		FirstID:    firstID,
 		Count:      bulk.Count,
 		Elapsed:    elapsed,
 		Bytes:      payload,

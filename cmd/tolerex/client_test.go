@@ -185,7 +185,7 @@ func readCSV(t *testing.T, path string) [][]string {
 }
 
 var bulkSummaryPattern = regexp.MustCompile(
-	`^bulk SET: (\d+) ops in \d+\.\d{3} s, \d+ ops/s, avg RTT \d+\.\d{2} ms, p99 RTT \d+\.\d{2} ms(, (\d+) errors \(first: (.*)\))?$`)
+	`^bulk SET ids -?\d+\.\.-?\d+: (\d+) ops in \d+\.\d{3} s, \d+ ops/s, avg RTT \d+\.\d{2} ms, p99 RTT \d+\.\d{2} ms(, (\d+) errors \(first: (.*)\))?$`)
 
 func TestParseBulk(t *testing.T) {
 	cases := []struct {
@@ -300,12 +300,12 @@ func TestCSVRecorder(t *testing.T) {
 }
 
 func TestBulkSummary(t *testing.T) {
-	result := bulkResult{Count: 2000, Elapsed: 500 * time.Millisecond, MeanRTT: 1234 * time.Microsecond, P99RTT: 5 * time.Millisecond}
-	if got, want := result.summary(), "bulk SET: 2000 ops in 0.500 s, 4000 ops/s, avg RTT 1.23 ms, p99 RTT 5.00 ms"; got != want {
+	result := bulkResult{FirstID: 7, Count: 2000, Elapsed: 500 * time.Millisecond, MeanRTT: 1234 * time.Microsecond, P99RTT: 5 * time.Millisecond}
+	if got, want := result.summary(), "bulk SET ids 7..2006: 2000 ops in 0.500 s, 4000 ops/s, avg RTT 1.23 ms, p99 RTT 5.00 ms"; got != want {
 		t.Errorf("summary = %q, want %q", got, want)
 	}
 	result.Errors, result.FirstError = 3, "ERROR: store full"
-	if got, want := result.summary(), "bulk SET: 2000 ops in 0.500 s, 4000 ops/s, avg RTT 1.23 ms, p99 RTT 5.00 ms, 3 errors (first: ERROR: store full)"; got != want {
+	if got, want := result.summary(), "bulk SET ids 7..2006: 2000 ops in 0.500 s, 4000 ops/s, avg RTT 1.23 ms, p99 RTT 5.00 ms, 3 errors (first: ERROR: store full)"; got != want {
 		t.Errorf("summary = %q, want %q", got, want)
 	}
 }
@@ -326,11 +326,12 @@ func TestClientSessionScript(t *testing.T) {
 		"SET x y",
 		"0 SET x",
 		"abc SET",
-		"3 SET msg",
-		"2 SET msg",
-		"GET 0",
-		"GET 4",
-		"GET 5",
+		"3 SET msg", // ids 2..4: past id 1, which this session SET
+		"2 SET msg", // ids 5..6
+		"GET 1",
+		"GET 2",
+		"GET 6",
+		"GET 7",
 		"SET 9 " + codec.Prompt + "not a prompt",
 		"GET 9",
 		"help",
@@ -346,7 +347,7 @@ func TestClientSessionScript(t *testing.T) {
 		"OK", "hello world", "NOT_FOUND", "OK", "NOT_FOUND", "PONG",
 		codec.ErrUnknown, codec.ErrIDNotNumeric,
 		"bulk 3", "bulk 2",
-		"msg_0", "msg_4", "NOT_FOUND",
+		"NOT_FOUND", "msg_2", "msg_6", "NOT_FOUND",
 		"OK", codec.Prompt + "not a prompt",
 		codec.Help, codec.ReplyBye,
 	}
@@ -370,9 +371,12 @@ func TestClientSessionScript(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", part, stderr)
 		}
 	}
-	for id := range int64(5) {
-		if message, ok := server.stored(id); !ok || message != "msg_"+strconv.FormatInt(id, 10) {
-			t.Errorf("server holds %q, %v under id %d", message, ok, id)
+	for id := range int64(8) {
+		message, ok := server.stored(id)
+		if wantMsg := "msg_" + strconv.FormatInt(id, 10); id >= 2 && id <= 6 && (!ok || message != wantMsg) {
+			t.Errorf("server holds %q, %v under id %d, want %s", message, ok, id, wantMsg)
+		} else if (id < 2 || id > 6) && ok {
+			t.Errorf("server holds %q under id %d, outside the bulk ids 2..6", message, id)
 		}
 	}
 
@@ -387,6 +391,7 @@ func TestClientSessionScript(t *testing.T) {
 		{"SET", "1", "0", "ERROR"},
 		{"BULK_SET", "3", "15", "OK"},
 		{"BULK_SET", "2", "10", "OK"},
+		{"GET", "1", "0", "NOT_FOUND"},
 		{"GET", "1", "0", "OK"},
 		{"GET", "1", "0", "OK"},
 		{"GET", "1", "0", "NOT_FOUND"},
@@ -455,6 +460,37 @@ func TestClientBulkPipelinesAndAdvancesOffset(t *testing.T) {
 			if message, ok := server.stored(id); !ok || message != "next_"+strconv.FormatInt(id, 10) {
 				t.Errorf("second bulk run: id %d holds %q, %v", id, message, ok)
 			}
+		}
+	}
+}
+
+// TestClientBulkStartsPastSetIDs: a bulk run never overwrites an id this
+// session SET, whatever --offset says; its summary names its ids.
+func TestClientBulkStartsPastSetIDs(t *testing.T) {
+	server := &clientTestServer{prompting: false}
+	addr := server.start(t)
+	script := "SET 5 mine\n3 SET b\nSET 100 x\nSET -4 low\n2 SET c\nGET 5\nGET 100\n" +
+		"SET 9223372036854775807 last\n1 SET none\nPING\n"
+	stdout, stderr, err := runClientCommand(t, script, "--addr", addr, "--offset", "3")
+	if err != nil {
+		t.Fatalf("tolerex client: %v\n%s%s", err, stdout, stderr)
+	}
+	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	want := []string{"OK", "bulk SET ids 6..8: ", "OK", "OK", "bulk SET ids 101..102: ", "mine", "x", "OK", "PONG"}
+	if len(lines) != len(want) {
+		t.Fatalf("stdout has %d lines, want %d:\n%s", len(lines), len(want), stdout)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) || (!strings.HasSuffix(w, ": ") && lines[i] != w) {
+			t.Errorf("line %d = %q, want %q", i, lines[i], w)
+		}
+	}
+	if !strings.Contains(stderr, "no 1 ids left") {
+		t.Errorf("bulk run past the largest id: stderr %q, want an error", stderr)
+	}
+	for id, want := range map[int64]string{5: "mine", 6: "b_6", 8: "b_8", 100: "x", 101: "c_101", 102: "c_102", 3: "", 9: "", 103: ""} {
+		if got, ok := server.stored(id); got != want || ok != (want != "") {
+			t.Errorf("id %d holds %q (%v), want %q", id, got, ok, want)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tolerex/tolerex/cluster/certs"
+	"github.com/tolerex/tolerex/gateway"
 )
 
 type devFlags struct {
@@ -36,6 +38,8 @@ type devFlags struct {
 	faultInjection bool
 	logLevel       string
 	actorMetrics   bool
+	notReadyAfter  time.Duration
+	maxMessage     int
 }
 
 func newDevCommand() *cobra.Command {
@@ -45,9 +49,12 @@ func newDevCommand() *cobra.Command {
 		Short: "Run a whole local cluster (a gateway and members) as separate processes",
 		Long: `Run a local cluster: certificates are generated under --data-dir/tls, then a
 gateway and --members member processes start, each with its own data dir and
-log file under --data-dir. A process that dies (say, kill -9 PID) is restarted
-with backoff and the restart is reported here, so crash tests can run against
-it. Ctrl-C stops everything cleanly; the data stays for the next run.`,
+log file under --data-dir/logs. A process that dies (say, kill -9 PID) is
+restarted with backoff and the restart is reported here, so crash tests can
+run against it. A process that is up but stays not ready for
+--report-not-ready-after is reported once, with its admin address and the
+reason its /readyz gives, and again when it is ready. Ctrl-C stops
+everything cleanly; the data stays for the next run (make clean removes it).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDev(cmd.Context(), f, cmd.OutOrStdout())
@@ -67,6 +74,8 @@ it. Ctrl-C stops everything cleanly; the data stays for the next run.`,
 	fs.BoolVar(&f.faultInjection, "fault-injection", true, "start members with --fault-injection (POST /debug/fault/storage-panic)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level of the processes (their logs go to files)")
 	fs.BoolVar(&f.actorMetrics, "protoactor-metrics", true, "start the processes with --protoactor-metrics")
+	fs.DurationVar(&f.notReadyAfter, "report-not-ready-after", 10*time.Second, "print a line for a process whose /readyz has failed this long (since it started or was last ready), and another when it is ready again")
+	fs.IntVar(&f.maxMessage, "max-message-bytes", gateway.DefaultMaxMessageBytes, "largest message a client may store (passed to every process)")
 	return cmd
 }
 
@@ -86,6 +95,9 @@ func runDev(ctx context.Context, f devFlags, out io.Writer) error {
 	if f.tolerance < 1 || f.tolerance > f.members {
 		return fmt.Errorf("--tolerance %d needs 1..%d (the number of members)", f.tolerance, f.members)
 	}
+	if f.notReadyAfter <= 0 || f.maxMessage < 1 {
+		return errors.New("--report-not-ready-after and --max-message-bytes must be positive")
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
@@ -100,7 +112,7 @@ func runDev(ctx context.Context, f devFlags, out io.Writer) error {
 	}
 	addr := func(port int) string { return net.JoinHostPort(f.host, strconv.Itoa(port)) }
 	common := []string{"--tls-dir", tlsDir, "--log-level", f.logLevel, "--sync=" + strconv.FormatBool(f.sync),
-		"--protoactor-metrics=" + strconv.FormatBool(f.actorMetrics)}
+		"--protoactor-metrics=" + strconv.FormatBool(f.actorMetrics), "--max-message-bytes", strconv.Itoa(f.maxMessage)}
 	gw := devProcess{
 		name:      "gateway",
 		nodeAddr:  addr(f.nodePort),
@@ -130,7 +142,7 @@ func runDev(ctx context.Context, f devFlags, out io.Writer) error {
 	if err := checkPortsFree(append([]string{f.clientAddr}, allAddrs(procs)...)); err != nil {
 		return err
 	}
-	sup := &devSupervisor{exe: exe, out: out}
+	sup := &devSupervisor{exe: exe, notReadyAfter: f.notReadyAfter, out: out}
 	var wg sync.WaitGroup
 	for _, p := range procs {
 		wg.Add(1)
@@ -140,9 +152,12 @@ func runDev(ctx context.Context, f devFlags, out io.Writer) error {
 		}()
 	}
 	fmt.Fprintf(out, "\nTolerex dev cluster: 1 gateway, %d members, tolerance %d, data in %s\n", f.members, f.tolerance, f.dataDir)
-	fmt.Fprintf(out, "  connect:  tolerex client --addr %s    (or: nc %s)\n", f.clientAddr, spaceHostPort(f.clientAddr))
-	fmt.Fprintf(out, "  tree:     tolerex tree --admin-addr %s --watch\n", gw.adminAddr)
+	cwd, _ := os.Getwd() // "" on error: the hints then show os.Args[0] as is
+	self := invocationName(os.Args[0], cwd)
+	fmt.Fprintf(out, "  connect:  %s client --addr %s    (or: nc %s)\n", self, f.clientAddr, spaceHostPort(f.clientAddr))
+	fmt.Fprintf(out, "  tree:     %s tree --admin-addr %s --watch\n", self, gw.adminAddr)
 	fmt.Fprintf(out, "  cluster:  curl http://%s/api/cluster\n", gw.adminAddr)
+	fmt.Fprintf(out, "  logs:     %s\n", filepath.Join(logDir, "<process>.log"))
 	if f.faultInjection {
 		fmt.Fprintf(out, "  crash a storage actor:  curl -X POST http://%s/debug/fault/storage-panic\n", procs[1].adminAddr)
 	}
@@ -177,6 +192,31 @@ func checkPortsFree(addrs []string) error {
 		l.Close()
 	}
 	return nil
+}
+
+// invocationName is what the user types to run this binary again, for
+// the hints dev prints: the name as typed when it was found on PATH
+// ("tolerex"), else its path relative to the working directory when that
+// stays below it ("bin/tolerex", "./tolerex"), else its absolute path.
+func invocationName(arg0, cwd string) string {
+	if !strings.ContainsRune(arg0, filepath.Separator) {
+		return arg0
+	}
+	if cwd == "" {
+		return arg0
+	}
+	abs := arg0
+	if !filepath.IsAbs(abs) {
+		abs = filepath.Join(cwd, abs)
+	}
+	rel, err := filepath.Rel(cwd, abs)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return abs
+	}
+	if !strings.ContainsRune(rel, filepath.Separator) {
+		rel = "." + string(filepath.Separator) + rel // not on PATH: "./tolerex"
+	}
+	return rel
 }
 
 func spaceHostPort(hostPort string) string {
@@ -251,11 +291,13 @@ func liveMembers(client *http.Client, adminAddr string) int {
 	return st.LiveMembers
 }
 
-// devSupervisor restarts dev processes that die, with backoff.
+// devSupervisor restarts dev processes that die, with backoff, and
+// reports a process that stays not ready for notReadyAfter.
 type devSupervisor struct {
-	exe string
-	mu  sync.Mutex // serializes output lines
-	out io.Writer
+	exe           string
+	notReadyAfter time.Duration
+	mu            sync.Mutex // serializes output lines
+	out           io.Writer
 }
 
 func (s *devSupervisor) printf(format string, args ...any) {
@@ -275,9 +317,10 @@ const (
 
 func (s *devSupervisor) run(ctx context.Context, p devProcess) {
 	backoff := devMinBackoff
+	ready := &readinessWatch{name: p.name, adminAddr: p.adminAddr, after: s.notReadyAfter}
 	for restarts := 0; ; restarts++ {
 		started := time.Now()
-		err := s.runOnce(ctx, p, restarts)
+		err := s.runOnce(ctx, p, ready, restarts)
 		if ctx.Err() != nil {
 			return
 		}
@@ -296,7 +339,7 @@ func (s *devSupervisor) run(ctx context.Context, p devProcess) {
 
 // runOnce runs the process until it exits or ctx ends; on ctx end it asks
 // the process to stop (SIGTERM) and kills it after a grace period.
-func (s *devSupervisor) runOnce(ctx context.Context, p devProcess, restarts int) error {
+func (s *devSupervisor) runOnce(ctx context.Context, p devProcess, ready *readinessWatch, restarts int) error {
 	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
@@ -316,6 +359,9 @@ func (s *devSupervisor) runOnce(ctx context.Context, p devProcess, restarts int)
 	s.printf("%-9s %s pid=%d node=%s admin=%s log=%s", p.name, verb, cmd.Process.Pid, p.nodeAddr, p.adminAddr, p.logPath)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go s.watchReady(watchCtx, ready)
 	select {
 	case err := <-done:
 		return err

@@ -44,6 +44,7 @@ type gatewayFlags struct {
 	lineTimeout    time.Duration
 	writeTimeout   time.Duration
 	clientTLSDir   string
+	maxInflight    int64
 }
 
 func newGatewayCommand() *cobra.Command {
@@ -76,10 +77,11 @@ the file named by --tolerance-file holding a line TOLERANCE=N; without that, 2.`
 	fs.IntVar(&f.tolerance, "tolerance", 2, fmt.Sprintf("members that store every message (1..%d)", leader.MaxTolerance))
 	fs.StringVar(&f.toleranceFile, "tolerance-file", "tolerance.conf", "file holding TOLERANCE=N, read when --tolerance is not given (a missing file is fine)")
 	fs.StringVar(&f.balancer, "balancer", string(selector.LeastLoaded), "replica selection: least_loaded or p2c (power of two choices)")
-	fs.BoolVar(&f.noPrompt, "no-prompt", false, "no banner and no `tolerex> ` prompt: for machine clients")
+	fs.BoolVar(&f.noPrompt, "no-prompt", false, "no banner and no \"tolerex> \" prompt: for machine clients")
 	fs.DurationVar(&f.storeTimeout, "store-timeout", 2*time.Second, "time a member has to store a copy before another member replaces it")
 	fs.DurationVar(&f.readTimeout, "read-timeout", time.Second, "time a member has to serve a read before the next replica is tried")
-	fs.IntVar(&f.maxConns, "max-connections", gateway.DefaultMaxConnections, "concurrent HaToKuSe connections; one more is answered `ERROR: too many connections` and closed")
+	fs.IntVar(&f.maxConns, "max-connections", gateway.DefaultMaxConnections, "concurrent HaToKuSe connections; one more is answered \"ERROR: too many connections\" and closed")
+	fs.Int64Var(&f.maxInflight, "max-inflight-bytes", gateway.DefaultMaxInflightBytes, "client bytes held at once across all connections (SET messages until answered, GET replies until written); when reached, the gateway stops reading clients until bytes are released; at least --max-message-bytes plus 64")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "close a client connection that starts no request for this long")
 	fs.DurationVar(&f.lineTimeout, "line-timeout", gateway.DefaultLineTimeout, "close a client connection whose request line is not complete this long after its first byte (slow clients)")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", gateway.DefaultWriteTimeout, "close a client connection that does not accept its replies for this long")
@@ -158,8 +160,12 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 	if err := leaderCfg.Validate(); err != nil {
 		return err
 	}
-	if f.maxConns < 1 || f.idleTimeout <= 0 || f.lineTimeout <= 0 || f.writeTimeout <= 0 {
-		return errors.New("--max-connections and the client timeouts must be positive")
+	if f.maxConns < 1 || f.idleTimeout <= 0 || f.lineTimeout <= 0 || f.writeTimeout <= 0 || f.maxInflight < 1 {
+		return errors.New("--max-connections, --max-inflight-bytes and the client timeouts must be positive")
+	}
+	if longest := int64(f.node.maxMessageBytes) + gateway.LineOverhead; f.maxInflight < longest {
+		return fmt.Errorf("--max-inflight-bytes %d is below the longest request line, %d bytes (--max-message-bytes plus %d)",
+			f.maxInflight, longest, gateway.LineOverhead)
 	}
 	clientLis, err := net.Listen("tcp", f.clientAddr)
 	if err != nil {
@@ -174,7 +180,7 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 		clientLis = tls.NewListener(clientLis, cfg)
 	}
 	defer clientLis.Close()
-	ready := status.NotReady
+	ready := func() error { return status.NotReady(f.tolerance) }
 	node, admin, err := f.node.start(certs.RoleGateway, ready)
 	if err != nil {
 		return err
@@ -191,18 +197,19 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 		return fmt.Errorf("spawn leader: %w", err)
 	}
 	gw, err := gateway.New(gateway.Config{
-		Listener:        clientLis,
-		Leader:          leaderPID,
-		Prompt:          !f.noPrompt,
-		MaxMessageBytes: f.node.maxMessageBytes,
-		MaxConnections:  f.maxConns,
-		IdleTimeout:     f.idleTimeout,
-		LineTimeout:     f.lineTimeout,
-		WriteTimeout:    f.writeTimeout,
-		LeaderProblem:   status.NotReady,
-		Tree:            node.Tree,
-		Metrics:         gateway.NewMetrics(node.Registry),
-		Logger:          log,
+		Listener:         clientLis,
+		Leader:           leaderPID,
+		Prompt:           !f.noPrompt,
+		MaxMessageBytes:  f.node.maxMessageBytes,
+		MaxInflightBytes: f.maxInflight,
+		MaxConnections:   f.maxConns,
+		IdleTimeout:      f.idleTimeout,
+		LineTimeout:      f.lineTimeout,
+		WriteTimeout:     f.writeTimeout,
+		LeaderProblem:    ready,
+		Tree:             node.Tree,
+		Metrics:          gateway.NewMetrics(node.Registry),
+		Logger:           log,
 	})
 	if err != nil {
 		return err

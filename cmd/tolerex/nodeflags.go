@@ -38,11 +38,18 @@ type nodeFlags struct {
 // per SET 60-75 us -> 58-66 us, p99 12 ms -> 10 ms).
 const defaultGCPercent = 300
 
+// register adds the node flags to fs with the given defaults. An empty
+// dataDir makes --data-dir required (validate enforces it; cobra's own
+// required-flag check would run before TOLEREX_DATA_DIR is applied).
 func (f *nodeFlags) register(fs *pflag.FlagSet, nodeAddr, adminAddr, dataDir string) {
 	fs.StringVar(&f.nodeAddr, "node-addr", nodeAddr, "host:port of this node's remote (actor) endpoint; other nodes connect here")
 	fs.StringVar(&f.adminAddr, "admin-addr", adminAddr, "host:port of the admin HTTP server (/healthz, /readyz, /metrics, /api/cluster, /api/tree, /debug/pprof)")
-	fs.StringVar(&f.dataDir, "data-dir", dataDir, "directory for this node's durable data")
-	fs.StringVar(&f.tlsDir, "tls-dir", "", "directory with ca.crt and this role's certificate pair (from `tolerex certs`)")
+	dataDirUsage := "directory for this node's durable data"
+	if dataDir == "" {
+		dataDirUsage += " (required; each node needs its own)"
+	}
+	fs.StringVar(&f.dataDir, "data-dir", dataDir, dataDirUsage)
+	fs.StringVar(&f.tlsDir, "tls-dir", "", "directory with ca.crt and this role's certificate pair (from \"tolerex certs\")")
 	fs.BoolVar(&f.insecure, "insecure", false, "run the node-to-node traffic in plaintext (no --tls-dir needed); never in production")
 	fs.BoolVar(&f.sync, "sync", true, "fsync before acknowledging writes; --sync=false is UNSAFE: a crash of the process or the machine can lose acknowledged writes")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")

@@ -1,0 +1,151 @@
+package gateway
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestByteBudgetWaitsAndWakes(t *testing.T) {
+	b := newByteBudget(100, nil)
+	done := make(chan struct{})
+	if !b.acquire(60, done, nil) || !b.acquire(40, done, nil) {
+		t.Fatal("acquire within the limit failed")
+	}
+	got := make(chan bool)
+	flushed := make(chan struct{}, 1)
+	go func() { got <- b.acquire(30, done, func() { flushed <- struct{}{} }) }()
+	select {
+	case <-flushed: // it flushes before it waits
+	case <-time.After(5 * time.Second):
+		t.Fatal("acquire over the limit did not call before()")
+	}
+	select {
+	case <-got:
+		t.Fatal("acquire over the limit did not wait")
+	case <-time.After(50 * time.Millisecond):
+	}
+	b.release(40)
+	select {
+	case ok := <-got:
+		if !ok {
+			t.Fatal("acquire after a release returned false")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("acquire not woken by a release")
+	}
+	if used := b.inUse(); used != 90 {
+		t.Fatalf("in use %d, want 90", used)
+	}
+
+	// A charge is taken without waiting, even over the limit; readers then
+	// wait until the total is below it again.
+	b.charge(50)
+	if used := b.inUse(); used != 140 {
+		t.Fatalf("in use after charge %d, want 140", used)
+	}
+	go func() { got <- b.acquire(1, done, nil) }()
+	b.release(39) // 101: still over
+	select {
+	case <-got:
+		t.Fatal("acquire went through while over the limit")
+	case <-time.After(50 * time.Millisecond):
+	}
+	b.release(2) // 99: room for 1
+	select {
+	case ok := <-got:
+		if !ok {
+			t.Fatal("acquire below the limit failed")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("acquire not woken once the total was below the limit")
+	}
+
+	// done ends a wait, taking nothing.
+	go func() { got <- b.acquire(50, done, nil) }()
+	close(done)
+	if ok := <-got; ok {
+		t.Fatal("acquire after done returned true")
+	}
+	if used := b.inUse(); used != 100 {
+		t.Fatalf("in use %d, want 100 (nothing taken by the cancelled acquire)", used)
+	}
+}
+
+// TestByteBudgetOversized: a request larger than the limit goes through
+// once nothing else is held, so it never waits forever.
+func TestByteBudgetOversized(t *testing.T) {
+	b := newByteBudget(10, nil)
+	done := make(chan struct{})
+	if !b.acquire(5, done, nil) {
+		t.Fatal("acquire failed")
+	}
+	got := make(chan bool)
+	go func() { got <- b.acquire(25, done, nil) }()
+	select {
+	case <-got:
+		t.Fatal("oversized acquire went through while bytes were held")
+	case <-time.After(50 * time.Millisecond):
+	}
+	b.release(5)
+	if !<-got || b.inUse() != 25 {
+		t.Fatalf("oversized acquire: in use %d", b.inUse())
+	}
+}
+
+// TestByteBudgetBoundsConcurrentHolders: many goroutines taking and
+// releasing never hold more than the limit together, and all finish.
+func TestByteBudgetBoundsConcurrentHolders(t *testing.T) {
+	const limit, each, workers, rounds = 1000, 300, 8, 200
+	b := newByteBudget(limit, nil)
+	done := make(chan struct{})
+	var held, peak atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				if !b.acquire(each, done, nil) {
+					t.Error("acquire failed")
+					return
+				}
+				now := held.Add(each)
+				for p := peak.Load(); now > p && !peak.CompareAndSwap(p, now); p = peak.Load() {
+				}
+				held.Add(-each)
+				b.release(each)
+			}
+		}()
+	}
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(20 * time.Second):
+		t.Fatal("workers did not finish: a lost wake-up")
+	}
+	if p := peak.Load(); p > limit {
+		t.Errorf("peak held %d, over the limit %d", p, limit)
+	}
+	if used := b.inUse(); used != 0 {
+		t.Errorf("in use %d after everything was released", used)
+	}
+}
+
+func TestAppendWithinStaysWithinLimit(t *testing.T) {
+	const limit = 100_000
+	var line []byte
+	chunk := make([]byte, 16<<10)
+	for len(line)+len(chunk) <= limit {
+		line = appendWithin(line, chunk, limit)
+		if cap(line) > limit {
+			t.Fatalf("capacity %d over the limit %d at length %d", cap(line), limit, len(line))
+		}
+	}
+	line = appendWithin(line, chunk[:limit-len(line)], limit)
+	if len(line) != limit || cap(line) != limit {
+		t.Fatalf("full line: len %d cap %d, want %d", len(line), cap(line), limit)
+	}
+}
