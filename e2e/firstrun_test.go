@@ -15,23 +15,6 @@ import (
 	"github.com/tolerex/tolerex/actors/leader"
 )
 
-// eventually polls cond every 50 ms until it holds, and fails the test
-// with cond's last explanation if it still does not after limit.
-func eventually(t testing.TB, limit time.Duration, cond func() (ok bool, why string)) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still not so after %s: %s", limit, why)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // waitLeaderActive waits until the gateway with the given admin address
 // serves requests: /readyz is 200, or 503 only for lack of live members
 // (a gateway started without members is never ready, but its leader is
@@ -39,7 +22,7 @@ func eventually(t testing.TB, limit time.Duration, cond func() (ok bool, why str
 func waitLeaderActive(t testing.TB, c *Child, adminAddr string) {
 	t.Helper()
 	view := AdminView("gateway", adminAddr)
-	eventually(t, 20*time.Second, func() (bool, string) {
+	Eventually(t, 20*time.Second, "gateway leader active", func() (bool, string) {
 		if exited, code := c.Exited(); exited {
 			t.Fatalf("gateway exited (code %d) before its leader was active\n%s", code, c.Output())
 		}
@@ -66,7 +49,7 @@ func TestAPIMessagesShowsReplicaFigures(t *testing.T) {
 
 	// Members report their figures in heartbeats; compare once a
 	// location and the cluster status read around it agree.
-	eventually(t, 10*time.Second, func() (bool, string) {
+	Eventually(t, 10*time.Second, "location and cluster figures agree", func() (bool, string) {
 		loc := location(t, c, 7)
 		st := c.Status(t)
 		if !loc.Found || len(loc.Replicas) != 2 {
@@ -136,7 +119,7 @@ func TestCLIDevReportsNotReady(t *testing.T) {
 	member1 := AdminView("member-1", m1Admin)
 
 	// Crash member-1's storage actor until its supervisor gives up.
-	eventually(t, 20*time.Second, func() (bool, string) {
+	Eventually(t, 20*time.Second, "member-1 storage given up", func() (bool, string) {
 		status, body := readyz(member1)
 		if status == 503 && strings.Contains(body, "kept crashing") {
 			return true, ""

@@ -224,7 +224,7 @@ func TestInflightBytesBounded(t *testing.T) {
 	if grew := rssPeak - rssBefore; grew > 128<<20 {
 		t.Errorf("gateway peak RSS grew by %d MiB with a %d MiB in-flight limit", grew>>20, limit>>20)
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
+	Eventually(t, 10*time.Second, "in-flight bytes released", func() (bool, string) {
 		v := processGauge(t, c.Gateway, "tolerex_client_inflight_bytes")
 		return v == 0, fmt.Sprintf("tolerex_client_inflight_bytes %v after every reply, want 0", v)
 	})
@@ -238,7 +238,7 @@ func TestInflightBytesBounded(t *testing.T) {
 			}
 		}
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
+	Eventually(t, 10*time.Second, "in-flight bytes released after GETs", func() (bool, string) {
 		v := processGauge(t, c.Gateway, "tolerex_client_inflight_bytes")
 		return v == 0, fmt.Sprintf("tolerex_client_inflight_bytes %v after the GETs, want 0", v)
 	})

@@ -133,7 +133,7 @@ func TestToleranceAboveMembers(t *testing.T) {
 		m.WaitReady(t, 20*time.Second)
 	}
 	c.WaitLive(t, 2, 20*time.Second)
-	eventually(t, 10*time.Second, func() (bool, string) {
+	Eventually(t, 10*time.Second, "gateway not ready for lack of members", func() (bool, string) {
 		status, body := readyz(c.Gateway)
 		return status == 503 && strings.Contains(body, "2 live members, tolerance 3"),
 			fmt.Sprintf("gateway /readyz %d %q, want 503 naming 2 live members and tolerance 3", status, body)
