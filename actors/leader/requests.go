@@ -214,7 +214,10 @@ func (l *leader) checkWrite(ctx actor.Context, w *write) {
 		entry := &messages.LogEntry{Entry: &messages.LogEntry_Put{Put: &messages.PutEntry{
 			Id: w.id, Version: w.version, Replicas: slices.Clone(w.stored), Size: uint32(len(w.payload)),
 		}}}
-		l.propose(&proposal{entry: entry, client: w.client, request: w.request, started: time.Now()})
+		p := &proposal{entry: entry, client: w.client, request: w.request, started: time.Now()}
+		if plantedBug(l, ctx, w, p) { // always true outside the fault suite's planted-bug builds
+			l.propose(p)
+		}
 	case w.selecting == 0 && len(w.stored)+w.inflight < w.need:
 		l.failWrite(ctx, w, fmt.Sprintf("could not store %d copies: have %d, need %d (live members: %d)",
 			w.need, len(w.stored), w.need, l.liveCount()))
