@@ -80,10 +80,11 @@ type Config struct {
 	// to count.
 	MinThroughput float64
 	// DiskSize is the size of each member's small disk, used when the
-	// faults include disk-full; DiskLeave is what a full disk keeps free
-	// (with the member's --min-free-bytes, the watermark is set to twice
-	// that).
-	DiskSize, DiskLeave int64
+	// faults include disk-full. DiskWatermark is the free space below
+	// which a member stops taking writes (its --min-free-bytes), when the
+	// binary's members take that flag; a full disk then keeps half of it
+	// free, and without the flag none.
+	DiskSize, DiskWatermark int64
 	// LogLevel is the nodes' log level.
 	LogLevel string
 	// KeepData keeps the cluster's data dirs (in the run dir, which the
@@ -105,7 +106,7 @@ func Defaults() Config {
 		OpTimeout: 5 * time.Second, DialTimeout: 2 * time.Second,
 		StartTimeout: 60 * time.Second, RecoveryTimeout: 60 * time.Second,
 		CheckTimeout: 5 * time.Minute, MinThroughput: 20,
-		DiskSize: 64 << 20, DiskLeave: 1 << 20, LogLevel: "info",
+		DiskSize: 64 << 20, DiskWatermark: 4 << 20, LogLevel: "info",
 	}
 }
 
@@ -153,8 +154,8 @@ func (c *Config) fill() {
 	if c.DiskSize == 0 {
 		c.DiskSize = d.DiskSize
 	}
-	if c.DiskLeave == 0 {
-		c.DiskLeave = d.DiskLeave
+	if c.DiskWatermark == 0 {
+		c.DiskWatermark = d.DiskWatermark
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = d.LogLevel
@@ -172,9 +173,11 @@ type run struct {
 	cluster *cluster.Cluster
 	net     *netfault.Partitioner
 	disks   map[string]*diskfault.Disk
-	rec     *history.Recorder
-	sum     *summary.Summary
-	logMu   sync.Mutex
+	// diskLeave is what a full disk keeps free.
+	diskLeave int64
+	rec       *history.Recorder
+	sum       *summary.Summary
+	logMu     sync.Mutex
 }
 
 func (r *run) logf(format string, args ...any) {
@@ -316,10 +319,11 @@ func (r *run) prepareDisks(ccfg *cluster.Config) error {
 		ccfg.MemberDataDirs[i] = dir
 	}
 	if memberHasFlag(r.cfg.Binary, "--min-free-bytes") {
-		ccfg.MemberArgs = append(ccfg.MemberArgs, "--min-free-bytes", strconv.FormatInt(2*r.cfg.DiskLeave, 10))
-		r.logf("members stop taking writes below %d free bytes (--min-free-bytes)", 2*r.cfg.DiskLeave)
+		ccfg.MemberArgs = append(ccfg.MemberArgs, "--min-free-bytes", strconv.FormatInt(r.cfg.DiskWatermark, 10))
+		r.diskLeave = r.cfg.DiskWatermark / 2
+		r.logf("members stop taking writes below %d free bytes (--min-free-bytes); a full disk keeps %d", r.cfg.DiskWatermark, r.diskLeave)
 	} else {
-		r.logf("this tolerex member has no --min-free-bytes: a full disk is met without a watermark")
+		r.logf("this tolerex member has no --min-free-bytes: a full disk is filled to the last byte")
 	}
 	return nil
 }
@@ -378,7 +382,7 @@ func (r *run) exercise(ctx context.Context) {
 		return
 	}
 	nem := nemesis.New(nemesis.Config{
-		Cluster: c, Net: r.net, Disks: r.disks, DiskLeave: cfg.DiskLeave, Clock: r.rec.Now,
+		Cluster: c, Net: r.net, Disks: r.disks, DiskLeave: r.diskLeave, Clock: r.rec.Now,
 		Log: logWriter{r},
 	})
 	wctx, cancel := context.WithTimeout(ctx, cfg.Duration)
