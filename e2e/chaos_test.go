@@ -1,15 +1,18 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tolerex/tolerex/e2e/chaos"
+	"github.com/tolerex/tolerex/e2e/chaos/diskfault"
 	"github.com/tolerex/tolerex/e2e/chaos/netfault"
 	"github.com/tolerex/tolerex/e2e/chaos/summary"
 )
@@ -160,4 +163,105 @@ func TestChaosFindsPlantedBugs(t *testing.T) {
 		cfg.Binary = buildPlanted(t, "tolerex_plantedbug_dropwrite")
 		assertViolation(t, chaosRun(t, cfg))
 	})
+}
+
+// TestChaosInterruptTearsDown interrupts `tolerex chaos` (SIGINT) while a
+// partition holds and a member's disk is full, and checks that it removed
+// its iptables chains, its mounts and every node process before exiting.
+func TestChaosInterruptTearsDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	if err := netfault.Available(); err != nil {
+		t.Skip(err)
+	}
+	if err := diskfault.Available(); err != nil {
+		t.Skip(err)
+	}
+	out := t.TempDir()
+	cmd := exec.Command(bin, "chaos", "--seed", "7", "--duration", "60s", "--out", out,
+		"--faults", "partition:member,disk-full:member", "--concurrent-faults", "2",
+		"--fault-interval", "300ms", "--fault-min", "10s", "--fault-max", "20s")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	lines := make(chan string, 100)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	var transcript strings.Builder
+	var runDir string
+	faults := map[string]bool{}
+	deadline := time.After(90 * time.Second)
+	for !faults["partition"] || !faults["disk-full"] {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("tolerex chaos ended early:\n%s", transcript.String())
+			}
+			transcript.WriteString(line + "\n")
+			if _, dir, found := strings.Cut(line, "run dir "); found {
+				runDir = dir
+			}
+			for _, kind := range []string{"partition", "disk-full"} {
+				if strings.Contains(line, "nemesis: #") && strings.Contains(line, " "+kind+" member [") {
+					faults[kind] = true
+				}
+			}
+		case <-deadline:
+			t.Fatalf("no partition and full disk at once within 90 s:\n%s", transcript.String())
+		}
+	}
+	pid := cmd.Process.Pid
+	chain := netfault.ChainPrefix + strconv.Itoa(pid)
+	if rules, _ := exec.Command("iptables", "-S").CombinedOutput(); !strings.Contains(string(rules), chain) {
+		t.Fatalf("no chain %s while a partition holds:\n%s", chain, rules)
+	}
+	if !strings.Contains(readFile(t, "/proc/self/mounts"), runDir) {
+		t.Fatalf("no mount under %s while a disk is full", runDir)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	for line := range lines { // until tolerex chaos closes its output
+		transcript.WriteString(line + "\n")
+	}
+	err = cmd.Wait()
+	if err == nil || !strings.Contains(transcript.String(), "interrupted") {
+		t.Errorf("an interrupted run ended with %v and does not say it was interrupted:\n%s", err, transcript.String())
+	}
+	if rules, _ := exec.Command("iptables", "-S").CombinedOutput(); strings.Contains(string(rules), chain) {
+		t.Errorf("chain %s left behind:\n%s", chain, rules)
+	}
+	if mounts := readFile(t, "/proc/self/mounts"); strings.Contains(mounts, runDir) {
+		t.Errorf("mounts under %s left behind", runDir)
+	}
+	if _, err := os.Stat(runDir); !os.IsNotExist(err) {
+		t.Errorf("run dir %s left behind: %v", runDir, err)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if data, err := os.ReadFile(p); err == nil && strings.Contains(string(data), runDir) {
+			t.Errorf("a node process is left: %s: %q", p, data)
+		}
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
 }
