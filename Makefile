@@ -7,7 +7,7 @@ BIN         := bin/tolerex
 PROTOC_GEN_GO_VERSION := v1.36.12
 FUZZTIME    ?= 5m
 
-.PHONY: all build run test lint unit e2e generate fuzz bench bench-micro clean
+.PHONY: all build run test lint unit e2e generate fuzz bench bench-micro chaos clean
 
 all: build
 
@@ -64,3 +64,13 @@ fuzz:
 
 clean:
 	rm -rf bin data
+
+# The long fault suite (about 25 minutes): CHAOS_RUNS runs of CHAOS_DURATION
+# each over every fault mix, results with conditions and seeds written to
+# docs/reliability.md. Needs root and iptables for partitions. A shorter
+# try: make chaos CHAOS_RUNS=3 CHAOS_DURATION=30s
+CHAOS_RUNS     ?= 20
+CHAOS_DURATION ?= 60s
+CHAOS_ARGS     ?=
+chaos: build
+	$(GO) run ./cmd/chaosmatrix --bin $(BIN) --runs $(CHAOS_RUNS) --duration $(CHAOS_DURATION) $(CHAOS_ARGS)

@@ -205,7 +205,12 @@ func (l *leader) checkWrite(ctx actor.Context, w *write) {
 		entry := &messages.LogEntry{Entry: &messages.LogEntry_Put{Put: &messages.PutEntry{
 			Id: w.id, Version: w.version, Replicas: w.place.replicas(), Size: uint32(len(w.payload)),
 		}}}
-		if err := l.propose(ctx, &proposal{entry: entry, client: w.client, request: w.request, started: time.Now()}); err != nil {
+		p := &proposal{entry: entry, client: w.client, request: w.request, started: time.Now()}
+		if !plantedBug(l, ctx, w, p) { // only planted-bug builds of the fault suite answer here
+			w.done = true
+			return
+		}
+		if err := l.propose(ctx, p); err != nil {
 			l.failWrite(ctx, w, "internal error: the write was "+err.Error()+"; nothing was stored")
 			return
 		}

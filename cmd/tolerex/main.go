@@ -46,6 +46,7 @@ func newRootCommand() *cobra.Command {
 		newTreeCommand(),
 		newCertsCommand(),
 		newBenchCommand(),
+		newChaosCommand(),
 	)
 	return root
 }
