@@ -67,6 +67,12 @@ func (tl *testLog) onWritten(written []Written) {
 	}
 }
 
+func (tl *testLog) setGate(gate *commitGate) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	tl.gate = gate
+}
+
 func (tl *testLog) writtenGroups() []int {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
