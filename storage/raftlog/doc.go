@@ -90,4 +90,12 @@
 // lies between the log start and the last entry (raft panics otherwise).
 // Damage, here or found by Pebble, yields an error wrapping [ErrCorrupt],
 // never a panic.
+//
+// One kind of damage goes unseen, and it is Pebble's: it cannot tell damage
+// in the last 32 KiB block of a write-ahead log, or inside a record that
+// spans several blocks (a group commit or snapshot larger than 32 KiB),
+// from the torn tail a crash leaves, and then silently drops the log from
+// there on. The store then opens as an intact but shorter prefix, which
+// loses reported writes if the damage came from the disk rather than a
+// crash.
 package raftlog

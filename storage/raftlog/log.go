@@ -162,7 +162,14 @@ func Open(dir string, opts Options) (*Log, error) {
 		opts.MaxBatchBytes = DefaultMaxBatchBytes
 	}
 	log := opts.Logger.With().Str("component", "raftlog").Str("dir", dir).Logger()
-	db, err := pebbledb.Open(dir, pebbledb.Options{CacheBytes: cacheBytes, MemTableBytes: memTableBytes, Logger: log})
+	// Table statistics only help compactions pick deletions; their loader
+	// spins on a table with damaged metadata.
+	db, err := pebbledb.Open(dir, pebbledb.Options{
+		CacheBytes:        cacheBytes,
+		MemTableBytes:     memTableBytes,
+		Logger:            log,
+		DisableTableStats: true,
+	})
 	if err != nil {
 		err = pebbledb.Readable(err)
 		if pebbledb.IsDamage(err) {
