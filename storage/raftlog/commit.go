@@ -72,6 +72,13 @@ func (l *Log) fail(err error) {
 	}
 }
 
+// checkDamage fails the store once a Pebble background job found damage.
+func (l *Log) checkDamage() {
+	if err := l.damage.Load(); err != nil {
+		l.fail(*err)
+	}
+}
+
 // refused is the error for a request that arrives after a failure.
 func (l *Log) refused() error {
 	return fmt.Errorf("%w: %w", ErrFailed, l.failed)
@@ -84,6 +91,7 @@ func (l *Log) commitWrites(writes []request) {
 	for i, r := range writes {
 		results[i].Token = r.write.Token
 	}
+	l.checkDamage()
 	if l.failed != nil {
 		err := l.refused()
 		for i := range results {
@@ -223,6 +231,7 @@ func (l *Log) applyWrites(plans []writePlan, accepted []bool) error {
 // commitSnapshot stores a CreateSnapshot in one Pebble batch, applies it to
 // Storage() and reports it.
 func (l *Log) commitSnapshot(r *snapshotRequest) {
+	l.checkDamage()
 	if l.failed != nil {
 		l.reportSnapshot(r.index, l.refused())
 		return

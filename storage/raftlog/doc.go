@@ -34,7 +34,8 @@
 // committed or not above the stored snapshot with [ErrBadSnapshot]. Neither
 // affects other requests. If a commit fails, every request in it fails and
 // so does every later one ([ErrFailed]); Close the store and Open it again
-// to recover.
+// to recover. Damage that a Pebble background job (a flush or compaction)
+// finds fails every later request the same way, with [ErrCorrupt].
 //
 // # Durability contract
 //

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/rs/zerolog"
@@ -131,6 +132,10 @@ type Log struct {
 	mu     sync.Mutex
 	closed bool
 
+	// damage is the first damage a Pebble background job found; the
+	// committer refuses every request after it.
+	damage atomic.Pointer[error]
+
 	// The fields below belong to the committer goroutine (and to Open
 	// before it starts).
 	//
@@ -162,13 +167,22 @@ func Open(dir string, opts Options) (*Log, error) {
 		opts.MaxBatchBytes = DefaultMaxBatchBytes
 	}
 	log := opts.Logger.With().Str("component", "raftlog").Str("dir", dir).Logger()
+	l := &Log{
+		dir:       dir,
+		log:       log,
+		opts:      opts,
+		writeOpts: pebbledb.WriteOptions(opts.Sync),
+		storage:   raft.NewMemoryStorage(),
+		queue:     make(chan request, QueueLength),
+	}
 	// Table statistics only help compactions pick deletions; their loader
 	// spins on a table with damaged metadata.
 	db, err := pebbledb.Open(dir, pebbledb.Options{
-		CacheBytes:        cacheBytes,
-		MemTableBytes:     memTableBytes,
-		Logger:            log,
-		DisableTableStats: true,
+		CacheBytes:             cacheBytes,
+		MemTableBytes:          memTableBytes,
+		Logger:                 log,
+		DisableTableStats:      true,
+		OnBackgroundCorruption: l.noteDamage,
 	})
 	if err != nil {
 		err = pebbledb.Readable(err)
@@ -177,15 +191,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		}
 		return nil, fmt.Errorf("open raft log %s: %w", dir, err)
 	}
-	l := &Log{
-		dir:       dir,
-		db:        db,
-		log:       log,
-		opts:      opts,
-		writeOpts: pebbledb.WriteOptions(opts.Sync),
-		storage:   raft.NewMemoryStorage(),
-		queue:     make(chan request, QueueLength),
-	}
+	l.db = db
 	l.commitBatch = func(b *pebble.Batch) error { return b.Commit(l.writeOpts) }
 	pos, err := load(db, l.storage)
 	if err != nil {
@@ -275,4 +281,13 @@ func (l *Log) Close() error {
 		l.log.Debug().Err(l.closeErr).Msg("raft log closed")
 	})
 	return l.closeErr
+}
+
+// noteDamage is pebbledb.Options.OnBackgroundCorruption: a compaction or
+// flush read damaged data. Pebble calls it with its mutex held, so it only
+// records the first report; the committer fails every later request with
+// it, so that the consensus actor learns of it through its next Write.
+func (l *Log) noteDamage(err error) {
+	err = fmt.Errorf("raft log %s: %w: background job: %w", l.dir, ErrCorrupt, pebbledb.Readable(err))
+	l.damage.CompareAndSwap(nil, &err)
 }

@@ -457,3 +457,21 @@ func TestReopenLeaksNoGoroutines(t *testing.T) {
 		t.Fatalf("%d goroutines before, %d after three open/close rounds:\n%s", before, after, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestBackgroundDamageFailsLaterRequests reports damage the way Pebble's
+// background jobs do: every later request fails with ErrCorrupt (and
+// ErrFailed), so that the consensus actor learns of it.
+func TestBackgroundDamageFailsLaterRequests(t *testing.T) {
+	l := openTestLog(t, t.TempDir(), Options{Sync: true})
+	l.mustWrite(t, Write{Entries: entries(1, 2, 1), HardState: hardState(1, 1, 2)})
+	l.noteDamage(errors.New("injected: block checksum mismatch"))
+	l.noteDamage(errors.New("a second report is ignored"))
+	w := waitWritten(l.write(Write{Entries: entries(3, 3, 1)}))
+	if !errors.Is(w.Err, ErrCorrupt) || !errors.Is(w.Err, ErrFailed) {
+		t.Fatalf("write after background damage reported %v, want ErrCorrupt and ErrFailed", w.Err)
+	}
+	l.CreateSnapshot(2, nil, nil, 0)
+	if r := l.waitSnapshot(t); !errors.Is(r.err, ErrCorrupt) {
+		t.Fatalf("snapshot after background damage reported %v, want ErrCorrupt", r.err)
+	}
+}
