@@ -78,6 +78,7 @@ func readSnapshotData(db *pebble.DB, header snapshotHeader) ([]byte, error) {
 			header.index, header.dataCRC, got, ErrCorrupt)
 	}
 	if len(data) == 0 {
+		// As MemoryStorage holds a snapshot created without data.
 		return nil, nil
 	}
 	return data, nil
