@@ -204,31 +204,56 @@ func (l *logLimiter) allow(now time.Time) (ok bool, skipped int) {
 	return true, skipped
 }
 
-// ErrFatal is wrapped by the error Commit returns when Pebble called
-// Logger.Fatalf while committing: its commit pipeline may be wedged, and
-// the database must not be written again (reads still work until Close).
-var ErrFatal = errors.New("pebble gave up (Fatalf)")
+// Errors Commit wraps when Pebble gave up on a commit.
+var (
+	// ErrFatal is wrapped by the error Commit returns when Pebble called
+	// Logger.Fatalf or panicked while committing: the database must not be
+	// written again (reads still work).
+	ErrFatal = errors.New("pebble gave up")
+	// ErrWedged is wrapped, with ErrFatal, when Pebble panicked in the
+	// middle of its commit pipeline, holding its commit lock: DB.Close
+	// would then block forever, so the database must be left open (reads
+	// still work) until the process exits.
+	ErrWedged = errors.New("pebble's commit pipeline is wedged")
+)
+
+// fatalCommit starts the message of the Fatalf Pebble raises after its
+// commit pipeline returned an error (db.go:885 in v2.1.7), when it holds
+// no lock.
+const fatalCommit = "pebble: fatal commit error"
 
 // Commit commits b. When Pebble's commit fails it calls Logger.Fatalf
-// (db.go in Pebble v2.1.7: "pebble: fatal commit error", for example a
-// write-ahead-log write that hit a full disk) and would report success if
-// Fatalf returned; the logger panics there instead, and Commit turns that
-// panic into an error wrapping ErrFatal and the errors Pebble passed to
-// Fatalf (so errors.Is finds syscall.ENOSPC). It runs on the caller's
-// goroutine and Pebble holds no lock of its own when it calls Fatalf
-// there, so recovering is safe.
-func Commit(b *pebble.Batch, opts *pebble.WriteOptions) (err error) {
+// ("pebble: fatal commit error", db.go:885 in v2.1.7; for example a
+// write-ahead-log write or sync that hit a full disk) and would report
+// success if Fatalf returned; the logger panics there instead, and Commit
+// turns that panic into an error wrapping ErrFatal and the errors Pebble
+// passed to Fatalf (so errors.Is finds syscall.ENOSPC). Pebble holds no
+// lock there, so the database can still be read and closed. Any other
+// panic on the way (Pebble panics outright when a write-ahead-log write
+// fails after an earlier unsynced one did, db.go:997, with its commit
+// lock held) yields an error wrapping ErrFatal and ErrWedged.
+func Commit(b *pebble.Batch, opts *pebble.WriteOptions) error {
+	return recoverCommit(func() error { return b.Commit(opts) })
+}
+
+// recoverCommit runs commit and turns a panic in it into an error, as
+// Commit documents.
+func recoverCommit(commit func() error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			var fe *FatalError
-			if e, ok := p.(error); ok && errors.As(e, &fe) {
+			if e, ok := p.(error); ok && errors.As(e, &fe) && strings.HasPrefix(fe.Msg, fatalCommit) {
 				err = fmt.Errorf("%w: %w", ErrFatal, fe)
 				return
 			}
-			err = fmt.Errorf("%w: panic: %v", ErrFatal, p)
+			if e, ok := p.(error); ok {
+				err = fmt.Errorf("%w: %w: panic: %w", ErrFatal, ErrWedged, e)
+				return
+			}
+			err = fmt.Errorf("%w: %w: panic: %v", ErrFatal, ErrWedged, p)
 		}
 	}()
-	return b.Commit(opts)
+	return commit()
 }
 
 // WriteOptions are the commit options for a sync mode: Sync fsyncs the
