@@ -99,7 +99,7 @@ func (l *leader) replicasSelected(ctx actor.Context, msg *messages.ReplicasSelec
 		return
 	}
 	if len(w.tried) == 0 && len(msg.GetMembers()) < w.need {
-		l.failWrite(ctx, w, fmt.Sprintf("not enough live members: have %d, need %d", msg.GetLive(), w.need))
+		l.failWrite(ctx, w, fmt.Sprintf("not enough live members: have %d, need %d%s", msg.GetLive(), w.need, l.refusingNote()))
 		return
 	}
 	// Record every chosen member as tried before sending anything: a send
@@ -232,6 +232,21 @@ func (l *leader) failWrite(ctx actor.Context, w *write, reason string) {
 	// still in flight are dropped when their acks arrive (storeAck).
 	l.pruneCopies(ctx, w.id, w.version, uint32(len(w.payload)), w.stored)
 	l.finish(ctx, w.id)
+}
+
+// refusingNote tells a client that some live members were not counted
+// because they take no writes, or is empty.
+func (l *leader) refusingNote() string {
+	n := 0
+	for i := range l.members {
+		if v := &l.members[i]; v.usable() && !v.writable() {
+			n++
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d more live but refusing writes: disk full)", n)
 }
 
 func (l *leader) liveCount() int {
