@@ -118,6 +118,12 @@ type storageActor struct {
 	// wedged is the write failure that left the store unable to close (it
 	// serves reads until the process restarts).
 	wedged error
+	// noSpace is the write failure that found the disk full (ENOSPC): the
+	// store is reopened read-only whatever the watermark says, since a
+	// read-write open would wait forever for a flush that cannot be
+	// written; it is reopened read-write once the guard sees space again
+	// (never, with the check turned off).
+	noSpace error
 }
 
 // spaceTick makes the actor check the free space.
@@ -198,7 +204,7 @@ func (a *storageActor) open(ctx actor.Context) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	a.generation++
 	generation := a.generation
-	readOnly := a.guard.Check().Refusing
+	readOnly := a.guard.Check().Refusing || a.noSpace != nil
 	opts := storage.Options{
 		Sync:   a.cfg.Sync,
 		Logger: a.log,
@@ -260,6 +266,12 @@ func (a *storageActor) checkSpace(ctx actor.Context) {
 	if st.Refusing || !a.fullAtOpen || a.status.StoreCorrupt() != "" || a.status.GaveUp.Load() {
 		return
 	}
+	if a.noSpace != nil {
+		if a.guard.Watermark().MinFree == 0 {
+			return // nothing tells when space is back: read-only until a restart
+		}
+		a.noSpace = nil
+	}
 	a.log.Info().Uint64("free_bytes", st.Free).Msg("disk has room again: reopening the store read-write")
 	a.close()
 	a.open(ctx)
@@ -279,6 +291,12 @@ func (a *storageActor) writeFailed(ctx actor.Context, msg *storeWriteFailed) {
 		a.status.SetWriteFailure("store cannot take writes until the member restarts: " + msg.err.Error())
 		a.log.Error().Err(msg.err).Msg("a write failed and the store cannot be reopened until the member restarts: serving reads, refusing writes")
 		return
+	}
+	if errors.Is(msg.err, syscall.ENOSPC) {
+		a.noSpace = msg.err
+		if a.guard.Watermark().MinFree == 0 {
+			a.status.SetWriteFailure("disk full: a write failed with no space left on device, and with --min-free-bytes 0 the member cannot tell when space is back: restart it once space is freed")
+		}
 	}
 	a.log.Error().Err(msg.err).Msg("a write failed (disk full?): reopening the store")
 	a.close()
