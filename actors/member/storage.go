@@ -206,9 +206,10 @@ func (a *storageActor) open(ctx actor.Context) {
 	generation := a.generation
 	readOnly := a.guard.Check().Refusing || a.noSpace != nil
 	opts := storage.Options{
-		Sync:   a.cfg.Sync,
-		Logger: a.log,
-		Space:  a.guard,
+		Sync:     a.cfg.Sync,
+		Logger:   a.log,
+		Space:    a.guard,
+		ReadOnly: readOnly,
 		OnCommit: func(results []storage.Result) {
 			root.Send(self, &committed{results: results, at: time.Now()})
 		},
@@ -219,7 +220,6 @@ func (a *storageActor) open(ctx actor.Context) {
 			root.Send(self, &storeWriteFailed{generation: generation, err: err})
 		},
 	}
-	opts.ReadOnly = readOnly
 	store, err := storage.Open(a.cfg.Dir, opts)
 	if err != nil && !readOnly && errors.Is(err, syscall.ENOSPC) {
 		// Full after all (the free space went between the check and now).
