@@ -69,6 +69,9 @@ func TestMemberDiskFull(t *testing.T) {
 	}
 	assertAlive(t, full)
 	assertDiskFullReported(t, full)
+	if reason := refusing(t, c, full); !strings.HasPrefix(reason, "disk full: ") {
+		t.Errorf("gateway's /api/cluster says the member refuses writes because %q", reason)
+	}
 	if !view.StorageReady || view.MinFreeBytes != diskWatermark {
 		t.Errorf("member's /api/cluster = %+v", view)
 	}
