@@ -1296,13 +1296,20 @@ func (x *PruneBatch) GetRequests() []*PruneRequest {
 // MemberHeartbeat registers a member and reports its load. Members send it
 // periodically; the first one the gateway sees is the registration.
 type MemberHeartbeat struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	MemberId      string                 `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`              // stable across restarts (kept in the data dir)
-	NodeAddress   string                 `protobuf:"bytes,2,opt,name=node_address,json=nodeAddress,proto3" json:"node_address,omitempty"`     // protoactor remote address
-	AdminAddress  string                 `protobuf:"bytes,3,opt,name=admin_address,json=adminAddress,proto3" json:"admin_address,omitempty"`  // HTTP admin address
-	StorageReady  bool                   `protobuf:"varint,4,opt,name=storage_ready,json=storageReady,proto3" json:"storage_ready,omitempty"` // the storage actor is running
-	Messages      uint64                 `protobuf:"varint,5,opt,name=messages,proto3" json:"messages,omitempty"`                             // stored message versions
-	Bytes         uint64                 `protobuf:"varint,6,opt,name=bytes,proto3" json:"bytes,omitempty"`                                   // stored payload bytes
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	MemberId     string                 `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`              // stable across restarts (kept in the data dir)
+	NodeAddress  string                 `protobuf:"bytes,2,opt,name=node_address,json=nodeAddress,proto3" json:"node_address,omitempty"`     // protoactor remote address
+	AdminAddress string                 `protobuf:"bytes,3,opt,name=admin_address,json=adminAddress,proto3" json:"admin_address,omitempty"`  // HTTP admin address
+	StorageReady bool                   `protobuf:"varint,4,opt,name=storage_ready,json=storageReady,proto3" json:"storage_ready,omitempty"` // the storage actor is running
+	Messages     uint64                 `protobuf:"varint,5,opt,name=messages,proto3" json:"messages,omitempty"`                             // stored message versions
+	Bytes        uint64                 `protobuf:"varint,6,opt,name=bytes,proto3" json:"bytes,omitempty"`                                   // stored payload bytes
+	// Why the member refuses writes, e.g. "disk full: 1048576 bytes free,
+	// below the 268435456-byte watermark"; empty while it takes them. A
+	// member that refuses writes still serves reads of what it holds, so
+	// the gateway keeps reading from it but chooses other members for
+	// writes.
+	WritesRefused string `protobuf:"bytes,7,opt,name=writes_refused,json=writesRefused,proto3" json:"writes_refused,omitempty"`
+	DiskFreeBytes uint64 `protobuf:"varint,8,opt,name=disk_free_bytes,json=diskFreeBytes,proto3" json:"disk_free_bytes,omitempty"` // free space on its data dir's filesystem (0: unknown)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1375,6 +1382,20 @@ func (x *MemberHeartbeat) GetMessages() uint64 {
 func (x *MemberHeartbeat) GetBytes() uint64 {
 	if x != nil {
 		return x.Bytes
+	}
+	return 0
+}
+
+func (x *MemberHeartbeat) GetWritesRefused() string {
+	if x != nil {
+		return x.WritesRefused
+	}
+	return ""
+}
+
+func (x *MemberHeartbeat) GetDiskFreeBytes() uint64 {
+	if x != nil {
+		return x.DiskFreeBytes
 	}
 	return 0
 }
@@ -2461,14 +2482,16 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\areplies\x18\x01 \x03(\v2\x15.tolerex.v1.ReadReplyR\areplies\"B\n" +
 	"\n" +
 	"PruneBatch\x124\n" +
-	"\brequests\x18\x01 \x03(\v2\x18.tolerex.v1.PruneRequestR\brequests\"\xcd\x01\n" +
+	"\brequests\x18\x01 \x03(\v2\x18.tolerex.v1.PruneRequestR\brequests\"\x9c\x02\n" +
 	"\x0fMemberHeartbeat\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12!\n" +
 	"\fnode_address\x18\x02 \x01(\tR\vnodeAddress\x12#\n" +
 	"\radmin_address\x18\x03 \x01(\tR\fadminAddress\x12#\n" +
 	"\rstorage_ready\x18\x04 \x01(\bR\fstorageReady\x12\x1a\n" +
 	"\bmessages\x18\x05 \x01(\x04R\bmessages\x12\x14\n" +
-	"\x05bytes\x18\x06 \x01(\x04R\x05bytes\"\"\n" +
+	"\x05bytes\x18\x06 \x01(\x04R\x05bytes\x12%\n" +
+	"\x0ewrites_refused\x18\a \x01(\tR\rwritesRefused\x12&\n" +
+	"\x0fdisk_free_bytes\x18\b \x01(\x04R\rdiskFreeBytes\"\"\n" +
 	"\fHeartbeatAck\x12\x12\n" +
 	"\x04slot\x18\x01 \x01(\rR\x04slot\"\r\n" +
 	"\vTreeRequest\"\xef\x01\n" +

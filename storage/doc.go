@@ -110,6 +110,43 @@
 //     Options.OnCorruptStore; if it happens while Open runs, Open fails with
 //     [ErrCorruptStore]. No Pebble option stops the retries.
 //
+// # Full disks
+//
+// What Pebble v2.1.7 does when its disk fills up, as read in its source and
+// observed on a small tmpfs, and what the store makes of it:
+//
+//   - A commit whose write-ahead-log write or sync fails (ENOSPC) makes
+//     Pebble call Logger.Fatalf ("pebble: fatal commit error", db.go:885)
+//     on the committing goroutine, and Pebble would report success if
+//     Fatalf returned. The logger panics; the committer recovers it,
+//     fails the ops of the batch, stops committing and closes the store
+//     without flushing (Options.OnWriteFailure). Every write acknowledged
+//     before is durable: a read-only reopen serves it. With Options.Sync
+//     off, the failure can instead surface at the next commit, where
+//     Pebble panics with its commit lock held (db.go:997): the store then
+//     cannot close Pebble (it would block forever), so it keeps it open for
+//     Get until the process exits ([ErrWedged]).
+//   - A failed flush or compaction is reported as a background error and
+//     retried at once, with no backoff, for as long as the disk is full
+//     (measured: about 100 attempts a second). Pebble's log of them is rate
+//     limited. While the memtables cannot be flushed, a read-write Open
+//     that has a write-ahead log to replay never returns: it waits for
+//     the replay's flush. Open with Options.ReadOnly writes nothing (but an
+//     empty LOCK file), replays the log into memory and serves reads.
+//   - Pebble still ends the process in two places this package cannot
+//     reach: a failed MANIFEST write after a flush or compaction
+//     (version_set.go:671, Fatalf on Pebble's own goroutine), and a failed
+//     write-ahead-log rotation (db.go:2822 and db.go:2835 panic while a
+//     deferred unlock of an already unlocked mutex turns the panic into a
+//     fatal runtime error). Both need the disk to fill past the point
+//     where the store stopped taking puts.
+//
+// The store's answer is not to get there: with Options.Space it refuses
+// puts, before each group commit, while the free space is under a
+// watermark (see package diskspace) that leaves room for what Pebble
+// writes on its own after the last put (the write-ahead log, memtable
+// flushes, compactions). Deletes are still committed.
+//
 // # On-disk layout
 //
 // Key: the byte 'm', the id as 8 bytes big-endian with the sign bit flipped

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
 
+	"github.com/tolerex/tolerex/storage/diskspace"
 	"github.com/tolerex/tolerex/storage/internal/pebbledb"
 )
 
@@ -27,6 +30,22 @@ var (
 	ErrCorruptStore = errors.New("storage: store is corrupt")
 	// ErrClosed reports an operation on a closed store.
 	ErrClosed = errors.New("storage: store closed")
+	// ErrDiskFull reports a put refused because the disk is nearly full
+	// (see Options.Space). It is diskspace.ErrFull.
+	ErrDiskFull = diskspace.ErrFull
+	// ErrReadOnly reports a write to a store opened read-only.
+	ErrReadOnly = errors.New("storage: store is open read-only")
+	// ErrNoStore reports a read-only Open of a store that was never
+	// created.
+	ErrNoStore = errors.New("storage: no store to open read-only")
+	// ErrWriteFailed reports that a commit failed so that Pebble cannot be
+	// written again (for example its write-ahead log hit a full disk); see
+	// Options.OnWriteFailure.
+	ErrWriteFailed = errors.New("storage: write failed; the store takes no more writes")
+	// ErrWedged is wrapped, with ErrWriteFailed, when the failed commit left
+	// Pebble unable to close (seen only with Options.Sync off): the store
+	// stays open for Get until the process exits.
+	ErrWedged = pebbledb.ErrWedged
 )
 
 // Defaults applied to zero-valued Options fields.
@@ -42,6 +61,10 @@ const (
 	QueueLength = 4096
 	// memTableBytes is the Pebble memtable size.
 	memTableBytes = 16 << 20
+	// closeFlushTimeout bounds the memtable flush Close does. A flush that
+	// cannot finish (Pebble retries it forever on a full disk) is left to
+	// the write-ahead log, which the next Open replays.
+	closeFlushTimeout = 5 * time.Second
 )
 
 // Options configures a Store.
@@ -74,6 +97,32 @@ type Options struct {
 	// both ErrClosed and ErrCorruptStore. It is not called if Close was
 	// called first.
 	OnCorruptStore func(err error)
+	// ReadOnly opens an existing store without writing to its disk: Pebble
+	// replays its write-ahead log into memory and neither flushes nor
+	// compacts, so a store on a full disk still serves Get. Every Submit
+	// reports ErrReadOnly. A store that does not exist yields ErrNoStore.
+	ReadOnly bool
+	// Space, if set, is checked before every group commit that holds puts.
+	// While it refuses writes (the disk is nearly full) those puts fail
+	// with its error, which wraps ErrDiskFull; deletes are still committed,
+	// since they are how space comes back.
+	Space *diskspace.Guard
+	// OnWriteFailure, if set, is called once, on a goroutine of the store's
+	// own, with an error wrapping ErrWriteFailed after a commit failed in a
+	// way after which Pebble must not be written again (Pebble gave up with
+	// Fatalf or a panic: for example its write-ahead log hit a full disk).
+	// Usually the store has closed itself by then, without flushing; Get
+	// and Submit report errors wrapping ErrClosed and ErrWriteFailed, every
+	// write acknowledged before is durable, and a reopen (read-only while
+	// the disk is full) serves it. If the error also wraps ErrWedged, Pebble
+	// cannot be closed: the store stays open for Get, fails every Submit,
+	// and Close leaves Pebble (and its lock on the directory) to the
+	// process's exit. It is not called if Close was called first.
+	OnWriteFailure func(err error)
+
+	// fs is the filesystem; nil means the operating system's. Tests inject
+	// faults through it.
+	fs vfs.FS
 }
 
 // OpKind says what an Op does.
@@ -147,6 +196,9 @@ type Store struct {
 	log            zerolog.Logger
 	onCommit       func([]Result)
 	onCorruptStore func(error)
+	onWriteFailure func(error)
+	readOnly       bool
+	space          *diskspace.Guard
 	writeOpts      *pebble.WriteOptions
 	maxOps         int
 	maxBytes       int
@@ -156,6 +208,12 @@ type Store struct {
 	// damage is the first damage countRecords skipped; set before the
 	// committer starts and never changed after.
 	damage error
+	// writeFailed is the commit failure after which Pebble must not be
+	// written again, and wedged says Pebble cannot be closed either; only
+	// the committer sets them, shutdown reads them after the committer
+	// ended.
+	writeFailed error
+	wedged      bool
 
 	// submitMu guards closed, closeReason and sending on queue: Submit
 	// holds it for reading, shutdown for writing while it closes the queue.
@@ -178,11 +236,11 @@ type Store struct {
 	ops      atomic.Uint64
 }
 
-// Open opens (creating if needed) the store in dir, counts the records it
-// already holds and starts the committer goroutine. A store whose files are
-// damaged so that it cannot be opened yields an error wrapping
-// ErrCorruptStore; records that cannot be read while counting do not fail
-// Open (see Damage).
+// Open opens (creating if needed, unless Options.ReadOnly) the store in
+// dir, counts the records it already holds and starts the committer
+// goroutine. A store whose files are damaged so that it cannot be opened
+// yields an error wrapping ErrCorruptStore; records that cannot be read
+// while counting do not fail Open (see Damage).
 func Open(dir string, opts Options) (*Store, error) {
 	if opts.OnCommit == nil {
 		return nil, fmt.Errorf("open store %s: Options.OnCommit is required", dir)
@@ -204,8 +262,13 @@ func Open(dir string, opts Options) (*Store, error) {
 		Logger:                 log,
 		DisableTableStats:      true,
 		OnBackgroundCorruption: guard.report,
+		ReadOnly:               opts.ReadOnly,
+		FS:                     opts.fs,
 	})
 	if err != nil {
+		if errors.Is(err, pebbledb.ErrNoDatabase) {
+			return nil, fmt.Errorf("open store %s: %w", dir, ErrNoStore)
+		}
 		if pebbledb.IsDamage(err) {
 			return nil, fmt.Errorf("open store %s: %w: %w", dir, ErrCorruptStore, pebbledb.Readable(err))
 		}
@@ -218,6 +281,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		log:            log,
 		onCommit:       opts.OnCommit,
 		onCorruptStore: opts.OnCorruptStore,
+		onWriteFailure: opts.OnWriteFailure,
+		readOnly:       opts.ReadOnly,
+		space:          opts.Space,
 		maxOps:         opts.MaxBatchOps,
 		maxBytes:       opts.MaxBatchBytes,
 		queue:          make(chan Op, QueueLength),
@@ -230,8 +296,13 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	log.Debug().Uint64("messages", s.messages.Load()).Uint64("bytes", s.bytes.Load()).
-		Bool("sync", opts.Sync).Msg("store opened")
+		Bool("sync", opts.Sync).Bool("read_only", opts.ReadOnly).Msg("store opened")
 
+	if opts.ReadOnly {
+		// Nothing to commit: Submit answers every op itself.
+		s.closed, s.closeReason = true, ErrReadOnly
+		return s, nil
+	}
 	s.committerWG.Add(1)
 	go s.commitLoop()
 	if err := guard.attach(s.closeOnCorruption); err != nil {
@@ -298,6 +369,26 @@ func (s *Store) closeOnCorruption(cause error) {
 	}()
 }
 
+// closeOnWriteFailure closes the store after a commit after which Pebble
+// must not be written again, and reports it. It runs on a goroutine of its
+// own because the committer, which calls it, must go on to fail the ops
+// still queued while shutdown waits for it.
+func (s *Store) closeOnWriteFailure(cause error) {
+	go func() {
+		err := fmt.Errorf("store %s: %w: %w", s.dir, ErrWriteFailed, cause)
+		s.log.Error().Err(err).Msg("closing the store: a commit failed and Pebble cannot be written again")
+		if !s.shutdown(fmt.Errorf("%w: %w", ErrClosed, err)) {
+			return // Close came first
+		}
+		if s.onWriteFailure != nil {
+			s.onWriteFailure(err)
+		}
+	}()
+}
+
+// ReadOnly reports whether the store was opened read-only.
+func (s *Store) ReadOnly() bool { return s.readOnly }
+
 // Damage returns the first damage Open found while counting the stored
 // records, or nil. Records in the damaged part of the store are not counted
 // in Stats and yield errors wrapping ErrCorrupt from Get; the rest of the
@@ -308,9 +399,10 @@ func (s *Store) Damage() error {
 
 // Submit queues op for the committer and returns at once unless QueueLength
 // ops are already waiting, in which case it waits for room. Its Result is
-// reported through Options.OnCommit. After Close has begun, Submit reports
-// Result{Token: op.Token, Err: ErrClosed} by calling OnCommit itself, on the
-// caller's goroutine, before it returns.
+// reported through Options.OnCommit. After Close has begun, or on a store
+// opened read-only, Submit reports an error Result (wrapping ErrClosed, or
+// ErrReadOnly) by calling OnCommit itself, on the caller's goroutine,
+// before it returns.
 func (s *Store) Submit(op Op) {
 	s.submitMu.RLock()
 	if s.closed {
@@ -393,12 +485,14 @@ func (s *Store) shutdown(reason error) (closedHere bool) {
 
 		// Gets go on while the memtable is flushed.
 		var errs []error
-		if err := s.db.Flush(); err != nil {
-			errs = append(errs, fmt.Errorf("flush memtable: %w", err))
+		if err := s.flushForClose(); err != nil {
+			errs = append(errs, err)
 		}
 		s.dbMu.Lock()
 		s.dbClosed = true
-		if err := s.db.Close(); err != nil {
+		if s.wedged {
+			errs = append(errs, fmt.Errorf("pebble left open (its commit pipeline is wedged: Close would block): %w", s.writeFailed))
+		} else if err := s.db.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close pebble: %w", err))
 		}
 		s.dbMu.Unlock()
@@ -408,6 +502,29 @@ func (s *Store) shutdown(reason error) (closedHere bool) {
 		s.log.Debug().Err(s.closeErr).Msg("store closed")
 	})
 	return closedHere
+}
+
+// flushForClose flushes the memtable into an sstable so that the next Open
+// replays no write-ahead log, unless the store cannot write (it is
+// read-only, or a commit failed), waiting at most closeFlushTimeout: on a
+// full disk Pebble retries a failed flush forever, and the write-ahead log
+// holds everything the flush would have written anyway.
+func (s *Store) flushForClose() error {
+	if s.readOnly || s.writeFailed != nil {
+		return nil
+	}
+	flushed, err := s.db.AsyncFlush()
+	if err != nil {
+		return fmt.Errorf("flush memtable: %w", err)
+	}
+	timer := time.NewTimer(closeFlushTimeout)
+	defer timer.Stop()
+	select {
+	case <-flushed:
+		return nil
+	case <-timer.C:
+		return fmt.Errorf("flush memtable: not done after %s (disk full?); the write-ahead log is replayed on the next open", closeFlushTimeout)
+	}
 }
 
 // commitLoop is the committer goroutine: it gathers queued ops into batches
@@ -420,12 +537,21 @@ func (s *Store) commitLoop() {
 }
 
 // commit applies batch to one indexed Pebble batch, commits it and returns
-// one Result per op. Stats change only if the commit succeeds.
+// one Result per op. Stats change only if the commit succeeds. Puts are
+// refused while Options.Space refuses writes; after a commit Pebble gave
+// up on, nothing is committed again.
 func (s *Store) commit(batch []Op) []Result {
 	results := make([]Result, len(batch))
 	for i, op := range batch {
 		results[i].Token = op.Token
 	}
+	if s.writeFailed != nil {
+		for i, op := range batch {
+			results[i].Err = fmt.Errorf("%s %d/%d: %w", op.Kind, op.ID, op.Version, s.writeFailed)
+		}
+		return results
+	}
+	refused := s.refusePuts(batch)
 	pb := s.db.NewBatch()
 	defer func() {
 		if err := pb.Close(); err != nil {
@@ -439,10 +565,12 @@ func (s *Store) commit(batch []Op) []Result {
 			messages, bytes int64
 			err             error
 		)
-		switch op.Kind {
-		case OpPut:
+		switch {
+		case op.Kind == OpPut && refused != nil:
+			err = refused
+		case op.Kind == OpPut:
 			messages, bytes, err = applyPut(pb, op)
-		case OpDelete:
+		case op.Kind == OpDelete:
 			messages, bytes, err = applyDelete(pb, op)
 		default:
 			err = fmt.Errorf("unknown op kind %d", op.Kind)
@@ -454,9 +582,25 @@ func (s *Store) commit(batch []Op) []Result {
 		messageDelta += messages
 		byteDelta += bytes
 	}
+	if pb.Empty() {
+		return results
+	}
 
-	if err := pb.Commit(s.writeOpts); err != nil {
+	if err := pebbledb.Commit(pb, s.writeOpts); err != nil {
 		err = fmt.Errorf("commit batch of %d ops in %s: %w", len(batch), s.dir, err)
+		if errors.Is(err, pebbledb.ErrFatal) {
+			s.writeFailed = fmt.Errorf("%w: %w", ErrWriteFailed, err)
+			err = s.writeFailed
+			if errors.Is(err, ErrWedged) {
+				s.wedged = true
+				s.log.Error().Err(err).Msg("a commit failed and left Pebble unable to close: the store serves reads until the process exits")
+				if s.onWriteFailure != nil {
+					go s.onWriteFailure(fmt.Errorf("store %s: %w", s.dir, err))
+				}
+			} else {
+				s.closeOnWriteFailure(err)
+			}
+		}
 		s.log.Error().Err(err).Msg("group commit failed")
 		for i := range results {
 			if results[i].Err == nil {
@@ -472,6 +616,24 @@ func (s *Store) commit(batch []Op) []Result {
 	s.commits.Add(1)
 	s.ops.Add(uint64(len(batch)))
 	return results
+}
+
+// refusePuts checks the free space if batch holds a put and returns the
+// error its puts fail with, or nil if they may be written.
+func (s *Store) refusePuts(batch []Op) error {
+	if s.space == nil {
+		return nil
+	}
+	for _, op := range batch {
+		if op.Kind == OpPut {
+			st := s.space.Check()
+			if !st.Refusing {
+				return nil
+			}
+			return s.space.Watermark().FullError(st.Free)
+		}
+	}
+	return nil
 }
 
 // addClamped adds delta to a counter without going below zero: a delete

@@ -144,9 +144,17 @@ type slotView struct {
 	messages  uint64
 	bytes     uint64
 	lastHeard time.Time
+	// writesRefused says why the member takes no writes (its disk is
+	// nearly full): it is read from but not chosen for new copies.
+	writesRefused string
+	diskFree      uint64
 }
 
+// usable says whether the member may be read from (and sent prunes).
 func (s *slotView) usable() bool { return s.storage != nil && s.alive && s.ready }
+
+// writable says whether the member may be chosen for new copies.
+func (s *slotView) writable() bool { return s.usable() && s.writesRefused == "" }
 
 // Internal messages.
 type (
@@ -764,15 +772,17 @@ func (l *leader) pushLoad(ctx actor.Context) {
 	ctx.Send(l.selector, &messages.SelectorLoad{Messages: l.state.Counts()})
 }
 
+// pushLiveSet gives the selector the members it may choose for new
+// copies: the live ones that take writes.
 func (l *leader) pushLiveSet(ctx actor.Context) {
 	var live []uint32
 	for slot := range l.members {
-		if l.members[slot].usable() {
+		if l.members[slot].writable() {
 			live = append(live, uint32(slot))
 		}
 	}
 	ctx.Send(l.selector, &messages.SelectorLiveSet{Live: live})
 	if m := l.cfg.Metrics; m != nil {
-		m.LiveMembers.Set(float64(len(live)))
+		m.LiveMembers.Set(float64(l.liveCount()))
 	}
 }

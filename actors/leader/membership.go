@@ -30,6 +30,10 @@ type (
 		alive, ready    bool
 		messages, bytes uint64
 		lastHeard       time.Time
+		// writesRefused says why the member takes no writes (its disk is
+		// nearly full); it still serves reads.
+		writesRefused string
+		diskFree      uint64
 	}
 	// endpointDown reports that the remote connection to an address broke.
 	endpointDown   struct{ address string }
@@ -68,6 +72,8 @@ type memberState struct {
 	heardAt                       time.Time // clock time of the last heartbeat
 	quarantinedUntil              time.Time // clock time
 	messages, bytes               uint64
+	writesRefused                 string
+	diskFree                      uint64
 }
 
 func newMembership(cfg Config, log zerolog.Logger) actor.Producer {
@@ -132,6 +138,7 @@ func (m *membership) heartbeat(ctx actor.Context, hb *messages.MemberHeartbeat) 
 	st.pid = ctx.Sender()
 	st.lastHeard, st.heardAt, st.lastReady = time.Now(), now, hb.GetStorageReady()
 	st.messages, st.bytes = hb.GetMessages(), hb.GetBytes()
+	st.writesRefused, st.diskFree = hb.GetWritesRefused(), hb.GetDiskFreeBytes()
 	if !st.registered {
 		if now.Sub(st.registering) > registrationRetry {
 			st.registering = now
@@ -198,6 +205,7 @@ func (m *membership) update(ctx actor.Context, st *memberState) {
 	ctx.Send(ctx.Parent(), &memberUpdate{
 		slot: st.slot, alive: st.alive, ready: st.ready,
 		messages: st.messages, bytes: st.bytes, lastHeard: st.lastHeard,
+		writesRefused: st.writesRefused, diskFree: st.diskFree,
 	})
 }
 
@@ -214,16 +222,24 @@ func (l *leader) memberUpdate(ctx actor.Context, u *memberUpdate) {
 	if v == nil {
 		return
 	}
-	wasUsable := v.usable()
+	wasUsable, wasWritable, wasRefusing := v.usable(), v.writable(), v.writesRefused != ""
 	v.alive, v.ready = u.alive, u.ready
 	v.messages, v.bytes, v.lastHeard = u.messages, u.bytes, u.lastHeard
-	if m := l.cfg.Metrics; m != nil {
-		if mem, ok := l.state.Member(u.slot); ok {
-			m.MemberMessages.WithLabelValues(mem.ID).Set(float64(u.messages))
-			m.MemberBytes.WithLabelValues(mem.ID).Set(float64(u.bytes))
+	v.writesRefused, v.diskFree = u.writesRefused, u.diskFree
+	mem, known := l.state.Member(u.slot)
+	if m := l.cfg.Metrics; m != nil && known {
+		m.MemberMessages.WithLabelValues(mem.ID).Set(float64(u.messages))
+		m.MemberBytes.WithLabelValues(mem.ID).Set(float64(u.bytes))
+	}
+	if refusing := v.writesRefused != ""; refusing != wasRefusing {
+		if refusing {
+			l.log.Warn().Str("member", mem.ID).Uint32("slot", u.slot).Str("reason", v.writesRefused).
+				Msg("member refuses writes; new copies go to other members, reads still use it")
+		} else {
+			l.log.Info().Str("member", mem.ID).Uint32("slot", u.slot).Msg("member takes writes again")
 		}
 	}
-	if wasUsable == v.usable() {
+	if wasUsable == v.usable() && wasWritable == v.writable() {
 		return
 	}
 	l.pushLiveSet(ctx)

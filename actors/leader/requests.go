@@ -100,7 +100,7 @@ func (l *leader) replicasSelected(ctx actor.Context, msg *messages.ReplicasSelec
 	}
 	send, next := w.place.selected(msg.GetMembers())
 	if w.place.refused {
-		l.failWrite(ctx, w, fmt.Sprintf("not enough live members: have %d, need %d", msg.GetLive(), w.place.need))
+		l.failWrite(ctx, w, fmt.Sprintf("not enough live members: have %d, need %d%s", msg.GetLive(), w.place.need, l.refusingNote()))
 		return
 	}
 	for _, slot := range send {
@@ -232,6 +232,21 @@ func (l *leader) failWrite(ctx actor.Context, w *write, reason string) {
 	// still in flight are dropped when their acks arrive (storeAck).
 	l.pruneCopies(ctx, w.id, w.version, uint32(len(w.payload)), w.place.stored)
 	l.finish(ctx, w.id)
+}
+
+// refusingNote tells a client that some live members were not counted
+// because they take no writes, or is empty.
+func (l *leader) refusingNote() string {
+	n := 0
+	for i := range l.members {
+		if v := &l.members[i]; v.usable() && !v.writable() {
+			n++
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d more live but refusing writes: disk full)", n)
 }
 
 func (l *leader) liveCount() int {

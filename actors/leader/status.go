@@ -90,6 +90,12 @@ type MemberStatus struct {
 	Indexed       int64  `json:"indexed"`
 	InFlight      int    `json:"in_flight"`
 	LastHeartbeat string `json:"last_heartbeat,omitempty"`
+	// WritesRefused says why the member takes no writes ("disk full:
+	// ..."); it is still read from. Empty while it takes writes.
+	WritesRefused string `json:"writes_refused,omitempty"`
+	// DiskFreeBytes is the free space the member last reported on its
+	// data dir's filesystem.
+	DiskFreeBytes uint64 `json:"disk_free_bytes,omitempty"`
 }
 
 type statusRequest struct{}
@@ -122,6 +128,7 @@ func (l *leader) memberStatus(m meta.Member, counts map[uint32]int64) MemberStat
 	if v := l.slot(m.Slot); v != nil {
 		ms.Alive, ms.StorageReady = v.alive, v.ready
 		ms.Messages, ms.Bytes, ms.InFlight = v.messages, v.bytes, v.inflight
+		ms.WritesRefused, ms.DiskFreeBytes = v.writesRefused, v.diskFree
 		if !v.lastHeard.IsZero() {
 			ms.LastHeartbeat = v.lastHeard.UTC().Format(time.RFC3339Nano)
 		}

@@ -58,8 +58,59 @@ type Status struct {
 	// answered READ_CORRUPT (the gateway then reads another replica).
 	CorruptReads atomic.Uint64
 
+	// ReadOnly is true while the store is open read-only (the disk was
+	// nearly full when it was opened).
+	ReadOnly atomic.Bool
+
 	lastCorruption atomic.Pointer[string]
 	storeCorrupt   atomic.Pointer[string]
+
+	diskFree, diskTotal, minFree atomic.Uint64
+	diskFull                     atomic.Pointer[string]
+	writeFailure                 atomic.Pointer[string]
+}
+
+// SetDisk records the free space last seen on the store's filesystem,
+// the watermark, and why writes are refused because of it ("" when they
+// are not).
+func (s *Status) SetDisk(free, total, minFree uint64, full string) {
+	s.diskFree.Store(free)
+	s.diskTotal.Store(total)
+	s.minFree.Store(minFree)
+	storeString(&s.diskFull, full)
+}
+
+// DiskFree is the free space last seen on the store's filesystem.
+func (s *Status) DiskFree() uint64 { return s.diskFree.Load() }
+
+// DiskTotal is the size of the store's filesystem.
+func (s *Status) DiskTotal() uint64 { return s.diskTotal.Load() }
+
+// MinFree is the free-space watermark under which writes are refused.
+func (s *Status) MinFree() uint64 { return s.minFree.Load() }
+
+// SetWriteFailure records why the store cannot take writes until the
+// member restarts; "" clears it.
+func (s *Status) SetWriteFailure(reason string) { storeString(&s.writeFailure, reason) }
+
+// WritesRefused says why the member refuses writes ("disk full: ..."), or
+// "" while it takes them. It still serves reads of what it holds.
+func (s *Status) WritesRefused() string {
+	if msg := s.diskFull.Load(); msg != nil {
+		return *msg
+	}
+	if msg := s.writeFailure.Load(); msg != nil {
+		return *msg
+	}
+	return ""
+}
+
+func storeString(p *atomic.Pointer[string], v string) {
+	if v == "" {
+		p.Store(nil)
+		return
+	}
+	p.Store(&v)
 }
 
 // RecordCorruption notes damage found in the store: a corrupt read, or
@@ -106,6 +157,10 @@ func (s *Status) NotReady() error {
 		return errors.New("storage actor kept crashing and was stopped")
 	case s.StoreCorrupt() != "":
 		return fmt.Errorf("storage corrupt: %s", s.StoreCorrupt())
+	case s.WritesRefused() != "" && !s.StorageReady.Load():
+		return fmt.Errorf("%s; no store open, nothing served", s.WritesRefused())
+	case s.WritesRefused() != "":
+		return fmt.Errorf("%s; refusing writes, serving reads", s.WritesRefused())
 	case !s.StorageReady.Load():
 		return errors.New("storage not open")
 	case !s.Registered.Load():
@@ -179,12 +234,14 @@ func (s *supervisor) spawnStorage(ctx actor.Context) {
 func (s *supervisor) heartbeat(ctx actor.Context) {
 	st := s.cfg.Status
 	ctx.Request(s.gateway, &messages.MemberHeartbeat{
-		MemberId:     s.cfg.MemberID,
-		NodeAddress:  ctx.ActorSystem().Address(),
-		AdminAddress: s.cfg.AdminAddress,
-		StorageReady: st.StorageReady.Load(),
-		Messages:     st.Messages.Load(),
-		Bytes:        st.Bytes.Load(),
+		MemberId:      s.cfg.MemberID,
+		NodeAddress:   ctx.ActorSystem().Address(),
+		AdminAddress:  s.cfg.AdminAddress,
+		StorageReady:  st.StorageReady.Load(),
+		Messages:      st.Messages.Load(),
+		Bytes:         st.Bytes.Load(),
+		WritesRefused: st.WritesRefused(),
+		DiskFreeBytes: st.DiskFree(),
 	})
 }
 

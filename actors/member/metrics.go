@@ -48,6 +48,26 @@ func NewStorageMetrics(reg prometheus.Registerer, status *Status) *StorageMetric
 			Help: "1 while the storage actor has its store open.",
 		}, func() float64 { return boolFloat(status.StorageReady.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tolerex_member_disk_free_bytes",
+			Help: "Free bytes (for unprivileged users) on the store's filesystem, as last checked (every second and before every group commit of writes).",
+		}, func() float64 { return float64(status.DiskFree()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tolerex_member_disk_total_bytes",
+			Help: "Size of the store's filesystem.",
+		}, func() float64 { return float64(status.DiskTotal()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tolerex_member_disk_min_free_bytes",
+			Help: "The free-space watermark (--min-free-bytes): below it the member refuses writes.",
+		}, func() float64 { return float64(status.MinFree()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tolerex_member_writes_refused",
+			Help: "1 while the member refuses writes (its disk is nearly full); it still serves reads.",
+		}, func() float64 { return boolFloat(status.WritesRefused() != "") }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tolerex_member_storage_read_only",
+			Help: "1 while the store is open read-only (the disk was nearly full when it was opened).",
+		}, func() float64 { return boolFloat(status.ReadOnly.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tolerex_member_registered",
 			Help: "1 once the gateway acknowledged this member's registration.",
 		}, func() float64 { return boolFloat(status.Registered.Load()) }),

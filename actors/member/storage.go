@@ -3,22 +3,41 @@ package member
 import (
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/scheduler"
 	"github.com/rs/zerolog"
 
 	"github.com/tolerex/tolerex/messages"
 	"github.com/tolerex/tolerex/storage"
+	"github.com/tolerex/tolerex/storage/diskspace"
 )
 
 // StorageConfig configures the storage actor.
 type StorageConfig struct {
 	Dir  string
 	Sync bool
+	// MinFreeBytes is the free-space watermark: while the store's
+	// filesystem has less free, the member refuses writes (and takes them
+	// again at a quarter more, see diskspace.NewWatermark). 0 never
+	// refuses.
+	MinFreeBytes uint64
+	// SpaceCheckInterval is how often the free space is checked besides
+	// before every group commit of writes, so that freed space is noticed;
+	// 0 means DefaultSpaceCheckInterval.
+	SpaceCheckInterval time.Duration
+	// Statfs reports the store's filesystem usage; nil means
+	// diskspace.Statfs. Tests inject a fake disk.
+	Statfs diskspace.StatFunc
 	// Metrics may be nil.
 	Metrics *StorageMetrics
 }
+
+// DefaultSpaceCheckInterval is how often the storage actor checks the free
+// space when nothing else does.
+const DefaultSpaceCheckInterval = time.Second
 
 // InjectPanic makes the storage actor panic; members started with
 // --fault-injection send it on POST /debug/fault/storage-panic.
@@ -42,9 +61,43 @@ type InjectPanic struct{}
 // Status.CorruptReads and recorded as Status.LastCorruption; the gateway
 // then reads another replica. The member goes on serving every other key:
 // damage found by reads is local to the records (blocks) it hits.
+//
+// A nearly full disk makes the member refuse writes, never crash: while the
+// free space is under cfg.MinFreeBytes, store requests are answered with a
+// "disk full: ..." error (the gateway places the copy elsewhere; the
+// heartbeat tells it to stop choosing this member), prunes are still
+// applied, reads are served, Status says why, and the log says so once,
+// and once again when writes are taken again. A store opened on such a
+// disk is opened read-only (Pebble could not open it read-write: it would
+// wait forever for the flush of its write-ahead log) and is reopened
+// read-write once space is freed; a disk that fills up under the store
+// anyway (something else writing to it) makes the store close itself on
+// the first failed commit, and the actor reopens it the same way.
 func NewStorage(cfg StorageConfig, status *Status, log zerolog.Logger) actor.Producer {
+	log = log.With().Str("actor", messages.StorageActor).Logger()
+	if cfg.SpaceCheckInterval <= 0 {
+		cfg.SpaceCheckInterval = DefaultSpaceCheckInterval
+	}
+	// One guard for every incarnation of the actor, so a restart does not
+	// report the disk's state as news.
+	mark := diskspace.NewWatermark(cfg.MinFreeBytes)
+	guard := diskspace.NewGuard(cfg.Dir, mark, cfg.Statfs, func(st diskspace.State, changed bool) {
+		full := ""
+		if st.Refusing {
+			full = mark.FullError(st.Free).Error()
+		}
+		status.SetDisk(st.Free, st.Total, mark.MinFree, full)
+		switch {
+		case changed && st.Refusing:
+			log.Error().Uint64("free_bytes", st.Free).Uint64("min_free_bytes", mark.MinFree).Uint64("resume_at_bytes", mark.ResumeFree).
+				Msg("disk full: refusing writes, still serving reads; free space on the data dir's filesystem to take writes again")
+		case changed:
+			log.Info().Uint64("free_bytes", st.Free).Uint64("min_free_bytes", mark.MinFree).
+				Msg("disk has room again: taking writes")
+		}
+	})
 	return func() actor.Actor {
-		return &storageActor{cfg: cfg, status: status, log: log.With().Str("actor", messages.StorageActor).Logger()}
+		return &storageActor{cfg: cfg, status: status, log: log, guard: guard}
 	}
 }
 
@@ -56,6 +109,31 @@ type storageActor struct {
 	// generation numbers the stores this actor opened, so a late report
 	// about an earlier store is ignored.
 	generation uint64
+	guard      *diskspace.Guard
+	stopChecks scheduler.CancelFunc
+	// fullAtOpen is set while the store is open read-only, or not open at
+	// all, because the disk was nearly full: it is reopened read-write
+	// once the guard takes writes again.
+	fullAtOpen bool
+	// wedged is the write failure that left the store unable to close (it
+	// serves reads until the process restarts).
+	wedged error
+	// noSpace is the write failure that found the disk full (ENOSPC): the
+	// store is reopened read-only whatever the watermark says, since a
+	// read-write open would wait forever for a flush that cannot be
+	// written; it is reopened read-write once the guard sees space again
+	// (never, with the check turned off).
+	noSpace error
+}
+
+// spaceTick makes the actor check the free space.
+type spaceTick struct{}
+
+// storeWriteFailed reports that store number generation failed a commit
+// after which it cannot be written again.
+type storeWriteFailed struct {
+	generation uint64
+	err        error
 }
 
 // storeCorrupted reports that store number generation closed itself
@@ -85,12 +163,16 @@ func (a *storageActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		a.open(ctx)
+		a.stopChecks = scheduler.NewTimerScheduler(ctx).SendRepeatedly(a.cfg.SpaceCheckInterval, a.cfg.SpaceCheckInterval, ctx.Self(), spaceTick{})
 	case *actor.Stopping, *actor.Restarting:
-		a.close()
-	case *messages.StoreBatch:
-		for _, req := range msg.GetRequests() {
-			a.storeRequest(ctx, req)
+		if a.stopChecks != nil {
+			a.stopChecks()
 		}
+		a.close()
+	case spaceTick:
+		a.checkSpace(ctx)
+	case *messages.StoreBatch:
+		a.storeBatch(ctx, msg)
 	case *messages.ReadBatch:
 		replies := make([]*messages.ReadReply, len(msg.GetRequests()))
 		for i, req := range msg.GetRequests() {
@@ -108,27 +190,49 @@ func (a *storageActor) Receive(ctx actor.Context) {
 			a.close()
 			a.markCorrupt(msg.err)
 		}
+	case *storeWriteFailed:
+		a.writeFailed(ctx, msg)
 	case InjectPanic, *InjectPanic:
 		a.log.Warn().Msg("fault injection: storage actor panics now")
 		panic("injected storage fault")
 	}
 }
 
+// open opens the store: read-write, or read-only while the disk is
+// nearly full.
 func (a *storageActor) open(ctx actor.Context) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	a.generation++
 	generation := a.generation
-	store, err := storage.Open(a.cfg.Dir, storage.Options{
-		Sync:   a.cfg.Sync,
-		Logger: a.log,
+	readOnly := a.guard.Check().Refusing || a.noSpace != nil
+	opts := storage.Options{
+		Sync:     a.cfg.Sync,
+		Logger:   a.log,
+		Space:    a.guard,
+		ReadOnly: readOnly,
 		OnCommit: func(results []storage.Result) {
 			root.Send(self, &committed{results: results, at: time.Now()})
 		},
 		OnCorruptStore: func(err error) {
 			root.Send(self, &storeCorrupted{generation: generation, err: err})
 		},
-	})
+		OnWriteFailure: func(err error) {
+			root.Send(self, &storeWriteFailed{generation: generation, err: err})
+		},
+	}
+	store, err := storage.Open(a.cfg.Dir, opts)
+	if err != nil && !readOnly && errors.Is(err, syscall.ENOSPC) {
+		// Full after all (the free space went between the check and now).
+		a.log.Warn().Err(err).Msg("the disk filled up while the store was opened; opening it read-only")
+		readOnly, opts.ReadOnly = true, true
+		store, err = storage.Open(a.cfg.Dir, opts)
+	}
+	a.fullAtOpen = readOnly
 	switch {
+	case readOnly && errors.Is(err, storage.ErrNoStore):
+		a.log.Warn().Str("dir", a.cfg.Dir).
+			Msg("disk full and no store yet: this member holds nothing; it creates its store once space is freed")
+		return
 	case errors.Is(err, storage.ErrCorruptStore):
 		a.markCorrupt(err)
 		return
@@ -138,14 +242,65 @@ func (a *storageActor) open(ctx actor.Context) {
 	}
 	a.store = store
 	a.status.SetStoreCorrupt(nil)
+	a.status.ReadOnly.Store(readOnly)
 	a.publishStats()
 	a.status.StorageReady.Store(true)
-	a.log.Info().Str("dir", a.cfg.Dir).Bool("sync", a.cfg.Sync).Uint64("messages", a.status.Messages.Load()).Msg("store open")
+	if readOnly {
+		a.log.Warn().Str("dir", a.cfg.Dir).Uint64("messages", a.status.Messages.Load()).
+			Msg("store opened read-only: the disk is nearly full; serving reads, refusing writes until space is freed")
+	} else {
+		a.log.Info().Str("dir", a.cfg.Dir).Bool("sync", a.cfg.Sync).Uint64("messages", a.status.Messages.Load()).Msg("store open")
+	}
 	if damage := store.Damage(); damage != nil {
 		a.status.RecordCorruption(damage)
 		a.log.Error().Err(damage).Str("dir", a.cfg.Dir).
 			Msg("store opened with damaged records: reads of them are refused and served by other replicas")
 	}
+}
+
+// checkSpace checks the free space (so that the member notices space freed
+// while nothing is written) and reopens read-write a store that was opened
+// read-only, or not at all, because the disk was full.
+func (a *storageActor) checkSpace(ctx actor.Context) {
+	st := a.guard.Check()
+	if st.Refusing || !a.fullAtOpen || a.status.StoreCorrupt() != "" || a.status.GaveUp.Load() {
+		return
+	}
+	if a.noSpace != nil {
+		if a.guard.Watermark().MinFree == 0 {
+			return // nothing tells when space is back: read-only until a restart
+		}
+		a.noSpace = nil
+	}
+	a.log.Info().Uint64("free_bytes", st.Free).Msg("disk has room again: reopening the store read-write")
+	a.close()
+	a.open(ctx)
+}
+
+// writeFailed handles a store whose commit failed so that it cannot be
+// written again (the disk filled up faster than the watermark check): it
+// reopens the store, which is read-only while the disk is still full. A
+// store that cannot even be closed is kept for reads until the process
+// restarts.
+func (a *storageActor) writeFailed(ctx actor.Context, msg *storeWriteFailed) {
+	if msg.generation != a.generation || a.store == nil {
+		return
+	}
+	if errors.Is(msg.err, storage.ErrWedged) {
+		a.wedged = msg.err
+		a.status.SetWriteFailure("store cannot take writes until the member restarts: " + msg.err.Error())
+		a.log.Error().Err(msg.err).Msg("a write failed and the store cannot be reopened until the member restarts: serving reads, refusing writes")
+		return
+	}
+	if errors.Is(msg.err, syscall.ENOSPC) {
+		a.noSpace = msg.err
+		if a.guard.Watermark().MinFree == 0 {
+			a.status.SetWriteFailure("disk full: a write failed with no space left on device, and with --min-free-bytes 0 the member cannot tell when space is back: restart it once space is freed")
+		}
+	}
+	a.log.Error().Err(msg.err).Msg("a write failed (disk full?): reopening the store")
+	a.close()
+	a.open(ctx)
 }
 
 // markCorrupt leaves the actor without a store because the store is
@@ -162,11 +317,27 @@ func (a *storageActor) unavailable() string {
 	if reason := a.status.StoreCorrupt(); reason != "" {
 		return "store is corrupt: " + reason
 	}
+	if reason := a.status.WritesRefused(); reason != "" {
+		return reason + "; no store open"
+	}
 	return "store is not open"
+}
+
+// refusal says why a store request is refused although the store is open,
+// or "" if it may be submitted.
+func (a *storageActor) refusal() string {
+	if reason := a.status.WritesRefused(); reason != "" {
+		return reason
+	}
+	if a.store.ReadOnly() {
+		return "store is open read-only (the disk was full); reopening it"
+	}
+	return ""
 }
 
 func (a *storageActor) close() {
 	a.status.StorageReady.Store(false)
+	a.status.ReadOnly.Store(false)
 	if a.store == nil {
 		return
 	}
@@ -176,28 +347,52 @@ func (a *storageActor) close() {
 	a.store = nil
 }
 
+// prune deletes an obsolete copy. A store open read-only cannot: the copy
+// stays on disk, never read (reads ask for exact versions), until a later
+// prune of the same version.
 func (a *storageActor) prune(msg *messages.PruneRequest) {
-	if a.store != nil && msg.GetVersion() != 0 {
-		a.store.Submit(storage.Op{Kind: storage.OpDelete, ID: msg.GetId(), Version: msg.GetVersion(), Size: msg.GetSize()})
-	}
-}
-
-func (a *storageActor) storeRequest(ctx actor.Context, msg *messages.StoreRequest) {
-	if a.store == nil {
-		if sender := ctx.Sender(); sender != nil {
-			ctx.Request(sender, &messages.StoreAckBatch{Acks: []*messages.StoreAck{{RequestId: msg.GetRequestId(), Error: a.unavailable(),
-				Id: msg.GetId(), Version: msg.GetVersion(), Size: uint32(len(msg.GetPayload()))}}})
-		}
+	if a.store == nil || msg.GetVersion() == 0 {
 		return
 	}
-	a.store.Submit(storage.Op{
-		Kind:    storage.OpPut,
-		ID:      msg.GetId(),
-		Version: msg.GetVersion(),
-		Payload: msg.GetPayload(),
-		Token: &pendingStore{sender: ctx.Sender(), requestID: msg.GetRequestId(), submitted: time.Now(),
-			id: msg.GetId(), version: msg.GetVersion(), size: uint32(len(msg.GetPayload()))},
-	})
+	if a.store.ReadOnly() || a.wedged != nil {
+		a.log.Debug().Int64("id", msg.GetId()).Uint64("version", msg.GetVersion()).Msg("prune dropped: the store takes no writes")
+		return
+	}
+	a.store.Submit(storage.Op{Kind: storage.OpDelete, ID: msg.GetId(), Version: msg.GetVersion(), Size: msg.GetSize()})
+}
+
+// storeBatch submits the batch's puts, or answers them all at once with
+// the reason the member takes no writes.
+func (a *storageActor) storeBatch(ctx actor.Context, batch *messages.StoreBatch) {
+	var reason string
+	if a.store == nil {
+		reason = a.unavailable()
+	} else {
+		reason = a.refusal()
+	}
+	if reason != "" {
+		sender := ctx.Sender()
+		if sender == nil {
+			return
+		}
+		acks := make([]*messages.StoreAck, len(batch.GetRequests()))
+		for i, req := range batch.GetRequests() {
+			acks[i] = &messages.StoreAck{RequestId: req.GetRequestId(), Error: reason,
+				Id: req.GetId(), Version: req.GetVersion(), Size: uint32(len(req.GetPayload()))}
+		}
+		ctx.Request(sender, &messages.StoreAckBatch{Acks: acks})
+		return
+	}
+	for _, msg := range batch.GetRequests() {
+		a.store.Submit(storage.Op{
+			Kind:    storage.OpPut,
+			ID:      msg.GetId(),
+			Version: msg.GetVersion(),
+			Payload: msg.GetPayload(),
+			Token: &pendingStore{sender: ctx.Sender(), requestID: msg.GetRequestId(), submitted: time.Now(),
+				id: msg.GetId(), version: msg.GetVersion(), size: uint32(len(msg.GetPayload()))},
+		})
+	}
 }
 
 // acknowledge answers the stores of a group commit: one StoreAckBatch per

@@ -31,7 +31,9 @@ type memberNode struct {
 	metrics  *prometheus.Registry
 }
 
-func startMember(t *testing.T, dir string, restart RestartPolicy) *memberNode {
+// startMember starts a member on store dir; configure, if given, changes
+// its configuration first.
+func startMember(t *testing.T, dir string, restart RestartPolicy, configure ...func(*Config)) *memberNode {
 	t.Helper()
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -46,6 +48,9 @@ func startMember(t *testing.T, dir string, restart RestartPolicy) *memberNode {
 		Tree:              n.registry,
 		Status:            n.status,
 		Logger:            zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+	}
+	for _, c := range configure {
+		c(&cfg)
 	}
 	pid, err := system.Root.SpawnNamed(n.registry.Props("member", NewSupervisor(cfg)), messages.MemberActor)
 	if err != nil {

@@ -28,7 +28,17 @@ type memberFlags struct {
 	heartbeat      time.Duration
 	maxRestarts    int
 	maxBackoff     time.Duration
+	minFree        byteSize
 }
+
+// defaultMinFree is the default free-space watermark of a member's data
+// dir. It leaves room for what Pebble writes after the last accepted put
+// (measured with Tolerex's 16 MiB memtable, docs/operations.md "Full
+// disks"): a group commit in flight (up to 8 MiB), a new write-ahead log
+// preallocated at 17.6 MiB, the flush of up to two memtables (32 MiB),
+// and about 200 MiB for compactions, which write their output before
+// deleting their input.
+const defaultMinFree = 256 << 20
 
 func newMemberCommand() *cobra.Command {
 	var f memberFlags
@@ -52,6 +62,8 @@ restart with the same data dir rejoins as the same member with its data.`,
 	def := member.DefaultRestartPolicy()
 	fs.IntVar(&f.maxRestarts, "storage-max-restarts", def.MaxRestarts, fmt.Sprintf("restarts of a crashing storage actor allowed within %s before it is stopped for good", def.Window))
 	fs.DurationVar(&f.maxBackoff, "storage-max-backoff", def.MaxBackoff, fmt.Sprintf("longest wait before restarting a crashed storage actor (the wait starts at %s and doubles)", def.InitialBackoff))
+	f.minFree = defaultMinFree
+	fs.Var(&f.minFree, "min-free-bytes", "free space the data dir's filesystem must keep: below it the member refuses writes (still serving reads) until a quarter more is free again; bytes, or with KiB, MiB, GiB or TiB; 0 turns the check off")
 	return cmd
 }
 
@@ -81,7 +93,8 @@ func runMember(ctx context.Context, f memberFlags) error {
 		return err
 	}
 	log = log.With().Str("member", memberID).Logger()
-	log.Info().Str("node", node.Address()).Str("admin", admin.Addr()).Str("join", f.join).Str("data_dir", f.node.dataDir).Msg("starting member")
+	log.Info().Str("node", node.Address()).Str("admin", admin.Addr()).Str("join", f.join).Str("data_dir", f.node.dataDir).
+		Uint64("min_free_bytes", uint64(f.minFree)).Msg("starting member")
 
 	cfg := member.Config{
 		MemberID:          memberID,
@@ -90,9 +103,10 @@ func runMember(ctx context.Context, f memberFlags) error {
 		HeartbeatInterval: f.heartbeat,
 		Restart:           restart,
 		Storage: member.StorageConfig{
-			Dir:     filepath.Join(f.node.dataDir, "store"),
-			Sync:    f.node.sync,
-			Metrics: member.NewStorageMetrics(node.Registry, status),
+			Dir:          filepath.Join(f.node.dataDir, "store"),
+			Sync:         f.node.sync,
+			MinFreeBytes: uint64(f.minFree),
+			Metrics:      member.NewStorageMetrics(node.Registry, status),
 		},
 		Tree:   node.Tree,
 		Status: status,
@@ -112,6 +126,8 @@ func runMember(ctx context.Context, f memberFlags) error {
 			Registered: status.Registered.Load(), Slot: status.Slot.Load(),
 			StorageReady: status.StorageReady.Load(), Messages: status.Messages.Load(), Bytes: status.Bytes.Load(),
 			StorageCorrupt: status.StoreCorrupt(), CorruptReads: status.CorruptReads.Load(), LastCorruption: status.LastCorruption(),
+			WritesRefused: status.WritesRefused(), ReadOnly: status.ReadOnly.Load(),
+			DiskFreeBytes: status.DiskFree(), DiskTotalBytes: status.DiskTotal(), MinFreeBytes: status.MinFree(),
 		})
 	})
 	if f.faultInjection {
@@ -144,6 +160,17 @@ type memberView struct {
 	CorruptReads uint64 `json:"corrupt_reads"`
 	// LastCorruption is the last damage the store found.
 	LastCorruption string `json:"last_corruption,omitempty"`
+	// WritesRefused says why the member refuses writes ("disk full: ..."),
+	// while it does; it still serves reads.
+	WritesRefused string `json:"writes_refused,omitempty"`
+	// ReadOnly is true while the store is open read-only (the disk was
+	// nearly full when it was opened).
+	ReadOnly bool `json:"read_only"`
+	// DiskFreeBytes and DiskTotalBytes are the store's filesystem as last
+	// checked; MinFreeBytes is the watermark (--min-free-bytes).
+	DiskFreeBytes  uint64 `json:"disk_free_bytes"`
+	DiskTotalBytes uint64 `json:"disk_total_bytes"`
+	MinFreeBytes   uint64 `json:"min_free_bytes"`
 }
 
 // loadMemberID reads the member's stable id from its data dir, creating

@@ -1,8 +1,10 @@
 // Package pebbledb opens Pebble databases the way every Tolerex store
 // wants them: in a created directory, with a bounded block cache and
 // memtable, with Pebble's log output routed into zerolog so it never
-// writes to stderr on its own, and with on-disk corruption reported as an
-// error instead of through Pebble's default handler, which calls Fatalf.
+// writes to stderr on its own, with its background errors logged at a
+// bounded rate, with on-disk corruption reported as an error instead of
+// through Pebble's default handler, which calls Fatalf, and with the Fatalf
+// Pebble raises for a failed commit turned into an error by Commit.
 package pebbledb
 
 import (
@@ -10,8 +12,11 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
 )
 
@@ -35,7 +40,25 @@ type Options struct {
 	// FormatMajorVersion is the on-disk format to create a database with,
 	// or to upgrade an older one to (one way); zero means DefaultFormat.
 	FormatMajorVersion pebble.FormatMajorVersion
+	// ReadOnly opens an existing database without writing a byte: Pebble
+	// replays the write-ahead log into memory and neither flushes nor
+	// compacts, so it opens on a full disk. A missing database yields an
+	// error wrapping ErrNoDatabase.
+	ReadOnly bool
+	// FS is the filesystem the database lives on; nil means the operating
+	// system's. Tests inject faults through it.
+	FS vfs.FS
 }
+
+// ErrNoDatabase reports that a read-only Open found no database to open.
+var ErrNoDatabase = errors.New("no database")
+
+// BackgroundErrorInterval is the least time between two "background error"
+// log lines of one database. Pebble retries a failed flush or compaction
+// at once, without backoff (on a full disk about 100 times a second), so
+// every error is not logged: the first one is, then one every interval,
+// with the count of those left out.
+const BackgroundErrorInterval = 10 * time.Second
 
 // DefaultFormat is the Pebble on-disk format Tolerex stores use: the first
 // with WAL sync chunks, which let Pebble tell damage in the middle of the
@@ -57,6 +80,9 @@ const consistencyMismatch = "object size mismatch"
 // unusable for another reason (a held lock, permissions, a full disk).
 func IsDamage(err error) bool {
 	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrNoDatabase) {
 		return false
 	}
 	return pebble.IsCorruptionError(err) ||
@@ -87,9 +113,18 @@ func (e readableError) Error() string {
 
 func (e readableError) Unwrap() error { return e.err }
 
-// Open creates dir if needed and opens the database in it.
+// Open creates dir if needed and opens the database in it; with
+// Options.ReadOnly it creates nothing.
 func Open(dir string, opts Options) (*pebble.DB, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	if opts.ReadOnly {
+		if _, err := fs.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("open %s read-only: %w", dir, ErrNoDatabase)
+		}
+	} else if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	cache := pebble.NewCache(opts.CacheBytes)
@@ -99,26 +134,40 @@ func Open(dir string, opts Options) (*pebble.DB, error) {
 	if opts.FormatMajorVersion == 0 {
 		opts.FormatMajorVersion = DefaultFormat
 	}
-	return pebble.Open(dir, &pebble.Options{
+	db, err := pebble.Open(dir, &pebble.Options{
+		FS:                 fs,
 		Cache:              cache,
 		MemTableSize:       opts.MemTableBytes,
 		Logger:             logger{log: log},
 		DisableTableStats:  opts.DisableTableStats,
 		FormatMajorVersion: opts.FormatMajorVersion,
+		ReadOnly:           opts.ReadOnly,
 		EventListener:      eventListener(log, opts.OnBackgroundCorruption),
 	})
+	if errors.Is(err, pebble.ErrDBDoesNotExist) {
+		return nil, fmt.Errorf("open %s read-only: %w", dir, ErrNoDatabase)
+	}
+	return db, err
 }
 
 // eventListener replaces the two Pebble event handlers whose defaults do
-// not suit a store that must survive damaged files: DataCorruption, whose
-// default calls Logger.Fatalf on every corrupt block read, and
-// BackgroundError, which also reports damage found by background jobs to
+// not suit a store that must survive damaged files and full disks:
+// DataCorruption, whose default calls Logger.Fatalf on every corrupt block
+// read, and BackgroundError, which is logged at a bounded rate (see
+// BackgroundErrorInterval) and reports damage found by background jobs to
 // onCorruption. The other events keep Pebble's defaults.
 func eventListener(log zerolog.Logger, onCorruption func(error)) *pebble.EventListener {
+	limit := &logLimiter{interval: BackgroundErrorInterval}
 	return &pebble.EventListener{
 		BackgroundError: func(err error) {
 			err = Readable(err)
-			log.Error().Err(err).Msg("background error")
+			if ok, left := limit.allow(time.Now()); ok {
+				ev := log.Error().Err(err)
+				if left > 0 {
+					ev = ev.Int("not_logged_since_last", left)
+				}
+				ev.Msg("background error")
+			}
 			if onCorruption != nil && IsDamage(err) {
 				onCorruption(err)
 			}
@@ -129,6 +178,82 @@ func eventListener(log zerolog.Logger, onCorruption func(error)) *pebble.EventLi
 			log.Debug().Str("path", info.Path).Err(Readable(info.Details)).Msg("corrupt data read")
 		},
 	}
+}
+
+// logLimiter lets one log line through per interval and counts the lines
+// it holds back.
+type logLimiter struct {
+	interval time.Duration
+
+	mu      sync.Mutex
+	next    time.Time // the earliest time the next line may be logged
+	skipped int
+}
+
+// allow reports whether a line may be logged at now and, if so, how many
+// were held back since the last one logged.
+func (l *logLimiter) allow(now time.Time) (ok bool, skipped int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Before(l.next) {
+		l.skipped++
+		return false, 0
+	}
+	skipped, l.skipped = l.skipped, 0
+	l.next = now.Add(l.interval)
+	return true, skipped
+}
+
+// Errors Commit wraps when Pebble gave up on a commit.
+var (
+	// ErrFatal is wrapped by the error Commit returns when Pebble called
+	// Logger.Fatalf or panicked while committing: the database must not be
+	// written again (reads still work).
+	ErrFatal = errors.New("pebble gave up")
+	// ErrWedged is wrapped, with ErrFatal, when Pebble panicked in the
+	// middle of its commit pipeline, holding its commit lock: DB.Close
+	// would then block forever, so the database must be left open (reads
+	// still work) until the process exits.
+	ErrWedged = errors.New("pebble's commit pipeline is wedged")
+)
+
+// fatalCommit starts the message of the Fatalf Pebble raises after its
+// commit pipeline returned an error (db.go:885 in v2.1.7), when it holds
+// no lock.
+const fatalCommit = "pebble: fatal commit error"
+
+// Commit commits b. When Pebble's commit fails it calls Logger.Fatalf
+// ("pebble: fatal commit error", db.go:885 in v2.1.7; for example a
+// write-ahead-log write or sync that hit a full disk) and would report
+// success if Fatalf returned; the logger panics there instead, and Commit
+// turns that panic into an error wrapping ErrFatal and the errors Pebble
+// passed to Fatalf (so errors.Is finds syscall.ENOSPC). Pebble holds no
+// lock there, so the database can still be read and closed. Any other
+// panic on the way (Pebble panics outright when a write-ahead-log write
+// fails after an earlier unsynced one did, db.go:997, with its commit
+// lock held) yields an error wrapping ErrFatal and ErrWedged.
+func Commit(b *pebble.Batch, opts *pebble.WriteOptions) error {
+	return recoverCommit(func() error { return b.Commit(opts) })
+}
+
+// recoverCommit runs commit and turns a panic in it into an error, as
+// Commit documents.
+func recoverCommit(commit func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			var fe *FatalError
+			if e, ok := p.(error); ok && errors.As(e, &fe) && strings.HasPrefix(fe.Msg, fatalCommit) {
+				err = fmt.Errorf("%w: %w", ErrFatal, fe)
+				return
+			}
+			if e, ok := p.(error); ok {
+				err = fmt.Errorf("%w: %w: panic: %w", ErrFatal, ErrWedged, e)
+				return
+			}
+			err = fmt.Errorf("%w: %w: panic: %v", ErrFatal, ErrWedged, p)
+		}
+	}()
+	return commit()
 }
 
 // WriteOptions are the commit options for a sync mode: Sync fsyncs the
@@ -158,15 +283,35 @@ func (l logger) Errorf(format string, args ...any) {
 	l.log.Error().Msgf(format, args...)
 }
 
-// Fatalf logs at fatal level and then panics. With the event listener Open
-// installs, Pebble calls it only for invariant violations it cannot
-// continue from and does not expect it to return; a panic keeps the stack
-// trace, unlike an exit.
+// Fatalf logs at fatal level and then panics with a *FatalError. With the
+// event listener Open installs, Pebble calls it only for failures it
+// cannot continue from (a failed commit, a failed MANIFEST write, broken
+// invariants) and does not expect it to return; a panic keeps the stack
+// trace, unlike an exit, and Commit recovers the one raised on the
+// committing goroutine.
 func (l logger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	l.log.WithLevel(zerolog.FatalLevel).Msg(msg)
-	panic("pebble: " + msg)
+	var errs []error
+	for _, a := range args {
+		if err, ok := a.(error); ok {
+			errs = append(errs, err)
+		}
+	}
+	panic(&FatalError{Msg: msg, Errs: errs})
 }
+
+// FatalError is the value Pebble's Fatalf panics with: its message and
+// the errors among its arguments.
+type FatalError struct {
+	Msg  string
+	Errs []error
+}
+
+func (e *FatalError) Error() string { return "pebble: " + e.Msg }
+
+// Unwrap returns the errors Pebble passed to Fatalf.
+func (e *FatalError) Unwrap() []error { return e.Errs }
 
 // GroupCommit runs a group committer until queue is closed: it takes the
 // first queued item (waiting for one), then everything else already queued
