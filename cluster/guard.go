@@ -40,6 +40,10 @@ func allowedTypes(local, peerRole certs.Role, secure bool) map[string]bool {
 	fromGatewayToGateway := []proto.Message{
 		&messages.ClientBatch{}, &messages.ClientReplyBatch{}, &messages.ClientRequest{}, &messages.ClientReply{},
 		&messages.TreeRequest{}, &messages.TreeReply{}, deadLetter,
+		// The Raft group and client requests forwarded to its leader:
+		// gateways only.
+		&messages.RaftBatch{}, &messages.RaftSnapshotChunk{}, &messages.RaftSnapshotAck{},
+		&messages.ForwardBatch{}, &messages.ForwardReplyBatch{},
 	}
 	var allowed []proto.Message
 	switch {

@@ -7,6 +7,8 @@ const (
 	// GatewayActor owns a gateway's HaToKuSe listener; sessions are its
 	// children.
 	GatewayActor = "gateway"
+	// ConsensusActor runs a gateway's part of the gateways' Raft group.
+	ConsensusActor = "consensus"
 	// LeaderActor coordinates writes and reads on a gateway.
 	LeaderActor = "leader"
 	// SelectorActor is the leader's replica selector.

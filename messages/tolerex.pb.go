@@ -1400,10 +1400,15 @@ func (x *MemberHeartbeat) GetDiskFreeBytes() uint64 {
 	return 0
 }
 
-// HeartbeatAck answers MemberHeartbeat once the member is registered.
+// HeartbeatAck answers MemberHeartbeat: from the active leader once the
+// member is registered (slot is then its slot), or from any other gateway
+// with redirect set and leader naming the gateway to heartbeat to instead
+// ("" while no leader is known).
 type HeartbeatAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Slot          uint32                 `protobuf:"varint,1,opt,name=slot,proto3" json:"slot,omitempty"`
+	Redirect      bool                   `protobuf:"varint,2,opt,name=redirect,proto3" json:"redirect,omitempty"`
+	Leader        string                 `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"` // node address of the active leader, when known
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1445,6 +1450,415 @@ func (x *HeartbeatAck) GetSlot() uint32 {
 	return 0
 }
 
+func (x *HeartbeatAck) GetRedirect() bool {
+	if x != nil {
+		return x.Redirect
+	}
+	return false
+}
+
+func (x *HeartbeatAck) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+// RaftBatch carries Raft messages (raftpb.Message, encoded) from one
+// gateway's consensus actor to another's.
+type RaftBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Messages      [][]byte               `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftBatch) Reset() {
+	*x = RaftBatch{}
+	mi := &file_messages_tolerex_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftBatch) ProtoMessage() {}
+
+func (x *RaftBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftBatch.ProtoReflect.Descriptor instead.
+func (*RaftBatch) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RaftBatch) GetMessages() [][]byte {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+// RaftSnapshotChunk carries one piece of a Raft snapshot message
+// (MsgSnap), whose data can be tens of megabytes: chunk 0 holds the
+// message without its snapshot data, and every chunk a slice of the data.
+type RaftSnapshotChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          uint64                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`   // the sender's Raft id
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"` // the snapshot's index
+	Chunk         uint32                 `protobuf:"varint,3,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	Chunks        uint32                 `protobuf:"varint,4,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	Message       []byte                 `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"` // chunk 0 only
+	Data          []byte                 `protobuf:"bytes,6,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftSnapshotChunk) Reset() {
+	*x = RaftSnapshotChunk{}
+	mi := &file_messages_tolerex_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftSnapshotChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftSnapshotChunk) ProtoMessage() {}
+
+func (x *RaftSnapshotChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftSnapshotChunk.ProtoReflect.Descriptor instead.
+func (*RaftSnapshotChunk) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RaftSnapshotChunk) GetFrom() uint64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *RaftSnapshotChunk) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RaftSnapshotChunk) GetChunk() uint32 {
+	if x != nil {
+		return x.Chunk
+	}
+	return 0
+}
+
+func (x *RaftSnapshotChunk) GetChunks() uint32 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+func (x *RaftSnapshotChunk) GetMessage() []byte {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *RaftSnapshotChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// RaftSnapshotAck tells the sender of a snapshot that every chunk arrived
+// and Raft took it.
+type RaftSnapshotAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          uint64                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftSnapshotAck) Reset() {
+	*x = RaftSnapshotAck{}
+	mi := &file_messages_tolerex_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftSnapshotAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftSnapshotAck) ProtoMessage() {}
+
+func (x *RaftSnapshotAck) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftSnapshotAck.ProtoReflect.Descriptor instead.
+func (*RaftSnapshotAck) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RaftSnapshotAck) GetFrom() uint64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *RaftSnapshotAck) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// ForwardedRequest is a client request a gateway sends to the active
+// leader; (origin, seq) is its RequestId.
+type ForwardedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Request       *ClientRequest         `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardedRequest) Reset() {
+	*x = ForwardedRequest{}
+	mi := &file_messages_tolerex_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardedRequest) ProtoMessage() {}
+
+func (x *ForwardedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardedRequest.ProtoReflect.Descriptor instead.
+func (*ForwardedRequest) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ForwardedRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ForwardedRequest) GetRequest() *ClientRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// ForwardBatch carries client requests from the gateway that took them
+// (origin) to the active leader.
+type ForwardBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Origin        uint64                 `protobuf:"fixed64,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	Requests      []*ForwardedRequest    `protobuf:"bytes,2,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardBatch) Reset() {
+	*x = ForwardBatch{}
+	mi := &file_messages_tolerex_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardBatch) ProtoMessage() {}
+
+func (x *ForwardBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardBatch.ProtoReflect.Descriptor instead.
+func (*ForwardBatch) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ForwardBatch) GetOrigin() uint64 {
+	if x != nil {
+		return x.Origin
+	}
+	return 0
+}
+
+func (x *ForwardBatch) GetRequests() []*ForwardedRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// ForwardedReply answers one ForwardedRequest. Without a reply the
+// receiver did not take the request (it is not the active leader); the
+// origin sends it again to the leader it learns of.
+type ForwardedReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Reply         *ClientReply           `protobuf:"bytes,2,opt,name=reply,proto3" json:"reply,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardedReply) Reset() {
+	*x = ForwardedReply{}
+	mi := &file_messages_tolerex_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardedReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardedReply) ProtoMessage() {}
+
+func (x *ForwardedReply) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardedReply.ProtoReflect.Descriptor instead.
+func (*ForwardedReply) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ForwardedReply) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ForwardedReply) GetReply() *ClientReply {
+	if x != nil {
+		return x.Reply
+	}
+	return nil
+}
+
+// ForwardReplyBatch carries replies back to the origin gateway.
+type ForwardReplyBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replies       []*ForwardedReply      `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardReplyBatch) Reset() {
+	*x = ForwardReplyBatch{}
+	mi := &file_messages_tolerex_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardReplyBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardReplyBatch) ProtoMessage() {}
+
+func (x *ForwardReplyBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardReplyBatch.ProtoReflect.Descriptor instead.
+func (*ForwardReplyBatch) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ForwardReplyBatch) GetReplies() []*ForwardedReply {
+	if x != nil {
+		return x.Replies
+	}
+	return nil
+}
+
 // TreeRequest asks a node's root actor for its live supervision tree.
 type TreeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1454,7 +1868,7 @@ type TreeRequest struct {
 
 func (x *TreeRequest) Reset() {
 	*x = TreeRequest{}
-	mi := &file_messages_tolerex_proto_msgTypes[22]
+	mi := &file_messages_tolerex_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1466,7 +1880,7 @@ func (x *TreeRequest) String() string {
 func (*TreeRequest) ProtoMessage() {}
 
 func (x *TreeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[22]
+	mi := &file_messages_tolerex_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1479,7 +1893,7 @@ func (x *TreeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeRequest.ProtoReflect.Descriptor instead.
 func (*TreeRequest) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{22}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{29}
 }
 
 // ActorInfo describes one live actor.
@@ -1500,7 +1914,7 @@ type ActorInfo struct {
 
 func (x *ActorInfo) Reset() {
 	*x = ActorInfo{}
-	mi := &file_messages_tolerex_proto_msgTypes[23]
+	mi := &file_messages_tolerex_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1512,7 +1926,7 @@ func (x *ActorInfo) String() string {
 func (*ActorInfo) ProtoMessage() {}
 
 func (x *ActorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[23]
+	mi := &file_messages_tolerex_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1525,7 +1939,7 @@ func (x *ActorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorInfo.ProtoReflect.Descriptor instead.
 func (*ActorInfo) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{23}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ActorInfo) GetId() string {
@@ -1590,7 +2004,7 @@ type ActorFailure struct {
 
 func (x *ActorFailure) Reset() {
 	*x = ActorFailure{}
-	mi := &file_messages_tolerex_proto_msgTypes[24]
+	mi := &file_messages_tolerex_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +2016,7 @@ func (x *ActorFailure) String() string {
 func (*ActorFailure) ProtoMessage() {}
 
 func (x *ActorFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[24]
+	mi := &file_messages_tolerex_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +2029,7 @@ func (x *ActorFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorFailure.ProtoReflect.Descriptor instead.
 func (*ActorFailure) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{24}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ActorFailure) GetReason() string {
@@ -1659,7 +2073,7 @@ type NodeTree struct {
 
 func (x *NodeTree) Reset() {
 	*x = NodeTree{}
-	mi := &file_messages_tolerex_proto_msgTypes[25]
+	mi := &file_messages_tolerex_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1671,7 +2085,7 @@ func (x *NodeTree) String() string {
 func (*NodeTree) ProtoMessage() {}
 
 func (x *NodeTree) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[25]
+	mi := &file_messages_tolerex_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1684,7 +2098,7 @@ func (x *NodeTree) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeTree.ProtoReflect.Descriptor instead.
 func (*NodeTree) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{25}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *NodeTree) GetNodeAddress() string {
@@ -1725,7 +2139,7 @@ type TreeReply struct {
 
 func (x *TreeReply) Reset() {
 	*x = TreeReply{}
-	mi := &file_messages_tolerex_proto_msgTypes[26]
+	mi := &file_messages_tolerex_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +2151,7 @@ func (x *TreeReply) String() string {
 func (*TreeReply) ProtoMessage() {}
 
 func (x *TreeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[26]
+	mi := &file_messages_tolerex_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +2164,7 @@ func (x *TreeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeReply.ProtoReflect.Descriptor instead.
 func (*TreeReply) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{26}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TreeReply) GetTree() *NodeTree {
@@ -1781,7 +2195,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[27]
+	mi := &file_messages_tolerex_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +2207,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[27]
+	mi := &file_messages_tolerex_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +2220,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{27}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LogEntry) GetEntry() isLogEntry_Entry {
@@ -1900,7 +2314,7 @@ type RequestId struct {
 
 func (x *RequestId) Reset() {
 	*x = RequestId{}
-	mi := &file_messages_tolerex_proto_msgTypes[28]
+	mi := &file_messages_tolerex_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1912,7 +2326,7 @@ func (x *RequestId) String() string {
 func (*RequestId) ProtoMessage() {}
 
 func (x *RequestId) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[28]
+	mi := &file_messages_tolerex_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1925,7 +2339,7 @@ func (x *RequestId) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestId.ProtoReflect.Descriptor instead.
 func (*RequestId) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{28}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RequestId) GetOrigin() uint64 {
@@ -1955,7 +2369,7 @@ type GatewayInfo struct {
 
 func (x *GatewayInfo) Reset() {
 	*x = GatewayInfo{}
-	mi := &file_messages_tolerex_proto_msgTypes[29]
+	mi := &file_messages_tolerex_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1967,7 +2381,7 @@ func (x *GatewayInfo) String() string {
 func (*GatewayInfo) ProtoMessage() {}
 
 func (x *GatewayInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[29]
+	mi := &file_messages_tolerex_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1980,7 +2394,7 @@ func (x *GatewayInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GatewayInfo.ProtoReflect.Descriptor instead.
 func (*GatewayInfo) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{29}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GatewayInfo) GetId() uint64 {
@@ -2010,7 +2424,7 @@ type PutEntry struct {
 
 func (x *PutEntry) Reset() {
 	*x = PutEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[30]
+	mi := &file_messages_tolerex_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2022,7 +2436,7 @@ func (x *PutEntry) String() string {
 func (*PutEntry) ProtoMessage() {}
 
 func (x *PutEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[30]
+	mi := &file_messages_tolerex_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2035,7 +2449,7 @@ func (x *PutEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutEntry.ProtoReflect.Descriptor instead.
 func (*PutEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{30}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PutEntry) GetId() int64 {
@@ -2077,7 +2491,7 @@ type DeleteEntry struct {
 
 func (x *DeleteEntry) Reset() {
 	*x = DeleteEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[31]
+	mi := &file_messages_tolerex_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2503,7 @@ func (x *DeleteEntry) String() string {
 func (*DeleteEntry) ProtoMessage() {}
 
 func (x *DeleteEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[31]
+	mi := &file_messages_tolerex_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2516,7 @@ func (x *DeleteEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntry.ProtoReflect.Descriptor instead.
 func (*DeleteEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{31}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DeleteEntry) GetId() int64 {
@@ -2132,7 +2546,7 @@ type MemberEntry struct {
 
 func (x *MemberEntry) Reset() {
 	*x = MemberEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[32]
+	mi := &file_messages_tolerex_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2144,7 +2558,7 @@ func (x *MemberEntry) String() string {
 func (*MemberEntry) ProtoMessage() {}
 
 func (x *MemberEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[32]
+	mi := &file_messages_tolerex_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2157,7 +2571,7 @@ func (x *MemberEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberEntry.ProtoReflect.Descriptor instead.
 func (*MemberEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{32}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MemberEntry) GetMemberId() string {
@@ -2192,7 +2606,7 @@ type EpochEntry struct {
 
 func (x *EpochEntry) Reset() {
 	*x = EpochEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[33]
+	mi := &file_messages_tolerex_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2204,7 +2618,7 @@ func (x *EpochEntry) String() string {
 func (*EpochEntry) ProtoMessage() {}
 
 func (x *EpochEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[33]
+	mi := &file_messages_tolerex_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +2631,7 @@ func (x *EpochEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochEntry.ProtoReflect.Descriptor instead.
 func (*EpochEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{33}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *EpochEntry) GetEpoch() uint64 {
@@ -2237,7 +2651,7 @@ type ReplicaSet struct {
 
 func (x *ReplicaSet) Reset() {
 	*x = ReplicaSet{}
-	mi := &file_messages_tolerex_proto_msgTypes[34]
+	mi := &file_messages_tolerex_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2249,7 +2663,7 @@ func (x *ReplicaSet) String() string {
 func (*ReplicaSet) ProtoMessage() {}
 
 func (x *ReplicaSet) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[34]
+	mi := &file_messages_tolerex_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2262,7 +2676,7 @@ func (x *ReplicaSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaSet.ProtoReflect.Descriptor instead.
 func (*ReplicaSet) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{34}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ReplicaSet) GetSlots() []uint32 {
@@ -2295,7 +2709,7 @@ type MetaSnapshot struct {
 
 func (x *MetaSnapshot) Reset() {
 	*x = MetaSnapshot{}
-	mi := &file_messages_tolerex_proto_msgTypes[35]
+	mi := &file_messages_tolerex_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2307,7 +2721,7 @@ func (x *MetaSnapshot) String() string {
 func (*MetaSnapshot) ProtoMessage() {}
 
 func (x *MetaSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[35]
+	mi := &file_messages_tolerex_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2320,7 +2734,7 @@ func (x *MetaSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaSnapshot.ProtoReflect.Descriptor instead.
 func (*MetaSnapshot) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{35}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MetaSnapshot) GetEpoch() uint64 {
@@ -2491,9 +2905,34 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\bmessages\x18\x05 \x01(\x04R\bmessages\x12\x14\n" +
 	"\x05bytes\x18\x06 \x01(\x04R\x05bytes\x12%\n" +
 	"\x0ewrites_refused\x18\a \x01(\tR\rwritesRefused\x12&\n" +
-	"\x0fdisk_free_bytes\x18\b \x01(\x04R\rdiskFreeBytes\"\"\n" +
+	"\x0fdisk_free_bytes\x18\b \x01(\x04R\rdiskFreeBytes\"V\n" +
 	"\fHeartbeatAck\x12\x12\n" +
-	"\x04slot\x18\x01 \x01(\rR\x04slot\"\r\n" +
+	"\x04slot\x18\x01 \x01(\rR\x04slot\x12\x1a\n" +
+	"\bredirect\x18\x02 \x01(\bR\bredirect\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\tR\x06leader\"'\n" +
+	"\tRaftBatch\x12\x1a\n" +
+	"\bmessages\x18\x01 \x03(\fR\bmessages\"\x99\x01\n" +
+	"\x11RaftSnapshotChunk\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x14\n" +
+	"\x05chunk\x18\x03 \x01(\rR\x05chunk\x12\x16\n" +
+	"\x06chunks\x18\x04 \x01(\rR\x06chunks\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\fR\amessage\x12\x12\n" +
+	"\x04data\x18\x06 \x01(\fR\x04data\";\n" +
+	"\x0fRaftSnapshotAck\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"Y\n" +
+	"\x10ForwardedRequest\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x123\n" +
+	"\arequest\x18\x02 \x01(\v2\x19.tolerex.v1.ClientRequestR\arequest\"`\n" +
+	"\fForwardBatch\x12\x16\n" +
+	"\x06origin\x18\x01 \x01(\x06R\x06origin\x128\n" +
+	"\brequests\x18\x02 \x03(\v2\x1c.tolerex.v1.ForwardedRequestR\brequests\"Q\n" +
+	"\x0eForwardedReply\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12-\n" +
+	"\x05reply\x18\x02 \x01(\v2\x17.tolerex.v1.ClientReplyR\x05reply\"I\n" +
+	"\x11ForwardReplyBatch\x124\n" +
+	"\areplies\x18\x01 \x03(\v2\x1a.tolerex.v1.ForwardedReplyR\areplies\"\r\n" +
 	"\vTreeRequest\"\xef\x01\n" +
 	"\tActorInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -2595,48 +3034,55 @@ func file_messages_tolerex_proto_rawDescGZIP() []byte {
 }
 
 var file_messages_tolerex_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_messages_tolerex_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_messages_tolerex_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_messages_tolerex_proto_goTypes = []any{
-	(Op)(0),                  // 0: tolerex.v1.Op
-	(ReplyCode)(0),           // 1: tolerex.v1.ReplyCode
-	(ReadStatus)(0),          // 2: tolerex.v1.ReadStatus
-	(*ClientRequest)(nil),    // 3: tolerex.v1.ClientRequest
-	(*ClientReply)(nil),      // 4: tolerex.v1.ClientReply
-	(*ClientBatch)(nil),      // 5: tolerex.v1.ClientBatch
-	(*ClientReplyBatch)(nil), // 6: tolerex.v1.ClientReplyBatch
-	(*SelectReplicas)(nil),   // 7: tolerex.v1.SelectReplicas
-	(*ReplicasSelected)(nil), // 8: tolerex.v1.ReplicasSelected
-	(*SelectBatch)(nil),      // 9: tolerex.v1.SelectBatch
-	(*SelectedBatch)(nil),    // 10: tolerex.v1.SelectedBatch
-	(*SelectorLiveSet)(nil),  // 11: tolerex.v1.SelectorLiveSet
-	(*SelectorLoad)(nil),     // 12: tolerex.v1.SelectorLoad
-	(*StoreRequest)(nil),     // 13: tolerex.v1.StoreRequest
-	(*StoreAck)(nil),         // 14: tolerex.v1.StoreAck
-	(*ReadRequest)(nil),      // 15: tolerex.v1.ReadRequest
-	(*ReadReply)(nil),        // 16: tolerex.v1.ReadReply
-	(*PruneRequest)(nil),     // 17: tolerex.v1.PruneRequest
-	(*StoreBatch)(nil),       // 18: tolerex.v1.StoreBatch
-	(*StoreAckBatch)(nil),    // 19: tolerex.v1.StoreAckBatch
-	(*ReadBatch)(nil),        // 20: tolerex.v1.ReadBatch
-	(*ReadReplyBatch)(nil),   // 21: tolerex.v1.ReadReplyBatch
-	(*PruneBatch)(nil),       // 22: tolerex.v1.PruneBatch
-	(*MemberHeartbeat)(nil),  // 23: tolerex.v1.MemberHeartbeat
-	(*HeartbeatAck)(nil),     // 24: tolerex.v1.HeartbeatAck
-	(*TreeRequest)(nil),      // 25: tolerex.v1.TreeRequest
-	(*ActorInfo)(nil),        // 26: tolerex.v1.ActorInfo
-	(*ActorFailure)(nil),     // 27: tolerex.v1.ActorFailure
-	(*NodeTree)(nil),         // 28: tolerex.v1.NodeTree
-	(*TreeReply)(nil),        // 29: tolerex.v1.TreeReply
-	(*LogEntry)(nil),         // 30: tolerex.v1.LogEntry
-	(*RequestId)(nil),        // 31: tolerex.v1.RequestId
-	(*GatewayInfo)(nil),      // 32: tolerex.v1.GatewayInfo
-	(*PutEntry)(nil),         // 33: tolerex.v1.PutEntry
-	(*DeleteEntry)(nil),      // 34: tolerex.v1.DeleteEntry
-	(*MemberEntry)(nil),      // 35: tolerex.v1.MemberEntry
-	(*EpochEntry)(nil),       // 36: tolerex.v1.EpochEntry
-	(*ReplicaSet)(nil),       // 37: tolerex.v1.ReplicaSet
-	(*MetaSnapshot)(nil),     // 38: tolerex.v1.MetaSnapshot
-	nil,                      // 39: tolerex.v1.SelectorLoad.MessagesEntry
+	(Op)(0),                   // 0: tolerex.v1.Op
+	(ReplyCode)(0),            // 1: tolerex.v1.ReplyCode
+	(ReadStatus)(0),           // 2: tolerex.v1.ReadStatus
+	(*ClientRequest)(nil),     // 3: tolerex.v1.ClientRequest
+	(*ClientReply)(nil),       // 4: tolerex.v1.ClientReply
+	(*ClientBatch)(nil),       // 5: tolerex.v1.ClientBatch
+	(*ClientReplyBatch)(nil),  // 6: tolerex.v1.ClientReplyBatch
+	(*SelectReplicas)(nil),    // 7: tolerex.v1.SelectReplicas
+	(*ReplicasSelected)(nil),  // 8: tolerex.v1.ReplicasSelected
+	(*SelectBatch)(nil),       // 9: tolerex.v1.SelectBatch
+	(*SelectedBatch)(nil),     // 10: tolerex.v1.SelectedBatch
+	(*SelectorLiveSet)(nil),   // 11: tolerex.v1.SelectorLiveSet
+	(*SelectorLoad)(nil),      // 12: tolerex.v1.SelectorLoad
+	(*StoreRequest)(nil),      // 13: tolerex.v1.StoreRequest
+	(*StoreAck)(nil),          // 14: tolerex.v1.StoreAck
+	(*ReadRequest)(nil),       // 15: tolerex.v1.ReadRequest
+	(*ReadReply)(nil),         // 16: tolerex.v1.ReadReply
+	(*PruneRequest)(nil),      // 17: tolerex.v1.PruneRequest
+	(*StoreBatch)(nil),        // 18: tolerex.v1.StoreBatch
+	(*StoreAckBatch)(nil),     // 19: tolerex.v1.StoreAckBatch
+	(*ReadBatch)(nil),         // 20: tolerex.v1.ReadBatch
+	(*ReadReplyBatch)(nil),    // 21: tolerex.v1.ReadReplyBatch
+	(*PruneBatch)(nil),        // 22: tolerex.v1.PruneBatch
+	(*MemberHeartbeat)(nil),   // 23: tolerex.v1.MemberHeartbeat
+	(*HeartbeatAck)(nil),      // 24: tolerex.v1.HeartbeatAck
+	(*RaftBatch)(nil),         // 25: tolerex.v1.RaftBatch
+	(*RaftSnapshotChunk)(nil), // 26: tolerex.v1.RaftSnapshotChunk
+	(*RaftSnapshotAck)(nil),   // 27: tolerex.v1.RaftSnapshotAck
+	(*ForwardedRequest)(nil),  // 28: tolerex.v1.ForwardedRequest
+	(*ForwardBatch)(nil),      // 29: tolerex.v1.ForwardBatch
+	(*ForwardedReply)(nil),    // 30: tolerex.v1.ForwardedReply
+	(*ForwardReplyBatch)(nil), // 31: tolerex.v1.ForwardReplyBatch
+	(*TreeRequest)(nil),       // 32: tolerex.v1.TreeRequest
+	(*ActorInfo)(nil),         // 33: tolerex.v1.ActorInfo
+	(*ActorFailure)(nil),      // 34: tolerex.v1.ActorFailure
+	(*NodeTree)(nil),          // 35: tolerex.v1.NodeTree
+	(*TreeReply)(nil),         // 36: tolerex.v1.TreeReply
+	(*LogEntry)(nil),          // 37: tolerex.v1.LogEntry
+	(*RequestId)(nil),         // 38: tolerex.v1.RequestId
+	(*GatewayInfo)(nil),       // 39: tolerex.v1.GatewayInfo
+	(*PutEntry)(nil),          // 40: tolerex.v1.PutEntry
+	(*DeleteEntry)(nil),       // 41: tolerex.v1.DeleteEntry
+	(*MemberEntry)(nil),       // 42: tolerex.v1.MemberEntry
+	(*EpochEntry)(nil),        // 43: tolerex.v1.EpochEntry
+	(*ReplicaSet)(nil),        // 44: tolerex.v1.ReplicaSet
+	(*MetaSnapshot)(nil),      // 45: tolerex.v1.MetaSnapshot
+	nil,                       // 46: tolerex.v1.SelectorLoad.MessagesEntry
 }
 var file_messages_tolerex_proto_depIdxs = []int32{
 	0,  // 0: tolerex.v1.ClientRequest.op:type_name -> tolerex.v1.Op
@@ -2645,30 +3091,34 @@ var file_messages_tolerex_proto_depIdxs = []int32{
 	4,  // 3: tolerex.v1.ClientReplyBatch.replies:type_name -> tolerex.v1.ClientReply
 	7,  // 4: tolerex.v1.SelectBatch.requests:type_name -> tolerex.v1.SelectReplicas
 	8,  // 5: tolerex.v1.SelectedBatch.replies:type_name -> tolerex.v1.ReplicasSelected
-	39, // 6: tolerex.v1.SelectorLoad.messages:type_name -> tolerex.v1.SelectorLoad.MessagesEntry
+	46, // 6: tolerex.v1.SelectorLoad.messages:type_name -> tolerex.v1.SelectorLoad.MessagesEntry
 	2,  // 7: tolerex.v1.ReadReply.status:type_name -> tolerex.v1.ReadStatus
 	13, // 8: tolerex.v1.StoreBatch.requests:type_name -> tolerex.v1.StoreRequest
 	14, // 9: tolerex.v1.StoreAckBatch.acks:type_name -> tolerex.v1.StoreAck
 	15, // 10: tolerex.v1.ReadBatch.requests:type_name -> tolerex.v1.ReadRequest
 	16, // 11: tolerex.v1.ReadReplyBatch.replies:type_name -> tolerex.v1.ReadReply
 	17, // 12: tolerex.v1.PruneBatch.requests:type_name -> tolerex.v1.PruneRequest
-	26, // 13: tolerex.v1.ActorInfo.children:type_name -> tolerex.v1.ActorInfo
-	27, // 14: tolerex.v1.ActorInfo.last_failure:type_name -> tolerex.v1.ActorFailure
-	26, // 15: tolerex.v1.NodeTree.actors:type_name -> tolerex.v1.ActorInfo
-	28, // 16: tolerex.v1.TreeReply.tree:type_name -> tolerex.v1.NodeTree
-	33, // 17: tolerex.v1.LogEntry.put:type_name -> tolerex.v1.PutEntry
-	34, // 18: tolerex.v1.LogEntry.delete:type_name -> tolerex.v1.DeleteEntry
-	35, // 19: tolerex.v1.LogEntry.member:type_name -> tolerex.v1.MemberEntry
-	36, // 20: tolerex.v1.LogEntry.epoch:type_name -> tolerex.v1.EpochEntry
-	31, // 21: tolerex.v1.LogEntry.request:type_name -> tolerex.v1.RequestId
-	35, // 22: tolerex.v1.MetaSnapshot.members:type_name -> tolerex.v1.MemberEntry
-	37, // 23: tolerex.v1.MetaSnapshot.replica_sets:type_name -> tolerex.v1.ReplicaSet
-	32, // 24: tolerex.v1.MetaSnapshot.gateways:type_name -> tolerex.v1.GatewayInfo
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	3,  // 13: tolerex.v1.ForwardedRequest.request:type_name -> tolerex.v1.ClientRequest
+	28, // 14: tolerex.v1.ForwardBatch.requests:type_name -> tolerex.v1.ForwardedRequest
+	4,  // 15: tolerex.v1.ForwardedReply.reply:type_name -> tolerex.v1.ClientReply
+	30, // 16: tolerex.v1.ForwardReplyBatch.replies:type_name -> tolerex.v1.ForwardedReply
+	33, // 17: tolerex.v1.ActorInfo.children:type_name -> tolerex.v1.ActorInfo
+	34, // 18: tolerex.v1.ActorInfo.last_failure:type_name -> tolerex.v1.ActorFailure
+	33, // 19: tolerex.v1.NodeTree.actors:type_name -> tolerex.v1.ActorInfo
+	35, // 20: tolerex.v1.TreeReply.tree:type_name -> tolerex.v1.NodeTree
+	40, // 21: tolerex.v1.LogEntry.put:type_name -> tolerex.v1.PutEntry
+	41, // 22: tolerex.v1.LogEntry.delete:type_name -> tolerex.v1.DeleteEntry
+	42, // 23: tolerex.v1.LogEntry.member:type_name -> tolerex.v1.MemberEntry
+	43, // 24: tolerex.v1.LogEntry.epoch:type_name -> tolerex.v1.EpochEntry
+	38, // 25: tolerex.v1.LogEntry.request:type_name -> tolerex.v1.RequestId
+	42, // 26: tolerex.v1.MetaSnapshot.members:type_name -> tolerex.v1.MemberEntry
+	44, // 27: tolerex.v1.MetaSnapshot.replica_sets:type_name -> tolerex.v1.ReplicaSet
+	39, // 28: tolerex.v1.MetaSnapshot.gateways:type_name -> tolerex.v1.GatewayInfo
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_messages_tolerex_proto_init() }
@@ -2676,7 +3126,7 @@ func file_messages_tolerex_proto_init() {
 	if File_messages_tolerex_proto != nil {
 		return
 	}
-	file_messages_tolerex_proto_msgTypes[27].OneofWrappers = []any{
+	file_messages_tolerex_proto_msgTypes[34].OneofWrappers = []any{
 		(*LogEntry_Put)(nil),
 		(*LogEntry_Delete)(nil),
 		(*LogEntry_Member)(nil),
@@ -2688,7 +3138,7 @@ func file_messages_tolerex_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_tolerex_proto_rawDesc), len(file_messages_tolerex_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   37,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,254 @@
+package consensus_test
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/tolerex/tolerex/actors/consensus"
+	"github.com/tolerex/tolerex/actors/meta"
+	"github.com/tolerex/tolerex/cluster/clustertest"
+	"github.com/tolerex/tolerex/messages"
+)
+
+// Each test runs a group of gateways in this process (cluster/clustertest):
+// real consensus actors, Raft logs on disk and protoactor remote on
+// 127.0.0.1, with stops, restarts and partitions.
+
+func member(id string) *messages.LogEntry {
+	return &messages.LogEntry{Entry: &messages.LogEntry_Member{Member: &messages.MemberEntry{MemberId: id, NodeAddress: "node-" + id}}}
+}
+
+func put(id int64, version uint64) *messages.LogEntry {
+	return &messages.LogEntry{
+		Entry:   &messages.LogEntry_Put{Put: &messages.PutEntry{Id: id, Version: version, Replicas: []uint32{0}, Size: uint32(id)}},
+		Request: &messages.RequestId{Origin: 99, Seq: uint64(id)},
+	}
+}
+
+// dump is what the tests compare between gateways.
+type dump struct {
+	Messages int
+	Members  []meta.Member
+	Gateways []meta.Gateway
+	Index    map[int64]uint64
+}
+
+func dumpOf(n *clustertest.Node, ids int64) dump {
+	var d dump
+	n.Read(func(s *meta.State) {
+		d.Messages, d.Members, d.Gateways, d.Index = s.Len(), s.Members(), s.Gateways(), make(map[int64]uint64)
+		for id := int64(0); id < ids; id++ {
+			if v, _, ok := s.Lookup(id); ok {
+				d.Index[id] = v
+			}
+		}
+	})
+	return d
+}
+
+// converged waits until every running gateway holds want messages and all
+// hold the same state.
+func converged(t *testing.T, c *clustertest.Cluster, want int, ids int64) {
+	t.Helper()
+	clustertest.Eventually(t, 15*time.Second, fmt.Sprintf("every gateway holds %d messages, the same", want), func() (bool, string) {
+		var first *dump
+		status := ""
+		for id, n := range c.Nodes {
+			if !n.Running() {
+				continue
+			}
+			d := dumpOf(n, ids)
+			status += fmt.Sprintf(" gateway %d: %d messages;", id, d.Messages)
+			if d.Messages != want {
+				return false, status
+			}
+			if first == nil {
+				first = &d
+			} else if !reflect.DeepEqual(*first, d) {
+				return false, status + " states differ"
+			}
+		}
+		return true, ""
+	})
+}
+
+// proposeAll proposes puts of ids [from, to) at the leader, in batches,
+// after registering member m0 (the puts name its slot 0).
+func proposeAll(leader *clustertest.Node, from, to int64) {
+	leader.Propose(member("m0"))
+	for id := from; id < to; id += 50 {
+		var batch []*messages.LogEntry
+		for i := id; i < min(id+50, to); i++ {
+			batch = append(batch, put(i, uint64(i)+1))
+		}
+		leader.Propose(batch...)
+	}
+}
+
+func TestGroupElectsOneLeaderAndEveryGatewayApplies(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{Gateways: 3})
+	leader := c.Leader()
+	proposeAll(leader, 0, 300)
+	converged(t, c, 300, 300)
+	for _, n := range c.Nodes {
+		if got := dumpOf(n, 0).Gateways; len(got) != 3 {
+			t.Errorf("gateway %d knows gateways %v, want all three", n.ID, got)
+		}
+	}
+	// A follower refuses proposals; they come back as dropped.
+	for _, n := range c.Nodes {
+		if n != leader {
+			n.Propose(put(1000, 1))
+			clustertest.Eventually(t, 5*time.Second, "follower drops the proposal", func() (bool, string) {
+				return n.Dropped() == 1, fmt.Sprintf("%d dropped", n.Dropped())
+			})
+			break
+		}
+	}
+}
+
+func TestLeaderStoppedAnotherTakesOverAndItCatchesUp(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{Gateways: 3})
+	old := c.Leader()
+	proposeAll(old, 0, 100)
+	converged(t, c, 100, 400)
+	old.Stop()
+	stopped := time.Now()
+	leader := c.Leader()
+	t.Logf("new leader %d ready %v after the old leader stopped", leader.ID, time.Since(stopped).Round(time.Millisecond))
+	if leader == old {
+		t.Fatal("the stopped gateway still leads")
+	}
+	for id := int64(100); id < 200; id++ {
+		leader.Propose(put(id, uint64(id)+1))
+	}
+	converged(t, c, 200, 400)
+	old.Start()
+	converged(t, c, 200, 400)
+}
+
+func TestPartitionedLeaderStepsDownAndReadsFail(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{Gateways: 3})
+	old := c.Leader()
+	proposeAll(old, 0, 10)
+	converged(t, c, 10, 100)
+	if err := old.Barrier(5 * time.Second); err != nil {
+		t.Fatalf("read barrier on the leader: %v", err)
+	}
+	var others []uint64
+	for id := range c.Nodes {
+		if id != old.ID {
+			others = append(others, id)
+		}
+	}
+	c.Partition([]uint64{old.ID}, others)
+	cut := time.Now()
+	// CheckQuorum: the cut-off leader steps down within an election
+	// timeout or so, and the majority elects another.
+	clustertest.Eventually(t, 5*time.Second, "the cut-off leader steps down", func() (bool, string) {
+		changes := old.LeaderChanges()
+		last := changes[len(changes)-1]
+		return !last.Local, fmt.Sprintf("last change %+v", last)
+	})
+	t.Logf("cut-off leader stepped down %v after the partition", time.Since(cut).Round(time.Millisecond))
+	if err := old.Barrier(2 * time.Second); err == nil {
+		t.Error("a read barrier on the cut-off gateway succeeded")
+	}
+	leader := c.Leader(others...)
+	if err := leader.Barrier(5 * time.Second); err != nil {
+		t.Fatalf("read barrier on the new leader: %v", err)
+	}
+	for id := int64(10); id < 20; id++ {
+		leader.Propose(put(id, uint64(id)+1))
+	}
+	c.Heal()
+	converged(t, c, 20, 100)
+	c.Leader()
+}
+
+func TestLaggingGatewayCatchesUpFromASnapshot(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{Gateways: 3, SnapshotEntries: 100, CatchUpEntries: 10})
+	leader := c.Leader()
+	var lagging *clustertest.Node
+	for _, n := range c.Nodes {
+		if n != leader {
+			lagging = n
+			break
+		}
+	}
+	lagging.Stop()
+	proposeAll(leader, 0, 1000)
+	converged(t, c, 1000, 1000)
+	if st := leader.Status(); st.SnapshotIndex == 0 {
+		t.Fatalf("the leader took no snapshot: %+v", st)
+	}
+	lagging.Start()
+	converged(t, c, 1000, 1000)
+}
+
+func TestGatewayAddedAsLearnerPromotedAndRemoved(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{Gateways: 3})
+	leader := c.Leader()
+	proposeAll(leader, 0, 50)
+	converged(t, c, 50, 50)
+
+	four := c.AddNode(4)
+	change := func(n *clustertest.Node, cc *consensus.ProposeConfChange) error {
+		res, err := n.Request(cc, 5*time.Second)
+		if err != nil {
+			t.Fatalf("request change: %v", err)
+		}
+		if res == nil {
+			return nil
+		}
+		return res.(error)
+	}
+	if err := change(leader, &consensus.ProposeConfChange{Kind: consensus.AddLearner, ID: 4, NodeAddress: four.Address}); err != nil {
+		t.Fatalf("add learner: %v", err)
+	}
+	converged(t, c, 50, 50)
+	if err := change(leader, &consensus.ProposeConfChange{Kind: consensus.AddLearner, ID: 4, NodeAddress: four.Address}); err == nil {
+		t.Error("adding gateway 4 twice was accepted")
+	}
+	clustertest.Eventually(t, 10*time.Second, "gateway 4 promoted", func() (bool, string) {
+		err := change(leader, &consensus.ProposeConfChange{Kind: consensus.Promote, ID: 4})
+		return err == nil, fmt.Sprint(err)
+	})
+	clustertest.Eventually(t, 10*time.Second, "gateway 4 a voter everywhere", func() (bool, string) {
+		for _, n := range c.Nodes {
+			for _, g := range n.Status().Gateways {
+				if g.ID == 4 && g.Role != "voter" {
+					return false, fmt.Sprintf("gateway %d sees 4 as %s", n.ID, g.Role)
+				}
+			}
+		}
+		return true, ""
+	})
+	// Remove the leader: it hands leadership over first.
+	old := leader
+	clustertest.Eventually(t, 10*time.Second, "old leader removed", func() (bool, string) {
+		var n *clustertest.Node
+		for _, x := range c.Nodes {
+			if x != old {
+				n = x
+				break
+			}
+		}
+		err := change(n, &consensus.ProposeConfChange{Kind: consensus.Remove, ID: old.ID})
+		return err == nil, fmt.Sprint(err)
+	})
+	old.Stop()
+	delete(c.Nodes, old.ID)
+	leader = c.Leader()
+	for id := int64(50); id < 60; id++ {
+		leader.Propose(put(id, uint64(id)+1))
+	}
+	converged(t, c, 60, 60)
+	for _, n := range c.Nodes {
+		if got := len(dumpOf(n, 0).Gateways); got != 3 {
+			t.Errorf("gateway %d knows %d gateways, want 3", n.ID, got)
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package consensus
+
+import (
+	"github.com/tolerex/tolerex/actors/meta"
+	"github.com/tolerex/tolerex/messages"
+)
+
+// The consensus actor's local API: messages other actors of the same
+// gateway send it, and the events it sends its subscribers. None of them
+// crosses the network.
+
+// Subscribe makes the sender a subscriber: it gets LeaderChanged (at once,
+// with the current leader), LeadershipReady, Applied, BarrierDone,
+// BarrierFailed and ProposalsDropped.
+type Subscribe struct{}
+
+// Propose asks for entries to be appended to the replicated log. Only the
+// Raft leader takes proposals; entries it cannot take come back in
+// ProposalsDropped. The outcome of the others arrives in Applied, if they
+// commit (an entry proposed by a leader deposed before it commits never
+// does).
+type Propose struct {
+	Entries []*messages.LogEntry
+}
+
+// ProposalsDropped returns entries Raft refused (this gateway is not the
+// leader, or leadership is being transferred): nothing was proposed.
+type ProposalsDropped struct {
+	Entries []*messages.LogEntry
+	Reason  string
+}
+
+// LeaderChanged reports who leads the Raft group now. Lead is 0 while no
+// leader is known.
+type LeaderChanged struct {
+	Lead        uint64
+	LeadAddress string // node address of the leader, "" if unknown
+	Term        uint64
+	// Local is set when this gateway leads.
+	Local bool
+}
+
+// LeadershipReady tells that this gateway, leader in Term, has applied
+// every entry of earlier terms: its state machine is current and it may
+// serve.
+type LeadershipReady struct {
+	Term uint64
+}
+
+// Applied reports committed entries just applied to the state machine, in
+// log order.
+type Applied struct {
+	Entries []AppliedEntry
+}
+
+// AppliedEntry is one applied log entry and what it did.
+type AppliedEntry struct {
+	Index  uint64
+	Entry  *messages.LogEntry
+	Effect meta.Effect
+	// Err is set when the state machine rejected the entry (it changed
+	// nothing, on every gateway).
+	Err error
+}
+
+// ReadBarrier asks the leader to confirm it still leads (Raft ReadIndex)
+// and to answer BarrierDone with the same ID once the state machine has
+// applied everything committed when the barrier was asked for: a read of
+// the state after that is linearizable. A barrier that cannot be confirmed
+// (leadership lost) is answered BarrierFailed.
+type ReadBarrier struct {
+	ID uint64
+}
+
+// BarrierDone answers a ReadBarrier.
+type BarrierDone struct {
+	ID uint64
+}
+
+// BarrierFailed answers a ReadBarrier that cannot be confirmed.
+type BarrierFailed struct {
+	ID     uint64
+	Reason string
+}
+
+// TransferLeadership asks the leader to hand leadership to the gateway
+// with Raft id To (0: the most up-to-date other voter). It is answered
+// with an error (nil when the transfer started).
+type TransferLeadership struct {
+	To uint64
+}
+
+// StatusRequest asks for the consensus Status; it is answered with one.
+type StatusRequest struct{}

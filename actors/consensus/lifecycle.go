@@ -1,0 +1,244 @@
+package consensus
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/asynkron/protoactor-go/scheduler"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tolerex/tolerex/actors/meta"
+	"github.com/tolerex/tolerex/messages"
+	"github.com/tolerex/tolerex/storage/raftlog"
+)
+
+// Health is what the consensus actor publishes for readiness checks
+// without a round trip through its mailbox.
+type Health struct {
+	lead    atomic.Uint64
+	problem atomic.Pointer[string]
+}
+
+// Lead returns the Raft id of the leader this gateway knows (0: none).
+func (h *Health) Lead() uint64 { return h.lead.Load() }
+
+// NotReady says why this gateway's consensus cannot serve (its Raft log
+// cannot be read, or no leader is known), or nil.
+func (h *Health) NotReady() error {
+	if p := h.problem.Load(); p != nil {
+		return errors.New(*p)
+	}
+	if h.lead.Load() == 0 {
+		return errors.New("no Raft leader known")
+	}
+	return nil
+}
+
+func (h *Health) setProblem(problem string) {
+	if problem == "" {
+		h.problem.Store(nil)
+		return
+	}
+	h.problem.Store(&problem)
+}
+
+// raftMaxMessageBytes bounds the entries in one append message, and
+// raftMaxInflight the append messages in flight to one follower.
+const (
+	raftMaxMessageBytes = 1 << 20
+	raftMaxInflight     = 256
+	// raftMaxUncommitted bounds the entries a leader holds proposed and not
+	// committed; proposals beyond are dropped (the client hears an error).
+	raftMaxUncommitted = 256 << 20
+)
+
+func (n *node) start(ctx actor.Context) {
+	n.self = ctx.Self()
+	n.peers = newPeers(n.cfg.ID, n.log)
+	n.peers.onSnapshot = n.snapshotSent
+	n.barriers = newBarriers()
+	n.inbound = newSnapshotAssembly()
+	n.outbound = make(map[uint64]sentSnapshot)
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	lg, err := raftlog.Open(n.cfg.Dir, raftlog.Options{
+		Sync:       n.cfg.Sync,
+		Logger:     n.log,
+		OnWritten:  func(batch []raftlog.Written) { root.Send(self, &written{batch: batch}) },
+		OnSnapshot: func(index uint64, err error) { root.Send(self, &snapshotStored{index: index, err: err}) },
+	})
+	if err != nil {
+		n.unavailable(err)
+		return
+	}
+	n.raftLog = lg
+	if err := n.restoreFromStorage(); err != nil {
+		n.unavailable(err)
+		return
+	}
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:                        n.cfg.ID,
+		ElectionTick:              n.cfg.ElectionTicks,
+		HeartbeatTick:             n.cfg.HeartbeatTicks,
+		Storage:                   lg.Storage(),
+		Applied:                   n.applied,
+		AsyncStorageWrites:        true,
+		MaxSizePerMsg:             raftMaxMessageBytes,
+		MaxInflightMsgs:           raftMaxInflight,
+		MaxUncommittedEntriesSize: raftMaxUncommitted,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		Logger:                    raftLogger{log: n.log.With().Str("lib", "raft").Logger()},
+	})
+	if err != nil {
+		n.unavailable(fmt.Errorf("start raft: %w", err))
+		return
+	}
+	n.rn = rn
+	if lg.Empty() && !n.cfg.Join {
+		if err := n.bootstrap(); err != nil {
+			n.unavailable(err)
+			return
+		}
+	}
+	for _, p := range n.cfg.Peers {
+		n.peers.set(p.ID, p.NodeAddress)
+	}
+	for _, g := range n.cfg.View.own().Gateways() {
+		n.peers.set(g.ID, g.NodeAddress)
+	}
+	n.stopTicks = scheduler.NewTimerScheduler(ctx).SendRepeatedly(n.cfg.TickInterval, n.cfg.TickInterval, self, tick{})
+	n.endpoints = ctx.ActorSystem().EventStream.Subscribe(func(evt any) {
+		if e, ok := evt.(*remote.EndpointTerminatedEvent); ok {
+			root.Send(self, &endpointDown{address: e.Address})
+		}
+	})
+	hs, cs, _ := lg.Storage().InitialState()
+	n.log.Info().Uint64("term", hs.GetTerm()).Uint64("commit", hs.GetCommit()).Uint64("applied", n.applied).
+		Uints64("voters", cs.GetVoters()).Uints64("learners", cs.GetLearners()).Bool("join", n.cfg.Join).
+		Int("messages", n.cfg.View.own().Len()).Msg("consensus started")
+}
+
+// restoreFromStorage loads the state machine from the stored snapshot:
+// raft then hands the entries after it to apply again.
+func (n *node) restoreFromStorage() error {
+	snap, err := n.raftLog.Storage().Snapshot()
+	if err != nil {
+		return fmt.Errorf("read raft snapshot: %w", err)
+	}
+	n.confState = &raftpb.ConfState{}
+	if raft.IsEmptySnap(snap) {
+		n.cfg.View.replace(meta.New())
+		return nil
+	}
+	state, err := decodeState(snap.GetData())
+	if err != nil {
+		return fmt.Errorf("raft snapshot at %d: %w", snap.GetMetadata().GetIndex(), err)
+	}
+	n.cfg.View.replace(state)
+	n.applied = snap.GetMetadata().GetIndex()
+	n.snapshotIndex = n.applied
+	n.confState = proto.Clone(snap.GetMetadata().GetConfState()).(*raftpb.ConfState)
+	return nil
+}
+
+// bootstrap starts a new group with the configured peers as voters.
+func (n *node) bootstrap() error {
+	peers := make([]raft.Peer, 0, len(n.cfg.Peers))
+	for _, p := range n.cfg.Peers {
+		info, err := proto.Marshal(&messages.GatewayInfo{Id: p.ID, NodeAddress: p.NodeAddress})
+		if err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+		peers = append(peers, raft.Peer{ID: p.ID, Context: info})
+	}
+	if err := n.rn.Bootstrap(peers); err != nil {
+		return fmt.Errorf("bootstrap raft group: %w", err)
+	}
+	n.log.Info().Int("voters", len(peers)).Msg("new Raft group bootstrapped")
+	return nil
+}
+
+// unavailable leaves the actor up without Raft: the log cannot be read,
+// and restarting would fail the same way.
+func (n *node) unavailable(err error) {
+	reason := "raft log unreadable: " + err.Error()
+	n.log.Error().Err(err).Str("dir", n.cfg.Dir).Msg("consensus cannot start; this gateway serves nothing until its Raft log is repaired or removed (then it rejoins from the others)")
+	if h := n.cfg.Health; h != nil {
+		h.setProblem(reason)
+	}
+	if n.raftLog != nil {
+		if err := n.raftLog.Close(); err != nil {
+			n.log.Error().Err(err).Msg("close raft log")
+		}
+		n.raftLog = nil
+	}
+}
+
+func (n *node) stop(ctx actor.Context, reason string) {
+	if n.stopTicks != nil {
+		n.stopTicks()
+	}
+	if n.endpoints != nil {
+		ctx.ActorSystem().EventStream.Unsubscribe(n.endpoints)
+	}
+	if n.barriers != nil {
+		n.barriers.failAll(ctx, reason)
+	}
+	if n.raftLog != nil {
+		if err := n.raftLog.Close(); err != nil {
+			n.log.Error().Err(err).Msg("close raft log")
+		}
+		n.raftLog = nil
+	}
+	n.rn = nil
+	if h := n.cfg.Health; h != nil {
+		h.lead.Store(0)
+	}
+}
+
+// subscribe adds the sender to the subscribers and tells it who leads.
+func (n *node) subscribe(ctx actor.Context) {
+	sender := ctx.Sender()
+	if sender == nil {
+		return
+	}
+	for _, s := range n.subscribers {
+		if s.Equal(sender) {
+			ctx.Send(sender, n.leaderChanged())
+			return
+		}
+	}
+	n.subscribers = append(n.subscribers, sender)
+	ctx.Send(sender, n.leaderChanged())
+	if n.ready {
+		ctx.Send(sender, &LeadershipReady{Term: n.term})
+	}
+}
+
+func (n *node) publish(ctx actor.Context, msg any) {
+	for _, s := range n.subscribers {
+		ctx.Send(s, msg)
+	}
+}
+
+func (n *node) leaderChanged() *LeaderChanged {
+	return &LeaderChanged{Lead: n.lead, LeadAddress: n.peers.address(n.lead), Term: n.term, Local: n.isLeader}
+}
+
+func (n *node) tick(ctx actor.Context) {
+	if n.rn == nil {
+		return
+	}
+	n.ticks++
+	n.rn.Tick()
+	n.barriers.retry(n)
+	n.expireSnapshots()
+	n.processReady(ctx)
+	n.peers.flush(ctx)
+}

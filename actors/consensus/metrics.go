@@ -1,0 +1,45 @@
+package consensus
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the consensus actor's Prometheus metrics.
+type Metrics struct {
+	Term      prometheus.Gauge
+	IsLeader  prometheus.Gauge
+	Applied   prometheus.Gauge
+	Leaders   prometheus.Counter
+	Rejected  prometheus.Counter
+	Snapshots prometheus.Counter
+	HasLeader prometheus.Gauge
+}
+
+// NewMetrics creates the consensus metrics and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Term:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "tolerex_raft_term", Help: "The Raft term this gateway is in."}),
+		IsLeader:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "tolerex_raft_is_leader", Help: "1 while this gateway is the Raft leader."}),
+		HasLeader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tolerex_raft_has_leader", Help: "1 while this gateway knows a Raft leader."}),
+		Applied:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "tolerex_raft_applied_index", Help: "The last Raft log index applied to the state machine."}),
+		Leaders: prometheus.NewCounter(prometheus.CounterOpts{Name: "tolerex_raft_leader_changes_total",
+			Help: "Leadership changes this gateway saw (including to no leader)."}),
+		Rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "tolerex_meta_rejected_entries_total",
+			Help: "Committed log entries the state machine rejected and skipped. Any is a bug or a log from an incompatible version."}),
+		Snapshots: prometheus.NewCounter(prometheus.CounterOpts{Name: "tolerex_raft_snapshots_total", Help: "Snapshots of the state machine stored."}),
+	}
+	reg.MustRegister(m.Term, m.IsLeader, m.HasLeader, m.Applied, m.Leaders, m.Rejected, m.Snapshots)
+	return m
+}
+
+func (m *Metrics) observeLeader(lead, term uint64, isLeader bool) {
+	m.Leaders.Inc()
+	m.Term.Set(float64(term))
+	m.IsLeader.Set(b2f(isLeader))
+	m.HasLeader.Set(b2f(lead != 0))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

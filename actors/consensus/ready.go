@@ -1,0 +1,288 @@
+package consensus
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tolerex/tolerex/actors/meta"
+	"github.com/tolerex/tolerex/messages"
+	"github.com/tolerex/tolerex/storage/raftlog"
+)
+
+// processReady runs the Ready loop (AsyncStorageWrites): appends go to the
+// Raft log's committer, committed entries are applied here and now,
+// everything else goes to the other gateways. Responses to the appends are
+// delivered when the committer reports them durable (written).
+func (n *node) processReady(ctx actor.Context) {
+	for n.rn != nil && n.rn.HasReady() {
+		rd := n.rn.Ready()
+		if rd.SoftState != nil {
+			n.softState(ctx, rd.SoftState)
+		}
+		if len(rd.ReadStates) > 0 {
+			n.barriers.confirmed(rd.ReadStates)
+		}
+		for _, m := range rd.Messages {
+			switch m.GetTo() {
+			case raft.LocalAppendThread:
+				n.raftLog.Write(raftlog.Write{HardState: hardStateOf(m), Entries: m.GetEntries(), Snapshot: m.GetSnapshot(), Token: m})
+			case raft.LocalApplyThread:
+				n.apply(ctx, m.GetEntries())
+				n.deliver(m.GetResponses())
+			default:
+				n.peers.send(m)
+			}
+		}
+		n.barriers.release(ctx, n.applied)
+	}
+}
+
+// hardStateOf is the hard state a MsgStorageAppend carries, or nil.
+func hardStateOf(m *raftpb.Message) *raftpb.HardState {
+	if m.Term == nil && m.Vote == nil && m.Commit == nil {
+		return nil
+	}
+	return &raftpb.HardState{Term: new(m.GetTerm()), Vote: new(m.GetVote()), Commit: new(m.GetCommit())}
+}
+
+// deliver steps responses addressed to this gateway and sends the rest.
+func (n *node) deliver(responses []*raftpb.Message) {
+	for _, r := range responses {
+		if r.GetTo() == n.cfg.ID {
+			if err := n.rn.Step(r); err != nil {
+				n.log.Debug().Err(err).Stringer("type", r.GetType()).Msg("step local response")
+			}
+			continue
+		}
+		n.peers.send(r)
+	}
+}
+
+// written handles a group commit of the Raft log: a snapshot received from
+// the leader replaces the state machine, then the responses go out.
+func (n *node) written(ctx actor.Context, batch []raftlog.Written) {
+	for _, w := range batch {
+		m, ok := w.Token.(*raftpb.Message)
+		if !ok {
+			continue
+		}
+		if w.Err != nil {
+			// The log refuses every later write; crash, and let the
+			// supervisor restart the actor, which reopens it.
+			panic(fmt.Errorf("raft log write failed: %w", w.Err))
+		}
+		if snap := m.GetSnapshot(); !raft.IsEmptySnap(snap) {
+			n.installSnapshot(ctx, snap)
+		}
+		n.deliver(m.GetResponses())
+	}
+}
+
+// installSnapshot replaces the state machine with a snapshot the leader
+// sent (and the Raft log just stored).
+func (n *node) installSnapshot(ctx actor.Context, snap *raftpb.Snapshot) {
+	index := snap.GetMetadata().GetIndex()
+	if index <= n.applied {
+		return
+	}
+	state, err := decodeState(snap.GetData())
+	if err != nil {
+		// Raft already holds the snapshot; a state machine without it would
+		// silently diverge. Crash: the restart loads it from the log and
+		// fails the same way, which makes the gateway not ready.
+		panic(fmt.Errorf("install raft snapshot at %d: %w", index, err))
+	}
+	n.cfg.View.replace(state)
+	n.applied, n.snapshotIndex = index, index
+	n.confState = proto.Clone(snap.GetMetadata().GetConfState()).(*raftpb.ConfState)
+	for _, g := range state.Gateways() {
+		n.peers.set(g.ID, g.NodeAddress)
+	}
+	n.log.Info().Uint64("index", index).Int("messages", state.Len()).Msg("state machine replaced by the leader's snapshot")
+	n.publish(ctx, &Applied{})
+}
+
+// apply applies committed entries to the state machine, in order, and
+// tells the subscribers.
+func (n *node) apply(ctx actor.Context, entries []*raftpb.Entry) {
+	var applied []AppliedEntry
+	n.cfg.View.update(func(s *meta.State) {
+		for _, e := range entries {
+			if e.GetIndex() <= n.applied {
+				continue // in a snapshot installed meanwhile
+			}
+			n.applied = e.GetIndex()
+			switch e.GetType() {
+			case raftpb.EntryNormal:
+				if len(e.GetData()) == 0 {
+					// The empty entry a new leader appends: everything of
+					// earlier terms is applied now.
+					if n.isLeader && e.GetTerm() == n.term && !n.ready {
+						n.ready = true
+						n.publish(ctx, &LeadershipReady{Term: n.term})
+					}
+					continue
+				}
+				applied = append(applied, n.applyNormal(s, e))
+			case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
+				n.applyConfChange(s, e)
+			}
+		}
+	})
+	if m := n.cfg.Metrics; m != nil {
+		m.Applied.Set(float64(n.applied))
+	}
+	if len(applied) > 0 {
+		n.publish(ctx, &Applied{Entries: applied})
+	}
+	n.maybeSnapshot(ctx)
+}
+
+// applyNormal applies one client-visible entry. Apply is total: an entry
+// that cannot be decoded or that the state machine rejects is skipped,
+// counted and logged, the same way on every gateway.
+func (n *node) applyNormal(s *meta.State, e *raftpb.Entry) AppliedEntry {
+	out := AppliedEntry{Index: e.GetIndex(), Entry: &messages.LogEntry{}}
+	if err := proto.Unmarshal(e.GetData(), out.Entry); err != nil {
+		out.Err = fmt.Errorf("decode: %w", err)
+	} else {
+		out.Effect, out.Err = s.Apply(out.Entry)
+	}
+	if out.Err != nil {
+		if m := n.cfg.Metrics; m != nil {
+			m.Rejected.Inc()
+		}
+		n.log.Error().Err(out.Err).Uint64("index", e.GetIndex()).Msg("log entry rejected by the state machine; skipped (it changes nothing, on every gateway)")
+	}
+	return out
+}
+
+// applyConfChange applies a membership change of the Raft group.
+func (n *node) applyConfChange(s *meta.State, e *raftpb.Entry) {
+	var cc raftpb.ConfChangeI
+	if e.GetType() == raftpb.EntryConfChange {
+		var v1 raftpb.ConfChange
+		if err := proto.Unmarshal(e.GetData(), &v1); err != nil {
+			n.log.Error().Err(err).Uint64("index", e.GetIndex()).Msg("undecodable configuration change; skipped")
+			return
+		}
+		cc = &v1
+	} else {
+		var v2 raftpb.ConfChangeV2
+		if err := proto.Unmarshal(e.GetData(), &v2); err != nil {
+			n.log.Error().Err(err).Uint64("index", e.GetIndex()).Msg("undecodable configuration change; skipped")
+			return
+		}
+		cc = &v2
+	}
+	n.confState = n.rn.ApplyConfChange(cc)
+	v2 := cc.AsV2()
+	var info messages.GatewayInfo
+	hasInfo := len(v2.GetContext()) > 0 && proto.Unmarshal(v2.GetContext(), &info) == nil
+	for _, c := range v2.GetChanges() {
+		id := c.GetNodeId()
+		switch c.GetType() {
+		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
+			if hasInfo && info.GetId() == id {
+				s.SetGateway(meta.Gateway{ID: id, NodeAddress: info.GetNodeAddress()})
+				n.peers.set(id, info.GetNodeAddress())
+			}
+		case raftpb.ConfChangeRemoveNode:
+			s.RemoveGateway(id)
+			n.peers.remove(id)
+		}
+	}
+	n.log.Info().Uint64("index", e.GetIndex()).Uints64("voters", n.confState.GetVoters()).
+		Uints64("learners", n.confState.GetLearners()).Msg("Raft group configuration changed")
+}
+
+// softState follows leadership changes.
+func (n *node) softState(ctx actor.Context, ss *raft.SoftState) {
+	wasLeader := n.isLeader
+	n.lead = ss.Lead
+	n.term = n.rn.BasicStatus().GetTerm()
+	n.isLeader = ss.RaftState == raft.StateLeader
+	if !n.isLeader {
+		n.ready = false
+		if wasLeader {
+			n.barriers.failAll(ctx, "leadership lost")
+		}
+	}
+	if h := n.cfg.Health; h != nil {
+		h.lead.Store(n.lead)
+	}
+	if m := n.cfg.Metrics; m != nil {
+		m.observeLeader(n.lead, n.term, n.isLeader)
+	}
+	n.log.Info().Uint64("lead", n.lead).Str("lead_address", n.peers.address(n.lead)).Uint64("term", n.term).
+		Stringer("state", ss.RaftState).Msg("Raft leadership changed")
+	n.publish(ctx, n.leaderChanged())
+}
+
+// propose appends client entries to the log, if this gateway leads.
+func (n *node) propose(ctx actor.Context, p *Propose) {
+	var dropped []*messages.LogEntry
+	reason := ""
+	if !n.isLeader {
+		// Raft would forward them to the leader; the leader actor that
+		// proposed them must not think it leads, so refuse instead (the
+		// requests are routed to the leader by the gateways).
+		dropped, reason = p.Entries, "not the Raft leader"
+	}
+	for i, e := range p.Entries {
+		if len(dropped) > 0 {
+			break
+		}
+		data, err := proto.Marshal(e)
+		if err == nil {
+			err = n.rn.Propose(data)
+		}
+		if err != nil {
+			if errors.Is(err, raft.ErrProposalDropped) && !n.isLeader {
+				// Nothing later in the batch can be taken either.
+				dropped = append(dropped, p.Entries[i:]...)
+				reason = "not the Raft leader"
+				break
+			}
+			dropped = append(dropped, e)
+			reason = err.Error()
+		}
+	}
+	if len(dropped) > 0 && ctx.Sender() != nil {
+		ctx.Send(ctx.Sender(), &ProposalsDropped{Entries: dropped, Reason: reason})
+	}
+}
+
+// transfer starts a leadership transfer.
+func (n *node) transfer(to uint64) error {
+	if !n.isLeader {
+		return errors.New("not the Raft leader")
+	}
+	if to == 0 {
+		to = n.bestTransferee()
+	}
+	if to == 0 || to == n.cfg.ID {
+		return errors.New("no other voter to transfer leadership to")
+	}
+	n.log.Info().Uint64("to", to).Msg("transferring Raft leadership")
+	n.rn.TransferLeader(to)
+	return nil
+}
+
+// bestTransferee is the voter, other than this gateway, with the most of
+// the log.
+func (n *node) bestTransferee() uint64 {
+	var best, match uint64
+	st := n.rn.Status()
+	for _, id := range n.confState.GetVoters() {
+		if pr, ok := st.Progress[id]; ok && id != n.cfg.ID && (best == 0 || pr.Match > match) {
+			best, match = id, pr.Match
+		}
+	}
+	return best
+}

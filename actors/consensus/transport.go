@@ -1,0 +1,202 @@
+package consensus
+
+import (
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tolerex/tolerex/messages"
+)
+
+// peers is the Raft transport: it knows every gateway's node address,
+// gathers the Raft messages of one turn into one RaftBatch per gateway,
+// and cuts snapshot messages into chunks. A gateway whose connection broke
+// is sent at most one batch per downProbeInterval until it is heard from
+// again: protoactor starts a new connection attempt for every send to a
+// dead address (ARCHITECTURE §9), and Raft sends heartbeats every tick.
+type peers struct {
+	// onSnapshot is told of every snapshot sent: to whom, at which index.
+	onSnapshot func(to, index uint64)
+	self       uint64
+	log        zerolog.Logger
+	byID       map[uint64]*peer
+	pending    map[uint64][][]byte
+	snaps      []*raftpb.Message
+}
+
+type peer struct {
+	id        uint64
+	address   string
+	pid       *actor.PID
+	down      bool
+	lastProbe time.Time
+}
+
+// downProbeInterval is how often a gateway whose connection broke is
+// tried again.
+const downProbeInterval = time.Second
+
+func newPeers(self uint64, log zerolog.Logger) *peers {
+	return &peers{self: self, log: log, byID: make(map[uint64]*peer), pending: make(map[uint64][][]byte)}
+}
+
+// set records a gateway's node address.
+func (p *peers) set(id uint64, address string) {
+	if id == p.self || address == "" {
+		return
+	}
+	if old, ok := p.byID[id]; ok && old.address == address {
+		return
+	}
+	p.byID[id] = &peer{id: id, address: address, pid: actor.NewPID(address, messages.ConsensusActor)}
+}
+
+func (p *peers) remove(id uint64) { delete(p.byID, id) }
+
+// learn records the address of a gateway that sent a message, if it is
+// not known yet: a gateway that joins a group hears from the leader before
+// it has applied the configuration that names the leader's address.
+func (p *peers) learn(id uint64, sender *actor.PID) {
+	if sender == nil || id == 0 {
+		return
+	}
+	if _, known := p.byID[id]; !known {
+		p.set(id, sender.Address)
+	}
+}
+
+// address is a gateway's node address, "" if unknown.
+func (p *peers) address(id uint64) string {
+	if pr, ok := p.byID[id]; ok {
+		return pr.address
+	}
+	return ""
+}
+
+// idOf is the Raft id of the gateway at a node address.
+func (p *peers) idOf(address string) (uint64, bool) {
+	for id, pr := range p.byID {
+		if pr.address == address {
+			return id, true
+		}
+	}
+	return 0, false
+}
+
+// send queues a Raft message for its gateway.
+func (p *peers) send(m *raftpb.Message) {
+	if m.GetType() == raftpb.MsgSnap {
+		p.snaps = append(p.snaps, m)
+		return
+	}
+	data, err := proto.Marshal(m)
+	if err != nil {
+		p.log.Error().Err(err).Msg("encode raft message")
+		return
+	}
+	p.pending[m.GetTo()] = append(p.pending[m.GetTo()], data)
+}
+
+// down marks the gateway at address unreachable and tells raft.
+func (p *peers) down(address string, n *node) {
+	id, ok := p.idOf(address)
+	if !ok {
+		return
+	}
+	pr := p.byID[id]
+	if !pr.down {
+		p.log.Warn().Uint64("gateway", id).Str("address", address).Msg("connection to gateway lost")
+	}
+	pr.down = true
+	if n.rn != nil {
+		n.rn.ReportUnreachable(id)
+	}
+}
+
+// heard marks a gateway reachable again.
+func (p *peers) heard(id uint64) {
+	if pr, ok := p.byID[id]; ok && pr.down {
+		pr.down = false
+		p.log.Info().Uint64("gateway", id).Str("address", pr.address).Msg("gateway reachable again")
+	}
+}
+
+// flush sends what the turn queued.
+func (p *peers) flush(ctx actor.Context) {
+	now := time.Now()
+	for to, msgs := range p.pending {
+		delete(p.pending, to)
+		pr, ok := p.byID[to]
+		if !ok {
+			continue // not known (yet): raft will send again
+		}
+		if pr.down {
+			if now.Sub(pr.lastProbe) < downProbeInterval {
+				continue
+			}
+			pr.lastProbe = now
+		}
+		// As a request, so the receiver learns this gateway's address even
+		// before it applied the change that added it.
+		ctx.Request(pr.pid, &messages.RaftBatch{Messages: msgs})
+	}
+	snaps := p.snaps
+	p.snaps = nil
+	for _, m := range snaps {
+		p.sendSnapshot(ctx, m)
+	}
+}
+
+// snapshotChunkBytes is the largest slice of snapshot data in one chunk.
+const snapshotChunkBytes = 1 << 20
+
+// sendSnapshot sends a MsgSnap in chunks: the message without its data
+// first, then the data.
+func (p *peers) sendSnapshot(ctx actor.Context, m *raftpb.Message) {
+	pr, ok := p.byID[m.GetTo()]
+	if !ok {
+		return
+	}
+	data := m.GetSnapshot().GetData()
+	header := proto.Clone(m).(*raftpb.Message)
+	header.Snapshot.Data = nil
+	head, err := proto.Marshal(header)
+	if err != nil {
+		p.log.Error().Err(err).Msg("encode snapshot message")
+		return
+	}
+	chunks := max(1, (len(data)+snapshotChunkBytes-1)/snapshotChunkBytes)
+	index := m.GetSnapshot().GetMetadata().GetIndex()
+	for i := range chunks {
+		chunk := &messages.RaftSnapshotChunk{From: p.self, Index: index, Chunk: uint32(i), Chunks: uint32(chunks)}
+		if i == 0 {
+			chunk.Message = head
+		}
+		chunk.Data = data[min(i*snapshotChunkBytes, len(data)):min((i+1)*snapshotChunkBytes, len(data))]
+		ctx.Request(pr.pid, chunk)
+	}
+	p.log.Info().Uint64("to", m.GetTo()).Uint64("index", index).Int("bytes", len(data)).Int("chunks", chunks).Msg("snapshot sent")
+	if p.onSnapshot != nil {
+		p.onSnapshot(m.GetTo(), index)
+	}
+}
+
+// receiveBatch steps the Raft messages another gateway sent.
+func (n *node) receiveBatch(ctx actor.Context, b *messages.RaftBatch) {
+	for _, data := range b.GetMessages() {
+		var m raftpb.Message
+		if err := proto.Unmarshal(data, &m); err != nil {
+			n.log.Warn().Err(err).Msg("undecodable raft message; dropped")
+			continue
+		}
+		n.peers.learn(m.GetFrom(), ctx.Sender())
+		n.peers.heard(m.GetFrom())
+		if err := n.rn.Step(&m); err != nil && err != raft.ErrStepPeerNotFound {
+			n.log.Debug().Err(err).Stringer("type", m.GetType()).Uint64("from", m.GetFrom()).Msg("step")
+		}
+	}
+}
