@@ -14,9 +14,9 @@ import (
 // drops a ReadIndex request silently in some states, so one unanswered for
 // barrierRetryTicks is asked again under a fresh context.
 type barriers struct {
-	nextCtx   uint64
-	byCtx     map[uint64]*barrier
-	ready     []*barrier // confirmed, waiting for the state machine
+	nextCtx uint64
+	byCtx   map[uint64]*barrier
+	ready   []*barrier // confirmed, waiting for the state machine
 }
 
 type barrier struct {
