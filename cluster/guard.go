@@ -44,6 +44,7 @@ func allowedTypes(local, peerRole certs.Role, secure bool) map[string]bool {
 		// gateways only.
 		&messages.RaftBatch{}, &messages.RaftSnapshotChunk{}, &messages.RaftSnapshotAck{},
 		&messages.ForwardBatch{}, &messages.ForwardReplyBatch{},
+		&messages.GatewayChange{}, &messages.GatewayChangeReply{},
 	}
 	var allowed []proto.Message
 	switch {

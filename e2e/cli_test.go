@@ -118,7 +118,7 @@ func TestCLIEnvironmentSetsFlags(t *testing.T) {
 	if st.Tolerance != 3 {
 		t.Errorf("tolerance %d, want 3 from TOLEREX_TOLERANCE", st.Tolerance)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "data", "meta")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "data", "raft")); err != nil {
 		t.Errorf("TOLEREX_DATA_DIR not used: %v", err)
 	}
 
@@ -535,7 +535,7 @@ func TestCLIDev(t *testing.T) {
 	nodePort, adminPort := devPorts(t, members)
 	clientAddr := FreeAddr(t)
 	dataDir := t.TempDir()
-	dev := StartChild(t, bin, ChildOptions{Args: []string{"dev", "--data-dir", dataDir, "--members", strconv.Itoa(members),
+	dev := StartChild(t, bin, ChildOptions{Args: []string{"dev", "--gateways", "1", "--data-dir", dataDir, "--members", strconv.Itoa(members),
 		"--client-addr", clientAddr, "--node-port", strconv.Itoa(nodePort), "--admin-port", strconv.Itoa(adminPort)}})
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -95,7 +95,7 @@ func TestCLIDevReportsNotReady(t *testing.T) {
 	clientAddr := FreeAddr(t)
 	dataDir := t.TempDir()
 	dev := StartChild(t, bin, ChildOptions{
-		Args: []string{"dev", "--data-dir", dataDir, "--members", strconv.Itoa(members), "--tolerance", "2",
+		Args: []string{"dev", "--gateways", "1", "--data-dir", dataDir, "--members", strconv.Itoa(members), "--tolerance", "2",
 			"--client-addr", clientAddr, "--node-port", strconv.Itoa(nodePort), "--admin-port", strconv.Itoa(adminPort),
 			"--report-not-ready-after", "3s"},
 		// Inherited by the members (dev and the gateway have no such flags):

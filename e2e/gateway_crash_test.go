@@ -9,10 +9,10 @@ import (
 
 // TestGatewayCrashRestart SIGKILLs the gateway after a mix of SETs,
 // overwrites and DELs, restarts it on the same data dir and reads every
-// acknowledged result back. A small --snapshot-min-entries makes the
+// acknowledged result back. A small --snapshot-entries makes the
 // restart load a snapshot plus the log entries after it.
 func TestGatewayCrashRestart(t *testing.T) {
-	c := NewCluster(t, bin, Options{Members: 3, Tolerance: 2, GatewayArgs: []string{"--snapshot-min-entries", "500"}})
+	c := NewCluster(t, bin, Options{Members: 3, Tolerance: 2, GatewayArgs: []string{"--snapshot-entries", "10"}})
 	c.DumpLogsOnFailure(t)
 	c.Start(t)
 	cl := c.Dial(t)

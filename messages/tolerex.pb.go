@@ -190,6 +190,59 @@ func (ReadStatus) EnumDescriptor() ([]byte, []int) {
 	return file_messages_tolerex_proto_rawDescGZIP(), []int{2}
 }
 
+// GatewayChangeKind is a change to the gateways' Raft group.
+type GatewayChangeKind int32
+
+const (
+	GatewayChangeKind_GATEWAY_CHANGE_UNSPECIFIED GatewayChangeKind = 0
+	GatewayChangeKind_GATEWAY_ADD_LEARNER        GatewayChangeKind = 1 // a new gateway joins; it gets the log, no vote
+	GatewayChangeKind_GATEWAY_PROMOTE            GatewayChangeKind = 2 // a learner that caught up becomes a voter
+	GatewayChangeKind_GATEWAY_REMOVE             GatewayChangeKind = 3 // a gateway leaves the group
+)
+
+// Enum value maps for GatewayChangeKind.
+var (
+	GatewayChangeKind_name = map[int32]string{
+		0: "GATEWAY_CHANGE_UNSPECIFIED",
+		1: "GATEWAY_ADD_LEARNER",
+		2: "GATEWAY_PROMOTE",
+		3: "GATEWAY_REMOVE",
+	}
+	GatewayChangeKind_value = map[string]int32{
+		"GATEWAY_CHANGE_UNSPECIFIED": 0,
+		"GATEWAY_ADD_LEARNER":        1,
+		"GATEWAY_PROMOTE":            2,
+		"GATEWAY_REMOVE":             3,
+	}
+)
+
+func (x GatewayChangeKind) Enum() *GatewayChangeKind {
+	p := new(GatewayChangeKind)
+	*p = x
+	return p
+}
+
+func (x GatewayChangeKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GatewayChangeKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_messages_tolerex_proto_enumTypes[3].Descriptor()
+}
+
+func (GatewayChangeKind) Type() protoreflect.EnumType {
+	return &file_messages_tolerex_proto_enumTypes[3]
+}
+
+func (x GatewayChangeKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GatewayChangeKind.Descriptor instead.
+func (GatewayChangeKind) EnumDescriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{3}
+}
+
 // ClientRequest is one HaToKuSe command that needs the leader.
 type ClientRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1651,6 +1704,131 @@ func (x *RaftSnapshotAck) GetIndex() uint64 {
 	return 0
 }
 
+// GatewayChange asks the leader's consensus actor to change the group.
+type GatewayChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          GatewayChangeKind      `protobuf:"varint,1,opt,name=kind,proto3,enum=tolerex.v1.GatewayChangeKind" json:"kind,omitempty"`
+	Id            uint64                 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
+	NodeAddress   string                 `protobuf:"bytes,3,opt,name=node_address,json=nodeAddress,proto3" json:"node_address,omitempty"` // GATEWAY_ADD_LEARNER only
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GatewayChange) Reset() {
+	*x = GatewayChange{}
+	mi := &file_messages_tolerex_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GatewayChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GatewayChange) ProtoMessage() {}
+
+func (x *GatewayChange) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GatewayChange.ProtoReflect.Descriptor instead.
+func (*GatewayChange) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GatewayChange) GetKind() GatewayChangeKind {
+	if x != nil {
+		return x.Kind
+	}
+	return GatewayChangeKind_GATEWAY_CHANGE_UNSPECIFIED
+}
+
+func (x *GatewayChange) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *GatewayChange) GetNodeAddress() string {
+	if x != nil {
+		return x.NodeAddress
+	}
+	return ""
+}
+
+// GatewayChangeReply answers GatewayChange: no error once the change is
+// proposed. retry says the change may succeed later (the receiver does not
+// lead, a learner has not caught up, leadership is moving off a gateway to
+// remove); leader names the leading gateway's node address when known.
+type GatewayChangeReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         string                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	Retry         bool                   `protobuf:"varint,2,opt,name=retry,proto3" json:"retry,omitempty"`
+	Leader        string                 `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GatewayChangeReply) Reset() {
+	*x = GatewayChangeReply{}
+	mi := &file_messages_tolerex_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GatewayChangeReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GatewayChangeReply) ProtoMessage() {}
+
+func (x *GatewayChangeReply) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GatewayChangeReply.ProtoReflect.Descriptor instead.
+func (*GatewayChangeReply) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GatewayChangeReply) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *GatewayChangeReply) GetRetry() bool {
+	if x != nil {
+		return x.Retry
+	}
+	return false
+}
+
+func (x *GatewayChangeReply) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
 // ForwardedRequest is a client request a gateway sends to the active
 // leader; (origin, seq) is its RequestId.
 type ForwardedRequest struct {
@@ -1663,7 +1841,7 @@ type ForwardedRequest struct {
 
 func (x *ForwardedRequest) Reset() {
 	*x = ForwardedRequest{}
-	mi := &file_messages_tolerex_proto_msgTypes[25]
+	mi := &file_messages_tolerex_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1853,7 @@ func (x *ForwardedRequest) String() string {
 func (*ForwardedRequest) ProtoMessage() {}
 
 func (x *ForwardedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[25]
+	mi := &file_messages_tolerex_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +1866,7 @@ func (x *ForwardedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardedRequest.ProtoReflect.Descriptor instead.
 func (*ForwardedRequest) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{25}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ForwardedRequest) GetSeq() uint64 {
@@ -1717,7 +1895,7 @@ type ForwardBatch struct {
 
 func (x *ForwardBatch) Reset() {
 	*x = ForwardBatch{}
-	mi := &file_messages_tolerex_proto_msgTypes[26]
+	mi := &file_messages_tolerex_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1729,7 +1907,7 @@ func (x *ForwardBatch) String() string {
 func (*ForwardBatch) ProtoMessage() {}
 
 func (x *ForwardBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[26]
+	mi := &file_messages_tolerex_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1742,7 +1920,7 @@ func (x *ForwardBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardBatch.ProtoReflect.Descriptor instead.
 func (*ForwardBatch) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{26}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ForwardBatch) GetOrigin() uint64 {
@@ -1772,7 +1950,7 @@ type ForwardedReply struct {
 
 func (x *ForwardedReply) Reset() {
 	*x = ForwardedReply{}
-	mi := &file_messages_tolerex_proto_msgTypes[27]
+	mi := &file_messages_tolerex_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +1962,7 @@ func (x *ForwardedReply) String() string {
 func (*ForwardedReply) ProtoMessage() {}
 
 func (x *ForwardedReply) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[27]
+	mi := &file_messages_tolerex_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +1975,7 @@ func (x *ForwardedReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardedReply.ProtoReflect.Descriptor instead.
 func (*ForwardedReply) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{27}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ForwardedReply) GetSeq() uint64 {
@@ -1824,7 +2002,7 @@ type ForwardReplyBatch struct {
 
 func (x *ForwardReplyBatch) Reset() {
 	*x = ForwardReplyBatch{}
-	mi := &file_messages_tolerex_proto_msgTypes[28]
+	mi := &file_messages_tolerex_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1836,7 +2014,7 @@ func (x *ForwardReplyBatch) String() string {
 func (*ForwardReplyBatch) ProtoMessage() {}
 
 func (x *ForwardReplyBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[28]
+	mi := &file_messages_tolerex_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1849,7 +2027,7 @@ func (x *ForwardReplyBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardReplyBatch.ProtoReflect.Descriptor instead.
 func (*ForwardReplyBatch) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{28}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ForwardReplyBatch) GetReplies() []*ForwardedReply {
@@ -1868,7 +2046,7 @@ type TreeRequest struct {
 
 func (x *TreeRequest) Reset() {
 	*x = TreeRequest{}
-	mi := &file_messages_tolerex_proto_msgTypes[29]
+	mi := &file_messages_tolerex_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1880,7 +2058,7 @@ func (x *TreeRequest) String() string {
 func (*TreeRequest) ProtoMessage() {}
 
 func (x *TreeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[29]
+	mi := &file_messages_tolerex_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1893,7 +2071,7 @@ func (x *TreeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeRequest.ProtoReflect.Descriptor instead.
 func (*TreeRequest) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{29}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{31}
 }
 
 // ActorInfo describes one live actor.
@@ -1914,7 +2092,7 @@ type ActorInfo struct {
 
 func (x *ActorInfo) Reset() {
 	*x = ActorInfo{}
-	mi := &file_messages_tolerex_proto_msgTypes[30]
+	mi := &file_messages_tolerex_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2104,7 @@ func (x *ActorInfo) String() string {
 func (*ActorInfo) ProtoMessage() {}
 
 func (x *ActorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[30]
+	mi := &file_messages_tolerex_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2117,7 @@ func (x *ActorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorInfo.ProtoReflect.Descriptor instead.
 func (*ActorInfo) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{30}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ActorInfo) GetId() string {
@@ -2004,7 +2182,7 @@ type ActorFailure struct {
 
 func (x *ActorFailure) Reset() {
 	*x = ActorFailure{}
-	mi := &file_messages_tolerex_proto_msgTypes[31]
+	mi := &file_messages_tolerex_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2016,7 +2194,7 @@ func (x *ActorFailure) String() string {
 func (*ActorFailure) ProtoMessage() {}
 
 func (x *ActorFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[31]
+	mi := &file_messages_tolerex_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2029,7 +2207,7 @@ func (x *ActorFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorFailure.ProtoReflect.Descriptor instead.
 func (*ActorFailure) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{31}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ActorFailure) GetReason() string {
@@ -2073,7 +2251,7 @@ type NodeTree struct {
 
 func (x *NodeTree) Reset() {
 	*x = NodeTree{}
-	mi := &file_messages_tolerex_proto_msgTypes[32]
+	mi := &file_messages_tolerex_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2085,7 +2263,7 @@ func (x *NodeTree) String() string {
 func (*NodeTree) ProtoMessage() {}
 
 func (x *NodeTree) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[32]
+	mi := &file_messages_tolerex_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2098,7 +2276,7 @@ func (x *NodeTree) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeTree.ProtoReflect.Descriptor instead.
 func (*NodeTree) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{32}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *NodeTree) GetNodeAddress() string {
@@ -2139,7 +2317,7 @@ type TreeReply struct {
 
 func (x *TreeReply) Reset() {
 	*x = TreeReply{}
-	mi := &file_messages_tolerex_proto_msgTypes[33]
+	mi := &file_messages_tolerex_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2151,7 +2329,7 @@ func (x *TreeReply) String() string {
 func (*TreeReply) ProtoMessage() {}
 
 func (x *TreeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[33]
+	mi := &file_messages_tolerex_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2164,7 +2342,7 @@ func (x *TreeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeReply.ProtoReflect.Descriptor instead.
 func (*TreeReply) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{33}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TreeReply) GetTree() *NodeTree {
@@ -2195,7 +2373,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[34]
+	mi := &file_messages_tolerex_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2207,7 +2385,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[34]
+	mi := &file_messages_tolerex_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2220,7 +2398,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{34}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LogEntry) GetEntry() isLogEntry_Entry {
@@ -2301,6 +2479,52 @@ func (*LogEntry_Member) isLogEntry_Entry() {}
 
 func (*LogEntry_Epoch) isLogEntry_Entry() {}
 
+// LogBatch is the data of one Raft log entry: the metadata entries the
+// leader proposed at once, applied in order.
+type LogBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*LogEntry            `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogBatch) Reset() {
+	*x = LogBatch{}
+	mi := &file_messages_tolerex_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogBatch) ProtoMessage() {}
+
+func (x *LogBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogBatch.ProtoReflect.Descriptor instead.
+func (*LogBatch) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *LogBatch) GetEntries() []*LogEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
 // RequestId names one client request across the cluster: origin is chosen
 // at random by the gateway that took the request, once per process start;
 // seq counts that gateway's requests.
@@ -2314,7 +2538,7 @@ type RequestId struct {
 
 func (x *RequestId) Reset() {
 	*x = RequestId{}
-	mi := &file_messages_tolerex_proto_msgTypes[35]
+	mi := &file_messages_tolerex_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2326,7 +2550,7 @@ func (x *RequestId) String() string {
 func (*RequestId) ProtoMessage() {}
 
 func (x *RequestId) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[35]
+	mi := &file_messages_tolerex_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2339,7 +2563,7 @@ func (x *RequestId) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestId.ProtoReflect.Descriptor instead.
 func (*RequestId) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{35}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RequestId) GetOrigin() uint64 {
@@ -2369,7 +2593,7 @@ type GatewayInfo struct {
 
 func (x *GatewayInfo) Reset() {
 	*x = GatewayInfo{}
-	mi := &file_messages_tolerex_proto_msgTypes[36]
+	mi := &file_messages_tolerex_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2381,7 +2605,7 @@ func (x *GatewayInfo) String() string {
 func (*GatewayInfo) ProtoMessage() {}
 
 func (x *GatewayInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[36]
+	mi := &file_messages_tolerex_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2394,7 +2618,7 @@ func (x *GatewayInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GatewayInfo.ProtoReflect.Descriptor instead.
 func (*GatewayInfo) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{36}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GatewayInfo) GetId() uint64 {
@@ -2424,7 +2648,7 @@ type PutEntry struct {
 
 func (x *PutEntry) Reset() {
 	*x = PutEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[37]
+	mi := &file_messages_tolerex_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2436,7 +2660,7 @@ func (x *PutEntry) String() string {
 func (*PutEntry) ProtoMessage() {}
 
 func (x *PutEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[37]
+	mi := &file_messages_tolerex_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2449,7 +2673,7 @@ func (x *PutEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutEntry.ProtoReflect.Descriptor instead.
 func (*PutEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{37}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PutEntry) GetId() int64 {
@@ -2491,7 +2715,7 @@ type DeleteEntry struct {
 
 func (x *DeleteEntry) Reset() {
 	*x = DeleteEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[38]
+	mi := &file_messages_tolerex_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2503,7 +2727,7 @@ func (x *DeleteEntry) String() string {
 func (*DeleteEntry) ProtoMessage() {}
 
 func (x *DeleteEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[38]
+	mi := &file_messages_tolerex_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2516,7 +2740,7 @@ func (x *DeleteEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntry.ProtoReflect.Descriptor instead.
 func (*DeleteEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{38}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DeleteEntry) GetId() int64 {
@@ -2546,7 +2770,7 @@ type MemberEntry struct {
 
 func (x *MemberEntry) Reset() {
 	*x = MemberEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[39]
+	mi := &file_messages_tolerex_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2558,7 +2782,7 @@ func (x *MemberEntry) String() string {
 func (*MemberEntry) ProtoMessage() {}
 
 func (x *MemberEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[39]
+	mi := &file_messages_tolerex_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2571,7 +2795,7 @@ func (x *MemberEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberEntry.ProtoReflect.Descriptor instead.
 func (*MemberEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{39}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MemberEntry) GetMemberId() string {
@@ -2606,7 +2830,7 @@ type EpochEntry struct {
 
 func (x *EpochEntry) Reset() {
 	*x = EpochEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[40]
+	mi := &file_messages_tolerex_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2618,7 +2842,7 @@ func (x *EpochEntry) String() string {
 func (*EpochEntry) ProtoMessage() {}
 
 func (x *EpochEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[40]
+	mi := &file_messages_tolerex_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2631,7 +2855,7 @@ func (x *EpochEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochEntry.ProtoReflect.Descriptor instead.
 func (*EpochEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{40}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *EpochEntry) GetEpoch() uint64 {
@@ -2651,7 +2875,7 @@ type ReplicaSet struct {
 
 func (x *ReplicaSet) Reset() {
 	*x = ReplicaSet{}
-	mi := &file_messages_tolerex_proto_msgTypes[41]
+	mi := &file_messages_tolerex_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2663,7 +2887,7 @@ func (x *ReplicaSet) String() string {
 func (*ReplicaSet) ProtoMessage() {}
 
 func (x *ReplicaSet) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[41]
+	mi := &file_messages_tolerex_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2676,7 +2900,7 @@ func (x *ReplicaSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaSet.ProtoReflect.Descriptor instead.
 func (*ReplicaSet) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{41}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ReplicaSet) GetSlots() []uint32 {
@@ -2709,7 +2933,7 @@ type MetaSnapshot struct {
 
 func (x *MetaSnapshot) Reset() {
 	*x = MetaSnapshot{}
-	mi := &file_messages_tolerex_proto_msgTypes[42]
+	mi := &file_messages_tolerex_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2721,7 +2945,7 @@ func (x *MetaSnapshot) String() string {
 func (*MetaSnapshot) ProtoMessage() {}
 
 func (x *MetaSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[42]
+	mi := &file_messages_tolerex_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2734,7 +2958,7 @@ func (x *MetaSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaSnapshot.ProtoReflect.Descriptor instead.
 func (*MetaSnapshot) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{42}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MetaSnapshot) GetEpoch() uint64 {
@@ -2921,7 +3145,15 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\x04data\x18\x06 \x01(\fR\x04data\";\n" +
 	"\x0fRaftSnapshotAck\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"Y\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"u\n" +
+	"\rGatewayChange\x121\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1d.tolerex.v1.GatewayChangeKindR\x04kind\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\x12!\n" +
+	"\fnode_address\x18\x03 \x01(\tR\vnodeAddress\"X\n" +
+	"\x12GatewayChangeReply\x12\x14\n" +
+	"\x05error\x18\x01 \x01(\tR\x05error\x12\x14\n" +
+	"\x05retry\x18\x02 \x01(\bR\x05retry\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\tR\x06leader\"Y\n" +
 	"\x10ForwardedRequest\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x123\n" +
 	"\arequest\x18\x02 \x01(\v2\x19.tolerex.v1.ClientRequestR\arequest\"`\n" +
@@ -2961,7 +3193,9 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\x06member\x18\x03 \x01(\v2\x17.tolerex.v1.MemberEntryH\x00R\x06member\x12.\n" +
 	"\x05epoch\x18\x04 \x01(\v2\x16.tolerex.v1.EpochEntryH\x00R\x05epoch\x12/\n" +
 	"\arequest\x18\x05 \x01(\v2\x15.tolerex.v1.RequestIdR\arequestB\a\n" +
-	"\x05entry\"5\n" +
+	"\x05entry\":\n" +
+	"\bLogBatch\x12.\n" +
+	"\aentries\x18\x01 \x03(\v2\x14.tolerex.v1.LogEntryR\aentries\"5\n" +
 	"\tRequestId\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x06R\x06origin\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\"@\n" +
@@ -3019,7 +3253,12 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\aREAD_OK\x10\x01\x12\x10\n" +
 	"\fREAD_MISSING\x10\x02\x12\x10\n" +
 	"\fREAD_CORRUPT\x10\x03\x12\x0f\n" +
-	"\vREAD_FAILED\x10\x04B%Z#github.com/tolerex/tolerex/messagesb\x06proto3"
+	"\vREAD_FAILED\x10\x04*u\n" +
+	"\x11GatewayChangeKind\x12\x1e\n" +
+	"\x1aGATEWAY_CHANGE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13GATEWAY_ADD_LEARNER\x10\x01\x12\x13\n" +
+	"\x0fGATEWAY_PROMOTE\x10\x02\x12\x12\n" +
+	"\x0eGATEWAY_REMOVE\x10\x03B%Z#github.com/tolerex/tolerex/messagesb\x06proto3"
 
 var (
 	file_messages_tolerex_proto_rawDescOnce sync.Once
@@ -3033,92 +3272,98 @@ func file_messages_tolerex_proto_rawDescGZIP() []byte {
 	return file_messages_tolerex_proto_rawDescData
 }
 
-var file_messages_tolerex_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_messages_tolerex_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_messages_tolerex_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_messages_tolerex_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_messages_tolerex_proto_goTypes = []any{
-	(Op)(0),                   // 0: tolerex.v1.Op
-	(ReplyCode)(0),            // 1: tolerex.v1.ReplyCode
-	(ReadStatus)(0),           // 2: tolerex.v1.ReadStatus
-	(*ClientRequest)(nil),     // 3: tolerex.v1.ClientRequest
-	(*ClientReply)(nil),       // 4: tolerex.v1.ClientReply
-	(*ClientBatch)(nil),       // 5: tolerex.v1.ClientBatch
-	(*ClientReplyBatch)(nil),  // 6: tolerex.v1.ClientReplyBatch
-	(*SelectReplicas)(nil),    // 7: tolerex.v1.SelectReplicas
-	(*ReplicasSelected)(nil),  // 8: tolerex.v1.ReplicasSelected
-	(*SelectBatch)(nil),       // 9: tolerex.v1.SelectBatch
-	(*SelectedBatch)(nil),     // 10: tolerex.v1.SelectedBatch
-	(*SelectorLiveSet)(nil),   // 11: tolerex.v1.SelectorLiveSet
-	(*SelectorLoad)(nil),      // 12: tolerex.v1.SelectorLoad
-	(*StoreRequest)(nil),      // 13: tolerex.v1.StoreRequest
-	(*StoreAck)(nil),          // 14: tolerex.v1.StoreAck
-	(*ReadRequest)(nil),       // 15: tolerex.v1.ReadRequest
-	(*ReadReply)(nil),         // 16: tolerex.v1.ReadReply
-	(*PruneRequest)(nil),      // 17: tolerex.v1.PruneRequest
-	(*StoreBatch)(nil),        // 18: tolerex.v1.StoreBatch
-	(*StoreAckBatch)(nil),     // 19: tolerex.v1.StoreAckBatch
-	(*ReadBatch)(nil),         // 20: tolerex.v1.ReadBatch
-	(*ReadReplyBatch)(nil),    // 21: tolerex.v1.ReadReplyBatch
-	(*PruneBatch)(nil),        // 22: tolerex.v1.PruneBatch
-	(*MemberHeartbeat)(nil),   // 23: tolerex.v1.MemberHeartbeat
-	(*HeartbeatAck)(nil),      // 24: tolerex.v1.HeartbeatAck
-	(*RaftBatch)(nil),         // 25: tolerex.v1.RaftBatch
-	(*RaftSnapshotChunk)(nil), // 26: tolerex.v1.RaftSnapshotChunk
-	(*RaftSnapshotAck)(nil),   // 27: tolerex.v1.RaftSnapshotAck
-	(*ForwardedRequest)(nil),  // 28: tolerex.v1.ForwardedRequest
-	(*ForwardBatch)(nil),      // 29: tolerex.v1.ForwardBatch
-	(*ForwardedReply)(nil),    // 30: tolerex.v1.ForwardedReply
-	(*ForwardReplyBatch)(nil), // 31: tolerex.v1.ForwardReplyBatch
-	(*TreeRequest)(nil),       // 32: tolerex.v1.TreeRequest
-	(*ActorInfo)(nil),         // 33: tolerex.v1.ActorInfo
-	(*ActorFailure)(nil),      // 34: tolerex.v1.ActorFailure
-	(*NodeTree)(nil),          // 35: tolerex.v1.NodeTree
-	(*TreeReply)(nil),         // 36: tolerex.v1.TreeReply
-	(*LogEntry)(nil),          // 37: tolerex.v1.LogEntry
-	(*RequestId)(nil),         // 38: tolerex.v1.RequestId
-	(*GatewayInfo)(nil),       // 39: tolerex.v1.GatewayInfo
-	(*PutEntry)(nil),          // 40: tolerex.v1.PutEntry
-	(*DeleteEntry)(nil),       // 41: tolerex.v1.DeleteEntry
-	(*MemberEntry)(nil),       // 42: tolerex.v1.MemberEntry
-	(*EpochEntry)(nil),        // 43: tolerex.v1.EpochEntry
-	(*ReplicaSet)(nil),        // 44: tolerex.v1.ReplicaSet
-	(*MetaSnapshot)(nil),      // 45: tolerex.v1.MetaSnapshot
-	nil,                       // 46: tolerex.v1.SelectorLoad.MessagesEntry
+	(Op)(0),                    // 0: tolerex.v1.Op
+	(ReplyCode)(0),             // 1: tolerex.v1.ReplyCode
+	(ReadStatus)(0),            // 2: tolerex.v1.ReadStatus
+	(GatewayChangeKind)(0),     // 3: tolerex.v1.GatewayChangeKind
+	(*ClientRequest)(nil),      // 4: tolerex.v1.ClientRequest
+	(*ClientReply)(nil),        // 5: tolerex.v1.ClientReply
+	(*ClientBatch)(nil),        // 6: tolerex.v1.ClientBatch
+	(*ClientReplyBatch)(nil),   // 7: tolerex.v1.ClientReplyBatch
+	(*SelectReplicas)(nil),     // 8: tolerex.v1.SelectReplicas
+	(*ReplicasSelected)(nil),   // 9: tolerex.v1.ReplicasSelected
+	(*SelectBatch)(nil),        // 10: tolerex.v1.SelectBatch
+	(*SelectedBatch)(nil),      // 11: tolerex.v1.SelectedBatch
+	(*SelectorLiveSet)(nil),    // 12: tolerex.v1.SelectorLiveSet
+	(*SelectorLoad)(nil),       // 13: tolerex.v1.SelectorLoad
+	(*StoreRequest)(nil),       // 14: tolerex.v1.StoreRequest
+	(*StoreAck)(nil),           // 15: tolerex.v1.StoreAck
+	(*ReadRequest)(nil),        // 16: tolerex.v1.ReadRequest
+	(*ReadReply)(nil),          // 17: tolerex.v1.ReadReply
+	(*PruneRequest)(nil),       // 18: tolerex.v1.PruneRequest
+	(*StoreBatch)(nil),         // 19: tolerex.v1.StoreBatch
+	(*StoreAckBatch)(nil),      // 20: tolerex.v1.StoreAckBatch
+	(*ReadBatch)(nil),          // 21: tolerex.v1.ReadBatch
+	(*ReadReplyBatch)(nil),     // 22: tolerex.v1.ReadReplyBatch
+	(*PruneBatch)(nil),         // 23: tolerex.v1.PruneBatch
+	(*MemberHeartbeat)(nil),    // 24: tolerex.v1.MemberHeartbeat
+	(*HeartbeatAck)(nil),       // 25: tolerex.v1.HeartbeatAck
+	(*RaftBatch)(nil),          // 26: tolerex.v1.RaftBatch
+	(*RaftSnapshotChunk)(nil),  // 27: tolerex.v1.RaftSnapshotChunk
+	(*RaftSnapshotAck)(nil),    // 28: tolerex.v1.RaftSnapshotAck
+	(*GatewayChange)(nil),      // 29: tolerex.v1.GatewayChange
+	(*GatewayChangeReply)(nil), // 30: tolerex.v1.GatewayChangeReply
+	(*ForwardedRequest)(nil),   // 31: tolerex.v1.ForwardedRequest
+	(*ForwardBatch)(nil),       // 32: tolerex.v1.ForwardBatch
+	(*ForwardedReply)(nil),     // 33: tolerex.v1.ForwardedReply
+	(*ForwardReplyBatch)(nil),  // 34: tolerex.v1.ForwardReplyBatch
+	(*TreeRequest)(nil),        // 35: tolerex.v1.TreeRequest
+	(*ActorInfo)(nil),          // 36: tolerex.v1.ActorInfo
+	(*ActorFailure)(nil),       // 37: tolerex.v1.ActorFailure
+	(*NodeTree)(nil),           // 38: tolerex.v1.NodeTree
+	(*TreeReply)(nil),          // 39: tolerex.v1.TreeReply
+	(*LogEntry)(nil),           // 40: tolerex.v1.LogEntry
+	(*LogBatch)(nil),           // 41: tolerex.v1.LogBatch
+	(*RequestId)(nil),          // 42: tolerex.v1.RequestId
+	(*GatewayInfo)(nil),        // 43: tolerex.v1.GatewayInfo
+	(*PutEntry)(nil),           // 44: tolerex.v1.PutEntry
+	(*DeleteEntry)(nil),        // 45: tolerex.v1.DeleteEntry
+	(*MemberEntry)(nil),        // 46: tolerex.v1.MemberEntry
+	(*EpochEntry)(nil),         // 47: tolerex.v1.EpochEntry
+	(*ReplicaSet)(nil),         // 48: tolerex.v1.ReplicaSet
+	(*MetaSnapshot)(nil),       // 49: tolerex.v1.MetaSnapshot
+	nil,                        // 50: tolerex.v1.SelectorLoad.MessagesEntry
 }
 var file_messages_tolerex_proto_depIdxs = []int32{
 	0,  // 0: tolerex.v1.ClientRequest.op:type_name -> tolerex.v1.Op
 	1,  // 1: tolerex.v1.ClientReply.code:type_name -> tolerex.v1.ReplyCode
-	3,  // 2: tolerex.v1.ClientBatch.requests:type_name -> tolerex.v1.ClientRequest
-	4,  // 3: tolerex.v1.ClientReplyBatch.replies:type_name -> tolerex.v1.ClientReply
-	7,  // 4: tolerex.v1.SelectBatch.requests:type_name -> tolerex.v1.SelectReplicas
-	8,  // 5: tolerex.v1.SelectedBatch.replies:type_name -> tolerex.v1.ReplicasSelected
-	46, // 6: tolerex.v1.SelectorLoad.messages:type_name -> tolerex.v1.SelectorLoad.MessagesEntry
+	4,  // 2: tolerex.v1.ClientBatch.requests:type_name -> tolerex.v1.ClientRequest
+	5,  // 3: tolerex.v1.ClientReplyBatch.replies:type_name -> tolerex.v1.ClientReply
+	8,  // 4: tolerex.v1.SelectBatch.requests:type_name -> tolerex.v1.SelectReplicas
+	9,  // 5: tolerex.v1.SelectedBatch.replies:type_name -> tolerex.v1.ReplicasSelected
+	50, // 6: tolerex.v1.SelectorLoad.messages:type_name -> tolerex.v1.SelectorLoad.MessagesEntry
 	2,  // 7: tolerex.v1.ReadReply.status:type_name -> tolerex.v1.ReadStatus
-	13, // 8: tolerex.v1.StoreBatch.requests:type_name -> tolerex.v1.StoreRequest
-	14, // 9: tolerex.v1.StoreAckBatch.acks:type_name -> tolerex.v1.StoreAck
-	15, // 10: tolerex.v1.ReadBatch.requests:type_name -> tolerex.v1.ReadRequest
-	16, // 11: tolerex.v1.ReadReplyBatch.replies:type_name -> tolerex.v1.ReadReply
-	17, // 12: tolerex.v1.PruneBatch.requests:type_name -> tolerex.v1.PruneRequest
-	3,  // 13: tolerex.v1.ForwardedRequest.request:type_name -> tolerex.v1.ClientRequest
-	28, // 14: tolerex.v1.ForwardBatch.requests:type_name -> tolerex.v1.ForwardedRequest
-	4,  // 15: tolerex.v1.ForwardedReply.reply:type_name -> tolerex.v1.ClientReply
-	30, // 16: tolerex.v1.ForwardReplyBatch.replies:type_name -> tolerex.v1.ForwardedReply
-	33, // 17: tolerex.v1.ActorInfo.children:type_name -> tolerex.v1.ActorInfo
-	34, // 18: tolerex.v1.ActorInfo.last_failure:type_name -> tolerex.v1.ActorFailure
-	33, // 19: tolerex.v1.NodeTree.actors:type_name -> tolerex.v1.ActorInfo
-	35, // 20: tolerex.v1.TreeReply.tree:type_name -> tolerex.v1.NodeTree
-	40, // 21: tolerex.v1.LogEntry.put:type_name -> tolerex.v1.PutEntry
-	41, // 22: tolerex.v1.LogEntry.delete:type_name -> tolerex.v1.DeleteEntry
-	42, // 23: tolerex.v1.LogEntry.member:type_name -> tolerex.v1.MemberEntry
-	43, // 24: tolerex.v1.LogEntry.epoch:type_name -> tolerex.v1.EpochEntry
-	38, // 25: tolerex.v1.LogEntry.request:type_name -> tolerex.v1.RequestId
-	42, // 26: tolerex.v1.MetaSnapshot.members:type_name -> tolerex.v1.MemberEntry
-	44, // 27: tolerex.v1.MetaSnapshot.replica_sets:type_name -> tolerex.v1.ReplicaSet
-	39, // 28: tolerex.v1.MetaSnapshot.gateways:type_name -> tolerex.v1.GatewayInfo
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	14, // 8: tolerex.v1.StoreBatch.requests:type_name -> tolerex.v1.StoreRequest
+	15, // 9: tolerex.v1.StoreAckBatch.acks:type_name -> tolerex.v1.StoreAck
+	16, // 10: tolerex.v1.ReadBatch.requests:type_name -> tolerex.v1.ReadRequest
+	17, // 11: tolerex.v1.ReadReplyBatch.replies:type_name -> tolerex.v1.ReadReply
+	18, // 12: tolerex.v1.PruneBatch.requests:type_name -> tolerex.v1.PruneRequest
+	3,  // 13: tolerex.v1.GatewayChange.kind:type_name -> tolerex.v1.GatewayChangeKind
+	4,  // 14: tolerex.v1.ForwardedRequest.request:type_name -> tolerex.v1.ClientRequest
+	31, // 15: tolerex.v1.ForwardBatch.requests:type_name -> tolerex.v1.ForwardedRequest
+	5,  // 16: tolerex.v1.ForwardedReply.reply:type_name -> tolerex.v1.ClientReply
+	33, // 17: tolerex.v1.ForwardReplyBatch.replies:type_name -> tolerex.v1.ForwardedReply
+	36, // 18: tolerex.v1.ActorInfo.children:type_name -> tolerex.v1.ActorInfo
+	37, // 19: tolerex.v1.ActorInfo.last_failure:type_name -> tolerex.v1.ActorFailure
+	36, // 20: tolerex.v1.NodeTree.actors:type_name -> tolerex.v1.ActorInfo
+	38, // 21: tolerex.v1.TreeReply.tree:type_name -> tolerex.v1.NodeTree
+	44, // 22: tolerex.v1.LogEntry.put:type_name -> tolerex.v1.PutEntry
+	45, // 23: tolerex.v1.LogEntry.delete:type_name -> tolerex.v1.DeleteEntry
+	46, // 24: tolerex.v1.LogEntry.member:type_name -> tolerex.v1.MemberEntry
+	47, // 25: tolerex.v1.LogEntry.epoch:type_name -> tolerex.v1.EpochEntry
+	42, // 26: tolerex.v1.LogEntry.request:type_name -> tolerex.v1.RequestId
+	40, // 27: tolerex.v1.LogBatch.entries:type_name -> tolerex.v1.LogEntry
+	46, // 28: tolerex.v1.MetaSnapshot.members:type_name -> tolerex.v1.MemberEntry
+	48, // 29: tolerex.v1.MetaSnapshot.replica_sets:type_name -> tolerex.v1.ReplicaSet
+	43, // 30: tolerex.v1.MetaSnapshot.gateways:type_name -> tolerex.v1.GatewayInfo
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_messages_tolerex_proto_init() }
@@ -3126,7 +3371,7 @@ func file_messages_tolerex_proto_init() {
 	if File_messages_tolerex_proto != nil {
 		return
 	}
-	file_messages_tolerex_proto_msgTypes[34].OneofWrappers = []any{
+	file_messages_tolerex_proto_msgTypes[36].OneofWrappers = []any{
 		(*LogEntry_Put)(nil),
 		(*LogEntry_Delete)(nil),
 		(*LogEntry_Member)(nil),
@@ -3137,8 +3382,8 @@ func file_messages_tolerex_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_tolerex_proto_rawDesc), len(file_messages_tolerex_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   44,
+			NumEnums:      4,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -12,114 +12,104 @@ import (
 	"github.com/tolerex/tolerex/messages"
 )
 
-// ChangeKind is a change to the gateways' Raft group.
-type ChangeKind int
+// Changes to the gateways' Raft group (messages.GatewayChange) are made by
+// the leader's consensus actor, which any gateway's admin API asks over
+// remote: a new gateway joins as a learner (it gets the log but does not
+// vote), is promoted to voter once it caught up with the leader's log, and
+// a gateway is removed (when it is the leader, leadership moves off it
+// first). One change at a time: Raft refuses a second while one is in
+// progress.
 
-// The changes: a new gateway joins as a learner (it gets the log but does
-// not vote), is promoted to voter once it caught up, and a gateway is
-// removed.
-const (
-	AddLearner ChangeKind = iota + 1
-	Promote
-	Remove
-)
-
-// ProposeConfChange asks for a change to the Raft group. Any gateway takes
-// it (a follower forwards it to the leader). It is answered with an error:
-// nil once the change is proposed (it takes effect when applied; watch
-// Status), ErrRetry when it cannot be proposed yet.
-type ProposeConfChange struct {
-	Kind        ChangeKind
-	ID          uint64
-	NodeAddress string // AddLearner only
-}
-
-// ErrRetry is the answer to a change that cannot be proposed yet: the
-// leader is being moved off a gateway that is to be removed, or a learner
-// has not caught up. Ask again shortly.
-var ErrRetry = errors.New("not yet; retry shortly")
+// errRetry marks an answer the caller may ask again later for.
+var errRetry = errors.New("not yet; retry shortly")
 
 // promoteLag is how far behind the leader's log a learner may be when it
 // is promoted.
 const promoteLag = 100
 
-func (n *node) proposeConfChange(ctx actor.Context, msg *ProposeConfChange) {
-	err := n.confChange(msg)
-	if err == nil {
-		n.log.Info().Int("kind", int(msg.Kind)).Uint64("gateway", msg.ID).Str("address", msg.NodeAddress).Msg("Raft group change proposed")
+func (n *node) gatewayChange(ctx actor.Context, msg *messages.GatewayChange) {
+	reply := &messages.GatewayChangeReply{Leader: n.peers.address(n.lead)}
+	if n.lead == n.cfg.ID {
+		reply.Leader = n.cfg.NodeAddress
 	}
-	ctx.Respond(err)
+	err := n.confChange(msg)
+	switch {
+	case err == nil:
+		n.log.Info().Stringer("kind", msg.GetKind()).Uint64("gateway", msg.GetId()).Str("address", msg.GetNodeAddress()).Msg("Raft group change proposed")
+	case errors.Is(err, errRetry):
+		reply.Error, reply.Retry = err.Error(), true
+	default:
+		reply.Error = err.Error()
+	}
+	ctx.Respond(reply)
 }
 
-func (n *node) confChange(msg *ProposeConfChange) error {
-	if msg.ID == 0 {
+func (n *node) confChange(msg *messages.GatewayChange) error {
+	id := msg.GetId()
+	if id == 0 {
 		return errors.New("gateway id 0 is not allowed")
 	}
-	if n.lead == 0 {
-		return fmt.Errorf("no Raft leader known: %w", ErrRetry)
+	if !n.isLeader || !n.ready {
+		return fmt.Errorf("this gateway does not lead the Raft group (ask the leader): %w", errRetry)
 	}
-	voter := slices.Contains(n.confState.GetVoters(), msg.ID)
-	learner := slices.Contains(n.confState.GetLearners(), msg.ID)
+	voter := slices.Contains(n.confState.GetVoters(), id)
+	learner := slices.Contains(n.confState.GetLearners(), id)
 	cc := &raftpb.ConfChangeV2{}
-	switch msg.Kind {
-	case AddLearner:
+	switch msg.GetKind() {
+	case messages.GatewayChangeKind_GATEWAY_ADD_LEARNER:
 		if voter || learner {
-			return fmt.Errorf("gateway %d is already in the group", msg.ID)
+			return fmt.Errorf("gateway %d is already in the group", id)
 		}
-		if msg.NodeAddress == "" {
+		if msg.GetNodeAddress() == "" {
 			return errors.New("a new gateway needs its node address")
 		}
 		for _, g := range n.cfg.View.own().Gateways() {
-			if g.NodeAddress == msg.NodeAddress {
-				return fmt.Errorf("gateway %d already has node address %s", g.ID, msg.NodeAddress)
+			if g.NodeAddress == msg.GetNodeAddress() {
+				return fmt.Errorf("gateway %d already has node address %s", g.ID, msg.GetNodeAddress())
 			}
 		}
-		info, err := proto.Marshal(&messages.GatewayInfo{Id: msg.ID, NodeAddress: msg.NodeAddress})
+		info, err := proto.Marshal(&messages.GatewayInfo{Id: id, NodeAddress: msg.GetNodeAddress()})
 		if err != nil {
 			return err
 		}
 		cc.Context = info
-		cc.Changes = []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddLearnerNode.Enum(), NodeId: new(msg.ID)}}
-	case Promote:
+		cc.Changes = []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddLearnerNode.Enum(), NodeId: new(id)}}
+	case messages.GatewayChangeKind_GATEWAY_PROMOTE:
 		if voter {
-			return fmt.Errorf("gateway %d is already a voter", msg.ID)
+			return fmt.Errorf("gateway %d is already a voter", id)
 		}
 		if !learner {
-			return fmt.Errorf("gateway %d is not in the group; add it first", msg.ID)
+			return fmt.Errorf("gateway %d is not in the group; add it first", id)
 		}
-		if n.isLeader {
-			if pr, ok := n.rn.Status().Progress[msg.ID]; !ok || pr.Match+promoteLag < n.rn.Status().GetCommit() {
-				return fmt.Errorf("gateway %d has not caught up with the log yet: %w", msg.ID, ErrRetry)
-			}
+		st := n.rn.Status()
+		if pr, ok := st.Progress[id]; !ok || pr.Match+promoteLag < st.GetCommit() {
+			return fmt.Errorf("gateway %d has not caught up with the log yet: %w", id, errRetry)
 		}
-		cc.Changes = []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(msg.ID)}}
-	case Remove:
+		cc.Changes = []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(id)}}
+	case messages.GatewayChangeKind_GATEWAY_REMOVE:
 		if !voter && !learner {
-			return fmt.Errorf("gateway %d is not in the group", msg.ID)
+			return fmt.Errorf("gateway %d is not in the group", id)
 		}
 		if voter && len(n.confState.GetVoters()) == 1 {
 			return errors.New("cannot remove the last voter")
 		}
-		if msg.ID == n.lead {
-			// The leader steps down first: Raft forwards the transfer to
-			// it from a follower.
-			to := uint64(0)
-			if n.isLeader {
-				to = n.bestTransferee()
-			} else {
-				to = n.cfg.ID
-			}
-			if to != 0 && to != msg.ID {
+		if id == n.cfg.ID {
+			// The leader steps down first.
+			if to := n.bestTransferee(); to != 0 {
+				n.log.Info().Uint64("to", to).Msg("moving leadership off this gateway before removing it")
 				n.rn.TransferLeader(to)
 			}
-			return fmt.Errorf("moving leadership off gateway %d before removing it: %w", msg.ID, ErrRetry)
+			return fmt.Errorf("moving leadership off gateway %d before removing it: %w", id, errRetry)
 		}
-		cc.Changes = []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: new(msg.ID)}}
+		cc.Changes = []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: new(id)}}
 	default:
-		return fmt.Errorf("unknown change %d", msg.Kind)
+		return fmt.Errorf("unknown change %v", msg.GetKind())
+	}
+	if n.rn.BasicStatus().LeadTransferee != 0 {
+		return fmt.Errorf("leadership is being transferred: %w", errRetry)
 	}
 	if err := n.rn.ProposeConfChange(cc); err != nil {
-		return fmt.Errorf("propose change: %w", err)
+		return fmt.Errorf("propose change: %w (another change may be in progress): %w", err, errRetry)
 	}
 	return nil
 }

@@ -73,8 +73,8 @@ const (
 	DefaultTickInterval    = 50 * time.Millisecond
 	DefaultElectionTicks   = 10
 	DefaultHeartbeatTicks  = 1
-	DefaultSnapshotEntries = 100_000
-	DefaultCatchUpEntries  = 10_000
+	DefaultSnapshotEntries = 20_000
+	DefaultCatchUpEntries  = 5_000
 )
 
 // Validate checks the configuration and fills in defaults.
@@ -136,6 +136,7 @@ type node struct {
 	raftLog *raftlog.Log
 	rn      *raft.RawNode
 	self    *actor.PID
+	root    *actor.RootContext
 
 	subscribers []*actor.PID
 	stopTicks   scheduler.CancelFunc
@@ -195,9 +196,13 @@ func (n *node) Receive(ctx actor.Context) {
 		return
 	case tick:
 		n.tick(ctx)
+	case *Subscribe:
+		n.subscribe(ctx)
+	case *StatusRequest:
+		ctx.Respond(n.status())
 	default:
 		if n.rn == nil {
-			return // not started
+			return // not started: the log is unreadable (Health says why)
 		}
 		n.handle(ctx, msg)
 	}
@@ -217,18 +222,14 @@ func (n *node) handle(ctx actor.Context, msg any) {
 		n.receiveChunk(ctx, msg)
 	case *messages.RaftSnapshotAck:
 		n.snapshotAcked(msg)
-	case *Subscribe:
-		n.subscribe(ctx)
 	case *Propose:
 		n.propose(ctx, msg)
 	case *ReadBarrier:
 		n.barriers.add(ctx, n, msg.ID, ctx.Sender())
 	case *TransferLeadership:
 		ctx.Respond(n.transfer(msg.To))
-	case *ProposeConfChange:
-		n.proposeConfChange(ctx, msg)
-	case *StatusRequest:
-		ctx.Respond(n.status())
+	case *messages.GatewayChange:
+		n.gatewayChange(ctx, msg)
 	case *snapshotEncoded:
 		n.snapshotEncoded(msg)
 	case *snapshotStored:

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tolerex/tolerex/actors/consensus"
 	"github.com/tolerex/tolerex/actors/meta"
 	"github.com/tolerex/tolerex/cluster/clustertest"
 	"github.com/tolerex/tolerex/messages"
@@ -74,13 +73,19 @@ func converged(t *testing.T, c *clustertest.Cluster, want int, ids int64) {
 	})
 }
 
-// proposeAll proposes puts of ids [from, to) at the leader, in batches,
-// after registering member m0 (the puts name its slot 0).
+// proposeAll proposes puts of ids [from, to) at the leader, in batches
+// of 50 (which become one Raft entry each), after registering member m0
+// (the puts name its slot 0).
 func proposeAll(leader *clustertest.Node, from, to int64) {
+	proposeBatches(leader, from, to, 50)
+}
+
+// proposeBatches proposes puts of ids [from, to) in batches of size.
+func proposeBatches(leader *clustertest.Node, from, to, size int64) {
 	leader.Propose(member("m0"))
-	for id := from; id < to; id += 50 {
+	for id := from; id < to; id += size {
 		var batch []*messages.LogEntry
-		for i := id; i < min(id+50, to); i++ {
+		for i := id; i < min(id+size, to); i++ {
 			batch = append(batch, put(i, uint64(i)+1))
 		}
 		leader.Propose(batch...)
@@ -179,7 +184,7 @@ func TestLaggingGatewayCatchesUpFromASnapshot(t *testing.T) {
 		}
 	}
 	lagging.Stop()
-	proposeAll(leader, 0, 1000)
+	proposeBatches(leader, 0, 1000, 1) // a Raft entry each: ten snapshots' worth
 	converged(t, c, 1000, 1000)
 	if st := leader.Status(); st.SnapshotIndex == 0 {
 		t.Fatalf("the leader took no snapshot: %+v", st)
@@ -195,26 +200,31 @@ func TestGatewayAddedAsLearnerPromotedAndRemoved(t *testing.T) {
 	converged(t, c, 50, 50)
 
 	four := c.AddNode(4)
-	change := func(n *clustertest.Node, cc *consensus.ProposeConfChange) error {
-		res, err := n.Request(cc, 5*time.Second)
+	change := func(n *clustertest.Node, kind messages.GatewayChangeKind, id uint64, addr string) *messages.GatewayChangeReply {
+		res, err := n.Request(&messages.GatewayChange{Kind: kind, Id: id, NodeAddress: addr}, 5*time.Second)
 		if err != nil {
 			t.Fatalf("request change: %v", err)
 		}
-		if res == nil {
-			return nil
-		}
-		return res.(error)
+		return res.(*messages.GatewayChangeReply)
 	}
-	if err := change(leader, &consensus.ProposeConfChange{Kind: consensus.AddLearner, ID: 4, NodeAddress: four.Address}); err != nil {
-		t.Fatalf("add learner: %v", err)
+	if r := change(leader, messages.GatewayChangeKind_GATEWAY_ADD_LEARNER, 4, four.Address); r.GetError() != "" {
+		t.Fatalf("add learner: %v", r.GetError())
 	}
 	converged(t, c, 50, 50)
-	if err := change(leader, &consensus.ProposeConfChange{Kind: consensus.AddLearner, ID: 4, NodeAddress: four.Address}); err == nil {
-		t.Error("adding gateway 4 twice was accepted")
+	if r := change(leader, messages.GatewayChangeKind_GATEWAY_ADD_LEARNER, 4, four.Address); r.GetError() == "" || r.GetRetry() {
+		t.Errorf("adding gateway 4 twice: %+v; want a definite error", r)
+	}
+	for _, n := range c.Nodes {
+		if n != leader && n.ID != 4 {
+			if r := change(n, messages.GatewayChangeKind_GATEWAY_PROMOTE, 4, ""); !r.GetRetry() || r.GetLeader() != leader.Address {
+				t.Errorf("a follower asked to promote: %+v; want retry, naming the leader %s", r, leader.Address)
+			}
+			break
+		}
 	}
 	clustertest.Eventually(t, 10*time.Second, "gateway 4 promoted", func() (bool, string) {
-		err := change(leader, &consensus.ProposeConfChange{Kind: consensus.Promote, ID: 4})
-		return err == nil, fmt.Sprint(err)
+		r := change(leader, messages.GatewayChangeKind_GATEWAY_PROMOTE, 4, "")
+		return r.GetError() == "", r.GetError()
 	})
 	clustertest.Eventually(t, 10*time.Second, "gateway 4 a voter everywhere", func() (bool, string) {
 		for _, n := range c.Nodes {
@@ -228,16 +238,13 @@ func TestGatewayAddedAsLearnerPromotedAndRemoved(t *testing.T) {
 	})
 	// Remove the leader: it hands leadership over first.
 	old := leader
+	if r := change(old, messages.GatewayChangeKind_GATEWAY_REMOVE, old.ID, ""); !r.GetRetry() {
+		t.Fatalf("removing the leader: %+v; want retry while leadership moves", r)
+	}
 	clustertest.Eventually(t, 10*time.Second, "old leader removed", func() (bool, string) {
-		var n *clustertest.Node
-		for _, x := range c.Nodes {
-			if x != old {
-				n = x
-				break
-			}
-		}
-		err := change(n, &consensus.ProposeConfChange{Kind: consensus.Remove, ID: old.ID})
-		return err == nil, fmt.Sprint(err)
+		now := c.Leader()
+		r := change(now, messages.GatewayChangeKind_GATEWAY_REMOVE, old.ID, "")
+		return r.GetError() == "", r.GetError()
 	})
 	old.Stop()
 	delete(c.Nodes, old.ID)

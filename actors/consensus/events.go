@@ -90,5 +90,12 @@ type TransferLeadership struct {
 	To uint64
 }
 
+// Unavailable tells a subscriber that this gateway's consensus cannot run
+// (its Raft log cannot be read): nothing will ever be applied or led here
+// until the gateway is repaired and restarted.
+type Unavailable struct {
+	Reason string
+}
+
 // StatusRequest asks for the consensus Status; it is answered with one.
 type StatusRequest struct{}

@@ -3,6 +3,7 @@ package consensus
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -39,6 +40,17 @@ func (h *Health) NotReady() error {
 	return nil
 }
 
+// problemText is the problem, "" if none (or h is nil).
+func (h *Health) problemText() string {
+	if h == nil {
+		return ""
+	}
+	if p := h.problem.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
 func (h *Health) setProblem(problem string) {
 	if problem == "" {
 		h.problem.Store(nil)
@@ -58,7 +70,7 @@ const (
 )
 
 func (n *node) start(ctx actor.Context) {
-	n.self = ctx.Self()
+	n.self, n.root = ctx.Self(), ctx.ActorSystem().Root
 	n.peers = newPeers(n.cfg.ID, n.log)
 	n.peers.onSnapshot = n.snapshotSent
 	n.barriers = newBarriers()
@@ -167,10 +179,15 @@ func (n *node) bootstrap() error {
 // unavailable leaves the actor up without Raft: the log cannot be read,
 // and restarting would fail the same way.
 func (n *node) unavailable(err error) {
-	reason := "raft log unreadable: " + err.Error()
-	n.log.Error().Err(err).Str("dir", n.cfg.Dir).Msg("consensus cannot start; this gateway serves nothing until its Raft log is repaired or removed (then it rejoins from the others)")
+	reason := "raft log unusable: " + err.Error()
+	n.log.Error().Err(err).Str("dir", n.cfg.Dir).Msg("consensus cannot run; this gateway serves nothing until its Raft log is repaired (see the reason)")
 	if h := n.cfg.Health; h != nil {
 		h.setProblem(reason)
+	}
+	if n.root != nil {
+		for _, s := range n.subscribers {
+			n.root.Send(s, &Unavailable{Reason: reason})
+		}
 	}
 	if n.raftLog != nil {
 		if err := n.raftLog.Close(); err != nil {
@@ -202,19 +219,23 @@ func (n *node) stop(ctx actor.Context, reason string) {
 	}
 }
 
-// subscribe adds the sender to the subscribers and tells it who leads.
+// subscribe adds the sender to the subscribers (once: a restarted actor
+// keeps its PID) and tells it who leads and, on a leader, whether its
+// leadership is ready.
 func (n *node) subscribe(ctx actor.Context) {
 	sender := ctx.Sender()
 	if sender == nil {
 		return
 	}
-	for _, s := range n.subscribers {
-		if s.Equal(sender) {
-			ctx.Send(sender, n.leaderChanged())
-			return
-		}
+	if !slices.ContainsFunc(n.subscribers, sender.Equal) {
+		n.subscribers = append(n.subscribers, sender)
 	}
-	n.subscribers = append(n.subscribers, sender)
+	if n.rn == nil {
+		if p := n.cfg.Health.problemText(); p != "" {
+			ctx.Send(sender, &Unavailable{Reason: p})
+		}
+		return
+	}
 	ctx.Send(sender, n.leaderChanged())
 	if n.ready {
 		ctx.Send(sender, &LeadershipReady{Term: n.term})
@@ -228,7 +249,15 @@ func (n *node) publish(ctx actor.Context, msg any) {
 }
 
 func (n *node) leaderChanged() *LeaderChanged {
-	return &LeaderChanged{Lead: n.lead, LeadAddress: n.peers.address(n.lead), Term: n.term, Local: n.isLeader}
+	return &LeaderChanged{Lead: n.lead, LeadAddress: n.leadAddress(), Term: n.term, Local: n.isLeader}
+}
+
+// leadAddress is the node address of the leader, "" if none is known.
+func (n *node) leadAddress() string {
+	if n.lead == n.cfg.ID {
+		return n.cfg.NodeAddress
+	}
+	return n.peers.address(n.lead)
 }
 
 func (n *node) tick(ctx actor.Context) {

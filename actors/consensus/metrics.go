@@ -11,6 +11,9 @@ type Metrics struct {
 	Rejected  prometheus.Counter
 	Snapshots prometheus.Counter
 	HasLeader prometheus.Gauge
+	// LogEntries is the number of Raft log entries held in memory (those
+	// after the last compaction).
+	LogEntries prometheus.Gauge
 }
 
 // NewMetrics creates the consensus metrics and registers them on reg.
@@ -25,8 +28,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "tolerex_meta_rejected_entries_total",
 			Help: "Committed log entries the state machine rejected and skipped. Any is a bug or a log from an incompatible version."}),
 		Snapshots: prometheus.NewCounter(prometheus.CounterOpts{Name: "tolerex_raft_snapshots_total", Help: "Snapshots of the state machine stored."}),
+		LogEntries: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tolerex_raft_log_entries",
+			Help: "Raft log entries held in memory: those since the last snapshot, plus the tail kept for gateways that lag."}),
 	}
-	reg.MustRegister(m.Term, m.IsLeader, m.HasLeader, m.Applied, m.Leaders, m.Rejected, m.Snapshots)
+	reg.MustRegister(m.Term, m.IsLeader, m.HasLeader, m.Applied, m.Leaders, m.Rejected, m.Snapshots, m.LogEntries)
 	return m
 }
 

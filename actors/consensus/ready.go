@@ -128,7 +128,7 @@ func (n *node) apply(ctx actor.Context, entries []*raftpb.Entry) {
 					}
 					continue
 				}
-				applied = append(applied, n.applyNormal(s, e))
+				applied = n.applyNormal(s, e, applied)
 			case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
 				n.applyConfChange(s, e)
 			}
@@ -136,6 +136,9 @@ func (n *node) apply(ctx actor.Context, entries []*raftpb.Entry) {
 	})
 	if m := n.cfg.Metrics; m != nil {
 		m.Applied.Set(float64(n.applied))
+		first, _ := n.raftLog.Storage().FirstIndex()
+		last, _ := n.raftLog.Storage().LastIndex()
+		m.LogEntries.Set(float64(last + 1 - first))
 	}
 	if len(applied) > 0 {
 		n.publish(ctx, &Applied{Entries: applied})
@@ -143,23 +146,33 @@ func (n *node) apply(ctx actor.Context, entries []*raftpb.Entry) {
 	n.maybeSnapshot(ctx)
 }
 
-// applyNormal applies one client-visible entry. Apply is total: an entry
-// that cannot be decoded or that the state machine rejects is skipped,
-// counted and logged, the same way on every gateway.
-func (n *node) applyNormal(s *meta.State, e *raftpb.Entry) AppliedEntry {
-	out := AppliedEntry{Index: e.GetIndex(), Entry: &messages.LogEntry{}}
-	if err := proto.Unmarshal(e.GetData(), out.Entry); err != nil {
-		out.Err = fmt.Errorf("decode: %w", err)
-	} else {
-		out.Effect, out.Err = s.Apply(out.Entry)
+// applyNormal applies the metadata entries of one Raft log entry (a
+// LogBatch). Apply is total: a batch that cannot be decoded, or an entry
+// the state machine rejects, is skipped, counted and logged, the same way
+// on every gateway.
+func (n *node) applyNormal(s *meta.State, e *raftpb.Entry, out []AppliedEntry) []AppliedEntry {
+	var batch messages.LogBatch
+	if err := proto.Unmarshal(e.GetData(), &batch); err != nil {
+		n.rejected(e.GetIndex(), fmt.Errorf("decode: %w", err))
+		return out
 	}
-	if out.Err != nil {
-		if m := n.cfg.Metrics; m != nil {
-			m.Rejected.Inc()
+	for _, le := range batch.GetEntries() {
+		ae := AppliedEntry{Index: e.GetIndex(), Entry: le}
+		ae.Effect, ae.Err = s.Apply(le)
+		if ae.Err != nil {
+			n.rejected(e.GetIndex(), ae.Err)
 		}
-		n.log.Error().Err(out.Err).Uint64("index", e.GetIndex()).Msg("log entry rejected by the state machine; skipped (it changes nothing, on every gateway)")
+		out = append(out, ae)
 	}
 	return out
+}
+
+// rejected counts and logs an entry the state machine rejected.
+func (n *node) rejected(index uint64, err error) {
+	if m := n.cfg.Metrics; m != nil {
+		m.Rejected.Inc()
+	}
+	n.log.Error().Err(err).Uint64("index", index).Msg("log entry rejected by the state machine; skipped (it changes nothing, on every gateway)")
 }
 
 // applyConfChange applies a membership change of the Raft group.
@@ -219,42 +232,60 @@ func (n *node) softState(ctx actor.Context, ss *raft.SoftState) {
 	if m := n.cfg.Metrics; m != nil {
 		m.observeLeader(n.lead, n.term, n.isLeader)
 	}
-	n.log.Info().Uint64("lead", n.lead).Str("lead_address", n.peers.address(n.lead)).Uint64("term", n.term).
+	n.log.Info().Uint64("lead", n.lead).Str("lead_address", n.leadAddress()).Uint64("term", n.term).
 		Stringer("state", ss.RaftState).Msg("Raft leadership changed")
 	n.publish(ctx, n.leaderChanged())
 }
 
-// propose appends client entries to the log, if this gateway leads.
+// maxBatchEntries and maxBatchBytes bound the metadata entries in one
+// Raft log entry.
+const (
+	maxBatchEntries = 1024
+	maxBatchBytes   = 512 << 10
+)
+
+// propose appends client entries to the log, if this gateway leads: as few
+// Raft entries as fit (one fsync and one replication round serve them
+// all, and the log in memory holds one entry's overhead for many).
 func (n *node) propose(ctx actor.Context, p *Propose) {
-	var dropped []*messages.LogEntry
-	reason := ""
 	if !n.isLeader {
 		// Raft would forward them to the leader; the leader actor that
 		// proposed them must not think it leads, so refuse instead (the
 		// requests are routed to the leader by the gateways).
-		dropped, reason = p.Entries, "not the Raft leader"
+		n.drop(ctx, p.Entries, "not the Raft leader")
+		return
 	}
-	for i, e := range p.Entries {
-		if len(dropped) > 0 {
-			break
+	for start := 0; start < len(p.Entries); {
+		batch := &messages.LogBatch{}
+		size, end := 0, start
+		for ; end < len(p.Entries) && end-start < maxBatchEntries; end++ {
+			sz := proto.Size(p.Entries[end])
+			if end > start && size+sz > maxBatchBytes {
+				break
+			}
+			size += sz
+			batch.Entries = append(batch.Entries, p.Entries[end])
 		}
-		data, err := proto.Marshal(e)
+		data, err := proto.Marshal(batch)
 		if err == nil {
 			err = n.rn.Propose(data)
 		}
 		if err != nil {
+			reason := err.Error()
 			if errors.Is(err, raft.ErrProposalDropped) && !n.isLeader {
-				// Nothing later in the batch can be taken either.
-				dropped = append(dropped, p.Entries[i:]...)
 				reason = "not the Raft leader"
-				break
 			}
-			dropped = append(dropped, e)
-			reason = err.Error()
+			n.drop(ctx, p.Entries[start:], reason)
+			return
 		}
+		start = end
 	}
-	if len(dropped) > 0 && ctx.Sender() != nil {
-		ctx.Send(ctx.Sender(), &ProposalsDropped{Entries: dropped, Reason: reason})
+}
+
+// drop hands entries Raft did not take back to the proposer.
+func (n *node) drop(ctx actor.Context, entries []*messages.LogEntry, reason string) {
+	if len(entries) > 0 && ctx.Sender() != nil {
+		ctx.Send(ctx.Sender(), &ProposalsDropped{Entries: entries, Reason: reason})
 	}
 }
 

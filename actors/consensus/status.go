@@ -48,12 +48,9 @@ func (n *node) status() *Status {
 	}
 	rs := n.rn.Status()
 	st.State = strings.TrimPrefix(strings.ToLower(rs.RaftState.String()), "state")
-	st.Lead, st.LeadAddress, st.Term = rs.Lead, n.peers.address(rs.Lead), rs.GetTerm()
+	st.Lead, st.LeadAddress, st.Term = rs.Lead, n.leadAddress(), rs.GetTerm()
 	st.Commit, st.Applied, st.SnapshotIndex = rs.GetCommit(), n.applied, n.snapshotIndex
 	st.LeadershipReady = n.ready
-	if st.Lead == n.cfg.ID {
-		st.LeadAddress = n.cfg.NodeAddress
-	}
 	role := func(id uint64) string {
 		if slices.Contains(n.confState.GetLearners(), id) {
 			return "learner"

@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -195,8 +196,35 @@ func (n *node) receiveBatch(ctx actor.Context, b *messages.RaftBatch) {
 		}
 		n.peers.learn(m.GetFrom(), ctx.Sender())
 		n.peers.heard(m.GetFrom())
+		if n.lostData(&m) {
+			return
+		}
 		if err := n.rn.Step(&m); err != nil && err != raft.ErrStepPeerNotFound {
 			n.log.Debug().Err(err).Stringer("type", m.GetType()).Uint64("from", m.GetFrom()).Msg("step")
 		}
 	}
+}
+
+// lostData reports (and stops consensus over) a leader's heartbeat that
+// says this gateway acknowledged entries its log does not hold: its data
+// dir was lost or replaced while the group kept it as a member. Raft
+// cannot repair that (it would panic, and restart, and panic again): the
+// gateway must leave the group and join again under a new id.
+func (n *node) lostData(m *raftpb.Message) bool {
+	if m.GetType() != raftpb.MsgHeartbeat {
+		return false
+	}
+	last, err := n.raftLog.Storage().LastIndex()
+	if err != nil || m.GetCommit() <= last {
+		return false
+	}
+	n.unavailable(fmt.Errorf("the leader (gateway %d) says this gateway (id %d) acknowledged the log up to index %d, but its log ends at %d: "+
+		"its data was lost or replaced. Remove it from the group (tolerex cluster remove-gateway %d), then start it on an empty data dir "+
+		"with a new --gateway-id and --initial-cluster-state existing, and add it (tolerex cluster add-gateway)",
+		m.GetFrom(), n.cfg.ID, m.GetCommit(), last, n.cfg.ID))
+	n.rn = nil
+	if n.stopTicks != nil {
+		n.stopTicks()
+	}
+	return true
 }

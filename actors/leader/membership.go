@@ -9,6 +9,7 @@ import (
 	"github.com/asynkron/protoactor-go/scheduler"
 	"github.com/rs/zerolog"
 
+	"github.com/tolerex/tolerex/actors/meta"
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -38,6 +39,16 @@ type (
 	// endpointDown reports that the remote connection to an address broke.
 	endpointDown   struct{ address string }
 	membershipTick struct{}
+	// leadership tells the membership actor whether its gateway's leader
+	// is active, and which gateway leads. Only the active leader keeps
+	// track of members; the others send members there.
+	leadership struct {
+		leaderAddress string
+		active        bool
+	}
+	// presumeAlive starts a term: the registered members count as alive,
+	// as of now, until they miss their heartbeats.
+	presumeAlive struct{ members []meta.Member }
 )
 
 // registrationRetry is how long a registration may stay unanswered before
@@ -58,6 +69,10 @@ type membership struct {
 	// clock times liveness; a stall of this process does not count
 	// against the members.
 	clock *stallClock
+	// active is set while this gateway's leader is active; leaderAddress
+	// is the node address of the gateway that leads ("" if none known).
+	active        bool
+	leaderAddress string
 }
 
 type memberState struct {
@@ -103,7 +118,15 @@ func (m *membership) Receive(ctx actor.Context) {
 			m.stop()
 		}
 	case *messages.MemberHeartbeat:
+		if !m.active {
+			m.redirect(ctx)
+			return
+		}
 		m.heartbeat(ctx, msg)
+	case *leadership:
+		m.leadershipChanged(msg)
+	case *presumeAlive:
+		m.presume(msg.members)
 	case *memberRegistered:
 		m.registered(ctx, msg)
 	case *endpointDown:
@@ -111,6 +134,45 @@ func (m *membership) Receive(ctx actor.Context) {
 	case membershipTick:
 		m.expire(ctx, m.clock.advance(time.Now()))
 	}
+}
+
+// redirect answers a heartbeat on a gateway whose leader is not active:
+// the member heartbeats to the leader instead (or, while none is known,
+// tries its other gateways).
+func (m *membership) redirect(ctx actor.Context) {
+	if sender := ctx.Sender(); sender != nil {
+		ctx.Send(sender, &messages.HeartbeatAck{Redirect: true, Leader: m.leaderAddress})
+	}
+}
+
+// leadershipChanged follows the leader actor: a membership actor whose
+// leader is no longer active forgets the members' liveness, which is the
+// active leader's to keep.
+func (m *membership) leadershipChanged(l *leadership) {
+	m.leaderAddress = l.leaderAddress
+	if m.active && !l.active {
+		clear(m.members)
+		clear(m.byAddr)
+	}
+	m.active = l.active
+}
+
+// presume records the registered members as alive now, at the start of a
+// term; their heartbeats confirm it, or their silence ends it.
+func (m *membership) presume(members []meta.Member) {
+	now := m.clock.advance(time.Now())
+	clear(m.members)
+	clear(m.byAddr)
+	for _, mem := range members {
+		st := &memberState{
+			id: mem.ID, nodeAddress: mem.NodeAddress, adminAddress: mem.AdminAddress,
+			slot: mem.Slot, registered: true, alive: true, ready: true, lastReady: true,
+			lastHeard: time.Now(), heardAt: now,
+		}
+		m.members[st.id] = st
+		m.byAddr[st.nodeAddress] = st.id
+	}
+	m.active = true
 }
 
 func (m *membership) heartbeat(ctx actor.Context, hb *messages.MemberHeartbeat) {
@@ -244,7 +306,6 @@ func (l *leader) memberUpdate(ctx actor.Context, u *memberUpdate) {
 	}
 	l.pushLiveSet(ctx)
 	l.publishStatus() // the live count feeds /readyz
-	l.maybeActivate(ctx)
 	if !v.usable() {
 		l.memberDown(ctx, u.slot)
 	}
@@ -253,6 +314,9 @@ func (l *leader) memberUpdate(ctx actor.Context, u *memberUpdate) {
 // registerMember records a member in the log unless it is already
 // registered with the same addresses.
 func (l *leader) registerMember(ctx actor.Context, r *registerMember) {
+	if !l.active {
+		return // the member asks again with its next heartbeat
+	}
 	if slot, ok := l.state.SlotOf(r.memberID); ok {
 		if m, _ := l.state.Member(slot); m.NodeAddress == r.nodeAddress && m.AdminAddress == r.adminAddress {
 			ctx.Send(l.membership, &memberRegistered{memberID: r.memberID, slot: slot})

@@ -13,9 +13,6 @@ type Metrics struct {
 	LiveMembers     prometheus.Gauge
 	MemberMessages  *prometheus.GaugeVec
 	MemberBytes     *prometheus.GaugeVec
-	// RejectedEntries counts metadata log entries the state machine
-	// rejected, by when: "replay" (loading the log) or "commit".
-	RejectedEntries *prometheus.CounterVec
 	// RefusedProposals counts entries refused before they were logged
 	// because the state machine would reject them.
 	RefusedProposals prometheus.Counter
@@ -56,20 +53,13 @@ func NewMetrics(reg prometheus.Registerer, status *Status) *Metrics {
 			Name: "tolerex_member_stored_bytes",
 			Help: "Payload bytes each member reports storing.",
 		}, []string{"member"}),
-		RejectedEntries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tolerex_meta_rejected_entries_total",
-			Help: "Metadata log entries the state machine rejected and skipped, by when (replay, commit). Any is a bug or a log from an incompatible version.",
-		}, []string{"when"}),
 		RefusedProposals: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tolerex_meta_refused_proposals_total",
 			Help: "Metadata entries refused before they were logged because the state machine would reject them (a bug).",
 		}),
 	}
-	for _, when := range []string{"replay", "commit"} {
-		m.RejectedEntries.WithLabelValues(when)
-	}
 	reg.MustRegister(m.FanoutSeconds, m.CommitSeconds, m.ReplicaFailures, m.ReadFallbacks,
-		m.LiveMembers, m.MemberMessages, m.MemberBytes, m.RejectedEntries, m.RefusedProposals,
+		m.LiveMembers, m.MemberMessages, m.MemberBytes, m.RefusedProposals,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tolerex_index_messages",
 			Help: "Messages in the leader's index.",

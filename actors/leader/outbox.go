@@ -3,6 +3,7 @@ package leader
 import (
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/tolerex/tolerex/actors/consensus"
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -21,14 +22,31 @@ type outbox struct {
 	reads   map[uint32]*messages.ReadBatch
 	prunes  map[uint32]*messages.PruneBatch
 	replies map[string]*replyBatch // by session PID
-	selects *messages.SelectBatch
-	dirty   bool // something was queued since the last flush
-	flushes bool // a flushOutbox is on its way
+	// forwards carry requests to the active leader on another gateway,
+	// forwardReplies the answers to gateways that forwarded requests here,
+	// by the receiving leader actor's PID.
+	forwards       map[string]*forwardBatch
+	forwardReplies map[string]*forwardReplyBatch
+	selects        *messages.SelectBatch
+	// proposals go to consensus together, as one Raft log entry.
+	proposals []*messages.LogEntry
+	dirty     bool // something was queued since the last flush
+	flushes   bool // a flushOutbox is on its way
 }
 
 type replyBatch struct {
 	to    *actor.PID
 	batch *messages.ClientReplyBatch
+}
+
+type forwardBatch struct {
+	to    *actor.PID
+	batch *messages.ForwardBatch
+}
+
+type forwardReplyBatch struct {
+	to    *actor.PID
+	batch *messages.ForwardReplyBatch
 }
 
 // flushOutbox makes the leader send what its outbox holds.
@@ -39,10 +57,12 @@ const maxBatch = 256
 
 func newOutbox() *outbox {
 	return &outbox{
-		stores:  make(map[uint32]*messages.StoreBatch),
-		reads:   make(map[uint32]*messages.ReadBatch),
-		prunes:  make(map[uint32]*messages.PruneBatch),
-		replies: make(map[string]*replyBatch),
+		stores:         make(map[uint32]*messages.StoreBatch),
+		reads:          make(map[uint32]*messages.ReadBatch),
+		prunes:         make(map[uint32]*messages.PruneBatch),
+		replies:        make(map[string]*replyBatch),
+		forwards:       make(map[string]*forwardBatch),
+		forwardReplies: make(map[string]*forwardReplyBatch),
 	}
 }
 
@@ -116,15 +136,15 @@ func (l *leader) queueSelect(ctx actor.Context, req *messages.SelectReplicas) {
 	l.scheduleFlush()
 }
 
-// reply queues a reply to a client session.
-func (l *leader) reply(ctx actor.Context, client *actor.PID, r *messages.ClientReply) {
-	if client == nil {
+// toSession queues a reply to one of this gateway's sessions.
+func (l *leader) toSession(ctx actor.Context, session *actor.PID, r *messages.ClientReply) {
+	if session == nil {
 		return
 	}
-	key := client.Address + "/" + client.Id
+	key := session.Address + "/" + session.Id
 	b := l.out.replies[key]
 	if b == nil {
-		b = &replyBatch{to: client, batch: &messages.ClientReplyBatch{}}
+		b = &replyBatch{to: session, batch: &messages.ClientReplyBatch{}}
 		l.out.replies[key] = b
 	}
 	b.batch.Replies = append(b.batch.Replies, r)
@@ -136,9 +156,63 @@ func (l *leader) reply(ctx actor.Context, client *actor.PID, r *messages.ClientR
 	l.scheduleFlush()
 }
 
+// queueForward queues a request for the leader actor of the gateway that
+// leads. It goes as a request, so the receiver knows where to answer.
+func (l *leader) queueForward(ctx actor.Context, to *actor.PID, fr *messages.ForwardedRequest) {
+	key := to.Address + "/" + to.Id
+	b := l.out.forwards[key]
+	if b == nil {
+		b = &forwardBatch{to: to, batch: &messages.ForwardBatch{Origin: l.router.origin}}
+		l.out.forwards[key] = b
+	}
+	b.batch.Requests = append(b.batch.Requests, fr)
+	if len(b.batch.Requests) >= maxBatch {
+		delete(l.out.forwards, key)
+		ctx.Request(b.to, b.batch)
+		return
+	}
+	l.scheduleFlush()
+}
+
+// queueForwardReply queues an answer for a gateway that forwarded a
+// request here.
+func (l *leader) queueForwardReply(ctx actor.Context, to *actor.PID, r *messages.ForwardedReply) {
+	key := to.Address + "/" + to.Id
+	b := l.out.forwardReplies[key]
+	if b == nil {
+		b = &forwardReplyBatch{to: to, batch: &messages.ForwardReplyBatch{}}
+		l.out.forwardReplies[key] = b
+	}
+	b.batch.Replies = append(b.batch.Replies, r)
+	if len(b.batch.Replies) >= maxBatch {
+		delete(l.out.forwardReplies, key)
+		ctx.Send(b.to, b.batch)
+		return
+	}
+	l.scheduleFlush()
+}
+
+// queueProposal queues an entry for consensus.
+func (l *leader) queueProposal(ctx actor.Context, e *messages.LogEntry) {
+	l.out.proposals = append(l.out.proposals, e)
+	if len(l.out.proposals) >= maxBatch {
+		l.sendProposals(ctx)
+		return
+	}
+	l.scheduleFlush()
+}
+
+func (l *leader) sendProposals(ctx actor.Context) {
+	if len(l.out.proposals) > 0 {
+		ctx.Request(l.cfg.Consensus, &consensus.Propose{Entries: l.out.proposals})
+		l.out.proposals = nil
+	}
+}
+
 // flush sends everything the outbox holds.
 func (l *leader) flush(ctx actor.Context) {
 	l.out.flushes, l.out.dirty = false, false
+	l.sendProposals(ctx)
 	l.sendSelects(ctx)
 	for slot, b := range l.out.stores {
 		l.sendStores(ctx, slot, b)
@@ -151,6 +225,14 @@ func (l *leader) flush(ctx actor.Context) {
 	}
 	for key, b := range l.out.replies {
 		delete(l.out.replies, key)
+		ctx.Send(b.to, b.batch)
+	}
+	for key, b := range l.out.forwards {
+		delete(l.out.forwards, key)
+		ctx.Request(b.to, b.batch)
+	}
+	for key, b := range l.out.forwardReplies {
+		delete(l.out.forwardReplies, key)
 		ctx.Send(b.to, b.batch)
 	}
 }

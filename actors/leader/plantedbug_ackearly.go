@@ -6,28 +6,38 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/tolerex/tolerex/messages"
 )
 
 // ackEarlyDelay is how long the planted bug holds an acknowledged write's
-// index entry back from the metadata log.
+// index entry back from the log.
 const ackEarlyDelay = 200 * time.Millisecond
 
 // plantedBug (a fault-suite build only, never shipped) answers OK to a SET
-// as soon as its copies are stored and appends its index entry to the
-// metadata log only ackEarlyDelay later: a gateway killed meanwhile loses
-// writes it acknowledged. Reads of the id still wait for the entry, so
-// without a crash the history stays linearizable.
+// as soon as its copies are stored and proposes its index entry only
+// ackEarlyDelay later: a leader killed meanwhile loses writes it
+// acknowledged. Reads of the id still wait for the entry, so without a
+// crash the history stays linearizable.
 func plantedBug(l *leader, ctx actor.Context, _ *write, p *proposal) (propose bool) {
-	data, err := proto.Marshal(p.entry)
-	if err != nil {
-		return true
-	}
-	l.reply(ctx, p.client, &messages.ClientReply{RequestId: p.request, Code: messages.ReplyCode_REPLY_OK})
-	p.client = nil // answered already
-	mlog := l.metaLog
-	time.AfterFunc(ackEarlyDelay, func() { mlog.Append(data, p) })
+	l.reply(ctx, p.ref, &messages.ClientReply{Code: messages.ReplyCode_REPLY_OK})
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	late := &lateProposal{p: p, term: l.term}
+	time.AfterFunc(ackEarlyDelay, func() { root.Send(self, late) })
 	return false
 }
+
+// lateProposal is the planted bug's delayed proposal.
+type lateProposal struct {
+	p    *proposal
+	term uint64
+}
+
+func (m *lateProposal) run(l *leader, ctx actor.Context) {
+	if l.term == m.term && l.active {
+		m.p.ref = clientRef{} // answered already
+		_ = l.propose(ctx, m.p)
+	}
+}
+
+func skipReadBarrier() bool { return false }

@@ -25,8 +25,7 @@ type outstanding struct {
 // are durable, then the index entry is proposed. Where the copies go is
 // decided by its placement.
 type write struct {
-	client  *actor.PID
-	request uint64
+	ref     clientRef
 	id      int64
 	version uint64
 	payload []byte
@@ -38,8 +37,8 @@ type write struct {
 
 // read is one GET in progress.
 type read struct {
-	client     *actor.PID
-	request    uint64
+	ref        clientRef
+	lookedUp   bool // it read the index once (later lookups restart it)
 	id         int64
 	version    uint64
 	candidates []uint32
@@ -65,10 +64,9 @@ type deadlineItem struct {
 // on to a newer version while it was reading.
 const maxReadRestarts = 3
 
-func (l *leader) startWrite(ctx actor.Context, client *actor.PID, msg *messages.ClientRequest) {
+func (l *leader) startWrite(ctx actor.Context, ref clientRef, msg *messages.ClientRequest) {
 	w := &write{
-		client:  client,
-		request: msg.GetRequestId(),
+		ref:     ref,
 		id:      msg.GetId(),
 		version: l.mintVersion(ctx),
 		payload: msg.GetPayload(),
@@ -204,8 +202,8 @@ func (l *leader) checkWrite(ctx actor.Context, w *write) {
 	case w.place.complete():
 		entry := &messages.LogEntry{Entry: &messages.LogEntry_Put{Put: &messages.PutEntry{
 			Id: w.id, Version: w.version, Replicas: w.place.replicas(), Size: uint32(len(w.payload)),
-		}}}
-		p := &proposal{entry: entry, client: w.client, request: w.request, started: time.Now()}
+		}}, Request: w.ref.id()}
+		p := &proposal{entry: entry, ref: w.ref, started: time.Now()}
 		if !plantedBug(l, ctx, w, p) { // only planted-bug builds of the fault suite answer here
 			w.done = true
 			return
@@ -227,7 +225,7 @@ func (l *leader) failWrite(ctx actor.Context, w *write, reason string) {
 	}
 	w.done = true
 	w.failed = true
-	l.replyError(ctx, w.client, w.request, reason)
+	l.replyError(ctx, w.ref, reason)
 	// The copies already stored will never be read: drop them. Copies
 	// still in flight are dropped when their acks arrive (storeAck).
 	l.pruneCopies(ctx, w.id, w.version, uint32(len(w.payload)), w.place.stored)
@@ -259,18 +257,30 @@ func (l *leader) liveCount() int {
 	return n
 }
 
-func (l *leader) startRead(ctx actor.Context, client *actor.PID, msg *messages.ClientRequest) {
-	r := &read{client: client, request: msg.GetRequestId(), id: msg.GetId(), started: time.Now()}
-	l.beginRead(ctx, r)
+// startRead queues a GET for the next read barrier: it reads the index
+// only once consensus confirmed this gateway still leads.
+func (l *leader) startRead(ctx actor.Context, ref clientRef, msg *messages.ClientRequest) {
+	r := &read{ref: ref, id: msg.GetId(), started: time.Now()}
+	if skipReadBarrier() { // only in the fault suite's planted-bug builds
+		l.beginRead(ctx, r)
+		return
+	}
+	l.awaitBarrier(ctx, r)
 }
 
 // beginRead (re)starts a read at the currently indexed version, trying the
 // least-busy live replica first.
 func (l *leader) beginRead(ctx actor.Context, r *read) {
 	version, replicas, ok := l.state.Lookup(r.id)
+	if !r.lookedUp {
+		// The read is ordered now: writes of the id queued behind it may
+		// start (once this turn ends, after it).
+		r.lookedUp = true
+		defer l.lookedUp(ctx, r.id)
+	}
 	if !ok {
 		r.done = true
-		l.reply(ctx, r.client, &messages.ClientReply{RequestId: r.request, Code: messages.ReplyCode_REPLY_NOT_FOUND})
+		l.reply(ctx, r.ref, &messages.ClientReply{Code: messages.ReplyCode_REPLY_NOT_FOUND})
 		return
 	}
 	r.version, r.next = version, 0
@@ -314,10 +324,10 @@ func (l *leader) nextReplica(ctx actor.Context, r *read) {
 	}
 	r.done = true
 	if len(r.candidates) == 0 {
-		l.replyError(ctx, r.client, r.request, fmt.Sprintf("no live member holds id %d", r.id))
+		l.replyError(ctx, r.ref, fmt.Sprintf("no live member holds id %d", r.id))
 		return
 	}
-	l.replyError(ctx, r.client, r.request, fmt.Sprintf("no replica could serve id %d (tried %d)", r.id, len(r.candidates)))
+	l.replyError(ctx, r.ref, fmt.Sprintf("no replica could serve id %d (tried %d)", r.id, len(r.candidates)))
 }
 
 func (l *leader) readReply(ctx actor.Context, msg *messages.ReadReply) {
@@ -331,7 +341,7 @@ func (l *leader) readReply(ctx actor.Context, msg *messages.ReadReply) {
 	}
 	if msg.GetStatus() == messages.ReadStatus_READ_OK {
 		r.done = true
-		l.reply(ctx, r.client, &messages.ClientReply{RequestId: r.request, Code: messages.ReplyCode_REPLY_VALUE, Payload: msg.GetPayload()})
+		l.reply(ctx, r.ref, &messages.ClientReply{Code: messages.ReplyCode_REPLY_VALUE, Payload: msg.GetPayload()})
 		return
 	}
 	l.log.Warn().Uint32("slot", o.slot).Int64("id", r.id).Uint64("version", r.version).

@@ -8,14 +8,20 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/tolerex/tolerex/actors/consensus"
 	"github.com/tolerex/tolerex/actors/meta"
 )
 
 // Status is what the leader publishes for health checks without a round
 // trip through its mailbox.
 type Status struct {
-	// Active is true once the leader serves requests.
+	// Active is true while this gateway's leader serves requests (it is
+	// the Raft leader and its term's epoch is applied).
 	Active atomic.Bool
+	// Leading is true while this gateway is the Raft leader; LeaderKnown
+	// while some gateway is known to be.
+	Leading     atomic.Bool
+	LeaderKnown atomic.Bool
 	// Messages is the number of indexed messages.
 	Messages atomic.Int64
 	// problem says why the leader cannot serve, if it is not merely
@@ -37,11 +43,19 @@ func (s *Status) SetProblem(problem string) {
 }
 
 // NotReady says why the gateway cannot serve writes (its /readyz reason),
-// or nil when it can: the leader is active and at least tolerance members
-// are live, so a SET can get its tolerance copies.
+// or nil when it can. A gateway that leads is ready when its leader is
+// active and at least tolerance members are live, so a SET can get its
+// tolerance copies; any other gateway when it knows which gateway leads
+// (it forwards requests there; the members are the leader's to count).
 func (s *Status) NotReady(tolerance int) error {
 	if p := s.problem.Load(); p != nil {
 		return errors.New(*p)
+	}
+	if !s.Leading.Load() {
+		if !s.LeaderKnown.Load() {
+			return errors.New("no leader known")
+		}
+		return nil
 	}
 	if !s.Active.Load() {
 		return errors.New("leader not active yet")
@@ -55,7 +69,9 @@ func (s *Status) NotReady(tolerance int) error {
 func (l *leader) publishStatus() {
 	if st := l.cfg.Status; st != nil {
 		st.Active.Store(l.active)
-		if l.state != nil {
+		st.Leading.Store(l.lead.Local)
+		st.LeaderKnown.Store(l.lead.Lead != 0)
+		if l.state.view != nil {
 			st.Messages.Store(int64(l.state.Len()))
 		}
 		st.LiveMembers.Store(int64(l.liveCount()))
@@ -65,6 +81,8 @@ func (l *leader) publishStatus() {
 // ClusterStatus is the leader's view of the cluster, served as
 // /api/cluster.
 type ClusterStatus struct {
+	// Leader is the node address of the gateway that leads ("" while none
+	// is known); Active is set on that gateway once it serves.
 	Leader    string         `json:"leader"`
 	Active    bool           `json:"active"`
 	Tolerance int            `json:"tolerance"`
@@ -73,6 +91,9 @@ type ClusterStatus struct {
 	Messages  int            `json:"messages"`
 	LiveCount int            `json:"live_members"`
 	Members   []MemberStatus `json:"members"`
+	// Raft is the gateway's view of the Raft group (filled in by the
+	// admin API).
+	Raft *consensus.Status `json:"raft,omitempty"`
 }
 
 // MemberStatus is one member in ClusterStatus.
@@ -100,9 +121,12 @@ type MemberStatus struct {
 
 type statusRequest struct{}
 
-func (l *leader) status(ctx actor.Context) *ClusterStatus {
+// status is this gateway's view of the cluster. Only the active leader
+// knows the members' liveness and load; another gateway lists the
+// registered members as not alive (see Leader for where to look).
+func (l *leader) status(_ actor.Context) *ClusterStatus {
 	st := &ClusterStatus{
-		Leader:    ctx.ActorSystem().Address(),
+		Leader:    l.leaderAddress(),
 		Active:    l.active,
 		Tolerance: l.cfg.Tolerance,
 		Balancer:  string(l.cfg.Balancer),

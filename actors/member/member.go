@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
+	"github.com/asynkron/protoactor-go/remote"
 	"github.com/asynkron/protoactor-go/scheduler"
 	"github.com/rs/zerolog"
 
@@ -64,6 +66,7 @@ type Status struct {
 
 	lastCorruption atomic.Pointer[string]
 	storeCorrupt   atomic.Pointer[string]
+	gateway        atomic.Pointer[string]
 
 	diskFree, diskTotal, minFree atomic.Uint64
 	diskFull                     atomic.Pointer[string]
@@ -149,6 +152,18 @@ func (s *Status) StoreCorrupt() string {
 	return ""
 }
 
+// setGateway records the gateway the member heartbeats to.
+func (s *Status) setGateway(address string) { s.gateway.Store(&address) }
+
+// Gateway is the node address of the gateway the member last heard from
+// as the leader, "" before it registered.
+func (s *Status) Gateway() string {
+	if g := s.gateway.Load(); g != nil {
+		return *g
+	}
+	return ""
+}
+
 // NotReady says why the member cannot serve (its /readyz reason), or nil
 // when it can.
 func (s *Status) NotReady() error {
@@ -171,9 +186,11 @@ func (s *Status) NotReady() error {
 
 // Config configures the member supervisor.
 type Config struct {
-	MemberID          string
-	AdminAddress      string
-	GatewayAddress    string // the gateway's node address (--join)
+	MemberID     string
+	AdminAddress string
+	// Gateways are the gateways' node addresses (--join); the member
+	// heartbeats to the one that leads.
+	Gateways          []string
 	HeartbeatInterval time.Duration
 	Restart           RestartPolicy
 	Storage           StorageConfig
@@ -190,31 +207,56 @@ func NewSupervisor(cfg Config) actor.Producer {
 
 type supervisor struct {
 	cfg       Config
-	gateway   *actor.PID
+	homing    *homing
 	storage   *actor.PID
 	stopBeats scheduler.CancelFunc
+	endpoints *eventstream.Subscription
 }
+
+// gatewayLost reports that the connection to a gateway broke.
+type gatewayLost struct{ address string }
 
 type heartbeatTick struct{}
 
 func (s *supervisor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
-		s.gateway = actor.NewPID(s.cfg.GatewayAddress, messages.MembershipActor)
+		s.homing = newHoming(s.cfg.Gateways)
 		s.spawnStorage(ctx)
 		timer := scheduler.NewTimerScheduler(ctx)
 		s.stopBeats = timer.SendRepeatedly(0, s.cfg.HeartbeatInterval, ctx.Self(), heartbeatTick{})
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		s.endpoints = ctx.ActorSystem().EventStream.Subscribe(func(evt any) {
+			if e, ok := evt.(*remote.EndpointTerminatedEvent); ok {
+				root.Send(self, &gatewayLost{address: e.Address})
+			}
+		})
 	case *actor.Stopping, *actor.Restarting:
 		if s.stopBeats != nil {
 			s.stopBeats()
 		}
+		if s.endpoints != nil {
+			ctx.ActorSystem().EventStream.Unsubscribe(s.endpoints)
+		}
 	case heartbeatTick:
 		s.heartbeat(ctx)
+	case *gatewayLost:
+		s.homing.lost(msg.address)
 	case *messages.HeartbeatAck:
+		before := s.homing.target()
+		s.homing.answered(msg.GetRedirect(), msg.GetLeader())
+		if after := s.homing.target(); after != before {
+			s.cfg.Logger.Info().Str("from", before).Str("to", after).Msg("heartbeating to another gateway: the one that leads")
+			s.heartbeat(ctx) // at once: re-home within a heartbeat
+		}
+		if msg.GetRedirect() {
+			return
+		}
 		if !s.cfg.Status.Registered.Swap(true) {
-			s.cfg.Logger.Info().Uint32("slot", msg.GetSlot()).Str("gateway", s.cfg.GatewayAddress).Msg("registered with gateway")
+			s.cfg.Logger.Info().Uint32("slot", msg.GetSlot()).Str("gateway", s.homing.target()).Msg("registered with gateway")
 		}
 		s.cfg.Status.Slot.Store(msg.GetSlot())
+		s.cfg.Status.setGateway(s.homing.target())
 	case *messages.TreeRequest:
 		ctx.Respond(&messages.TreeReply{Tree: s.cfg.Tree.Local(ctx.ActorSystem().Address(), "member", s.cfg.MemberID)})
 	}
@@ -233,7 +275,8 @@ func (s *supervisor) spawnStorage(ctx actor.Context) {
 
 func (s *supervisor) heartbeat(ctx actor.Context) {
 	st := s.cfg.Status
-	ctx.Request(s.gateway, &messages.MemberHeartbeat{
+	s.homing.sent()
+	ctx.Request(actor.NewPID(s.homing.target(), messages.MembershipActor), &messages.MemberHeartbeat{
 		MemberId:      s.cfg.MemberID,
 		NodeAddress:   ctx.ActorSystem().Address(),
 		AdminAddress:  s.cfg.AdminAddress,

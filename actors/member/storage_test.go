@@ -41,7 +41,7 @@ func startMember(t *testing.T, dir string, restart RestartPolicy, configure ...f
 	n := &memberNode{system: system, status: &Status{}, registry: tree.NewRegistry(nil), metrics: prometheus.NewRegistry()}
 	cfg := Config{
 		MemberID:          "m-test",
-		GatewayAddress:    "127.0.0.1:1",
+		Gateways:          []string{"127.0.0.1:1"},
 		HeartbeatInterval: time.Hour,
 		Restart:           restart,
 		Storage:           StorageConfig{Dir: dir, Sync: true, Metrics: NewStorageMetrics(n.metrics, n.status)},

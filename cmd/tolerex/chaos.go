@@ -79,7 +79,7 @@ today a member dies of a full disk (issue 8).`,
 	fs.Int64Var(&seed, "seed", 0, "seed of the fault plan and the clients (default: from the clock; printed)")
 	fs.StringVar(&cfg.Faults, "faults", cfg.Faults, "fault mix (see above)")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long the clients run under faults")
-	fs.IntVar(&cfg.Gateways, "gateways", cfg.Gateways, "gateway processes (1 until gateways form a Raft group)")
+	fs.IntVar(&cfg.Gateways, "gateways", cfg.Gateways, "gateway processes, one Raft group (1, 3 or 5)")
 	fs.IntVar(&cfg.Members, "members", cfg.Members, "member processes")
 	fs.IntVar(&cfg.Tolerance, "tolerance", cfg.Tolerance, "members that store every message")
 	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "concurrent clients, one request at a time each")

@@ -25,6 +25,7 @@ import (
 )
 
 type devFlags struct {
+	gateways       int
 	members        int
 	tolerance      int
 	dataDir        string
@@ -46,10 +47,13 @@ func newDevCommand() *cobra.Command {
 	var f devFlags
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run a whole local cluster (a gateway and members) as separate processes",
-		Long: `Run a local cluster: certificates are generated under --data-dir/tls, then a
-gateway and --members member processes start, each with its own data dir and
-log file under --data-dir/logs. A process that dies (say, kill -9 PID) is
+		Short: "Run a whole local cluster (gateways and members) as separate processes",
+		Long: `Run a local cluster: certificates are generated under --data-dir/tls, then
+--gateways gateway processes (one Raft group) and --members member processes
+start, each with its own data dir and log file under --data-dir/logs.
+Gateway g (from 1) serves HaToKuSe on --client-addr's port plus g-1 and uses
+--node-port and --admin-port plus 100*(g-1); member i uses --node-port and
+--admin-port plus i. Clients may use any gateway. A process that dies (say, kill -9 PID) is
 restarted with backoff and the restart is reported here, so crash tests can
 run against it. A process that is up but stays not ready for
 --report-not-ready-after is reported once, with its admin address and the
@@ -61,15 +65,16 @@ everything cleanly; the data stays for the next run (make clean removes it).`,
 		},
 	}
 	fs := cmd.Flags()
+	fs.IntVar(&f.gateways, "gateways", 3, "gateway processes to run, one Raft group (1, 3 or 5; 3 survives the loss of any one)")
 	fs.IntVar(&f.members, "members", 3, "member processes to run")
 	fs.IntVar(&f.tolerance, "tolerance", 2, "members that store every message")
 	fs.StringVar(&f.dataDir, "data-dir", "data/dev", "directory for every process's data, logs and the certificates")
-	fs.StringVar(&f.clientAddr, "client-addr", "127.0.0.1:6666", "HaToKuSe listen address of the gateway")
+	fs.StringVar(&f.clientAddr, "client-addr", "127.0.0.1:6666", "HaToKuSe listen address of the first gateway; gateway g listens on its port plus g-1")
 	fs.StringVar(&f.host, "host", "127.0.0.1", "address the nodes listen on")
-	fs.IntVar(&f.nodePort, "node-port", 7000, "gateway node port; member i gets node-port+i")
-	fs.IntVar(&f.adminPort, "admin-port", 8000, "gateway admin port; member i gets admin-port+i")
+	fs.IntVar(&f.nodePort, "node-port", 7000, "first gateway's node port; gateway g gets node-port+100*(g-1), member i node-port+i")
+	fs.IntVar(&f.adminPort, "admin-port", 8000, "first gateway's admin port; gateway g gets admin-port+100*(g-1), member i admin-port+i")
 	fs.StringVar(&f.balancer, "balancer", "least_loaded", "replica selection: least_loaded or p2c")
-	fs.BoolVar(&f.noPrompt, "no-prompt", false, "start the gateway with --no-prompt")
+	fs.BoolVar(&f.noPrompt, "no-prompt", false, "start the gateways with --no-prompt")
 	fs.BoolVar(&f.sync, "sync", true, "fsync before acknowledging (false is unsafe)")
 	fs.BoolVar(&f.faultInjection, "fault-injection", true, "start members with --fault-injection (POST /debug/fault/storage-panic)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level of the processes (their logs go to files)")
@@ -89,8 +94,11 @@ type devProcess struct {
 }
 
 func runDev(ctx context.Context, f devFlags, out io.Writer) error {
-	if f.members < 1 {
-		return errors.New("--members must be at least 1")
+	if f.members < 1 || f.members > 99 {
+		return errors.New("--members must be 1..99")
+	}
+	if f.gateways < 1 || f.gateways > 9 {
+		return errors.New("--gateways must be 1..9 (1, 3 or 5 make sense: a group of n survives the loss of (n-1)/2)")
 	}
 	if f.tolerance < 1 || f.tolerance > f.members {
 		return fmt.Errorf("--tolerance %d needs 1..%d (the number of members)", f.tolerance, f.members)
@@ -113,18 +121,44 @@ func runDev(ctx context.Context, f devFlags, out io.Writer) error {
 	addr := func(port int) string { return net.JoinHostPort(f.host, strconv.Itoa(port)) }
 	common := []string{"--tls-dir", tlsDir, "--log-level", f.logLevel, "--sync=" + strconv.FormatBool(f.sync),
 		"--protoactor-metrics=" + strconv.FormatBool(f.actorMetrics), "--max-message-bytes", strconv.Itoa(f.maxMessage)}
-	gw := devProcess{
-		name:      "gateway",
-		nodeAddr:  addr(f.nodePort),
-		adminAddr: addr(f.adminPort),
-		logPath:   filepath.Join(logDir, "gateway.log"),
+	host, clientPortText, err := net.SplitHostPort(f.clientAddr)
+	if err != nil {
+		return fmt.Errorf("--client-addr %q: %w", f.clientAddr, err)
 	}
-	gw.args = append([]string{"gateway",
-		"--client-addr", f.clientAddr, "--node-addr", gw.nodeAddr, "--admin-addr", gw.adminAddr,
-		"--data-dir", filepath.Join(f.dataDir, "gateway"),
-		"--tolerance", strconv.Itoa(f.tolerance), "--balancer", f.balancer,
-		"--no-prompt=" + strconv.FormatBool(f.noPrompt)}, common...)
-	procs := []devProcess{gw}
+	clientPort, err := strconv.Atoi(clientPortText)
+	if err != nil {
+		return fmt.Errorf("--client-addr %q: bad port", f.clientAddr)
+	}
+	var gateways []devProcess
+	var clientAddrs, initial, join []string
+	for g := 1; g <= f.gateways; g++ {
+		gw := devProcess{
+			name:      "gateway",
+			nodeAddr:  addr(f.nodePort + 100*(g-1)),
+			adminAddr: addr(f.adminPort + 100*(g-1)),
+			logPath:   filepath.Join(logDir, "gateway.log"),
+		}
+		if f.gateways > 1 {
+			gw.name = fmt.Sprintf("gateway-%d", g)
+			gw.logPath = filepath.Join(logDir, gw.name+".log")
+		}
+		clientAddrs = append(clientAddrs, net.JoinHostPort(host, strconv.Itoa(clientPort+g-1)))
+		initial = append(initial, fmt.Sprintf("%d=%s", g, gw.nodeAddr))
+		join = append(join, gw.nodeAddr)
+		gateways = append(gateways, gw)
+	}
+	for g := range gateways {
+		gw := &gateways[g]
+		gw.args = append([]string{"gateway",
+			"--client-addr", clientAddrs[g], "--node-addr", gw.nodeAddr, "--admin-addr", gw.adminAddr,
+			"--data-dir", filepath.Join(f.dataDir, strings.Replace(gw.name, "gateway-", "gateway", 1)),
+			"--tolerance", strconv.Itoa(f.tolerance), "--balancer", f.balancer,
+			"--no-prompt=" + strconv.FormatBool(f.noPrompt)}, common...)
+		if f.gateways > 1 {
+			gw.args = append(gw.args, "--gateway-id", strconv.Itoa(g+1), "--initial-cluster", strings.Join(initial, ","))
+		}
+	}
+	procs := append([]devProcess(nil), gateways...)
 	for i := 1; i <= f.members; i++ {
 		m := devProcess{
 			name:      fmt.Sprintf("member-%d", i),
@@ -133,13 +167,13 @@ func runDev(ctx context.Context, f devFlags, out io.Writer) error {
 			logPath:   filepath.Join(logDir, fmt.Sprintf("member-%d.log", i)),
 		}
 		m.args = append([]string{"member",
-			"--node-addr", m.nodeAddr, "--admin-addr", m.adminAddr, "--join", gw.nodeAddr,
+			"--node-addr", m.nodeAddr, "--admin-addr", m.adminAddr, "--join", strings.Join(join, ","),
 			"--data-dir", filepath.Join(f.dataDir, m.name),
 			"--fault-injection=" + strconv.FormatBool(f.faultInjection)}, common...)
 		procs = append(procs, m)
 	}
 
-	if err := checkPortsFree(append([]string{f.clientAddr}, allAddrs(procs)...)); err != nil {
+	if err := checkPortsFree(append(clientAddrs, allAddrs(procs)...)); err != nil {
 		return err
 	}
 	sup := &devSupervisor{exe: exe, notReadyAfter: f.notReadyAfter, out: out}
@@ -151,18 +185,22 @@ func runDev(ctx context.Context, f devFlags, out io.Writer) error {
 			sup.run(ctx, p)
 		}()
 	}
-	fmt.Fprintf(out, "\nTolerex dev cluster: 1 gateway, %d members, tolerance %d, data in %s\n", f.members, f.tolerance, f.dataDir)
+	fmt.Fprintf(out, "\nTolerex dev cluster: %d gateway(s), %d members, tolerance %d, data in %s\n", f.gateways, f.members, f.tolerance, f.dataDir)
 	cwd, _ := os.Getwd() // "" on error: the hints then show os.Args[0] as is
 	self := invocationName(os.Args[0], cwd)
 	fmt.Fprintf(out, "  connect:  %s client --addr %s    (or: nc %s)\n", self, f.clientAddr, spaceHostPort(f.clientAddr))
-	fmt.Fprintf(out, "  tree:     %s tree --admin-addr %s --watch\n", self, gw.adminAddr)
-	fmt.Fprintf(out, "  cluster:  curl http://%s/api/cluster\n", gw.adminAddr)
+	if f.gateways > 1 {
+		fmt.Fprintf(out, "            any gateway serves clients: %s\n", strings.Join(clientAddrs, ", "))
+		fmt.Fprintf(out, "  raft:     curl http://%s/api/raft    (who leads; kill -9 its pid and watch another take over)\n", gateways[0].adminAddr)
+	}
+	fmt.Fprintf(out, "  tree:     %s tree --admin-addr %s --watch\n", self, gateways[0].adminAddr)
+	fmt.Fprintf(out, "  cluster:  curl http://%s/api/cluster\n", gateways[0].adminAddr)
 	fmt.Fprintf(out, "  logs:     %s\n", filepath.Join(logDir, "<process>.log"))
 	if f.faultInjection {
-		fmt.Fprintf(out, "  crash a storage actor:  curl -X POST http://%s/debug/fault/storage-panic\n", procs[1].adminAddr)
+		fmt.Fprintf(out, "  crash a storage actor:  curl -X POST http://%s/debug/fault/storage-panic\n", procs[f.gateways].adminAddr)
 	}
 	fmt.Fprintf(out, "  Ctrl-C stops everything.\n\n")
-	if waitReady(ctx, procs, 30*time.Second) {
+	if waitReady(ctx, procs, f.gateways, 30*time.Second) {
 		fmt.Fprintf(out, "%s cluster ready\n", stamp())
 	} else if ctx.Err() == nil {
 		fmt.Fprintf(out, "%s cluster not ready after 30s; see the logs in %s\n", stamp(), logDir)
@@ -248,8 +286,9 @@ func ensureCerts(dir, host string, out io.Writer) error {
 	return nil
 }
 
-// waitReady polls every process's /readyz until all answer 200.
-func waitReady(ctx context.Context, procs []devProcess, limit time.Duration) bool {
+// waitReady polls every process's /readyz until all answer 200 and the
+// leading gateway (one of the first gateways procs) sees every member.
+func waitReady(ctx context.Context, procs []devProcess, gateways int, limit time.Duration) bool {
 	deadline := time.Now().Add(limit)
 	client := &http.Client{Timeout: time.Second}
 	for time.Now().Before(deadline) {
@@ -263,7 +302,11 @@ func waitReady(ctx context.Context, procs []devProcess, limit time.Duration) boo
 				}
 			}
 		}
-		if ready == len(procs) && liveMembers(client, procs[0].adminAddr) == len(procs)-1 {
+		live := -1
+		for _, g := range procs[:gateways] {
+			live = max(live, liveMembers(client, g.adminAddr))
+		}
+		if ready == len(procs) && live == len(procs)-gateways {
 			return true
 		}
 		select {
@@ -275,7 +318,8 @@ func waitReady(ctx context.Context, procs []devProcess, limit time.Duration) boo
 	return false
 }
 
-// liveMembers asks a gateway how many members it sees live, or -1.
+// liveMembers asks a gateway how many members it sees live, or -1 (only
+// the gateway that leads keeps track of members).
 func liveMembers(client *http.Client, adminAddr string) int {
 	resp, err := client.Get("http://" + adminAddr + "/api/cluster")
 	if err != nil {

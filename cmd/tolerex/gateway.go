@@ -12,24 +12,24 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/tolerex/tolerex/actors/consensus"
 	"github.com/tolerex/tolerex/actors/leader"
 	"github.com/tolerex/tolerex/actors/selector"
-	"github.com/tolerex/tolerex/actors/tree"
-	"github.com/tolerex/tolerex/cluster"
 	"github.com/tolerex/tolerex/cluster/certs"
 	"github.com/tolerex/tolerex/gateway"
-	"github.com/tolerex/tolerex/gateway/codec"
 	"github.com/tolerex/tolerex/messages"
 )
 
 type gatewayFlags struct {
 	node           nodeFlags
+	raft           raftFlags
+	requestTimeout time.Duration
 	clientAddr     string
 	tolerance      int
 	toleranceFile  string
@@ -37,7 +37,6 @@ type gatewayFlags struct {
 	noPrompt       bool
 	storeTimeout   time.Duration
 	readTimeout    time.Duration
-	snapshotEvery  int
 	faultInjection bool
 	maxConns       int
 	idleTimeout    time.Duration
@@ -52,9 +51,13 @@ func newGatewayCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "gateway",
 		Short: "Run a gateway node: the HaToKuSe server and the leader",
-		Long: `Run a gateway node. It serves HaToKuSe to clients on --client-addr, runs the
-leader that replicates every message to --tolerance members, and keeps the
-durable index under --data-dir. Members join it with --join <its --node-addr>.
+		Long: `Run a gateway node. It serves HaToKuSe to clients on --client-addr. The
+gateways form one Raft group (--gateway-id, --initial-cluster,
+--initial-cluster-state, as etcd's): the index is replicated to every
+gateway's --data-dir, the gateway that leads replicates every message to
+--tolerance members, and any gateway serves clients (it forwards to the
+leader). One gateway with none of these flags is a group of one. Members
+join with --join <the gateways' --node-addr, comma-separated>.
 
 The tolerance comes from --tolerance (or TOLEREX_TOLERANCE); without it, from
 the file named by --tolerance-file holding a line TOLERANCE=N; without that, 2.`,
@@ -87,7 +90,8 @@ the file named by --tolerance-file holding a line TOLERANCE=N; without that, 2.`
 	fs.DurationVar(&f.writeTimeout, "write-timeout", gateway.DefaultWriteTimeout, "close a client connection that does not accept its replies for this long")
 	fs.StringVar(&f.clientTLSDir, "client-tls-dir", "", "serve HaToKuSe over TLS with gateway.crt/gateway.key from this directory (clients: tolerex client --tls-ca DIR/ca.crt)")
 	fs.BoolVar(&f.faultInjection, "fault-injection", false, "accept POST /debug/fault/leader-panic on the admin port (crash tests only)")
-	fs.IntVar(&f.snapshotEvery, "snapshot-min-entries", 100_000, "fewest metadata log entries between snapshots (a snapshot is also not taken before as many entries as there are messages)")
+	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Second, "time a client request may wait for its answer, retries on a new leader after a failover included; a write not answered by then gets \"ERROR: outcome unknown ...\"")
+	f.raft.register(fs)
 	return cmd
 }
 
@@ -145,17 +149,19 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 	if err != nil {
 		return err
 	}
+	group, err := f.raft.resolve(f.node.nodeAddr)
+	if err != nil {
+		return err
+	}
 	status := &leader.Status{}
 	leaderCfg := leader.Config{
-		Tolerance:    f.tolerance,
-		Balancer:     policy,
-		MetaDir:      filepath.Join(f.node.dataDir, "meta"),
-		Sync:         f.node.sync,
-		StoreTimeout: f.storeTimeout,
-		ReadTimeout:  f.readTimeout,
-		Status:       status,
-
-		SnapshotMinEntries: f.snapshotEvery,
+		Tolerance:      f.tolerance,
+		Balancer:       policy,
+		StoreTimeout:   f.storeTimeout,
+		ReadTimeout:    f.readTimeout,
+		RequestTimeout: f.requestTimeout,
+		Status:         status,
+		View:           consensus.NewStateView(),
 	}
 	if err := leaderCfg.Validate(); err != nil {
 		return err
@@ -167,6 +173,7 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 		return fmt.Errorf("--max-inflight-bytes %d is below the longest request line, %d bytes (--max-message-bytes plus %d)",
 			f.maxInflight, longest, gateway.LineOverhead)
 	}
+	raftDir := filepath.Join(f.node.dataDir, "raft")
 	clientLis, err := net.Listen("tcp", f.clientAddr)
 	if err != nil {
 		return fmt.Errorf("HaToKuSe listener: %w", err)
@@ -180,18 +187,41 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 		clientLis = tls.NewListener(clientLis, cfg)
 	}
 	defer clientLis.Close()
-	ready := func() error { return status.NotReady(f.tolerance) }
+	health := &consensus.Health{}
+	ready := func() error {
+		if err := health.NotReady(); err != nil {
+			return err
+		}
+		return status.NotReady(f.tolerance)
+	}
 	node, admin, err := f.node.start(certs.RoleGateway, ready)
 	if err != nil {
 		return err
 	}
 	log := node.Logger
 	log.Info().Int("tolerance", f.tolerance).Str("tolerance_from", toleranceSource).Str("balancer", string(policy)).
-		Str("node", node.Address()).Str("admin", admin.Addr()).Str("client", clientLis.Addr().String()).Msg("starting gateway")
+		Str("node", node.Address()).Str("admin", admin.Addr()).Str("client", clientLis.Addr().String()).
+		Uint64("gateway_id", group.id).Str("initial_cluster", group.describe()).Str("initial_cluster_state", f.raft.state).Msg("starting gateway")
+	if err := migrateMetadataLog(f.node.dataDir, raftDir, group, f.node.sync, log); err != nil {
+		return err
+	}
 
-	leaderCfg.Tree, leaderCfg.Logger = node.Tree, log
-	leaderCfg.Metrics = leader.NewMetrics(node.Registry, status)
 	root := node.System.Root
+	consensusCfg := consensus.Config{
+		ID: group.id, NodeAddress: node.Address(), Peers: group.peers, Join: f.raft.state == "existing",
+		Dir: raftDir, Sync: f.node.sync, TickInterval: f.raft.tick, ElectionTicks: f.raft.electionTicks,
+		SnapshotEntries: f.raft.snapshotEntries, CatchUpEntries: f.raft.catchUpEntries, View: leaderCfg.View, Health: health,
+		Metrics: consensus.NewMetrics(node.Registry), Logger: log,
+	}
+	if err := consensusCfg.Validate(); err != nil {
+		return err
+	}
+	consensusPID, err := root.SpawnNamed(node.Tree.Props("consensus", consensus.New(consensusCfg)), messages.ConsensusActor)
+	if err != nil {
+		return fmt.Errorf("spawn consensus: %w", err)
+	}
+	leaderCfg.Consensus, leaderCfg.Tree, leaderCfg.Logger = consensusPID, node.Tree, log
+	leaderCfg.Metrics = leader.NewMetrics(node.Registry, status)
 	leaderPID, err := root.Copy().WithGuardian(leader.Strategy(log, status)).SpawnNamed(node.Tree.Props("leader", leader.New(leaderCfg)), messages.LeaderActor)
 	if err != nil {
 		return fmt.Errorf("spawn leader: %w", err)
@@ -219,30 +249,8 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 		return fmt.Errorf("spawn gateway: %w", err)
 	}
 
-	admin.HandleFunc("GET /api/cluster", func(w http.ResponseWriter, _ *http.Request) {
-		st, err := leader.RequestStatus(root, leaderPID, 2*time.Second)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		cluster.WriteJSON(w, st)
-	})
-	admin.HandleFunc("GET /api/messages/{id}", func(w http.ResponseWriter, r *http.Request) {
-		id, ok := codec.ParseID([]byte(r.PathValue("id")))
-		if !ok {
-			http.Error(w, "id must be a signed 64-bit integer", http.StatusBadRequest)
-			return
-		}
-		loc, err := leader.RequestLocation(root, leaderPID, id, 2*time.Second)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		cluster.WriteJSON(w, loc)
-	})
-	admin.HandleFunc("GET /api/tree", func(w http.ResponseWriter, _ *http.Request) {
-		cluster.WriteJSON(w, clusterTree(node, leaderPID))
-	})
+	api := gatewayAPI{root: root, leader: leaderPID, consensus: consensusPID, self: node.Address(), log: log}
+	api.register(admin, node)
 	if f.faultInjection {
 		log.Warn().Msg("--fault-injection: POST /debug/fault/leader-panic crashes the leader")
 		admin.HandleFunc("POST /debug/fault/leader-panic", func(w http.ResponseWriter, _ *http.Request) {
@@ -250,44 +258,30 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 			fmt.Fprintln(w, "leader told to panic")
 		})
 	}
-	serveUntilDone(ctx, node, admin, gatewayPID, leaderPID)
+	handOff := func() { handOffLeadership(root, consensusPID, status, log) }
+	serveUntilDone(ctx, node, admin, handOff, gatewayPID, leaderPID, consensusPID)
 	return nil
 }
 
-// clusterTree gathers the supervision tree of the gateway and of every
-// member it knows, asking live members in parallel.
-func clusterTree(node *cluster.Node, leaderPID *actor.PID) tree.ClusterView {
-	view := tree.ClusterView{Nodes: []tree.NodeView{tree.ViewOf(node.Tree.Local(node.Address(), string(certs.RoleGateway), ""))}}
-	st, err := leader.RequestStatus(node.System.Root, leaderPID, 2*time.Second)
+// handOffLeadership moves Raft leadership to another gateway before this
+// one stops, so clients wait for a transfer (well under a second) instead
+// of an election.
+func handOffLeadership(root *actor.RootContext, consensusPID *actor.PID, status *leader.Status, log zerolog.Logger) {
+	if !status.Leading.Load() {
+		return
+	}
+	started := time.Now()
+	res, err := root.RequestFuture(consensusPID, &consensus.TransferLeadership{}, time.Second).Result()
+	if err == nil {
+		err, _ = res.(error)
+	}
 	if err != nil {
-		view.Nodes[0].Error = err.Error()
-		return view
+		log.Warn().Err(err).Msg("leadership not handed off before stopping; the others elect a leader")
+		return
 	}
-	members := make([]tree.NodeView, len(st.Members))
-	var wg sync.WaitGroup
-	for i, m := range st.Members {
-		members[i] = tree.NodeView{NodeAddress: m.NodeAddress, Role: string(certs.RoleMember), MemberID: m.ID, Actors: []tree.ActorView{}}
-		if !m.Alive {
-			members[i].Error = "member is down"
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pid := actor.NewPID(m.NodeAddress, messages.MemberActor)
-			res, err := node.System.Root.RequestFuture(pid, &messages.TreeRequest{}, time.Second).Result()
-			reply, ok := res.(*messages.TreeReply)
-			switch {
-			case err != nil:
-				members[i].Error = err.Error()
-			case !ok:
-				members[i].Error = fmt.Sprintf("unexpected reply %T", res)
-			default:
-				members[i] = tree.ViewOf(reply.GetTree())
-			}
-		}()
+	deadline := time.Now().Add(2 * time.Second)
+	for status.Leading.Load() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
 	}
-	wg.Wait()
-	view.Nodes = append(view.Nodes, members...)
-	return view
+	log.Info().Bool("handed_off", !status.Leading.Load()).Dur("took", time.Since(started)).Msg("leadership handed off before stopping")
 }

@@ -1,6 +1,7 @@
 // Command tolerex is the single Tolerex binary: gateway and member nodes, a
 // local development cluster, an interactive HaToKuSe client, certificate
-// generation and a live supervision-tree viewer.
+// generation, a live supervision-tree viewer, the gateways' Raft group
+// administration and the fault suite.
 package main
 
 import (
@@ -47,6 +48,8 @@ func newRootCommand() *cobra.Command {
 		newCertsCommand(),
 		newBenchCommand(),
 		newChaosCommand(),
+		newClusterCommand(),
+		newRecoverCommand(),
 	)
 	return root
 }

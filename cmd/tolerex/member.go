@@ -46,8 +46,9 @@ func newMemberCommand() *cobra.Command {
 		Use:   "member",
 		Short: "Run a member node: durable storage for replicated messages",
 		Long: `Run a member node. It stores message copies durably under --data-dir,
-registers with the gateway given by --join (the gateway's --node-addr) and
-heartbeats to it. A member keeps its identity in --data-dir/member.id, so a
+registers with the gateways given by --join (their --node-addr, comma-
+separated; any of them will do: the member finds the one that leads) and
+heartbeats to the leading one. A member keeps its identity in --data-dir/member.id, so a
 restart with the same data dir rejoins as the same member with its data.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -56,9 +57,9 @@ restart with the same data dir rejoins as the same member with its data.`,
 	}
 	fs := cmd.Flags()
 	f.node.register(fs, "127.0.0.1:7001", "127.0.0.1:8001", "")
-	fs.StringVar(&f.join, "join", "127.0.0.1:7000", "the gateway's node address (its --node-addr)")
+	fs.StringVar(&f.join, "join", "127.0.0.1:7000", "the gateways' node addresses (their --node-addr), comma-separated; the member heartbeats to the one that leads")
 	fs.BoolVar(&f.faultInjection, "fault-injection", false, "accept POST /debug/fault/storage-panic on the admin port (crash tests only)")
-	fs.DurationVar(&f.heartbeat, "heartbeat", 500*time.Millisecond, "interval between heartbeats to the gateway")
+	fs.DurationVar(&f.heartbeat, "heartbeat", 250*time.Millisecond, "interval between heartbeats to the leading gateway (it also bounds how soon a member re-homes after a leader change)")
 	def := member.DefaultRestartPolicy()
 	fs.IntVar(&f.maxRestarts, "storage-max-restarts", def.MaxRestarts, fmt.Sprintf("restarts of a crashing storage actor allowed within %s before it is stopped for good", def.Window))
 	fs.DurationVar(&f.maxBackoff, "storage-max-backoff", def.MaxBackoff, fmt.Sprintf("longest wait before restarting a crashed storage actor (the wait starts at %s and doubles)", def.InitialBackoff))
@@ -71,8 +72,8 @@ func runMember(ctx context.Context, f memberFlags) error {
 	if err := f.node.validate(); err != nil {
 		return fmt.Errorf("%w (each member needs its own)", err)
 	}
-	if f.join == "" {
-		return errors.New("--join is required: the gateway's --node-addr")
+	if len(joinList(f.join)) == 0 {
+		return errors.New("--join is required: the gateways' --node-addr, comma-separated")
 	}
 	if f.heartbeat <= 0 {
 		return errors.New("--heartbeat must be positive")
@@ -99,7 +100,7 @@ func runMember(ctx context.Context, f memberFlags) error {
 	cfg := member.Config{
 		MemberID:          memberID,
 		AdminAddress:      admin.Addr(),
-		GatewayAddress:    f.join,
+		Gateways:          joinList(f.join),
 		HeartbeatInterval: f.heartbeat,
 		Restart:           restart,
 		Storage: member.StorageConfig{
@@ -122,7 +123,7 @@ func runMember(ctx context.Context, f memberFlags) error {
 	})
 	admin.HandleFunc("GET /api/cluster", func(w http.ResponseWriter, _ *http.Request) {
 		cluster.WriteJSON(w, memberView{
-			Role: "member", MemberID: memberID, NodeAddress: node.Address(), Gateway: f.join,
+			Role: "member", MemberID: memberID, NodeAddress: node.Address(), Gateway: status.Gateway(),
 			Registered: status.Registered.Load(), Slot: status.Slot.Load(),
 			StorageReady: status.StorageReady.Load(), Messages: status.Messages.Load(), Bytes: status.Bytes.Load(),
 			StorageCorrupt: status.StoreCorrupt(), CorruptReads: status.CorruptReads.Load(), LastCorruption: status.LastCorruption(),
@@ -138,7 +139,7 @@ func runMember(ctx context.Context, f memberFlags) error {
 			fmt.Fprintln(w, "storage actor told to panic")
 		})
 	}
-	serveUntilDone(ctx, node, admin, pid)
+	serveUntilDone(ctx, node, admin, nil, pid)
 	return nil
 }
 
@@ -171,6 +172,17 @@ type memberView struct {
 	DiskFreeBytes  uint64 `json:"disk_free_bytes"`
 	DiskTotalBytes uint64 `json:"disk_total_bytes"`
 	MinFreeBytes   uint64 `json:"min_free_bytes"`
+}
+
+// joinList splits --join into node addresses.
+func joinList(join string) []string {
+	var out []string
+	for _, a := range strings.Split(join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // loadMemberID reads the member's stable id from its data dir, creating

@@ -113,14 +113,17 @@ func (f *nodeFlags) start(role certs.Role, ready func() error) (*cluster.Node, *
 	return node, admin, nil
 }
 
-// serveUntilDone serves the admin API until ctx ends, then stops the given
-// actors in order (each finishes what it accepted), the admin server and
-// the remote layer.
-func serveUntilDone(ctx context.Context, node *cluster.Node, admin *cluster.Admin, actors ...*actor.PID) {
+// serveUntilDone serves the admin API until ctx ends, then runs before
+// (if set), stops the given actors in order (each finishes what it
+// accepted), the admin server and the remote layer.
+func serveUntilDone(ctx context.Context, node *cluster.Node, admin *cluster.Admin, before func(), actors ...*actor.PID) {
 	admin.Serve()
 	<-ctx.Done()
 	log := node.Logger
 	log.Info().Msg("shutting down")
+	if before != nil {
+		before()
+	}
 	for _, pid := range actors {
 		_ = node.System.Root.StopFuture(pid).Wait()
 	}

@@ -99,7 +99,7 @@ type Config struct {
 // Defaults returns the default configuration (no binary, no output dir).
 func Defaults() Config {
 	return Config{
-		Gateways: 1, Members: 3, Tolerance: 2,
+		Gateways: 3, Members: 3, Tolerance: 2,
 		Clients: 8, Keys: 16, Rate: 200, SetPercent: 45, DelPercent: 10,
 		Duration: 30 * time.Second, Faults: "mixed",
 		Interval: 2 * time.Second, MinHold: time.Second, MaxHold: 4 * time.Second, Concurrency: 1,
@@ -266,6 +266,7 @@ func (r *run) setUp(ctx context.Context) error {
 	ccfg := cluster.Config{
 		Binary: cfg.Binary, Dir: filepath.Join(runDir, "cluster"), Gateways: cfg.Gateways, Members: cfg.Members,
 		Tolerance: cfg.Tolerance, LogLevel: cfg.LogLevel, GatewayArgs: cfg.GatewayArgs, MemberArgs: cfg.MemberArgs,
+		GatewayGroupArgs: raftGroupArgs,
 	}
 	if root {
 		// Group ids of their own per run: 100000 + 16 per pid slot.
@@ -551,4 +552,14 @@ func (l logWriter) Write(p []byte) (int, error) {
 	l.r.logMu.Lock()
 	defer l.r.logMu.Unlock()
 	return l.r.cfg.Log.Write(p)
+}
+
+// raftGroupArgs makes gateway i a member of the Raft group of all the
+// gateways, as an operator would start them.
+func raftGroupArgs(i int, gateways []*cluster.Node) []string {
+	initial := make([]string, len(gateways))
+	for j, g := range gateways {
+		initial[j] = fmt.Sprintf("%d=%s", j+1, g.NodeAddr)
+	}
+	return []string{"--gateway-id", strconv.Itoa(i + 1), "--initial-cluster", strings.Join(initial, ",")}
 }

@@ -52,6 +52,22 @@ type Node struct {
 	starts  int
 }
 
+// Args returns the process's command-line arguments.
+func (n *Node) Args() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.args...)
+}
+
+// SetArgs replaces the arguments the process starts with from its next
+// Start on (say, to start a gateway whose data was lost with
+// --initial-cluster-state existing).
+func (n *Node) SetArgs(args []string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.args = append([]string(nil), args...)
+}
+
 // Exit is a node process that exited without the tool stopping it.
 type Exit struct {
 	Node string `json:"node"`
@@ -158,6 +174,31 @@ func (n *Node) Kill() error {
 		return nil
 	case <-time.After(10 * time.Second):
 		return fmt.Errorf("kill %s: still running 10s after SIGKILL", n.Name)
+	}
+}
+
+// Stop sends SIGTERM (a graceful stop: a gateway that leads hands its
+// leadership over first) and waits until the process is gone, killing it
+// after limit.
+func (n *Node) Stop(limit time.Duration) error {
+	n.mu.Lock()
+	cmd, done := n.cmd, n.done
+	if cmd == nil {
+		n.mu.Unlock()
+		return nil
+	}
+	n.killing = true
+	n.mu.Unlock()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("stop %s: %w", n.Name, err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-time.After(limit):
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("stop %s: still running %v after SIGTERM; killed", n.Name, limit)
 	}
 }
 

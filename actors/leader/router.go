@@ -1,0 +1,153 @@
+package leader
+
+import (
+	"slices"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/tolerex/tolerex/messages"
+)
+
+// router keeps every client request this gateway took, from the moment a
+// session hands it over until its reply goes back. It numbers them: the
+// gateway's origin and that number are the request's RequestId, which
+// the state machine uses to apply a write once however often it is
+// proposed. A request is routed to the active leader: this gateway's own
+// coordinator while it leads, otherwise the leader actor of the gateway
+// that does. When the leader changes, every request still unanswered is
+// routed again, under the same id, to the new one. A request unanswered at
+// its deadline is answered with an error: "outcome unknown" for a write
+// (it may have been applied), a timeout for a read.
+//
+// router is pure bookkeeping: the leader actor does the sending.
+type router struct {
+	origin  uint64
+	timeout time.Duration
+	nextSeq uint64
+	pending map[uint64]*routed
+	// byDeadline holds the pending seqs in arrival order, which is
+	// deadline order (every request gets the same timeout).
+	byDeadline []uint64
+}
+
+// routed is one client request waiting for its reply.
+type routed struct {
+	seq      uint64
+	session  *actor.PID
+	request  uint64 // the session's number for it, echoed in the reply
+	req      *messages.ClientRequest
+	deadline time.Time
+	// sentTo is the node address of the leader it was last sent to,
+	// localRoute for this gateway's coordinator, "" if it waits to be
+	// sent.
+	sentTo string
+}
+
+// localRoute marks a request handed to this gateway's own coordinator.
+const localRoute = "local"
+
+func newRouter(origin uint64, timeout time.Duration) *router {
+	return &router{origin: origin, timeout: timeout, pending: make(map[uint64]*routed)}
+}
+
+// accept takes a request from a session and returns its entry, not sent
+// yet.
+func (r *router) accept(session *actor.PID, req *messages.ClientRequest, now time.Time) *routed {
+	r.nextSeq++
+	rt := &routed{seq: r.nextSeq, session: session, request: req.GetRequestId(), req: req, deadline: now.Add(r.timeout)}
+	r.pending[rt.seq] = rt
+	r.byDeadline = append(r.byDeadline, rt.seq)
+	return rt
+}
+
+// unsent returns the pending requests that wait to be sent, in order.
+func (r *router) unsent() []*routed {
+	var out []*routed
+	for _, seq := range r.byDeadline {
+		if rt, ok := r.pending[seq]; ok && rt.sentTo == "" {
+			out = append(out, rt)
+		}
+	}
+	return out
+}
+
+// resend marks every pending request to be sent again (the leader
+// changed), or only those sent to address if it is not "".
+func (r *router) resend(address string) {
+	for _, rt := range r.pending {
+		if address == "" || rt.sentTo == address {
+			rt.sentTo = ""
+		}
+	}
+}
+
+// notTaken marks a request the receiver did not take, to be sent again.
+func (r *router) notTaken(seq uint64) {
+	if rt, ok := r.pending[seq]; ok {
+		rt.sentTo = ""
+	}
+}
+
+// answered removes a request whose reply arrived and returns it, or nil
+// if it was answered before (or expired).
+func (r *router) answered(seq uint64) *routed {
+	rt, ok := r.pending[seq]
+	if !ok {
+		return nil
+	}
+	delete(r.pending, seq)
+	return rt
+}
+
+// expire removes the requests whose deadline passed and returns them.
+func (r *router) expire(now time.Time) []*routed {
+	var out []*routed
+	i := 0
+	for ; i < len(r.byDeadline); i++ {
+		rt, ok := r.pending[r.byDeadline[i]]
+		if !ok {
+			continue // answered
+		}
+		if rt.deadline.After(now) {
+			break
+		}
+		delete(r.pending, rt.seq)
+		out = append(out, rt)
+	}
+	r.byDeadline = slices.Delete(r.byDeadline, 0, i)
+	// Drop answered seqs from the front too, so the slice does not grow
+	// with requests answered out of order.
+	for len(r.byDeadline) > 0 {
+		if _, ok := r.pending[r.byDeadline[0]]; ok {
+			break
+		}
+		r.byDeadline = r.byDeadline[1:]
+	}
+	return out
+}
+
+// expiredReply is the answer to a request unanswered at its deadline.
+func expiredReply(rt *routed) *messages.ClientReply {
+	reason := "outcome unknown: no leader confirmed this request before its deadline; read the id to see whether it took effect"
+	if rt.req.GetOp() == messages.Op_OP_GET {
+		reason = "timeout: no leader answered this read before its deadline"
+	}
+	return &messages.ClientReply{RequestId: rt.request, Code: messages.ReplyCode_REPLY_ERROR, Error: reason}
+}
+
+// all removes and returns every pending request.
+func (r *router) all() []*routed {
+	out := make([]*routed, 0, len(r.pending))
+	for _, seq := range r.byDeadline {
+		if rt, ok := r.pending[seq]; ok {
+			out = append(out, rt)
+		}
+	}
+	clear(r.pending)
+	r.byDeadline = nil
+	return out
+}
+
+// len is the number of pending requests.
+func (r *router) len() int { return len(r.pending) }

@@ -1,0 +1,346 @@
+package leader
+
+import (
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/tolerex/tolerex/actors/consensus"
+	"github.com/tolerex/tolerex/actors/meta"
+	"github.com/tolerex/tolerex/messages"
+)
+
+// termState is the coordinator's state for one term in which this gateway
+// leads the Raft group. It is built when consensus says the leadership is
+// ready and dropped, whole, when the term ends: nothing of one term's work
+// leaks into the next. The zero term is the state of a gateway that does
+// not lead: inactive and empty.
+type termState struct {
+	term uint64
+	// active is set once the term's epoch is applied: versions minted from
+	// then on exceed every version minted before.
+	active       bool
+	epochPending bool
+	epoch        uint64 // the epoch proposed for this term
+	counter      uint64 // version counter inside the epoch
+
+	members     []slotView
+	requests    map[uint64]*outstanding
+	selections  map[uint64]*write
+	deadlines   deadlineQueue
+	registering map[string]bool
+	busy        map[int64]*idQueue
+	// proposals are the puts and deletes proposed and not applied yet, by
+	// request id.
+	proposals map[requestKey]*proposal
+	// inProgress is every client request the coordinator holds, so it can
+	// give each back when the term ends, and take a request sent twice
+	// only once.
+	inProgress map[requestKey]clientRef
+	reads      readBatches
+}
+
+func newTermState(term uint64) *termState {
+	return &termState{
+		term:        term,
+		requests:    make(map[uint64]*outstanding),
+		selections:  make(map[uint64]*write),
+		registering: make(map[string]bool),
+		busy:        make(map[int64]*idQueue),
+		proposals:   make(map[requestKey]*proposal),
+		inProgress:  make(map[requestKey]clientRef),
+	}
+}
+
+// proposal is an entry proposed to the log: what to do once it is applied.
+type proposal struct {
+	entry   *messages.LogEntry
+	ref     clientRef // the client request, for puts and deletes
+	started time.Time
+	// member registration
+	memberID string
+}
+
+// leaderChanged follows consensus: a term in which this gateway led ends
+// when leadership moves or a new term starts; requests waiting for an
+// answer go to the new leader.
+func (l *leader) leaderChanged(ctx actor.Context, lc *consensus.LeaderChanged) {
+	prev := l.lead
+	l.lead = *lc
+	if l.term != 0 && (!lc.Local || lc.Term != l.term) {
+		l.endTerm(ctx)
+	}
+	if !lc.Local || lc.Term != prev.Term {
+		l.ready = false
+	}
+	if lc.Lead != prev.Lead || lc.Term != prev.Term {
+		l.log.Info().Uint64("lead", lc.Lead).Str("lead_address", lc.LeadAddress).Uint64("term", lc.Term).
+			Bool("local", lc.Local).Int("waiting_requests", l.router.len()).Msg("leader changed; routing requests to it")
+		l.router.resend("")
+	}
+	ctx.Send(l.membership, &leadership{leaderAddress: l.leaderAddress(), active: false})
+	l.route(ctx)
+	l.publishStatus()
+}
+
+// leaderAddress is the node address of the gateway that leads, "" if none
+// is known.
+func (l *leader) leaderAddress() string {
+	if l.lead.Lead == 0 {
+		return ""
+	}
+	return l.lead.LeadAddress
+}
+
+// leadershipReady begins the term: the state machine is current, so the
+// coordinator is built from it, and the term's epoch is proposed.
+func (l *leader) leadershipReady(ctx actor.Context, msg *consensus.LeadershipReady) {
+	if !l.lead.Local || msg.Term != l.lead.Term || l.term == msg.Term {
+		return
+	}
+	l.ready = true
+	l.termState = newTermState(msg.Term)
+	now := time.Now()
+	members := l.state.Members()
+	for _, m := range members {
+		l.syncSlot(m)
+		// Presumed alive until proven otherwise: their heartbeats are on
+		// their way here (members re-home within a heartbeat or two), and
+		// a member that is in fact down fails its first request fast.
+		v := l.slot(m.Slot)
+		v.alive, v.ready, v.lastHeard = true, true, now
+	}
+	ctx.Send(l.membership, &presumeAlive{members: members})
+	l.pushLiveSet(ctx)
+	l.pushLoad(ctx)
+	l.epoch = l.state.Epoch() + 1
+	l.epochPending = true
+	l.propose(ctx, &proposal{entry: epochEntry(l.epoch), started: now})
+	l.log.Info().Uint64("term", msg.Term).Uint64("epoch", l.epoch).Int("members", len(members)).
+		Int("messages", l.state.Len()).Msg("leading: proposing the term's epoch")
+}
+
+// activate starts serving once the term's epoch is applied (and resets
+// the version counter when a later epoch of the term is).
+func (l *leader) activate(ctx actor.Context) {
+	l.counter = 0
+	l.epochPending = false
+	if l.active {
+		return
+	}
+	l.active = true
+	ctx.Send(l.membership, &leadership{leaderAddress: l.leaderAddress(), active: true})
+	l.log.Info().Uint64("term", l.term).Uint64("epoch", l.epoch).Int("live_members", l.liveCount()).
+		Int("waiting_requests", l.router.len()).Msg("leader active")
+	l.route(ctx)
+	l.publishStatus()
+}
+
+// endTerm drops the term's state. Every client request the coordinator
+// held goes back to the gateway that took it, which sends it to the next
+// leader under the same request id: the log applies a write once however
+// often it is proposed. Copies stored for writes never proposed are
+// dropped.
+func (l *leader) endTerm(ctx actor.Context) {
+	if l.term != 0 {
+		l.log.Info().Uint64("term", l.term).Int("requests_given_back", len(l.inProgress)).Msg("term over; coordinator dropped")
+	}
+	for _, o := range l.requests {
+		if w := o.write; w != nil && !w.done && len(w.place.stored) > 0 {
+			w.done = true
+			l.pruneCopies(ctx, w.id, w.version, uint32(len(w.payload)), w.place.stored)
+		}
+	}
+	for _, ref := range l.inProgress {
+		l.giveBack(ctx, ref)
+	}
+	ctx.Send(l.membership, &leadership{leaderAddress: l.leaderAddress(), active: false})
+	l.termState = newTermState(0)
+	l.publishStatus()
+}
+
+func epochEntry(epoch uint64) *messages.LogEntry {
+	return &messages.LogEntry{Entry: &messages.LogEntry_Epoch{Epoch: &messages.EpochEntry{Epoch: epoch}}}
+}
+
+// propose sends an entry to consensus. It first checks the entry against
+// the state, so the log never holds an entry the state machine would
+// reject (one that would then be rejected on every gateway); such an entry
+// is a bug, and is refused with an error instead.
+func (l *leader) propose(ctx actor.Context, p *proposal) error {
+	if err := l.state.Check(p.entry); err != nil {
+		if m := l.cfg.Metrics; m != nil {
+			m.RefusedProposals.Inc()
+		}
+		l.log.Error().Err(err).Str("entry", p.entry.String()).Msg("refusing to propose an invalid metadata entry (a bug)")
+		return err
+	}
+	if key, ok := keyOf(p.entry.GetRequest()); ok {
+		l.proposals[key] = p
+	}
+	l.queueProposal(ctx, p.entry)
+	return nil
+}
+
+// applied acts on committed entries consensus applied: it answers the
+// requests they carry out and drops the copies they made obsolete.
+func (l *leader) applied(ctx actor.Context, msg *consensus.Applied) {
+	for _, ae := range msg.Entries {
+		l.appliedEntry(ctx, ae)
+	}
+	if len(msg.Entries) == 0 && l.term != 0 {
+		// A snapshot replaced the state: follow its members.
+		for _, m := range l.state.Members() {
+			l.syncSlot(m)
+		}
+	}
+	l.publishStatus()
+}
+
+func (l *leader) appliedEntry(ctx actor.Context, ae consensus.AppliedEntry) {
+	e := ae.Entry
+	var p *proposal
+	if key, ok := keyOf(e.GetRequest()); ok {
+		if p = l.proposals[key]; p != nil {
+			delete(l.proposals, key)
+		}
+	}
+	if ae.Err != nil {
+		if p != nil {
+			l.rejectedProposal(ctx, p, "internal error: the request was not applied (nothing was stored)")
+		}
+		return
+	}
+	if p != nil {
+		if m := l.cfg.Metrics; m != nil {
+			m.CommitSeconds.Observe(time.Since(p.started).Seconds())
+		}
+	}
+	switch x := e.GetEntry().(type) {
+	case *messages.LogEntry_Put:
+		l.prune(ctx, x.Put.GetId(), ae.Effect)
+		if p != nil {
+			l.reply(ctx, p.ref, &messages.ClientReply{Code: messages.ReplyCode_REPLY_OK})
+			l.finish(ctx, x.Put.GetId())
+		}
+	case *messages.LogEntry_Delete:
+		l.prune(ctx, x.Delete.GetId(), ae.Effect)
+		if p != nil {
+			code := messages.ReplyCode_REPLY_OK
+			if !ae.Effect.Existed {
+				code = messages.ReplyCode_REPLY_NOT_FOUND
+			}
+			l.reply(ctx, p.ref, &messages.ClientReply{Code: code})
+			l.finish(ctx, x.Delete.GetId())
+		}
+	case *messages.LogEntry_Member:
+		if l.term == 0 {
+			return
+		}
+		id := x.Member.GetMemberId()
+		delete(l.registering, id)
+		slot, ok := l.state.SlotOf(id)
+		if !ok {
+			return
+		}
+		m, _ := l.state.Member(slot)
+		l.syncSlot(m)
+		l.log.Info().Str("member", m.ID).Uint32("slot", m.Slot).Str("node", m.NodeAddress).Msg("member registered")
+		ctx.Send(l.membership, &memberRegistered{memberID: m.ID, slot: m.Slot})
+	case *messages.LogEntry_Epoch:
+		if l.epochPending && x.Epoch.GetEpoch() == l.epoch && l.state.Epoch() == l.epoch {
+			l.activate(ctx)
+		}
+	}
+}
+
+// proposalsDropped handles entries consensus did not take: this gateway no
+// longer leads (their requests go to the next leader), or Raft refused
+// them (too much uncommitted: a definite error).
+func (l *leader) proposalsDropped(ctx actor.Context, msg *consensus.ProposalsDropped) {
+	for _, e := range msg.Entries {
+		key, ok := keyOf(e.GetRequest())
+		if !ok {
+			if m := e.GetMember(); m != nil {
+				delete(l.registering, m.GetMemberId())
+			}
+			continue
+		}
+		p := l.proposals[key]
+		if p == nil {
+			continue
+		}
+		delete(l.proposals, key)
+		if !l.lead.Local || !l.active {
+			if put := e.GetPut(); put != nil {
+				l.pruneCopies(ctx, put.GetId(), put.GetVersion(), put.GetSize(), put.GetReplicas())
+			}
+			l.giveBack(ctx, p.ref)
+			continue
+		}
+		l.rejectedProposal(ctx, p, "overloaded: the log refused the request ("+msg.Reason+"); nothing was stored")
+	}
+}
+
+// rejectedProposal answers the client of a proposal that will not take
+// effect with reason, drops the copies of a put and releases what waited
+// for it.
+func (l *leader) rejectedProposal(ctx actor.Context, p *proposal, reason string) {
+	if put := p.entry.GetPut(); put != nil {
+		l.pruneCopies(ctx, put.GetId(), put.GetVersion(), put.GetSize(), put.GetReplicas())
+	}
+	if p.ref.valid() {
+		l.replyError(ctx, p.ref, reason)
+		l.finish(ctx, entryID(p.entry))
+	}
+	if p.memberID != "" {
+		delete(l.registering, p.memberID)
+	}
+}
+
+// entryID is the message id a put or delete entry is about.
+func entryID(e *messages.LogEntry) int64 {
+	switch x := e.GetEntry().(type) {
+	case *messages.LogEntry_Put:
+		return x.Put.GetId()
+	case *messages.LogEntry_Delete:
+		return x.Delete.GetId()
+	}
+	return 0
+}
+
+// prune tells members to drop the version an applied entry made obsolete.
+func (l *leader) prune(ctx actor.Context, id int64, eff meta.Effect) {
+	if len(eff.PruneSlots) == 0 || !l.active {
+		return
+	}
+	l.pruneCopies(ctx, id, eff.PruneVersion, eff.PruneSize, eff.PruneSlots)
+}
+
+// pruneCopies tells members to drop one version of id that nobody will
+// read again. It is best effort: a member that is down or misses it keeps
+// garbage, never serves it (reads ask for an exact version).
+func (l *leader) pruneCopies(ctx actor.Context, id int64, version uint64, size uint32, slots []uint32) {
+	msg := &messages.PruneRequest{Id: id, Version: version, Size: size}
+	for _, slot := range slots {
+		if v := l.slot(slot); v != nil && v.usable() {
+			l.queuePrune(ctx, slot, msg)
+		}
+	}
+}
+
+// mintVersion returns a version larger than every version minted before,
+// in this epoch or any earlier one.
+func (l *leader) mintVersion(ctx actor.Context) uint64 {
+	l.counter++
+	if l.counter >= meta.MaxCounter/2 && !l.epochPending {
+		// Far ahead of need: move to a new epoch, which resets the counter
+		// once it is applied.
+		l.epoch = l.state.Epoch() + 1
+		l.epochPending = true
+		if err := l.propose(ctx, &proposal{entry: epochEntry(l.epoch), started: time.Now()}); err != nil {
+			l.epochPending = false
+		}
+	}
+	return l.state.Epoch()<<meta.EpochShift | l.counter
+}

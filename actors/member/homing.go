@@ -1,0 +1,67 @@
+package member
+
+// homing decides which gateway a member heartbeats to: the gateway that
+// leads the Raft group, which only it keeps members' liveness. The member
+// starts with the first gateway of its --join list; a gateway that does
+// not lead answers with a redirect naming the one that does (or, while it
+// knows of none, the member tries the next gateway of its list); a gateway
+// that stops answering, or whose connection broke, is left for the next
+// one. It is a pure state machine, fed by the member supervisor.
+type homing struct {
+	gateways   []string // the --join list
+	current    string
+	next       int // index in gateways of the one to try after current
+	unanswered int // heartbeats sent to current since its last answer
+}
+
+// maxUnanswered is how many heartbeats in a row a gateway may leave
+// unanswered before the member tries another.
+const maxUnanswered = 2
+
+func newHoming(gateways []string) *homing {
+	h := &homing{gateways: gateways}
+	h.rotate()
+	return h
+}
+
+// target is the gateway to heartbeat to now.
+func (h *homing) target() string { return h.current }
+
+// sent records a heartbeat sent to the target; after maxUnanswered
+// unanswered ones the member moves on.
+func (h *homing) sent() {
+	h.unanswered++
+	if h.unanswered > maxUnanswered {
+		h.rotate()
+	}
+}
+
+// answered records an answer: redirect says the answering gateway does not
+// lead, leader who does ("" if it knows of none).
+func (h *homing) answered(redirect bool, leader string) {
+	switch {
+	case !redirect:
+		h.unanswered = 0
+	case leader != "" && leader != h.current:
+		h.current, h.unanswered = leader, 0
+	case leader == "":
+		h.rotate()
+	}
+}
+
+// lost records that the connection to a gateway broke.
+func (h *homing) lost(address string) {
+	if address == h.current {
+		h.rotate()
+	}
+}
+
+// rotate moves to the next gateway of the list.
+func (h *homing) rotate() {
+	if len(h.gateways) == 0 {
+		return
+	}
+	h.current = h.gateways[h.next%len(h.gateways)]
+	h.next = (h.next + 1) % len(h.gateways)
+	h.unanswered = 0
+}

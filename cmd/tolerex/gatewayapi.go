@@ -1,0 +1,236 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/tolerex/tolerex/actors/consensus"
+	"github.com/tolerex/tolerex/actors/leader"
+	"github.com/tolerex/tolerex/actors/tree"
+	"github.com/tolerex/tolerex/cluster"
+	"github.com/tolerex/tolerex/cluster/certs"
+	"github.com/tolerex/tolerex/gateway/codec"
+	"github.com/tolerex/tolerex/messages"
+)
+
+// gatewayAPI is a gateway's admin HTTP API beyond health and metrics.
+type gatewayAPI struct {
+	root      *actor.RootContext
+	leader    *actor.PID
+	consensus *actor.PID
+	self      string // this gateway's node address
+	log       zerolog.Logger
+}
+
+// How long the admin API waits for a change of the Raft group to be
+// proposed and applied (a learner may need a while to catch up).
+const (
+	addGatewayLimit    = time.Minute
+	removeGatewayLimit = 30 * time.Second
+)
+
+func (a gatewayAPI) register(admin *cluster.Admin, node *cluster.Node) {
+	admin.HandleFunc("GET /api/cluster", func(w http.ResponseWriter, _ *http.Request) {
+		st, err := leader.RequestStatus(a.root, a.leader, 2*time.Second)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		st.Raft, _ = a.raftStatus()
+		cluster.WriteJSON(w, st)
+	})
+	admin.HandleFunc("GET /api/raft", func(w http.ResponseWriter, _ *http.Request) {
+		st, err := a.raftStatus()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		cluster.WriteJSON(w, st)
+	})
+	admin.HandleFunc("GET /api/messages/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id, ok := codec.ParseID([]byte(r.PathValue("id")))
+		if !ok {
+			http.Error(w, "id must be a signed 64-bit integer", http.StatusBadRequest)
+			return
+		}
+		loc, err := leader.RequestLocation(a.root, a.leader, id, 2*time.Second)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		cluster.WriteJSON(w, loc)
+	})
+	admin.HandleFunc("GET /api/tree", func(w http.ResponseWriter, _ *http.Request) {
+		cluster.WriteJSON(w, clusterTree(node, a.leader))
+	})
+	admin.HandleFunc("POST /api/gateways", a.addGateway)
+	admin.HandleFunc("DELETE /api/gateways/{id}", a.removeGateway)
+}
+
+func (a gatewayAPI) raftStatus() (*consensus.Status, error) {
+	res, err := a.root.RequestFuture(a.consensus, &consensus.StatusRequest{}, 2*time.Second).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ask consensus for its status: %w", err)
+	}
+	st, ok := res.(*consensus.Status)
+	if !ok {
+		return nil, fmt.Errorf("ask consensus for its status: unexpected reply %T", res)
+	}
+	return st, nil
+}
+
+// addGatewayRequest is the body of POST /api/gateways.
+type addGatewayRequest struct {
+	ID          uint64 `json:"id"`
+	NodeAddress string `json:"node_address"`
+}
+
+// addGateway adds a gateway as a learner, waits until it caught up with
+// the log and promotes it to voter.
+func (a gatewayAPI) addGateway(w http.ResponseWriter, r *http.Request) {
+	var req addGatewayRequest
+	body, err := io.ReadAll(io.LimitReader(r.Body, 4096))
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	if err != nil || req.ID == 0 || req.NodeAddress == "" {
+		http.Error(w, `want a JSON body {"id": N, "node_address": "host:port"} with a positive id`, http.StatusBadRequest)
+		return
+	}
+	deadline := time.Now().Add(addGatewayLimit)
+	if err := a.change(&messages.GatewayChange{Kind: messages.GatewayChangeKind_GATEWAY_ADD_LEARNER, Id: req.ID, NodeAddress: req.NodeAddress}, deadline); err != nil {
+		http.Error(w, "add gateway "+strconv.FormatUint(req.ID, 10)+" as a learner: "+err.Error(), http.StatusConflict)
+		return
+	}
+	if err := a.awaitRole(req.ID, "learner", deadline); err != nil {
+		http.Error(w, err.Error(), http.StatusGatewayTimeout)
+		return
+	}
+	if err := a.change(&messages.GatewayChange{Kind: messages.GatewayChangeKind_GATEWAY_PROMOTE, Id: req.ID}, deadline); err != nil {
+		http.Error(w, fmt.Sprintf("gateway %d was added as a learner but not promoted: %v (is it running with --initial-cluster-state existing? try again to promote it)", req.ID, err), http.StatusGatewayTimeout)
+		return
+	}
+	if err := a.awaitRole(req.ID, "voter", deadline); err != nil {
+		http.Error(w, err.Error(), http.StatusGatewayTimeout)
+		return
+	}
+	a.log.Info().Uint64("gateway", req.ID).Str("address", req.NodeAddress).Msg("gateway added to the Raft group")
+	cluster.WriteJSON(w, map[string]any{"id": req.ID, "node_address": req.NodeAddress, "role": "voter"})
+}
+
+// removeGateway removes a gateway (moving leadership off it first).
+func (a gatewayAPI) removeGateway(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil || id == 0 {
+		http.Error(w, "the gateway id must be a positive number", http.StatusBadRequest)
+		return
+	}
+	deadline := time.Now().Add(removeGatewayLimit)
+	if err := a.change(&messages.GatewayChange{Kind: messages.GatewayChangeKind_GATEWAY_REMOVE, Id: id}, deadline); err != nil {
+		http.Error(w, fmt.Sprintf("remove gateway %d: %v", id, err), http.StatusConflict)
+		return
+	}
+	if err := a.awaitRole(id, "", deadline); err != nil {
+		http.Error(w, err.Error(), http.StatusGatewayTimeout)
+		return
+	}
+	a.log.Info().Uint64("gateway", id).Msg("gateway removed from the Raft group")
+	cluster.WriteJSON(w, map[string]any{"id": id, "removed": true})
+}
+
+// change asks the leading gateway's consensus actor to make a change,
+// again while it answers that it may succeed later, until deadline.
+func (a gatewayAPI) change(c *messages.GatewayChange, deadline time.Time) error {
+	target := a.consensus
+	for {
+		res, err := a.root.RequestFuture(target, c, 3*time.Second).Result()
+		reply, ok := res.(*messages.GatewayChangeReply)
+		switch {
+		case err != nil:
+			err = fmt.Errorf("ask %s: %w", target.Address, err)
+			target = a.consensus
+		case !ok:
+			return fmt.Errorf("unexpected reply %T", res)
+		case reply.GetError() == "":
+			return nil
+		case !reply.GetRetry():
+			return errors.New(reply.GetError())
+		default:
+			err = errors.New(reply.GetError())
+			target = a.consensus
+			if l := reply.GetLeader(); l != "" && l != a.self {
+				target = actor.NewPID(l, messages.ConsensusActor)
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("gave up: %w", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// awaitRole waits until this gateway's view of the group shows gateway id
+// with role ("" for gone).
+func (a gatewayAPI) awaitRole(id uint64, role string, deadline time.Time) error {
+	for {
+		st, err := a.raftStatus()
+		if err == nil {
+			i := slices.IndexFunc(st.Gateways, func(g consensus.GatewayStatus) bool { return g.ID == id })
+			if (role == "" && i < 0) || (i >= 0 && st.Gateways[i].Role == role) {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("gateway %d did not become %q in time", id, role)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// clusterTree gathers the supervision tree of the gateway and of every
+// member it knows, asking live members in parallel.
+func clusterTree(node *cluster.Node, leaderPID *actor.PID) tree.ClusterView {
+	view := tree.ClusterView{Nodes: []tree.NodeView{tree.ViewOf(node.Tree.Local(node.Address(), string(certs.RoleGateway), ""))}}
+	st, err := leader.RequestStatus(node.System.Root, leaderPID, 2*time.Second)
+	if err != nil {
+		view.Nodes[0].Error = err.Error()
+		return view
+	}
+	members := make([]tree.NodeView, len(st.Members))
+	var wg sync.WaitGroup
+	for i, m := range st.Members {
+		members[i] = tree.NodeView{NodeAddress: m.NodeAddress, Role: string(certs.RoleMember), MemberID: m.ID, Actors: []tree.ActorView{}}
+		if !m.Alive {
+			members[i].Error = "member is down"
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pid := actor.NewPID(m.NodeAddress, messages.MemberActor)
+			res, err := node.System.Root.RequestFuture(pid, &messages.TreeRequest{}, time.Second).Result()
+			reply, ok := res.(*messages.TreeReply)
+			switch {
+			case err != nil:
+				members[i].Error = err.Error()
+			case !ok:
+				members[i].Error = fmt.Sprintf("unexpected reply %T", res)
+			default:
+				members[i] = tree.ViewOf(reply.GetTree())
+			}
+		}()
+	}
+	wg.Wait()
+	view.Nodes = append(view.Nodes, members...)
+	return view
+}
