@@ -78,11 +78,16 @@ var definitePrefixes = [...]string{
 	// clientRequest).
 	"leader is starting",
 	"unknown operation",
-	// The leader stopped or restarted: it fails requests that have not
-	// reached the metadata log; those that have are never answered with
-	// these (leader.go, stop).
+	// The leader actor stopped or restarted: a GET it held fails with
+	// these (a write's outcome is unknown then: leader.go, stopReply).
 	"leader restarting",
 	"leader stopping",
+	// The Raft leader refused the entry (too much uncommitted): nothing
+	// was proposed (term.go, proposalsDropped).
+	"overloaded: the log refused the request",
+	// A GET no leader answered before its deadline: reads have no effect
+	// (router.go, expiredReply).
+	"timeout: no leader answered this read",
 	// The state machine rejected the logged entry; applying is
 	// deterministic, so a replay rejects it again (leader.go, committed).
 	"internal error: the request was not applied",
