@@ -654,3 +654,51 @@ func TestRaftRecoveredFromOneSurvivor(t *testing.T) {
 	more.finish()
 	more.verify(t, []*cluster.Node{survivor})
 }
+
+// TestRaftMembersStartedFirst starts the members before any gateway: they
+// register as soon as the group has a leader, and the store takes writes.
+func TestRaftMembersStartedFirst(t *testing.T) {
+	cfg := cluster.Config{
+		Binary: bin, Dir: t.TempDir(), Gateways: 3, Members: 3, Tolerance: 2, LogLevel: "debug",
+		GatewayGroupArgs: func(i int, gws []*cluster.Node) []string {
+			initial := make([]string, len(gws))
+			for j, g := range gws {
+				initial[j] = fmt.Sprintf("%d=%s", j+1, g.NodeAddr)
+			}
+			return []string{"--gateway-id", strconv.Itoa(i + 1), "--initial-cluster", strings.Join(initial, ",")}
+		},
+	}
+	c, err := cluster.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.KillAll() })
+	for _, m := range c.Members {
+		if err := m.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The members try every gateway in turn, none answering.
+	Eventually(t, 10*time.Second, "members up without a gateway", func() (bool, string) {
+		for _, m := range c.Members {
+			if !m.Running() {
+				return false, m.Name + " not running"
+			}
+		}
+		return true, ""
+	})
+	gatewaysStarted := time.Now()
+	for _, g := range c.Gateways {
+		if err := g.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.WaitHealthy(context.Background(), 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("gateways started after the members: every member registered and live %v later", time.Since(gatewaysStarted).Round(time.Millisecond))
+	load := startWriteLoad(t, clientAddrs(c.Gateways), 1)
+	load.waitOKs(t, 100)
+	load.finish()
+	load.verify(t, c.Gateways)
+}
