@@ -4,6 +4,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/eventstream"
 
+	"github.com/tolerex/tolerex/actors/leader"
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -18,6 +19,12 @@ func answerUndelivered(system *actor.ActorSystem, why func() error) *eventstream
 	return system.EventStream.Subscribe(func(evt any) {
 		dead, ok := evt.(*actor.DeadLetterEvent)
 		if !ok || dead.Sender == nil {
+			return
+		}
+		if fwd, ok := dead.Message.(*messages.ForwardBatch); ok {
+			// Another gateway forwarded requests to this one's stopped
+			// leader actor: none ran; it sends them again.
+			system.Root.Send(dead.Sender, leader.NotTaken(fwd))
 			return
 		}
 		batch, ok := dead.Message.(*messages.ClientBatch)

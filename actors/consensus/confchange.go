@@ -18,7 +18,8 @@ import (
 // vote), is promoted to voter once it caught up with the leader's log, and
 // a gateway is removed (when it is the leader, leadership moves off it
 // first). One change at a time: Raft refuses a second while one is in
-// progress.
+// progress (Raft turns a second one into an empty entry without a word,
+// so the actor keeps track itself).
 
 // errRetry marks an answer the caller may ask again later for.
 var errRetry = errors.New("not yet; retry shortly")
@@ -108,8 +109,12 @@ func (n *node) confChange(msg *messages.GatewayChange) error {
 	if n.rn.BasicStatus().LeadTransferee != 0 {
 		return fmt.Errorf("leadership is being transferred: %w", errRetry)
 	}
-	if err := n.rn.ProposeConfChange(cc); err != nil {
-		return fmt.Errorf("propose change: %w (another change may be in progress): %w", err, errRetry)
+	if n.confPending {
+		return fmt.Errorf("another change of the group is in progress: %w", errRetry)
 	}
+	if err := n.rn.ProposeConfChange(cc); err != nil {
+		return fmt.Errorf("propose change: %w: %w", err, errRetry)
+	}
+	n.confPending = true
 	return nil
 }

@@ -153,7 +153,10 @@ type node struct {
 
 	lead, term uint64
 	isLeader   bool
-	ready      bool // leader, and the entries of earlier terms are applied
+	// confPending is set while a change of the group this gateway
+	// proposed as leader is not applied yet.
+	confPending bool
+	ready       bool // leader, and the entries of earlier terms are applied
 
 	peers    *peers
 	barriers *barriers

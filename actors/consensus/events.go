@@ -23,12 +23,21 @@ type Propose struct {
 	Entries []*messages.LogEntry
 }
 
-// ProposalsDropped returns entries Raft refused (this gateway is not the
-// leader, or leadership is being transferred): nothing was proposed.
+// ProposalsDropped returns entries Raft refused: nothing was proposed.
+// Reason is DropNotLeader or DropTransfer when another gateway will lead
+// (the requests belong there), anything else when Raft refused them for
+// good (too much uncommitted).
 type ProposalsDropped struct {
 	Entries []*messages.LogEntry
 	Reason  string
 }
+
+// The reasons of ProposalsDropped that mean "send them to the next
+// leader".
+const (
+	DropNotLeader = "not the Raft leader"
+	DropTransfer  = "leadership is being transferred"
+)
 
 // LeaderChanged reports who leads the Raft group now. Lead is 0 while no
 // leader is known.

@@ -24,7 +24,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		HasLeader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tolerex_raft_has_leader", Help: "1 while this gateway knows a Raft leader."}),
 		Applied:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "tolerex_raft_applied_index", Help: "The last Raft log index applied to the state machine."}),
 		Leaders: prometheus.NewCounter(prometheus.CounterOpts{Name: "tolerex_raft_leader_changes_total",
-			Help: "Leadership changes this gateway saw (including to no leader)."}),
+			Help: "Changes of who leads, or of this gateway's role, that this gateway saw (including to no leader)."}),
 		Rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "tolerex_meta_rejected_entries_total",
 			Help: "Committed log entries the state machine rejected and skipped. Any is a bug or a log from an incompatible version."}),
 		Snapshots: prometheus.NewCounter(prometheus.CounterOpts{Name: "tolerex_raft_snapshots_total", Help: "Snapshots of the state machine stored."}),

@@ -194,6 +194,7 @@ func (n *node) applyConfChange(s *meta.State, e *raftpb.Entry) {
 		cc = &v2
 	}
 	n.confState = n.rn.ApplyConfChange(cc)
+	n.confPending = false
 	v2 := cc.AsV2()
 	var info messages.GatewayInfo
 	hasInfo := len(v2.GetContext()) > 0 && proto.Unmarshal(v2.GetContext(), &info) == nil
@@ -222,6 +223,7 @@ func (n *node) softState(ctx actor.Context, ss *raft.SoftState) {
 	n.isLeader = ss.RaftState == raft.StateLeader
 	if !n.isLeader {
 		n.ready = false
+		n.confPending = false
 		if wasLeader {
 			n.barriers.failAll(ctx, "leadership lost")
 		}
@@ -252,7 +254,7 @@ func (n *node) propose(ctx actor.Context, p *Propose) {
 		// Raft would forward them to the leader; the leader actor that
 		// proposed them must not think it leads, so refuse instead (the
 		// requests are routed to the leader by the gateways).
-		n.drop(ctx, p.Entries, "not the Raft leader")
+		n.drop(ctx, p.Entries, DropNotLeader)
 		return
 	}
 	for start := 0; start < len(p.Entries); {
@@ -272,8 +274,11 @@ func (n *node) propose(ctx actor.Context, p *Propose) {
 		}
 		if err != nil {
 			reason := err.Error()
-			if errors.Is(err, raft.ErrProposalDropped) && !n.isLeader {
-				reason = "not the Raft leader"
+			switch {
+			case errors.Is(err, raft.ErrProposalDropped) && !n.isLeader:
+				reason = DropNotLeader
+			case errors.Is(err, raft.ErrProposalDropped) && n.rn.BasicStatus().LeadTransferee != 0:
+				reason = DropTransfer
 			}
 			n.drop(ctx, p.Entries[start:], reason)
 			return

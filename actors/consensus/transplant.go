@@ -20,10 +20,12 @@ import (
 // that lost its quorum for good from one survivor's data.
 
 // LoadState reads the state machine out of the Raft log in dir: the stored
-// snapshot with every committed entry after it applied. Entries the log
-// holds beyond its commit index are left out: they may never have been
-// committed anywhere. It returns the state, the index it is at and the
-// last term the log knows.
+// snapshot with every entry after it applied, those the log knows to be
+// committed and those it holds beyond: the leader that is gone may have
+// committed, and acknowledged, some of them. (One it did not commit only
+// ever got its client an unknown outcome, never a definite error, so
+// keeping it breaks no promise.) It returns the state, the index it is at
+// and the last term the log knows.
 func LoadState(dir string) (*meta.State, uint64, uint64, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, 0, 0, fmt.Errorf("raft log %s: %w", dir, err)
@@ -53,16 +55,15 @@ func LoadState(dir string) (*meta.State, uint64, uint64, error) {
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	commit := min(hs.GetCommit(), last)
-	if commit > index {
-		entries, err := st.Entries(index+1, commit+1, ^uint64(0))
+	if last > index {
+		entries, err := st.Entries(index+1, last+1, ^uint64(0))
 		if err != nil {
-			return nil, 0, 0, fmt.Errorf("read committed entries %d..%d: %w", index+1, commit, err)
+			return nil, 0, 0, fmt.Errorf("read entries %d..%d: %w", index+1, last, err)
 		}
 		for _, e := range entries {
 			applyForTransplant(state, e)
 		}
-		index = commit
+		index = last
 	}
 	term := hs.GetTerm()
 	if lastTerm, err := st.Term(last); err == nil {

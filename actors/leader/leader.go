@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
+	"github.com/asynkron/protoactor-go/remote"
 	"github.com/asynkron/protoactor-go/scheduler"
 	"github.com/rs/zerolog"
 
@@ -127,6 +129,7 @@ type leader struct {
 	// count against the members.
 	clock     *stallClock
 	stopTicks scheduler.CancelFunc
+	endpoints *eventstream.Subscription
 	ticks     int
 	// nextID numbers requests to members and the selector; it never goes
 	// back, so a late answer from an earlier term matches nothing.
@@ -179,6 +182,9 @@ func (s *slotView) writable() bool { return s.usable() && s.writesRefused == "" 
 // tick is the leader's housekeeping timer.
 type tick struct{}
 
+// leaderLost reports a broken connection to another gateway.
+type leaderLost struct{ address string }
+
 // selfRun is a message the leader sends itself to run code later on its
 // own goroutine (the fault suite's planted bugs use it).
 type selfRun interface{ run(*leader, actor.Context) }
@@ -199,11 +205,13 @@ func (l *leader) Receive(ctx actor.Context) {
 		l.forwarded(ctx, msg)
 	case *messages.ForwardReplyBatch:
 		l.forwardReplies(ctx, msg)
+	case *leaderLost:
+		// The connection to the leading gateway broke: what was sent there
+		// may be lost; send it again (to it, or to the next leader).
+		l.router.resend(msg.address)
+		l.route(ctx)
 	case *consensus.Unavailable:
-		l.unavailable = "gateway unavailable: " + msg.Reason
-		for _, rt := range l.router.all() {
-			l.toSession(ctx, rt.session, &messages.ClientReply{RequestId: rt.request, Code: messages.ReplyCode_REPLY_ERROR, Error: l.unavailable})
-		}
+		l.becomeUnavailable(ctx, msg.Reason)
 	case *consensus.LeaderChanged:
 		l.leaderChanged(ctx, msg)
 	case *consensus.LeadershipReady:
@@ -274,6 +282,12 @@ func (l *leader) start(ctx actor.Context) {
 	l.selector = l.spawn(ctx, "selector", "selector", selector.NewActor(l.cfg.Balancer, uint64(time.Now().UnixNano())))
 	l.membership = l.spawn(ctx, "members", "membership", newMembership(l.cfg, l.cfg.Logger))
 	l.stopTicks = scheduler.NewTimerScheduler(ctx).SendRepeatedly(tickInterval, tickInterval, ctx.Self(), tick{})
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	l.endpoints = ctx.ActorSystem().EventStream.Subscribe(func(evt any) {
+		if e, ok := evt.(*remote.EndpointTerminatedEvent); ok {
+			root.Send(self, &leaderLost{address: e.Address})
+		}
+	})
 	if l.cfg.Consensus != nil {
 		ctx.Request(l.cfg.Consensus, &consensus.Subscribe{})
 	}
@@ -298,6 +312,9 @@ func (l *leader) stop(ctx actor.Context, reason string) {
 	if l.stopTicks != nil {
 		l.stopTicks()
 	}
+	if l.endpoints != nil {
+		ctx.ActorSystem().EventStream.Unsubscribe(l.endpoints)
+	}
 	if l.termState != nil {
 		l.endTerm(ctx)
 	}
@@ -320,6 +337,28 @@ func stopReply(rt *routed, reason string) *messages.ClientReply {
 		text = reason
 	}
 	return &messages.ClientReply{RequestId: rt.request, Code: messages.ReplyCode_REPLY_ERROR, Error: text}
+}
+
+// becomeUnavailable refuses every request from now on: this gateway's
+// consensus cannot run. A request not sent anywhere yet is refused
+// definitely; one already forwarded to a leader may still take effect,
+// so its outcome is unknown.
+func (l *leader) becomeUnavailable(ctx actor.Context, reason string) {
+	l.unavailable = "gateway unavailable: " + reason
+	for _, ref := range l.inProgress {
+		if ref.to != nil { // another gateway's: it sends it to the next leader
+			l.giveBack(ctx, ref)
+		}
+	}
+	l.termState = newTermState(0)
+	for _, rt := range l.router.all() {
+		text := l.unavailable
+		if rt.sentTo != "" && rt.req.GetOp() != messages.Op_OP_GET {
+			text = "outcome unknown: this gateway became unavailable (" + reason + ") after forwarding the request; read the id to see whether it took effect"
+		}
+		l.toSession(ctx, rt.session, &messages.ClientReply{RequestId: rt.request, Code: messages.ReplyCode_REPLY_ERROR, Error: text})
+	}
+	l.publishStatus()
 }
 
 func (l *leader) newRequestID() uint64 {
@@ -362,6 +401,7 @@ func (l *leader) tick(ctx actor.Context) {
 	now := l.now()
 	l.expire(ctx, now)
 	l.expireRouted(ctx, time.Now())
+	l.router.unanswered(time.Now(), forwardRetry)
 	l.route(ctx)
 	l.ticks++
 	if l.active && l.ticks%loadReportTicks == 0 {
@@ -376,8 +416,11 @@ func (l *leader) now() time.Time { return l.clock.advance(time.Now()) }
 const (
 	// maxClockStep is the most time one gap between two readings of the
 	// leader's clock counts for: several ticks.
-	maxClockStep    = 5 * tickInterval
-	tickInterval    = 50 * time.Millisecond
+	maxClockStep = 5 * tickInterval
+	tickInterval = 50 * time.Millisecond
+	// forwardRetry is how long a request forwarded to the leader may stay
+	// unanswered before it is sent again.
+	forwardRetry    = 2 * time.Second
 	loadReportTicks = 20 // push exact per-member load to the selector every second
 )
 

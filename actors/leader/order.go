@@ -109,6 +109,6 @@ func (l *leader) startDelete(ctx actor.Context, ref clientRef, msg *messages.Cli
 	}
 	p := &proposal{entry: entry, ref: ref, started: time.Now()}
 	if err := l.propose(ctx, p); err != nil {
-		l.rejectedProposal(ctx, p, "internal error: the delete was refused before it was logged: "+err.Error()+"; nothing changed")
+		l.rejectedProposal(ctx, p, "internal error: the delete was "+err.Error()+"; nothing changed")
 	}
 }

@@ -40,8 +40,9 @@ type routed struct {
 	deadline time.Time
 	// sentTo is the node address of the leader it was last sent to,
 	// localRoute for this gateway's coordinator, "" if it waits to be
-	// sent.
+	// sent; sentAt is when.
 	sentTo string
+	sentAt time.Time
 }
 
 // localRoute marks a request handed to this gateway's own coordinator.
@@ -77,6 +78,18 @@ func (r *router) unsent() []*routed {
 func (r *router) resend(address string) {
 	for _, rt := range r.pending {
 		if address == "" || rt.sentTo == address {
+			rt.sentTo = ""
+		}
+	}
+}
+
+// unanswered marks the requests sent to another gateway longer ago than
+// after, still unanswered, to be sent again: the batch that carried them
+// may have been lost with a broken connection. A leader that still works
+// on them takes them only once (and the log applies a write once).
+func (r *router) unanswered(now time.Time, after time.Duration) {
+	for _, rt := range r.pending {
+		if rt.sentTo != "" && rt.sentTo != localRoute && now.Sub(rt.sentAt) > after {
 			rt.sentTo = ""
 		}
 	}

@@ -61,8 +61,9 @@ func (l *leader) route(ctx actor.Context) {
 		}
 	case l.lead.Lead != 0 && !l.lead.Local && l.lead.LeadAddress != "":
 		to := actor.NewPID(l.lead.LeadAddress, messages.LeaderActor)
+		now := time.Now()
 		for _, rt := range unsent {
-			rt.sentTo = l.lead.LeadAddress
+			rt.sentTo, rt.sentAt = l.lead.LeadAddress, now
 			l.queueForward(ctx, to, &messages.ForwardedRequest{Seq: rt.seq, Request: rt.req})
 		}
 	}

@@ -20,13 +20,18 @@ import (
 // sent to it afterwards are answered by the gateway's dead-letter handler.
 // Spawn the leader with root.Copy().WithGuardian(Strategy(log, status))
 // (WithGuardian changes the context it is called on).
-func Strategy(log zerolog.Logger, status *Status) actor.SupervisorStrategy {
-	return &strategy{log: log, status: status}
+//
+// onStop, if set, runs when the leader is stopped for good: the gateway
+// hands its Raft leadership to another gateway then, whose leader actor
+// works.
+func Strategy(log zerolog.Logger, status *Status, onStop func()) actor.SupervisorStrategy {
+	return &strategy{log: log, status: status, onStop: onStop}
 }
 
 type strategy struct {
 	log    zerolog.Logger
 	status *Status
+	onStop func()
 }
 
 const (
@@ -52,6 +57,9 @@ func (s *strategy) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor
 		}
 		system.EventStream.Publish(&actor.SupervisorEvent{Child: child, Reason: reason, Directive: actor.StopDirective})
 		sup.StopChildren(child)
+		if s.onStop != nil {
+			s.onStop()
+		}
 		return
 	}
 	log.Error().Msg("leader crashed; restarting it from the metadata log")
@@ -68,6 +76,11 @@ func answerCrashed(system *actor.ActorSystem, sender *actor.PID, msg any) {
 		requests = []*messages.ClientRequest{m}
 	case *messages.ClientBatch:
 		requests = m.GetRequests()
+	case *messages.ForwardBatch:
+		// Another gateway's requests: it sends them again (to this leader
+		// once it restarted, or to the next): each takes effect once.
+		system.Root.Send(sender, NotTaken(m))
+		return
 	}
 	if len(requests) == 0 {
 		return
@@ -77,4 +90,14 @@ func answerCrashed(system *actor.ActorSystem, sender *actor.PID, msg any) {
 		replies[i] = &messages.ClientReply{RequestId: req.GetRequestId(), Code: messages.ReplyCode_REPLY_ERROR, Error: outcomeUnknown}
 	}
 	system.Root.Send(sender, &messages.ClientReplyBatch{Replies: replies})
+}
+
+// NotTaken is the answer to a forwarded batch no leader took: the
+// gateway that sent it sends its requests again.
+func NotTaken(b *messages.ForwardBatch) *messages.ForwardReplyBatch {
+	out := &messages.ForwardReplyBatch{Replies: make([]*messages.ForwardedReply, len(b.GetRequests()))}
+	for i, r := range b.GetRequests() {
+		out.Replies[i] = &messages.ForwardedReply{Seq: r.GetSeq()}
+	}
+	return out
 }

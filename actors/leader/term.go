@@ -1,6 +1,7 @@
 package leader
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -156,6 +157,13 @@ func (l *leader) endTerm(ctx actor.Context) {
 	}
 	ctx.Send(l.membership, &leadership{leaderAddress: l.leaderAddress(), active: false})
 	l.termState = newTermState(0)
+	if m := l.cfg.Metrics; m != nil {
+		// Only the active leader knows the members: a deposed one shows
+		// none rather than its last view.
+		m.LiveMembers.Set(0)
+		m.MemberMessages.Reset()
+		m.MemberBytes.Reset()
+	}
 	l.publishStatus()
 }
 
@@ -173,7 +181,7 @@ func (l *leader) propose(ctx actor.Context, p *proposal) error {
 			m.RefusedProposals.Inc()
 		}
 		l.log.Error().Err(err).Str("entry", p.entry.String()).Msg("refusing to propose an invalid metadata entry (a bug)")
-		return err
+		return fmt.Errorf("refused before it was logged: %w", err)
 	}
 	if key, ok := keyOf(p.entry.GetRequest()); ok {
 		l.proposals[key] = p
@@ -271,7 +279,7 @@ func (l *leader) proposalsDropped(ctx actor.Context, msg *consensus.ProposalsDro
 			continue
 		}
 		delete(l.proposals, key)
-		if !l.lead.Local || !l.active {
+		if !l.lead.Local || !l.active || msg.Reason == consensus.DropNotLeader || msg.Reason == consensus.DropTransfer {
 			if put := e.GetPut(); put != nil {
 				l.pruneCopies(ctx, put.GetId(), put.GetVersion(), put.GetSize(), put.GetReplicas())
 			}

@@ -156,10 +156,15 @@ func newRecoverCommand() *cobra.Command {
 		Long: `Rebuild the gateways' Raft group from one surviving gateway's data dir,
 when a majority of the gateways is lost for good (their disks are gone) and
 the group can never elect a leader again. Stop the survivor first. The
-command reads the survivor's Raft log (its last snapshot and every entry it
-knows to be committed; entries it holds but does not know to be committed
-are left out), moves the old log aside (raft.before-recovery-<time>), and
-writes a new log whose group is this gateway alone, holding that state.
+command reads the survivor's Raft log (its last snapshot and every entry
+after it, including those it does not know to be committed: the lost
+leader may have committed and acknowledged them; one it did not only ever
+got its client an unknown outcome), moves the old log aside
+(raft.before-recovery-<time>), and writes a new log whose group is this
+gateway alone, holding that state. Writes the lost gateways acknowledged
+that never reached the survivor are lost with them: recover from the
+survivor that is furthest in the log (tolerex cluster status on each,
+or the applied index in their logs).
 Start the gateway again without --initial-cluster (or with itself alone),
 then add new gateways with "tolerex cluster add-gateway": never restart a
 lost gateway on its old data dir.`,
@@ -195,7 +200,7 @@ func recoverGateway(w io.Writer, dataDir string, id uint64, nodeAddr string, syn
 	if err := consensus.WriteState(raftDir, id, nodeAddr, state, index, term+1, sync); err != nil {
 		return fmt.Errorf("write the new log (the old one is in %s): %w", aside, err)
 	}
-	fmt.Fprintf(w, "recovered %d messages (committed through index %d, term %d) into a group of one: gateway %d at %s\n", state.Len(), index, term, id, nodeAddr)
+	fmt.Fprintf(w, "recovered %d messages (the log through index %d, term %d) into a group of one: gateway %d at %s\n", state.Len(), index, term, id, nodeAddr)
 	fmt.Fprintf(w, "the old log is in %s; start the gateway, then add gateways with: tolerex cluster add-gateway\n", aside)
 	return nil
 }

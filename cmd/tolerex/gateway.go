@@ -222,7 +222,12 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 	}
 	leaderCfg.Consensus, leaderCfg.Tree, leaderCfg.Logger = consensusPID, node.Tree, log
 	leaderCfg.Metrics = leader.NewMetrics(node.Registry, status)
-	leaderPID, err := root.Copy().WithGuardian(leader.Strategy(log, status)).SpawnNamed(node.Tree.Props("leader", leader.New(leaderCfg)), messages.LeaderActor)
+	giveUp := func() {
+		// A leader actor stopped for good cannot coordinate: let another
+		// gateway lead.
+		root.Send(consensusPID, &consensus.TransferLeadership{})
+	}
+	leaderPID, err := root.Copy().WithGuardian(leader.Strategy(log, status, giveUp)).SpawnNamed(node.Tree.Props("leader", leader.New(leaderCfg)), messages.LeaderActor)
 	if err != nil {
 		return fmt.Errorf("spawn leader: %w", err)
 	}

@@ -108,16 +108,20 @@ func (a gatewayAPI) addGateway(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	deadline := time.Now().Add(addGatewayLimit)
-	if err := a.change(&messages.GatewayChange{Kind: messages.GatewayChangeKind_GATEWAY_ADD_LEARNER, Id: req.ID, NodeAddress: req.NodeAddress}, deadline); err != nil {
-		http.Error(w, "add gateway "+strconv.FormatUint(req.ID, 10)+" as a learner: "+err.Error(), http.StatusConflict)
-		return
+	// A learner added earlier that was not promoted (it had not caught up
+	// in time) is promoted now: adding is safe to repeat.
+	if !a.isLearnerAt(req.ID, req.NodeAddress) {
+		if err := a.change(&messages.GatewayChange{Kind: messages.GatewayChangeKind_GATEWAY_ADD_LEARNER, Id: req.ID, NodeAddress: req.NodeAddress}, deadline); err != nil {
+			http.Error(w, "add gateway "+strconv.FormatUint(req.ID, 10)+" as a learner: "+err.Error(), http.StatusConflict)
+			return
+		}
 	}
 	if err := a.awaitRole(req.ID, "learner", deadline); err != nil {
 		http.Error(w, err.Error(), http.StatusGatewayTimeout)
 		return
 	}
 	if err := a.change(&messages.GatewayChange{Kind: messages.GatewayChangeKind_GATEWAY_PROMOTE, Id: req.ID}, deadline); err != nil {
-		http.Error(w, fmt.Sprintf("gateway %d was added as a learner but not promoted: %v (is it running with --initial-cluster-state existing? try again to promote it)", req.ID, err), http.StatusGatewayTimeout)
+		http.Error(w, fmt.Sprintf("gateway %d was added as a learner but not promoted: %v (is it running with --initial-cluster-state existing? the same add-gateway again promotes it once it caught up)", req.ID, err), http.StatusGatewayTimeout)
 		return
 	}
 	if err := a.awaitRole(req.ID, "voter", deadline); err != nil {
@@ -179,6 +183,17 @@ func (a gatewayAPI) change(c *messages.GatewayChange, deadline time.Time) error 
 	}
 }
 
+// isLearnerAt reports whether gateway id is a learner of the group with the
+// given node address.
+func (a gatewayAPI) isLearnerAt(id uint64, address string) bool {
+	st, err := a.raftStatus()
+	if err != nil {
+		return false
+	}
+	i := slices.IndexFunc(st.Gateways, func(g consensus.GatewayStatus) bool { return g.ID == id })
+	return i >= 0 && st.Gateways[i].Role == "learner" && st.Gateways[i].NodeAddress == address
+}
+
 // awaitRole waits until this gateway's view of the group shows gateway id
 // with role ("" for gone).
 func (a gatewayAPI) awaitRole(id uint64, role string, deadline time.Time) error {
@@ -210,7 +225,9 @@ func clusterTree(node *cluster.Node, leaderPID *actor.PID) tree.ClusterView {
 	var wg sync.WaitGroup
 	for i, m := range st.Members {
 		members[i] = tree.NodeView{NodeAddress: m.NodeAddress, Role: string(certs.RoleMember), MemberID: m.ID, Actors: []tree.ActorView{}}
-		if !m.Alive {
+		// Only the active leader knows which members are alive; another
+		// gateway asks them all.
+		if st.Active && !m.Alive {
 			members[i].Error = "member is down"
 			continue
 		}
