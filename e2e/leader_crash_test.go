@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tolerex/tolerex/actors/leader"
 	"github.com/tolerex/tolerex/actors/tree"
 	"github.com/tolerex/tolerex/gateway/client"
 )
@@ -169,5 +171,64 @@ func TestStoppedLeaderAnswersRequests(t *testing.T) {
 	}
 	if took := time.Since(started); took > 2*time.Second {
 		t.Errorf("answers to a stopped leader took %v", took)
+	}
+}
+
+// TestLeaderCrashMidBatchIsAnswered panics the leader actor while it takes
+// a pipelined batch, at the fifth of ten SETs: every request of the batch
+// is answered (OK, or an unknown outcome for those the crash caught; none
+// hangs), requests sent afterwards on the same connection are answered
+// normally, and every SET answered OK reads back.
+func TestLeaderCrashMidBatchIsAnswered(t *testing.T) {
+	c := NewCluster(t, bin, Options{Members: 3, Tolerance: 2, NoPrompt: true, GatewayArgs: []string{"--fault-injection"}})
+	c.DumpLogsOnFailure(t)
+	c.Start(t)
+	cl := c.Dial(t)
+	var lines []string
+	for i := 1; i <= 10; i++ {
+		msg := "v" + strconv.Itoa(i)
+		if i == 5 {
+			msg = leader.PanicMessage
+		}
+		lines = append(lines, "SET "+strconv.Itoa(i)+" "+msg)
+	}
+	for _, l := range lines {
+		if err := cl.Send([]byte(l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cl.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	var acked []int64
+	for i := 1; i <= 10; i++ {
+		reply, err := cl.ReadReply()
+		if err != nil {
+			t.Fatalf("reply to %q: %v (after %v)", lines[i-1], err, time.Since(started))
+		}
+		r := string(reply)
+		switch {
+		case r == "OK":
+			acked = append(acked, int64(i))
+		case strings.HasPrefix(r, "ERROR: outcome unknown"):
+		default:
+			t.Errorf("%q: %q, want OK or an unknown outcome", lines[i-1], r)
+		}
+	}
+	t.Logf("10 SETs with a leader crash at the 5th answered in %v; %d OK", time.Since(started).Round(time.Millisecond), len(acked))
+	if !strings.Contains(c.Gateway.Log(), "leader panics in the middle of a batch") {
+		t.Fatal("the leader did not crash")
+	}
+	c.Gateway.WaitReady(t, 10*time.Second)
+	// The connection works on.
+	Eventually(t, 10*time.Second, "a SET after the crash", func() (bool, string) {
+		err := cl.Set(100, []byte("after"))
+		return err == nil, fmt.Sprint(err)
+	})
+	for _, id := range acked {
+		if v, found, err := cl.Get(id); err != nil || !found || string(v) != "v"+strconv.FormatInt(id, 10) {
+			t.Errorf("SET %d answered OK; GET = %q found=%v err=%v", id, v, found, err)
+		}
 	}
 }

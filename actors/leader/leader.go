@@ -59,10 +59,14 @@ type Config struct {
 	// connection broke, so a heartbeat sent just before a crash does not
 	// revive it.
 	Quarantine time.Duration
-	Tree       *tree.Registry
-	Metrics    *Metrics
-	Status     *Status
-	Logger     zerolog.Logger
+	// FaultInjection makes the leader panic on a SET whose message is
+	// PanicMessage, in the middle of the batch that carries it (crash
+	// tests only).
+	FaultInjection bool
+	Tree           *tree.Registry
+	Metrics        *Metrics
+	Status         *Status
+	Logger         zerolog.Logger
 }
 
 // MaxTolerance is the largest supported tolerance.
@@ -265,6 +269,10 @@ func (l *leader) Receive(ctx actor.Context) {
 // InjectPanic makes the leader panic; gateways started with
 // --fault-injection send it on POST /debug/fault/leader-panic.
 type InjectPanic struct{}
+
+// PanicMessage is the message of a SET that makes a leader started with
+// FaultInjection panic while it takes the batch carrying it.
+const PanicMessage = "tolerex-fault-injection: panic the leader"
 
 func (l *leader) start(ctx actor.Context) {
 	l.state = stateReader{view: l.cfg.View}

@@ -39,7 +39,12 @@ func (l *leader) fromSession(ctx actor.Context, session *actor.PID, reqs []*mess
 		return
 	}
 	now := time.Now()
-	for _, req := range reqs {
+	for i, req := range reqs {
+		if l.cfg.FaultInjection && req.GetOp() == messages.Op_OP_SET && string(req.GetPayload()) == PanicMessage {
+			l.route(ctx) // the requests before it are on their way
+			l.log.Warn().Int("position", i).Int("batch", len(reqs)).Msg("fault injection: leader panics in the middle of a batch")
+			panic("injected leader fault in the middle of a batch")
+		}
 		l.router.accept(session, req, now)
 	}
 	l.route(ctx)

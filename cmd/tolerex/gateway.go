@@ -89,7 +89,7 @@ the file named by --tolerance-file holding a line TOLERANCE=N; without that, 2.`
 	fs.DurationVar(&f.lineTimeout, "line-timeout", gateway.DefaultLineTimeout, "close a client connection whose request line is not complete this long after its first byte (slow clients)")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", gateway.DefaultWriteTimeout, "close a client connection that does not accept its replies for this long")
 	fs.StringVar(&f.clientTLSDir, "client-tls-dir", "", "serve HaToKuSe over TLS with gateway.crt/gateway.key from this directory (clients: tolerex client --tls-ca DIR/ca.crt)")
-	fs.BoolVar(&f.faultInjection, "fault-injection", false, "accept POST /debug/fault/leader-panic on the admin port (crash tests only)")
+	fs.BoolVar(&f.faultInjection, "fault-injection", false, "accept POST /debug/fault/leader-panic on the admin port, and make a SET of the message leader.PanicMessage panic the leader mid-batch (crash tests only)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Second, "time a client request may wait for its answer, retries on a new leader after a failover included; a write not answered by then gets \"ERROR: outcome unknown ...\"")
 	f.raft.register(fs)
 	return cmd
@@ -160,6 +160,7 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 		StoreTimeout:   f.storeTimeout,
 		ReadTimeout:    f.readTimeout,
 		RequestTimeout: f.requestTimeout,
+		FaultInjection: f.faultInjection,
 		Status:         status,
 		View:           consensus.NewStateView(),
 	}
