@@ -16,7 +16,14 @@ import (
 // writes of one id never race. Requests on different ids run
 // concurrently, and so do GETs of an id that no write holds.
 
-// idQueue is the state of an id that requests are working on.
+// idQueues keeps, for every id requests work on, what is in progress and
+// what waits. It is pure: it says which requests may start, and the leader
+// starts them.
+type idQueues struct {
+	byID map[int64]*idQueue
+}
+
+// idQueue is the state of one id that requests are working on.
 type idQueue struct {
 	writing bool // a SET or DEL of the id is in progress
 	reading int  // GETs of the id that have not looked it up yet
@@ -28,20 +35,46 @@ type queued struct {
 	req *messages.ClientRequest
 }
 
-// admit starts a request now or queues it behind the requests on its id
-// it must not overtake.
-func (l *leader) admit(ctx actor.Context, ref clientRef, req *messages.ClientRequest) {
+func newIDQueues() idQueues { return idQueues{byID: make(map[int64]*idQueue)} }
+
+// admit takes a request: it returns true if it may start now (it is
+// recorded as started), false if it waits behind requests on its id it
+// must not overtake.
+func (qs idQueues) admit(ref clientRef, req *messages.ClientRequest) bool {
 	id := req.GetId()
-	q := l.busy[id]
+	q := qs.byID[id]
 	if q == nil {
 		q = &idQueue{}
-		l.busy[id] = q
+		qs.byID[id] = q
 	}
 	if len(q.waiting) > 0 || !q.mayStart(req.GetOp()) {
 		q.waiting = append(q.waiting, queued{ref: ref, req: req})
-		return
+		return false
 	}
-	l.dispatch(ctx, q, ref, req)
+	q.start(req.GetOp())
+	return true
+}
+
+// finished records that the write of id ended, and returns the waiting
+// requests that may start now, in order (recorded as started).
+func (qs idQueues) finished(id int64) []queued {
+	q := qs.byID[id]
+	if q == nil || !q.writing {
+		return nil
+	}
+	q.writing = false
+	return qs.drain(id, q)
+}
+
+// lookedUp records that a GET of id looked it up (a write after it may
+// start now), and returns the waiting requests that may start.
+func (qs idQueues) lookedUp(id int64) []queued {
+	q := qs.byID[id]
+	if q == nil || q.reading == 0 {
+		return nil
+	}
+	q.reading--
+	return qs.drain(id, q)
 }
 
 // mayStart says whether a request of op may start now: a write needs the
@@ -53,48 +86,61 @@ func (q *idQueue) mayStart(op messages.Op) bool {
 	return !q.writing && q.reading == 0
 }
 
-// dispatch starts a request and records it on its id.
-func (l *leader) dispatch(ctx actor.Context, q *idQueue, ref clientRef, req *messages.ClientRequest) {
+func (q *idQueue) start(op messages.Op) {
+	if op == messages.Op_OP_GET {
+		q.reading++
+	} else {
+		q.writing = true
+	}
+}
+
+// drain takes the waiting requests that may start, in order, and forgets
+// an id nothing works on any more.
+func (qs idQueues) drain(id int64, q *idQueue) []queued {
+	var out []queued
+	for len(q.waiting) > 0 && q.mayStart(q.waiting[0].req.GetOp()) {
+		next := q.waiting[0]
+		q.waiting = q.waiting[1:]
+		q.start(next.req.GetOp())
+		out = append(out, next)
+	}
+	if !q.writing && q.reading == 0 && len(q.waiting) == 0 {
+		delete(qs.byID, id)
+	}
+	return out
+}
+
+// admit starts a request now or queues it.
+func (l *leader) admit(ctx actor.Context, ref clientRef, req *messages.ClientRequest) {
+	if l.busy.admit(ref, req) {
+		l.dispatch(ctx, ref, req)
+	}
+}
+
+// dispatch starts a request the queues let start.
+func (l *leader) dispatch(ctx actor.Context, ref clientRef, req *messages.ClientRequest) {
 	switch req.GetOp() {
 	case messages.Op_OP_GET:
-		q.reading++
 		l.startRead(ctx, ref, req)
 	case messages.Op_OP_SET:
-		q.writing = true
 		l.startWrite(ctx, ref, req)
 	case messages.Op_OP_DEL:
-		q.writing = true
 		l.startDelete(ctx, ref, req)
 	}
 }
 
 // finish ends the write of id and starts what waited for it.
 func (l *leader) finish(ctx actor.Context, id int64) {
-	if q := l.busy[id]; q != nil && q.writing {
-		q.writing = false
-		l.drain(ctx, id, q)
+	for _, next := range l.busy.finished(id) {
+		l.dispatch(ctx, next.ref, next.req)
 	}
 }
 
-// lookedUp records that a GET of id has looked it up: a write waiting for
-// it may start.
+// lookedUp records that a GET of id has looked it up and starts what
+// waited for that.
 func (l *leader) lookedUp(ctx actor.Context, id int64) {
-	if q := l.busy[id]; q != nil && q.reading > 0 {
-		q.reading--
-		l.drain(ctx, id, q)
-	}
-}
-
-// drain starts the waiting requests that may start, in order, and forgets
-// an id nothing works on any more.
-func (l *leader) drain(ctx actor.Context, id int64, q *idQueue) {
-	for len(q.waiting) > 0 && q.mayStart(q.waiting[0].req.GetOp()) {
-		next := q.waiting[0]
-		q.waiting = q.waiting[1:]
-		l.dispatch(ctx, q, next.ref, next.req)
-	}
-	if !q.writing && q.reading == 0 && len(q.waiting) == 0 && l.busy[id] == q {
-		delete(l.busy, id)
+	for _, next := range l.busy.lookedUp(id) {
+		l.dispatch(ctx, next.ref, next.req)
 	}
 }
 

@@ -30,7 +30,7 @@ type termState struct {
 	selections  map[uint64]*write
 	deadlines   deadlineQueue
 	registering map[string]bool
-	busy        map[int64]*idQueue
+	busy        idQueues
 	// proposals are the puts and deletes proposed and not applied yet, by
 	// request id.
 	proposals map[requestKey]*proposal
@@ -47,7 +47,7 @@ func newTermState(term uint64) *termState {
 		requests:    make(map[uint64]*outstanding),
 		selections:  make(map[uint64]*write),
 		registering: make(map[string]bool),
-		busy:        make(map[int64]*idQueue),
+		busy:        newIDQueues(),
 		proposals:   make(map[requestKey]*proposal),
 		inProgress:  make(map[requestKey]clientRef),
 	}

@@ -1,0 +1,64 @@
+package leader
+
+import (
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/tolerex/tolerex/messages"
+)
+
+func TestRouterNumbersResendsAndExpires(t *testing.T) {
+	start := time.Unix(1000, 0)
+	r := newRouter(42, 10*time.Second)
+	session := actor.NewPID("local", "session/1")
+	a := r.accept(session, &messages.ClientRequest{RequestId: 7, Op: messages.Op_OP_SET}, start)
+	b := r.accept(session, &messages.ClientRequest{RequestId: 8, Op: messages.Op_OP_GET}, start.Add(time.Second))
+	if a.seq != 1 || b.seq != 2 || r.len() != 2 {
+		t.Fatalf("seqs %d %d, pending %d; want 1 2, 2", a.seq, b.seq, r.len())
+	}
+	if got := r.unsent(); len(got) != 2 || got[0] != a {
+		t.Fatalf("unsent = %v, want both in arrival order", got)
+	}
+	a.sentTo, a.sentAt = "gw2", start
+	b.sentTo = localRoute
+	if got := r.unsent(); len(got) != 0 {
+		t.Fatalf("unsent after sending = %d", len(got))
+	}
+	// Not answered within the retry: sent again (only the forwarded one).
+	r.unanswered(start.Add(3*time.Second), 2*time.Second)
+	if got := r.unsent(); len(got) != 1 || got[0] != a {
+		t.Fatalf("after the retry time: unsent %v, want the forwarded request", got)
+	}
+	// A leader change sends everything again.
+	a.sentTo = "gw2"
+	r.resend("")
+	if len(r.unsent()) != 2 {
+		t.Fatal("a leader change did not send everything again")
+	}
+	// Answered once only.
+	if r.answered(b.seq) != b || r.answered(b.seq) != nil {
+		t.Fatal("a request was answered twice")
+	}
+	// The write expires at its deadline with an unknown outcome.
+	if got := r.expire(start.Add(9 * time.Second)); len(got) != 0 {
+		t.Fatalf("expired before its deadline: %v", got)
+	}
+	got := r.expire(start.Add(11 * time.Second))
+	if len(got) != 1 || got[0] != a || r.len() != 0 {
+		t.Fatalf("expired %v, pending %d; want the SET and nothing left", got, r.len())
+	}
+	reply := expiredReply(got[0])
+	if reply.GetRequestId() != 7 || reply.GetCode() != messages.ReplyCode_REPLY_ERROR || reply.GetError()[:15] != "outcome unknown" {
+		t.Fatalf("expired reply %v", reply)
+	}
+}
+
+func TestRouterExpiredReadIsATimeout(t *testing.T) {
+	r := newRouter(1, time.Second)
+	rt := r.accept(nil, &messages.ClientRequest{RequestId: 3, Op: messages.Op_OP_GET}, time.Unix(0, 0))
+	if got := expiredReply(rt).GetError(); got[:7] != "timeout" {
+		t.Fatalf("an expired GET answers %q, want a timeout", got)
+	}
+}
