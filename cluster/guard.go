@@ -45,6 +45,7 @@ func allowedTypes(local, peerRole certs.Role, secure bool) map[string]bool {
 		&messages.RaftBatch{}, &messages.RaftSnapshotChunk{}, &messages.RaftSnapshotAck{},
 		&messages.ForwardBatch{}, &messages.ForwardReplyBatch{},
 		&messages.GatewayChange{}, &messages.GatewayChangeReply{},
+		&messages.RaftStatusRequest{}, &messages.RaftStatus{},
 	}
 	var allowed []proto.Message
 	switch {

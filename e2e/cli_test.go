@@ -440,11 +440,11 @@ func TestCLIClientAndTree(t *testing.T) {
 			return lines[0], actors
 		}
 		title, actors := actorsOf(blocks[0])
-		if want := "gateway  " + c.Gateway.NodeAddr; title != want {
-			t.Errorf("first node title %q, want %q", title, want)
+		if want := "gateway  " + c.Gateway.NodeAddr + "  (Raft LEADER, term "; !strings.HasPrefix(title, want) {
+			t.Errorf("first node title %q, want it to start %q", title, want)
 		}
 		for id, kind := range map[string]string{"leader": "leader", "leader/selector": "selector",
-			"leader/members": "membership", "gateway": "gateway"} {
+			"leader/members": "membership", "gateway": "gateway", "consensus": "consensus"} {
 			if actors[id] != kind {
 				t.Errorf("gateway tree: actor %s has kind %q, want %q\n%s", id, actors[id], kind, blocks[0])
 			}

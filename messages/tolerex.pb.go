@@ -2240,11 +2240,13 @@ func (x *ActorFailure) GetCount() uint32 {
 
 // NodeTree is the supervision tree of one node.
 type NodeTree struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeAddress   string                 `protobuf:"bytes,1,opt,name=node_address,json=nodeAddress,proto3" json:"node_address,omitempty"`
-	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"` // "gateway" or "member"
-	MemberId      string                 `protobuf:"bytes,3,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
-	Actors        []*ActorInfo           `protobuf:"bytes,4,rep,name=actors,proto3" json:"actors,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	NodeAddress string                 `protobuf:"bytes,1,opt,name=node_address,json=nodeAddress,proto3" json:"node_address,omitempty"`
+	Role        string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"` // "gateway" or "member"
+	MemberId    string                 `protobuf:"bytes,3,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	Actors      []*ActorInfo           `protobuf:"bytes,4,rep,name=actors,proto3" json:"actors,omitempty"`
+	// raft is a gateway's place in the Raft group.
+	Raft          *RaftStatus `protobuf:"bytes,5,opt,name=raft,proto3" json:"raft,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2307,6 +2309,159 @@ func (x *NodeTree) GetActors() []*ActorInfo {
 	return nil
 }
 
+func (x *NodeTree) GetRaft() *RaftStatus {
+	if x != nil {
+		return x.Raft
+	}
+	return nil
+}
+
+// RaftStatusRequest asks a gateway's consensus actor for its RaftStatus.
+type RaftStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftStatusRequest) Reset() {
+	*x = RaftStatusRequest{}
+	mi := &file_messages_tolerex_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftStatusRequest) ProtoMessage() {}
+
+func (x *RaftStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftStatusRequest.ProtoReflect.Descriptor instead.
+func (*RaftStatusRequest) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{35}
+}
+
+// RaftStatus is one gateway's own view of its place in the Raft group.
+type RaftStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	NodeAddress   string                 `protobuf:"bytes,2,opt,name=node_address,json=nodeAddress,proto3" json:"node_address,omitempty"`
+	State         string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"` // leader, follower, candidate, pre-candidate
+	Term          uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	Lead          uint64                 `protobuf:"varint,5,opt,name=lead,proto3" json:"lead,omitempty"`
+	Commit        uint64                 `protobuf:"varint,6,opt,name=commit,proto3" json:"commit,omitempty"`
+	Applied       uint64                 `protobuf:"varint,7,opt,name=applied,proto3" json:"applied,omitempty"`
+	SnapshotIndex uint64                 `protobuf:"varint,8,opt,name=snapshot_index,json=snapshotIndex,proto3" json:"snapshot_index,omitempty"`
+	Problem       string                 `protobuf:"bytes,9,opt,name=problem,proto3" json:"problem,omitempty"` // why its consensus cannot run, if it cannot
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftStatus) Reset() {
+	*x = RaftStatus{}
+	mi := &file_messages_tolerex_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftStatus) ProtoMessage() {}
+
+func (x *RaftStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftStatus.ProtoReflect.Descriptor instead.
+func (*RaftStatus) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *RaftStatus) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *RaftStatus) GetNodeAddress() string {
+	if x != nil {
+		return x.NodeAddress
+	}
+	return ""
+}
+
+func (x *RaftStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *RaftStatus) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *RaftStatus) GetLead() uint64 {
+	if x != nil {
+		return x.Lead
+	}
+	return 0
+}
+
+func (x *RaftStatus) GetCommit() uint64 {
+	if x != nil {
+		return x.Commit
+	}
+	return 0
+}
+
+func (x *RaftStatus) GetApplied() uint64 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+func (x *RaftStatus) GetSnapshotIndex() uint64 {
+	if x != nil {
+		return x.SnapshotIndex
+	}
+	return 0
+}
+
+func (x *RaftStatus) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
 // TreeReply answers TreeRequest.
 type TreeReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2317,7 +2472,7 @@ type TreeReply struct {
 
 func (x *TreeReply) Reset() {
 	*x = TreeReply{}
-	mi := &file_messages_tolerex_proto_msgTypes[35]
+	mi := &file_messages_tolerex_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2329,7 +2484,7 @@ func (x *TreeReply) String() string {
 func (*TreeReply) ProtoMessage() {}
 
 func (x *TreeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[35]
+	mi := &file_messages_tolerex_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2342,7 +2497,7 @@ func (x *TreeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeReply.ProtoReflect.Descriptor instead.
 func (*TreeReply) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{35}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TreeReply) GetTree() *NodeTree {
@@ -2373,7 +2528,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[36]
+	mi := &file_messages_tolerex_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2385,7 +2540,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[36]
+	mi := &file_messages_tolerex_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2398,7 +2553,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{36}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *LogEntry) GetEntry() isLogEntry_Entry {
@@ -2490,7 +2645,7 @@ type LogBatch struct {
 
 func (x *LogBatch) Reset() {
 	*x = LogBatch{}
-	mi := &file_messages_tolerex_proto_msgTypes[37]
+	mi := &file_messages_tolerex_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2502,7 +2657,7 @@ func (x *LogBatch) String() string {
 func (*LogBatch) ProtoMessage() {}
 
 func (x *LogBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[37]
+	mi := &file_messages_tolerex_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2515,7 +2670,7 @@ func (x *LogBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogBatch.ProtoReflect.Descriptor instead.
 func (*LogBatch) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{37}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LogBatch) GetEntries() []*LogEntry {
@@ -2538,7 +2693,7 @@ type RequestId struct {
 
 func (x *RequestId) Reset() {
 	*x = RequestId{}
-	mi := &file_messages_tolerex_proto_msgTypes[38]
+	mi := &file_messages_tolerex_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2550,7 +2705,7 @@ func (x *RequestId) String() string {
 func (*RequestId) ProtoMessage() {}
 
 func (x *RequestId) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[38]
+	mi := &file_messages_tolerex_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2563,7 +2718,7 @@ func (x *RequestId) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestId.ProtoReflect.Descriptor instead.
 func (*RequestId) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{38}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RequestId) GetOrigin() uint64 {
@@ -2593,7 +2748,7 @@ type GatewayInfo struct {
 
 func (x *GatewayInfo) Reset() {
 	*x = GatewayInfo{}
-	mi := &file_messages_tolerex_proto_msgTypes[39]
+	mi := &file_messages_tolerex_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2605,7 +2760,7 @@ func (x *GatewayInfo) String() string {
 func (*GatewayInfo) ProtoMessage() {}
 
 func (x *GatewayInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[39]
+	mi := &file_messages_tolerex_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2618,7 +2773,7 @@ func (x *GatewayInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GatewayInfo.ProtoReflect.Descriptor instead.
 func (*GatewayInfo) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{39}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GatewayInfo) GetId() uint64 {
@@ -2648,7 +2803,7 @@ type PutEntry struct {
 
 func (x *PutEntry) Reset() {
 	*x = PutEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[40]
+	mi := &file_messages_tolerex_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2660,7 +2815,7 @@ func (x *PutEntry) String() string {
 func (*PutEntry) ProtoMessage() {}
 
 func (x *PutEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[40]
+	mi := &file_messages_tolerex_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2673,7 +2828,7 @@ func (x *PutEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutEntry.ProtoReflect.Descriptor instead.
 func (*PutEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{40}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PutEntry) GetId() int64 {
@@ -2715,7 +2870,7 @@ type DeleteEntry struct {
 
 func (x *DeleteEntry) Reset() {
 	*x = DeleteEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[41]
+	mi := &file_messages_tolerex_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2727,7 +2882,7 @@ func (x *DeleteEntry) String() string {
 func (*DeleteEntry) ProtoMessage() {}
 
 func (x *DeleteEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[41]
+	mi := &file_messages_tolerex_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2740,7 +2895,7 @@ func (x *DeleteEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntry.ProtoReflect.Descriptor instead.
 func (*DeleteEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{41}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DeleteEntry) GetId() int64 {
@@ -2770,7 +2925,7 @@ type MemberEntry struct {
 
 func (x *MemberEntry) Reset() {
 	*x = MemberEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[42]
+	mi := &file_messages_tolerex_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2782,7 +2937,7 @@ func (x *MemberEntry) String() string {
 func (*MemberEntry) ProtoMessage() {}
 
 func (x *MemberEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[42]
+	mi := &file_messages_tolerex_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2795,7 +2950,7 @@ func (x *MemberEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberEntry.ProtoReflect.Descriptor instead.
 func (*MemberEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{42}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MemberEntry) GetMemberId() string {
@@ -2830,7 +2985,7 @@ type EpochEntry struct {
 
 func (x *EpochEntry) Reset() {
 	*x = EpochEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[43]
+	mi := &file_messages_tolerex_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2842,7 +2997,7 @@ func (x *EpochEntry) String() string {
 func (*EpochEntry) ProtoMessage() {}
 
 func (x *EpochEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[43]
+	mi := &file_messages_tolerex_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2855,7 +3010,7 @@ func (x *EpochEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochEntry.ProtoReflect.Descriptor instead.
 func (*EpochEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{43}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *EpochEntry) GetEpoch() uint64 {
@@ -2875,7 +3030,7 @@ type ReplicaSet struct {
 
 func (x *ReplicaSet) Reset() {
 	*x = ReplicaSet{}
-	mi := &file_messages_tolerex_proto_msgTypes[44]
+	mi := &file_messages_tolerex_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2887,7 +3042,7 @@ func (x *ReplicaSet) String() string {
 func (*ReplicaSet) ProtoMessage() {}
 
 func (x *ReplicaSet) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[44]
+	mi := &file_messages_tolerex_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2900,7 +3055,7 @@ func (x *ReplicaSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaSet.ProtoReflect.Descriptor instead.
 func (*ReplicaSet) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{44}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ReplicaSet) GetSlots() []uint32 {
@@ -2933,7 +3088,7 @@ type MetaSnapshot struct {
 
 func (x *MetaSnapshot) Reset() {
 	*x = MetaSnapshot{}
-	mi := &file_messages_tolerex_proto_msgTypes[45]
+	mi := &file_messages_tolerex_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2945,7 +3100,7 @@ func (x *MetaSnapshot) String() string {
 func (*MetaSnapshot) ProtoMessage() {}
 
 func (x *MetaSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[45]
+	mi := &file_messages_tolerex_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2958,7 +3113,7 @@ func (x *MetaSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaSnapshot.ProtoReflect.Descriptor instead.
 func (*MetaSnapshot) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{45}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MetaSnapshot) GetEpoch() uint64 {
@@ -3179,12 +3334,25 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\fmessage_type\x18\x02 \x01(\tR\vmessageType\x12\x1c\n" +
 	"\n" +
 	"at_unix_ms\x18\x03 \x01(\x03R\batUnixMs\x12\x14\n" +
-	"\x05count\x18\x04 \x01(\rR\x05count\"\x8d\x01\n" +
+	"\x05count\x18\x04 \x01(\rR\x05count\"\xb9\x01\n" +
 	"\bNodeTree\x12!\n" +
 	"\fnode_address\x18\x01 \x01(\tR\vnodeAddress\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1b\n" +
 	"\tmember_id\x18\x03 \x01(\tR\bmemberId\x12-\n" +
-	"\x06actors\x18\x04 \x03(\v2\x15.tolerex.v1.ActorInfoR\x06actors\"5\n" +
+	"\x06actors\x18\x04 \x03(\v2\x15.tolerex.v1.ActorInfoR\x06actors\x12*\n" +
+	"\x04raft\x18\x05 \x01(\v2\x16.tolerex.v1.RaftStatusR\x04raft\"\x13\n" +
+	"\x11RaftStatusRequest\"\xf0\x01\n" +
+	"\n" +
+	"RaftStatus\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12!\n" +
+	"\fnode_address\x18\x02 \x01(\tR\vnodeAddress\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term\x12\x12\n" +
+	"\x04lead\x18\x05 \x01(\x04R\x04lead\x12\x16\n" +
+	"\x06commit\x18\x06 \x01(\x04R\x06commit\x12\x18\n" +
+	"\aapplied\x18\a \x01(\x04R\aapplied\x12%\n" +
+	"\x0esnapshot_index\x18\b \x01(\x04R\rsnapshotIndex\x12\x18\n" +
+	"\aproblem\x18\t \x01(\tR\aproblem\"5\n" +
 	"\tTreeReply\x12(\n" +
 	"\x04tree\x18\x01 \x01(\v2\x14.tolerex.v1.NodeTreeR\x04tree\"\x84\x02\n" +
 	"\bLogEntry\x12(\n" +
@@ -3273,7 +3441,7 @@ func file_messages_tolerex_proto_rawDescGZIP() []byte {
 }
 
 var file_messages_tolerex_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_messages_tolerex_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_messages_tolerex_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_messages_tolerex_proto_goTypes = []any{
 	(Op)(0),                    // 0: tolerex.v1.Op
 	(ReplyCode)(0),             // 1: tolerex.v1.ReplyCode
@@ -3314,18 +3482,20 @@ var file_messages_tolerex_proto_goTypes = []any{
 	(*ActorInfo)(nil),          // 36: tolerex.v1.ActorInfo
 	(*ActorFailure)(nil),       // 37: tolerex.v1.ActorFailure
 	(*NodeTree)(nil),           // 38: tolerex.v1.NodeTree
-	(*TreeReply)(nil),          // 39: tolerex.v1.TreeReply
-	(*LogEntry)(nil),           // 40: tolerex.v1.LogEntry
-	(*LogBatch)(nil),           // 41: tolerex.v1.LogBatch
-	(*RequestId)(nil),          // 42: tolerex.v1.RequestId
-	(*GatewayInfo)(nil),        // 43: tolerex.v1.GatewayInfo
-	(*PutEntry)(nil),           // 44: tolerex.v1.PutEntry
-	(*DeleteEntry)(nil),        // 45: tolerex.v1.DeleteEntry
-	(*MemberEntry)(nil),        // 46: tolerex.v1.MemberEntry
-	(*EpochEntry)(nil),         // 47: tolerex.v1.EpochEntry
-	(*ReplicaSet)(nil),         // 48: tolerex.v1.ReplicaSet
-	(*MetaSnapshot)(nil),       // 49: tolerex.v1.MetaSnapshot
-	nil,                        // 50: tolerex.v1.SelectorLoad.MessagesEntry
+	(*RaftStatusRequest)(nil),  // 39: tolerex.v1.RaftStatusRequest
+	(*RaftStatus)(nil),         // 40: tolerex.v1.RaftStatus
+	(*TreeReply)(nil),          // 41: tolerex.v1.TreeReply
+	(*LogEntry)(nil),           // 42: tolerex.v1.LogEntry
+	(*LogBatch)(nil),           // 43: tolerex.v1.LogBatch
+	(*RequestId)(nil),          // 44: tolerex.v1.RequestId
+	(*GatewayInfo)(nil),        // 45: tolerex.v1.GatewayInfo
+	(*PutEntry)(nil),           // 46: tolerex.v1.PutEntry
+	(*DeleteEntry)(nil),        // 47: tolerex.v1.DeleteEntry
+	(*MemberEntry)(nil),        // 48: tolerex.v1.MemberEntry
+	(*EpochEntry)(nil),         // 49: tolerex.v1.EpochEntry
+	(*ReplicaSet)(nil),         // 50: tolerex.v1.ReplicaSet
+	(*MetaSnapshot)(nil),       // 51: tolerex.v1.MetaSnapshot
+	nil,                        // 52: tolerex.v1.SelectorLoad.MessagesEntry
 }
 var file_messages_tolerex_proto_depIdxs = []int32{
 	0,  // 0: tolerex.v1.ClientRequest.op:type_name -> tolerex.v1.Op
@@ -3334,7 +3504,7 @@ var file_messages_tolerex_proto_depIdxs = []int32{
 	5,  // 3: tolerex.v1.ClientReplyBatch.replies:type_name -> tolerex.v1.ClientReply
 	8,  // 4: tolerex.v1.SelectBatch.requests:type_name -> tolerex.v1.SelectReplicas
 	9,  // 5: tolerex.v1.SelectedBatch.replies:type_name -> tolerex.v1.ReplicasSelected
-	50, // 6: tolerex.v1.SelectorLoad.messages:type_name -> tolerex.v1.SelectorLoad.MessagesEntry
+	52, // 6: tolerex.v1.SelectorLoad.messages:type_name -> tolerex.v1.SelectorLoad.MessagesEntry
 	2,  // 7: tolerex.v1.ReadReply.status:type_name -> tolerex.v1.ReadStatus
 	14, // 8: tolerex.v1.StoreBatch.requests:type_name -> tolerex.v1.StoreRequest
 	15, // 9: tolerex.v1.StoreAckBatch.acks:type_name -> tolerex.v1.StoreAck
@@ -3349,21 +3519,22 @@ var file_messages_tolerex_proto_depIdxs = []int32{
 	36, // 18: tolerex.v1.ActorInfo.children:type_name -> tolerex.v1.ActorInfo
 	37, // 19: tolerex.v1.ActorInfo.last_failure:type_name -> tolerex.v1.ActorFailure
 	36, // 20: tolerex.v1.NodeTree.actors:type_name -> tolerex.v1.ActorInfo
-	38, // 21: tolerex.v1.TreeReply.tree:type_name -> tolerex.v1.NodeTree
-	44, // 22: tolerex.v1.LogEntry.put:type_name -> tolerex.v1.PutEntry
-	45, // 23: tolerex.v1.LogEntry.delete:type_name -> tolerex.v1.DeleteEntry
-	46, // 24: tolerex.v1.LogEntry.member:type_name -> tolerex.v1.MemberEntry
-	47, // 25: tolerex.v1.LogEntry.epoch:type_name -> tolerex.v1.EpochEntry
-	42, // 26: tolerex.v1.LogEntry.request:type_name -> tolerex.v1.RequestId
-	40, // 27: tolerex.v1.LogBatch.entries:type_name -> tolerex.v1.LogEntry
-	46, // 28: tolerex.v1.MetaSnapshot.members:type_name -> tolerex.v1.MemberEntry
-	48, // 29: tolerex.v1.MetaSnapshot.replica_sets:type_name -> tolerex.v1.ReplicaSet
-	43, // 30: tolerex.v1.MetaSnapshot.gateways:type_name -> tolerex.v1.GatewayInfo
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	40, // 21: tolerex.v1.NodeTree.raft:type_name -> tolerex.v1.RaftStatus
+	38, // 22: tolerex.v1.TreeReply.tree:type_name -> tolerex.v1.NodeTree
+	46, // 23: tolerex.v1.LogEntry.put:type_name -> tolerex.v1.PutEntry
+	47, // 24: tolerex.v1.LogEntry.delete:type_name -> tolerex.v1.DeleteEntry
+	48, // 25: tolerex.v1.LogEntry.member:type_name -> tolerex.v1.MemberEntry
+	49, // 26: tolerex.v1.LogEntry.epoch:type_name -> tolerex.v1.EpochEntry
+	44, // 27: tolerex.v1.LogEntry.request:type_name -> tolerex.v1.RequestId
+	42, // 28: tolerex.v1.LogBatch.entries:type_name -> tolerex.v1.LogEntry
+	48, // 29: tolerex.v1.MetaSnapshot.members:type_name -> tolerex.v1.MemberEntry
+	50, // 30: tolerex.v1.MetaSnapshot.replica_sets:type_name -> tolerex.v1.ReplicaSet
+	45, // 31: tolerex.v1.MetaSnapshot.gateways:type_name -> tolerex.v1.GatewayInfo
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_messages_tolerex_proto_init() }
@@ -3371,7 +3542,7 @@ func file_messages_tolerex_proto_init() {
 	if File_messages_tolerex_proto != nil {
 		return
 	}
-	file_messages_tolerex_proto_msgTypes[36].OneofWrappers = []any{
+	file_messages_tolerex_proto_msgTypes[38].OneofWrappers = []any{
 		(*LogEntry_Put)(nil),
 		(*LogEntry_Delete)(nil),
 		(*LogEntry_Member)(nil),
@@ -3383,7 +3554,7 @@ func file_messages_tolerex_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_tolerex_proto_rawDesc), len(file_messages_tolerex_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   47,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -63,7 +63,10 @@ type Config struct {
 	// View is the state machine, shared read-only with the other actors.
 	View *StateView
 	// Health, if set, gets this gateway's readiness.
-	Health  *Health
+	Health *Health
+	// Tree, if set, gives this node's supervision tree; the consensus
+	// actor answers other gateways' TreeRequests with it.
+	Tree    func() *messages.NodeTree
 	Metrics *Metrics
 	Logger  zerolog.Logger
 }
@@ -203,6 +206,10 @@ func (n *node) Receive(ctx actor.Context) {
 		n.subscribe(ctx)
 	case *StatusRequest:
 		ctx.Respond(n.status())
+	case *messages.RaftStatusRequest:
+		ctx.Respond(n.raftStatus())
+	case *messages.TreeRequest:
+		ctx.Respond(&messages.TreeReply{Tree: n.tree()})
 	default:
 		if n.rn == nil {
 			return // not started: the log is unreadable (Health says why)

@@ -14,6 +14,13 @@ type Metrics struct {
 	// LogEntries is the number of Raft log entries held in memory (those
 	// after the last compaction).
 	LogEntries prometheus.Gauge
+	// Proposals counts metadata entries this gateway proposed as leader.
+	Proposals prometheus.Counter
+	// ApplySeconds is the time to apply one batch of committed entries;
+	// ReadIndexSeconds the time from a read barrier's request to its
+	// release (leadership confirmed by a quorum, state machine caught up).
+	ApplySeconds     prometheus.Histogram
+	ReadIndexSeconds prometheus.Histogram
 }
 
 // NewMetrics creates the consensus metrics and registers them on reg.
@@ -31,7 +38,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		LogEntries: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tolerex_raft_log_entries",
 			Help: "Raft log entries held in memory: those since the last snapshot, plus the tail kept for gateways that lag."}),
 	}
-	reg.MustRegister(m.Term, m.IsLeader, m.HasLeader, m.Applied, m.Leaders, m.Rejected, m.Snapshots, m.LogEntries)
+	latency := prometheus.ExponentialBuckets(0.00005, 2, 16) // 50µs .. 1.6s
+	m.Proposals = prometheus.NewCounter(prometheus.CounterOpts{Name: "tolerex_raft_proposed_entries_total",
+		Help: "Metadata entries this gateway proposed to the Raft log as leader."})
+	m.ApplySeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tolerex_raft_apply_seconds",
+		Help: "Time to apply one batch of committed entries to the state machine.", Buckets: latency})
+	m.ReadIndexSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tolerex_raft_read_index_seconds",
+		Help: "Time from a read barrier's request to its release: leadership confirmed by a quorum (ReadIndex) and the state machine caught up.", Buckets: latency})
+	reg.MustRegister(m.Term, m.IsLeader, m.HasLeader, m.Applied, m.Leaders, m.Rejected, m.Snapshots, m.LogEntries,
+		m.Proposals, m.ApplySeconds, m.ReadIndexSeconds)
 	return m
 }
 

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"encoding/binary"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.etcd.io/raft/v3"
@@ -25,6 +26,7 @@ type barrier struct {
 	ctx       uint64
 	askedTick uint64
 	index     uint64
+	asked     time.Time // first asked, for the latency metric
 }
 
 // barrierRetryTicks is how many ticks a ReadIndex may stay unanswered
@@ -39,7 +41,7 @@ func (b *barriers) add(ctx actor.Context, n *node, id uint64, requester *actor.P
 		ctx.Send(requester, &BarrierFailed{ID: id, Reason: "not the Raft leader"})
 		return
 	}
-	br := &barrier{id: id, requester: requester}
+	br := &barrier{id: id, requester: requester, asked: time.Now()}
 	b.ask(n, br)
 }
 
@@ -71,11 +73,14 @@ func (b *barriers) confirmed(states []raft.ReadState) {
 
 // release answers the confirmed barriers the state machine has caught up
 // with.
-func (b *barriers) release(ctx actor.Context, applied uint64) {
+func (b *barriers) release(ctx actor.Context, applied uint64, m *Metrics) {
 	kept := b.ready[:0]
 	for _, br := range b.ready {
 		if br.index <= applied {
 			ctx.Send(br.requester, &BarrierDone{ID: br.id})
+			if m != nil {
+				m.ReadIndexSeconds.Observe(time.Since(br.asked).Seconds())
+			}
 			continue
 		}
 		kept = append(kept, br)

@@ -3,6 +3,7 @@ package consensus
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.etcd.io/raft/v3"
@@ -38,7 +39,7 @@ func (n *node) processReady(ctx actor.Context) {
 				n.peers.send(m)
 			}
 		}
-		n.barriers.release(ctx, n.applied)
+		n.barriers.release(ctx, n.applied, n.cfg.Metrics)
 	}
 }
 
@@ -110,6 +111,7 @@ func (n *node) installSnapshot(ctx actor.Context, snap *raftpb.Snapshot) {
 // apply applies committed entries to the state machine, in order, and
 // tells the subscribers.
 func (n *node) apply(ctx actor.Context, entries []*raftpb.Entry) {
+	started := time.Now()
 	var applied []AppliedEntry
 	n.cfg.View.update(func(s *meta.State) {
 		for _, e := range entries {
@@ -135,6 +137,7 @@ func (n *node) apply(ctx actor.Context, entries []*raftpb.Entry) {
 		}
 	})
 	if m := n.cfg.Metrics; m != nil {
+		m.ApplySeconds.Observe(time.Since(started).Seconds())
 		m.Applied.Set(float64(n.applied))
 		first, _ := n.raftLog.Storage().FirstIndex()
 		last, _ := n.raftLog.Storage().LastIndex()
@@ -271,6 +274,9 @@ func (n *node) propose(ctx actor.Context, p *Propose) {
 		data, err := proto.Marshal(batch)
 		if err == nil {
 			err = n.rn.Propose(data)
+		}
+		if err == nil && n.cfg.Metrics != nil {
+			n.cfg.Metrics.Proposals.Add(float64(len(batch.Entries)))
 		}
 		if err != nil {
 			reason := err.Error()

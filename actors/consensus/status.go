@@ -3,6 +3,8 @@ package consensus
 import (
 	"slices"
 	"strings"
+
+	"github.com/tolerex/tolerex/messages"
 )
 
 // Status is this gateway's view of the Raft group (/api/raft).
@@ -72,4 +74,39 @@ func (n *node) status() *Status {
 		st.Gateways = append(st.Gateways, g)
 	}
 	return st
+}
+
+// raftStatus is this gateway's own view, as other gateways ask for it.
+func (n *node) raftStatus() *messages.RaftStatus {
+	st := n.status()
+	return &messages.RaftStatus{
+		Id: st.ID, NodeAddress: n.cfg.NodeAddress, State: st.State, Term: st.Term, Lead: st.Lead,
+		Commit: st.Commit, Applied: st.Applied, SnapshotIndex: st.SnapshotIndex, Problem: st.Problem,
+	}
+}
+
+// tree is this node's supervision tree with its place in the group.
+func (n *node) tree() *messages.NodeTree {
+	t := &messages.NodeTree{NodeAddress: n.cfg.NodeAddress, Role: "gateway"}
+	if n.cfg.Tree != nil {
+		t = n.cfg.Tree()
+	}
+	t.Raft = n.raftStatus()
+	return t
+}
+
+// GatewayView is one gateway of the group as /api/cluster shows it: its
+// own report of where it is, asked over remote, or why it did not answer.
+type GatewayView struct {
+	ID            uint64 `json:"id"`
+	NodeAddress   string `json:"node_address"`
+	Role          string `json:"role"`  // voter or learner
+	State         string `json:"state"` // its own Raft state
+	Leader        bool   `json:"leader"`
+	Term          uint64 `json:"term"`
+	Commit        uint64 `json:"commit"`
+	Applied       uint64 `json:"applied"`
+	SnapshotIndex uint64 `json:"snapshot_index"`
+	Problem       string `json:"problem,omitempty"`
+	Error         string `json:"error,omitempty"` // it did not answer
 }

@@ -91,9 +91,11 @@ type ClusterStatus struct {
 	Messages  int            `json:"messages"`
 	LiveCount int            `json:"live_members"`
 	Members   []MemberStatus `json:"members"`
-	// Raft is the gateway's view of the Raft group (filled in by the
-	// admin API).
-	Raft *consensus.Status `json:"raft,omitempty"`
+	// Raft is the gateway's view of the Raft group, and Gateways each
+	// gateway's own report of its place in it (filled in by the admin
+	// API, which asks them).
+	Raft     *consensus.Status       `json:"raft,omitempty"`
+	Gateways []consensus.GatewayView `json:"gateways,omitempty"`
 }
 
 // MemberStatus is one member in ClusterStatus.

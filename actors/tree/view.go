@@ -13,7 +13,19 @@ type NodeView struct {
 	MemberID    string      `json:"member_id,omitempty"`
 	Reachable   bool        `json:"reachable"`
 	Error       string      `json:"error,omitempty"`
+	Raft        *RaftView   `json:"raft,omitempty"` // gateways only
 	Actors      []ActorView `json:"actors"`
+}
+
+// RaftView is a gateway's place in the Raft group, as it reports it.
+type RaftView struct {
+	ID      uint64 `json:"id"`
+	State   string `json:"state"`
+	Leader  bool   `json:"leader"`
+	Term    uint64 `json:"term"`
+	Commit  uint64 `json:"commit"`
+	Applied uint64 `json:"applied"`
+	Problem string `json:"problem,omitempty"`
 }
 
 // ActorView is the JSON form of one actor and its children.
@@ -45,13 +57,18 @@ type ClusterView struct {
 
 // ViewOf converts a node tree received from a node.
 func ViewOf(t *messages.NodeTree) NodeView {
-	return NodeView{
+	v := NodeView{
 		NodeAddress: t.GetNodeAddress(),
 		Role:        t.GetRole(),
 		MemberID:    t.GetMemberId(),
 		Reachable:   true,
 		Actors:      actorViews(t.GetActors()),
 	}
+	if r := t.GetRaft(); r != nil {
+		v.Raft = &RaftView{ID: r.GetId(), State: r.GetState(), Leader: r.GetState() == "leader", Term: r.GetTerm(),
+			Commit: r.GetCommit(), Applied: r.GetApplied(), Problem: r.GetProblem()}
+	}
+	return v
 }
 
 // Local returns this node's tree.

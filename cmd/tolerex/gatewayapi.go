@@ -47,6 +47,9 @@ func (a gatewayAPI) register(admin *cluster.Admin, node *cluster.Node) {
 			return
 		}
 		st.Raft, _ = a.raftStatus()
+		if st.Raft != nil {
+			st.Gateways = a.gatewayViews(st.Raft)
+		}
 		cluster.WriteJSON(w, st)
 	})
 	admin.HandleFunc("GET /api/raft", func(w http.ResponseWriter, _ *http.Request) {
@@ -71,7 +74,12 @@ func (a gatewayAPI) register(admin *cluster.Admin, node *cluster.Node) {
 		cluster.WriteJSON(w, loc)
 	})
 	admin.HandleFunc("GET /api/tree", func(w http.ResponseWriter, _ *http.Request) {
-		cluster.WriteJSON(w, clusterTree(node, a.leader))
+		view := clusterTree(node, a.leader)
+		if st, err := a.raftStatus(); err == nil {
+			gateways := a.gatewayTrees(st)
+			view.Nodes = append(gateways, view.Nodes[1:]...) // the gateways (this one included), then the members
+		}
+		cluster.WriteJSON(w, view)
 	})
 	admin.HandleFunc("POST /api/gateways", a.addGateway)
 	admin.HandleFunc("DELETE /api/gateways/{id}", a.removeGateway)
@@ -87,6 +95,67 @@ func (a gatewayAPI) raftStatus() (*consensus.Status, error) {
 		return nil, fmt.Errorf("ask consensus for its status: unexpected reply %T", res)
 	}
 	return st, nil
+}
+
+// gatewayViews asks every gateway of the group, this one included, for its
+// own report of its place in the group, in parallel.
+func (a gatewayAPI) gatewayViews(st *consensus.Status) []consensus.GatewayView {
+	out := make([]consensus.GatewayView, len(st.Gateways))
+	var wg sync.WaitGroup
+	for i, g := range st.Gateways {
+		out[i] = consensus.GatewayView{ID: g.ID, NodeAddress: g.NodeAddress, Role: g.Role}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := a.root.RequestFuture(a.consensusOf(g.NodeAddress), &messages.RaftStatusRequest{}, time.Second).Result()
+			r, ok := res.(*messages.RaftStatus)
+			switch {
+			case err != nil:
+				out[i].Error = err.Error()
+			case !ok:
+				out[i].Error = fmt.Sprintf("unexpected reply %T", res)
+			default:
+				out[i].State, out[i].Leader, out[i].Term = r.GetState(), r.GetState() == "leader", r.GetTerm()
+				out[i].Commit, out[i].Applied, out[i].SnapshotIndex, out[i].Problem = r.GetCommit(), r.GetApplied(), r.GetSnapshotIndex(), r.GetProblem()
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// gatewayTrees asks every gateway of the group for its supervision tree.
+func (a gatewayAPI) gatewayTrees(st *consensus.Status) []tree.NodeView {
+	out := make([]tree.NodeView, len(st.Gateways))
+	var wg sync.WaitGroup
+	for i, g := range st.Gateways {
+		out[i] = tree.NodeView{NodeAddress: g.NodeAddress, Role: string(certs.RoleGateway), Actors: []tree.ActorView{}}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := a.root.RequestFuture(a.consensusOf(g.NodeAddress), &messages.TreeRequest{}, time.Second).Result()
+			reply, ok := res.(*messages.TreeReply)
+			switch {
+			case err != nil:
+				out[i].Error = err.Error()
+			case !ok:
+				out[i].Error = fmt.Sprintf("unexpected reply %T", res)
+			default:
+				out[i] = tree.ViewOf(reply.GetTree())
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// consensusOf is the consensus actor of the gateway at address (this
+// gateway's own, locally).
+func (a gatewayAPI) consensusOf(address string) *actor.PID {
+	if address == a.self {
+		return a.consensus
+	}
+	return actor.NewPID(address, messages.ConsensusActor)
 }
 
 // addGatewayRequest is the body of POST /api/gateways.

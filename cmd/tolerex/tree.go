@@ -107,6 +107,16 @@ func printTree(w io.Writer, view tree.ClusterView, asJSON bool) error {
 		if node.MemberID != "" {
 			title = node.Role + " " + node.MemberID + "  " + node.NodeAddress
 		}
+		if r := node.Raft; r != nil {
+			switch {
+			case r.Problem != "":
+				title += "  (Raft: cannot run: " + shorten(r.Problem, 80) + ")"
+			case r.Leader:
+				title += fmt.Sprintf("  (Raft LEADER, term %d, applied %d)", r.Term, r.Applied)
+			default:
+				title += fmt.Sprintf("  (Raft %s, term %d, applied %d)", r.State, r.Term, r.Applied)
+			}
+		}
 		if node.Error != "" {
 			title += "  (" + node.Error + ")"
 		}
