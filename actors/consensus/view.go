@@ -19,6 +19,11 @@ type StateView struct {
 // NewStateView returns a view of an empty state.
 func NewStateView() *StateView { return &StateView{state: meta.New()} }
 
+// NewStateViewOf returns a view of state, which the caller must not change
+// afterwards while others read the view (tests of the actors that read it
+// build a state and hand it over).
+func NewStateViewOf(state *meta.State) *StateView { return &StateView{state: state} }
+
 // Read calls f with the state, which f must not keep or change.
 func (v *StateView) Read(f func(*meta.State)) {
 	v.mu.RLock()

@@ -1,8 +1,6 @@
 package leader
 
 import (
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/tolerex/tolerex/actors/consensus"
 )
 
@@ -22,40 +20,40 @@ type readBatches struct {
 
 // awaitBarrier queues a read for the next barrier, asking for one if none
 // is in flight.
-func (l *leader) awaitBarrier(ctx actor.Context, r *read) {
+func (l *leader) awaitBarrier(r *read) {
 	if l.reads.inFlight != 0 {
 		l.reads.next = append(l.reads.next, r)
 		return
 	}
 	l.reads.waiting = append(l.reads.waiting, r)
-	l.askBarrier(ctx)
+	l.askBarrier()
 }
 
-func (l *leader) askBarrier(ctx actor.Context) {
+func (l *leader) askBarrier() {
 	l.reads.inFlight = l.newRequestID()
-	ctx.Request(l.cfg.Consensus, &consensus.ReadBarrier{ID: l.reads.inFlight})
+	l.request(l.cfg.Consensus, &consensus.ReadBarrier{ID: l.reads.inFlight})
 }
 
 // barrierDone starts the reads the barrier serves, and asks for the next
 // barrier for those that arrived meanwhile.
-func (l *leader) barrierDone(ctx actor.Context, id uint64) {
+func (l *leader) barrierDone(id uint64) {
 	if id == 0 || id != l.reads.inFlight {
 		return // a barrier of an earlier term
 	}
 	ready := l.reads.waiting
 	l.reads.waiting, l.reads.next, l.reads.inFlight = l.reads.next, nil, 0
 	if len(l.reads.waiting) > 0 {
-		l.askBarrier(ctx)
+		l.askBarrier()
 	}
 	for _, r := range ready {
-		l.beginRead(ctx, r)
+		l.beginRead(r)
 	}
 }
 
 // barrierFailed gives the reads back to the gateways that took them: this
 // gateway no longer leads (the term ends with it), so the next leader
 // serves them.
-func (l *leader) barrierFailed(ctx actor.Context, msg *consensus.BarrierFailed) {
+func (l *leader) barrierFailed(msg *consensus.BarrierFailed) {
 	if msg.ID == 0 || msg.ID != l.reads.inFlight {
 		return
 	}
@@ -63,8 +61,8 @@ func (l *leader) barrierFailed(ctx actor.Context, msg *consensus.BarrierFailed) 
 	reads := append(l.reads.waiting, l.reads.next...)
 	l.reads = readBatches{}
 	for _, r := range reads {
-		l.giveBack(ctx, r.ref)
+		l.giveBack(r.ref)
 		r.lookedUp = true
-		l.lookedUp(ctx, r.id)
+		l.lookedUp(r.id)
 	}
 }

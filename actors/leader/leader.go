@@ -126,6 +126,11 @@ type leader struct {
 	cfg   Config
 	log   zerolog.Logger
 	state stateReader
+	self  *actor.PID
+	root  *actor.RootContext
+	// wall is the clock the leader reads (time.Now; tests set their own);
+	// its timeouts use it through the stall-clamped clock.
+	wall func() time.Time
 
 	selector   *actor.PID
 	membership *actor.PID
@@ -191,7 +196,7 @@ type leaderLost struct{ address string }
 
 // selfRun is a message the leader sends itself to run code later on its
 // own goroutine (the fault suite's planted bugs use it).
-type selfRun interface{ run(*leader, actor.Context) }
+type selfRun interface{ run(*leader) }
 
 func (l *leader) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
@@ -202,64 +207,64 @@ func (l *leader) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		l.stop(ctx, "leader stopping")
 	case *messages.ClientBatch:
-		l.fromSession(ctx, ctx.Sender(), msg.GetRequests())
+		l.fromSession(ctx.Sender(), msg.GetRequests())
 	case *messages.ClientRequest:
-		l.fromSession(ctx, ctx.Sender(), []*messages.ClientRequest{msg})
+		l.fromSession(ctx.Sender(), []*messages.ClientRequest{msg})
 	case *messages.ForwardBatch:
-		l.forwarded(ctx, msg)
+		l.forwarded(ctx.Sender(), msg)
 	case *messages.ForwardReplyBatch:
-		l.forwardReplies(ctx, msg)
+		l.forwardReplies(msg)
 	case *leaderLost:
 		// The connection to the leading gateway broke: what was sent there
 		// may be lost; send it again (to it, or to the next leader).
 		l.router.resend(msg.address)
-		l.route(ctx)
+		l.route()
 	case *consensus.Unavailable:
-		l.becomeUnavailable(ctx, msg.Reason)
+		l.becomeUnavailable(msg.Reason)
 	case *consensus.LeaderChanged:
-		l.leaderChanged(ctx, msg)
+		l.leaderChanged(msg)
 	case *consensus.LeadershipReady:
-		l.leadershipReady(ctx, msg)
+		l.leadershipReady(msg)
 	case *consensus.Applied:
-		l.applied(ctx, msg)
+		l.applied(msg)
 	case *consensus.ProposalsDropped:
-		l.proposalsDropped(ctx, msg)
+		l.proposalsDropped(msg)
 	case *consensus.BarrierDone:
-		l.barrierDone(ctx, msg.ID)
+		l.barrierDone(msg.ID)
 	case *consensus.BarrierFailed:
-		l.barrierFailed(ctx, msg)
+		l.barrierFailed(msg)
 	case *messages.SelectedBatch:
 		for _, r := range msg.GetReplies() {
-			l.replicasSelected(ctx, r)
+			l.replicasSelected(r)
 		}
 	case *messages.StoreAckBatch:
 		// The sender tells which member answered, for acks nobody waits
 		// for any more.
 		from, known := l.slotOf(ctx.Sender())
 		for _, a := range msg.GetAcks() {
-			l.storeAck(ctx, from, known, a)
+			l.storeAck(from, known, a)
 		}
 	case *messages.ReadReplyBatch:
 		for _, r := range msg.GetReplies() {
-			l.readReply(ctx, r)
+			l.readReply(r)
 		}
 	case flushOutbox:
 		l.flush(ctx)
 	case *memberUpdate:
-		l.memberUpdate(ctx, msg)
+		l.memberUpdate(msg)
 	case *registerMember:
-		l.registerMember(ctx, msg)
+		l.registerMember(msg)
 	case *statusRequest:
 		ctx.Respond(l.status(ctx))
 	case *locateRequest:
 		ctx.Respond(l.locate(msg.id))
 	case tick:
-		l.tick(ctx)
+		l.tick()
 	case *InjectPanic:
 		l.log.Warn().Msg("fault injection: leader panics now")
 		panic("injected leader fault")
 	case selfRun:
-		msg.run(l, ctx)
+		msg.run(l)
 	}
 	if l.out != nil {
 		l.endTurn(ctx)
@@ -276,8 +281,12 @@ const PanicMessage = "tolerex-fault-injection: panic the leader"
 
 func (l *leader) start(ctx actor.Context) {
 	l.state = stateReader{view: l.cfg.View}
+	l.self, l.root = ctx.Self(), ctx.ActorSystem().Root
 	l.out = newOutbox()
-	l.clock = newStallClock(maxClockStep, time.Now())
+	if l.wall == nil {
+		l.wall = time.Now
+	}
+	l.clock = newStallClock(maxClockStep, l.wall())
 	// A fresh origin for every start of the actor: a restarted leader
 	// numbers its requests from 1 again, and the state machine must not
 	// take them for the requests of the incarnation before.
@@ -324,11 +333,11 @@ func (l *leader) stop(ctx actor.Context, reason string) {
 		ctx.ActorSystem().EventStream.Unsubscribe(l.endpoints)
 	}
 	if l.termState != nil {
-		l.endTerm(ctx)
+		l.endTerm()
 	}
 	if l.router != nil {
 		for _, rt := range l.router.all() {
-			l.toSession(ctx, rt.session, stopReply(rt, reason))
+			l.toSession(rt.session, stopReply(rt, reason))
 		}
 	}
 	if l.out != nil {
@@ -351,11 +360,11 @@ func stopReply(rt *routed, reason string) *messages.ClientReply {
 // consensus cannot run. A request not sent anywhere yet is refused
 // definitely; one already forwarded to a leader may still take effect,
 // so its outcome is unknown.
-func (l *leader) becomeUnavailable(ctx actor.Context, reason string) {
+func (l *leader) becomeUnavailable(reason string) {
 	l.unavailable = "gateway unavailable: " + reason
 	for _, ref := range l.inProgress {
 		if ref.to != nil { // another gateway's: it sends it to the next leader
-			l.giveBack(ctx, ref)
+			l.giveBack(ref)
 		}
 	}
 	l.termState = newTermState(0)
@@ -364,7 +373,7 @@ func (l *leader) becomeUnavailable(ctx actor.Context, reason string) {
 		if rt.sentTo != "" && rt.req.GetOp() != messages.Op_OP_GET {
 			text = "outcome unknown: this gateway became unavailable (" + reason + ") after forwarding the request; read the id to see whether it took effect"
 		}
-		l.toSession(ctx, rt.session, &messages.ClientReply{RequestId: rt.request, Code: messages.ReplyCode_REPLY_ERROR, Error: text})
+		l.toSession(rt.session, &messages.ClientReply{RequestId: rt.request, Code: messages.ReplyCode_REPLY_ERROR, Error: text})
 	}
 	l.publishStatus()
 }
@@ -405,20 +414,20 @@ func (l *leader) syncSlot(m meta.Member) {
 	}
 }
 
-func (l *leader) tick(ctx actor.Context) {
+func (l *leader) tick() {
 	now := l.now()
-	l.expire(ctx, now)
-	l.expireRouted(ctx, time.Now())
-	l.router.unanswered(time.Now(), forwardRetry)
-	l.route(ctx)
+	l.expire(now)
+	l.expireRouted(l.wall())
+	l.router.unanswered(l.wall(), forwardRetry)
+	l.route()
 	l.ticks++
 	if l.active && l.ticks%loadReportTicks == 0 {
-		l.pushLoad(ctx)
+		l.pushLoad()
 	}
 }
 
 // now reads the leader's clock.
-func (l *leader) now() time.Time { return l.clock.advance(time.Now()) }
+func (l *leader) now() time.Time { return l.clock.advance(l.wall()) }
 
 // Timing of the leader's housekeeping.
 const (
@@ -432,20 +441,20 @@ const (
 	loadReportTicks = 20 // push exact per-member load to the selector every second
 )
 
-func (l *leader) pushLoad(ctx actor.Context) {
-	ctx.Send(l.selector, &messages.SelectorLoad{Messages: l.state.Counts()})
+func (l *leader) pushLoad() {
+	l.send(l.selector, &messages.SelectorLoad{Messages: l.state.Counts()})
 }
 
 // pushLiveSet gives the selector the members it may choose for new
 // copies: the live ones that take writes.
-func (l *leader) pushLiveSet(ctx actor.Context) {
+func (l *leader) pushLiveSet() {
 	var live []uint32
 	for slot := range l.members {
 		if l.members[slot].writable() {
 			live = append(live, uint32(slot))
 		}
 	}
-	ctx.Send(l.selector, &messages.SelectorLiveSet{Live: live})
+	l.send(l.selector, &messages.SelectorLiveSet{Live: live})
 	if m := l.cfg.Metrics; m != nil {
 		m.LiveMembers.Set(float64(l.liveCount()))
 	}

@@ -279,7 +279,7 @@ func senderAddress(ctx actor.Context) string {
 }
 
 // memberUpdate applies a member's liveness to the leader's view.
-func (l *leader) memberUpdate(ctx actor.Context, u *memberUpdate) {
+func (l *leader) memberUpdate(u *memberUpdate) {
 	v := l.slot(u.slot)
 	if v == nil {
 		return
@@ -304,22 +304,22 @@ func (l *leader) memberUpdate(ctx actor.Context, u *memberUpdate) {
 	if wasUsable == v.usable() && wasWritable == v.writable() {
 		return
 	}
-	l.pushLiveSet(ctx)
+	l.pushLiveSet()
 	l.publishStatus() // the live count feeds /readyz
 	if !v.usable() {
-		l.memberDown(ctx, u.slot)
+		l.memberDown(u.slot)
 	}
 }
 
 // registerMember records a member in the log unless it is already
 // registered with the same addresses.
-func (l *leader) registerMember(ctx actor.Context, r *registerMember) {
+func (l *leader) registerMember(r *registerMember) {
 	if !l.active {
 		return // the member asks again with its next heartbeat
 	}
 	if slot, ok := l.state.SlotOf(r.memberID); ok {
 		if m, _ := l.state.Member(slot); m.NodeAddress == r.nodeAddress && m.AdminAddress == r.adminAddress {
-			ctx.Send(l.membership, &memberRegistered{memberID: r.memberID, slot: slot})
+			l.send(l.membership, &memberRegistered{memberID: r.memberID, slot: slot})
 			return
 		}
 	}
@@ -330,7 +330,7 @@ func (l *leader) registerMember(ctx actor.Context, r *registerMember) {
 	entry := &messages.LogEntry{Entry: &messages.LogEntry_Member{Member: &messages.MemberEntry{
 		MemberId: r.memberID, NodeAddress: r.nodeAddress, AdminAddress: r.adminAddress,
 	}}}
-	if err := l.propose(ctx, &proposal{entry: entry, memberID: r.memberID, started: time.Now()}); err != nil {
+	if err := l.propose(&proposal{entry: entry, memberID: r.memberID, started: time.Now()}); err != nil {
 		delete(l.registering, r.memberID)
 	}
 }

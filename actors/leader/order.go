@@ -3,8 +3,6 @@ package leader
 import (
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -111,36 +109,36 @@ func (qs idQueues) drain(id int64, q *idQueue) []queued {
 }
 
 // admit starts a request now or queues it.
-func (l *leader) admit(ctx actor.Context, ref clientRef, req *messages.ClientRequest) {
+func (l *leader) admit(ref clientRef, req *messages.ClientRequest) {
 	if l.busy.admit(ref, req) {
-		l.dispatch(ctx, ref, req)
+		l.dispatch(ref, req)
 	}
 }
 
 // dispatch starts a request the queues let start.
-func (l *leader) dispatch(ctx actor.Context, ref clientRef, req *messages.ClientRequest) {
+func (l *leader) dispatch(ref clientRef, req *messages.ClientRequest) {
 	switch req.GetOp() {
 	case messages.Op_OP_GET:
-		l.startRead(ctx, ref, req)
+		l.startRead(ref, req)
 	case messages.Op_OP_SET:
-		l.startWrite(ctx, ref, req)
+		l.startWrite(ref, req)
 	case messages.Op_OP_DEL:
-		l.startDelete(ctx, ref, req)
+		l.startDelete(ref, req)
 	}
 }
 
 // finish ends the write of id and starts what waited for it.
-func (l *leader) finish(ctx actor.Context, id int64) {
+func (l *leader) finish(id int64) {
 	for _, next := range l.busy.finished(id) {
-		l.dispatch(ctx, next.ref, next.req)
+		l.dispatch(next.ref, next.req)
 	}
 }
 
 // lookedUp records that a GET of id has looked it up and starts what
 // waited for that.
-func (l *leader) lookedUp(ctx actor.Context, id int64) {
+func (l *leader) lookedUp(id int64) {
 	for _, next := range l.busy.lookedUp(id) {
-		l.dispatch(ctx, next.ref, next.req)
+		l.dispatch(next.ref, next.req)
 	}
 }
 
@@ -148,13 +146,13 @@ func (l *leader) lookedUp(ctx actor.Context, id int64) {
 // the id was not indexed when it applied) comes with the applied entry.
 // It is proposed even for an id not indexed now: only the log knows
 // whether an earlier write of it will have applied first.
-func (l *leader) startDelete(ctx actor.Context, ref clientRef, msg *messages.ClientRequest) {
+func (l *leader) startDelete(ref clientRef, msg *messages.ClientRequest) {
 	entry := &messages.LogEntry{
-		Entry:   &messages.LogEntry_Delete{Delete: &messages.DeleteEntry{Id: msg.GetId(), Version: l.mintVersion(ctx)}},
+		Entry:   &messages.LogEntry_Delete{Delete: &messages.DeleteEntry{Id: msg.GetId(), Version: l.mintVersion()}},
 		Request: ref.id(),
 	}
 	p := &proposal{entry: entry, ref: ref, started: time.Now()}
-	if err := l.propose(ctx, p); err != nil {
-		l.rejectedProposal(ctx, p, "internal error: the delete was "+err.Error()+"; nothing changed")
+	if err := l.propose(p); err != nil {
+		l.rejectedProposal(p, "internal error: the delete was "+err.Error()+"; nothing changed")
 	}
 }

@@ -7,16 +7,19 @@ import (
 	"github.com/tolerex/tolerex/messages"
 )
 
-// The leader does not send one message per request. Everything it sends
-// while it works through its mailbox (store, read and prune requests per
-// member, selections, replies per session) is gathered in the outbox and
-// sent in batches once nothing else waits in the mailbox: under load one
+// The leader's logic never sends anything itself: everything it wants to
+// send (store, read and prune requests per member, selections, proposals,
+// replies per session or per forwarding gateway, notices to its children)
+// goes into the outbox, and the actor sends the outbox at the end of a
+// turn. That keeps the decisions testable without actors (give the leader
+// inputs, look at its outbox) and batches the output: under load one
 // message (one serialization, one gRPC frame) carries many requests, and
 // when idle a request waits for nothing. At the end of every turn the
 // leader sends the outbox at once if its mailbox is empty; otherwise it
 // sends itself a flush message, which reaches it after everything already
 // queued, so a busy mailbox cannot hold output back for long. A batch that
-// reaches maxBatch is sent at once.
+// reaches maxBatch is closed and goes out with the next flush, before what
+// was queued after it.
 type outbox struct {
 	stores  map[uint32]*messages.StoreBatch
 	reads   map[uint32]*messages.ReadBatch
@@ -30,8 +33,25 @@ type outbox struct {
 	selects        *messages.SelectBatch
 	// proposals go to consensus together, as one Raft log entry.
 	proposals []*messages.LogEntry
-	dirty     bool // something was queued since the last flush
-	flushes   bool // a flushOutbox is on its way
+	// direct are the messages to send as they are, in order: closed
+	// batches and single messages.
+	direct  []envelope
+	dirty   bool // something was queued since the last flush
+	flushes bool // a flushOutbox is on its way
+}
+
+// envelope is one message of the outbox.
+type envelope struct {
+	to  *actor.PID
+	msg any
+	// request sends it with the leader as sender, so the answer comes
+	// back.
+	request bool
+	// member, if set, is a member's batch: it goes only if the member is
+	// still usable when the outbox is sent (one that went down meanwhile
+	// had its requests failed over already).
+	member bool
+	slot   uint32
 }
 
 type replyBatch struct {
@@ -71,6 +91,18 @@ func (l *leader) scheduleFlush() {
 	l.out.dirty = true
 }
 
+// send queues a message to send as it is.
+func (l *leader) send(to *actor.PID, msg any) {
+	l.out.direct = append(l.out.direct, envelope{to: to, msg: msg})
+	l.scheduleFlush()
+}
+
+// request queues a message whose answer comes back to the leader.
+func (l *leader) request(to *actor.PID, msg any) {
+	l.out.direct = append(l.out.direct, envelope{to: to, msg: msg, request: true})
+	l.scheduleFlush()
+}
+
 // endTurn runs after every message: it sends the outbox now if no other
 // message waits (nothing more to batch with), or makes sure a flush
 // message follows the ones that wait.
@@ -87,57 +119,58 @@ func (l *leader) endTurn(ctx actor.Context) {
 }
 
 // queue adds one request to slot's batch in batches (add appends it and
-// returns the batch's length), sending the batch at once when it is full
-// and scheduling a flush otherwise.
-func queue[B any](l *leader, ctx actor.Context, batches map[uint32]*B, slot uint32,
-	add func(*B) int, send func(actor.Context, uint32, *B)) {
+// returns the batch's length); a full batch is closed. request says
+// whether the member answers.
+func queue[B any](l *leader, batches map[uint32]*B, slot uint32, add func(*B) int, request bool) {
 	b := batches[slot]
 	if b == nil {
 		b = new(B)
 		batches[slot] = b
 	}
 	if add(b) >= maxBatch {
-		send(ctx, slot, b)
-		return
+		delete(batches, slot)
+		if v := l.slot(slot); v != nil {
+			l.out.direct = append(l.out.direct, envelope{to: v.storage, msg: b, request: request, member: true, slot: slot})
+		}
 	}
 	l.scheduleFlush()
 }
 
-func (l *leader) queueStore(ctx actor.Context, slot uint32, req *messages.StoreRequest) {
-	queue(l, ctx, l.out.stores, slot, func(b *messages.StoreBatch) int {
+func (l *leader) queueStore(slot uint32, req *messages.StoreRequest) {
+	queue(l, l.out.stores, slot, func(b *messages.StoreBatch) int {
 		b.Requests = append(b.Requests, req)
 		return len(b.Requests)
-	}, l.sendStores)
+	}, true)
 }
 
-func (l *leader) queueRead(ctx actor.Context, slot uint32, req *messages.ReadRequest) {
-	queue(l, ctx, l.out.reads, slot, func(b *messages.ReadBatch) int {
+func (l *leader) queueRead(slot uint32, req *messages.ReadRequest) {
+	queue(l, l.out.reads, slot, func(b *messages.ReadBatch) int {
 		b.Requests = append(b.Requests, req)
 		return len(b.Requests)
-	}, l.sendReads)
+	}, true)
 }
 
-func (l *leader) queuePrune(ctx actor.Context, slot uint32, req *messages.PruneRequest) {
-	queue(l, ctx, l.out.prunes, slot, func(b *messages.PruneBatch) int {
+func (l *leader) queuePrune(slot uint32, req *messages.PruneRequest) {
+	queue(l, l.out.prunes, slot, func(b *messages.PruneBatch) int {
 		b.Requests = append(b.Requests, req)
 		return len(b.Requests)
-	}, l.sendPrunes)
+	}, false)
 }
 
-func (l *leader) queueSelect(ctx actor.Context, req *messages.SelectReplicas) {
+func (l *leader) queueSelect(req *messages.SelectReplicas) {
 	if l.out.selects == nil {
 		l.out.selects = &messages.SelectBatch{}
 	}
 	l.out.selects.Requests = append(l.out.selects.Requests, req)
 	if len(l.out.selects.Requests) >= maxBatch {
-		l.sendSelects(ctx)
-		return
+		l.request(l.selector, l.out.selects)
+		l.out.selects = nil
 	}
 	l.scheduleFlush()
 }
 
 // toSession queues a reply to one of this gateway's sessions.
-func (l *leader) toSession(ctx actor.Context, session *actor.PID, r *messages.ClientReply) {
+func (l *leader) toSession(session *actor.PID, r *messages.ClientReply) {
 	if session == nil {
 		return
 	}
@@ -150,15 +183,14 @@ func (l *leader) toSession(ctx actor.Context, session *actor.PID, r *messages.Cl
 	b.batch.Replies = append(b.batch.Replies, r)
 	if len(b.batch.Replies) >= maxBatch {
 		delete(l.out.replies, key)
-		ctx.Send(b.to, b.batch)
-		return
+		l.send(b.to, b.batch)
 	}
 	l.scheduleFlush()
 }
 
 // queueForward queues a request for the leader actor of the gateway that
 // leads. It goes as a request, so the receiver knows where to answer.
-func (l *leader) queueForward(ctx actor.Context, to *actor.PID, fr *messages.ForwardedRequest) {
+func (l *leader) queueForward(to *actor.PID, fr *messages.ForwardedRequest) {
 	key := to.Address + "/" + to.Id
 	b := l.out.forwards[key]
 	if b == nil {
@@ -168,15 +200,14 @@ func (l *leader) queueForward(ctx actor.Context, to *actor.PID, fr *messages.For
 	b.batch.Requests = append(b.batch.Requests, fr)
 	if len(b.batch.Requests) >= maxBatch {
 		delete(l.out.forwards, key)
-		ctx.Request(b.to, b.batch)
-		return
+		l.request(b.to, b.batch)
 	}
 	l.scheduleFlush()
 }
 
 // queueForwardReply queues an answer for a gateway that forwarded a
 // request here.
-func (l *leader) queueForwardReply(ctx actor.Context, to *actor.PID, r *messages.ForwardedReply) {
+func (l *leader) queueForwardReply(to *actor.PID, r *messages.ForwardedReply) {
 	key := to.Address + "/" + to.Id
 	b := l.out.forwardReplies[key]
 	if b == nil {
@@ -186,42 +217,58 @@ func (l *leader) queueForwardReply(ctx actor.Context, to *actor.PID, r *messages
 	b.batch.Replies = append(b.batch.Replies, r)
 	if len(b.batch.Replies) >= maxBatch {
 		delete(l.out.forwardReplies, key)
-		ctx.Send(b.to, b.batch)
-		return
+		l.send(b.to, b.batch)
 	}
 	l.scheduleFlush()
 }
 
 // queueProposal queues an entry for consensus.
-func (l *leader) queueProposal(ctx actor.Context, e *messages.LogEntry) {
+func (l *leader) queueProposal(e *messages.LogEntry) {
 	l.out.proposals = append(l.out.proposals, e)
 	if len(l.out.proposals) >= maxBatch {
-		l.sendProposals(ctx)
-		return
+		l.request(l.cfg.Consensus, &consensus.Propose{Entries: l.out.proposals})
+		l.out.proposals = nil
 	}
 	l.scheduleFlush()
 }
 
-func (l *leader) sendProposals(ctx actor.Context) {
+// flush sends everything the outbox holds: the closed batches and single
+// messages first, in the order they were queued, then what is still open.
+func (l *leader) flush(ctx actor.Context) {
+	l.out.flushes, l.out.dirty = false, false
+	direct := l.out.direct
+	l.out.direct = nil
+	for _, e := range direct {
+		if e.member {
+			if v := l.slot(e.slot); v == nil || !v.usable() {
+				continue
+			}
+		}
+		if e.request {
+			ctx.Request(e.to, e.msg)
+		} else {
+			ctx.Send(e.to, e.msg)
+		}
+	}
 	if len(l.out.proposals) > 0 {
 		ctx.Request(l.cfg.Consensus, &consensus.Propose{Entries: l.out.proposals})
 		l.out.proposals = nil
 	}
-}
-
-// flush sends everything the outbox holds.
-func (l *leader) flush(ctx actor.Context) {
-	l.out.flushes, l.out.dirty = false, false
-	l.sendProposals(ctx)
-	l.sendSelects(ctx)
+	if l.out.selects != nil {
+		ctx.Request(l.selector, l.out.selects)
+		l.out.selects = nil
+	}
 	for slot, b := range l.out.stores {
-		l.sendStores(ctx, slot, b)
+		delete(l.out.stores, slot)
+		l.sendToMember(ctx, slot, b, true)
 	}
 	for slot, b := range l.out.reads {
-		l.sendReads(ctx, slot, b)
+		delete(l.out.reads, slot)
+		l.sendToMember(ctx, slot, b, true)
 	}
 	for slot, b := range l.out.prunes {
-		l.sendPrunes(ctx, slot, b)
+		delete(l.out.prunes, slot)
+		l.sendToMember(ctx, slot, b, false)
 	}
 	for key, b := range l.out.replies {
 		delete(l.out.replies, key)
@@ -237,33 +284,17 @@ func (l *leader) flush(ctx actor.Context) {
 	}
 }
 
-func (l *leader) sendSelects(ctx actor.Context) {
-	if l.out.selects != nil {
-		ctx.Request(l.selector, l.out.selects)
-		l.out.selects = nil
+// sendToMember sends a member a batch, unless the member went down since
+// its requests were queued: they were failed over then (memberDown), and
+// sending to a dead address only starts a useless connection attempt.
+func (l *leader) sendToMember(ctx actor.Context, slot uint32, batch any, request bool) {
+	v := l.slot(slot)
+	if v == nil || !v.usable() {
+		return
 	}
-}
-
-// sendStores sends a member its store batch, unless the member went down
-// since the requests were queued: they were failed over then (memberDown),
-// and sending to a dead address only starts a useless connection attempt.
-func (l *leader) sendStores(ctx actor.Context, slot uint32, b *messages.StoreBatch) {
-	delete(l.out.stores, slot)
-	if v := l.slot(slot); v != nil && v.usable() {
-		ctx.Request(v.storage, b)
-	}
-}
-
-func (l *leader) sendReads(ctx actor.Context, slot uint32, b *messages.ReadBatch) {
-	delete(l.out.reads, slot)
-	if v := l.slot(slot); v != nil && v.usable() {
-		ctx.Request(v.storage, b)
-	}
-}
-
-func (l *leader) sendPrunes(ctx actor.Context, slot uint32, b *messages.PruneBatch) {
-	delete(l.out.prunes, slot)
-	if v := l.slot(slot); v != nil && v.usable() {
-		ctx.Send(v.storage, b)
+	if request {
+		ctx.Request(v.storage, batch)
+	} else {
+		ctx.Send(v.storage, batch)
 	}
 }

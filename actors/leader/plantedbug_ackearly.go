@@ -5,8 +5,6 @@ package leader
 import (
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -19,9 +17,9 @@ const ackEarlyDelay = 200 * time.Millisecond
 // ackEarlyDelay later: a leader killed meanwhile loses writes it
 // acknowledged. Reads of the id still wait for the entry, so without a
 // crash the history stays linearizable.
-func plantedBug(l *leader, ctx actor.Context, _ *write, p *proposal) (propose bool) {
-	l.reply(ctx, p.ref, &messages.ClientReply{Code: messages.ReplyCode_REPLY_OK})
-	self, root := ctx.Self(), ctx.ActorSystem().Root
+func plantedBug(l *leader, _ *write, p *proposal) (propose bool) {
+	l.reply(p.ref, &messages.ClientReply{Code: messages.ReplyCode_REPLY_OK})
+	self, root := l.self, l.root
 	late := &lateProposal{p: p, term: l.term}
 	time.AfterFunc(ackEarlyDelay, func() { root.Send(self, late) })
 	return false
@@ -33,10 +31,10 @@ type lateProposal struct {
 	term uint64
 }
 
-func (m *lateProposal) run(l *leader, ctx actor.Context) {
+func (m *lateProposal) run(l *leader) {
 	if l.term == m.term && l.active {
 		m.p.ref = clientRef{} // answered already
-		_ = l.propose(ctx, m.p)
+		_ = l.propose(m.p)
 	}
 }
 

@@ -2,9 +2,7 @@
 
 package leader
 
-import "github.com/asynkron/protoactor-go/actor"
-
-func plantedBug(*leader, actor.Context, *write, *proposal) (propose bool) { return true }
+func plantedBug(*leader, *write, *proposal) (propose bool) { return true }
 
 // skipReadBarrier (a fault-suite build only, never shipped) makes the
 // leader answer GETs from its own copy of the index without confirming

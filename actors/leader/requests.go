@@ -7,8 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -64,30 +62,30 @@ type deadlineItem struct {
 // on to a newer version while it was reading.
 const maxReadRestarts = 3
 
-func (l *leader) startWrite(ctx actor.Context, ref clientRef, msg *messages.ClientRequest) {
+func (l *leader) startWrite(ref clientRef, msg *messages.ClientRequest) {
 	w := &write{
 		ref:     ref,
 		id:      msg.GetId(),
-		version: l.mintVersion(ctx),
+		version: l.mintVersion(),
 		payload: msg.GetPayload(),
 		started: time.Now(),
 	}
 	var first selection
 	w.place, first = newPlacement(l.cfg.Tolerance)
-	l.selectFor(ctx, w, &first)
+	l.selectFor(w, &first)
 }
 
 // selectFor asks the selector for members for w, if sel is not nil.
-func (l *leader) selectFor(ctx actor.Context, w *write, sel *selection) {
+func (l *leader) selectFor(w *write, sel *selection) {
 	if sel == nil {
 		return
 	}
 	id := l.newRequestID()
 	l.selections[id] = w
-	l.queueSelect(ctx, &messages.SelectReplicas{RequestId: id, Count: uint32(sel.count), Exclude: sel.exclude})
+	l.queueSelect(&messages.SelectReplicas{RequestId: id, Count: uint32(sel.count), Exclude: sel.exclude})
 }
 
-func (l *leader) replicasSelected(ctx actor.Context, msg *messages.ReplicasSelected) {
+func (l *leader) replicasSelected(msg *messages.ReplicasSelected) {
 	w, ok := l.selections[msg.GetRequestId()]
 	if !ok {
 		return
@@ -98,25 +96,25 @@ func (l *leader) replicasSelected(ctx actor.Context, msg *messages.ReplicasSelec
 	}
 	send, next := w.place.selected(msg.GetMembers())
 	if w.place.refused {
-		l.failWrite(ctx, w, fmt.Sprintf("not enough live members: have %d, need %d%s", msg.GetLive(), w.place.need, l.refusingNote()))
+		l.failWrite(w, fmt.Sprintf("not enough live members: have %d, need %d%s", msg.GetLive(), w.place.need, l.refusingNote()))
 		return
 	}
 	for _, slot := range send {
-		l.sendStore(ctx, w, slot)
+		l.sendStore(w, slot)
 	}
-	l.selectFor(ctx, w, next)
-	l.checkWrite(ctx, w)
+	l.selectFor(w, next)
+	l.checkWrite(w)
 }
 
-func (l *leader) sendStore(ctx actor.Context, w *write, slot uint32) {
+func (l *leader) sendStore(w *write, slot uint32) {
 	v := l.slot(slot)
 	if v == nil || !v.usable() {
 		// Went down between selection and now: count it as a failed copy.
-		l.selectFor(ctx, w, w.place.copyFailed())
+		l.selectFor(w, w.place.copyFailed())
 		return
 	}
 	id := l.track(&outstanding{slot: slot, write: w}, l.cfg.StoreTimeout, &l.deadlines.stores)
-	l.queueStore(ctx, slot, &messages.StoreRequest{RequestId: id, Id: w.id, Version: w.version, Payload: w.payload})
+	l.queueStore(slot, &messages.StoreRequest{RequestId: id, Id: w.id, Version: w.version, Payload: w.payload})
 }
 
 // track registers an outstanding member request and returns its id.
@@ -141,14 +139,14 @@ func (l *leader) settle(id uint64) (*outstanding, bool) {
 	return o, true
 }
 
-func (l *leader) storeAck(ctx actor.Context, from uint32, fromKnown bool, msg *messages.StoreAck) {
+func (l *leader) storeAck(from uint32, fromKnown bool, msg *messages.StoreAck) {
 	o, ok := l.settle(msg.GetRequestId())
 	if !ok || o.write == nil {
 		// Late: the request timed out or its member was declared down, and
 		// another member took its place. A copy that landed anyway is read
 		// by nobody unless the index names this member for it.
 		if fromKnown && msg.GetError() == "" && !l.indexedOn(msg.GetId(), msg.GetVersion(), from) {
-			l.pruneCopies(ctx, msg.GetId(), msg.GetVersion(), msg.GetSize(), []uint32{from})
+			l.pruneCopies(msg.GetId(), msg.GetVersion(), msg.GetSize(), []uint32{from})
 		}
 		return
 	}
@@ -157,34 +155,34 @@ func (l *leader) storeAck(ctx actor.Context, from uint32, fromKnown bool, msg *m
 		if msg.GetError() == "" && (w.failed || !slices.Contains(w.place.stored, o.slot)) {
 			// A copy landed for a write that failed, or that completed
 			// with other members: drop it.
-			l.pruneCopies(ctx, w.id, w.version, uint32(len(w.payload)), []uint32{o.slot})
+			l.pruneCopies(w.id, w.version, uint32(len(w.payload)), []uint32{o.slot})
 		}
 		return
 	}
 	if msg.GetError() != "" {
 		l.log.Warn().Uint32("slot", o.slot).Str("error", msg.GetError()).Int64("id", w.id).Msg("member failed to store; replacing it")
 		l.countReplicaFailure("error")
-		l.selectFor(ctx, w, w.place.copyFailed())
-		l.checkWrite(ctx, w)
+		l.selectFor(w, w.place.copyFailed())
+		l.checkWrite(w)
 		return
 	}
 	w.place.copyStored(o.slot)
 	if m := l.cfg.Metrics; m != nil && w.place.complete() {
 		m.FanoutSeconds.Observe(time.Since(w.started).Seconds())
 	}
-	l.checkWrite(ctx, w)
+	l.checkWrite(w)
 }
 
 // storeFailed handles a store that timed out or whose member went down.
-func (l *leader) storeFailed(ctx actor.Context, o *outstanding, reason string) {
+func (l *leader) storeFailed(o *outstanding, reason string) {
 	w := o.write
 	if w.done {
 		return
 	}
 	l.log.Warn().Uint32("slot", o.slot).Str("reason", reason).Int64("id", w.id).Msg("store failed; replacing member")
 	l.countReplicaFailure(reason)
-	l.selectFor(ctx, w, w.place.copyFailed())
-	l.checkWrite(ctx, w)
+	l.selectFor(w, w.place.copyFailed())
+	l.checkWrite(w)
 }
 
 // indexedOn reports whether the index names slot as a holder of version
@@ -196,7 +194,7 @@ func (l *leader) indexedOn(id int64, version uint64, slot uint32) bool {
 
 // checkWrite proposes a write that has all its copies, or fails one that
 // can no longer get them.
-func (l *leader) checkWrite(ctx actor.Context, w *write) {
+func (l *leader) checkWrite(w *write) {
 	switch {
 	case w.done:
 	case w.place.complete():
@@ -204,32 +202,32 @@ func (l *leader) checkWrite(ctx actor.Context, w *write) {
 			Id: w.id, Version: w.version, Replicas: w.place.replicas(), Size: uint32(len(w.payload)),
 		}}, Request: w.ref.id()}
 		p := &proposal{entry: entry, ref: w.ref, started: time.Now()}
-		if !plantedBug(l, ctx, w, p) { // only planted-bug builds of the fault suite answer here
+		if !plantedBug(l, w, p) { // only planted-bug builds of the fault suite answer here
 			w.done = true
 			return
 		}
-		if err := l.propose(ctx, p); err != nil {
-			l.failWrite(ctx, w, "internal error: the write was "+err.Error()+"; nothing was stored")
+		if err := l.propose(p); err != nil {
+			l.failWrite(w, "internal error: the write was "+err.Error()+"; nothing was stored")
 			return
 		}
 		w.done = true
 	case w.place.hopeless():
-		l.failWrite(ctx, w, fmt.Sprintf("could not store %d copies: have %d, need %d (live members: %d)",
+		l.failWrite(w, fmt.Sprintf("could not store %d copies: have %d, need %d (live members: %d)",
 			w.place.need, len(w.place.stored), w.place.need, l.liveCount()))
 	}
 }
 
-func (l *leader) failWrite(ctx actor.Context, w *write, reason string) {
+func (l *leader) failWrite(w *write, reason string) {
 	if w.done {
 		return
 	}
 	w.done = true
 	w.failed = true
-	l.replyError(ctx, w.ref, reason)
+	l.replyError(w.ref, reason)
 	// The copies already stored will never be read: drop them. Copies
 	// still in flight are dropped when their acks arrive (storeAck).
-	l.pruneCopies(ctx, w.id, w.version, uint32(len(w.payload)), w.place.stored)
-	l.finish(ctx, w.id)
+	l.pruneCopies(w.id, w.version, uint32(len(w.payload)), w.place.stored)
+	l.finish(w.id)
 }
 
 // refusingNote tells a client that some live members were not counted
@@ -259,28 +257,28 @@ func (l *leader) liveCount() int {
 
 // startRead queues a GET for the next read barrier: it reads the index
 // only once consensus confirmed this gateway still leads.
-func (l *leader) startRead(ctx actor.Context, ref clientRef, msg *messages.ClientRequest) {
+func (l *leader) startRead(ref clientRef, msg *messages.ClientRequest) {
 	r := &read{ref: ref, id: msg.GetId(), started: time.Now()}
 	if skipReadBarrier() { // only in the fault suite's planted-bug builds
-		l.beginRead(ctx, r)
+		l.beginRead(r)
 		return
 	}
-	l.awaitBarrier(ctx, r)
+	l.awaitBarrier(r)
 }
 
 // beginRead (re)starts a read at the currently indexed version, trying the
 // least-busy live replica first.
-func (l *leader) beginRead(ctx actor.Context, r *read) {
+func (l *leader) beginRead(r *read) {
 	version, replicas, ok := l.state.Lookup(r.id)
 	if !r.lookedUp {
 		// The read is ordered now: writes of the id queued behind it may
 		// start (once this turn ends, after it).
 		r.lookedUp = true
-		defer l.lookedUp(ctx, r.id)
+		defer l.lookedUp(r.id)
 	}
 	if !ok {
 		r.done = true
-		l.reply(ctx, r.ref, &messages.ClientReply{Code: messages.ReplyCode_REPLY_NOT_FOUND})
+		l.reply(r.ref, &messages.ClientReply{Code: messages.ReplyCode_REPLY_NOT_FOUND})
 		return
 	}
 	r.version, r.next = version, 0
@@ -297,10 +295,10 @@ func (l *leader) beginRead(ctx actor.Context, r *read) {
 	slices.SortStableFunc(r.candidates, func(a, b uint32) int {
 		return l.members[a].inflight - l.members[b].inflight
 	})
-	l.nextReplica(ctx, r)
+	l.nextReplica(r)
 }
 
-func (l *leader) nextReplica(ctx actor.Context, r *read) {
+func (l *leader) nextReplica(r *read) {
 	if r.done {
 		return
 	}
@@ -312,25 +310,25 @@ func (l *leader) nextReplica(ctx actor.Context, r *read) {
 			continue
 		}
 		id := l.track(&outstanding{slot: slot, read: r}, l.cfg.ReadTimeout, &l.deadlines.reads)
-		l.queueRead(ctx, slot, &messages.ReadRequest{RequestId: id, Id: r.id, Version: r.version})
+		l.queueRead(slot, &messages.ReadRequest{RequestId: id, Id: r.id, Version: r.version})
 		return
 	}
 	// Every live replica failed. If the index moved on meanwhile (a newer
 	// SET or a DEL committed and pruned what we were reading), start over.
 	if version, _, ok := l.state.Lookup(r.id); (!ok || version != r.version) && r.restarts < maxReadRestarts {
 		r.restarts++
-		l.beginRead(ctx, r)
+		l.beginRead(r)
 		return
 	}
 	r.done = true
 	if len(r.candidates) == 0 {
-		l.replyError(ctx, r.ref, fmt.Sprintf("no live member holds id %d", r.id))
+		l.replyError(r.ref, fmt.Sprintf("no live member holds id %d", r.id))
 		return
 	}
-	l.replyError(ctx, r.ref, fmt.Sprintf("no replica could serve id %d (tried %d)", r.id, len(r.candidates)))
+	l.replyError(r.ref, fmt.Sprintf("no replica could serve id %d (tried %d)", r.id, len(r.candidates)))
 }
 
-func (l *leader) readReply(ctx actor.Context, msg *messages.ReadReply) {
+func (l *leader) readReply(msg *messages.ReadReply) {
 	o, ok := l.settle(msg.GetRequestId())
 	if !ok || o.read == nil {
 		return
@@ -341,23 +339,23 @@ func (l *leader) readReply(ctx actor.Context, msg *messages.ReadReply) {
 	}
 	if msg.GetStatus() == messages.ReadStatus_READ_OK {
 		r.done = true
-		l.reply(ctx, r.ref, &messages.ClientReply{Code: messages.ReplyCode_REPLY_VALUE, Payload: msg.GetPayload()})
+		l.reply(r.ref, &messages.ClientReply{Code: messages.ReplyCode_REPLY_VALUE, Payload: msg.GetPayload()})
 		return
 	}
 	l.log.Warn().Uint32("slot", o.slot).Int64("id", r.id).Uint64("version", r.version).
 		Stringer("status", msg.GetStatus()).Str("error", msg.GetError()).Msg("replica could not serve read; trying the next")
 	l.countReadFallback(msg.GetStatus().String())
-	l.nextReplica(ctx, r)
+	l.nextReplica(r)
 }
 
-func (l *leader) readFailed(ctx actor.Context, o *outstanding, reason string) {
+func (l *leader) readFailed(o *outstanding, reason string) {
 	l.log.Warn().Uint32("slot", o.slot).Int64("id", o.read.id).Str("reason", reason).Msg("read failed; trying the next replica")
 	l.countReadFallback(reason)
-	l.nextReplica(ctx, o.read)
+	l.nextReplica(o.read)
 }
 
 // expire fails requests whose deadline passed.
-func (l *leader) expire(ctx actor.Context, now time.Time) {
+func (l *leader) expire(now time.Time) {
 	for _, q := range []*list.List{&l.deadlines.stores, &l.deadlines.reads} {
 		for e := q.Front(); e != nil; e = q.Front() {
 			item := e.Value.(deadlineItem)
@@ -366,24 +364,24 @@ func (l *leader) expire(ctx actor.Context, now time.Time) {
 			}
 			q.Remove(e)
 			if o, ok := l.settle(item.id); ok {
-				l.failed(ctx, o, "timeout")
+				l.failed(o, "timeout")
 			}
 		}
 	}
 }
 
 // failed routes a failed member request to its write or read.
-func (l *leader) failed(ctx actor.Context, o *outstanding, reason string) {
+func (l *leader) failed(o *outstanding, reason string) {
 	if o.write != nil {
-		l.storeFailed(ctx, o, reason)
+		l.storeFailed(o, reason)
 	} else if o.read != nil {
-		l.readFailed(ctx, o, reason)
+		l.readFailed(o, reason)
 	}
 }
 
 // memberDown fails every request in flight to a member at once, so clients
 // are not held up by a dead member.
-func (l *leader) memberDown(ctx actor.Context, slot uint32) {
+func (l *leader) memberDown(slot uint32) {
 	var ids []uint64
 	for id, o := range l.requests {
 		if o.slot == slot {
@@ -393,7 +391,7 @@ func (l *leader) memberDown(ctx actor.Context, slot uint32) {
 	slices.Sort(ids) // fail in send order
 	for _, id := range ids {
 		if o, ok := l.settle(id); ok {
-			l.failed(ctx, o, "member_down")
+			l.failed(o, "member_down")
 		}
 	}
 }

@@ -31,29 +31,29 @@ func (r clientRef) key() requestKey         { return requestKey{origin: r.origin
 func (r clientRef) id() *messages.RequestId { return &messages.RequestId{Origin: r.origin, Seq: r.seq} }
 
 // fromSession takes requests from one of this gateway's sessions.
-func (l *leader) fromSession(ctx actor.Context, session *actor.PID, reqs []*messages.ClientRequest) {
+func (l *leader) fromSession(session *actor.PID, reqs []*messages.ClientRequest) {
 	if l.unavailable != "" {
 		for _, req := range reqs {
-			l.toSession(ctx, session, &messages.ClientReply{RequestId: req.GetRequestId(), Code: messages.ReplyCode_REPLY_ERROR, Error: l.unavailable})
+			l.toSession(session, &messages.ClientReply{RequestId: req.GetRequestId(), Code: messages.ReplyCode_REPLY_ERROR, Error: l.unavailable})
 		}
 		return
 	}
-	now := time.Now()
+	now := l.wall()
 	for i, req := range reqs {
 		if l.cfg.FaultInjection && req.GetOp() == messages.Op_OP_SET && string(req.GetPayload()) == PanicMessage {
-			l.route(ctx) // the requests before it are on their way
+			l.route() // the requests before it are on their way
 			l.log.Warn().Int("position", i).Int("batch", len(reqs)).Msg("fault injection: leader panics in the middle of a batch")
 			panic("injected leader fault in the middle of a batch")
 		}
 		l.router.accept(session, req, now)
 	}
-	l.route(ctx)
+	l.route()
 }
 
 // route sends every request that waits to be sent to the active leader:
 // this gateway's coordinator if it is active, the leader actor of the
 // gateway that leads otherwise. Without a known leader they wait.
-func (l *leader) route(ctx actor.Context) {
+func (l *leader) route() {
 	unsent := l.router.unsent()
 	if len(unsent) == 0 {
 		return
@@ -62,14 +62,14 @@ func (l *leader) route(ctx actor.Context) {
 	case l.active:
 		for _, rt := range unsent {
 			rt.sentTo = localRoute
-			l.handle(ctx, clientRef{origin: l.router.origin, seq: rt.seq}, rt.req)
+			l.handle(clientRef{origin: l.router.origin, seq: rt.seq}, rt.req)
 		}
 	case l.lead.Lead != 0 && !l.lead.Local && l.lead.LeadAddress != "":
 		to := actor.NewPID(l.lead.LeadAddress, messages.LeaderActor)
-		now := time.Now()
+		now := l.wall()
 		for _, rt := range unsent {
 			rt.sentTo, rt.sentAt = l.lead.LeadAddress, now
-			l.queueForward(ctx, to, &messages.ForwardedRequest{Seq: rt.seq, Request: rt.req})
+			l.queueForward(to, &messages.ForwardedRequest{Seq: rt.seq, Request: rt.req})
 		}
 	}
 }
@@ -77,36 +77,35 @@ func (l *leader) route(ctx actor.Context) {
 // forwarded takes requests another gateway sent to this one as the
 // leader. An inactive leader takes none: it says so, and the sender sends
 // them again to the leader it learns of.
-func (l *leader) forwarded(ctx actor.Context, b *messages.ForwardBatch) {
-	from := ctx.Sender()
+func (l *leader) forwarded(from *actor.PID, b *messages.ForwardBatch) {
 	if from == nil || b.GetOrigin() == 0 {
 		return
 	}
 	for _, fr := range b.GetRequests() {
 		ref := clientRef{origin: b.GetOrigin(), seq: fr.GetSeq(), to: from}
 		if !l.active {
-			l.queueForwardReply(ctx, from, &messages.ForwardedReply{Seq: fr.GetSeq()})
+			l.queueForwardReply(from, &messages.ForwardedReply{Seq: fr.GetSeq()})
 			continue
 		}
-		l.handle(ctx, ref, fr.GetRequest())
+		l.handle(ref, fr.GetRequest())
 	}
 }
 
 // forwardReplies takes the active leader's answers to requests this
 // gateway forwarded.
-func (l *leader) forwardReplies(ctx actor.Context, b *messages.ForwardReplyBatch) {
+func (l *leader) forwardReplies(b *messages.ForwardReplyBatch) {
 	for _, r := range b.GetReplies() {
 		if r.GetReply() == nil {
 			l.router.notTaken(r.GetSeq()) // sent again on the next tick
 			continue
 		}
-		l.answerLocal(ctx, r.GetSeq(), r.GetReply())
+		l.answerLocal(r.GetSeq(), r.GetReply())
 	}
 }
 
 // handle starts a client request in the coordinator, unless it already
 // works on it (sent twice: the first one's answer serves both).
-func (l *leader) handle(ctx actor.Context, ref clientRef, req *messages.ClientRequest) {
+func (l *leader) handle(ref clientRef, req *messages.ClientRequest) {
 	key := ref.key()
 	if _, dup := l.inProgress[key]; dup {
 		return
@@ -114,32 +113,32 @@ func (l *leader) handle(ctx actor.Context, ref clientRef, req *messages.ClientRe
 	l.inProgress[key] = ref
 	switch req.GetOp() {
 	case messages.Op_OP_SET, messages.Op_OP_GET, messages.Op_OP_DEL:
-		l.admit(ctx, ref, req)
+		l.admit(ref, req)
 	default:
-		l.replyError(ctx, ref, "unknown operation "+req.GetOp().String())
+		l.replyError(ref, "unknown operation "+req.GetOp().String())
 	}
 }
 
 // reply answers a client request the coordinator held.
-func (l *leader) reply(ctx actor.Context, ref clientRef, r *messages.ClientReply) {
+func (l *leader) reply(ref clientRef, r *messages.ClientReply) {
 	if !ref.valid() {
 		return
 	}
 	delete(l.inProgress, ref.key())
 	if ref.to == nil {
-		l.answerLocal(ctx, ref.seq, r)
+		l.answerLocal(ref.seq, r)
 		return
 	}
-	l.queueForwardReply(ctx, ref.to, &messages.ForwardedReply{Seq: ref.seq, Reply: r})
+	l.queueForwardReply(ref.to, &messages.ForwardedReply{Seq: ref.seq, Reply: r})
 }
 
-func (l *leader) replyError(ctx actor.Context, ref clientRef, reason string) {
-	l.reply(ctx, ref, &messages.ClientReply{Code: messages.ReplyCode_REPLY_ERROR, Error: reason})
+func (l *leader) replyError(ref clientRef, reason string) {
+	l.reply(ref, &messages.ClientReply{Code: messages.ReplyCode_REPLY_ERROR, Error: reason})
 }
 
 // giveBack returns a request the coordinator will not finish to the
 // gateway that took it, which sends it to the next leader.
-func (l *leader) giveBack(ctx actor.Context, ref clientRef) {
+func (l *leader) giveBack(ref clientRef) {
 	if !ref.valid() {
 		return
 	}
@@ -148,23 +147,23 @@ func (l *leader) giveBack(ctx actor.Context, ref clientRef) {
 		l.router.notTaken(ref.seq)
 		return
 	}
-	l.queueForwardReply(ctx, ref.to, &messages.ForwardedReply{Seq: ref.seq})
+	l.queueForwardReply(ref.to, &messages.ForwardedReply{Seq: ref.seq})
 }
 
 // answerLocal delivers the answer to one of this gateway's requests to its
 // session.
-func (l *leader) answerLocal(ctx actor.Context, seq uint64, r *messages.ClientReply) {
+func (l *leader) answerLocal(seq uint64, r *messages.ClientReply) {
 	rt := l.router.answered(seq)
 	if rt == nil {
 		return // answered already, or expired
 	}
 	reply := &messages.ClientReply{RequestId: rt.request, Code: r.GetCode(), Payload: r.GetPayload(), Error: r.GetError()}
-	l.toSession(ctx, rt.session, reply)
+	l.toSession(rt.session, reply)
 }
 
 // expireRouted answers the requests whose deadline passed.
-func (l *leader) expireRouted(ctx actor.Context, now time.Time) {
+func (l *leader) expireRouted(now time.Time) {
 	for _, rt := range l.router.expire(now) {
-		l.toSession(ctx, rt.session, expiredReply(rt))
+		l.toSession(rt.session, expiredReply(rt))
 	}
 }

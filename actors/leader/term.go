@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/tolerex/tolerex/actors/consensus"
 	"github.com/tolerex/tolerex/actors/meta"
 	"github.com/tolerex/tolerex/messages"
@@ -65,11 +63,11 @@ type proposal struct {
 // leaderChanged follows consensus: a term in which this gateway led ends
 // when leadership moves or a new term starts; requests waiting for an
 // answer go to the new leader.
-func (l *leader) leaderChanged(ctx actor.Context, lc *consensus.LeaderChanged) {
+func (l *leader) leaderChanged(lc *consensus.LeaderChanged) {
 	prev := l.lead
 	l.lead = *lc
 	if l.term != 0 && (!lc.Local || lc.Term != l.term) {
-		l.endTerm(ctx)
+		l.endTerm()
 	}
 	if !lc.Local || lc.Term != prev.Term {
 		l.ready = false
@@ -79,8 +77,8 @@ func (l *leader) leaderChanged(ctx actor.Context, lc *consensus.LeaderChanged) {
 			Bool("local", lc.Local).Int("waiting_requests", l.router.len()).Msg("leader changed; routing requests to it")
 		l.router.resend("")
 	}
-	ctx.Send(l.membership, &leadership{leaderAddress: l.leaderAddress(), active: false})
-	l.route(ctx)
+	l.send(l.membership, &leadership{leaderAddress: l.leaderAddress(), active: false})
+	l.route()
 	l.publishStatus()
 }
 
@@ -95,13 +93,13 @@ func (l *leader) leaderAddress() string {
 
 // leadershipReady begins the term: the state machine is current, so the
 // coordinator is built from it, and the term's epoch is proposed.
-func (l *leader) leadershipReady(ctx actor.Context, msg *consensus.LeadershipReady) {
+func (l *leader) leadershipReady(msg *consensus.LeadershipReady) {
 	if !l.lead.Local || msg.Term != l.lead.Term || l.term == msg.Term {
 		return
 	}
 	l.ready = true
 	l.termState = newTermState(msg.Term)
-	now := time.Now()
+	now := l.wall()
 	members := l.state.Members()
 	for _, m := range members {
 		l.syncSlot(m)
@@ -111,29 +109,29 @@ func (l *leader) leadershipReady(ctx actor.Context, msg *consensus.LeadershipRea
 		v := l.slot(m.Slot)
 		v.alive, v.ready, v.lastHeard = true, true, now
 	}
-	ctx.Send(l.membership, &presumeAlive{members: members})
-	l.pushLiveSet(ctx)
-	l.pushLoad(ctx)
+	l.send(l.membership, &presumeAlive{members: members})
+	l.pushLiveSet()
+	l.pushLoad()
 	l.epoch = l.state.Epoch() + 1
 	l.epochPending = true
-	l.propose(ctx, &proposal{entry: epochEntry(l.epoch), started: now})
+	l.propose(&proposal{entry: epochEntry(l.epoch), started: now})
 	l.log.Info().Uint64("term", msg.Term).Uint64("epoch", l.epoch).Int("members", len(members)).
 		Int("messages", l.state.Len()).Msg("leading: proposing the term's epoch")
 }
 
 // activate starts serving once the term's epoch is applied (and resets
 // the version counter when a later epoch of the term is).
-func (l *leader) activate(ctx actor.Context) {
+func (l *leader) activate() {
 	l.counter = 0
 	l.epochPending = false
 	if l.active {
 		return
 	}
 	l.active = true
-	ctx.Send(l.membership, &leadership{leaderAddress: l.leaderAddress(), active: true})
+	l.send(l.membership, &leadership{leaderAddress: l.leaderAddress(), active: true})
 	l.log.Info().Uint64("term", l.term).Uint64("epoch", l.epoch).Int("live_members", l.liveCount()).
 		Int("waiting_requests", l.router.len()).Msg("leader active")
-	l.route(ctx)
+	l.route()
 	l.publishStatus()
 }
 
@@ -142,20 +140,20 @@ func (l *leader) activate(ctx actor.Context) {
 // leader under the same request id: the log applies a write once however
 // often it is proposed. Copies stored for writes never proposed are
 // dropped.
-func (l *leader) endTerm(ctx actor.Context) {
+func (l *leader) endTerm() {
 	if l.term != 0 {
 		l.log.Info().Uint64("term", l.term).Int("requests_given_back", len(l.inProgress)).Msg("term over; coordinator dropped")
 	}
 	for _, o := range l.requests {
 		if w := o.write; w != nil && !w.done && len(w.place.stored) > 0 {
 			w.done = true
-			l.pruneCopies(ctx, w.id, w.version, uint32(len(w.payload)), w.place.stored)
+			l.pruneCopies(w.id, w.version, uint32(len(w.payload)), w.place.stored)
 		}
 	}
 	for _, ref := range l.inProgress {
-		l.giveBack(ctx, ref)
+		l.giveBack(ref)
 	}
-	ctx.Send(l.membership, &leadership{leaderAddress: l.leaderAddress(), active: false})
+	l.send(l.membership, &leadership{leaderAddress: l.leaderAddress(), active: false})
 	l.termState = newTermState(0)
 	if m := l.cfg.Metrics; m != nil {
 		// Only the active leader knows the members: a deposed one shows
@@ -175,7 +173,7 @@ func epochEntry(epoch uint64) *messages.LogEntry {
 // the state, so the log never holds an entry the state machine would
 // reject (one that would then be rejected on every gateway); such an entry
 // is a bug, and is refused with an error instead.
-func (l *leader) propose(ctx actor.Context, p *proposal) error {
+func (l *leader) propose(p *proposal) error {
 	if err := l.state.Check(p.entry); err != nil {
 		if m := l.cfg.Metrics; m != nil {
 			m.RefusedProposals.Inc()
@@ -186,15 +184,15 @@ func (l *leader) propose(ctx actor.Context, p *proposal) error {
 	if key, ok := keyOf(p.entry.GetRequest()); ok {
 		l.proposals[key] = p
 	}
-	l.queueProposal(ctx, p.entry)
+	l.queueProposal(p.entry)
 	return nil
 }
 
 // applied acts on committed entries consensus applied: it answers the
 // requests they carry out and drops the copies they made obsolete.
-func (l *leader) applied(ctx actor.Context, msg *consensus.Applied) {
+func (l *leader) applied(msg *consensus.Applied) {
 	for _, ae := range msg.Entries {
-		l.appliedEntry(ctx, ae)
+		l.appliedEntry(ae)
 	}
 	if len(msg.Entries) == 0 && l.term != 0 {
 		// A snapshot replaced the state: follow its members.
@@ -205,7 +203,7 @@ func (l *leader) applied(ctx actor.Context, msg *consensus.Applied) {
 	l.publishStatus()
 }
 
-func (l *leader) appliedEntry(ctx actor.Context, ae consensus.AppliedEntry) {
+func (l *leader) appliedEntry(ae consensus.AppliedEntry) {
 	e := ae.Entry
 	var p *proposal
 	if key, ok := keyOf(e.GetRequest()); ok {
@@ -215,7 +213,7 @@ func (l *leader) appliedEntry(ctx actor.Context, ae consensus.AppliedEntry) {
 	}
 	if ae.Err != nil {
 		if p != nil {
-			l.rejectedProposal(ctx, p, "internal error: the request was not applied (nothing was stored)")
+			l.rejectedProposal(p, "internal error: the request was not applied (nothing was stored)")
 		}
 		return
 	}
@@ -226,20 +224,20 @@ func (l *leader) appliedEntry(ctx actor.Context, ae consensus.AppliedEntry) {
 	}
 	switch x := e.GetEntry().(type) {
 	case *messages.LogEntry_Put:
-		l.prune(ctx, x.Put.GetId(), ae.Effect)
+		l.prune(x.Put.GetId(), ae.Effect)
 		if p != nil {
-			l.reply(ctx, p.ref, &messages.ClientReply{Code: messages.ReplyCode_REPLY_OK})
-			l.finish(ctx, x.Put.GetId())
+			l.reply(p.ref, &messages.ClientReply{Code: messages.ReplyCode_REPLY_OK})
+			l.finish(x.Put.GetId())
 		}
 	case *messages.LogEntry_Delete:
-		l.prune(ctx, x.Delete.GetId(), ae.Effect)
+		l.prune(x.Delete.GetId(), ae.Effect)
 		if p != nil {
 			code := messages.ReplyCode_REPLY_OK
 			if !ae.Effect.Existed {
 				code = messages.ReplyCode_REPLY_NOT_FOUND
 			}
-			l.reply(ctx, p.ref, &messages.ClientReply{Code: code})
-			l.finish(ctx, x.Delete.GetId())
+			l.reply(p.ref, &messages.ClientReply{Code: code})
+			l.finish(x.Delete.GetId())
 		}
 	case *messages.LogEntry_Member:
 		if l.term == 0 {
@@ -254,10 +252,10 @@ func (l *leader) appliedEntry(ctx actor.Context, ae consensus.AppliedEntry) {
 		m, _ := l.state.Member(slot)
 		l.syncSlot(m)
 		l.log.Info().Str("member", m.ID).Uint32("slot", m.Slot).Str("node", m.NodeAddress).Msg("member registered")
-		ctx.Send(l.membership, &memberRegistered{memberID: m.ID, slot: m.Slot})
+		l.send(l.membership, &memberRegistered{memberID: m.ID, slot: m.Slot})
 	case *messages.LogEntry_Epoch:
 		if l.epochPending && x.Epoch.GetEpoch() == l.epoch && l.state.Epoch() == l.epoch {
-			l.activate(ctx)
+			l.activate()
 		}
 	}
 }
@@ -265,7 +263,7 @@ func (l *leader) appliedEntry(ctx actor.Context, ae consensus.AppliedEntry) {
 // proposalsDropped handles entries consensus did not take: this gateway no
 // longer leads (their requests go to the next leader), or Raft refused
 // them (too much uncommitted: a definite error).
-func (l *leader) proposalsDropped(ctx actor.Context, msg *consensus.ProposalsDropped) {
+func (l *leader) proposalsDropped(msg *consensus.ProposalsDropped) {
 	for _, e := range msg.Entries {
 		key, ok := keyOf(e.GetRequest())
 		if !ok {
@@ -281,25 +279,25 @@ func (l *leader) proposalsDropped(ctx actor.Context, msg *consensus.ProposalsDro
 		delete(l.proposals, key)
 		if !l.lead.Local || !l.active || msg.Reason == consensus.DropNotLeader || msg.Reason == consensus.DropTransfer {
 			if put := e.GetPut(); put != nil {
-				l.pruneCopies(ctx, put.GetId(), put.GetVersion(), put.GetSize(), put.GetReplicas())
+				l.pruneCopies(put.GetId(), put.GetVersion(), put.GetSize(), put.GetReplicas())
 			}
-			l.giveBack(ctx, p.ref)
+			l.giveBack(p.ref)
 			continue
 		}
-		l.rejectedProposal(ctx, p, "overloaded: the log refused the request ("+msg.Reason+"); nothing was stored")
+		l.rejectedProposal(p, "overloaded: the log refused the request ("+msg.Reason+"); nothing was stored")
 	}
 }
 
 // rejectedProposal answers the client of a proposal that will not take
 // effect with reason, drops the copies of a put and releases what waited
 // for it.
-func (l *leader) rejectedProposal(ctx actor.Context, p *proposal, reason string) {
+func (l *leader) rejectedProposal(p *proposal, reason string) {
 	if put := p.entry.GetPut(); put != nil {
-		l.pruneCopies(ctx, put.GetId(), put.GetVersion(), put.GetSize(), put.GetReplicas())
+		l.pruneCopies(put.GetId(), put.GetVersion(), put.GetSize(), put.GetReplicas())
 	}
 	if p.ref.valid() {
-		l.replyError(ctx, p.ref, reason)
-		l.finish(ctx, entryID(p.entry))
+		l.replyError(p.ref, reason)
+		l.finish(entryID(p.entry))
 	}
 	if p.memberID != "" {
 		delete(l.registering, p.memberID)
@@ -318,35 +316,35 @@ func entryID(e *messages.LogEntry) int64 {
 }
 
 // prune tells members to drop the version an applied entry made obsolete.
-func (l *leader) prune(ctx actor.Context, id int64, eff meta.Effect) {
+func (l *leader) prune(id int64, eff meta.Effect) {
 	if len(eff.PruneSlots) == 0 || !l.active {
 		return
 	}
-	l.pruneCopies(ctx, id, eff.PruneVersion, eff.PruneSize, eff.PruneSlots)
+	l.pruneCopies(id, eff.PruneVersion, eff.PruneSize, eff.PruneSlots)
 }
 
 // pruneCopies tells members to drop one version of id that nobody will
 // read again. It is best effort: a member that is down or misses it keeps
 // garbage, never serves it (reads ask for an exact version).
-func (l *leader) pruneCopies(ctx actor.Context, id int64, version uint64, size uint32, slots []uint32) {
+func (l *leader) pruneCopies(id int64, version uint64, size uint32, slots []uint32) {
 	msg := &messages.PruneRequest{Id: id, Version: version, Size: size}
 	for _, slot := range slots {
 		if v := l.slot(slot); v != nil && v.usable() {
-			l.queuePrune(ctx, slot, msg)
+			l.queuePrune(slot, msg)
 		}
 	}
 }
 
 // mintVersion returns a version larger than every version minted before,
 // in this epoch or any earlier one.
-func (l *leader) mintVersion(ctx actor.Context) uint64 {
+func (l *leader) mintVersion() uint64 {
 	l.counter++
 	if l.counter >= meta.MaxCounter/2 && !l.epochPending {
 		// Far ahead of need: move to a new epoch, which resets the counter
 		// once it is applied.
 		l.epoch = l.state.Epoch() + 1
 		l.epochPending = true
-		if err := l.propose(ctx, &proposal{entry: epochEntry(l.epoch), started: time.Now()}); err != nil {
+		if err := l.propose(&proposal{entry: epochEntry(l.epoch), started: time.Now()}); err != nil {
 			l.epochPending = false
 		}
 	}

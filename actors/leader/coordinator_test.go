@@ -1,0 +1,330 @@
+package leader
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/tolerex/tolerex/actors/consensus"
+	"github.com/tolerex/tolerex/actors/meta"
+	"github.com/tolerex/tolerex/messages"
+)
+
+// The coordinator's decisions, without actors: the tests give the leader
+// inputs (client requests, selections, acknowledgements, applied entries,
+// the passing of time on an injected clock) and look at what it queued in
+// its outbox.
+
+// coord is a leader that leads term 1 with active members m0..m<n-1>.
+type coord struct {
+	t       *testing.T
+	l       *leader
+	state   *meta.State
+	now     time.Time
+	session *actor.PID
+}
+
+func newCoord(t *testing.T, tolerance, members int) *coord {
+	t.Helper()
+	s := meta.New()
+	for i := range members {
+		if _, err := s.Apply(&messages.LogEntry{Entry: &messages.LogEntry_Member{Member: &messages.MemberEntry{
+			MemberId: fmt.Sprintf("m%d", i), NodeAddress: fmt.Sprintf("member-%d:7000", i)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Apply(epochEntry(1)); err != nil {
+		t.Fatal(err)
+	}
+	c := &coord{t: t, state: s, now: time.Unix(1000, 0), session: actor.NewPID("gw1:7000", "gateway/session/1")}
+	cfg := Config{Tolerance: tolerance, Balancer: "least_loaded", View: consensus.NewStateViewOf(s),
+		Consensus: actor.NewPID("gw1:7000", messages.ConsensusActor)}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	l := &leader{cfg: cfg, log: zerolog.Nop(), wall: func() time.Time { return c.now }}
+	l.state = stateReader{view: cfg.View}
+	l.out = newOutbox()
+	l.clock = newStallClock(maxClockStep, c.now)
+	l.router = newRouter(77, cfg.RequestTimeout)
+	l.selector = actor.NewPID("gw1:7000", messages.SelectorActor)
+	l.membership = actor.NewPID("gw1:7000", messages.MembershipActor)
+	l.lead = consensus.LeaderChanged{Lead: 1, LeadAddress: "gw1:7000", Term: 1, Local: true}
+	l.termState = newTermState(0)
+	l.leadershipReady(&consensus.LeadershipReady{Term: 1})
+	c.l = l
+	// The epoch entry applies: the leader serves.
+	c.apply(c.takeProposals()...)
+	if !l.active {
+		t.Fatal("the leader did not activate after its epoch applied")
+	}
+	c.drain()
+	return c
+}
+
+// advance moves the clock and ticks, as the timer would every 50 ms.
+func (c *coord) advance(d time.Duration) {
+	for step := tickInterval; d > 0; d -= step {
+		c.now = c.now.Add(min(step, d))
+		c.l.tick()
+	}
+}
+
+// drain empties the outbox, as a flush would.
+func (c *coord) drain() { c.l.out = newOutbox() }
+
+// takeProposals returns and clears the queued proposals.
+func (c *coord) takeProposals() []*messages.LogEntry {
+	var out []*messages.LogEntry
+	for _, e := range c.l.out.direct {
+		if p, ok := e.msg.(*consensus.Propose); ok {
+			out = append(out, p.Entries...)
+		}
+	}
+	out = append(out, c.l.out.proposals...)
+	c.l.out.proposals = nil
+	return out
+}
+
+// apply applies entries to the state and tells the leader, as consensus
+// would.
+func (c *coord) apply(entries ...*messages.LogEntry) {
+	c.t.Helper()
+	var applied []consensus.AppliedEntry
+	for _, e := range entries {
+		eff, err := c.state.Apply(e)
+		applied = append(applied, consensus.AppliedEntry{Entry: e, Effect: eff, Err: err})
+	}
+	c.l.applied(&consensus.Applied{Entries: applied})
+}
+
+// selects returns and clears the queued selections.
+func (c *coord) selects() []*messages.SelectReplicas {
+	var out []*messages.SelectReplicas
+	if c.l.out.selects != nil {
+		out = c.l.out.selects.GetRequests()
+		c.l.out.selects = nil
+	}
+	return out
+}
+
+// stores returns and clears the store requests queued per member slot.
+func (c *coord) stores() map[uint32][]*messages.StoreRequest {
+	out := map[uint32][]*messages.StoreRequest{}
+	for slot, b := range c.l.out.stores {
+		out[slot] = b.GetRequests()
+		delete(c.l.out.stores, slot)
+	}
+	return out
+}
+
+// replies returns and clears the replies queued for the session.
+func (c *coord) replies() []*messages.ClientReply {
+	var out []*messages.ClientReply
+	for key, b := range c.l.out.replies {
+		out = append(out, b.batch.GetReplies()...)
+		delete(c.l.out.replies, key)
+	}
+	return out
+}
+
+func (c *coord) set(request uint64, id int64, value string) {
+	c.l.fromSession(c.session, []*messages.ClientRequest{{RequestId: request, Op: messages.Op_OP_SET, Id: id, Payload: []byte(value)}})
+}
+
+func TestCoordinatorWritesThroughSelectionStoresAndTheLog(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	c.set(5, 7, "hello")
+	sel := c.selects()
+	if len(sel) != 1 || sel[0].GetCount() != 2 || len(sel[0].GetExclude()) != 0 {
+		t.Fatalf("selections %v, want one for 2 members", sel)
+	}
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{2, 0}, Live: 3})
+	st := c.stores()
+	if len(st[0]) != 1 || len(st[2]) != 1 || len(st[1]) != 0 {
+		t.Fatalf("stores %v, want one each to slots 0 and 2", st)
+	}
+	version := st[0][0].GetVersion()
+	if version>>meta.EpochShift != 2 {
+		t.Fatalf("version %x minted outside the term's epoch 2", version)
+	}
+	for slot, reqs := range st {
+		c.l.storeAck(slot, true, &messages.StoreAck{RequestId: reqs[0].GetRequestId(), Id: 7, Version: version, Size: 5})
+	}
+	props := c.takeProposals()
+	if len(props) != 1 || props[0].GetPut() == nil {
+		t.Fatalf("proposals %v, want the put", props)
+	}
+	put := props[0].GetPut()
+	if got := slices.Sorted(slices.Values(put.GetReplicas())); !slices.Equal(got, []uint32{0, 2}) || put.GetVersion() != version {
+		t.Fatalf("put %v, want version %x on [0 2]", put, version)
+	}
+	if id := props[0].GetRequest(); id.GetOrigin() != 77 || id.GetSeq() != 1 {
+		t.Fatalf("request id %v, want 77/1", id)
+	}
+	if r := c.replies(); len(r) != 0 {
+		t.Fatalf("answered %v before the entry applied", r)
+	}
+	c.apply(props...)
+	r := c.replies()
+	if len(r) != 1 || r[0].GetCode() != messages.ReplyCode_REPLY_OK || r[0].GetRequestId() != 5 {
+		t.Fatalf("replies %v, want OK to request 5", r)
+	}
+}
+
+// Both members of a write time out at once, with the clock: their
+// replacements are selected one after the other, each excluding every
+// member chosen before (issue 8), and the write fails definitely when no
+// member is left.
+func TestCoordinatorConcurrentStoreTimeouts(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	c.set(1, 9, "x")
+	sel := c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0, 1}, Live: 3})
+	c.stores()
+	c.advance(c.l.cfg.StoreTimeout + 100*time.Millisecond) // neither answers
+	sel = c.selects()
+	if len(sel) != 1 || sel[0].GetCount() != 1 || !slices.Equal(slices.Sorted(slices.Values(sel[0].GetExclude())), []uint32{0, 1}) {
+		t.Fatalf("after both timed out: selections %v, want one for 1 member excluding [0 1]", sel)
+	}
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{2}, Live: 1})
+	if st := c.stores(); len(st[2]) != 1 {
+		t.Fatalf("stores %v, want one to slot 2", st)
+	}
+	sel = c.selects()
+	if len(sel) != 1 || !slices.Equal(slices.Sorted(slices.Values(sel[0].GetExclude())), []uint32{0, 1, 2}) {
+		t.Fatalf("second replacement %v, want one excluding [0 1 2]", sel)
+	}
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Live: 1})
+	r := c.replies()
+	if len(r) != 1 || r[0].GetCode() != messages.ReplyCode_REPLY_ERROR || r[0].GetError()[:15] != "could not store" {
+		t.Fatalf("replies %v, want a definite 'could not store'", r)
+	}
+	if len(c.takeProposals()) != 0 {
+		t.Fatal("a write that failed proposed an entry")
+	}
+}
+
+// A pause of the gateway longer than the store timeout does not time the
+// members out: the clock counts it as one step.
+func TestCoordinatorPauseDoesNotTimeOutMembers(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	c.set(1, 9, "x")
+	sel := c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0, 1}, Live: 3})
+	c.stores()
+	c.now = c.now.Add(3 * time.Second) // SIGSTOP for 3 s, then one tick
+	c.l.tick()
+	if sel := c.selects(); len(sel) != 0 {
+		t.Fatalf("a pause of the gateway timed out its members: %v", sel)
+	}
+}
+
+// A GET waits for a read barrier, then reads the replica with the fewest
+// requests in flight, and falls back to the next when one is missing.
+func TestCoordinatorReadsAfterABarrierWithFallback(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	put := &messages.LogEntry{Entry: &messages.LogEntry_Put{Put: &messages.PutEntry{Id: 4, Version: 2<<meta.EpochShift | 1, Replicas: []uint32{1, 2}, Size: 1}}}
+	c.apply(put)
+	c.l.fromSession(c.session, []*messages.ClientRequest{{RequestId: 8, Op: messages.Op_OP_GET, Id: 4}})
+	var barrier *consensus.ReadBarrier
+	for _, e := range c.l.out.direct {
+		if b, ok := e.msg.(*consensus.ReadBarrier); ok {
+			barrier = b
+		}
+	}
+	if barrier == nil || len(c.l.out.reads) != 0 {
+		t.Fatalf("a GET read before its barrier (reads %v)", c.l.out.reads)
+	}
+	c.l.barrierDone(barrier.ID)
+	var first uint32
+	var req *messages.ReadRequest
+	for slot, b := range c.l.out.reads {
+		first, req = slot, b.GetRequests()[0]
+		delete(c.l.out.reads, slot)
+	}
+	if req == nil || (first != 1 && first != 2) || req.GetVersion() != put.GetPut().GetVersion() {
+		t.Fatalf("read %v on slot %d, want the indexed version on 1 or 2", req, first)
+	}
+	c.l.readReply(&messages.ReadReply{RequestId: req.GetRequestId(), Status: messages.ReadStatus_READ_MISSING})
+	var second uint32
+	for slot, b := range c.l.out.reads {
+		second, req = slot, b.GetRequests()[0]
+	}
+	if second == first || (second != 1 && second != 2) {
+		t.Fatalf("fallback read on slot %d after slot %d missed", second, first)
+	}
+	c.l.readReply(&messages.ReadReply{RequestId: req.GetRequestId(), Status: messages.ReadStatus_READ_OK, Payload: []byte("v")})
+	r := c.replies()
+	if len(r) != 1 || string(r[0].GetPayload()) != "v" || r[0].GetRequestId() != 8 {
+		t.Fatalf("replies %v, want the value to request 8", r)
+	}
+}
+
+// When the term ends, the requests the coordinator held go back to the
+// router, to be sent to the next leader under the same id, and the
+// coordinator's state is gone.
+func TestCoordinatorTermEndGivesRequestsBack(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	c.set(1, 9, "x")
+	if len(c.l.router.unsent()) != 0 {
+		t.Fatal("the request was not handed to the coordinator")
+	}
+	c.l.leaderChanged(&consensus.LeaderChanged{Lead: 2, LeadAddress: "gw2:7000", Term: 2})
+	if c.l.active || len(c.l.inProgress) != 0 {
+		t.Fatal("the coordinator outlived its term")
+	}
+	// Sent on to the new leader at once, under the same number.
+	fwd := c.l.out.forwards["gw2:7000/"+messages.LeaderActor]
+	if fwd == nil || len(fwd.batch.GetRequests()) != 1 || fwd.batch.GetRequests()[0].GetSeq() != 1 || fwd.batch.GetOrigin() != 77 {
+		t.Fatalf("forwarded %v, want request 77/1 to gw2", fwd)
+	}
+	// Its answer reaches the session with the session's own number.
+	c.l.forwardReplies(&messages.ForwardReplyBatch{Replies: []*messages.ForwardedReply{{Seq: 1, Reply: &messages.ClientReply{Code: messages.ReplyCode_REPLY_OK}}}})
+	r := c.replies()
+	if len(r) != 1 || r[0].GetRequestId() != 1 || r[0].GetCode() != messages.ReplyCode_REPLY_OK {
+		t.Fatalf("replies %v, want OK to request 1", r)
+	}
+}
+
+// A write proposed again (a gateway re-sent it after a failover) and
+// found applied before answers with the first outcome and drops its own
+// copies.
+func TestCoordinatorDuplicateWriteAnswersOnce(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	first := &messages.LogEntry{Entry: &messages.LogEntry_Put{Put: &messages.PutEntry{Id: 3, Version: 2<<meta.EpochShift | 1, Replicas: []uint32{0, 1}, Size: 1}},
+		Request: &messages.RequestId{Origin: 5, Seq: 9}}
+	c.apply(first)
+	c.drain()
+	c.l.forwarded(actor.NewPID("gw2:7000", messages.LeaderActor), &messages.ForwardBatch{Origin: 5, Requests: []*messages.ForwardedRequest{
+		{Seq: 9, Request: &messages.ClientRequest{Op: messages.Op_OP_SET, Id: 3, Payload: []byte("a")}}}})
+	sel := c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{1, 2}, Live: 3})
+	for slot, reqs := range c.stores() {
+		c.l.storeAck(slot, true, &messages.StoreAck{RequestId: reqs[0].GetRequestId(), Id: 3, Version: reqs[0].GetVersion(), Size: 1})
+	}
+	again := c.takeProposals()
+	c.apply(again...)
+	fr := c.l.out.forwardReplies["gw2:7000/"+messages.LeaderActor]
+	if fr == nil || len(fr.batch.GetReplies()) != 1 || fr.batch.GetReplies()[0].GetReply().GetCode() != messages.ReplyCode_REPLY_OK {
+		t.Fatalf("answer to the repeat: %v, want OK", fr)
+	}
+	if v, _, _ := c.state.Lookup(3); v != first.GetPut().GetVersion() {
+		t.Fatalf("the repeat took effect: version %x", v)
+	}
+	var pruned []uint32
+	for slot, b := range c.l.out.prunes {
+		for _, p := range b.GetRequests() {
+			if p.GetVersion() == again[0].GetPut().GetVersion() {
+				pruned = append(pruned, slot)
+			}
+		}
+	}
+	if slices.Sort(pruned); !slices.Equal(pruned, []uint32{1, 2}) {
+		t.Fatalf("the repeat's copies pruned on %v, want [1 2]", pruned)
+	}
+}
