@@ -37,5 +37,3 @@ func (m *lateProposal) run(l *leader) {
 		_ = l.propose(m.p)
 	}
 }
-
-func skipReadBarrier() bool { return false }

@@ -21,5 +21,3 @@ func plantedBug(l *leader, w *write, p *proposal) (propose bool) {
 	l.finish(w.id)
 	return false
 }
-
-func skipReadBarrier() bool { return false }

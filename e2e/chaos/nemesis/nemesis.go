@@ -144,7 +144,7 @@ func (n *Nemesis) start(ctx context.Context, e Event) {
 		n.applied = append(n.applied, ap)
 		n.mu.Unlock()
 	}()
-	if e.Target == Leader {
+	if e.Target == Leader || e.Target == LeaderGateways {
 		leader, ok := n.cluster.Leader(ctx)
 		if !ok {
 			ap.Skipped = "no gateway leads"
@@ -162,7 +162,7 @@ func (n *Nemesis) start(ctx context.Context, e Event) {
 		}
 		nodes = append(nodes, node)
 	}
-	heal, err := n.apply(e.Kind, nodes)
+	heal, err := n.apply(e.Kind, nodes, e.Target == LeaderGateways)
 	if err != nil {
 		ap.Error = err.Error()
 		n.logf("#%d %s %v failed: %v", e.N, e.Kind, ap.Nodes, err)
@@ -183,7 +183,9 @@ func (n *Nemesis) start(ctx context.Context, e Event) {
 
 // apply starts a fault on nodes and returns how to heal it. On error, the
 // returned heal (if any) undoes what was done.
-func (n *Nemesis) apply(kind Kind, nodes []*cluster.Node) (func() error, error) {
+// apply starts a fault on nodes; gatewaysOnly cuts a partition between
+// nodes and the other gateways only.
+func (n *Nemesis) apply(kind Kind, nodes []*cluster.Node, gatewaysOnly bool) (func() error, error) {
 	switch kind {
 	case Kill, ClusterKill:
 		var killed []*cluster.Node
@@ -219,9 +221,10 @@ func (n *Nemesis) apply(kind Kind, nodes []*cluster.Node) (func() error, error) 
 		}
 		var inside, outside []string
 		for _, node := range n.cluster.Nodes() {
-			if slices.Contains(nodes, node) {
+			switch {
+			case slices.Contains(nodes, node):
 				inside = append(inside, node.Name)
-			} else {
+			case !gatewaysOnly || node.Role == cluster.Gateway:
 				outside = append(outside, node.Name)
 			}
 		}

@@ -42,6 +42,9 @@ const (
 	Member   Target = "member"   // one member
 	Gateway  Target = "gateway"  // one gateway
 	Leader   Target = "leader"   // the gateway that leads, found when the fault starts
+	// LeaderGateways is the leader, cut off from the other gateways only:
+	// members and clients still reach it (partitions only).
+	LeaderGateways Target = "leader-gateways"
 	Minority Target = "minority" // fewer than half of all nodes, at least one
 	Majority Target = "majority" // more than half of all nodes
 	All      Target = "all"      // every node (ClusterKill)
@@ -58,7 +61,7 @@ func (f Fault) String() string { return string(f.Kind) + ":" + string(f.Target) 
 // Mixes are named sets of faults for ParseFaults.
 func Mixes() map[string][]Fault {
 	member := []Fault{{Kill, Member}, {Pause, Member}, {Partition, Member}}
-	gateway := []Fault{{Kill, Gateway}, {Pause, Gateway}, {Partition, Gateway}, {Kill, Leader}, {Pause, Leader}, {Partition, Leader}}
+	gateway := []Fault{{Kill, Gateway}, {Pause, Gateway}, {Partition, Gateway}, {Kill, Leader}, {Pause, Leader}, {Partition, Leader}, {Partition, LeaderGateways}}
 	quorum := []Fault{{Kill, Minority}, {Pause, Minority}, {Partition, Minority}, {Kill, Majority}, {Pause, Majority}, {Partition, Majority}}
 	mixed := slices.Concat(member, gateway, quorum, []Fault{{ClusterKill, All}})
 	return map[string][]Fault{
@@ -69,7 +72,7 @@ func Mixes() map[string][]Fault {
 		"cluster-kill": {{ClusterKill, All}},
 		"kills":        {{Kill, Member}, {Kill, Gateway}, {Kill, Leader}, {ClusterKill, All}},
 		"pauses":       {{Pause, Member}, {Pause, Gateway}, {Pause, Leader}},
-		"partitions":   {{Partition, Member}, {Partition, Gateway}, {Partition, Leader}, {Partition, Minority}, {Partition, Majority}},
+		"partitions":   {{Partition, Member}, {Partition, Gateway}, {Partition, Leader}, {Partition, LeaderGateways}, {Partition, Minority}, {Partition, Majority}},
 		"disk":         {{DiskFull, Member}},
 		"none":         nil,
 	}
@@ -119,6 +122,10 @@ func (f Fault) validate() error {
 		switch f.Target {
 		case Member, Gateway, Leader, Minority, Majority:
 			return nil
+		case LeaderGateways:
+			if f.Kind == Partition {
+				return nil
+			}
 		}
 	case ClusterKill:
 		if f.Target == All {
@@ -151,7 +158,7 @@ type Event struct {
 
 func (e Event) String() string {
 	nodes := strings.Join(e.Nodes, ",")
-	if e.Target == Leader {
+	if e.Target == Leader || e.Target == LeaderGateways {
 		nodes = "(the leader)"
 	}
 	return fmt.Sprintf("#%-3d at %7.2fs for %5.2fs  %-12s %-9s %s", e.N, e.At.Seconds(), e.For.Seconds(), e.Kind, e.Target, nodes)
@@ -257,7 +264,7 @@ func NewPlan(cfg PlanConfig) (Plan, error) {
 			nodes = pick(rng, free(cfg.Members), 1)
 		case Gateway:
 			nodes = pick(rng, free(cfg.Gateways), 1)
-		case Leader:
+		case Leader, LeaderGateways:
 			// The leader is found when the fault starts: every gateway
 			// must be free.
 			if len(free(cfg.Gateways)) == len(cfg.Gateways) {
@@ -274,7 +281,7 @@ func NewPlan(cfg PlanConfig) (Plan, error) {
 		}
 		if len(nodes) > 0 {
 			e := Event{N: len(plan.Events) + 1, At: t, For: hold, Kind: f.Kind, Target: f.Target, Nodes: nodes}
-			if f.Target == Leader {
+			if f.Target == Leader || f.Target == LeaderGateways {
 				e.Nodes = nil
 			}
 			plan.Events = append(plan.Events, e)
