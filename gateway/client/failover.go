@@ -166,6 +166,10 @@ func (d *Dialer) rounds() int {
 // Addrs of the address that answered, or a *DialError naming every address
 // if none did (or ctx's error, wrapped, if ctx ended first).
 func (d *Dialer) DialFrom(ctx context.Context, start int) (*Client, int, error) {
+	return d.dialFrom(ctx, start, d.rounds())
+}
+
+func (d *Dialer) dialFrom(ctx context.Context, start, rounds int) (*Client, int, error) {
 	n := len(d.Addrs)
 	if n == 0 {
 		return nil, 0, errors.New("dial: no server address")
@@ -175,7 +179,6 @@ func (d *Dialer) DialFrom(ctx context.Context, start int) (*Client, int, error) 
 	for i := range attempts {
 		attempts[i].Addr = d.Addrs[i]
 	}
-	rounds := d.rounds()
 	backoff := d.Backoff
 	if backoff <= 0 {
 		backoff = DefaultBackoff
@@ -206,10 +209,13 @@ func (d *Dialer) DialFrom(ctx context.Context, start int) (*Client, int, error) 
 	return nil, 0, &DialError{Attempts: attempts, Rounds: rounds}
 }
 
-// Connect dials as DialFrom does and returns a Failover holding the
-// connection.
+// Connect dials as DialFrom does, but makes one pass over the list
+// whatever Rounds says, and returns a Failover holding the connection. A
+// list none of whose servers answers at the start is more likely wrong
+// than restarting, and nothing is waiting on it yet; Reconnect, which
+// follows a loss, makes Rounds passes.
 func (d *Dialer) Connect(ctx context.Context, start int) (*Failover, error) {
-	c, i, err := d.DialFrom(ctx, start)
+	c, i, err := d.dialFrom(ctx, start, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -301,17 +307,18 @@ func (f *Failover) Reconnect(ctx context.Context) error {
 }
 
 // Close closes the current connection, and makes every later Reconnect
-// fail. It may be called more than once.
+// fail. Client still returns the closed connection, whose methods then
+// fail with a lost connection (net.ErrClosed). Close may be called more
+// than once.
 func (f *Failover) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.closed = true
-	if f.conn == nil {
+	if f.closed || f.conn == nil {
+		f.closed = true
 		return nil
 	}
-	conn := f.conn
-	f.conn = nil
-	return conn.Close()
+	f.closed = true
+	return f.conn.Close()
 }
 
 // Probe reports, without waiting for more than a millisecond, whether the

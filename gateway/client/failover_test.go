@@ -422,3 +422,12 @@ func TestProbeOverTLS(t *testing.T) {
 		t.Fatalf("Probe after the server closed = %v, want a lost connection", err)
 	}
 }
+
+func TestConnectMakesOnePass(t *testing.T) {
+	d := &Dialer{Addrs: []string{refusedAddr(t), refusedAddr(t)}, Rounds: 1000, Backoff: time.Hour}
+	_, err := d.Connect(context.Background(), 0)
+	var dialErr *DialError
+	if !errors.As(err, &dialErr) || dialErr.Rounds != 1 {
+		t.Fatalf("Connect with nothing listening = %v, want a *DialError after one pass", err)
+	}
+}
