@@ -35,6 +35,11 @@ const (
 	maxFruitlessReconnects = 3
 	// maxLossesListed is how many lost connections a bulk summary lists.
 	maxLossesListed = 5
+	// defaultProbeIdleAfter is how long the session must have been idle
+	// before a command for the client to check that the connection is
+	// still open (client.Probe waits up to a millisecond on an open one,
+	// which a script of many commands would feel).
+	defaultProbeIdleAfter = 10 * time.Millisecond
 	// maxBulkCount is the largest N of "N SET <message>".
 	maxBulkCount = 10_000_000
 	// bulkWindow is how many bulk requests may await their reply.
@@ -78,9 +83,10 @@ type clientOptions struct {
 	clientID  string
 	offset    int64
 	tlsCA     string
-	// reconnectBackoff, when positive, replaces client.DefaultBackoff (for
-	// tests: it has no flag).
+	// reconnectBackoff, when positive, replaces client.DefaultBackoff, and
+	// probeIdleAfter defaultProbeIdleAfter (for tests: they have no flag).
 	reconnectBackoff time.Duration
+	probeIdleAfter   time.Duration
 }
 
 // newClientCommand builds "tolerex client": an interactive HaToKuSe client
@@ -112,9 +118,9 @@ next gateway of the list, wrapping around, so the one that failed is tried
 last; it tries the whole list up to 5 times, pausing 0.2, 0.4, 0.8 and 1.6 s
 between passes, and gives up naming every address with its error. With one
 address it reconnects to that one. A connection the gateway closed while
-the client waited for input is noticed before the next command is sent,
-which then goes to the next gateway with nothing in doubt (a note on
-stderr says so). A command whose connection is lost after it was sent:
+the client waited for input (10 ms or more) is noticed before the next
+command is sent, which then goes to the next gateway with nothing in doubt
+(a note on stderr says so). A command whose connection is lost after it was sent:
   - GET, PING, HELP and malformed lines have no effect: the client sends
     them once more on the new connection (if that one is lost too, it
     prints an ERROR line saying so and goes on).
@@ -206,6 +212,10 @@ func runClient(ctx context.Context, opts clientOptions, in io.Reader, out, errOu
 		measure:     opts.measure,
 		nextBulk:    opts.offset,
 		interactive: isTerminal(in),
+		probeAfter:  defaultProbeIdleAfter,
+	}
+	if opts.probeIdleAfter > 0 {
+		session.probeAfter = opts.probeIdleAfter
 	}
 	if opts.csvPath != "" {
 		recorder, err := openCSVRecorder(opts.csvPath, opts.clientID)
@@ -235,6 +245,8 @@ type clientSession struct {
 	nextBulk    int64        // first id of the next bulk run
 	noBulkIDs   bool         // this session SET the largest id: no id is left above it
 	interactive bool         // show a prompt
+	lastActive  time.Time    // when the last command was done
+	probeAfter  time.Duration
 }
 
 // wrote records that the session sent a SET for id, so that bulk runs
@@ -283,6 +295,7 @@ func (s *clientSession) run(ctx context.Context, in io.Reader) error {
 			return fmt.Errorf("read standard input: %w", input.err)
 		}
 		quit, err := s.handle(ctx, input.line)
+		s.lastActive = time.Now()
 		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("client interrupted: %w", context.Cause(ctx))
@@ -440,8 +453,12 @@ func (s *clientSession) reconnectedNote(reconnectErr error) string {
 
 // checkIdle finds a connection the gateway closed while the session was
 // idle, and moves to the next gateway: nothing was in flight, so nothing
-// is in doubt.
+// is in doubt. A session busy with one command after another skips the
+// check: a loss is then found by the command, as one in flight.
 func (s *clientSession) checkIdle(ctx context.Context) error {
+	if time.Since(s.lastActive) < s.probeAfter {
+		return nil
+	}
 	err := s.conn.Client().Probe()
 	if err == nil {
 		return nil

@@ -571,11 +571,13 @@ func TestClientDefaultCSVFile(t *testing.T) {
 	}
 }
 
-// runClientWith runs the client with opts (reconnects back off 1 ms) and
-// input as standard input.
+// runClientWith runs the client with opts (reconnects back off 1 ms, and
+// the connection is checked before every command) and input as standard
+// input.
 func runClientWith(t *testing.T, opts clientOptions, input io.Reader) (stdout, stderr string, err error) {
 	t.Helper()
 	opts.reconnectBackoff = time.Millisecond
+	opts.probeIdleAfter = time.Nanosecond
 	if opts.ioTimeout == 0 {
 		opts.ioTimeout = 10 * time.Second
 	}
