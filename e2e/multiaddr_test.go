@@ -88,14 +88,14 @@ func TestBenchAndClientFailOverBetweenGateways(t *testing.T) {
 		"--keys", "1000000000", "--offset", strconv.Itoa(offset), "--io-timeout", "20s", "--csv", series}})
 	started := time.Now()
 
-	// Writes flow: the 500th key reads back.
+	// Writes flow: the 300th key reads back.
 	reader := dialAny(t, addrs)
 	Eventually(t, 20*time.Second, "bench writes acknowledged", func() (bool, string) {
 		if exited, code := bench.Exited(); exited {
 			t.Fatalf("bench exited %d early\n%s", code, bench.Output())
 		}
-		_, found, err := reader.Get(offset + 500)
-		return err == nil && found, fmt.Sprintf("GET %d: found %v, %v", offset+500, found, err)
+		_, found, err := reader.Get(offset + 300)
+		return err == nil && found, fmt.Sprintf("GET %d: found %v, %v", offset+300, found, err)
 	})
 	reader.Close()
 	if err := leader.Kill(); err != nil {

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -429,5 +430,31 @@ func TestConnectMakesOnePass(t *testing.T) {
 	var dialErr *DialError
 	if !errors.As(err, &dialErr) || dialErr.Rounds != 1 {
 		t.Fatalf("Connect with nothing listening = %v, want a *DialError after one pass", err)
+	}
+}
+
+// TestFailoverAfterIOTimeout: a gateway that stops answering (paused, cut
+// off) counts as lost once the I/O timeout passes, and Reconnect moves on.
+func TestFailoverAfterIOTimeout(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	silent := startFakeGateway(t, afterHandshake(false, func(*bufio.Reader, net.Conn) { <-release }))
+	live := startFakeGateway(t, serveHaToKuSe(true))
+	d := &Dialer{Addrs: []string{silent.addr, live.addr}, Options: Options{DialTimeout: 5 * time.Second, IOTimeout: 100 * time.Millisecond}, Rounds: 1}
+	f, err := d.Connect(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	err = f.Client().Set(1, []byte("x"))
+	var netErr net.Error
+	if !errors.As(err, &netErr) || !netErr.Timeout() || !Lost(err) {
+		t.Fatalf("Set on a silent gateway = %v, want a timeout that counts as lost", err)
+	}
+	if err := f.Reconnect(context.Background()); err != nil || f.Addr() != live.addr {
+		t.Fatalf("Reconnect after a timeout: %v, at %s; want %s", err, f.Addr(), live.addr)
+	}
+	if err := f.Client().Ping(); err != nil {
+		t.Fatal(err)
 	}
 }
