@@ -17,24 +17,26 @@ import (
 	"golang.org/x/term"
 
 	"github.com/tolerex/tolerex/cluster/certs"
+	"github.com/tolerex/tolerex/gateway/client"
 	"github.com/tolerex/tolerex/gateway/loadgen"
 )
 
 type benchFlags struct {
-	addr     string
-	conns    int
-	depth    int
-	op       string
-	ratio    float64
-	size     int
-	ops      int64
-	duration time.Duration
-	warmup   time.Duration
-	keys     int64
-	offset   int64
-	json     bool
-	csvPath  string
-	tlsCA    string
+	addr      string // one address or a comma-separated list
+	ioTimeout time.Duration
+	conns     int
+	depth     int
+	op        string
+	ratio     float64
+	size      int
+	ops       int64
+	duration  time.Duration
+	warmup    time.Duration
+	keys      int64
+	offset    int64
+	json      bool
+	csvPath   string
+	tlsCA     string
 }
 
 func newBenchCommand() *cobra.Command {
@@ -46,6 +48,19 @@ func newBenchCommand() *cobra.Command {
 in flight (pipelining), and report throughput and latency percentiles (HDR
 histogram: p50, p90, p99, p99.9, max).
 
+--addr takes one gateway or a comma-separated list of the gateways of one
+group. With a list, connection i starts on gateway i mod N (round robin;
+if that one does not answer, on the next that does). When a connection is
+lost (the gateway closed or reset it, or sent no reply within
+--io-timeout), the requests in flight on it count as errors, "lost in
+flight", and are not sent again; the connection reconnects to the next
+gateway of the list, wrapping around (the whole list up to 5 times,
+pausing 0.2, 0.4, 0.8 and 1.6 s between passes; with one address, to that
+one), and goes on. A connection that finds no gateway sends nothing more
+("given up"). The summary (and --json) adds, per gateway, the connections
+that started on it, the requests it answered, its errors, its lost
+connections and the reconnects to it.
+
 Workloads (--op): set stores keys offset..offset+keys-1 in order, cycling;
 get reads random keys of that range; setget stores a key and reads it back;
 mix reads random keys (share --ratio) and stores in order. Every key's
@@ -54,14 +69,21 @@ message is the same bytes whoever writes it (its id, a colon and a pattern,
 key never stored is a miss. Run set before get, with the same --keys,
 --offset and --size.
 
-The exit status is non-zero on any error reply or mismatch.`,
+Errors are split by what they tell about the request's effect (see
+docs/protocol.md, "Which errors are definite"): definite, it had none;
+indeterminate, it may have. A SET lost in flight is indeterminate, a GET
+lost in flight definite (a read has no effect).
+
+The exit status is non-zero on any error (lost requests included) or
+mismatch.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBench(cmd.Context(), f, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&f.addr, "addr", defaultClientAddr, "gateway HaToKuSe address")
+	fs.StringVar(&f.addr, "addr", defaultClientAddr, "gateway HaToKuSe address (host:port), or a comma-separated list of one group's gateways to spread the connections over and fail over between")
+	fs.DurationVar(&f.ioTimeout, "io-timeout", defaultIOTimeout, "wait this long for a reply before taking the gateway for dead and reconnecting")
 	fs.IntVar(&f.conns, "conns", 16, "connections")
 	fs.IntVar(&f.depth, "depth", 1, "requests in flight per connection (1: no pipelining)")
 	fs.StringVar(&f.op, "op", "set", "workload: set, get, setget or mix")
@@ -83,8 +105,15 @@ func runBench(ctx context.Context, f benchFlags, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	addrs, err := client.ParseAddrs(f.addr)
+	if err != nil {
+		return fmt.Errorf("--addr: %w", err)
+	}
+	if f.ioTimeout <= 0 {
+		return errors.New("--io-timeout must be positive")
+	}
 	cfg := loadgen.Config{
-		Addr: f.addr, Conns: f.conns, Depth: f.depth, Op: op, Ratio: f.ratio, Size: f.size,
+		Addrs: addrs, IOTimeout: f.ioTimeout, Conns: f.conns, Depth: f.depth, Op: op, Ratio: f.ratio, Size: f.size,
 		Ops: f.ops, Duration: f.duration, Warmup: f.warmup, Keys: f.keys, Offset: f.offset,
 		Series: f.csvPath != "",
 	}
@@ -136,7 +165,8 @@ func runBench(ctx context.Context, f benchFlags, out, errOut io.Writer) error {
 		printBench(out, res)
 	}
 	if res.Failed() {
-		return fmt.Errorf("%d errors and %d mismatches (first: %s)", res.Errors, res.Mismatches, res.FirstError)
+		return fmt.Errorf("%d errors (%d definite, %d indeterminate; %d lost in flight) and %d mismatches (first: %s)",
+			res.Errors, res.DefiniteErrors, res.IndeterminateErrors, res.LostInFlight, res.Mismatches, res.FirstError)
 	}
 	return nil
 }
@@ -160,11 +190,21 @@ func printBench(w io.Writer, r *loadgen.Result) {
 	fmt.Fprintf(w, "tolerex bench: %s, %d conns x depth %d, %d-byte messages, keys %d from %d, %s measured after %s warmup\n",
 		r.Op, r.Conns, r.Depth, r.Size, r.Keys, r.Offset, r.Elapsed.Round(time.Millisecond), r.Warmup)
 	fmt.Fprintf(w, "  requests %d (set %d, get %d)  errors %d  mismatches %d  misses %d\n", r.Ops, r.Sets, r.Gets, r.Errors, r.Mismatches, r.Misses)
+	if r.Errors > 0 {
+		fmt.Fprintf(w, "  errors   definite %d  indeterminate %d  (lost in flight %d)\n", r.DefiniteErrors, r.IndeterminateErrors, r.LostInFlight)
+	}
 	fmt.Fprintf(w, "  throughput %.0f ops/s\n", r.OpsPerSec)
 	printLatency(w, "latency", r.Latency)
 	if r.SetLatency != nil {
 		printLatency(w, "  set", *r.SetLatency)
 		printLatency(w, "  get", *r.GetLatency)
+	}
+	if len(r.Gateways) > 1 || r.Reconnects > 0 || r.ConnsGivenUp > 0 {
+		for _, g := range r.Gateways {
+			fmt.Fprintf(w, "  gateway %s  conns %d  requests %d  errors %d  lost conns %d  reconnects to it %d\n",
+				g.Addr, g.Conns, g.Ops, g.Errors, g.LostConns, g.ReconnectsTo)
+		}
+		fmt.Fprintf(w, "  reconnects %d  conns given up %d\n", r.Reconnects, r.ConnsGivenUp)
 	}
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "  first error: %s\n", r.FirstError)

@@ -27,6 +27,19 @@ import (
 const (
 	defaultClientAddr = "127.0.0.1:6666"
 	clientDialTimeout = 10 * time.Second
+	// defaultIOTimeout is the default of --io-timeout: how long the client
+	// and bench wait for a reply before taking the gateway for dead.
+	defaultIOTimeout = time.Minute
+	// maxFruitlessReconnects bounds a bulk run's reconnects in a row that
+	// were each lost again before a single reply came back.
+	maxFruitlessReconnects = 3
+	// maxLossesListed is how many lost connections a bulk summary lists.
+	maxLossesListed = 5
+	// defaultProbeIdleAfter is how long the session must have been idle
+	// before a command for the client to check that the connection is
+	// still open (client.Probe waits up to a millisecond on an open one,
+	// which a script of many commands would feel).
+	defaultProbeIdleAfter = 10 * time.Millisecond
 	// maxBulkCount is the largest N of "N SET <message>".
 	maxBulkCount = 10_000_000
 	// bulkWindow is how many bulk requests may await their reply.
@@ -56,16 +69,24 @@ const (
 	statusOK       = "OK"
 	statusNotFound = "NOT_FOUND"
 	statusError    = "ERROR"
+	// statusUnknown is a SET or DEL whose connection was lost before its
+	// reply: it may or may not have taken effect.
+	statusUnknown = "UNKNOWN"
 )
 
 // clientOptions are the flags of "tolerex client".
 type clientOptions struct {
-	addr     string
-	measure  bool
-	csvPath  string
-	clientID string
-	offset   int64
-	tlsCA    string
+	addr      string // one address or a comma-separated list
+	ioTimeout time.Duration
+	measure   bool
+	csvPath   string
+	clientID  string
+	offset    int64
+	tlsCA     string
+	// reconnectBackoff, when positive, replaces client.DefaultBackoff, and
+	// probeIdleAfter defaultProbeIdleAfter (for tests: they have no flag).
+	reconnectBackoff time.Duration
+	probeIdleAfter   time.Duration
 }
 
 // newClientCommand builds "tolerex client": an interactive HaToKuSe client
@@ -73,7 +94,7 @@ type clientOptions struct {
 func newClientCommand() *cobra.Command {
 	var opts clientOptions
 	cmd := &cobra.Command{
-		Use:   "client [--addr HOST:PORT] [--measure] [--csv[=FILE]] [--id NAME] [--offset N]",
+		Use:   "client [--addr HOST:PORT[,HOST:PORT...]] [--measure] [--csv[=FILE]] [--id NAME] [--offset N]",
 		Short: "Interactive HaToKuSe client with a pipelined bulk SET",
 		Long: `Connect to a Tolerex gateway and send the commands read from standard input,
 one per line, printing each reply: SET <id> <message>, GET <id>, DEL <id>,
@@ -89,9 +110,40 @@ what this session stored. It does overwrite whatever those ids hold from
 earlier sessions or other clients (it does not read before it writes): give
 a fresh range with --offset.
 
+--addr takes one gateway or a comma-separated list of the gateways of one
+group (any of them serves). The client connects to the first one that
+answers, in list order. When the connection is lost (the gateway closed or
+reset it, or sent no reply within --io-timeout), the client connects to the
+next gateway of the list, wrapping around, so the one that failed is tried
+last; it tries the whole list up to 5 times, pausing 0.2, 0.4, 0.8 and 1.6 s
+between passes, and gives up naming every address with its error. With one
+address it reconnects to that one. A connection the gateway closed while
+the client waited for input (10 ms or more) is noticed before the next
+command is sent, which then goes to the next gateway with nothing in doubt
+(a note on stderr says so). A command whose connection is lost after it was sent:
+  - GET, PING, HELP and malformed lines have no effect: the client sends
+    them once more on the new connection (if that one is lost too, it
+    prints an ERROR line saying so and goes on).
+  - SET and DEL may or may not have taken effect, now or later. The client
+    prints one line instead of the reply,
+      ERROR: connection to A lost; the outcome of "SET 7 x" is unknown (GET 7
+      to see; the client does not send it again: that would be a new
+      request); reconnected to B
+    and goes on with the next command. It never resends them: the gateways
+    recognise a request sent again only when they sent it themselves, so
+    one sent again by the client would be a new write (a SET sent again
+    could overwrite a later write of that id by another client).
+A bulk run counts the requests in flight on a lost connection as outcome
+unknown, reconnects and goes on with the ids it has not sent; its summary
+adds how many were unknown, which ids, and where it reconnected. It gives
+up (and the session ends) when 4 connections in a row are lost before a
+single reply.
+
 --csv appends one row per operation (one per bulk run) to FILE, default
 tolerex-client-<id>.csv; "<id>" in FILE is replaced by the client id. Give
-the file as --csv=FILE.`,
+the file as --csv=FILE. The status is OK, NOT_FOUND, ERROR (an error reply;
+for a bulk run, any error reply or unknown outcome) or UNKNOWN (a SET or DEL
+whose connection was lost).`,
 		Args:                  cobra.NoArgs,
 		DisableFlagsInUseLine: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -103,7 +155,8 @@ the file as --csv=FILE.`,
 		},
 	}
 	flags := cmd.Flags()
-	flags.StringVar(&opts.addr, "addr", defaultClientAddr, "gateway HaToKuSe address (host:port)")
+	flags.StringVar(&opts.addr, "addr", defaultClientAddr, "gateway HaToKuSe address (host:port), or a comma-separated list of one group's gateways to fail over between")
+	flags.DurationVar(&opts.ioTimeout, "io-timeout", defaultIOTimeout, "wait this long for a reply before taking the gateway for dead and reconnecting (0: wait forever)")
 	flags.BoolVar(&opts.measure, "measure", false, "print the round-trip time of every single command")
 	flags.StringVar(&opts.csvPath, "csv", "", "append one CSV row per operation to this file")
 	flags.Lookup("csv").NoOptDefVal = defaultCSVFile
@@ -125,7 +178,14 @@ func defaultClientID() string {
 // runClient connects to opts.addr and runs the commands read from in until
 // QUIT or the end of the input. Cancelling ctx closes the connection.
 func runClient(ctx context.Context, opts clientOptions, in io.Reader, out, errOut io.Writer) (err error) {
-	dialOpts := client.Options{DialTimeout: clientDialTimeout}
+	addrs, err := client.ParseAddrs(opts.addr)
+	if err != nil {
+		return fmt.Errorf("--addr: %w", err)
+	}
+	if opts.ioTimeout < 0 {
+		return errors.New("--io-timeout must not be negative")
+	}
+	dialOpts := client.Options{DialTimeout: clientDialTimeout, IOTimeout: opts.ioTimeout}
 	if opts.tlsCA != "" {
 		pool, err := certs.LoadCAPool(opts.tlsCA)
 		if err != nil {
@@ -133,23 +193,29 @@ func runClient(ctx context.Context, opts clientOptions, in io.Reader, out, errOu
 		}
 		dialOpts.TLSConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}
 	}
-	conn, err := client.Dial(ctx, opts.addr, dialOpts)
+	dialer := &client.Dialer{Addrs: addrs, Options: dialOpts, Backoff: opts.reconnectBackoff}
+	conn, err := dialer.Connect(ctx, 0)
 	if err != nil {
-		return err
+		return fmt.Errorf("connect to a gateway: %w", err)
 	}
 	defer conn.Close()
-	// Closing the connection unblocks whatever waits on it.
+	// Closing the connection unblocks whatever waits on it, and stops any
+	// reconnect.
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
 
 	session := &clientSession{
 		conn:        conn,
-		addr:        opts.addr,
+		addrs:       addrs,
 		out:         out,
 		errOut:      errOut,
 		measure:     opts.measure,
 		nextBulk:    opts.offset,
 		interactive: isTerminal(in),
+		probeAfter:  defaultProbeIdleAfter,
+	}
+	if opts.probeIdleAfter > 0 {
+		session.probeAfter = opts.probeIdleAfter
 	}
 	if opts.csvPath != "" {
 		recorder, err := openCSVRecorder(opts.csvPath, opts.clientID)
@@ -170,8 +236,8 @@ func isTerminal(in io.Reader) bool {
 
 // clientSession is one connected "tolerex client" run.
 type clientSession struct {
-	conn        *client.Client
-	addr        string
+	conn        *client.Failover
+	addrs       []string // every gateway --addr names
 	out         io.Writer
 	errOut      io.Writer
 	measure     bool
@@ -179,6 +245,8 @@ type clientSession struct {
 	nextBulk    int64        // first id of the next bulk run
 	noBulkIDs   bool         // this session SET the largest id: no id is left above it
 	interactive bool         // show a prompt
+	lastActive  time.Time    // when the last command was done
+	probeAfter  time.Duration
 }
 
 // wrote records that the session sent a SET for id, so that bulk runs
@@ -204,7 +272,8 @@ func (s *clientSession) run(ctx context.Context, in io.Reader) error {
 	defer close(done)
 	lines := readInputLines(in, done)
 	if s.interactive {
-		fmt.Fprintf(s.out, "Connected to %s. Type HELP for commands; \"N SET <message>\" runs a pipelined bulk SET of N new ids (see tolerex client --help).\n", s.addr)
+		fmt.Fprintf(s.out, "Connected to %s%s. Type HELP for commands; \"N SET <message>\" runs a pipelined bulk SET of N new ids (see tolerex client --help).\n",
+			s.conn.Addr(), s.failoverNote())
 	}
 	for {
 		if s.interactive {
@@ -225,7 +294,8 @@ func (s *clientSession) run(ctx context.Context, in io.Reader) error {
 			}
 			return fmt.Errorf("read standard input: %w", input.err)
 		}
-		quit, err := s.handle(input.line)
+		quit, err := s.handle(ctx, input.line)
+		s.lastActive = time.Now()
 		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("client interrupted: %w", context.Cause(ctx))
@@ -266,16 +336,30 @@ func readInputLines(in io.Reader, done <-chan struct{}) <-chan inputLine {
 	return lines
 }
 
+// failoverNote names the other gateways of --addr, for the banner.
+func (s *clientSession) failoverNote() string {
+	if len(s.addrs) < 2 {
+		return ""
+	}
+	var others []string
+	for _, addr := range s.addrs {
+		if addr != s.conn.Addr() {
+			others = append(others, addr)
+		}
+	}
+	return " (fails over to " + strings.Join(others, ", ") + ")"
+}
+
 // handle runs one input line. Invalid local input is reported and is not
 // an error; the error return means the session cannot go on.
-func (s *clientSession) handle(line []byte) (quit bool, err error) {
+func (s *clientSession) handle(ctx context.Context, line []byte) (quit bool, err error) {
 	bulk, isBulk, err := parseBulk(line)
 	if isBulk {
 		if err != nil {
 			fmt.Fprintf(s.errOut, "error: %v\n", err)
 			return false, nil
 		}
-		return false, s.runBulk(bulk)
+		return false, s.runBulk(ctx, bulk)
 	}
 	command := codec.Parse(line)
 	switch command.Kind {
@@ -285,35 +369,123 @@ func (s *clientSession) handle(line []byte) (quit bool, err error) {
 		s.quit(line)
 		return true, nil
 	}
-	return false, s.single(line, command)
+	return false, s.single(ctx, line, command)
 }
 
 // quit sends the QUIT line and prints the farewell. The session ends
 // however the server answers.
 func (s *clientSession) quit(line []byte) {
-	reply, err := s.conn.Do(string(line))
+	reply, err := s.conn.Client().Do(string(line))
 	if err != nil || reply == "" {
 		reply = codec.ReplyBye
 	}
 	fmt.Fprintln(s.out, reply)
 }
 
-// single sends one command, prints the reply and records it.
-func (s *clientSession) single(line []byte, command codec.Command) error {
+// single sends one command, prints the reply and records it. When the
+// connection is lost, a command with no effect is sent once more on the
+// next gateway; a SET or DEL is not (see lostWrite).
+func (s *clientSession) single(ctx context.Context, line []byte, command codec.Command) error {
 	if command.Kind == codec.KindSet {
 		s.wrote(command.ID)
 	}
+	if err := s.checkIdle(ctx); err != nil {
+		return err
+	}
 	start := time.Now()
-	reply, err := s.conn.Do(string(line))
+	reply, err := s.conn.Client().Do(string(line))
+	if client.Lost(err) && ctx.Err() == nil {
+		if hasEffect(command) {
+			return s.lostWrite(ctx, line, command, start, err)
+		}
+		lost := s.conn.Addr()
+		if err := s.reconnect(ctx, lost, err); err != nil {
+			return err
+		}
+		fmt.Fprintf(s.errOut, "connection to %s lost before %s was answered; reconnected to %s and sent it again (it has no effect)\n",
+			lost, quoteCommand(line), s.conn.Addr())
+		start = time.Now()
+		reply, err = s.conn.Client().Do(string(line))
+		if client.Lost(err) && ctx.Err() == nil {
+			lostAgain := s.conn.Addr()
+			reconnectErr := s.reconnect(ctx, lostAgain, err)
+			fmt.Fprintf(s.out, "ERROR: connection to %s lost too before %s was answered%s\n", lostAgain, quoteCommand(line), s.reconnectedNote(reconnectErr))
+			return errors.Join(reconnectErr, s.record(line, command, start, time.Since(start), statusError))
+		}
+	}
 	rtt := time.Since(start)
 	var serverErr *client.ServerError
 	if err != nil && !errors.As(err, &serverErr) {
-		return fmt.Errorf("connection to %s lost: %w", s.addr, err)
+		return fmt.Errorf("connection to %s: %w", s.conn.Addr(), err)
 	}
 	fmt.Fprintln(s.out, reply)
 	if s.measure {
 		fmt.Fprintf(s.out, "(%s)\n", formatMillis(rtt))
 	}
+	return s.record(line, command, start, rtt, replyStatus(reply))
+}
+
+// lostWrite reports a SET or DEL whose connection was lost after it was
+// sent, and moves to the next gateway. It does not send the command again:
+// the gateways recognise a request sent again only when they sent it
+// themselves, so the client's resend would be a new write.
+func (s *clientSession) lostWrite(ctx context.Context, line []byte, command codec.Command, start time.Time, cause error) error {
+	rtt := time.Since(start)
+	lost := s.conn.Addr()
+	reconnectErr := s.reconnect(ctx, lost, cause)
+	fmt.Fprintf(s.out, "ERROR: connection to %s lost; the outcome of %s is unknown (GET %d to see; the client does not send it again: that would be a new request)%s\n",
+		lost, quoteCommand(line), command.ID, s.reconnectedNote(reconnectErr))
+	if s.measure {
+		fmt.Fprintf(s.out, "(%s)\n", formatMillis(rtt))
+	}
+	return errors.Join(reconnectErr, s.record(line, command, start, rtt, statusUnknown))
+}
+
+// reconnectedNote ends an ERROR line about a lost connection: where the
+// client went on, or nothing if it could not (the error then ends the
+// session).
+func (s *clientSession) reconnectedNote(reconnectErr error) string {
+	if reconnectErr != nil {
+		return ""
+	}
+	return "; reconnected to " + s.conn.Addr()
+}
+
+// checkIdle finds a connection the gateway closed while the session was
+// idle, and moves to the next gateway: nothing was in flight, so nothing
+// is in doubt. A session busy with one command after another skips the
+// check: a loss is then found by the command, as one in flight.
+func (s *clientSession) checkIdle(ctx context.Context) error {
+	if time.Since(s.lastActive) < s.probeAfter {
+		return nil
+	}
+	err := s.conn.Client().Probe()
+	if err == nil {
+		return nil
+	}
+	if !client.Lost(err) || ctx.Err() != nil {
+		return fmt.Errorf("connection to %s: %w", s.conn.Addr(), err)
+	}
+	lost := s.conn.Addr()
+	if err := s.reconnect(ctx, lost, err); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.errOut, "connection to %s was lost while idle (nothing in flight); reconnected to %s\n", lost, s.conn.Addr())
+	return nil
+}
+
+// reconnect moves to the next gateway after the connection to lost failed
+// with cause. Its error ends the session.
+func (s *clientSession) reconnect(ctx context.Context, lost string, cause error) error {
+	if err := s.conn.Reconnect(ctx); err != nil {
+		return fmt.Errorf("connection to %s lost (%v), and no gateway answered: %w", lost, cause, err)
+	}
+	return nil
+}
+
+// record writes one CSV row for a single command, if --csv is on and the
+// command is one that is recorded.
+func (s *clientSession) record(line []byte, command codec.Command, start time.Time, rtt time.Duration, status string) error {
 	operation := operationName(line)
 	if s.recorder == nil || operation == "" {
 		return nil
@@ -328,28 +500,50 @@ func (s *clientSession) single(line []byte, command codec.Command) error {
 		Count:     1,
 		Bytes:     int64(payload),
 		RTT:       rtt,
-		Status:    replyStatus(reply),
+		Status:    status,
 	})
 }
 
-// runBulk runs one "N SET <message>" and prints its summary.
-func (s *clientSession) runBulk(bulk bulkRequest) error {
+// hasEffect reports whether a command can change what is stored: SET and
+// DEL. Everything else may be sent again without harm.
+func hasEffect(command codec.Command) bool {
+	return command.Kind == codec.KindSet || command.Kind == codec.KindDel
+}
+
+// quoteCommand quotes a command line for a message, cut short if long.
+func quoteCommand(line []byte) string {
+	const limit = 60
+	if len(line) > limit {
+		return fmt.Sprintf("%q...", line[:limit])
+	}
+	return fmt.Sprintf("%q", line)
+}
+
+// runBulk runs one "N SET <message>" and prints its summary, also when a
+// lost connection ended it early.
+func (s *clientSession) runBulk(ctx context.Context, bulk bulkRequest) error {
 	if s.noBulkIDs || s.nextBulk > math.MaxInt64-int64(bulk.Count-1) {
 		fmt.Fprintf(s.errOut, "error: no %d ids left past the highest id this session wrote; start a session with a lower --offset\n", bulk.Count)
 		return nil
 	}
-	start := time.Now()
-	result, err := runBulkSet(s.conn, bulk, s.nextBulk)
-	if err != nil {
-		return fmt.Errorf("bulk SET: connection to %s lost: %w", s.addr, err)
+	if err := s.checkIdle(ctx); err != nil {
+		return err
 	}
-	s.wrote(s.nextBulk + int64(bulk.Count) - 1)
+	start := time.Now()
+	result, err := runBulkSet(ctx, s.conn, bulk, s.nextBulk)
+	if result.Count == 0 {
+		return fmt.Errorf("bulk SET: %w", err)
+	}
+	s.wrote(result.FirstID + int64(result.Count) - 1)
 	fmt.Fprintln(s.out, result.summary())
+	if err != nil {
+		return fmt.Errorf("bulk SET: %w", err)
+	}
 	if s.recorder == nil {
 		return nil
 	}
 	status := statusOK
-	if result.Errors > 0 {
+	if result.Errors > 0 || result.Unknown > 0 {
 		status = statusError
 	}
 	return s.recorder.Record(csvRow{
@@ -460,13 +654,43 @@ func skipBlanks(b []byte) []byte {
 // bulkResult is the outcome of one bulk run.
 type bulkResult struct {
 	FirstID    int64
-	Count      int
+	Count      int // requests sent: ids FirstID..FirstID+Count-1
 	Elapsed    time.Duration
 	Bytes      int64 // message bytes sent
 	Errors     int   // replies other than OK
 	FirstError string
-	MeanRTT    time.Duration
-	P99RTT     time.Duration
+	// Unknown counts the requests in flight on lost connections: they may
+	// or may not have taken effect.
+	Unknown int
+	// Losses are the lost connections, in order.
+	Losses  []bulkLoss
+	MeanRTT time.Duration // of the requests answered
+	P99RTT  time.Duration
+}
+
+// bulkLoss is a connection a bulk run lost.
+type bulkLoss struct {
+	Addr string // the gateway lost
+	// FirstID..LastID were in flight (outcome unknown); none when FirstID
+	// > LastID.
+	FirstID, LastID int64
+	To              string // where the run went on; "" if no gateway answered
+}
+
+// String describes the loss for the summary.
+func (l bulkLoss) String() string {
+	inFlight := "nothing in flight"
+	switch {
+	case l.FirstID == l.LastID:
+		inFlight = fmt.Sprintf("id %d in flight", l.FirstID)
+	case l.FirstID < l.LastID:
+		inFlight = fmt.Sprintf("ids %d..%d in flight", l.FirstID, l.LastID)
+	}
+	next := "no gateway answered"
+	if l.To != "" {
+		next = "reconnected to " + l.To
+	}
+	return fmt.Sprintf("%s lost with %s, %s", l.Addr, inFlight, next)
 }
 
 // summary is the one line printed after a bulk run.
@@ -481,80 +705,169 @@ func (r bulkResult) summary() string {
 	if r.Errors > 0 {
 		fmt.Fprintf(&line, ", %d errors (first: %s)", r.Errors, r.FirstError)
 	}
+	if r.Unknown > 0 {
+		fmt.Fprintf(&line, ", %d outcome unknown (GET them to see)", r.Unknown)
+	}
+	if len(r.Losses) == 0 {
+		return line.String()
+	}
+	reconnects := 0
+	for _, loss := range r.Losses {
+		if loss.To != "" {
+			reconnects++
+		}
+	}
+	plural := "s"
+	if reconnects == 1 {
+		plural = ""
+	}
+	fmt.Fprintf(&line, ", %d reconnect%s (", reconnects, plural)
+	for i, loss := range r.Losses {
+		if i == maxLossesListed {
+			fmt.Fprintf(&line, "; and %d more", len(r.Losses)-i)
+			break
+		}
+		if i > 0 {
+			line.WriteString("; ")
+		}
+		line.WriteString(loss.String())
+	}
+	line.WriteString(")")
 	return line.String()
 }
 
-// bulkTally collects the replies of a bulk run; only the reader goroutine
-// touches it until that goroutine ends.
+// bulkTally collects the replies of a bulk run; only one reader goroutine
+// at a time touches it.
 type bulkTally struct {
 	rtts       *hdrhistogram.Histogram // microseconds
+	answered   int
 	totalRTT   time.Duration
 	errors     int
 	firstError string
 }
 
 // runBulkSet sends "SET <id> <message>_<id>" for the ids firstID ..
-// firstID+Count-1 with at most bulkWindow requests in flight, reading the
-// replies on a second goroutine. The error return means the connection
-// failed; error replies are counted in the result.
-func runBulkSet(conn *client.Client, bulk bulkRequest, firstID int64) (bulkResult, error) {
+// firstID+Count-1 over conn, with at most bulkWindow requests in flight.
+// When the connection is lost it counts the requests in flight as of
+// unknown outcome (it does not send them again: that would be new
+// writes), reconnects to the next gateway and goes on with the ids not
+// sent yet. The error return means the run could not go on: no gateway
+// answered, the connection was lost too often in a row before any reply,
+// or it failed otherwise; the result then covers the ids sent so far.
+// Error replies are counted in the result.
+func runBulkSet(ctx context.Context, conn *client.Failover, bulk bulkRequest, firstID int64) (bulkResult, error) {
+	result := bulkResult{FirstID: firstID}
+	tally := bulkTally{rtts: hdrhistogram.New(1, rttHistogramMax, 3)}
+	fruitless := 0 // connections in a row lost before any reply
+	var runErr error
+	start := time.Now()
+	for result.Count < bulk.Count {
+		segmentFirst := firstID + int64(result.Count)
+		segment := runBulkSegment(conn.Client(), bulk.Message, segmentFirst, bulk.Count-result.Count, &tally)
+		result.Count += segment.sent
+		result.Bytes += segment.payload
+		if segment.err == nil {
+			break
+		}
+		if !client.Lost(segment.err) || ctx.Err() != nil {
+			runErr = fmt.Errorf("connection to %s: %w", conn.Addr(), segment.err)
+			break
+		}
+		loss := bulkLoss{
+			Addr:    conn.Addr(),
+			FirstID: segmentFirst + int64(segment.answered),
+			LastID:  segmentFirst + int64(segment.sent) - 1,
+		}
+		result.Unknown += segment.sent - segment.answered
+		if segment.answered > 0 {
+			fruitless = 0
+		} else if fruitless++; fruitless > maxFruitlessReconnects {
+			result.Losses = append(result.Losses, loss)
+			runErr = fmt.Errorf("connection lost %d times in a row before any reply, last to %s: %w", fruitless, loss.Addr, segment.err)
+			break
+		}
+		if err := conn.Reconnect(ctx); err != nil {
+			result.Losses = append(result.Losses, loss)
+			runErr = fmt.Errorf("connection to %s lost (%v), and no gateway answered: %w", loss.Addr, segment.err, err)
+			break
+		}
+		loss.To = conn.Addr()
+		result.Losses = append(result.Losses, loss)
+	}
+	result.Elapsed = time.Since(start)
+	result.Errors = tally.errors
+	result.FirstError = tally.firstError
+	if tally.answered > 0 {
+		result.MeanRTT = tally.totalRTT / time.Duration(tally.answered)
+		result.P99RTT = time.Duration(tally.rtts.ValueAtQuantile(99)) * time.Microsecond
+	}
+	return result, runErr
+}
+
+// bulkSegment is the part of a bulk run sent on one connection.
+type bulkSegment struct {
+	sent     int   // requests handed to the connection
+	answered int   // of them, answered (the first ones, in order)
+	payload  int64 // message bytes sent
+	err      error // why the segment ended early; nil if every request was answered
+}
+
+// runBulkSegment sends the SETs of count ids from firstID on conn,
+// reading the replies on a second goroutine, until all are answered or
+// the connection fails.
+func runBulkSegment(conn *client.Client, message []byte, firstID int64, count int, tally *bulkTally) bulkSegment {
 	slots := make(chan struct{}, bulkWindow)
 	sentAt := make(chan time.Time, bulkWindow)
 	readerDone := make(chan struct{})
-	tally := bulkTally{rtts: hdrhistogram.New(1, rttHistogramMax, 3)}
 	var readErr error
-
-	start := time.Now()
 	go func() {
 		defer close(readerDone)
-		readErr = readBulkReplies(conn, bulk.Count, slots, sentAt, &tally)
+		readErr = readBulkReplies(conn, slots, sentAt, tally)
+		if readErr != nil {
+			// The writer may be blocked writing to a gateway that is gone.
+			_ = conn.Close()
+		}
 	}()
-	payload, writeErr := writeBulkRequests(conn, bulk, firstID, slots, sentAt, readerDone)
-	if writeErr != nil {
+	answeredBefore := tally.answered
+	sent, payload, writeErr := writeBulkRequests(conn, message, firstID, count, slots, sentAt, readerDone)
+	if writeErr != nil && !client.Lost(writeErr) {
 		// The reader may wait for replies that will never come.
 		_ = conn.Close()
 	}
 	<-readerDone
-	elapsed := time.Since(start)
-	if writeErr != nil {
-		return bulkResult{}, writeErr
+	segment := bulkSegment{sent: sent, answered: tally.answered - answeredBefore, payload: payload}
+	switch {
+	case readErr != nil:
+		segment.err = readErr
+	case writeErr != nil:
+		// Every request sent was answered, but the connection failed.
+		segment.err = writeErr
 	}
-	if readErr != nil {
-		return bulkResult{}, readErr
-	}
-	return bulkResult{
-		FirstID:    firstID,
-		Count:      bulk.Count,
-		Elapsed:    elapsed,
-		Bytes:      payload,
-		Errors:     tally.errors,
-		FirstError: tally.firstError,
-		MeanRTT:    tally.totalRTT / time.Duration(bulk.Count),
-		P99RTT:     time.Duration(tally.rtts.ValueAtQuantile(99)) * time.Microsecond,
-	}, nil
+	return segment
 }
 
 // writeBulkRequests takes a window slot and stamps the send time for every
 // request before buffering it, and flushes every bulkFlushEvery requests
-// and whenever the window is full. It returns the message bytes sent. It
-// stops early, without error, if the reader has ended.
-func writeBulkRequests(conn *client.Client, bulk bulkRequest, firstID int64,
-	slots chan<- struct{}, sentAt chan<- time.Time, readerDone <-chan struct{}) (int64, error) {
+// and whenever the window is full. It returns how many requests it handed
+// to the connection and their message bytes, and closes sentAt when it
+// stops. It stops early, without error, if the reader has ended.
+func writeBulkRequests(conn *client.Client, message []byte, firstID int64, count int,
+	slots chan<- struct{}, sentAt chan<- time.Time, readerDone <-chan struct{}) (sent int, payload int64, err error) {
+	defer close(sentAt)
 	var line []byte
-	var payload int64
 	unflushed := 0
-	for i := range bulk.Count {
+	for i := range count {
 		select {
 		case slots <- struct{}{}:
 		default:
 			if err := conn.Flush(); err != nil {
-				return payload, err
+				return sent, payload, err
 			}
 			unflushed = 0
 			select {
 			case slots <- struct{}{}:
 			case <-readerDone:
-				return payload, nil
+				return sent, payload, nil
 			}
 		}
 		id := firstID + int64(i)
@@ -562,34 +875,39 @@ func writeBulkRequests(conn *client.Client, bulk bulkRequest, firstID int64,
 		line = strconv.AppendInt(line, id, 10)
 		line = append(line, ' ')
 		messageStart := len(line)
-		line = append(line, bulk.Message...)
+		line = append(line, message...)
 		line = append(line, '_')
 		line = strconv.AppendInt(line, id, 10)
+		// Counted as sent before Send: a failed Send may have written part
+		// of the buffer, this line included.
+		sent++
 		payload += int64(len(line) - messageStart)
-		sentAt <- time.Now()
+		sentAt <- time.Now() // never blocks: the slots bound it
 		if err := conn.Send(line); err != nil {
-			return payload, err
+			return sent, payload, err
 		}
 		if unflushed++; unflushed == bulkFlushEvery {
 			if err := conn.Flush(); err != nil {
-				return payload, err
+				return sent, payload, err
 			}
 			unflushed = 0
 		}
 	}
-	return payload, conn.Flush()
+	return sent, payload, conn.Flush()
 }
 
-// readBulkReplies reads count replies, timing each against its send stamp
-// and freeing its window slot.
-func readBulkReplies(conn *client.Client, count int, slots <-chan struct{}, sentAt <-chan time.Time, tally *bulkTally) error {
-	for range count {
+// readBulkReplies reads one reply per request stamped on sentAt, until
+// the writer closes it, timing each against its stamp and freeing its
+// window slot.
+func readBulkReplies(conn *client.Client, slots <-chan struct{}, sentAt <-chan time.Time, tally *bulkTally) error {
+	for stamp := range sentAt {
 		reply, err := conn.ReadReply()
 		if err != nil {
 			return err
 		}
-		rtt := time.Since(<-sentAt)
+		rtt := time.Since(stamp)
 		<-slots
+		tally.answered++
 		tally.totalRTT += rtt
 		micros := max(rtt.Microseconds(), 1)
 		if tally.rtts.RecordValue(min(micros, rttHistogramMax)) != nil {

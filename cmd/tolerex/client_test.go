@@ -3,7 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/csv"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -25,25 +28,36 @@ type clientTestServer struct {
 	// closeAfter, if positive, drops the connection without a reply when
 	// that many requests after the handshake PING have been answered.
 	closeAfter int
+	// closeIdle makes the drop happen right after the closeAfter-th reply
+	// rather than when the next request arrives.
+	closeIdle bool
+	// dies makes the drop kill the whole server, as a gateway process that
+	// dies: it stops listening (new connections are refused) and closes
+	// every connection. dead is closed then.
+	dies bool
+	dead chan struct{}
 	// rejectFrom, if positive, makes SET of an id >= rejectFrom fail with
 	// "ERROR: store full", as a gateway that cannot store does.
 	rejectFrom int64
 
 	mu       sync.Mutex
 	messages map[int64]string
+	listener net.Listener
+	conns    []net.Conn
+	killed   bool
 }
 
 // start serves on 127.0.0.1 until the test ends and returns the address.
 func (s *clientTestServer) start(t *testing.T) string {
 	t.Helper()
 	s.messages = make(map[int64]string)
+	s.dead = make(chan struct{})
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
+	s.listener = listener
 	var wg sync.WaitGroup
-	var connsMu sync.Mutex
-	var conns []net.Conn
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -52,9 +66,14 @@ func (s *clientTestServer) start(t *testing.T) string {
 			if err != nil {
 				return
 			}
-			connsMu.Lock()
-			conns = append(conns, conn)
-			connsMu.Unlock()
+			s.mu.Lock()
+			if s.killed {
+				s.mu.Unlock()
+				_ = conn.Close()
+				continue
+			}
+			s.conns = append(s.conns, conn)
+			s.mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -64,15 +83,34 @@ func (s *clientTestServer) start(t *testing.T) string {
 		}
 	}()
 	t.Cleanup(func() {
-		_ = listener.Close()
-		connsMu.Lock()
-		for _, conn := range conns {
-			_ = conn.Close()
-		}
-		connsMu.Unlock()
+		s.kill()
 		wg.Wait()
 	})
 	return listener.Addr().String()
+}
+
+// kill stops listening and closes every connection.
+func (s *clientTestServer) kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.killed {
+		return
+	}
+	s.killed = true
+	_ = s.listener.Close()
+	for _, conn := range s.conns {
+		_ = conn.Close()
+	}
+	close(s.dead)
+}
+
+// drop ends a connection the way closeAfter, closeIdle and dies say.
+func (s *clientTestServer) drop(conn net.Conn) {
+	if s.dies {
+		s.kill()
+		return
+	}
+	_ = conn.Close()
 }
 
 func (s *clientTestServer) serve(conn net.Conn) {
@@ -92,6 +130,7 @@ func (s *clientTestServer) serve(conn net.Conn) {
 		}
 		if s.closeAfter > 0 && answered == s.closeAfter {
 			writer.Flush()
+			s.drop(conn)
 			return
 		}
 		answered++
@@ -111,6 +150,11 @@ func (s *clientTestServer) serve(conn net.Conn) {
 		// Flush once no complete request is waiting.
 		buffered, _ := reader.Peek(reader.Buffered())
 		if bytes.IndexByte(buffered, '\n') < 0 && writer.Flush() != nil {
+			return
+		}
+		if s.closeIdle && s.closeAfter > 0 && answered == s.closeAfter {
+			writer.Flush()
+			s.drop(conn)
 			return
 		}
 	}
@@ -527,28 +571,259 @@ func TestClientDefaultCSVFile(t *testing.T) {
 	}
 }
 
-func TestClientLostConnection(t *testing.T) {
+// runClientWith runs the client with opts (reconnects back off 1 ms, and
+// the connection is checked before every command) and input as standard
+// input.
+func runClientWith(t *testing.T, opts clientOptions, input io.Reader) (stdout, stderr string, err error) {
+	t.Helper()
+	opts.reconnectBackoff = time.Millisecond
+	opts.probeIdleAfter = time.Nanosecond
+	if opts.ioTimeout == 0 {
+		opts.ioTimeout = 10 * time.Second
+	}
+	var out, errOut bytes.Buffer
+	err = runClient(context.Background(), opts, input, &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+// TestClientLostConnectionNoGatewayLeft: the one gateway dies in the
+// middle of a session. A command with no effect cannot be sent again
+// anywhere, so the session ends with an error naming the address; a bulk
+// run prints what it did first.
+func TestClientLostConnectionNoGatewayLeft(t *testing.T) {
 	cases := []struct {
 		name   string
 		script string
-		output string
+		output *regexp.Regexp
 	}{
-		{"single commands", "PING\nPING\nPING\nPING\n", "PONG\nPONG\n"},
-		{"bulk", "PING\n5000 SET x\nPING\n", "PONG\n"},
+		{"single commands", "PING\nPING\nPING\nPING\n", regexp.MustCompile(`^PONG\nPONG\n$`)},
+		{"bulk", "PING\n5000 SET x\nPING\n", regexp.MustCompile(
+			`^PONG\nbulk SET ids 0\.\.\d+: \d+ ops in .*, \d+ outcome unknown \(GET them to see\), 0 reconnects \(127\.0\.0\.1:\d+ lost with ids 1\.\.\d+ in flight, no gateway answered\)\n$`)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			server := &clientTestServer{prompting: true, closeAfter: 2}
+			server := &clientTestServer{prompting: true, closeAfter: 2, dies: true}
 			addr := server.start(t)
-			stdout, _, err := runClientCommand(t, tc.script, "--addr", addr)
-			if err == nil || !strings.Contains(err.Error(), "lost") {
-				t.Fatalf("err = %v, want a lost connection", err)
+			stdout, _, err := runClientWith(t, clientOptions{addr: addr}, strings.NewReader(tc.script))
+			if err == nil || !strings.Contains(err.Error(), "connection to "+addr+" lost") ||
+				!strings.Contains(err.Error(), "no server answered at "+addr+" (each tried 5 times)") {
+				t.Fatalf("err = %v, want the lost connection and the address tried", err)
 			}
-			if stdout != tc.output {
-				t.Fatalf("stdout = %q, want %q", stdout, tc.output)
+			if !tc.output.MatchString(stdout) {
+				t.Fatalf("stdout = %q, want %s", stdout, tc.output)
 			}
 		})
 	}
+}
+
+// TestClientFailsOverSingleCommands: the first gateway of --addr dies
+// after two replies, with a SET in flight. The client says that SET's
+// outcome is unknown, does not send it again, and goes on at the second
+// gateway (a separate store here, so what it holds shows what was sent
+// there).
+func TestClientFailsOverSingleCommands(t *testing.T) {
+	first := &clientTestServer{prompting: true, closeAfter: 2, dies: true}
+	second := &clientTestServer{prompting: false}
+	firstAddr, secondAddr := first.start(t), second.start(t)
+	csvPath := filepath.Join(t.TempDir(), "client.csv")
+	script := "SET 1 a\nGET 1\nSET 2 b\nGET 2\nSET 3 c\nDEL 1\nPING\n"
+	stdout, stderr, err := runClientWith(t, clientOptions{addr: firstAddr + "," + secondAddr, csvPath: csvPath, clientID: "f"}, strings.NewReader(script))
+	if err != nil {
+		t.Fatalf("tolerex client: %v\n%s%s", err, stdout, stderr)
+	}
+	want := "OK\na\n" +
+		"ERROR: connection to " + firstAddr + ` lost; the outcome of "SET 2 b" is unknown (GET 2 to see; the client does not send it again: that would be a new request); reconnected to ` + secondAddr + "\n" +
+		"NOT_FOUND\nOK\nNOT_FOUND\nPONG\n"
+	if stdout != want {
+		t.Fatalf("stdout:\n%s\nwant:\n%s", stdout, want)
+	}
+	if stderr != "" {
+		t.Errorf("stderr %q, want nothing (the reconnect is on the ERROR line)", stderr)
+	}
+	if _, ok := second.stored(2); ok {
+		t.Error("the SET whose connection was lost was sent again to the second gateway")
+	}
+	if got, ok := second.stored(3); !ok || got != "c" {
+		t.Errorf("second gateway holds %q, %v under id 3, want c", got, ok)
+	}
+	var statuses []string
+	for _, row := range readCSV(t, csvPath)[1:] {
+		statuses = append(statuses, row[2]+" "+row[6])
+	}
+	if got, want := strings.Join(statuses, ","), "SET OK,GET OK,SET UNKNOWN,GET NOT_FOUND,SET OK,DEL NOT_FOUND,PING OK"; got != want {
+		t.Errorf("CSV operations %s, want %s", got, want)
+	}
+}
+
+// TestClientResendsWhatHasNoEffect: a GET whose connection was lost is
+// sent once more on the next gateway, and the client says so on stderr.
+func TestClientResendsWhatHasNoEffect(t *testing.T) {
+	first := &clientTestServer{prompting: false, closeAfter: 1, dies: true}
+	second := &clientTestServer{prompting: true}
+	firstAddr, secondAddr := first.start(t), second.start(t)
+	stdout, stderr, err := runClientWith(t, clientOptions{addr: firstAddr + "," + secondAddr}, strings.NewReader("PING\nGET 5\nHELP\n"))
+	if err != nil {
+		t.Fatalf("tolerex client: %v\n%s%s", err, stdout, stderr)
+	}
+	if want := "PONG\nNOT_FOUND\n" + codec.Help + "\n"; stdout != want {
+		t.Errorf("stdout %q, want %q", stdout, want)
+	}
+	if want := "connection to " + firstAddr + ` lost before "GET 5" was answered; reconnected to ` + secondAddr + " and sent it again (it has no effect)\n"; stderr != want {
+		t.Errorf("stderr %q, want %q", stderr, want)
+	}
+}
+
+// TestClientReconnectsWhenIdleLossIsFound: the gateway closed the
+// connection while the client waited for input; the next command goes to
+// the next gateway, with no doubt about any request.
+func TestClientReconnectsWhenIdleLossIsFound(t *testing.T) {
+	for _, bulk := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bulk=%v", bulk), func(t *testing.T) {
+			first := &clientTestServer{prompting: true, closeAfter: 1, closeIdle: true, dies: true}
+			second := &clientTestServer{prompting: true}
+			firstAddr, secondAddr := first.start(t), second.start(t)
+			input, feed := io.Pipe()
+			go func() {
+				_, _ = io.WriteString(feed, "SET 1 a\n")
+				<-first.dead
+				next := "SET 2 b\n"
+				if bulk {
+					next = "3 SET m\n"
+				}
+				_, _ = io.WriteString(feed, next)
+				_ = feed.Close()
+			}()
+			stdout, stderr, err := runClientWith(t, clientOptions{addr: firstAddr + "," + secondAddr}, input)
+			if err != nil {
+				t.Fatalf("tolerex client: %v\n%s%s", err, stdout, stderr)
+			}
+			lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+			if len(lines) != 2 || lines[0] != "OK" {
+				t.Fatalf("stdout %q", stdout)
+			}
+			if bulk {
+				if match := bulkSummaryPattern.FindStringSubmatch(lines[1]); match == nil || match[1] != "3" || match[2] != "" {
+					t.Errorf("bulk summary %q, want a clean run of 3", lines[1])
+				}
+			} else if lines[1] != "OK" {
+				t.Errorf("SET after an idle loss = %q, want OK", lines[1])
+			}
+			if want := "connection to " + firstAddr + " was lost while idle (nothing in flight); reconnected to " + secondAddr + "\n"; stderr != want {
+				t.Errorf("stderr %q, want %q", stderr, want)
+			}
+			id := int64(2)
+			if bulk {
+				id = 4
+			}
+			if _, ok := second.stored(id); !ok {
+				t.Errorf("second gateway lacks id %d", id)
+			}
+		})
+	}
+}
+
+var failoverSummaryPattern = regexp.MustCompile(
+	`^bulk SET ids 0\.\.2999: 3000 ops in \d+\.\d{3} s, \d+ ops/s, avg RTT \d+\.\d{2} ms, p99 RTT \d+\.\d{2} ms, (\d+) outcome unknown \(GET them to see\), 1 reconnect \((\S+) lost with ids 100\.\.(\d+) in flight, reconnected to (\S+)\)$`)
+
+// TestClientBulkFailsOver: the first gateway dies after 100 replies of a
+// bulk run of 3000 with up to 1024 in flight. The run counts those in
+// flight as unknown, reconnects and sends the rest to the second gateway,
+// and its summary says so.
+func TestClientBulkFailsOver(t *testing.T) {
+	first := &clientTestServer{prompting: true, closeAfter: 100, dies: true}
+	second := &clientTestServer{prompting: false}
+	firstAddr, secondAddr := first.start(t), second.start(t)
+	csvPath := filepath.Join(t.TempDir(), "bulk.csv")
+	stdout, stderr, err := runClientWith(t, clientOptions{addr: firstAddr + "," + secondAddr, csvPath: csvPath, clientID: "b"},
+		strings.NewReader("3000 SET m\n1 SET after\n"))
+	if err != nil {
+		t.Fatalf("tolerex client: %v\n%s%s", err, stdout, stderr)
+	}
+	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("stdout %q", stdout)
+	}
+	match := failoverSummaryPattern.FindStringSubmatch(lines[0])
+	if match == nil || match[2] != firstAddr || match[4] != secondAddr {
+		t.Fatalf("summary %q, want one loss of %s and a reconnect to %s", lines[0], firstAddr, secondAddr)
+	}
+	unknown, _ := strconv.Atoi(match[1])
+	lastInFlight, _ := strconv.ParseInt(match[3], 10, 64)
+	if unknown < 1 || unknown > bulkWindow || int64(unknown) != lastInFlight-99 {
+		t.Errorf("%d unknown, ids 100..%d in flight: want 1 to %d, matching", unknown, lastInFlight, bulkWindow)
+	}
+	// The first gateway stored ids 0..99; the second every id after the
+	// ones in flight; the ones in flight were sent to neither again.
+	for id := range int64(3000) {
+		_, onFirst := first.stored(id)
+		_, onSecond := second.stored(id)
+		switch {
+		case id < 100 && (!onFirst || onSecond):
+			t.Fatalf("id %d: first %v, second %v; want only the first", id, onFirst, onSecond)
+		case id >= 100 && id <= lastInFlight && onSecond:
+			t.Fatalf("id %d was in flight when the connection was lost, and was sent again", id)
+		case id > lastInFlight && !onSecond:
+			t.Fatalf("id %d not sent after the reconnect", id)
+		}
+	}
+	if match := bulkSummaryPattern.FindStringSubmatch(lines[1]); match == nil || !strings.HasPrefix(lines[1], "bulk SET ids 3000..3000: ") {
+		t.Errorf("next bulk run %q, want a clean run of id 3000", lines[1])
+	}
+	rows := readCSV(t, csvPath)
+	if len(rows) != 3 || rows[1][3] != "3000" || rows[1][6] != statusError || rows[2][6] != statusOK {
+		t.Errorf("CSV rows %q, want the failed-over run as ERROR", rows)
+	}
+}
+
+func TestBulkSummaryLosses(t *testing.T) {
+	result := bulkResult{FirstID: 0, Count: 10, Elapsed: time.Second, Unknown: 3, Losses: []bulkLoss{
+		{Addr: "a:1", FirstID: 2, LastID: 3, To: "b:2"},
+		{Addr: "b:2", FirstID: 5, LastID: 4, To: "a:1"},
+		{Addr: "a:1", FirstID: 7, LastID: 7},
+	}}
+	want := "bulk SET ids 0..9: 10 ops in 1.000 s, 10 ops/s, avg RTT 0.00 ms, p99 RTT 0.00 ms, 3 outcome unknown (GET them to see), " +
+		"2 reconnects (a:1 lost with ids 2..3 in flight, reconnected to b:2; b:2 lost with nothing in flight, reconnected to a:1; a:1 lost with id 7 in flight, no gateway answered)"
+	if got := result.summary(); got != want {
+		t.Errorf("summary:\n%s\nwant:\n%s", got, want)
+	}
+	for range 10 {
+		result.Losses = append(result.Losses, bulkLoss{Addr: "x:1", FirstID: 1, LastID: 0, To: "y:1"})
+	}
+	if got := result.summary(); !strings.HasSuffix(got, "; and 8 more)") {
+		t.Errorf("summary of 13 losses %q, want the first %d and a count", got, maxLossesListed)
+	}
+}
+
+func TestClientAddrList(t *testing.T) {
+	server := &clientTestServer{prompting: true}
+	addr := server.start(t)
+	dead := deadAddr(t)
+	stdout, stderr, err := runClientCommand(t, "SET 1 x\n", "--addr", dead+", "+addr)
+	if err != nil || stdout != "OK\n" {
+		t.Fatalf("--addr dead,alive: %v, stdout %q, stderr %q", err, stdout, stderr)
+	}
+	for _, bad := range []string{"", "a:1,,b:2", "nohost", addr + "," + addr} {
+		if _, _, err := runClientCommand(t, "PING\n", "--addr", bad); err == nil || !strings.Contains(err.Error(), "--addr") {
+			t.Errorf("--addr %q: err %v, want an --addr error", bad, err)
+		}
+	}
+	other := deadAddr(t)
+	_, _, err = runClientCommand(t, "PING\n", "--addr", dead+","+other)
+	if err == nil || !strings.Contains(err.Error(), "no server answered at "+dead+", "+other+" (each tried once)") {
+		t.Errorf("--addr with nothing listening: err %v, want both addresses named", err)
+	}
+}
+
+// deadAddr is an address on 127.0.0.1 where nothing listens.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := listener.Addr().String()
+	listener.Close()
+	return addr
 }
 
 func TestClientCannotConnect(t *testing.T) {

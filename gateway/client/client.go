@@ -7,6 +7,13 @@
 // another calls ReadReply, and replies come back in request order. Set, Get,
 // Del, Ping and Do make one round trip each and must not be mixed with
 // replies still outstanding from Send.
+//
+// A Dialer connects to the first server of a list of addresses (the
+// gateways of one group) that answers, and a Failover is a connection that
+// moves on to the next address of the list when the one it uses is lost
+// (see Lost). Neither resends anything: a request in flight on a lost
+// connection has an unknown outcome, and what to do about it is the
+// caller's decision.
 package client
 
 import (

@@ -2,6 +2,11 @@
 // a fixed number of connections, each keeping up to depth requests in
 // flight, measuring every request's latency into HDR histograms and
 // checking every GET against the value its key must hold.
+//
+// Given several addresses (the gateways of one group), it spreads the
+// connections over them round robin, and a connection that is lost moves
+// on to the next address of the list: the requests in flight on it are
+// counted as errors (lost in flight) and are not sent again.
 package loadgen
 
 import (
@@ -18,7 +23,11 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/tolerex/tolerex/gateway/client"
+	"github.com/tolerex/tolerex/gateway/codec"
 )
+
+// defaultIOTimeout is Config.IOTimeout's default.
+const defaultIOTimeout = time.Minute
 
 // Op selects the workload.
 type Op string
@@ -46,18 +55,30 @@ func ParseOp(name string) (Op, error) {
 
 // Config is one load run.
 type Config struct {
-	Addr      string
+	// Addr is the server to load, when Addrs is empty.
+	Addr string
+	// Addrs, when not empty, are the servers (the gateways of one group):
+	// connection i starts at Addrs[i mod len(Addrs)], trying the addresses
+	// after it if that one does not answer, and a lost connection moves to
+	// the address after the one it used (see client.Failover).
+	Addrs     []string
 	TLSConfig *tls.Config
-	Conns     int
-	Depth     int
-	Op        Op
-	Ratio     float64 // GET share for OpMix, 0..1
-	Size      int     // message bytes
-	Ops       int64   // stop after this many measured requests (0: use Duration)
-	Duration  time.Duration
-	Warmup    time.Duration
-	Keys      int64
-	Offset    int64
+	// IOTimeout bounds the wait for each reply; a gateway that does not
+	// answer within it counts as lost. 0 means one minute.
+	IOTimeout time.Duration
+	// ReconnectBackoff is the pause between passes over the address list
+	// when reconnecting; 0 means client.DefaultBackoff.
+	ReconnectBackoff time.Duration
+	Conns            int
+	Depth            int
+	Op               Op
+	Ratio            float64 // GET share for OpMix, 0..1
+	Size             int     // message bytes
+	Ops              int64   // stop after this many measured requests (0: use Duration)
+	Duration         time.Duration
+	Warmup           time.Duration
+	Keys             int64
+	Offset           int64
 	// Series records a per-second time series in Result.Series.
 	Series bool
 	// Tick, if set, is called about every 200ms with the requests done so
@@ -68,8 +89,10 @@ type Config struct {
 // Validate checks the configuration.
 func (c *Config) Validate() error {
 	switch {
-	case c.Addr == "":
+	case c.Addr == "" && len(c.Addrs) == 0:
 		return errors.New("no address")
+	case c.IOTimeout < 0:
+		return errors.New("--io-timeout must not be negative")
 	case c.Conns < 1:
 		return errors.New("--conns must be at least 1")
 	case c.Depth < 1:
@@ -111,6 +134,22 @@ type Second struct {
 	Max    float64 `json:"max_ms"`
 }
 
+// Gateway is what one address of the list saw in a run.
+type Gateway struct {
+	Addr string `json:"addr"`
+	// Conns is how many connections started on it.
+	Conns int `json:"conns"`
+	// ReconnectsTo counts connections that moved to it after a loss.
+	ReconnectsTo int64 `json:"reconnects_to"`
+	// LostConns counts its connections that were lost.
+	LostConns int64 `json:"lost_conns"`
+	// Ops counts the measured requests it answered.
+	Ops int64 `json:"ops"`
+	// Errors counts its error replies and the requests lost in flight on
+	// its connections (warmup included, as Result.Errors).
+	Errors int64 `json:"errors"`
+}
+
 // Result is what a run measured.
 type Result struct {
 	Op         Op            `json:"op"`
@@ -134,6 +173,25 @@ type Result struct {
 	GetLatency *Latency      `json:"get_latency,omitempty"`
 	FirstError string        `json:"first_error,omitempty"`
 	Series     []Second      `json:"series,omitempty"`
+
+	// DefiniteErrors and IndeterminateErrors split Errors by what they say
+	// about the request's effect (codec.ClassifyError): definite, it had
+	// none and never will; indeterminate, it may have. A request lost in
+	// flight is indeterminate if it is a SET, and definite if it is a GET
+	// (a read has no effect).
+	DefiniteErrors      int64 `json:"errors_definite"`
+	IndeterminateErrors int64 `json:"errors_indeterminate"`
+	// LostInFlight counts the requests in flight on lost connections,
+	// included in Errors. None of them was sent again.
+	LostInFlight int64 `json:"lost_in_flight"`
+	// Reconnects counts connections moved to another address (or the same
+	// one, with one address) after a loss.
+	Reconnects int64 `json:"reconnects"`
+	// ConnsGivenUp counts connections that were lost and found no address
+	// to reconnect to; they sent nothing more.
+	ConnsGivenUp int64 `json:"conns_given_up"`
+	// Gateways has one entry per address, in list order.
+	Gateways []Gateway `json:"gateways"`
 }
 
 // Failed reports whether the run saw errors or wrong values.
@@ -177,9 +235,10 @@ func AppendValue(dst []byte, key int64, size int) []byte {
 // run is the shared state of one load run.
 type run struct {
 	cfg      Config
+	addrs    []string
 	nextKey  atomic.Int64
 	issued   atomic.Int64 // measured requests issued (for Ops)
-	done     atomic.Int64 // measured requests answered
+	done     atomic.Int64 // measured requests answered or lost
 	measured atomic.Bool
 	start    time.Time    // of the measured phase
 	stopAt   atomic.Int64 // unix nanos the measured phase ended; 0 while it runs
@@ -202,28 +261,46 @@ func (r *run) fail(err error) {
 	}
 }
 
+// addrList is Addrs, or Addr alone.
+func (c *Config) addrList() []string {
+	if len(c.Addrs) > 0 {
+		return c.Addrs
+	}
+	return []string{c.Addr}
+}
+
 // Run runs the load and returns what it measured. It returns an error only
-// when the load could not run at all (no connection); request errors and
-// wrong values are counted in the Result.
+// when the load could not run at all (a connection found no address that
+// answered); request errors, lost connections and wrong values are
+// counted in the Result.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	r := &run{cfg: cfg}
-	conns := make([]*client.Client, cfg.Conns)
+	r := &run{cfg: cfg, addrs: cfg.addrList()}
+	ioTimeout := cfg.IOTimeout
+	if ioTimeout == 0 {
+		ioTimeout = defaultIOTimeout
+	}
+	dialer := &client.Dialer{
+		Addrs:   r.addrs,
+		Options: client.Options{TLSConfig: cfg.TLSConfig, DialTimeout: 10 * time.Second, IOTimeout: ioTimeout},
+		Backoff: cfg.ReconnectBackoff,
+	}
+	conns := make([]*client.Failover, cfg.Conns)
 	for i := range conns {
-		c, err := client.Dial(ctx, cfg.Addr, client.Options{TLSConfig: cfg.TLSConfig, DialTimeout: 10 * time.Second, IOTimeout: time.Minute})
+		f, err := dialer.Connect(ctx, i)
 		if err != nil {
 			for _, open := range conns[:i] {
 				open.Close()
 			}
 			return nil, fmt.Errorf("connection %d: %w", i+1, err)
 		}
-		conns[i] = c
+		conns[i] = f
 	}
 	defer func() {
-		for _, c := range conns {
-			c.Close()
+		for _, f := range conns {
+			f.Close()
 		}
 	}()
 
@@ -231,8 +308,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	defer stop()
 	workers := make([]*worker, cfg.Conns)
 	var wg sync.WaitGroup
-	for i, c := range conns {
-		w := newWorker(r, c, uint64(i))
+	for i, f := range conns {
+		w := newWorker(r, f, uint64(i))
 		workers[i] = w
 		wg.Add(1)
 		go func() {
@@ -240,13 +317,23 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			w.loop(runCtx)
 		}()
 	}
+	// allDone is closed when every worker has stopped: out of op budget,
+	// or without a connection.
+	allDone := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(allDone)
+	}()
 
 	// Warm up, then measure until the op count or the duration is reached.
 	if cfg.Warmup > 0 {
+		warmup := time.NewTimer(cfg.Warmup)
 		select {
-		case <-time.After(cfg.Warmup):
+		case <-warmup.C:
 		case <-ctx.Done():
+		case <-allDone:
 		}
+		warmup.Stop()
 	}
 	r.start = time.Now()
 	r.measured.Store(true)
@@ -263,6 +350,8 @@ wait:
 			break wait
 		case <-deadline:
 			break wait
+		case <-allDone:
+			break wait
 		case <-ticker.C:
 			if cfg.Tick != nil {
 				cfg.Tick(r.done.Load(), time.Since(r.start))
@@ -276,7 +365,7 @@ wait:
 	r.stopAt.Store(end.UnixNano())
 	elapsed := end.Sub(r.start)
 	stop()
-	wg.Wait()
+	<-allDone
 	if cfg.Tick != nil {
 		cfg.Tick(r.done.Load(), elapsed)
 	}
@@ -287,7 +376,10 @@ func (r *run) result(workers []*worker, elapsed time.Duration) *Result {
 	cfg := r.cfg
 	res := &Result{
 		Op: cfg.Op, Conns: cfg.Conns, Depth: cfg.Depth, Size: cfg.Size, Keys: cfg.Keys, Offset: cfg.Offset,
-		Warmup: cfg.Warmup, Elapsed: elapsed,
+		Warmup: cfg.Warmup, Elapsed: elapsed, Gateways: make([]Gateway, len(r.addrs)),
+	}
+	for i, addr := range r.addrs {
+		res.Gateways[i].Addr = addr
 	}
 	if cfg.Op == OpMix {
 		res.Ratio = cfg.Ratio
@@ -297,8 +389,22 @@ func (r *run) result(workers []*worker, elapsed time.Duration) *Result {
 		res.Sets += w.sets
 		res.Gets += w.gets
 		res.Errors += w.errors
+		res.DefiniteErrors += w.definite
+		res.IndeterminateErrors += w.indeterminate
+		res.LostInFlight += w.lostInFlight
+		res.Reconnects += w.reconnects
+		if w.gaveUp {
+			res.ConnsGivenUp++
+		}
 		res.Mismatches += w.mismatches
 		res.Misses += w.misses
+		res.Gateways[w.firstGateway].Conns++
+		for i, g := range w.gateways {
+			res.Gateways[i].ReconnectsTo += g.ReconnectsTo
+			res.Gateways[i].LostConns += g.LostConns
+			res.Gateways[i].Ops += g.Ops
+			res.Gateways[i].Errors += g.Errors
+		}
 		all.Merge(w.setHist)
 		all.Merge(w.getHist)
 		sets.Merge(w.setHist)
@@ -328,18 +434,27 @@ func (r *run) result(workers []*worker, elapsed time.Duration) *Result {
 	return res
 }
 
-// record counts one measured reply in its second.
-func (r *run) record(at time.Time, rtt time.Duration, failed bool) {
+// second returns the stats of the measured second at holds, or nil if at
+// is before the measured phase. r.mu must be held.
+func (r *run) second(at time.Time) *secondStats {
 	sec := int(at.Sub(r.start) / time.Second)
 	if sec < 0 {
-		return
+		return nil
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for len(r.perSecond) <= sec {
 		r.perSecond = append(r.perSecond, &secondStats{hist: newHistogram()})
 	}
-	s := r.perSecond[sec]
+	return r.perSecond[sec]
+}
+
+// record counts one measured reply in its second.
+func (r *run) record(at time.Time, rtt time.Duration, failed bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.second(at)
+	if s == nil {
+		return
+	}
 	s.ops++
 	if failed {
 		s.errors++
@@ -347,21 +462,41 @@ func (r *run) record(at time.Time, rtt time.Duration, failed bool) {
 	_ = s.hist.RecordValue(max(histMin, min(histMax, rtt.Microseconds())))
 }
 
+// recordLost counts one measured request lost in flight, as an error of
+// its second.
+func (r *run) recordLost(at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s := r.second(at); s != nil {
+		s.errors++
+	}
+}
+
 // worker drives one connection: a sender keeps up to depth requests in
-// flight, a receiver checks replies in order.
+// flight, a receiver checks replies in order. When the connection is lost
+// it counts the requests in flight and reconnects.
 type worker struct {
-	r        *run
-	c        *client.Client
-	rng      *rand.Rand
-	slots    chan struct{} // one per request in flight: the window
-	inflight chan pending  // the requests in flight, in send order
-	want     []byte        // the receiver's buffer for expected values
+	r   *run
+	f   *client.Failover
+	rng *rand.Rand
+	// want is the receiver's buffer for expected values.
+	want []byte
 	// nextOwnGet is, for setget, the key to read back next (-1: none).
 	nextOwnGet int64
-	// Written by the receiver only; read after it stopped.
+	// failedSet is, for setget, the key of the last SET that failed (-1:
+	// none): its read-back may find nothing without that being wrong.
+	failedSet int64
+	// firstGateway is the index of the address the connection started on.
+	firstGateway int
+	// Written by the receiver only while a connection runs, by loop
+	// between connections; read after the worker stopped.
 	setHist, getHist               *hdrhistogram.Histogram
 	sets, gets, errors, mismatches int64
 	misses                         int64
+	definite, indeterminate        int64
+	lostInFlight, reconnects       int64
+	gaveUp                         bool
+	gateways                       []Gateway // per address; Addr and Conns unused
 }
 
 type pending struct {
@@ -372,60 +507,80 @@ type pending struct {
 	own      bool // a GET of a key this worker just stored (setget)
 }
 
-func newWorker(r *run, c *client.Client, seed uint64) *worker {
+func newWorker(r *run, f *client.Failover, seed uint64) *worker {
 	return &worker{
-		r: r, c: c,
-		rng:        rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano()))),
-		slots:      make(chan struct{}, r.cfg.Depth),
-		nextOwnGet: -1,
-		inflight:   make(chan pending, r.cfg.Depth),
-		setHist:    newHistogram(),
-		getHist:    newHistogram(),
+		r: r, f: f,
+		rng:          rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano()))),
+		nextOwnGet:   -1,
+		failedSet:    -1,
+		firstGateway: f.Index(),
+		setHist:      newHistogram(),
+		getHist:      newHistogram(),
+		gateways:     make([]Gateway, len(r.addrs)),
 	}
 }
 
+// loop runs connections until ctx ends or the op budget is spent. A lost
+// connection is replaced by one to the next address; a connection that
+// fails otherwise, or finds no address to reconnect to, ends the worker.
 func (w *worker) loop(ctx context.Context) {
-	if w.r.cfg.Depth == 1 {
-		w.lockstep(ctx)
-		return
+	for {
+		gateway := w.f.Index()
+		var err error
+		if w.r.cfg.Depth == 1 {
+			err = w.lockstep(ctx, w.f.Client(), gateway)
+		} else {
+			err = w.pipeline(ctx, w.f.Client(), gateway)
+		}
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		addr := w.r.addrs[gateway]
+		if !client.Lost(err) {
+			w.r.fail(fmt.Errorf("connection to %s: %w", addr, err))
+			return
+		}
+		w.r.fail(fmt.Errorf("connection to %s lost: %w", addr, err))
+		w.gateways[gateway].LostConns++
+		if err := w.f.Reconnect(ctx); err != nil {
+			if ctx.Err() == nil {
+				w.gaveUp = true
+				w.r.fail(fmt.Errorf("connection to %s lost, and no address answered: %w", addr, err))
+			}
+			return
+		}
+		w.reconnects++
+		w.gateways[w.f.Index()].ReconnectsTo++
 	}
-	received := make(chan struct{})
-	go func() {
-		defer close(received)
-		w.receive()
-	}()
-	w.send(ctx)
-	close(w.inflight)
-	<-received
 }
 
 // lockstep drives a connection without pipelining on one goroutine: send,
 // wait for the reply, repeat. (Two goroutines handing every request over
-// a channel would cost the machine CPU the cluster under test needs.)
-func (w *worker) lockstep(ctx context.Context) {
+// a channel would cost the machine CPU the cluster under test needs.) It
+// returns the error that broke the connection, or nil when the run ends.
+func (w *worker) lockstep(ctx context.Context, c *client.Client, gateway int) error {
 	line := make([]byte, 0, w.r.cfg.Size+32)
 	for ctx.Err() == nil {
 		p, ok := w.next(&line)
 		if !ok {
-			return
+			return nil
 		}
 		p.sent = time.Now()
-		if err := w.c.Send(line); err != nil {
-			w.r.fail(err)
-			return
+		err := c.Send(line)
+		if err == nil {
+			err = c.Flush()
 		}
-		if err := w.c.Flush(); err != nil {
-			w.r.fail(err)
-			return
+		var reply []byte
+		if err == nil {
+			reply, err = c.ReadReply()
 		}
-		reply, err := w.c.ReadReply()
 		if err != nil {
-			w.r.fail(err)
-			w.errors++
-			return
+			w.lost(p, gateway)
+			return err
 		}
-		w.check(p, reply, time.Now())
+		w.check(p, reply, time.Now(), gateway)
 	}
+	return nil
 }
 
 // next picks the next request and writes its line into *line; false
@@ -463,67 +618,124 @@ func (w *worker) next(line *[]byte) (pending, bool) {
 	return p, true
 }
 
-// send issues pipelined requests until ctx ends or the op budget is spent.
-func (w *worker) send(ctx context.Context) {
+// pipeline drives a connection with up to depth requests in flight: this
+// goroutine sends, another reads the replies in order. It returns the
+// error that broke the connection, or nil when the run ends; the requests
+// in flight on a broken connection are counted as lost.
+func (w *worker) pipeline(ctx context.Context, c *client.Client, gateway int) error {
+	depth := w.r.cfg.Depth
+	slots := make(chan struct{}, depth)   // one per request in flight: the window
+	inflight := make(chan pending, depth) // the requests in flight, in send order
+	failed := make(chan struct{})         // closed when the receiver fails
+	var recvErr error
+	var unanswered []pending
+	received := make(chan struct{})
+	go func() {
+		defer close(received)
+		for p := range inflight {
+			if recvErr != nil {
+				unanswered = append(unanswered, p)
+				continue
+			}
+			reply, err := c.ReadReply()
+			now := time.Now()
+			if err != nil {
+				recvErr = err
+				unanswered = append(unanswered, p)
+				close(failed)
+				// The sender may be blocked writing to a server that is gone.
+				_ = c.Close()
+				continue
+			}
+			<-slots
+			w.check(p, reply, now, gateway)
+		}
+	}()
+	sendErr := w.send(ctx, c, slots, inflight, failed)
+	close(inflight)
+	<-received
+	// Both goroutines have stopped: the lost requests can be counted.
+	for _, p := range unanswered {
+		w.lost(p, gateway)
+	}
+	if recvErr != nil {
+		return recvErr
+	}
+	return sendErr
+}
+
+// send issues pipelined requests until ctx ends, the op budget is spent,
+// the receiver fails or a write fails. A request goes into inflight before
+// it is written, so the receiver accounts for every request sent.
+func (w *worker) send(ctx context.Context, c *client.Client, slots chan<- struct{}, inflight chan<- pending, failed <-chan struct{}) error {
 	line := make([]byte, 0, w.r.cfg.Size+32)
 	for ctx.Err() == nil {
+		// A full window: push what is buffered out before waiting for a
+		// slot, or the server never sees it. The slot is taken before the
+		// request is picked, so no request is picked and then dropped.
+		select {
+		case slots <- struct{}{}:
+		default:
+			if err := c.Flush(); err != nil {
+				return err
+			}
+			select {
+			case slots <- struct{}{}:
+			case <-failed:
+				return nil
+			case <-ctx.Done():
+				return nil
+			}
+		}
 		p, ok := w.next(&line)
 		if !ok {
 			break
 		}
-		// A full window: push what is buffered out before waiting for a
-		// slot, or the server never sees it.
-		select {
-		case w.slots <- struct{}{}:
-		default:
-			if err := w.c.Flush(); err != nil {
-				w.r.fail(err)
-				return
-			}
-			select {
-			case w.slots <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-		}
 		p.sent = time.Now()
-		w.inflight <- p // never blocks: the slots bound it
-		if err := w.c.Send(line); err != nil {
-			w.r.fail(err)
-			return
+		inflight <- p // never blocks: the slots bound it
+		if err := c.Send(line); err != nil {
+			return err
 		}
-		if len(w.slots) == cap(w.slots) {
-			if err := w.c.Flush(); err != nil {
-				w.r.fail(err)
-				return
+		if len(slots) == cap(slots) {
+			if err := c.Flush(); err != nil {
+				return err
 			}
 		}
 	}
-	if err := w.c.Flush(); err != nil {
-		w.r.fail(err)
-	}
+	return c.Flush()
 }
 
-// receive reads one reply per pipelined request sent, in order.
-func (w *worker) receive() {
-	for p := range w.inflight {
-		reply, err := w.c.ReadReply()
-		now := time.Now()
-		<-w.slots
-		if err != nil {
-			w.r.fail(err)
-			w.errors++
-			for range w.inflight {
-				w.errors++ // every request still in flight is lost too
-			}
-			return
+// lost counts a request that was in flight on a lost connection: an error
+// whose outcome is unknown for a SET (definite for a GET, which has no
+// effect). It is not sent again.
+func (w *worker) lost(p pending, gateway int) {
+	w.errors++
+	w.lostInFlight++
+	w.gateways[gateway].Errors++
+	if p.get {
+		w.definite++
+	} else {
+		w.indeterminate++
+		if w.nextOwnGet == p.key {
+			w.nextOwnGet = -1 // nothing to read back for sure
 		}
-		w.check(p, reply, now)
+		w.failedSet = p.key
+	}
+	if !p.measured {
+		return
+	}
+	now := time.Now()
+	if end := w.r.stopAt.Load(); end != 0 && now.UnixNano() > end {
+		return
+	}
+	w.r.done.Add(1)
+	if w.r.cfg.Series {
+		w.r.recordLost(now)
 	}
 }
 
 // check verifies one reply and records it.
-func (w *worker) check(p pending, reply []byte, now time.Time) {
+func (w *worker) check(p pending, reply []byte, now time.Time, gateway int) {
 	cfg := w.r.cfg
 	rtt := now.Sub(p.sent)
 	if end := w.r.stopAt.Load(); end != 0 && now.UnixNano() > end {
@@ -531,15 +743,16 @@ func (w *worker) check(p pending, reply []byte, now time.Time) {
 	}
 	failed := false
 	switch {
-	case len(reply) >= len("ERROR: ") && string(reply[:len("ERROR: ")]) == "ERROR: ":
+	case len(reply) >= len(codec.ErrorPrefix) && string(reply[:len(codec.ErrorPrefix)]) == codec.ErrorPrefix:
 		failed = true
-		w.errors++
+		w.failedReply(p, gateway, codec.ClassifyError(string(reply)))
 		w.r.fail(fmt.Errorf("server: %s", reply))
-	case p.get && string(reply) == "NOT_FOUND":
-		if p.own {
+	case p.get && string(reply) == codec.ReplyNotFound:
+		switch {
+		case p.own && p.key != w.failedSet:
 			w.mismatches++ // a key this connection just stored
 			w.r.fail(fmt.Errorf("GET %d right after SET: NOT_FOUND", p.key))
-		} else if p.measured {
+		case p.measured:
 			w.misses++
 		}
 	case p.get:
@@ -548,13 +761,16 @@ func (w *worker) check(p pending, reply []byte, now time.Time) {
 			w.mismatches++
 			w.r.fail(fmt.Errorf("GET %d: got %q", p.key, clip(reply)))
 		}
-	case string(reply) != "OK":
-		w.errors++
+	case string(reply) != codec.ReplyOK:
+		// Neither OK nor an error: what the SET did is unknown.
+		failed = true
+		w.failedReply(p, gateway, codec.Indeterminate)
 		w.r.fail(fmt.Errorf("SET %d: %q", p.key, clip(reply)))
 	}
 	if !p.measured {
 		return
 	}
+	w.gateways[gateway].Ops++
 	us := max(histMin, min(histMax, rtt.Microseconds()))
 	if p.get {
 		w.gets++
@@ -566,6 +782,20 @@ func (w *worker) check(p pending, reply []byte, now time.Time) {
 	w.r.done.Add(1)
 	if cfg.Series {
 		w.r.record(now, rtt, failed)
+	}
+}
+
+// failedReply counts a request answered with an error.
+func (w *worker) failedReply(p pending, gateway int, outcome codec.Outcome) {
+	w.errors++
+	w.gateways[gateway].Errors++
+	if outcome == codec.Definite {
+		w.definite++
+	} else {
+		w.indeterminate++
+	}
+	if !p.get {
+		w.failedSet = p.key
 	}
 }
 

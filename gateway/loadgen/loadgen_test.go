@@ -1,0 +1,292 @@
+package loadgen
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tolerex/tolerex/gateway/codec"
+)
+
+// store is the data the fake gateways of one test share, as the gateways
+// of a group do.
+type store struct {
+	mu       sync.Mutex
+	messages map[int64]string
+}
+
+func newStore() *store { return &store{messages: make(map[int64]string)} }
+
+// fakeGateway is a no-prompt HaToKuSe server on a real listener on
+// 127.0.0.1. With dieAfter > 0 it dies, as a killed process does, once it
+// has answered that many requests (handshakes included): it stops
+// listening and closes every connection, with requests in flight
+// unanswered.
+type fakeGateway struct {
+	addr     string
+	store    *store
+	dieAfter int
+	// reply, when set, answers SETs instead of the store.
+	reply func(codec.Command) string
+
+	listener net.Listener
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    []net.Conn
+	answered int
+	dead     bool
+}
+
+func startGateway(t *testing.T, g *fakeGateway) *fakeGateway {
+	t.Helper()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.listener, g.addr = listener, listener.Addr().String()
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		for {
+			conn, err := listener.Accept()
+			if err != nil {
+				return
+			}
+			g.mu.Lock()
+			if g.dead {
+				g.mu.Unlock()
+				_ = conn.Close()
+				continue
+			}
+			g.conns = append(g.conns, conn)
+			g.mu.Unlock()
+			g.wg.Add(1)
+			go func() {
+				defer g.wg.Done()
+				defer conn.Close()
+				g.serve(conn)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		g.kill()
+		g.wg.Wait()
+	})
+	return g
+}
+
+func (g *fakeGateway) kill() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.dead {
+		return
+	}
+	g.dead = true
+	_ = g.listener.Close()
+	for _, conn := range g.conns {
+		_ = conn.Close()
+	}
+}
+
+// count counts one answered request and reports whether the gateway is
+// to die now, before writing the reply.
+func (g *fakeGateway) count() (die bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.answered++
+	return g.dieAfter > 0 && g.answered > g.dieAfter
+}
+
+func (g *fakeGateway) serve(conn net.Conn) {
+	reader := bufio.NewReader(conn)
+	writer := bufio.NewWriter(conn)
+	for {
+		line, err := reader.ReadBytes('\n')
+		if err != nil {
+			return
+		}
+		if g.count() {
+			_ = writer.Flush()
+			g.kill()
+			return
+		}
+		command := codec.Parse(line)
+		reply := codec.ReplyPong
+		switch command.Kind {
+		case codec.KindSet:
+			if g.reply != nil {
+				reply = g.reply(command)
+				break
+			}
+			g.store.mu.Lock()
+			g.store.messages[command.ID] = string(command.Message)
+			g.store.mu.Unlock()
+			reply = codec.ReplyOK
+		case codec.KindGet:
+			g.store.mu.Lock()
+			message, ok := g.store.messages[command.ID]
+			g.store.mu.Unlock()
+			reply = codec.ReplyNotFound
+			if ok {
+				reply = message
+			}
+		}
+		writer.WriteString(reply + codec.LineEnd)
+		buffered, _ := reader.Peek(reader.Buffered())
+		if bytes.IndexByte(buffered, '\n') < 0 && writer.Flush() != nil {
+			return
+		}
+	}
+}
+
+func addrsOf(gws ...*fakeGateway) []string {
+	var out []string
+	for _, g := range gws {
+		out = append(out, g.addr)
+	}
+	return out
+}
+
+// TestConnectionsSpreadRoundRobin: 6 connections over 3 gateways, 2 on
+// each, every request answered and counted where it was answered.
+func TestConnectionsSpreadRoundRobin(t *testing.T) {
+	s := newStore()
+	gws := []*fakeGateway{startGateway(t, &fakeGateway{store: s}), startGateway(t, &fakeGateway{store: s}), startGateway(t, &fakeGateway{store: s})}
+	res, err := Run(context.Background(), Config{Addrs: addrsOf(gws...), Conns: 6, Depth: 2, Op: OpSetGet, Size: 20, Ops: 600, Keys: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Failed() || res.Reconnects != 0 || res.LostInFlight != 0 {
+		t.Fatalf("clean run: %+v", res)
+	}
+	var ops int64
+	for i, g := range res.Gateways {
+		if g.Addr != gws[i].addr || g.Conns != 2 || g.Ops == 0 || g.LostConns != 0 {
+			t.Errorf("gateway %d: %+v, want 2 connections answering requests", i, g)
+		}
+		ops += g.Ops
+	}
+	if ops != res.Ops {
+		t.Errorf("per-gateway ops add up to %d, want %d", ops, res.Ops)
+	}
+}
+
+// TestLostGatewayConnectionsMoveOn kills one of three gateways in the
+// middle of a run: its connections count what they had in flight as lost
+// (indeterminate SETs), reconnect to the next gateway and go on; nothing
+// is read wrong.
+func TestLostGatewayConnectionsMoveOn(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		op    Op
+		depth int
+	}{
+		{"set lockstep", OpSet, 1},
+		{"set pipelined", OpSet, 8},
+		{"setget pipelined", OpSetGet, 4},
+		{"setget lockstep", OpSetGet, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore()
+			gws := []*fakeGateway{
+				startGateway(t, &fakeGateway{store: s}),
+				startGateway(t, &fakeGateway{store: s, dieAfter: 300}),
+				startGateway(t, &fakeGateway{store: s}),
+			}
+			const conns = 6
+			res, err := Run(context.Background(), Config{Addrs: addrsOf(gws...), Conns: conns, Depth: tc.depth, Op: tc.op,
+				Size: 20, Ops: 3000, Keys: 1_000_000, ReconnectBackoff: time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dead := res.Gateways[1]
+			if dead.Conns != 2 || dead.LostConns != 2 || dead.ReconnectsTo != 0 {
+				t.Errorf("dead gateway: %+v, want its 2 connections lost", dead)
+			}
+			if res.Reconnects != 2 || res.Gateways[2].ReconnectsTo != 2 || res.ConnsGivenUp != 0 {
+				t.Errorf("%d reconnects, %d to the next gateway, %d given up; want 2, 2, 0", res.Reconnects, res.Gateways[2].ReconnectsTo, res.ConnsGivenUp)
+			}
+			if res.LostInFlight < 1 || res.LostInFlight > 2*int64(tc.depth) {
+				t.Errorf("%d lost in flight, want 1 to %d (the window of 2 connections)", res.LostInFlight, 2*tc.depth)
+			}
+			// Lost SETs are indeterminate; a lost GET (setget) is definite.
+			if res.Errors != res.LostInFlight || res.Errors != res.DefiniteErrors+res.IndeterminateErrors ||
+				(tc.op == OpSet && res.DefiniteErrors != 0) {
+				t.Errorf("errors %d (definite %d, indeterminate %d), lost %d: want only lost ones, SETs indeterminate",
+					res.Errors, res.DefiniteErrors, res.IndeterminateErrors, res.LostInFlight)
+			}
+			if dead.Errors != res.Errors || res.Gateways[0].Errors != 0 {
+				t.Errorf("errors by gateway %+v, want all on the dead one", res.Gateways)
+			}
+			if res.Mismatches != 0 {
+				t.Errorf("%d mismatches (%s): a lost SET's read-back counts as wrong", res.Mismatches, res.FirstError)
+			}
+			if res.Ops+res.LostInFlight < 3000 {
+				t.Errorf("%d answered + %d lost, want the budget of 3000 spent", res.Ops, res.LostInFlight)
+			}
+			if !strings.Contains(res.FirstError, "connection to "+gws[1].addr+" lost") {
+				t.Errorf("first error %q, want the lost connection", res.FirstError)
+			}
+		})
+	}
+}
+
+// TestEveryGatewayDead: the only gateway dies; the connections find
+// nowhere to go, give up, and the run ends without waiting out its
+// duration.
+func TestEveryGatewayDead(t *testing.T) {
+	g := startGateway(t, &fakeGateway{store: newStore(), dieAfter: 100})
+	start := time.Now()
+	res, err := Run(context.Background(), Config{Addr: g.addr, Conns: 3, Depth: 1, Op: OpSet, Size: 10,
+		Duration: time.Minute, Keys: 1000, ReconnectBackoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if elapsed := time.Since(start); elapsed > 30*time.Second {
+		t.Errorf("run took %v after every connection gave up", elapsed)
+	}
+	if res.ConnsGivenUp != 3 || res.Reconnects != 0 || res.Gateways[0].LostConns != 3 || !res.Failed() {
+		t.Errorf("result %+v, want 3 connections lost and given up", res)
+	}
+	if !strings.Contains(res.FirstError, "no server answered at "+g.addr) && !strings.Contains(res.FirstError, "lost") {
+		t.Errorf("first error %q", res.FirstError)
+	}
+}
+
+// TestErrorsByOutcome: error replies are split with codec.ClassifyError.
+func TestErrorsByOutcome(t *testing.T) {
+	reply := func(c codec.Command) string {
+		if c.ID%2 == 0 {
+			return "ERROR: not enough live members: 1 live, tolerance 2"
+		}
+		return "ERROR: outcome unknown: no leader confirmed this request before its deadline"
+	}
+	g := startGateway(t, &fakeGateway{store: newStore(), reply: reply})
+	res, err := Run(context.Background(), Config{Addr: g.addr, Conns: 1, Depth: 4, Op: OpSet, Size: 10, Ops: 100, Keys: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Errors count the requests before the measured phase too, so a few
+	// more than Ops; the keys alternate, so the halves are near equal.
+	if res.Errors < 100 || res.DefiniteErrors+res.IndeterminateErrors != res.Errors ||
+		res.DefiniteErrors < 50 || res.IndeterminateErrors < 50 || res.LostInFlight != 0 {
+		t.Errorf("errors %d, definite %d, indeterminate %d, lost %d; want at least 100, half each, none lost",
+			res.Errors, res.DefiniteErrors, res.IndeterminateErrors, res.LostInFlight)
+	}
+}
+
+func TestValidateAddresses(t *testing.T) {
+	cfg := Config{Conns: 1, Depth: 1, Op: OpSet, Size: 1, Keys: 1, Ops: 1}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "no address") {
+		t.Errorf("no address: %v", err)
+	}
+	cfg.Addrs = []string{"127.0.0.1:1"}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Addrs alone: %v", err)
+	}
+}
