@@ -32,8 +32,9 @@ tool always removes them, and what a crashed run left, at the start.
 Fault mixes for --faults: member, gateway, quorum, mixed, cluster-kill,
 kills, pauses, partitions, disk, none, or kind:target pairs (kinds: kill,
 pause, partition, cluster-kill, disk-full; targets: member, gateway, leader,
-minority, majority, all), comma-separated. The disk mix is not in mixed:
-today a member dies of a full disk (issue 8).`,
+minority, majority, leader-gateways (the leader cut off from the other
+gateways only: partitions), all), comma-separated. The disk mix is not in
+mixed: it mounts a small filesystem for every member, which needs root.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := nemesis.ParseFaults(cfg.Faults); err != nil {

@@ -188,9 +188,9 @@ func runDev(ctx context.Context, f devFlags, out io.Writer) error {
 	fmt.Fprintf(out, "\nTolerex dev cluster: %d gateway(s), %d members, tolerance %d, data in %s\n", f.gateways, f.members, f.tolerance, f.dataDir)
 	cwd, _ := os.Getwd() // "" on error: the hints then show os.Args[0] as is
 	self := invocationName(os.Args[0], cwd)
-	fmt.Fprintf(out, "  connect:  %s client --addr %s    (or: nc %s)\n", self, f.clientAddr, spaceHostPort(f.clientAddr))
+	fmt.Fprintf(out, "  connect:  %s client --addr %s    (or: nc %s)\n", self, strings.Join(clientAddrs, ","), spaceHostPort(f.clientAddr))
 	if f.gateways > 1 {
-		fmt.Fprintf(out, "            any gateway serves clients: %s\n", strings.Join(clientAddrs, ", "))
+		fmt.Fprintf(out, "            any gateway serves clients; the client moves to the next when its gateway dies\n")
 		fmt.Fprintf(out, "  raft:     curl http://%s/api/raft    (who leads; kill -9 its pid and watch another take over)\n", gateways[0].adminAddr)
 	}
 	fmt.Fprintf(out, "  tree:     %s tree --admin-addr %s --watch\n", self, gateways[0].adminAddr)
