@@ -1835,6 +1835,7 @@ type ForwardedRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
 	Request       *ClientRequest         `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	WindowEnd     uint64                 `protobuf:"varint,3,opt,name=window_end,json=windowEnd,proto3" json:"window_end,omitempty"` // as in RequestId
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1881,6 +1882,13 @@ func (x *ForwardedRequest) GetRequest() *ClientRequest {
 		return x.Request
 	}
 	return nil
+}
+
+func (x *ForwardedRequest) GetWindowEnd() uint64 {
+	if x != nil {
+		return x.WindowEnd
+	}
+	return 0
 }
 
 // ForwardBatch carries client requests from the gateway that took them
@@ -2684,9 +2692,16 @@ func (x *LogBatch) GetEntries() []*LogEntry {
 // at random by the gateway that took the request, once per process start;
 // seq counts that gateway's requests.
 type RequestId struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Origin        uint64                 `protobuf:"fixed64,1,opt,name=origin,proto3" json:"origin,omitempty"`
-	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Origin uint64                 `protobuf:"fixed64,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	Seq    uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// window_end bounds when the request may still take effect: the state
+	// machine's count of applied requests on the gateway that took it, when
+	// it took it, plus the request window. A put or delete that reaches the
+	// state machine once its count is at window_end takes no effect, since
+	// the window may have forgotten an earlier attempt of the same request.
+	// 0: no bound.
+	WindowEnd     uint64 `protobuf:"varint,3,opt,name=window_end,json=windowEnd,proto3" json:"window_end,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2731,6 +2746,13 @@ func (x *RequestId) GetOrigin() uint64 {
 func (x *RequestId) GetSeq() uint64 {
 	if x != nil {
 		return x.Seq
+	}
+	return 0
+}
+
+func (x *RequestId) GetWindowEnd() uint64 {
+	if x != nil {
+		return x.WindowEnd
 	}
 	return 0
 }
@@ -3082,8 +3104,11 @@ type MetaSnapshot struct {
 	RequestOrigins []uint64 `protobuf:"fixed64,9,rep,packed,name=request_origins,json=requestOrigins,proto3" json:"request_origins,omitempty"`
 	RequestSeqs    []uint64 `protobuf:"varint,10,rep,packed,name=request_seqs,json=requestSeqs,proto3" json:"request_seqs,omitempty"`
 	RequestResults []uint32 `protobuf:"varint,11,rep,packed,name=request_results,json=requestResults,proto3" json:"request_results,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// How many requests the state machine has applied in all (the window
+	// holds the last of them); 0 in snapshots from before it was counted.
+	RequestCount  uint64 `protobuf:"varint,12,opt,name=request_count,json=requestCount,proto3" json:"request_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MetaSnapshot) Reset() {
@@ -3191,6 +3216,13 @@ func (x *MetaSnapshot) GetRequestResults() []uint32 {
 		return x.RequestResults
 	}
 	return nil
+}
+
+func (x *MetaSnapshot) GetRequestCount() uint64 {
+	if x != nil {
+		return x.RequestCount
+	}
+	return 0
 }
 
 var File_messages_tolerex_proto protoreflect.FileDescriptor
@@ -3308,10 +3340,12 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\x12GatewayChangeReply\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x12\x14\n" +
 	"\x05retry\x18\x02 \x01(\bR\x05retry\x12\x16\n" +
-	"\x06leader\x18\x03 \x01(\tR\x06leader\"Y\n" +
+	"\x06leader\x18\x03 \x01(\tR\x06leader\"x\n" +
 	"\x10ForwardedRequest\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x123\n" +
-	"\arequest\x18\x02 \x01(\v2\x19.tolerex.v1.ClientRequestR\arequest\"`\n" +
+	"\arequest\x18\x02 \x01(\v2\x19.tolerex.v1.ClientRequestR\arequest\x12\x1d\n" +
+	"\n" +
+	"window_end\x18\x03 \x01(\x04R\twindowEnd\"`\n" +
 	"\fForwardBatch\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x06R\x06origin\x128\n" +
 	"\brequests\x18\x02 \x03(\v2\x1c.tolerex.v1.ForwardedRequestR\brequests\"Q\n" +
@@ -3363,10 +3397,12 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\arequest\x18\x05 \x01(\v2\x15.tolerex.v1.RequestIdR\arequestB\a\n" +
 	"\x05entry\":\n" +
 	"\bLogBatch\x12.\n" +
-	"\aentries\x18\x01 \x03(\v2\x14.tolerex.v1.LogEntryR\aentries\"5\n" +
+	"\aentries\x18\x01 \x03(\v2\x14.tolerex.v1.LogEntryR\aentries\"T\n" +
 	"\tRequestId\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x06R\x06origin\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"@\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1d\n" +
+	"\n" +
+	"window_end\x18\x03 \x01(\x04R\twindowEnd\"@\n" +
 	"\vGatewayInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12!\n" +
 	"\fnode_address\x18\x02 \x01(\tR\vnodeAddress\"d\n" +
@@ -3387,7 +3423,7 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\"\"\n" +
 	"\n" +
 	"ReplicaSet\x12\x14\n" +
-	"\x05slots\x18\x01 \x03(\rR\x05slots\"\x99\x03\n" +
+	"\x05slots\x18\x01 \x03(\rR\x05slots\"\xbe\x03\n" +
 	"\fMetaSnapshot\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x121\n" +
 	"\amembers\x18\x02 \x03(\v2\x17.tolerex.v1.MemberEntryR\amembers\x129\n" +
@@ -3400,7 +3436,8 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\x0frequest_origins\x18\t \x03(\x06R\x0erequestOrigins\x12!\n" +
 	"\frequest_seqs\x18\n" +
 	" \x03(\x04R\vrequestSeqs\x12'\n" +
-	"\x0frequest_results\x18\v \x03(\rR\x0erequestResults*<\n" +
+	"\x0frequest_results\x18\v \x03(\rR\x0erequestResults\x12#\n" +
+	"\rrequest_count\x18\f \x01(\x04R\frequestCount*<\n" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +

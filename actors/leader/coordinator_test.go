@@ -3,6 +3,7 @@ package leader
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -316,15 +317,80 @@ func TestCoordinatorDuplicateWriteAnswersOnce(t *testing.T) {
 	if v, _, _ := c.state.Lookup(3); v != first.GetPut().GetVersion() {
 		t.Fatalf("the repeat took effect: version %x", v)
 	}
+	if pruned := c.prunedSlots(again[0].GetPut().GetVersion()); !slices.Equal(pruned, []uint32{1, 2}) {
+		t.Fatalf("the repeat's copies pruned on %v, want [1 2]", pruned)
+	}
+}
+
+// prunedSlots returns the slots queued a prune of version, sorted.
+func (c *coord) prunedSlots(version uint64) []uint32 {
 	var pruned []uint32
 	for slot, b := range c.l.out.prunes {
 		for _, p := range b.GetRequests() {
-			if p.GetVersion() == again[0].GetPut().GetVersion() {
+			if p.GetVersion() == version {
 				pruned = append(pruned, slot)
 			}
 		}
 	}
-	if slices.Sort(pruned); !slices.Equal(pruned, []uint32{1, 2}) {
-		t.Fatalf("the repeat's copies pruned on %v, want [1 2]", pruned)
+	slices.Sort(pruned)
+	return pruned
+}
+
+// A write re-sent to the leader after more requests applied than the
+// state machine remembers (its window_end passed while it travelled) is
+// not applied: an earlier attempt may have been forgotten. Its client
+// hears the outcome is unknown, its copies are pruned.
+func TestCoordinatorTooLateWriteIsUnknown(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	windowEnd := c.state.RequestCount() + 1
+	from := actor.NewPID("gw2:7000", messages.LeaderActor)
+	c.l.forwarded(from, &messages.ForwardBatch{Origin: 5, Requests: []*messages.ForwardedRequest{
+		{Seq: 9, Request: &messages.ClientRequest{Op: messages.Op_OP_SET, Id: 3, Payload: []byte("a")}, WindowEnd: windowEnd}}})
+	sel := c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{1, 2}, Live: 3})
+	for slot, reqs := range c.stores() {
+		c.l.storeAck(slot, true, &messages.StoreAck{RequestId: reqs[0].GetRequestId(), Id: 3, Version: reqs[0].GetVersion(), Size: 1})
+	}
+	props := c.takeProposals()
+	if len(props) != 1 || props[0].GetRequest().GetWindowEnd() != windowEnd {
+		t.Fatalf("proposals %v, want the put bounded by window_end %d", props, windowEnd)
+	}
+	// Another gateway's request applies first and fills the window up to
+	// window_end.
+	c.apply(&messages.LogEntry{Entry: &messages.LogEntry_Delete{Delete: &messages.DeleteEntry{Id: 99, Version: 2<<meta.EpochShift | 100}},
+		Request: &messages.RequestId{Origin: 6, Seq: 1}})
+	c.apply(props...)
+	fr := c.l.out.forwardReplies[from.Address+"/"+from.Id]
+	if fr == nil || len(fr.batch.GetReplies()) != 1 {
+		t.Fatalf("answers to gw2: %v, want one", fr)
+	}
+	if r := fr.batch.GetReplies()[0].GetReply(); r.GetCode() != messages.ReplyCode_REPLY_ERROR || !strings.HasPrefix(r.GetError(), "outcome unknown") {
+		t.Fatalf("answer %v, want outcome unknown", r)
+	}
+	if _, _, ok := c.state.Lookup(3); ok {
+		t.Fatal("the late write took effect")
+	}
+	if pruned := c.prunedSlots(props[0].GetPut().GetVersion()); !slices.Equal(pruned, []uint32{1, 2}) {
+		t.Fatalf("the late write's copies pruned on %v, want [1 2]", pruned)
+	}
+}
+
+// A request taken from a session goes to the coordinator unbounded the
+// first time; given back at the end of the term and sent to the next
+// leader, it is bounded by the state machine's request count when it was
+// taken plus the window.
+func TestCoordinatorBoundsRequestsSentAgain(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	c.apply(&messages.LogEntry{Entry: &messages.LogEntry_Delete{Delete: &messages.DeleteEntry{Id: 99, Version: 2<<meta.EpochShift | 100}},
+		Request: &messages.RequestId{Origin: 6, Seq: 1}})
+	c.l.fromSession(c.session, []*messages.ClientRequest{{RequestId: 5, Op: messages.Op_OP_DEL, Id: 7}})
+	first := c.takeProposals()
+	if len(first) != 1 || first[0].GetDelete() == nil || first[0].GetRequest().GetWindowEnd() != 0 {
+		t.Fatalf("first proposals %v, want the delete without window_end", first)
+	}
+	c.l.leaderChanged(&consensus.LeaderChanged{Lead: 2, LeadAddress: "gw2:7000", Term: 2})
+	fwd := c.l.out.forwards["gw2:7000/"+messages.LeaderActor]
+	if want := uint64(1 + meta.RequestWindow); fwd == nil || len(fwd.batch.GetRequests()) != 1 || fwd.batch.GetRequests()[0].GetWindowEnd() != want {
+		t.Fatalf("forwarded %v, want the delete with window_end %d", fwd, want)
 	}
 }

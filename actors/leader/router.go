@@ -6,6 +6,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/tolerex/tolerex/actors/meta"
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -38,6 +39,11 @@ type routed struct {
 	request  uint64 // the session's number for it, echoed in the reply
 	req      *messages.ClientRequest
 	deadline time.Time
+	// windowEnd bounds the request when it is sent again (RequestId's
+	// window_end): past it the state machine no longer applies it.
+	windowEnd uint64
+	// sends counts the times it was sent.
+	sends int
 	// sentTo is the node address of the leader it was last sent to,
 	// localRoute for this gateway's coordinator, "" if it waits to be
 	// sent; sentAt is when.
@@ -53,10 +59,11 @@ func newRouter(origin uint64, timeout time.Duration) *router {
 }
 
 // accept takes a request from a session and returns its entry, not sent
-// yet.
-func (r *router) accept(session *actor.PID, req *messages.ClientRequest, now time.Time) *routed {
+// yet. applied is the state machine's count of applied requests now.
+func (r *router) accept(session *actor.PID, req *messages.ClientRequest, now time.Time, applied uint64) *routed {
 	r.nextSeq++
-	rt := &routed{seq: r.nextSeq, session: session, request: req.GetRequestId(), req: req, deadline: now.Add(r.timeout)}
+	rt := &routed{seq: r.nextSeq, session: session, request: req.GetRequestId(), req: req, deadline: now.Add(r.timeout),
+		windowEnd: applied + meta.RequestWindow}
 	r.pending[rt.seq] = rt
 	r.byDeadline = append(r.byDeadline, rt.seq)
 	return rt
@@ -71,6 +78,22 @@ func (r *router) unsent() []*routed {
 		}
 	}
 	return out
+}
+
+// sending marks rt as sent to address (localRoute for this gateway's
+// coordinator) at now, and returns the window_end to send it with: none
+// the first time, since a first attempt cannot repeat an earlier one; the
+// bound taken when the request was accepted every later time, so that the
+// state machine applies it only while it still remembers every earlier
+// attempt that may have been applied. (A gateway's count lags the
+// leader's, which only makes the bound tighter.)
+func (r *router) sending(rt *routed, address string, now time.Time) (windowEnd uint64) {
+	rt.sentTo, rt.sentAt = address, now
+	rt.sends++
+	if rt.sends == 1 {
+		return 0
+	}
+	return rt.windowEnd
 }
 
 // resend marks every pending request to be sent again (the leader

@@ -13,8 +13,8 @@ func TestRouterNumbersResendsAndExpires(t *testing.T) {
 	start := time.Unix(1000, 0)
 	r := newRouter(42, 10*time.Second)
 	session := actor.NewPID("local", "session/1")
-	a := r.accept(session, &messages.ClientRequest{RequestId: 7, Op: messages.Op_OP_SET}, start)
-	b := r.accept(session, &messages.ClientRequest{RequestId: 8, Op: messages.Op_OP_GET}, start.Add(time.Second))
+	a := r.accept(session, &messages.ClientRequest{RequestId: 7, Op: messages.Op_OP_SET}, start, 0)
+	b := r.accept(session, &messages.ClientRequest{RequestId: 8, Op: messages.Op_OP_GET}, start.Add(time.Second), 0)
 	if a.seq != 1 || b.seq != 2 || r.len() != 2 {
 		t.Fatalf("seqs %d %d, pending %d; want 1 2, 2", a.seq, b.seq, r.len())
 	}
@@ -57,7 +57,7 @@ func TestRouterNumbersResendsAndExpires(t *testing.T) {
 
 func TestRouterExpiredReadIsATimeout(t *testing.T) {
 	r := newRouter(1, time.Second)
-	rt := r.accept(nil, &messages.ClientRequest{RequestId: 3, Op: messages.Op_OP_GET}, time.Unix(0, 0))
+	rt := r.accept(nil, &messages.ClientRequest{RequestId: 3, Op: messages.Op_OP_GET}, time.Unix(0, 0), 0)
 	if got := expiredReply(rt).GetError(); got[:7] != "timeout" {
 		t.Fatalf("an expired GET answers %q, want a timeout", got)
 	}

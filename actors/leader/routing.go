@@ -24,11 +24,14 @@ func keyOf(id *messages.RequestId) (requestKey, bool) {
 type clientRef struct {
 	origin, seq uint64
 	to          *actor.PID
+	windowEnd   uint64 // RequestId's window_end
 }
 
-func (r clientRef) valid() bool             { return r.origin != 0 }
-func (r clientRef) key() requestKey         { return requestKey{origin: r.origin, seq: r.seq} }
-func (r clientRef) id() *messages.RequestId { return &messages.RequestId{Origin: r.origin, Seq: r.seq} }
+func (r clientRef) valid() bool     { return r.origin != 0 }
+func (r clientRef) key() requestKey { return requestKey{origin: r.origin, seq: r.seq} }
+func (r clientRef) id() *messages.RequestId {
+	return &messages.RequestId{Origin: r.origin, Seq: r.seq, WindowEnd: r.windowEnd}
+}
 
 // fromSession takes requests from one of this gateway's sessions.
 func (l *leader) fromSession(session *actor.PID, reqs []*messages.ClientRequest) {
@@ -38,14 +41,14 @@ func (l *leader) fromSession(session *actor.PID, reqs []*messages.ClientRequest)
 		}
 		return
 	}
-	now := l.wall()
+	now, applied := l.wall(), l.state.RequestCount()
 	for i, req := range reqs {
 		if l.cfg.FaultInjection && req.GetOp() == messages.Op_OP_SET && string(req.GetPayload()) == PanicMessage {
 			l.route() // the requests before it are on their way
 			l.log.Warn().Int("position", i).Int("batch", len(reqs)).Msg("fault injection: leader panics in the middle of a batch")
 			panic("injected leader fault in the middle of a batch")
 		}
-		l.router.accept(session, req, now)
+		l.router.accept(session, req, now, applied)
 	}
 	l.route()
 }
@@ -58,18 +61,18 @@ func (l *leader) route() {
 	if len(unsent) == 0 {
 		return
 	}
+	now := l.wall()
 	switch {
 	case l.active:
 		for _, rt := range unsent {
-			rt.sentTo = localRoute
-			l.handle(clientRef{origin: l.router.origin, seq: rt.seq}, rt.req)
+			windowEnd := l.router.sending(rt, localRoute, now)
+			l.handle(clientRef{origin: l.router.origin, seq: rt.seq, windowEnd: windowEnd}, rt.req)
 		}
 	case l.lead.Lead != 0 && !l.lead.Local && l.lead.LeadAddress != "":
 		to := actor.NewPID(l.lead.LeadAddress, messages.LeaderActor)
-		now := l.wall()
 		for _, rt := range unsent {
-			rt.sentTo, rt.sentAt = l.lead.LeadAddress, now
-			l.queueForward(to, &messages.ForwardedRequest{Seq: rt.seq, Request: rt.req})
+			windowEnd := l.router.sending(rt, l.lead.LeadAddress, now)
+			l.queueForward(to, &messages.ForwardedRequest{Seq: rt.seq, Request: rt.req, WindowEnd: windowEnd})
 		}
 	}
 }
@@ -82,7 +85,7 @@ func (l *leader) forwarded(from *actor.PID, b *messages.ForwardBatch) {
 		return
 	}
 	for _, fr := range b.GetRequests() {
-		ref := clientRef{origin: b.GetOrigin(), seq: fr.GetSeq(), to: from}
+		ref := clientRef{origin: b.GetOrigin(), seq: fr.GetSeq(), to: from, windowEnd: fr.GetWindowEnd()}
 		if !l.active {
 			l.queueForwardReply(from, &messages.ForwardedReply{Seq: fr.GetSeq()})
 			continue

@@ -37,6 +37,13 @@ func (r stateReader) Len() (n int) {
 	return n
 }
 
+// RequestCount returns how many requests the state machine applied in
+// all.
+func (r stateReader) RequestCount() (n uint64) {
+	r.view.Read(func(s *meta.State) { n = s.RequestCount() })
+	return n
+}
+
 // Members returns the registered members by slot.
 func (r stateReader) Members() (members []meta.Member) {
 	r.view.Read(func(s *meta.State) { members = s.Members() })

@@ -222,6 +222,10 @@ func (l *leader) appliedEntry(ae consensus.AppliedEntry) {
 			m.CommitSeconds.Observe(time.Since(p.started).Seconds())
 		}
 	}
+	if ae.Effect.TooLate {
+		l.tooLate(e, ae.Effect, p)
+		return
+	}
 	switch x := e.GetEntry().(type) {
 	case *messages.LogEntry_Put:
 		l.prune(x.Put.GetId(), ae.Effect)
@@ -285,6 +289,25 @@ func (l *leader) proposalsDropped(msg *consensus.ProposalsDropped) {
 			continue
 		}
 		l.rejectedProposal(p, "overloaded: the log refused the request ("+msg.Reason+"); nothing was stored")
+	}
+}
+
+// tooLateReply answers a SET or DEL the state machine no longer applied:
+// re-sent after more writes than its window remembers, it might repeat an
+// earlier attempt (term.go, tooLate).
+const tooLateReply = "outcome unknown: the request was sent again after too many later writes to tell whether its first attempt took effect; this attempt did not; read the id to see"
+
+// tooLate drops the copies of a put the state machine did not apply
+// because its request came too late (meta.Effect.TooLate), and answers its
+// client that the outcome is unknown.
+func (l *leader) tooLate(e *messages.LogEntry, eff meta.Effect, p *proposal) {
+	id := entryID(e)
+	l.prune(id, eff)
+	l.log.Warn().Int64("id", id).Uint64("window_end", e.GetRequest().GetWindowEnd()).
+		Msg("a request reached the log too late to be applied exactly once; answered outcome unknown")
+	if p != nil {
+		l.replyError(p.ref, tooLateReply)
+		l.finish(id)
 	}
 }
 

@@ -91,6 +91,11 @@ type Effect struct {
 	// tells what the first one found, and the put's copies are garbage
 	// (PruneSlots).
 	Duplicate bool
+	// TooLate reports a put or delete that reached the log after its
+	// request's window_end, not found in the window: it changed nothing,
+	// and whether an earlier attempt of the request took effect cannot be
+	// told any more. The put's copies are garbage (PruneSlots).
+	TooLate bool
 }
 
 // Check reports whether Apply would accept e, without changing anything:
@@ -127,6 +132,10 @@ func (s *State) Apply(e *messages.LogEntry) (Effect, error) {
 			return Effect{Duplicate: true, Existed: code == messages.ReplyCode_REPLY_OK,
 				PruneSlots: slices.Clone(x.Put.GetReplicas()), PruneVersion: x.Put.GetVersion(), PruneSize: x.Put.GetSize()}, nil
 		}
+		if tracked && s.requests.tooLate(e.GetRequest().GetWindowEnd()) {
+			return Effect{TooLate: true,
+				PruneSlots: slices.Clone(x.Put.GetReplicas()), PruneVersion: x.Put.GetVersion(), PruneSize: x.Put.GetSize()}, nil
+		}
 		eff := s.applyPut(x.Put)
 		if tracked {
 			s.requests.add(key, messages.ReplyCode_REPLY_OK)
@@ -136,6 +145,9 @@ func (s *State) Apply(e *messages.LogEntry) (Effect, error) {
 		key, tracked := requestKeyOf(e.GetRequest())
 		if code, done := s.requests.lookup(key); tracked && done {
 			return Effect{Duplicate: true, Existed: code == messages.ReplyCode_REPLY_OK}, nil
+		}
+		if tracked && s.requests.tooLate(e.GetRequest().GetWindowEnd()) {
+			return Effect{TooLate: true}, nil
 		}
 		eff := s.applyDelete(x.Delete)
 		if tracked {
@@ -272,6 +284,11 @@ func (s *State) Epoch() uint64 { return s.epoch }
 // Len returns the number of indexed messages.
 func (s *State) Len() int { return len(s.index) }
 
+// RequestCount returns how many requests (puts and deletes with a request
+// id) the state has applied in all. A gateway that takes a client request
+// bounds it by RequestCount()+RequestWindow (RequestId's window_end).
+func (s *State) RequestCount() uint64 { return s.requests.count }
+
 // Members returns the registered members by slot.
 func (s *State) Members() []Member { return slices.Clone(s.members) }
 
@@ -341,6 +358,8 @@ type Frozen struct {
 	gateways []Gateway
 	requests []requestKey
 	results  []messages.ReplyCode
+	// requestCount is how many requests were ever applied.
+	requestCount uint64
 }
 
 // Freeze copies the state into flat arrays: the only part of taking a
@@ -366,6 +385,7 @@ func (s *State) Freeze() *Frozen {
 		f.requests = append(f.requests, k)
 		f.results = append(f.results, code)
 	})
+	f.requestCount = s.requests.count
 	return f
 }
 
@@ -390,6 +410,7 @@ func (f *Frozen) Snapshot() *messages.MetaSnapshot {
 	for _, g := range f.gateways {
 		snap.Gateways = append(snap.Gateways, &messages.GatewayInfo{Id: g.ID, NodeAddress: g.NodeAddress})
 	}
+	snap.RequestCount = f.requestCount
 	snap.RequestOrigins = make([]uint64, len(f.requests))
 	snap.RequestSeqs = make([]uint64, len(f.requests))
 	snap.RequestResults = make([]uint32, len(f.requests))
@@ -469,6 +490,16 @@ func Restore(snap *messages.MetaSnapshot) (*State, error) {
 			return nil, fmt.Errorf("restore snapshot: request %x/%d appears twice or has no origin", k.origin, k.seq)
 		}
 		s.requests.add(k, messages.ReplyCode(results[i]))
+	}
+	switch count := snap.GetRequestCount(); {
+	case count == 0:
+		// Taken before requests were counted: the count restarts at
+		// the window's size, which only makes bounded requests wait
+		// longer before they are too late.
+	case count < uint64(len(origins)):
+		return nil, fmt.Errorf("restore snapshot: request count %d is below the %d requests remembered", count, len(origins))
+	default:
+		s.requests.count = count
 	}
 	s.index = make(map[int64]record, len(ids))
 	for i, id := range ids {

@@ -28,6 +28,9 @@ type requestWindow struct {
 	ring    []requestKey
 	head    int // the oldest entry once the ring is full
 	results map[requestKey]messages.ReplyCode
+	// count is how many requests were ever added: the window holds the
+	// last min(count, RequestWindow) of them.
+	count uint64
 }
 
 func newRequestWindow() requestWindow {
@@ -51,6 +54,15 @@ func (w *requestWindow) add(k requestKey, code messages.ReplyCode) {
 		w.head = (w.head + 1) % RequestWindow
 	}
 	w.results[k] = code
+	w.count++
+}
+
+// tooLate reports whether a request bounded by windowEnd (RequestId's
+// window_end; 0 for none) comes too late to be applied: requests added
+// since it was taken may have pushed an earlier attempt of it out of the
+// window, so applying it could apply it twice.
+func (w *requestWindow) tooLate(windowEnd uint64) bool {
+	return windowEnd != 0 && w.count >= windowEnd
 }
 
 // each calls f for every remembered request, oldest first.

@@ -2,6 +2,7 @@ package meta_test
 
 import (
 	"reflect"
+	"runtime"
 	"testing"
 
 	"github.com/tolerex/tolerex/actors/meta"
@@ -79,6 +80,75 @@ func TestRequestWindowForgetsTheOldest(t *testing.T) {
 	}
 }
 
+// A request bounded by window_end is applied while fewer requests than
+// that have been applied, and takes no effect from then on, unless the
+// window still remembers it: then it is a duplicate as before.
+func TestRequestTooLateTakesNoEffect(t *testing.T) {
+	s := meta.New()
+	mustApply(t, s, threeMembers()...)
+	bounded := func(e *messages.LogEntry, seq, windowEnd uint64) *messages.LogEntry {
+		e.Request = &messages.RequestId{Origin: 5, Seq: seq, WindowEnd: windowEnd}
+		return e
+	}
+	// Taken when no request had applied: window_end is 2 here, so it
+	// may apply while the count is 0 or 1.
+	mustApply(t, s, bounded(putEntry(1, version(1, 1), 3, 0, 1), 1, 2))
+	if s.RequestCount() != 1 {
+		t.Fatalf("request count %d after one request, want 1", s.RequestCount())
+	}
+	// Applied again after the count reached window_end: still in the
+	// window, so a duplicate.
+	mustApply(t, s, withRequest(deleteEntry(50, version(1, 2)), 6, 1))
+	if eff, _ := s.Apply(bounded(putEntry(1, version(1, 3), 4, 1, 2), 1, 2)); !eff.Duplicate || eff.TooLate {
+		t.Errorf("a remembered request came back late: %+v, want a duplicate", eff)
+	}
+	// A request the window does not know, past its window_end: nothing.
+	eff, err := s.Apply(bounded(putEntry(2, version(1, 4), 4, 1, 2), 2, 2))
+	if err != nil || !eff.TooLate || eff.Duplicate || !reflect.DeepEqual(eff.PruneSlots, []uint32{1, 2}) || eff.PruneVersion != version(1, 4) {
+		t.Errorf("late put: %+v, %v; want too late, its copies to prune", eff, err)
+	}
+	if _, _, ok := s.Lookup(2); ok {
+		t.Error("the late put was indexed")
+	}
+	if eff, _ := s.Apply(bounded(deleteEntry(1, version(1, 5)), 3, 2)); !eff.TooLate || eff.Existed {
+		t.Errorf("late delete: %+v, want too late", eff)
+	}
+	if _, _, ok := s.Lookup(1); !ok {
+		t.Error("the late delete removed id 1")
+	}
+	if s.RequestCount() != 2 {
+		t.Errorf("request count %d, want 2: late requests are not counted", s.RequestCount())
+	}
+	// Within its bound, and without a bound, a request applies.
+	if eff, _ := s.Apply(bounded(putEntry(3, version(1, 6), 1, 0), 4, 3)); eff.TooLate {
+		t.Errorf("a put within its window_end was refused: %+v", eff)
+	}
+	if eff, _ := s.Apply(bounded(putEntry(4, version(1, 7), 1, 0), 5, 0)); eff.TooLate {
+		t.Errorf("an unbounded put was refused: %+v", eff)
+	}
+}
+
+// A snapshot that claims fewer requests applied than it remembers is
+// refused; one from before requests were counted restarts the count at
+// the window's size.
+func TestRestoreRequestCount(t *testing.T) {
+	s := meta.New()
+	mustApply(t, s, threeMembers()...)
+	for seq := uint64(1); seq <= 3; seq++ {
+		mustApply(t, s, withRequest(deleteEntry(int64(seq), version(1, seq)), 5, seq))
+	}
+	snap := s.Snapshot()
+	snap.RequestCount = 2
+	if _, err := meta.Restore(snap); err == nil {
+		t.Error("restored a snapshot whose request count is below the requests it remembers")
+	}
+	snap.RequestCount = 0
+	restored, err := meta.Restore(snap)
+	if err != nil || restored.RequestCount() != 3 {
+		t.Errorf("restore without a count: count %d, %v; want 3", restored.RequestCount(), err)
+	}
+}
+
 func TestSnapshotKeepsGatewaysAndRequests(t *testing.T) {
 	s := meta.New()
 	mustApply(t, s, threeMembers()...)
@@ -104,6 +174,9 @@ func TestSnapshotKeepsGatewaysAndRequests(t *testing.T) {
 			t.Errorf("request %d: original %+v, restored %+v", seq, eff1, eff2)
 		}
 	}
+	if s.RequestCount() != restored.RequestCount() {
+		t.Errorf("request count: original %d, restored %d", s.RequestCount(), restored.RequestCount())
+	}
 	for i := int64(0); i < 50; i++ {
 		_, _, ok1 := s.Lookup(i)
 		_, _, ok2 := restored.Lookup(i)
@@ -111,4 +184,27 @@ func TestSnapshotKeepsGatewaysAndRequests(t *testing.T) {
 			t.Errorf("id %d: original found=%v, restored found=%v", i, ok1, ok2)
 		}
 	}
+}
+
+// BenchmarkRequestWindowMemory measures what a full window of remembered
+// request ids costs: RequestWindow overwrites of one id, each with its own
+// request id, so only the window grows.
+func BenchmarkRequestWindowMemory(b *testing.B) {
+	var total float64
+	for b.Loop() {
+		s := meta.New()
+		mustApply(b, s, threeMembers()...)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for seq := uint64(1); seq <= meta.RequestWindow; seq++ {
+			mustApply(b, s, withRequest(putEntry(1, seq, 100, 0, 1), 42, seq))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(s)
+		total = float64(int64(after.HeapAlloc) - int64(before.HeapAlloc))
+	}
+	b.ReportMetric(total/meta.RequestWindow, "bytes/request")
+	b.ReportMetric(total/(1<<20), "MiB/window")
 }
