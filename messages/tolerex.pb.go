@@ -2373,6 +2373,9 @@ type RaftStatus struct {
 	Applied       uint64                 `protobuf:"varint,7,opt,name=applied,proto3" json:"applied,omitempty"`
 	SnapshotIndex uint64                 `protobuf:"varint,8,opt,name=snapshot_index,json=snapshotIndex,proto3" json:"snapshot_index,omitempty"`
 	Problem       string                 `protobuf:"bytes,9,opt,name=problem,proto3" json:"problem,omitempty"` // why its consensus cannot run, if it cannot
+	// The group as this gateway knows it: its voters and learners.
+	Voters        []uint64 `protobuf:"varint,10,rep,packed,name=voters,proto3" json:"voters,omitempty"`
+	Learners      []uint64 `protobuf:"varint,11,rep,packed,name=learners,proto3" json:"learners,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2468,6 +2471,20 @@ func (x *RaftStatus) GetProblem() string {
 		return x.Problem
 	}
 	return ""
+}
+
+func (x *RaftStatus) GetVoters() []uint64 {
+	if x != nil {
+		return x.Voters
+	}
+	return nil
+}
+
+func (x *RaftStatus) GetLearners() []uint64 {
+	if x != nil {
+		return x.Learners
+	}
+	return nil
 }
 
 // TreeReply answers TreeRequest.
@@ -3375,7 +3392,7 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\tmember_id\x18\x03 \x01(\tR\bmemberId\x12-\n" +
 	"\x06actors\x18\x04 \x03(\v2\x15.tolerex.v1.ActorInfoR\x06actors\x12*\n" +
 	"\x04raft\x18\x05 \x01(\v2\x16.tolerex.v1.RaftStatusR\x04raft\"\x13\n" +
-	"\x11RaftStatusRequest\"\xf0\x01\n" +
+	"\x11RaftStatusRequest\"\xa4\x02\n" +
 	"\n" +
 	"RaftStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12!\n" +
@@ -3386,7 +3403,10 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\x06commit\x18\x06 \x01(\x04R\x06commit\x12\x18\n" +
 	"\aapplied\x18\a \x01(\x04R\aapplied\x12%\n" +
 	"\x0esnapshot_index\x18\b \x01(\x04R\rsnapshotIndex\x12\x18\n" +
-	"\aproblem\x18\t \x01(\tR\aproblem\"5\n" +
+	"\aproblem\x18\t \x01(\tR\aproblem\x12\x16\n" +
+	"\x06voters\x18\n" +
+	" \x03(\x04R\x06voters\x12\x1a\n" +
+	"\blearners\x18\v \x03(\x04R\blearners\"5\n" +
 	"\tTreeReply\x12(\n" +
 	"\x04tree\x18\x01 \x01(\v2\x14.tolerex.v1.NodeTreeR\x04tree\"\x84\x02\n" +
 	"\bLogEntry\x12(\n" +

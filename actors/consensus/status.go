@@ -82,6 +82,7 @@ func (n *node) raftStatus() *messages.RaftStatus {
 	return &messages.RaftStatus{
 		Id: st.ID, NodeAddress: n.cfg.NodeAddress, State: st.State, Term: st.Term, Lead: st.Lead,
 		Commit: st.Commit, Applied: st.Applied, SnapshotIndex: st.SnapshotIndex, Problem: st.Problem,
+		Voters: slices.Clone(n.confState.GetVoters()), Learners: slices.Clone(n.confState.GetLearners()),
 	}
 }
 

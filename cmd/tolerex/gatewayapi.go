@@ -263,8 +263,10 @@ func (a gatewayAPI) isLearnerAt(id uint64, address string) bool {
 	return i >= 0 && st.Gateways[i].Role == "learner" && st.Gateways[i].NodeAddress == address
 }
 
-// awaitRole waits until this gateway's view of the group shows gateway id
-// with role ("" for gone).
+// awaitRole waits until this gateway's view of the group, or the leading
+// gateway's, shows gateway id with role ("" for gone). The leader's counts
+// too: a gateway removed from the group may never hear that its removal
+// committed, since the leader stops sending it the log.
 func (a gatewayAPI) awaitRole(id uint64, role string, deadline time.Time) error {
 	for {
 		st, err := a.raftStatus()
@@ -273,11 +275,32 @@ func (a gatewayAPI) awaitRole(id uint64, role string, deadline time.Time) error 
 			if (role == "" && i < 0) || (i >= 0 && st.Gateways[i].Role == role) {
 				return nil
 			}
+			if st.LeadAddress != "" && st.LeadAddress != a.self && a.leaderShows(st.LeadAddress, id, role) {
+				return nil
+			}
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("gateway %d did not become %q in time", id, role)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// leaderShows reports whether the gateway at address, asked over remote,
+// leads and lists gateway id with role ("" for not at all).
+func (a gatewayAPI) leaderShows(address string, id uint64, role string) bool {
+	res, err := a.root.RequestFuture(a.consensusOf(address), &messages.RaftStatusRequest{}, time.Second).Result()
+	r, ok := res.(*messages.RaftStatus)
+	if err != nil || !ok || r.GetState() != "leader" {
+		return false
+	}
+	switch {
+	case slices.Contains(r.GetVoters(), id):
+		return role == "voter"
+	case slices.Contains(r.GetLearners(), id):
+		return role == "learner"
+	default:
+		return role == ""
 	}
 }
 
