@@ -51,11 +51,12 @@ generate:
 	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	protoc --plugin=protoc-gen-go=bin/protoc-gen-go --go_out=. --go_opt=paths=source_relative messages/*.proto
 
-# The standard benchmark matrix on a fresh local cluster (about 4 minutes):
-# results and conditions go to docs/benchmarks.md and docs/benchmarks.json,
-# CPU profiles of the gateway and a member to bench-profiles/. It measures
-# the default configuration; BENCH_DEV_ARGS passes flags to the cluster,
-# e.g. BENCH_DEV_ARGS=--protoactor-metrics=false.
+# The standard benchmark matrix on a fresh 1-gateway cluster, with SET and
+# GET at 64 connections also on a 3-gateway cluster beside it, in turns
+# (about 6 minutes): results and conditions go to docs/benchmarks.md and
+# docs/benchmarks.json, CPU profiles of the leading gateway and a member to
+# bench-profiles/. BENCH_DEV_ARGS passes flags to the clusters, e.g.
+# BENCH_DEV_ARGS=--protoactor-metrics=false.
 BENCH_DEV_ARGS ?=
 bench: build
 	$(GO) run ./cmd/benchmatrix --bin $(BIN) --profile bench-profiles --dev-args "$(BENCH_DEV_ARGS)"
