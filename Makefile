@@ -7,7 +7,7 @@ BIN         := bin/tolerex
 PROTOC_GEN_GO_VERSION := v1.36.12
 FUZZTIME    ?= 5m
 
-.PHONY: all build run test lint unit e2e generate fuzz bench bench-micro chaos clean
+.PHONY: all build run test lint unit e2e generate fuzz bench bench-failover bench-micro chaos clean
 
 all: build
 
@@ -60,6 +60,16 @@ generate:
 BENCH_DEV_ARGS ?=
 bench: build
 	$(GO) run ./cmd/benchmatrix --bin $(BIN) --profile bench-profiles --dev-args "$(BENCH_DEV_ARGS)"
+
+# The failover benchmark (a few minutes): 3 gateways and 3 members as
+# real processes, writers on the gateways that do not lead, the leader
+# SIGKILLed FAILOVER_KILLS times and then SIGTERMed as often, each time
+# restarted and the cluster left to heal. Results with conditions go to
+# the "Failover" section of docs/benchmarks.md and docs/failover.json.
+FAILOVER_KILLS ?= 20
+FAILOVER_ARGS  ?=
+bench-failover: build
+	$(GO) run ./cmd/benchmatrix --failover --bin $(BIN) --kills $(FAILOVER_KILLS) $(FAILOVER_ARGS)
 
 # Go micro-benchmarks: codec, selector, storage engine, metadata state.
 bench-micro:

@@ -7,6 +7,10 @@
 // 3-gateway cluster beside it in turns with the 1-gateway runs, and writes
 // the results with their conditions to a JSON file and to a generated
 // section of docs/benchmarks.md.
+//
+// With --failover (what `make bench-failover` runs) it measures how long
+// clients wait when the gateway that leads is killed or stopped (see
+// failover.go).
 package main
 
 import (
@@ -144,28 +148,44 @@ type Flat struct {
 
 func main() {
 	var (
-		binary    = flag.String("bin", "bin/tolerex", "the tolerex binary")
-		duration  = flag.Duration("duration", 5*time.Second, "measured time per run")
-		warmup    = flag.Duration("warmup", time.Second, "warm-up per run")
-		size      = flag.Int("size", 100, "message bytes")
-		preload   = flag.Int64("preload", 100_000, "keys stored before the GET scenarios")
-		flatN     = flag.Int64("flat", 1_000_000, "messages stored for the flat-with-size check (0 skips it)")
-		jsonOut   = flag.String("json", "docs/benchmarks.json", "JSON results file")
-		mdOut     = flag.String("md", "docs/benchmarks.md", "markdown file whose generated section is replaced")
-		profile   = flag.String("profile", "", "directory for CPU profiles of the leading gateway and a member during SET 64 and GET 64 (empty: none)")
-		only      = flag.String("only", "", "run only the scenarios whose name contains this")
-		devArgs   = flag.String("dev-args", "", "extra flags for `tolerex dev`, space separated (e.g. --protoactor-metrics=false)")
-		basePorts = flag.Int("ports", 17000, fmt.Sprintf("first of the ports the clusters use (each cluster a block of %d)", portBlock))
-		repeat    = flag.Int("repeat", 3, "runs per scenario; the median is reported")
+		binary     = flag.String("bin", "bin/tolerex", "the tolerex binary")
+		duration   = flag.Duration("duration", 5*time.Second, "measured time per run")
+		warmup     = flag.Duration("warmup", time.Second, "warm-up per run")
+		size       = flag.Int("size", 100, "message bytes")
+		preload    = flag.Int64("preload", 100_000, "keys stored before the GET scenarios")
+		flatN      = flag.Int64("flat", 1_000_000, "messages stored for the flat-with-size check (0 skips it)")
+		jsonOut    = flag.String("json", "", "JSON results file (default docs/benchmarks.json, with --failover docs/failover.json)")
+		mdOut      = flag.String("md", "docs/benchmarks.md", "markdown file whose generated section is replaced")
+		profile    = flag.String("profile", "", "directory for CPU profiles of the leading gateway and a member during SET 64 and GET 64 (empty: none)")
+		only       = flag.String("only", "", "run only the scenarios whose name contains this")
+		devArgs    = flag.String("dev-args", "", "extra flags for `tolerex dev`, space separated (e.g. --protoactor-metrics=false)")
+		basePorts  = flag.Int("ports", 17000, fmt.Sprintf("first of the ports the clusters use (each cluster a block of %d)", portBlock))
+		repeat     = flag.Int("repeat", 3, "runs per scenario; the median is reported")
+		failover   = flag.Bool("failover", false, "run the failover benchmark instead of the matrix")
+		kills      = flag.Int("kills", 20, "with --failover: leader failures per signal (SIGKILL, then SIGTERM)")
+		foConns    = flag.Int("conns", 16, "with --failover: writing connections, spread over the gateways that do not lead")
+		foSignals  = flag.String("signals", "kill,term", "with --failover: the signals to measure, in order (kill, term)")
+		foTick     = flag.Duration("raft-tick", 50*time.Millisecond, "with --failover: the gateways' --raft-tick")
+		foElection = flag.Int("raft-election-ticks", 10, "with --failover: the gateways' --raft-election-ticks")
+		foLogs     = flag.String("logs", "", "with --failover: copy every node's log into this directory at the end")
 	)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, options{
-		bin: *binary, duration: *duration, warmup: *warmup, size: *size, preload: *preload, flat: *flatN,
-		jsonOut: *jsonOut, mdOut: *mdOut, profile: *profile, only: *only, basePort: *basePorts,
-		devArgs: strings.Fields(*devArgs), repeat: max(1, *repeat),
-	})
+	var err error
+	if *failover {
+		out := cmp.Or(*jsonOut, "docs/failover.json")
+		err = runFailover(ctx, failoverOptions{
+			bin: *binary, kills: *kills, conns: *foConns, size: *size, signals: strings.Split(*foSignals, ","),
+			tick: *foTick, electionTicks: *foElection, jsonOut: out, mdOut: *mdOut, logs: *foLogs,
+		})
+	} else {
+		err = run(ctx, options{
+			bin: *binary, duration: *duration, warmup: *warmup, size: *size, preload: *preload, flat: *flatN,
+			jsonOut: cmp.Or(*jsonOut, "docs/benchmarks.json"), mdOut: *mdOut, profile: *profile, only: *only, basePort: *basePorts,
+			devArgs: strings.Fields(*devArgs), repeat: max(1, *repeat),
+		})
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchmatrix:", err)
 		os.Exit(1)
