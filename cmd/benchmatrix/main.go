@@ -258,23 +258,31 @@ func run(ctx context.Context, o options) error {
 			continue
 		}
 		rows := append([]scenario{sc}, threeGatewayRows(sc)...)
+		// Every cluster of the group up and preloaded before its first run,
+		// so that every run of the group sees the same machine.
+		for _, row := range rows {
+			cl, err := clusters.of(ctx, row)
+			if err != nil {
+				return err
+			}
+			if row.Op == loadgen.OpGet && !clusters.preloaded[cl] {
+				fmt.Printf("preloading %d keys on the %d-gateway cluster\n", o.preload, row.Gateways)
+				pre, err := loadRow(ctx, cl, scenario{Clients: clientsOnLeader}, loadgen.Config{Op: loadgen.OpSet, Conns: 8, Depth: 32, Size: o.size, Ops: o.preload, Keys: o.preload})
+				if err != nil {
+					return fmt.Errorf("preload: %w", err)
+				}
+				if pre.Failed() {
+					return fmt.Errorf("preload: %d errors: %s", pre.Errors, pre.FirstError)
+				}
+				clusters.preloaded[cl] = true
+			}
+		}
 		repeats := make([][]*loadgen.Result, len(rows))
 		for i := 0; i < o.repeat; i++ {
 			for j, row := range rows { // in turns: the machine's drift falls on every row alike
 				cl, err := clusters.of(ctx, row)
 				if err != nil {
 					return err
-				}
-				if row.Op == loadgen.OpGet && !clusters.preloaded[cl] {
-					fmt.Printf("preloading %d keys on the %d-gateway cluster\n", o.preload, row.Gateways)
-					pre, err := loadRow(ctx, cl, scenario{Clients: clientsOnLeader}, loadgen.Config{Op: loadgen.OpSet, Conns: 8, Depth: 32, Size: o.size, Ops: o.preload, Keys: o.preload})
-					if err != nil {
-						return fmt.Errorf("preload: %w", err)
-					}
-					if pre.Failed() {
-						return fmt.Errorf("preload: %d errors: %s", pre.Errors, pre.FirstError)
-					}
-					clusters.preloaded[cl] = true
 				}
 				cfg := loadgen.Config{Op: row.Op, Conns: row.Conns, Depth: row.Depth, Size: o.size, Duration: o.duration, Warmup: o.warmup, Keys: o.preload}
 				if row.Op == loadgen.OpSet {
