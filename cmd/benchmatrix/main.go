@@ -112,6 +112,9 @@ type Conditions struct {
 	Preloaded  int64  `json:"keys_preloaded_for_gets"`
 	Repeat     int    `json:"runs_per_scenario"`
 	LoadOnHost string `json:"load_generator"`
+	// LoadAverage is the machine's 1-, 5- and 15-minute load averages
+	// at the start and at the end of the run (other work shows there).
+	LoadAverage string `json:"load_average"`
 }
 
 // Run is one scenario's result.
@@ -239,6 +242,7 @@ func (m *matrixClusters) stop() {
 
 func run(ctx context.Context, o options) error {
 	report := &Report{Conditions: conditions(o)}
+	startLoad := loadAverage()
 	if len(o.devArgs) > 0 {
 		extra := ", " + strings.Join(o.devArgs, " ")
 		report.Conditions.Cluster += extra
@@ -331,6 +335,7 @@ func run(ctx context.Context, o options) error {
 		}
 		report.Flat = flat
 	}
+	report.Conditions.LoadAverage = fmt.Sprintf("%s at the start, %s at the end", startLoad, loadAverage())
 	return writeReport(report, o)
 }
 
@@ -584,6 +589,20 @@ func cpuModel() string {
 	return runtime.GOARCH
 }
 
+// loadAverage is the machine's load averages (/proc/loadavg's first three
+// fields), or "unknown".
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) < 3 {
+		return "unknown"
+	}
+	return strings.Join(fields[:3], " ")
+}
+
 func kernel() string {
 	data, err := os.ReadFile("/proc/sys/kernel/osrelease")
 	if err != nil {
@@ -651,6 +670,9 @@ func markdown(r *Report) string {
 	fmt.Fprintf(&b, "- Cluster: %s\n", c.Cluster)
 	if c.Gateways3 != "" {
 		fmt.Fprintf(&b, "- 3-gateway rows: %s\n", c.Gateways3)
+	}
+	if c.LoadAverage != "" {
+		fmt.Fprintf(&b, "- Machine load averages (1, 5, 15 min): %s\n", c.LoadAverage)
 	}
 	fmt.Fprintf(&b, "- Load: closed loop, %d-byte messages, %s measured after %s warm-up per run, %d runs per row (the row shows the median run); %s; GETs read %d preloaded keys at random; SETs write fresh keys\n\n",
 		c.Size, c.Duration, c.Warmup, c.Repeat, c.LoadOnHost, c.Preloaded)
