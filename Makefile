@@ -7,7 +7,7 @@ BIN         := bin/tolerex
 PROTOC_GEN_GO_VERSION := v1.36.12
 FUZZTIME    ?= 5m
 
-.PHONY: all build run test lint unit e2e generate fuzz bench bench-micro chaos clean
+.PHONY: all build run test lint unit e2e generate fuzz bench bench-failover bench-micro chaos clean
 
 all: build
 
@@ -53,14 +53,25 @@ generate:
 	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	protoc --plugin=protoc-gen-go=bin/protoc-gen-go --go_out=. --go_opt=paths=source_relative messages/*.proto
 
-# The standard benchmark matrix on a fresh local cluster (about 4 minutes):
-# results and conditions go to docs/benchmarks.md and docs/benchmarks.json,
-# CPU profiles of the gateway and a member to bench-profiles/. It measures
-# the default configuration; BENCH_DEV_ARGS passes flags to the cluster,
-# e.g. BENCH_DEV_ARGS=--protoactor-metrics=false.
+# The standard benchmark matrix on a fresh 1-gateway cluster, with SET and
+# GET at 64 connections also on a 3-gateway cluster beside it, in turns
+# (about 6 minutes): results and conditions go to docs/benchmarks.md and
+# docs/benchmarks.json, CPU profiles of the leading gateway and a member to
+# bench-profiles/. BENCH_DEV_ARGS passes flags to the clusters, e.g.
+# BENCH_DEV_ARGS=--protoactor-metrics=false.
 BENCH_DEV_ARGS ?=
 bench: build
 	$(GO) run ./cmd/benchmatrix --bin $(BIN) --profile bench-profiles --dev-args "$(BENCH_DEV_ARGS)"
+
+# The failover benchmark (a few minutes): 3 gateways and 3 members as
+# real processes, writers on the gateways that do not lead, the leader
+# SIGKILLed FAILOVER_KILLS times and then SIGTERMed as often, each time
+# restarted and the cluster left to heal. Results with conditions go to
+# the "Failover" section of docs/benchmarks.md and docs/failover.json.
+FAILOVER_KILLS ?= 20
+FAILOVER_ARGS  ?=
+bench-failover: build
+	$(GO) run ./cmd/benchmatrix --failover --bin $(BIN) --kills $(FAILOVER_KILLS) $(FAILOVER_ARGS)
 
 # Go micro-benchmarks: codec, selector, storage engine, metadata state.
 bench-micro:

@@ -1,34 +1,47 @@
-// Command benchmatrix runs the standard Tolerex benchmark (what `make
-// bench` runs): it starts a fresh local cluster with `tolerex dev`
-// (gateway and 3 members, tolerance 2, fsync on), drives it with the load
-// generator through a fixed matrix of workloads, and writes the results
-// with their conditions to a JSON file and to a generated section of
-// docs/benchmarks.md.
+// Command benchmatrix runs the standard Tolerex benchmarks.
+//
+// Without --failover (what `make bench` runs) it starts a fresh local
+// cluster with `tolerex dev --gateways 1` (a gateway and 3 members,
+// tolerance 2, fsync on), drives it with the load generator through a
+// fixed matrix of workloads, measures SET and GET at 64 connections on a
+// 3-gateway cluster beside it in turns with the 1-gateway runs, and writes
+// the results with their conditions to a JSON file and to a generated
+// section of docs/benchmarks.md.
+//
+// With --failover (what `make bench-failover` runs) it measures how long
+// clients wait when the gateway that leads is killed or stopped (see
+// failover.go).
 package main
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/tolerex/tolerex/gateway/loadgen"
+)
+
+// Where a row's connections go.
+const (
+	// clientsOnLeader: every connection to the gateway that leads (with
+	// one gateway, that gateway).
+	clientsOnLeader = "leader"
+	// clientsOnEvery: the connections spread evenly over every gateway;
+	// the ones on followers are forwarded to the leader.
+	clientsOnEvery = "every gateway"
 )
 
 // scenario is one row of the matrix.
@@ -37,21 +50,43 @@ type scenario struct {
 	Op    loadgen.Op `json:"op"`
 	Conns int        `json:"conns"`
 	Depth int        `json:"depth"`
+	// Gateways is the size of the cluster's Raft group of gateways.
+	Gateways int `json:"gateways"`
+	// Clients is clientsOnLeader or clientsOnEvery.
+	Clients string `json:"clients"`
 }
 
-// standardMatrix is the standard set of workloads, in run order: SETs
-// first (GETs read what the preload stored).
+// standardMatrix is the standard set of workloads on one gateway, in run
+// order: SETs first (GETs read what the preload stored).
 func standardMatrix() []scenario {
-	return []scenario{
-		{"SET 1 conn", loadgen.OpSet, 1, 1},
-		{"SET 16 conns", loadgen.OpSet, 16, 1},
-		{"SET 64 conns", loadgen.OpSet, 64, 1},
-		{"SET 8 conns x depth 16", loadgen.OpSet, 8, 16},
-		{"GET 1 conn", loadgen.OpGet, 1, 1},
-		{"GET 16 conns", loadgen.OpGet, 16, 1},
-		{"GET 64 conns", loadgen.OpGet, 64, 1},
-		{"GET 8 conns x depth 16", loadgen.OpGet, 8, 16},
+	one := func(name string, op loadgen.Op, conns, depth int) scenario {
+		return scenario{Name: name, Op: op, Conns: conns, Depth: depth, Gateways: 1, Clients: clientsOnLeader}
 	}
+	return []scenario{
+		one("SET 1 conn", loadgen.OpSet, 1, 1),
+		one("SET 16 conns", loadgen.OpSet, 16, 1),
+		one("SET 64 conns", loadgen.OpSet, 64, 1),
+		one("SET 8 conns x depth 16", loadgen.OpSet, 8, 16),
+		one("GET 1 conn", loadgen.OpGet, 1, 1),
+		one("GET 16 conns", loadgen.OpGet, 16, 1),
+		one("GET 64 conns", loadgen.OpGet, 64, 1),
+		one("GET 8 conns x depth 16", loadgen.OpGet, 8, 16),
+	}
+}
+
+// threeGatewayRows are the rows measured on the 3-gateway cluster in turns
+// with a 1-gateway row: SET and GET at 64 connections, with the clients
+// on the leader and spread over every gateway.
+func threeGatewayRows(sc scenario) []scenario {
+	if sc.Conns != 64 || sc.Depth != 1 {
+		return nil
+	}
+	onLeader, onEvery := sc, sc
+	onLeader.Gateways, onEvery.Gateways = 3, 3
+	onLeader.Clients, onEvery.Clients = clientsOnLeader, clientsOnEvery
+	onLeader.Name = sc.Name + ", 3 gateways, clients on the leader"
+	onEvery.Name = sc.Name + ", 3 gateways, clients on all 3"
+	return []scenario{onLeader, onEvery}
 }
 
 // Report is the JSON file's content.
@@ -70,12 +105,16 @@ type Conditions struct {
 	Kernel     string `json:"kernel"`
 	Go         string `json:"go"`
 	Cluster    string `json:"cluster"`
+	Gateways3  string `json:"three_gateway_rows"`
 	Size       int    `json:"message_bytes"`
 	Duration   string `json:"duration_per_run"`
 	Warmup     string `json:"warmup_per_run"`
 	Preloaded  int64  `json:"keys_preloaded_for_gets"`
 	Repeat     int    `json:"runs_per_scenario"`
 	LoadOnHost string `json:"load_generator"`
+	// LoadAverage is the machine's 1-, 5- and 15-minute load averages
+	// at the start and at the end of the run (other work shows there).
+	LoadAverage string `json:"load_average"`
 }
 
 // Run is one scenario's result.
@@ -84,11 +123,20 @@ type Run struct {
 	// Result is the median run by throughput; Repeats are all of them.
 	Result  *loadgen.Result   `json:"result"`
 	Repeats []*loadgen.Result `json:"repeats"`
+	// RatioTo1Gateway, on a 3-gateway row, is its median throughput over
+	// the median of the 1-gateway row it was measured in turns with.
+	RatioTo1Gateway float64 `json:"ratio_to_1_gateway,omitempty"`
+	// LatencyUpperBound is set when the latency figures are upper bounds:
+	// on a row whose clients are spread over several gateways, each
+	// gateway's clients are one load generator run, and each percentile is
+	// the highest of those runs' (max and mean are exact).
+	LatencyUpperBound bool `json:"latency_upper_bound,omitempty"`
 }
 
 // Flat compares SET throughput on an empty cluster with a cluster holding
-// many messages, and measures the gateway's memory per message.
+// many messages, and measures the leading gateway's memory per message.
 type Flat struct {
+	Gateways         int       `json:"gateways"`
 	Stored           int64     `json:"stored"`
 	EmptyOpsPerSec   float64   `json:"empty_ops_per_sec"`
 	FullOpsPerSec    float64   `json:"full_ops_per_sec"`
@@ -103,27 +151,45 @@ type Flat struct {
 
 func main() {
 	var (
-		binary    = flag.String("bin", "bin/tolerex", "the tolerex binary")
-		duration  = flag.Duration("duration", 5*time.Second, "measured time per run")
-		warmup    = flag.Duration("warmup", time.Second, "warm-up per run")
-		size      = flag.Int("size", 100, "message bytes")
-		preload   = flag.Int64("preload", 100_000, "keys stored before the GET scenarios")
-		flatN     = flag.Int64("flat", 1_000_000, "messages stored for the flat-with-size check (0 skips it)")
-		jsonOut   = flag.String("json", "docs/benchmarks.json", "JSON results file")
-		mdOut     = flag.String("md", "docs/benchmarks.md", "markdown file whose generated section is replaced")
-		profile   = flag.String("profile", "", "directory for CPU profiles of the gateway and a member during SET 64 and GET 64 (empty: none)")
-		only      = flag.String("only", "", "run only the scenarios whose name contains this")
-		devArgs   = flag.String("dev-args", "", "extra flags for `tolerex dev`, space separated (e.g. --protoactor-metrics=false)")
-		basePorts = flag.Int("ports", 17000, "first of the ports the cluster uses")
-		repeat    = flag.Int("repeat", 3, "runs per scenario; the median is reported")
+		binary     = flag.String("bin", "bin/tolerex", "the tolerex binary")
+		duration   = flag.Duration("duration", 5*time.Second, "measured time per run")
+		warmup     = flag.Duration("warmup", time.Second, "warm-up per run")
+		size       = flag.Int("size", 100, "message bytes")
+		preload    = flag.Int64("preload", 100_000, "keys stored before the GET scenarios")
+		flatN      = flag.Int64("flat", 1_000_000, "messages stored for the flat-with-size check (0 skips it)")
+		jsonOut    = flag.String("json", "", "JSON results file (default docs/benchmarks.json, with --failover docs/failover.json)")
+		mdOut      = flag.String("md", "docs/benchmarks.md", "markdown file whose generated section is replaced")
+		profile    = flag.String("profile", "", "directory for CPU profiles of the leading gateway and a member during SET 64 and GET 64 (empty: none)")
+		only       = flag.String("only", "", "run only the scenarios whose name contains this")
+		devArgs    = flag.String("dev-args", "", "extra flags for `tolerex dev`, space separated (e.g. --protoactor-metrics=false)")
+		basePorts  = flag.Int("ports", 17000, fmt.Sprintf("first of the ports the clusters use (each cluster a block of %d)", portBlock))
+		repeat     = flag.Int("repeat", 3, "runs per scenario; the median is reported")
+		failover   = flag.Bool("failover", false, "run the failover benchmark instead of the matrix")
+		kills      = flag.Int("kills", 20, "with --failover: leader failures per signal (SIGKILL, then SIGTERM)")
+		foConns    = flag.Int("conns", 16, "with --failover: writing connections, spread over the gateways that do not lead")
+		foSignals  = flag.String("signals", "kill,term", "with --failover: the signals to measure, in order (kill, term)")
+		foTick     = flag.Duration("raft-tick", 50*time.Millisecond, "with --failover: the gateways' --raft-tick")
+		foElection = flag.Int("raft-election-ticks", 10, "with --failover: the gateways' --raft-election-ticks")
+		foLogs     = flag.String("logs", "", "with --failover: copy every node's log into this directory at the end")
 	)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, options{
-		bin: *binary, duration: *duration, warmup: *warmup, size: *size, preload: *preload, flat: *flatN,
-		jsonOut: *jsonOut, mdOut: *mdOut, profile: *profile, only: *only, basePort: *basePorts, devArgs: strings.Fields(*devArgs), repeat: max(1, *repeat),
-	}); err != nil {
+	var err error
+	if *failover {
+		out := cmp.Or(*jsonOut, "docs/failover.json")
+		err = runFailover(ctx, failoverOptions{
+			bin: *binary, kills: *kills, conns: *foConns, size: *size, signals: strings.Split(*foSignals, ","),
+			tick: *foTick, electionTicks: *foElection, jsonOut: out, mdOut: *mdOut, logs: *foLogs,
+		})
+	} else {
+		err = run(ctx, options{
+			bin: *binary, duration: *duration, warmup: *warmup, size: *size, preload: *preload, flat: *flatN,
+			jsonOut: cmp.Or(*jsonOut, "docs/benchmarks.json"), mdOut: *mdOut, profile: *profile, only: *only, basePort: *basePorts,
+			devArgs: strings.Fields(*devArgs), repeat: max(1, *repeat),
+		})
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchmatrix:", err)
 		os.Exit(1)
 	}
@@ -141,71 +207,146 @@ type options struct {
 	repeat           int
 }
 
+// matrixClusters are the clusters of the matrix: the 1-gateway one, and
+// the 3-gateway one, started when the first row needs it.
+type matrixClusters struct {
+	o         options
+	one       *devCluster
+	three     *devCluster
+	preloaded map[*devCluster]bool
+}
+
+// of returns the cluster a row runs on, starting it if need be.
+func (m *matrixClusters) of(ctx context.Context, sc scenario) (*devCluster, error) {
+	if sc.Gateways == 1 {
+		return m.one, nil
+	}
+	if m.three == nil {
+		fmt.Println("starting the 3-gateway cluster")
+		three, err := startCluster(ctx, m.o, m.o.basePort+portBlock, 3)
+		if err != nil {
+			return nil, fmt.Errorf("3-gateway cluster: %w", err)
+		}
+		m.three = three
+	}
+	return m.three, nil
+}
+
+func (m *matrixClusters) stop() {
+	for _, cl := range []*devCluster{m.three, m.one} {
+		if cl != nil {
+			cl.stop()
+		}
+	}
+}
+
 func run(ctx context.Context, o options) error {
 	report := &Report{Conditions: conditions(o)}
+	startLoad := loadAverage()
 	if len(o.devArgs) > 0 {
-		report.Conditions.Cluster += ", " + strings.Join(o.devArgs, " ")
+		extra := ", " + strings.Join(o.devArgs, " ")
+		report.Conditions.Cluster += extra
+		report.Conditions.Gateways3 += extra
 	}
-	cl, err := startCluster(ctx, o, o.basePort)
+	one, err := startCluster(ctx, o, o.basePort, 1)
 	if err != nil {
 		return err
 	}
-	defer cl.stop()
+	clusters := &matrixClusters{o: o, one: one, preloaded: map[*devCluster]bool{}}
+	defer clusters.stop()
 
-	fmt.Printf("cluster ready; client address %s\n", cl.clientAddr)
-	preloaded := false
+	fmt.Printf("cluster ready; client address %s\n", one.clientAddrs[0])
+	offset := int64(1_000_000_000) // fresh ids for every SET run, never the preloaded ones
 	for _, sc := range standardMatrix() {
 		if o.only != "" && !strings.Contains(sc.Name, o.only) {
 			continue
 		}
-		if sc.Op == loadgen.OpGet && !preloaded {
-			fmt.Printf("preloading %d keys\n", o.preload)
-			if _, err := load(ctx, cl, loadgen.Config{Op: loadgen.OpSet, Conns: 8, Depth: 32, Size: o.size, Ops: o.preload, Keys: o.preload}); err != nil {
-				return fmt.Errorf("preload: %w", err)
-			}
-			preloaded = true
-		}
-		cfg := loadgen.Config{Op: sc.Op, Conns: sc.Conns, Depth: sc.Depth, Size: o.size, Duration: o.duration, Warmup: o.warmup, Keys: o.preload}
-		if sc.Op == loadgen.OpSet {
-			cfg.Keys, cfg.Offset = 10_000_000, 1_000_000_000 // fresh ids, never the preloaded ones
-		}
-		var repeats []*loadgen.Result
-		for i := 0; i < o.repeat; i++ {
-			var profiling chan error
-			if i == 0 && o.profile != "" && (sc.Name == "SET 64 conns" || sc.Name == "GET 64 conns") {
-				profiling = cl.profile(o, strings.ReplaceAll(strings.ToLower(sc.Name), " ", "-"))
-			}
-			if sc.Op == loadgen.OpSet {
-				cfg.Offset += 10_000_000 // fresh ids every repeat
-			}
-			res, err := load(ctx, cl, cfg)
+		rows := append([]scenario{sc}, threeGatewayRows(sc)...)
+		// Every cluster of the group up and preloaded before its first run,
+		// so that every run of the group sees the same machine.
+		for _, row := range rows {
+			cl, err := clusters.of(ctx, row)
 			if err != nil {
-				return fmt.Errorf("%s: %w", sc.Name, err)
+				return err
 			}
-			if profiling != nil {
-				if err := <-profiling; err != nil {
-					fmt.Fprintln(os.Stderr, "profile:", err)
+			if row.Op == loadgen.OpGet && !clusters.preloaded[cl] {
+				fmt.Printf("preloading %d keys on the %d-gateway cluster\n", o.preload, row.Gateways)
+				pre, err := loadRow(ctx, cl, scenario{Clients: clientsOnLeader}, loadgen.Config{Op: loadgen.OpSet, Conns: 8, Depth: 32, Size: o.size, Ops: o.preload, Keys: o.preload})
+				if err != nil {
+					return fmt.Errorf("preload: %w", err)
 				}
+				if pre.Failed() {
+					return fmt.Errorf("preload: %d errors: %s", pre.Errors, pre.FirstError)
+				}
+				clusters.preloaded[cl] = true
 			}
-			if res.Failed() {
-				return fmt.Errorf("%s: %d errors, %d mismatches: %s", sc.Name, res.Errors, res.Mismatches, res.FirstError)
-			}
-			repeats = append(repeats, res)
 		}
-		med := median(repeats)
-		fmt.Printf("%-24s %9.0f ops/s  p50 %7.3f  p99 %7.3f  p99.9 %7.3f ms  (median of %d; ops/s %s)\n",
-			sc.Name, med.OpsPerSec, med.Latency.P50, med.Latency.P99, med.Latency.P999, len(repeats), throughputs(repeats))
-		report.Runs = append(report.Runs, Run{Scenario: sc, Result: med, Repeats: repeats})
+		repeats := make([][]*loadgen.Result, len(rows))
+		for i := 0; i < o.repeat; i++ {
+			for j, row := range rows { // in turns: the machine's drift falls on every row alike
+				cl, err := clusters.of(ctx, row)
+				if err != nil {
+					return err
+				}
+				cfg := loadgen.Config{Op: row.Op, Conns: row.Conns, Depth: row.Depth, Size: o.size, Duration: o.duration, Warmup: o.warmup, Keys: o.preload}
+				if row.Op == loadgen.OpSet {
+					cfg.Keys, cfg.Offset = 10_000_000, offset
+					offset += 10_000_000
+				}
+				var profiling chan error
+				if i == 0 && o.profile != "" && row.Conns == 64 && row.Depth == 1 && row.Clients == clientsOnLeader {
+					name, label := profileName(row)
+					profiling = cl.profile(ctx, o, name, label)
+				}
+				res, err := loadRow(ctx, cl, row, cfg)
+				if err != nil {
+					return fmt.Errorf("%s: %w", row.Name, err)
+				}
+				if profiling != nil {
+					if err := <-profiling; err != nil {
+						fmt.Fprintln(os.Stderr, "profile:", err)
+					}
+				}
+				if res.Failed() {
+					return fmt.Errorf("%s: %d errors, %d mismatches: %s", row.Name, res.Errors, res.Mismatches, res.FirstError)
+				}
+				repeats[j] = append(repeats[j], res)
+			}
+		}
+		base := median(repeats[0])
+		for j, row := range rows {
+			med := median(repeats[j])
+			r := Run{Scenario: row, Result: med, Repeats: repeats[j], LatencyUpperBound: row.Clients == clientsOnEvery && row.Gateways > 1}
+			ratio := ""
+			if j > 0 {
+				r.RatioTo1Gateway = med.OpsPerSec / base.OpsPerSec
+				ratio = fmt.Sprintf("  %.2fx 1 gateway", r.RatioTo1Gateway)
+			}
+			fmt.Printf("%-24s %9.0f ops/s  p50 %7.3f  p99 %7.3f  p99.9 %7.3f ms  (median of %d; ops/s %s)%s\n",
+				row.Name, med.OpsPerSec, med.Latency.P50, med.Latency.P99, med.Latency.P999, len(repeats[j]), throughputs(repeats[j]), ratio)
+			report.Runs = append(report.Runs, r)
+		}
 	}
 	if o.flat > 0 && o.only == "" {
-		cl.stop() // the flat check runs on clusters of its own
+		clusters.stop() // the flat check runs on clusters of its own
 		flat, err := flatWithSize(ctx, o)
 		if err != nil {
 			return fmt.Errorf("flat with size: %w", err)
 		}
 		report.Flat = flat
 	}
+	report.Conditions.LoadAverage = fmt.Sprintf("%s at the start, %s at the end", startLoad, loadAverage())
 	return writeReport(report, o)
+}
+
+// profileName names a row's CPU profiles: the 1-gateway rows keep the
+// names they had before there were 3-gateway rows.
+func profileName(sc scenario) (name, leaderLabel string) {
+	name = fmt.Sprintf("%s-%d-conns", strings.ToLower(string(sc.Op)), sc.Conns)
+	if sc.Gateways == 1 {
+		return name, "gateway"
+	}
+	return fmt.Sprintf("%s-%d-gateways", name, sc.Gateways), "leader"
 }
 
 // median returns the run with the median throughput.
@@ -220,36 +361,119 @@ func throughputs(runs []*loadgen.Result) string {
 	return formatRuns(opsPerSec(runs))
 }
 
-// load runs one load against the cluster.
-func load(ctx context.Context, cl *cluster, cfg loadgen.Config) (*loadgen.Result, error) {
-	cfg.Addr = cl.clientAddr
+// loadRow runs one load against the cluster: every connection on the
+// gateway that leads, or spread over every gateway (see spreadLoad).
+func loadRow(ctx context.Context, cl *devCluster, sc scenario, cfg loadgen.Config) (*loadgen.Result, error) {
+	if sc.Clients == clientsOnEvery && len(cl.clientAddrs) > 1 {
+		return spreadLoad(ctx, cl.clientAddrs, cfg)
+	}
+	g, err := cl.leader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Addr = cl.clientAddrs[g]
 	return loadgen.Run(ctx, cfg)
 }
 
-// flatWithSize starts two fresh clusters side by side, stores o.flat
-// messages in one (reading the gateway's heap before and after), and then
-// measures SET 64 conns on the empty and the full cluster in turns, so that
-// the machine's drift over minutes (identical runs differ by up to a third)
-// falls on both alike. The empty cluster only gains the messages of its own
-// runs (about 70,000 each).
+// spreadLoad runs cfg with its connections spread evenly over addrs: one
+// load generator run per address, all at once, SETs on disjoint keys. The
+// result adds up requests, errors and throughput; max and mean latency are
+// exact, and every other percentile is the highest of the runs' (an upper
+// bound of the merged one: if each run has at most a share q of its
+// requests above a value, so has their union).
+func spreadLoad(ctx context.Context, addrs []string, cfg loadgen.Config) (*loadgen.Result, error) {
+	if cfg.Conns < len(addrs) {
+		return nil, fmt.Errorf("%d connections cannot be spread over %d gateways", cfg.Conns, len(addrs))
+	}
+	results := make([]*loadgen.Result, len(addrs))
+	errs := make([]error, len(addrs))
+	var wg sync.WaitGroup
+	keys := cfg.Keys
+	if cfg.Op == loadgen.OpSet {
+		keys = cfg.Keys / int64(len(addrs))
+	}
+	for i, addr := range addrs {
+		part := cfg
+		part.Addr = addr
+		part.Conns = cfg.Conns / len(addrs)
+		if i < cfg.Conns%len(addrs) {
+			part.Conns++
+		}
+		if cfg.Op == loadgen.OpSet {
+			part.Keys, part.Offset = keys, cfg.Offset+int64(i)*keys
+		}
+		if cfg.Ops > 0 {
+			part.Ops = max(1, cfg.Ops*int64(part.Conns)/int64(cfg.Conns))
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = loadgen.Run(ctx, part)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return mergeResults(cfg, results), nil
+}
+
+// mergeResults adds up the runs of spreadLoad (see there).
+func mergeResults(cfg loadgen.Config, parts []*loadgen.Result) *loadgen.Result {
+	m := &loadgen.Result{Op: cfg.Op, Conns: cfg.Conns, Depth: cfg.Depth, Size: cfg.Size, Keys: cfg.Keys, Offset: cfg.Offset, Warmup: cfg.Warmup}
+	var weighted float64
+	for _, p := range parts {
+		m.Elapsed = max(m.Elapsed, p.Elapsed)
+		m.Ops += p.Ops
+		m.Sets += p.Sets
+		m.Gets += p.Gets
+		m.Errors += p.Errors
+		m.Mismatches += p.Mismatches
+		m.Misses += p.Misses
+		m.OpsPerSec += p.OpsPerSec
+		if m.FirstError == "" {
+			m.FirstError = p.FirstError
+		}
+		l := p.Latency
+		m.Latency.P50 = max(m.Latency.P50, l.P50)
+		m.Latency.P90 = max(m.Latency.P90, l.P90)
+		m.Latency.P99 = max(m.Latency.P99, l.P99)
+		m.Latency.P999 = max(m.Latency.P999, l.P999)
+		m.Latency.Max = max(m.Latency.Max, l.Max)
+		weighted += l.Mean * float64(p.Ops)
+	}
+	if m.Ops > 0 {
+		m.Latency.Mean = weighted / float64(m.Ops)
+	}
+	return m
+}
+
+// flatWithSize starts two fresh 3-gateway clusters side by side, stores
+// o.flat messages in one (reading the leading gateway's heap before and
+// after), and then measures SET 64 conns (on the leader) on the empty and
+// the full cluster in turns, so that the machine's drift over minutes
+// (identical runs differ by up to a third) falls on both alike. The empty
+// cluster only gains the messages of its own runs (about 70,000 each).
 func flatWithSize(ctx context.Context, o options) (*Flat, error) {
-	empty, err := startCluster(ctx, o, o.basePort+100)
+	const gateways = 3
+	empty, err := startCluster(ctx, o, o.basePort+2*portBlock, gateways)
 	if err != nil {
 		return nil, err
 	}
 	defer empty.stop()
-	full, err := startCluster(ctx, o, o.basePort+200)
+	full, err := startCluster(ctx, o, o.basePort+3*portBlock, gateways)
 	if err != nil {
 		return nil, err
 	}
 	defer full.stop()
 
-	before, err := full.gatewayHeap()
+	before, err := full.leaderHeap(ctx)
 	if err != nil {
 		return nil, err
 	}
+	onLeader := scenario{Clients: clientsOnLeader}
 	fmt.Printf("storing %d messages\n", o.flat)
-	pre, err := load(ctx, full, loadgen.Config{Op: loadgen.OpSet, Conns: 8, Depth: 32, Size: o.size, Ops: o.flat, Keys: o.flat, Offset: 5_000_000_000})
+	pre, err := loadRow(ctx, full, onLeader, loadgen.Config{Op: loadgen.OpSet, Conns: 8, Depth: 32, Size: o.size, Ops: o.flat, Keys: o.flat, Offset: 5_000_000_000})
 	if err != nil {
 		return nil, err
 	}
@@ -258,8 +482,12 @@ func flatWithSize(ctx context.Context, o options) (*Flat, error) {
 	}
 	// The leader forgets answered requests lazily, at their timeout (2 s):
 	// wait that out so only what stays is counted.
-	time.Sleep(3 * time.Second)
-	after, err := full.gatewayHeap()
+	select {
+	case <-time.After(3 * time.Second):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	after, err := full.leaderHeap(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -270,10 +498,10 @@ func flatWithSize(ctx context.Context, o options) (*Flat, error) {
 	for i := 0; i < o.repeat; i++ {
 		set.Offset = 3_000_000_000 + int64(i)*10_000_000
 		for _, target := range []struct {
-			cl   *cluster
+			cl   *devCluster
 			runs *[]*loadgen.Result
 		}{{empty, &emptyRuns}, {full, &fullRuns}} {
-			res, err := load(ctx, target.cl, set)
+			res, err := loadRow(ctx, target.cl, onLeader, set)
 			if err != nil {
 				return nil, err
 			}
@@ -285,13 +513,13 @@ func flatWithSize(ctx context.Context, o options) (*Flat, error) {
 	}
 	e, fl := median(emptyRuns), median(fullRuns)
 	f := &Flat{
-		Stored: o.flat, EmptyOpsPerSec: e.OpsPerSec, FullOpsPerSec: fl.OpsPerSec,
+		Gateways: gateways, Stored: o.flat, EmptyOpsPerSec: e.OpsPerSec, FullOpsPerSec: fl.OpsPerSec,
 		EmptyRuns: opsPerSec(emptyRuns), FullRuns: opsPerSec(fullRuns),
 		ChangePercent: 100 * (fl.OpsPerSec - e.OpsPerSec) / e.OpsPerSec,
 		HeapBefore:    before, HeapAfter: after, BytesPerMessage: (after - before) / float64(o.flat),
 		PreloadOpsPerSec: pre.OpsPerSec,
 	}
-	fmt.Printf("flat with size: empty %.0f ops/s (%s), with %d messages %.0f ops/s (%s): %+.1f%%; gateway heap %.1f bytes/message\n",
+	fmt.Printf("flat with size: empty %.0f ops/s (%s), with %d messages %.0f ops/s (%s): %+.1f%%; leading gateway's heap %.1f bytes/message\n",
 		f.EmptyOpsPerSec, throughputs(emptyRuns), o.flat, f.FullOpsPerSec, throughputs(fullRuns), f.ChangePercent, f.BytesPerMessage)
 	return f, nil
 }
@@ -314,155 +542,18 @@ func opsPerSec(runs []*loadgen.Result) []float64 {
 	return out
 }
 
-// cluster is a running `tolerex dev`.
-type cluster struct {
-	cmd        *exec.Cmd
-	stopped    bool
-	dir        string
-	clientAddr string
-	adminAddrs []string // gateway first
-}
-
-// startCluster starts a fresh `tolerex dev` whose client port is basePort
-// (node ports from basePort+10, admin ports from basePort+20).
-func startCluster(ctx context.Context, o options, basePort int) (*cluster, error) {
-	dir, err := os.MkdirTemp("", "tolerex-bench-")
-	if err != nil {
-		return nil, err
-	}
-	host := "127.0.0.1"
-	cl := &cluster{dir: dir, clientAddr: net.JoinHostPort(host, strconv.Itoa(basePort))}
-	nodePort, adminPort := basePort+10, basePort+20
-	for i := 0; i <= 3; i++ {
-		cl.adminAddrs = append(cl.adminAddrs, net.JoinHostPort(host, strconv.Itoa(adminPort+i)))
-	}
-	args := append([]string{"dev", "--data-dir", dir, "--members", "3", "--tolerance", "2",
-		"--no-prompt", "--fault-injection=false", "--log-level", "warn",
-		"--client-addr", cl.clientAddr, "--node-port", strconv.Itoa(nodePort), "--admin-port", strconv.Itoa(adminPort)}, o.devArgs...)
-	cl.cmd = exec.CommandContext(ctx, o.bin, args...)
-	cl.cmd.Cancel = func() error { return cl.cmd.Process.Signal(os.Interrupt) }
-	out, err := cl.cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	cl.cmd.Stderr = os.Stderr
-	if err := cl.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s dev: %w", o.bin, err)
-	}
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		signalled := false
-		for sc.Scan() {
-			if !signalled && strings.Contains(sc.Text(), "cluster ready") {
-				ready <- true
-				signalled = true
-			}
-		}
-		if !signalled {
-			ready <- false
-		}
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			cl.stop()
-			return nil, errors.New("the dev cluster exited before it was ready")
-		}
-	case <-time.After(60 * time.Second):
-		cl.stop()
-		return nil, errors.New("the dev cluster was not ready within 60s")
-	}
-	return cl, nil
-}
-
-func (cl *cluster) stop() {
-	if cl.stopped {
-		return
-	}
-	cl.stopped = true
-	if cl.cmd.Process != nil {
-		_ = cl.cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cl.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cl.cmd.Process.Kill()
-		}
-	}
-	os.RemoveAll(cl.dir)
-}
-
-// profile fetches CPU profiles of the gateway and member 1 while a
-// scenario runs (starting after its warm-up).
-func (cl *cluster) profile(o options, name string) chan error {
-	done := make(chan error, 1)
-	go func() {
-		time.Sleep(o.warmup + time.Second)
-		seconds := max(1, int(o.duration/time.Second)-2)
-		if err := os.MkdirAll(o.profile, 0o755); err != nil {
-			done <- err
-			return
-		}
-		errs := make(chan error, 2)
-		for i, who := range []string{"gateway", "member"} {
-			go func() {
-				errs <- fetch(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", cl.adminAddrs[i], seconds),
-					filepath.Join(o.profile, fmt.Sprintf("%s-%s.pprof", name, who)))
-			}()
-		}
-		done <- errors.Join(<-errs, <-errs)
-	}()
-	return done
-}
-
-func fetch(url, path string) error {
-	resp, err := http.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(f, resp.Body)
-	return errors.Join(err, f.Close())
-}
-
-// gatewayHeap forces a GC on the gateway and returns its heap in use.
-func (cl *cluster) gatewayHeap() (float64, error) {
-	admin := cl.adminAddrs[0]
-	if err := fetch("http://"+admin+"/debug/pprof/heap?gc=1", os.DevNull); err != nil {
-		return 0, err
-	}
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
-			return strconv.ParseFloat(v, 64)
-		}
-	}
-	return 0, errors.New("no go_memstats_heap_inuse_bytes in the gateway's metrics")
-}
-
+// conditions describes the machine and the clusters of the matrix.
 func conditions(o options) Conditions {
 	c := Conditions{
-		Date:       time.Now().UTC().Format(time.RFC3339),
-		Commit:     commit(),
-		CPU:        cpuModel(),
-		Cores:      runtime.NumCPU(),
-		Kernel:     kernel(),
-		Go:         runtime.Version(),
-		Cluster:    "tolerex dev: 1 gateway + 3 members, tolerance 2, fsync on (--sync=true), mTLS, --no-prompt, all on 127.0.0.1",
+		Date:    time.Now().UTC().Format(time.RFC3339),
+		Commit:  commit(),
+		CPU:     cpuModel(),
+		Cores:   runtime.NumCPU(),
+		Kernel:  kernel(),
+		Go:      runtime.Version(),
+		Cluster: "tolerex dev --gateways 1: 1 gateway (a Raft group of one) + 3 members, tolerance 2, fsync on (--sync=true), mTLS, --no-prompt, all on 127.0.0.1",
+		Gateways3: "tolerex dev --gateways 3: 3 gateways (one Raft group, tick 50 ms, election 10 ticks) + 3 members, otherwise the same, running beside the 1-gateway cluster " +
+			"from the first 3-gateway row on; each 3-gateway row's runs are taken in turns with its 1-gateway row's. The flat-with-size check runs on two 3-gateway clusters",
 		Size:       o.size,
 		Duration:   o.duration.String(),
 		Warmup:     o.warmup.String(),
@@ -498,6 +589,20 @@ func cpuModel() string {
 	return runtime.GOARCH
 }
 
+// loadAverage is the machine's load averages (/proc/loadavg's first three
+// fields), or "unknown".
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) < 3 {
+		return "unknown"
+	}
+	return strings.Join(fields[:3], " ")
+}
+
 func kernel() string {
 	data, err := os.ReadFile("/proc/sys/kernel/osrelease")
 	if err != nil {
@@ -512,50 +617,89 @@ const (
 	endMarker   = "<!-- benchmatrix:end -->"
 )
 
+// writeReport writes the JSON file and the generated section of the
+// markdown file.
 func writeReport(r *Report, o options) error {
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
+	if err := writeJSON(o.jsonOut, r); err != nil {
 		return err
 	}
-	if err := os.WriteFile(o.jsonOut, append(data, '\n'), 0o644); err != nil {
-		return err
-	}
-	md, err := os.ReadFile(o.mdOut)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", o.mdOut, err)
-	}
-	text := string(md)
-	begin, end := strings.Index(text, beginMarker), strings.Index(text, endMarker)
-	if begin < 0 || end < begin {
-		return fmt.Errorf("%s has no %s ... %s section", o.mdOut, beginMarker, endMarker)
-	}
-	updated := text[:begin+len(beginMarker)] + "\n" + markdown(r) + text[end:]
-	if err := os.WriteFile(o.mdOut, []byte(updated), 0o644); err != nil {
+	if err := replaceSection(o.mdOut, beginMarker, endMarker, markdown(r)); err != nil {
 		return err
 	}
 	fmt.Printf("wrote %s and %s\n", o.jsonOut, o.mdOut)
 	return nil
 }
 
+// writeJSON writes v, indented, to path.
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// replaceSection replaces what lies between the begin and end markers of
+// the markdown file at path with content.
+func replaceSection(path, beginMark, endMark, content string) error {
+	md, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	text := string(md)
+	begin, end := strings.Index(text, beginMark), strings.Index(text, endMark)
+	if begin < 0 || end < begin {
+		return fmt.Errorf("%s has no %s ... %s section", path, beginMark, endMark)
+	}
+	updated := text[:begin+len(beginMark)] + "\n" + content + text[end:]
+	if err := os.WriteFile(path, []byte(updated), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// markdown renders the matrix's generated section.
 func markdown(r *Report) string {
 	var b strings.Builder
 	c := r.Conditions
 	fmt.Fprintf(&b, "Generated by `make bench` on %s at commit `%s`.\n\n", c.Date, c.Commit)
 	fmt.Fprintf(&b, "- Machine: %s, %d cores, %s, %s\n", c.CPU, c.Cores, c.Kernel, c.Go)
 	fmt.Fprintf(&b, "- Cluster: %s\n", c.Cluster)
+	if c.Gateways3 != "" {
+		fmt.Fprintf(&b, "- 3-gateway rows: %s\n", c.Gateways3)
+	}
+	if c.LoadAverage != "" {
+		fmt.Fprintf(&b, "- Machine load averages (1, 5, 15 min): %s\n", c.LoadAverage)
+	}
 	fmt.Fprintf(&b, "- Load: closed loop, %d-byte messages, %s measured after %s warm-up per run, %d runs per row (the row shows the median run); %s; GETs read %d preloaded keys at random; SETs write fresh keys\n\n",
 		c.Size, c.Duration, c.Warmup, c.Repeat, c.LoadOnHost, c.Preloaded)
-	b.WriteString("| scenario | ops/s (median) | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | ops/s of each run |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	b.WriteString("| scenario | ops/s (median) | vs 1 gateway | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | ops/s of each run |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	bounded := false
 	for _, run := range r.Runs {
 		l := run.Result.Latency
-		fmt.Fprintf(&b, "| %s | %.0f | %.3f | %.3f | %.3f | %.3f | %.3f | %d | %s |\n",
-			run.Scenario.Name, run.Result.OpsPerSec, l.P50, l.P90, l.P99, l.P999, l.Max, run.Result.Errors+run.Result.Mismatches, throughputs(run.Repeats))
+		ratio, le := "", ""
+		if run.RatioTo1Gateway > 0 {
+			ratio = fmt.Sprintf("%.2fx", run.RatioTo1Gateway)
+		}
+		if run.LatencyUpperBound {
+			le, bounded = "≤ ", true
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %s%.3f | %s%.3f | %s%.3f | %s%.3f | %.3f | %d | %s |\n",
+			run.Scenario.Name, run.Result.OpsPerSec, ratio, le, l.P50, le, l.P90, le, l.P99, le, l.P999, l.Max,
+			run.Result.Errors+run.Result.Mismatches, throughputs(run.Repeats))
+	}
+	if bounded {
+		b.WriteString("\nRows with clients on all 3 gateways run one load generator per gateway (22, 21 and 21 connections) at once: their throughput is the sum, " +
+			"and their percentiles (marked ≤) are the highest of the three, an upper bound of the merged figure. The ratio is the row's median throughput over its 1-gateway row's.\n")
 	}
 	if f := r.Flat; f != nil {
-		fmt.Fprintf(&b, "\nFlat with size (two fresh clusters side by side, runs taken in turns, median of %d each): SET 64 conns on the empty cluster %.0f ops/s (runs: %s); "+
+		fmt.Fprintf(&b, "\nFlat with size (two fresh %d-gateway clusters side by side, clients on the leader, runs taken in turns, median of %d each): SET 64 conns on the empty cluster %.0f ops/s (runs: %s); "+
 			"on the cluster holding %d messages %.0f ops/s (runs: %s): %+.1f%%. "+
-			"Gateway heap in use (after a forced GC) grew from %.1f MiB to %.1f MiB while the %d messages were stored: %.1f bytes per message. They were stored at %.0f ops/s (8 conns x depth 32).\n",
-			r.Conditions.Repeat, f.EmptyOpsPerSec, formatRuns(f.EmptyRuns), f.Stored, f.FullOpsPerSec, formatRuns(f.FullRuns), f.ChangePercent,
+			"The leading gateway's heap in use (after a forced GC) grew from %.1f MiB to %.1f MiB while the %d messages were stored: %.1f bytes per message. They were stored at %.0f ops/s (8 conns x depth 32).\n",
+			f.Gateways, r.Conditions.Repeat, f.EmptyOpsPerSec, formatRuns(f.EmptyRuns), f.Stored, f.FullOpsPerSec, formatRuns(f.FullRuns), f.ChangePercent,
 			f.HeapBefore/(1<<20), f.HeapAfter/(1<<20), f.Stored, f.BytesPerMessage, f.PreloadOpsPerSec)
 	}
 	return b.String()
