@@ -105,6 +105,11 @@ func (n *node) start(ctx actor.Context) {
 		CheckQuorum:               true,
 		PreVote:                   true,
 		ReadOnlyOption:            raft.ReadOnlySafe,
+		// Client requests reach the leader through the gateways' own
+		// routing, under request ids; a proposal raft forwarded from a
+		// gateway that just lost leadership would be a copy nobody
+		// waits for. Refused instead, it is given back and re-routed.
+		DisableProposalForwarding: true,
 		Logger:                    raftLogger{log: n.log.With().Str("lib", "raft").Logger()},
 	})
 	if err != nil {

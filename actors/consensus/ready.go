@@ -279,11 +279,14 @@ func (n *node) propose(ctx actor.Context, p *Propose) {
 			n.cfg.Metrics.Proposals.Add(float64(len(batch.Entries)))
 		}
 		if err != nil {
-			reason := err.Error()
+			// n.isLeader follows raft's soft state only at the next
+			// Ready: raft may have stepped down already (a transfer
+			// that just completed), so ask it.
+			reason, st := err.Error(), n.rn.BasicStatus()
 			switch {
-			case errors.Is(err, raft.ErrProposalDropped) && !n.isLeader:
+			case errors.Is(err, raft.ErrProposalDropped) && st.RaftState != raft.StateLeader:
 				reason = DropNotLeader
-			case errors.Is(err, raft.ErrProposalDropped) && n.rn.BasicStatus().LeadTransferee != 0:
+			case errors.Is(err, raft.ErrProposalDropped) && st.LeadTransferee != 0:
 				reason = DropTransfer
 			}
 			n.drop(ctx, p.Entries[start:], reason)
