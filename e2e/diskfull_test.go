@@ -110,6 +110,13 @@ func TestMemberDiskFull(t *testing.T) {
 	restartLog := len(full.Log())
 	full.Start(t)
 	Eventually(t, 20*time.Second, "the restarted member to serve reads", func() (bool, string) {
+		// Its own admin server first: until the gateway notices the
+		// kill, its status still shows the previous process.
+		if resp, err := httpClient.Get("http://" + full.AdminAddr + "/healthz"); err != nil {
+			return false, err.Error()
+		} else if resp.Body.Close(); resp.StatusCode != http.StatusOK {
+			return false, "healthz: " + resp.Status
+		}
 		st := c.Status(t)
 		for _, m := range st.Members {
 			if m.NodeAddress == full.NodeAddr {

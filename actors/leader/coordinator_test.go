@@ -266,6 +266,73 @@ func TestCoordinatorReadsAfterABarrierWithFallback(t *testing.T) {
 	}
 }
 
+// takeReads returns and clears the queued reads, by slot.
+func (c *coord) takeReads() map[uint32][]*messages.ReadRequest {
+	out := map[uint32][]*messages.ReadRequest{}
+	for slot, b := range c.l.out.reads {
+		out[slot] = b.GetRequests()
+		delete(c.l.out.reads, slot)
+	}
+	return out
+}
+
+// get sends a GET and releases its read barrier.
+func (c *coord) get(request uint64, id int64) {
+	c.l.fromSession(c.session, []*messages.ClientRequest{{RequestId: request, Op: messages.Op_OP_GET, Id: id}})
+	for _, e := range c.l.out.direct {
+		if b, ok := e.msg.(*consensus.ReadBarrier); ok {
+			c.l.barrierDone(b.ID)
+		}
+	}
+	c.l.out.direct = nil
+}
+
+// Every replica of a GET timing out (their answers lost, as protoactor
+// loses a member's messages while its connection to a restarted gateway is
+// replaced) makes the leader ask them again, up to maxReadRounds more
+// rounds, before it answers that no replica could serve the id.
+func TestCoordinatorReadAsksAgainAfterTimeouts(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	put := &messages.LogEntry{Entry: &messages.LogEntry_Put{Put: &messages.PutEntry{Id: 4, Version: 2<<meta.EpochShift | 1, Replicas: []uint32{1, 2}, Size: 1}}}
+	c.apply(put)
+
+	// Answered in the second round.
+	c.get(8, 4)
+	asked := 0
+	for range 2 { // both replicas time out, one after the other
+		if reads := c.takeReads(); len(reads) != 1 {
+			t.Fatalf("reads %v, want one replica asked at a time", reads)
+		}
+		asked++
+		c.advance(c.l.cfg.ReadTimeout + tickInterval)
+	}
+	reads := c.takeReads()
+	if len(reads) != 1 || len(c.replies()) != 0 {
+		t.Fatalf("after %d timeouts: reads %v, want the first replica asked again and no answer yet", asked, reads)
+	}
+	for _, reqs := range reads {
+		c.l.readReply(&messages.ReadReply{RequestId: reqs[0].GetRequestId(), Status: messages.ReadStatus_READ_OK, Payload: []byte("v")})
+	}
+	if r := c.replies(); len(r) != 1 || string(r[0].GetPayload()) != "v" {
+		t.Fatalf("replies %v, want the value", r)
+	}
+
+	// Never answered: an error after 1+maxReadRounds rounds of both.
+	c.get(9, 4)
+	timeouts := 0
+	var r []*messages.ClientReply
+	for ; len(r) == 0 && timeouts < 20; r = c.replies() {
+		if len(c.takeReads()) == 0 {
+			t.Fatal("no read in flight and no answer")
+		}
+		c.advance(c.l.cfg.ReadTimeout + tickInterval)
+		timeouts++
+	}
+	if want := 2 * (1 + maxReadRounds); timeouts != want || len(r) != 1 || !strings.HasPrefix(r[0].GetError(), "no replica could serve id 4") {
+		t.Errorf("answered %v after %d timeouts, want no replica could serve, after %d", r, timeouts, want)
+	}
+}
+
 // When the term ends, the requests the coordinator held go back to the
 // router, to be sent to the next leader under the same id, and the
 // coordinator's state is gone.

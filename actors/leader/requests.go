@@ -42,8 +42,12 @@ type read struct {
 	candidates []uint32
 	next       int
 	restarts   int
-	done       bool
-	started    time.Time
+	// timedOut is set when a replica of this round did not answer in
+	// time; rounds counts the rounds after the first started for that.
+	timedOut bool
+	rounds   int
+	done     bool
+	started  time.Time
 }
 
 // deadlineQueue orders outstanding request ids by deadline. Every request
@@ -61,6 +65,15 @@ type deadlineItem struct {
 // maxReadRestarts bounds how often a GET starts over after the index moved
 // on to a newer version while it was reading.
 const maxReadRestarts = 3
+
+// maxReadRounds bounds how often a GET asks its replicas again after every
+// one failed and one of them did not answer in time. An answer can be
+// lost without the replica being down: protoactor drops what a member
+// sends while its connection to a restarted gateway is being replaced
+// (both replies of a read were lost so in one e2e run, 2 s after a
+// gateway restart). A replica the leader has found down meanwhile is not
+// asked again.
+const maxReadRounds = 2
 
 func (l *leader) startWrite(ref clientRef, msg *messages.ClientRequest) {
 	w := &write{
@@ -276,7 +289,7 @@ func (l *leader) beginRead(r *read) {
 		l.reply(r.ref, &messages.ClientReply{Code: messages.ReplyCode_REPLY_NOT_FOUND})
 		return
 	}
-	r.version, r.next = version, 0
+	r.version, r.next, r.timedOut = version, 0, false
 	r.candidates = r.candidates[:0]
 	for _, slot := range replicas {
 		if v := l.slot(slot); v != nil && v.usable() {
@@ -315,6 +328,13 @@ func (l *leader) nextReplica(r *read) {
 		l.beginRead(r)
 		return
 	}
+	// A replica that did not answer may have answered into a lost
+	// connection: ask the live replicas again.
+	if r.timedOut && r.rounds < maxReadRounds {
+		r.rounds++
+		l.beginRead(r)
+		return
+	}
 	r.done = true
 	if len(r.candidates) == 0 {
 		l.replyError(r.ref, fmt.Sprintf("no live member holds id %d", r.id))
@@ -344,6 +364,9 @@ func (l *leader) readReply(msg *messages.ReadReply) {
 }
 
 func (l *leader) readFailed(o *outstanding, reason string) {
+	if reason == "timeout" {
+		o.read.timedOut = true
+	}
 	l.log.Warn().Uint32("slot", o.slot).Int64("id", o.read.id).Str("reason", reason).Msg("read failed; trying the next replica")
 	l.countReadFallback(reason)
 	l.nextReplica(o.read)
