@@ -27,7 +27,7 @@ const (
 	// cacheBytes and memTableBytes size Pebble modestly: the log is written
 	// far more than it is read (reads come from the MemoryStorage).
 	cacheBytes    = 8 << 20
-	memTableBytes = 32 << 20
+	memTableBytes = 8 << 20
 )
 
 // Options configures a Log.
