@@ -989,11 +989,16 @@ func (x *ReadRequest) GetVersion() uint64 {
 
 // ReadReply answers ReadRequest.
 type ReadReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Status        ReadStatus             `protobuf:"varint,2,opt,name=status,proto3,enum=tolerex.v1.ReadStatus" json:"status,omitempty"`
-	Payload       []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
-	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Status    ReadStatus             `protobuf:"varint,2,opt,name=status,proto3,enum=tolerex.v1.ReadStatus" json:"status,omitempty"`
+	Payload   []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	Error     string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// The id and version read, as the request named them: the leader
+	// checks them, so that an answer to an earlier leader actor's request
+	// with the same number is never taken for an answer to its own.
+	Id            int64  `protobuf:"varint,5,opt,name=id,proto3" json:"id,omitempty"`
+	Version       uint64 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1054,6 +1059,20 @@ func (x *ReadReply) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *ReadReply) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ReadReply) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
 }
 
 // PruneRequest tells a member to drop one version of id that nobody will
@@ -3302,13 +3321,15 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x03R\x02id\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\x04R\aversion\"\x8a\x01\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\"\xb4\x01\n" +
 	"\tReadReply\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12.\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x16.tolerex.v1.ReadStatusR\x06status\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"R\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x0e\n" +
+	"\x02id\x18\x05 \x01(\x03R\x02id\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x04R\aversion\"R\n" +
 	"\fPruneRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x18\n" +
 	"\aversion\x18\x04 \x01(\x04R\aversion\x12\x12\n" +

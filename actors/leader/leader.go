@@ -245,8 +245,9 @@ func (l *leader) Receive(ctx actor.Context) {
 			l.storeAck(from, known, a)
 		}
 	case *messages.ReadReplyBatch:
+		from, known := l.slotOf(ctx.Sender())
 		for _, r := range msg.GetReplies() {
-			l.readReply(r)
+			l.readReply(from, known, r)
 		}
 	case flushOutbox:
 		l.flush(ctx)
@@ -295,6 +296,15 @@ func (l *leader) start(ctx actor.Context) {
 		panic(err)
 	}
 	l.router = newRouter(origin, l.cfg.RequestTimeout)
+	// Requests to members and the selector are numbered from a random
+	// start too: answers to the incarnation before may still arrive, and
+	// must not match a request of this one (they are also checked against
+	// the id and version they name).
+	first, err := newOrigin()
+	if err != nil {
+		panic(err)
+	}
+	l.nextID = first >> 1
 	l.termState = newTermState(0)
 	l.selector = l.spawn(ctx, "selector", "selector", selector.NewActor(l.cfg.Balancer, uint64(time.Now().UnixNano())))
 	l.membership = l.spawn(ctx, "members", "membership", newMembership(l.cfg, l.cfg.Logger))

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/tolerex/tolerex/actors/meta"
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -152,13 +153,40 @@ func (l *leader) settle(id uint64) (*outstanding, bool) {
 	return o, true
 }
 
+// answers reports whether an answer from a member (the slot it came from,
+// if known, and the id and version it names) is the answer to the request
+// o. A request number alone is not enough: a leader actor that restarted
+// numbers its requests afresh, and a member's answer to its previous
+// incarnation may carry a number in use again.
+func answers(o *outstanding, from uint32, fromKnown bool, id int64, version uint64) bool {
+	if fromKnown && from != o.slot {
+		return false
+	}
+	switch {
+	case version == 0:
+		return true // a member from before answers named them
+	case o.write != nil:
+		return id == o.write.id && version == o.write.version
+	case o.read != nil:
+		return id == o.read.id && version == o.read.version
+	}
+	return false
+}
+
 func (l *leader) storeAck(from uint32, fromKnown bool, msg *messages.StoreAck) {
-	o, ok := l.settle(msg.GetRequestId())
+	var o *outstanding
+	ok := false
+	if pending, found := l.requests[msg.GetRequestId()]; found && answers(pending, from, fromKnown, msg.GetId(), msg.GetVersion()) {
+		o, ok = l.settle(msg.GetRequestId())
+	}
 	if !ok || o.write == nil {
 		// Late: the request timed out or its member was declared down, and
 		// another member took its place. A copy that landed anyway is read
-		// by nobody unless the index names this member for it.
-		if fromKnown && msg.GetError() == "" && !l.indexedOn(msg.GetId(), msg.GetVersion(), from) {
+		// by nobody unless the index names this member for it. Only this
+		// term's own copies are pruned so: a copy of an earlier epoch may
+		// belong to an entry an earlier leader (or an earlier incarnation
+		// of this actor) proposed that is not applied yet.
+		if fromKnown && msg.GetError() == "" && l.ownVersion(msg.GetVersion()) && !l.indexedOn(msg.GetId(), msg.GetVersion(), from) {
 			l.pruneCopies(msg.GetId(), msg.GetVersion(), msg.GetSize(), []uint32{from})
 		}
 		return
@@ -200,6 +228,12 @@ func (l *leader) storeFailed(o *outstanding, reason string) {
 
 // indexedOn reports whether the index names slot as a holder of version
 // of id.
+// ownVersion reports whether version was minted by this coordinator, in
+// its term's epoch.
+func (l *leader) ownVersion(version uint64) bool {
+	return l.active && l.epoch != 0 && version>>meta.EpochShift == l.epoch
+}
+
 func (l *leader) indexedOn(id int64, version uint64, slot uint32) bool {
 	v, replicas, ok := l.state.Lookup(id)
 	return ok && v == version && slices.Contains(replicas, slot)
@@ -343,7 +377,11 @@ func (l *leader) nextReplica(r *read) {
 	l.replyError(r.ref, fmt.Sprintf("no replica could serve id %d (tried %d)", r.id, len(r.candidates)))
 }
 
-func (l *leader) readReply(msg *messages.ReadReply) {
+func (l *leader) readReply(from uint32, fromKnown bool, msg *messages.ReadReply) {
+	pending, found := l.requests[msg.GetRequestId()]
+	if !found || !answers(pending, from, fromKnown, msg.GetId(), msg.GetVersion()) {
+		return // late, or an answer to an earlier incarnation's request
+	}
 	o, ok := l.settle(msg.GetRequestId())
 	if !ok || o.read == nil {
 		return

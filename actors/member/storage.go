@@ -435,7 +435,7 @@ func (a *storageActor) acknowledge(ctx actor.Context, msg *committed) {
 }
 
 func (a *storageActor) read(msg *messages.ReadRequest) *messages.ReadReply {
-	reply := &messages.ReadReply{RequestId: msg.GetRequestId()}
+	reply := &messages.ReadReply{RequestId: msg.GetRequestId(), Id: msg.GetId(), Version: msg.GetVersion()}
 	if a.store == nil {
 		reply.Status, reply.Error = messages.ReadStatus_READ_FAILED, a.unavailable()
 		return reply
