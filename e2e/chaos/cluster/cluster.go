@@ -26,7 +26,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tolerex/tolerex/e2e/chaos/poll"
+	"github.com/tolerex/tolerex/cluster/local/poll"
 )
 
 // Config describes a cluster.
