@@ -26,7 +26,7 @@ func failoverGroup(t *testing.T) *local.Cluster {
 	t.Helper()
 	c, err := local.New(local.Config{
 		Binary: bin, Dir: t.TempDir(), Gateways: 3, Members: 3, Tolerance: 2, LogLevel: "info",
-		NoPrompt: true, GatewayGroupArgs: local.RaftGroup,
+		NoPrompt: true, GatewayGroupArgs: local.RaftGroup, Addrs: ports,
 	})
 	if err != nil {
 		t.Fatal(err)

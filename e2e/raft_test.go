@@ -36,7 +36,7 @@ func raftGroup(t *testing.T, gateways, members int, gatewayArgs ...string) *loca
 	cfg := local.Config{
 		Binary: bin, Dir: t.TempDir(), Gateways: gateways, Members: members, Tolerance: 2,
 		LogLevel: "debug", GatewayArgs: gatewayArgs,
-		NoPrompt: true, GatewayGroupArgs: local.RaftGroup,
+		NoPrompt: true, GatewayGroupArgs: local.RaftGroup, Addrs: ports,
 	}
 	if netfault.Available() == nil {
 		cfg.GIDBase = uint32(200000 + (os.Getpid()%100000)*16)
@@ -637,7 +637,7 @@ func TestRaftRecoveredFromOneSurvivor(t *testing.T) {
 func TestRaftMembersStartedFirst(t *testing.T) {
 	cfg := local.Config{
 		Binary: bin, Dir: t.TempDir(), Gateways: 3, Members: 3, Tolerance: 2, LogLevel: "debug",
-		NoPrompt: true, GatewayGroupArgs: local.RaftGroup,
+		NoPrompt: true, GatewayGroupArgs: local.RaftGroup, Addrs: ports,
 	}
 	c, err := local.New(cfg)
 	if err != nil {
