@@ -46,12 +46,12 @@ func standardMixes(withoutDisk bool) []mix {
 
 func main() {
 	var (
-		bin      = flag.String("bin", "bin/tolerex", "the tolerex binary")
-		runs     = flag.Int("runs", 20, "runs, cycling through the fault mixes")
-		duration = flag.Duration("duration", 60*time.Second, "workload time of each run")
-		seedBase = flag.Int64("seed", 0, "seed of the first run; run i uses seed+i (default: from the clock)")
-		out      = flag.String("out", "chaos-out/matrix", "output dir: one subdir per run")
-		md       = flag.String("md", "docs/reliability.md", "markdown file whose generated section is replaced (empty: none)")
+		bin         = flag.String("bin", "bin/tolerex", "the tolerex binary")
+		runs        = flag.Int("runs", 20, "runs, cycling through the fault mixes")
+		duration    = flag.Duration("duration", 60*time.Second, "workload time of each run")
+		seedBase    = flag.Int64("seed", 0, "seed of the first run; run i uses seed+i (default: from the clock)")
+		out         = flag.String("out", "chaos-out/matrix", "output dir: one subdir per run")
+		md          = flag.String("md", "docs/reliability.md", "markdown file whose generated section is replaced (empty: none)")
 		withoutDisk = flag.Bool("without-disk", false, "leave out the full-disk mix (it needs root to mount small filesystems)")
 	)
 	flag.Parse()

@@ -39,15 +39,15 @@ type Target string
 
 // The targets.
 const (
-	Member   Target = "member"   // one member
-	Gateway  Target = "gateway"  // one gateway
-	Leader   Target = "leader"   // the gateway that leads, found when the fault starts
+	Member  Target = "member"  // one member
+	Gateway Target = "gateway" // one gateway
+	Leader  Target = "leader"  // the gateway that leads, found when the fault starts
 	// LeaderGateways is the leader, cut off from the other gateways only:
 	// members and clients still reach it (partitions only).
 	LeaderGateways Target = "leader-gateways"
-	Minority Target = "minority" // fewer than half of all nodes, at least one
-	Majority Target = "majority" // more than half of all nodes
-	All      Target = "all"      // every node (ClusterKill)
+	Minority       Target = "minority" // fewer than half of all nodes, at least one
+	Majority       Target = "majority" // more than half of all nodes
+	All            Target = "all"      // every node (ClusterKill)
 )
 
 // Fault is one kind of fault aimed at one kind of target.
