@@ -172,7 +172,7 @@ func (n *Node) wait(p *process, logFile *os.File) {
 		n.paused = false
 	}
 	n.mu.Unlock()
-	close(p.done)
+	// On record before anyone waiting for the end sees it.
 	if !expected && n.onExit != nil {
 		msg := "exit status 0"
 		if err != nil {
@@ -180,6 +180,7 @@ func (n *Node) wait(p *process, logFile *os.File) {
 		}
 		n.onExit(Exit{Node: n.Name, At: time.Now(), Err: msg, LogTail: n.LogTail(4000)})
 	}
+	close(p.done)
 }
 
 // running returns the process if it runs (paused counts as running).

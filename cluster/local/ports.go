@@ -84,7 +84,7 @@ func (p *PortPicker) Addr() (string, error) {
 // Block returns the first of n consecutive ports that were all free a
 // moment ago (for a layout of fixed offsets, as `tolerex dev` uses).
 func (p *PortPicker) Block(n int) (int, error) {
-	if n < 1 || n > PickHigh-PickLow {
+	if n < 1 || n >= PickHigh-PickLow {
 		return 0, fmt.Errorf("port block of %d ports", n)
 	}
 	p.mu.Lock()
