@@ -2,31 +2,27 @@
 // share: it builds the real tolerex binary once, starts gateways and
 // members as separate OS processes on 127.0.0.1 with freshly generated
 // certificates, kills them with SIGKILL, restarts them on the same data
-// dirs, and talks to them over HaToKuSe and their admin HTTP APIs.
+// dirs, and talks to them over HaToKuSe and their admin HTTP APIs. The
+// processes are launched by cluster/local, the launcher tolerex dev and
+// the fault suite use too; the harness fails the test where the launcher
+// returns an error, and cleans up when the test ends.
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tolerex/tolerex/actors/leader"
 	"github.com/tolerex/tolerex/actors/tree"
+	"github.com/tolerex/tolerex/cluster/local"
+	"github.com/tolerex/tolerex/cluster/local/poll"
 	"github.com/tolerex/tolerex/gateway/client"
 )
 
@@ -41,50 +37,28 @@ func BuildBinary(dir string) (string, error) {
 	return bin, nil
 }
 
+// ports is the one port picker of the e2e tests: every cluster, FreeAddr
+// and FreePortBlock take their ports from it, so no port is handed out
+// twice in a run, and all lie below Linux's ephemeral range, so the
+// outgoing connections of other tests cannot take one between its pick
+// and the moment a process listens on it.
+var ports = local.NewPortPicker()
+
 // FreeAddr returns a 127.0.0.1 address with a port that was free a moment
 // ago.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	addr, err := freeAddr()
+	addr, err := ports.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return addr
 }
 
-// handedOut remembers the ports freeAddr returned, so one cluster's
-// processes never get the same port: a port is only bound once its process
-// starts, and two random picks among 12,000 ports for a cluster of eight
-// collided in about one suite run in ten.
-var handedOut = struct {
-	sync.Mutex
-	ports map[int]bool
-}{ports: make(map[int]bool)}
-
-// freeAddr picks a free port below Linux's ephemeral range (32768 and up),
-// so the outgoing connections of other tests cannot take it between now
-// and the moment a process listens on it, and never the same port twice.
-func freeAddr() (string, error) {
-	const low, high = 20000, 32000
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	for range 200 {
-		port := low + rand.IntN(high-low)
-		if handedOut.ports[port] {
-			continue
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		l, err := net.Listen("tcp", addr)
-		if err == nil {
-			l.Close()
-			handedOut.ports[port] = true
-			return addr, nil
-		}
-	}
-	return "", errors.New("no free port found")
-}
-
-// Process is one tolerex process (gateway or member) of a test cluster.
+// Process is one tolerex process (gateway or member) of a test cluster: a
+// local.Node whose methods fail the test instead of returning errors. Its
+// fields are copies of the node's; Args is what the next Start runs, and a
+// test may change it before that Start.
 type Process struct {
 	Name      string
 	Bin       string
@@ -94,145 +68,72 @@ type Process struct {
 	DataDir   string
 	LogPath   string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan error
+	node *local.Node
 }
 
-// Start starts the process; its stdout and stderr are appended to LogPath.
+// newProcess wraps a node of the launcher.
+func newProcess(bin string, n *local.Node) *Process {
+	return &Process{Name: n.Name, Bin: bin, Args: n.Args(), NodeAddr: n.NodeAddr, AdminAddr: n.AdminAddr,
+		DataDir: n.DataDir, LogPath: n.LogPath, node: n}
+}
+
+// Start starts the process with Args; its stdout and stderr are appended
+// to LogPath.
 func (p *Process) Start(t testing.TB) {
 	t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd != nil {
-		t.Fatalf("%s is already running", p.Name)
+	p.node.SetArgs(p.Args)
+	if err := p.node.Start(); err != nil {
+		t.Fatal(err)
 	}
-	logFile, err := os.OpenFile(p.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatalf("open log of %s: %v", p.Name, err)
-	}
-	cmd := exec.Command(p.Bin, p.Args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		t.Fatalf("start %s: %v", p.Name, err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		done <- cmd.Wait()
-		logFile.Close()
-	}()
-	p.cmd, p.done = cmd, done
 }
 
 // Pid is the running process's pid, or 0.
-func (p *Process) Pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return 0
-	}
-	return p.cmd.Process.Pid
-}
+func (p *Process) Pid() int { return p.node.Pid() }
 
-// Running reports whether the process was started and has not been
-// waited for.
-func (p *Process) Running() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cmd != nil
-}
+// Running reports whether the process was started and has not ended.
+func (p *Process) Running() bool { return p.node.Running() }
 
 // Kill sends SIGKILL and waits for the process to die.
 func (p *Process) Kill(t testing.TB) {
 	t.Helper()
-	p.signalAndWait(t, syscall.SIGKILL, 10*time.Second)
+	if err := p.node.Kill(); err != nil {
+		t.Error(err)
+	}
 }
 
 // Stop sends SIGTERM and waits for a clean exit; it fails the test if the
 // process does not exit in time or exits with an error.
 func (p *Process) Stop(t testing.TB) {
 	t.Helper()
-	if err := p.signalAndWait(t, syscall.SIGTERM, 15*time.Second); err != nil {
+	if err := p.node.Stop(15 * time.Second); err != nil {
 		t.Errorf("%s did not stop cleanly: %v\n%s", p.Name, err, p.LogTail(2000))
 	}
 }
 
-func (p *Process) signalAndWait(t testing.TB, sig syscall.Signal, limit time.Duration) error {
-	t.Helper()
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.cmd, p.done = nil, nil
-	p.mu.Unlock()
-	if cmd == nil {
-		return nil
-	}
-	_ = cmd.Process.Signal(sig)
-	select {
-	case err := <-done:
-		if sig == syscall.SIGKILL {
-			return nil
-		}
-		return err
-	case <-time.After(limit):
-		_ = cmd.Process.Kill()
-		<-done
-		t.Errorf("%s did not exit within %s of %v", p.Name, limit, sig)
-		return errors.New("timeout")
-	}
-}
-
-// Exited returns the process's exit error if it has exited by itself.
-func (p *Process) Exited() (exited bool, err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.done == nil {
-		return false, nil
-	}
-	select {
-	case err := <-p.done:
-		p.cmd, p.done = nil, nil
-		return true, err
-	default:
-		return false, nil
-	}
-}
+// Exited reports whether the process has exited by itself (not by Kill or
+// Stop), and its exit error.
+func (p *Process) Exited() (exited bool, err error) { return p.node.Exited() }
 
 // LogTail returns the last n bytes of the process's log.
-func (p *Process) LogTail(n int) string {
-	data, err := os.ReadFile(p.LogPath)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	if len(data) > n {
-		data = data[len(data)-n:]
-	}
-	return string(data)
-}
+func (p *Process) LogTail(n int) string { return p.node.LogTail(n) }
 
 // Log returns the process's whole log.
-func (p *Process) Log() string {
-	data, _ := os.ReadFile(p.LogPath)
-	return string(data)
-}
+func (p *Process) Log() string { return p.node.Log() }
 
 // Pause stops the process with SIGSTOP: it stays alive but runs nothing,
 // as a process does in a long GC pause or a frozen VM.
-func (p *Process) Pause(t testing.TB) { p.signal(t, syscall.SIGSTOP) }
+func (p *Process) Pause(t testing.TB) {
+	t.Helper()
+	if err := p.node.Pause(); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // Resume continues a paused process with SIGCONT.
-func (p *Process) Resume(t testing.TB) { p.signal(t, syscall.SIGCONT) }
-
-func (p *Process) signal(t testing.TB, sig syscall.Signal) {
+func (p *Process) Resume(t testing.TB) {
 	t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		t.Fatalf("%s is not running; cannot send %v", p.Name, sig)
-	}
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("send %v to %s: %v", sig, p.Name, err)
+	if err := p.node.Resume(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -241,87 +142,69 @@ const pollInterval = 20 * time.Millisecond
 
 // Eventually polls cond until it reports done, and fails the test with
 // cond's last status if that takes longer than limit. It is the one way
-// these tests wait for something to happen. cond may fail the test itself
-// (say, when a process it waits for exited).
+// these tests wait for something to happen (on poll.Until, the launcher's
+// helper). cond may fail the test itself (say, when a process it waits for
+// exited).
 func Eventually(t testing.TB, limit time.Duration, what string, cond func() (done bool, status string)) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		done, status := cond()
-		if done {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not done after %s: %s", what, limit, status)
-		}
-		time.Sleep(pollInterval)
+	var status string
+	err := poll.Until(context.Background(), limit, pollInterval, what, func() (bool, error) {
+		var done bool
+		done, status = cond()
+		return done, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: not done after %s: %s", what, limit, status)
 	}
 }
 
 // Ready reports whether the process's /readyz answers 200.
 func (p *Process) Ready() bool {
-	resp, err := httpClient.Get("http://" + p.AdminAddr + "/readyz")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	ready, _ := p.node.Ready(context.Background())
+	return ready
 }
 
-// WaitReady waits until /readyz answers 200.
+// WaitReady waits until /readyz answers 200; it fails the test at once if
+// the process exits.
 func (p *Process) WaitReady(t testing.TB, limit time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !p.Ready() {
-		if exited, err := p.Exited(); exited {
-			t.Fatalf("%s exited while starting: %v\n%s", p.Name, err, p.LogTail(4000))
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after %s\n%s", p.Name, limit, p.LogTail(4000))
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := p.node.WaitReady(context.Background(), limit); err != nil {
+		t.Fatalf("%v\n%s", err, p.LogTail(4000))
 	}
 }
 
 // GetJSON fetches path from the admin server into v.
 func (p *Process) GetJSON(t testing.TB, path string, v any) {
 	t.Helper()
-	body, status := p.Get(t, path)
-	if status != http.StatusOK {
-		t.Fatalf("GET %s on %s: %d %s", path, p.Name, status, body)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		t.Fatalf("decode %s from %s: %v\n%s", path, p.Name, err, body)
+	if err := p.node.GetJSON(context.Background(), path, v); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // Get fetches path from the admin server.
 func (p *Process) Get(t testing.TB, path string) ([]byte, int) {
 	t.Helper()
-	resp, err := httpClient.Get("http://" + p.AdminAddr + path)
+	body, status, err := p.node.Get(context.Background(), path)
 	if err != nil {
-		t.Fatalf("GET %s on %s: %v", path, p.Name, err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("read %s from %s: %v", path, p.Name, err)
-	}
-	return body, resp.StatusCode
+	return body, status
 }
 
 // Post posts to path on the admin server and returns the status code.
 func (p *Process) Post(t testing.TB, path string) int {
 	t.Helper()
-	resp, err := httpClient.Post("http://"+p.AdminAddr+path, "text/plain", bytes.NewReader(nil))
+	status, err := p.node.Post(context.Background(), path)
 	if err != nil {
-		t.Fatalf("POST %s on %s: %v", path, p.Name, err)
+		t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	return status
 }
 
-var httpClient = &http.Client{Timeout: 5 * time.Second}
+// adminTimeout bounds one admin request of the tests.
+const adminTimeout = 5 * time.Second
+
+var httpClient = &http.Client{Timeout: adminTimeout}
 
 // Options configure a test cluster.
 type Options struct {
@@ -338,7 +221,8 @@ type Options struct {
 	MemberArgs  []string
 }
 
-// Cluster is a gateway and its members, each a real process.
+// Cluster is a gateway and its members, each a real process, launched by
+// cluster/local.
 type Cluster struct {
 	Bin        string
 	Dir        string
@@ -346,78 +230,48 @@ type Cluster struct {
 	ClientAddr string
 	Gateway    *Process
 	Members    []*Process
-	opts       Options
+	nodes      *local.Cluster
 }
 
 // NewCluster prepares (but does not start) a cluster in a fresh temp dir
-// with generated certificates.
+// with generated certificates; the test's end kills it.
 func NewCluster(t testing.TB, bin string, opts Options) *Cluster {
 	t.Helper()
 	if opts.Tolerance == 0 {
 		opts.Tolerance = 2
 	}
+	var memberArgs []string
+	if opts.FaultInjection {
+		memberArgs = append(memberArgs, "--fault-injection")
+	}
 	dir := t.TempDir()
-	c := &Cluster{Bin: bin, Dir: dir, TLSDir: filepath.Join(dir, "tls"), ClientAddr: FreeAddr(t), opts: opts}
-	if !opts.Insecure {
-		if out, err := exec.Command(bin, "certs", "--dir", c.TLSDir).CombinedOutput(); err != nil {
-			t.Fatalf("tolerex certs: %v\n%s", err, out)
-		}
+	nodes, err := local.New(local.Config{
+		Binary: bin, Dir: dir, Gateways: 1, Members: opts.Members, Tolerance: opts.Tolerance,
+		Insecure: opts.Insecure, NoPrompt: opts.NoPrompt, LogLevel: "debug",
+		GatewayArgs: opts.GatewayArgs, MemberArgs: append(memberArgs, opts.MemberArgs...),
+		Addrs: ports, LoneGatewayName: "gateway", HTTPTimeout: adminTimeout,
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	gwArgs := []string{"gateway", "--client-addr", c.ClientAddr, "--tolerance", strconv.Itoa(opts.Tolerance),
-		"--log-level", "debug"}
-	if opts.NoPrompt {
-		gwArgs = append(gwArgs, "--no-prompt")
-	}
-	c.Gateway = c.newProcess("gateway", gwArgs, opts.GatewayArgs)
-	for i := 1; i <= opts.Members; i++ {
-		c.AddMember(t)
+	gw := nodes.Gateways[0]
+	c := &Cluster{Bin: bin, Dir: dir, TLSDir: nodes.TLSDir, ClientAddr: gw.ClientAddr,
+		Gateway: newProcess(bin, gw), nodes: nodes}
+	for _, m := range nodes.Members {
+		c.Members = append(c.Members, newProcess(bin, m))
 	}
 	t.Cleanup(func() { c.KillAll(t) })
 	return c
 }
 
-func (c *Cluster) newProcess(name string, args, extra []string) *Process {
-	p := &Process{
-		Name:     name,
-		Bin:      c.Bin,
-		NodeAddr: "", // set below
-		DataDir:  filepath.Join(c.Dir, name),
-		LogPath:  filepath.Join(c.Dir, name+".log"),
-	}
-	return p.withAddrs(c, args, extra)
-}
-
-func (p *Process) withAddrs(c *Cluster, args, extra []string) *Process {
-	p.NodeAddr, p.AdminAddr = freeAddrNoTB(), freeAddrNoTB()
-	p.Args = append(append(args, "--node-addr", p.NodeAddr, "--admin-addr", p.AdminAddr, "--data-dir", p.DataDir), c.securityArgs()...)
-	p.Args = append(p.Args, extra...)
-	return p
-}
-
-func freeAddrNoTB() string {
-	addr, err := freeAddr()
-	if err != nil {
-		panic(err)
-	}
-	return addr
-}
-
-func (c *Cluster) securityArgs() []string {
-	if c.opts.Insecure {
-		return []string{"--insecure"}
-	}
-	return []string{"--tls-dir", c.TLSDir}
-}
-
 // AddMember prepares one more member (not started).
 func (c *Cluster) AddMember(t testing.TB) *Process {
 	t.Helper()
-	name := fmt.Sprintf("member-%d", len(c.Members)+1)
-	args := []string{"member", "--join", c.Gateway.NodeAddr, "--log-level", "debug"}
-	if c.opts.FaultInjection {
-		args = append(args, "--fault-injection")
+	n, err := c.nodes.AddMember()
+	if err != nil {
+		t.Fatal(err)
 	}
-	m := c.newProcess(name, args, c.opts.MemberArgs)
+	m := newProcess(c.Bin, n)
 	c.Members = append(c.Members, m)
 	return m
 }
@@ -463,16 +317,13 @@ func (c *Cluster) Tree(t testing.TB) tree.ClusterView {
 // WaitLive waits until the gateway sees exactly n live members.
 func (c *Cluster) WaitLive(t testing.TB, n int, limit time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		st := c.Status(t)
-		if st.LiveCount == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway sees %d live members, want %d (after %s): %+v\n%s", st.LiveCount, n, limit, st.Members, c.Gateway.LogTail(3000))
-		}
-		time.Sleep(50 * time.Millisecond)
+	var st leader.ClusterStatus
+	err := poll.Until(context.Background(), limit, 50*time.Millisecond, "live members", func() (bool, error) {
+		st = c.Status(t)
+		return st.LiveCount == n, nil
+	})
+	if err != nil {
+		t.Fatalf("gateway sees %d live members, want %d (after %s): %+v\n%s", st.LiveCount, n, limit, st.Members, c.Gateway.LogTail(3000))
 	}
 }
 

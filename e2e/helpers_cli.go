@@ -2,14 +2,12 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +17,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/tolerex/tolerex/cluster/local"
+	"github.com/tolerex/tolerex/cluster/local/poll"
 )
 
 // ChildOptions say how StartChild runs a tolerex command.
@@ -143,22 +144,21 @@ func (c *Child) Wait(t testing.TB, limit time.Duration) int {
 // process ends without printing a match.
 func (c *Child) WaitStdout(t testing.TB, re *regexp.Regexp, limit time.Duration) []string {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		if m := re.FindStringSubmatch(c.Stdout()); m != nil {
-			return m
+	var m []string
+	err := poll.Until(context.Background(), limit, pollInterval, fmt.Sprintf("%q on stdout", re), func() (bool, error) {
+		exited, code := c.Exited() // before reading: what it printed before it exited is all there
+		if m = re.FindStringSubmatch(c.Stdout()); m != nil {
+			return true, nil
 		}
-		if exited, code := c.Exited(); exited {
-			if m := re.FindStringSubmatch(c.Stdout()); m != nil {
-				return m
-			}
-			t.Fatalf("process exited (code %d) before printing %q\n%s", code, re, c.Output())
+		if exited {
+			return false, poll.Abort(fmt.Errorf("process exited (code %d) first", code))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q on stdout after %s\n%s", re, limit, c.Output())
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, c.Output())
 	}
+	return m
 }
 
 // syncBuffer is a bytes.Buffer safe for one writer and many readers.
@@ -180,42 +180,15 @@ func (b *syncBuffer) String() string {
 }
 
 // FreePortBlock returns the first of n consecutive 127.0.0.1 ports that
-// were all free a moment ago. It picks random bases below the kernel's
-// ephemeral range (so port-0 listeners of other tests do not take them)
-// and retries while any port of the block is busy.
+// were all free a moment ago, below the kernel's ephemeral range (so port-0
+// listeners of other tests do not take them) and never handed out before.
 func FreePortBlock(t testing.TB, n int) int {
 	t.Helper()
-	const low, high = 20000, 32000
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	for range 100 {
-		base := low + rand.IntN(high-low-n)
-		var held []net.Listener
-		ok := true
-		for port := base; port < base+n; port++ {
-			if handedOut.ports[port] {
-				ok = false
-				break
-			}
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-			if err != nil {
-				ok = false
-				break
-			}
-			held = append(held, l)
-		}
-		for _, l := range held {
-			l.Close()
-		}
-		if ok {
-			for port := base; port < base+n; port++ {
-				handedOut.ports[port] = true
-			}
-			return base
-		}
+	base, err := ports.Block(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no block of %d free ports found", n)
-	return 0
+	return base
 }
 
 // ParseMetrics parses a Prometheus text exposition (a /metrics body).
@@ -274,20 +247,19 @@ func MetricLabel(m *dto.Metric, name string) string {
 func (c *Child) WaitReady(t testing.TB, adminAddr string, limit time.Duration) {
 	t.Helper()
 	view := AdminView("child", adminAddr)
-	deadline := time.Now().Add(limit)
-	for !view.Ready() {
+	err := poll.Until(context.Background(), limit, pollInterval, "ready on "+adminAddr, func() (bool, error) {
 		if exited, code := c.Exited(); exited {
-			t.Fatalf("%s exited (code %d) before it was ready\n%s", strings.Join(c.cmd.Args, " "), code, c.Output())
+			return false, poll.Abort(fmt.Errorf("exited (code %d) before it was ready", code))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready on %s after %s\n%s", strings.Join(c.cmd.Args, " "), adminAddr, limit, c.Output())
-		}
-		time.Sleep(20 * time.Millisecond)
+		return view.Ready(), nil
+	})
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(c.cmd.Args, " "), err, c.Output())
 	}
 }
 
 // AdminView is a Process value for a process the harness did not start:
 // its admin HTTP methods (Get, GetJSON, Ready) work, nothing else does.
 func AdminView(name, adminAddr string) *Process {
-	return &Process{Name: name, AdminAddr: adminAddr}
+	return &Process{Name: name, AdminAddr: adminAddr, node: &local.Node{Name: name, AdminAddr: adminAddr, HTTP: httpClient}}
 }

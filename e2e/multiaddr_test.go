@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tolerex/tolerex/e2e/chaos/cluster"
+	"github.com/tolerex/tolerex/cluster/local"
 	"github.com/tolerex/tolerex/gateway/client"
 	"github.com/tolerex/tolerex/gateway/loadgen"
 )
@@ -22,17 +22,11 @@ import (
 // failoverGroup starts three gateways (one Raft group) and three members,
 // tolerance 2, and waits until the group is healthy. Logs are printed if
 // the test fails.
-func failoverGroup(t *testing.T) *cluster.Cluster {
+func failoverGroup(t *testing.T) *local.Cluster {
 	t.Helper()
-	c, err := cluster.New(cluster.Config{
+	c, err := local.New(local.Config{
 		Binary: bin, Dir: t.TempDir(), Gateways: 3, Members: 3, Tolerance: 2, LogLevel: "info",
-		GatewayGroupArgs: func(i int, gws []*cluster.Node) []string {
-			initial := make([]string, len(gws))
-			for j, g := range gws {
-				initial[j] = fmt.Sprintf("%d=%s", j+1, g.NodeAddr)
-			}
-			return []string{"--gateway-id", strconv.Itoa(i + 1), "--initial-cluster", strings.Join(initial, ",")}
-		},
+		NoPrompt: true, GatewayGroupArgs: local.RaftGroup, Addrs: ports,
 	})
 	if err != nil {
 		t.Fatal(err)

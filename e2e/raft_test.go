@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/tolerex/tolerex/actors/consensus"
-	"github.com/tolerex/tolerex/e2e/chaos/cluster"
+	"github.com/tolerex/tolerex/cluster/local"
 	"github.com/tolerex/tolerex/e2e/chaos/netfault"
 	"github.com/tolerex/tolerex/gateway/client"
 	"github.com/tolerex/tolerex/gateway/codec"
@@ -31,23 +31,17 @@ import (
 // raftGroup starts a group of gateways and members (tolerance 2) and waits
 // until it is healthy. Nodes get group ids of their own when the test
 // runs as root, for partitions.
-func raftGroup(t *testing.T, gateways, members int, gatewayArgs ...string) *cluster.Cluster {
+func raftGroup(t *testing.T, gateways, members int, gatewayArgs ...string) *local.Cluster {
 	t.Helper()
-	cfg := cluster.Config{
+	cfg := local.Config{
 		Binary: bin, Dir: t.TempDir(), Gateways: gateways, Members: members, Tolerance: 2,
 		LogLevel: "debug", GatewayArgs: gatewayArgs,
-		GatewayGroupArgs: func(i int, gws []*cluster.Node) []string {
-			initial := make([]string, len(gws))
-			for j, g := range gws {
-				initial[j] = fmt.Sprintf("%d=%s", j+1, g.NodeAddr)
-			}
-			return []string{"--gateway-id", strconv.Itoa(i + 1), "--initial-cluster", strings.Join(initial, ",")}
-		},
+		NoPrompt: true, GatewayGroupArgs: local.RaftGroup, Addrs: ports,
 	}
 	if netfault.Available() == nil {
 		cfg.GIDBase = uint32(200000 + (os.Getpid()%100000)*16)
 	}
-	c, err := cluster.New(cfg)
+	c, err := local.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +69,7 @@ func raftGroup(t *testing.T, gateways, members int, gatewayArgs ...string) *clus
 }
 
 // raftStatus is a gateway's /api/raft, or an error if it does not answer.
-func raftStatus(n *cluster.Node) (consensus.Status, error) {
+func raftStatus(n *local.Node) (consensus.Status, error) {
 	var st consensus.Status
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -85,9 +79,9 @@ func raftStatus(n *cluster.Node) (consensus.Status, error) {
 
 // raftLeader waits until one of the given gateways leads, ready, and every
 // other of them follows it, and returns it.
-func raftLeader(t *testing.T, gateways []*cluster.Node, limit time.Duration) *cluster.Node {
+func raftLeader(t *testing.T, gateways []*local.Node, limit time.Duration) *local.Node {
 	t.Helper()
-	var leader *cluster.Node
+	var leader *local.Node
 	Eventually(t, limit, "one gateway leads, the others follow", func() (bool, string) {
 		leader = nil
 		var view []string
@@ -114,8 +108,8 @@ func raftLeader(t *testing.T, gateways []*cluster.Node, limit time.Duration) *cl
 }
 
 // others returns the gateways but one.
-func others(gateways []*cluster.Node, but *cluster.Node) []*cluster.Node {
-	var out []*cluster.Node
+func others(gateways []*local.Node, but *local.Node) []*local.Node {
+	var out []*local.Node
 	for _, g := range gateways {
 		if g != but {
 			out = append(out, g)
@@ -239,7 +233,7 @@ func (w *writeLoad) waitOKs(t *testing.T, n int) {
 }
 
 // verify reads every outcome back through each given gateway.
-func (w *writeLoad) verify(t *testing.T, gateways []*cluster.Node) {
+func (w *writeLoad) verify(t *testing.T, gateways []*local.Node) {
 	t.Helper()
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -276,7 +270,7 @@ func (w *writeLoad) verify(t *testing.T, gateways []*cluster.Node) {
 
 // waitConverged waits until every given gateway applied the same index
 // as the leader committed.
-func waitConverged(t *testing.T, gateways []*cluster.Node) {
+func waitConverged(t *testing.T, gateways []*local.Node) {
 	t.Helper()
 	Eventually(t, 20*time.Second, "gateways applied the same log", func() (bool, string) {
 		var applied []uint64
@@ -291,7 +285,7 @@ func waitConverged(t *testing.T, gateways []*cluster.Node) {
 	})
 }
 
-func clientAddrs(gateways []*cluster.Node) []string {
+func clientAddrs(gateways []*local.Node) []string {
 	var out []string
 	for _, g := range gateways {
 		out = append(out, g.ClientAddr)
@@ -367,7 +361,7 @@ func TestRaftLeaderCutOff(t *testing.T) {
 	c := raftGroup(t, 3, 3)
 	var endpoints []netfault.Endpoint
 	for _, n := range c.Nodes() {
-		endpoints = append(endpoints, netfault.Endpoint{Name: n.Name, GID: n.GID, Ports: portsOf(t, n)})
+		endpoints = append(endpoints, netfault.Endpoint{Name: n.Name, GID: n.GID, Ports: n.Ports()})
 	}
 	parts, err := netfault.New(endpoints)
 	if err != nil {
@@ -408,28 +402,11 @@ func TestRaftLeaderCutOff(t *testing.T) {
 	load.verify(t, c.Gateways)
 }
 
-// portsOf lists a node's listening ports.
-func portsOf(t *testing.T, n *cluster.Node) []int {
-	var ports []int
-	for _, a := range []string{n.NodeAddr, n.AdminAddr, n.ClientAddr} {
-		if a == "" {
-			continue
-		}
-		i := strings.LastIndexByte(a, ':')
-		p, err := strconv.Atoi(a[i+1:])
-		if err != nil {
-			t.Fatalf("port of %s: %v", a, err)
-		}
-		ports = append(ports, p)
-	}
-	return ports
-}
-
 func TestRaftFollowerCatchesUp(t *testing.T) {
 	c := raftGroup(t, 3, 3, "--snapshot-entries", "100", "--snapshot-catch-up-entries", "20")
 	leader := raftLeader(t, c.Gateways, 10*time.Second)
 	follower := others(c.Gateways, leader)[0]
-	load := startWriteLoad(t, clientAddrs([]*cluster.Node{leader}), 1)
+	load := startWriteLoad(t, clientAddrs([]*local.Node{leader}), 1)
 
 	// Killed and restarted on its data: it catches up from its log and
 	// the leader's.
@@ -503,7 +480,7 @@ func TestRaftFollowerCatchesUp(t *testing.T) {
 
 // waitConvergedWhileWriting waits until no gateway's applied index lags
 // the others' by much (writes go on meanwhile).
-func waitConvergedWhileWriting(t *testing.T, gateways []*cluster.Node) {
+func waitConvergedWhileWriting(t *testing.T, gateways []*local.Node) {
 	t.Helper()
 	Eventually(t, 20*time.Second, "gateways close in the log", func() (bool, string) {
 		var applied []uint64
@@ -614,7 +591,7 @@ func TestRaftGatewayAddedAndRemoved(t *testing.T) {
 // its client address.
 func (w *writeLoad) verifyAt(t *testing.T, addr string) {
 	t.Helper()
-	w.verify(t, []*cluster.Node{{Name: addr, ClientAddr: addr}})
+	w.verify(t, []*local.Node{{Name: addr, ClientAddr: addr}})
 }
 
 func TestRaftRecoveredFromOneSurvivor(t *testing.T) {
@@ -646,29 +623,23 @@ func TestRaftRecoveredFromOneSurvivor(t *testing.T) {
 	if err := survivor.Start(); err != nil {
 		t.Fatal(err)
 	}
-	raftLeader(t, []*cluster.Node{survivor}, 10*time.Second)
-	load.verify(t, []*cluster.Node{survivor})
+	raftLeader(t, []*local.Node{survivor}, 10*time.Second)
+	load.verify(t, []*local.Node{survivor})
 	// And the recovered group takes writes.
 	more := startWriteLoad(t, []string{survivor.ClientAddr}, 900_000_000)
 	more.waitOKs(t, 50)
 	more.finish()
-	more.verify(t, []*cluster.Node{survivor})
+	more.verify(t, []*local.Node{survivor})
 }
 
 // TestRaftMembersStartedFirst starts the members before any gateway: they
 // register as soon as the group has a leader, and the store takes writes.
 func TestRaftMembersStartedFirst(t *testing.T) {
-	cfg := cluster.Config{
+	cfg := local.Config{
 		Binary: bin, Dir: t.TempDir(), Gateways: 3, Members: 3, Tolerance: 2, LogLevel: "debug",
-		GatewayGroupArgs: func(i int, gws []*cluster.Node) []string {
-			initial := make([]string, len(gws))
-			for j, g := range gws {
-				initial[j] = fmt.Sprintf("%d=%s", j+1, g.NodeAddr)
-			}
-			return []string{"--gateway-id", strconv.Itoa(i + 1), "--initial-cluster", strings.Join(initial, ",")}
-		},
+		NoPrompt: true, GatewayGroupArgs: local.RaftGroup, Addrs: ports,
 	}
-	c, err := cluster.New(cfg)
+	c, err := local.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tolerex/tolerex/e2e/chaos/poll"
+	"github.com/tolerex/tolerex/cluster/local/poll"
 )
 
 // Port layout of one `tolerex dev` cluster started at base (see `tolerex

@@ -25,8 +25,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tolerex/tolerex/e2e/chaos/cluster"
-	"github.com/tolerex/tolerex/e2e/chaos/poll"
+	"github.com/tolerex/tolerex/cluster/local"
+	"github.com/tolerex/tolerex/cluster/local/poll"
 	"github.com/tolerex/tolerex/gateway/client"
 	"github.com/tolerex/tolerex/gateway/codec"
 	"github.com/tolerex/tolerex/gateway/loadgen"
@@ -176,16 +176,10 @@ func runFailover(ctx context.Context, o failoverOptions) error {
 		return fmt.Errorf("create the cluster's dir: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	c, err := cluster.New(cluster.Config{
+	c, err := local.New(local.Config{
 		Binary: o.bin, Dir: dir, Gateways: 3, Members: devMembers, Tolerance: devTolerance, LogLevel: "info",
-		GatewayArgs: []string{"--raft-tick", o.tick.String(), "--raft-election-ticks", strconv.Itoa(o.electionTicks)},
-		GatewayGroupArgs: func(i int, gws []*cluster.Node) []string {
-			initial := make([]string, len(gws))
-			for j, g := range gws {
-				initial[j] = fmt.Sprintf("%d=%s", j+1, g.NodeAddr)
-			}
-			return []string{"--gateway-id", strconv.Itoa(i + 1), "--initial-cluster", strings.Join(initial, ",")}
-		},
+		GatewayArgs:      []string{"--raft-tick", o.tick.String(), "--raft-election-ticks", strconv.Itoa(o.electionTicks)},
+		GatewayGroupArgs: local.RaftGroup,
 	})
 	if err != nil {
 		return fmt.Errorf("prepare the cluster: %w", err)
@@ -247,12 +241,12 @@ func signalName(s string) string {
 // failoverRound finds the leader, starts writers on the other gateways,
 // signals the leader, measures until every writer resumed and a tail
 // after, restarts the leader and waits until the cluster is healthy.
-func failoverRound(ctx context.Context, c *cluster.Cluster, o failoverOptions, sig string, round int, firstID int64) (*FailoverRound, error) {
+func failoverRound(ctx context.Context, c *local.Cluster, o failoverOptions, sig string, round int, firstID int64) (*FailoverRound, error) {
 	leader, err := leadingGateway(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	var survivors []*cluster.Node
+	var survivors []*local.Node
 	for _, g := range c.Gateways {
 		if g != leader {
 			survivors = append(survivors, g)
@@ -330,8 +324,8 @@ func failoverRound(ctx context.Context, c *cluster.Cluster, o failoverOptions, s
 
 // leadingGateway waits until one gateway leads, ready, and every running
 // gateway follows it.
-func leadingGateway(ctx context.Context, c *cluster.Cluster) (*cluster.Node, error) {
-	var leader *cluster.Node
+func leadingGateway(ctx context.Context, c *local.Cluster) (*local.Node, error) {
+	var leader *local.Node
 	err := poll.Until(ctx, 30*time.Second, 50*time.Millisecond, "one gateway leads, the others follow", func() (bool, error) {
 		leader = nil
 		var lead uint64
@@ -361,7 +355,7 @@ func leadingGateway(ctx context.Context, c *cluster.Cluster) (*cluster.Node, err
 
 // waitApplied waits until every gateway applied the same log index (no
 // writes run between rounds).
-func waitApplied(ctx context.Context, c *cluster.Cluster) error {
+func waitApplied(ctx context.Context, c *local.Cluster) error {
 	return poll.Until(ctx, 30*time.Second, 50*time.Millisecond, "every gateway applied the same log", func() (bool, error) {
 		var applied []uint64
 		for _, g := range c.Gateways {
@@ -380,7 +374,7 @@ func waitApplied(ctx context.Context, c *cluster.Cluster) error {
 // watchElection polls the survivors' /api/raft from the signal on and
 // sends the time after at when one said it leads and is ready; the
 // channel is closed without a value if none did within recoverLimit.
-func watchElection(ctx context.Context, survivors []*cluster.Node, at time.Time) <-chan time.Duration {
+func watchElection(ctx context.Context, survivors []*local.Node, at time.Time) <-chan time.Duration {
 	out := make(chan time.Duration, 1)
 	go func() {
 		defer close(out)
@@ -467,7 +461,7 @@ type failure struct {
 
 // startWriters starts n connections spread over the gateways, each
 // writing ids from its own range of firstID on.
-func startWriters(gateways []*cluster.Node, n, size int, firstID int64) *writers {
+func startWriters(gateways []*local.Node, n, size int, firstID int64) *writers {
 	w := &writers{stop: make(chan struct{})}
 	for i := range n {
 		wr := &writer{addr: gateways[i%len(gateways)].ClientAddr}

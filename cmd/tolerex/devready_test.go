@@ -1,64 +1,42 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/tolerex/tolerex/cluster/local"
 )
 
-// TestReadinessWatch: one line after `after` of not being ready, none
-// while it stays so, one when it is ready again; a restart gives a new
-// process the full time without repeating a line already printed.
-func TestReadinessWatch(t *testing.T) {
-	t0 := time.Date(2026, 1, 2, 16, 22, 49, 0, time.UTC)
-	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
-	w := &readinessWatch{name: "gateway", adminAddr: "127.0.0.1:8000", after: 10 * time.Second}
-	w.started(at(0))
-	steps := []struct {
-		at     float64
-		ready  bool
-		reason string
-		want   string
+// TestDevEventLines: the lines dev prints for what its supervisor
+// reports (e2e/cli_test.go and e2e/firstrun_test.go match them).
+func TestDevEventLines(t *testing.T) {
+	gw := &local.Node{Name: "gateway", NodeAddr: "127.0.0.1:7000", AdminAddr: "127.0.0.1:8000", LogPath: "data/dev/logs/gateway.log"}
+	m1 := &local.Node{Name: "member-1", NodeAddr: "127.0.0.1:7001", AdminAddr: "127.0.0.1:8001", LogPath: "data/dev/logs/member-1.log"}
+	for _, tc := range []struct {
+		event local.Event
+		want  string
 	}{
-		{1, false, "admin address not answering: connection refused", ""},
-		{9.5, false, "not ready: leader not active yet", ""},
-		{10.2, false, "not ready: leader not active yet",
+		{local.Event{Kind: local.Started, Node: gw, Pid: 41},
+			"gateway   started pid=41 node=127.0.0.1:7000 admin=127.0.0.1:8000 log=data/dev/logs/gateway.log"},
+		{local.Event{Kind: local.Started, Node: m1, Pid: 42, Restarts: 2},
+			"member-1  restarted (restart #2) pid=42 node=127.0.0.1:7001 admin=127.0.0.1:8001 log=data/dev/logs/member-1.log"},
+		{local.Event{Kind: local.Exited, Node: m1, Err: errors.New("signal: killed"), Backoff: time.Second},
+			"member-1 exited (signal: killed); restarting in 1s"},
+		{local.Event{Kind: local.Stopped, Node: gw}, "gateway stopped"},
+		{local.Event{Kind: local.Stopped, Node: gw, Err: fmt.Errorf("stop gateway: %w", local.ErrStillRunning)},
+			"gateway did not stop within 10s; killed"},
+		{local.Event{Kind: local.NotReady, Node: gw, For: 10200 * time.Millisecond, Reason: "not ready: leader not active yet"},
 			"gateway   not ready for 10s: not ready: leader not active yet (admin 127.0.0.1:8000)"},
-		{11, false, "not ready: leader not active yet", ""}, // not repeated
-		{40, false, "not ready: something else", ""},
-		{41, true, "", "gateway   ready again (was not ready for 41s)"},
-		{42, true, "", ""},
-		// Ready, then not: the clock starts at the first failed poll.
-		{50, false, "not ready: 1 live members, tolerance 2", ""},
-		{59, false, "not ready: 1 live members, tolerance 2", ""},
-		{60, false, "not ready: 1 live members, tolerance 2",
-			"gateway   not ready for 10s: not ready: 1 live members, tolerance 2 (admin 127.0.0.1:8000)"},
-		{61, true, "", "gateway   ready again (was not ready for 11s)"},
-	}
-	for _, s := range steps {
-		if got := w.observe(at(s.at), s.ready, s.reason); got != s.want {
-			t.Errorf("at %vs ready=%v: %q, want %q", s.at, s.ready, got, s.want)
+		{local.Event{Kind: local.ReadyAgain, Node: m1, For: 27 * time.Second},
+			"member-1  ready again (was not ready for 27s)"},
+		{local.Event{Kind: local.ReadyAgain, Node: m1, For: 200 * time.Millisecond},
+			"member-1  ready again (was not ready for 1s)"},
+	} {
+		if got := devEventLine(tc.event, 10*time.Second); got != tc.want {
+			t.Errorf("got  %q\nwant %q", got, tc.want)
 		}
-	}
-
-	// A restart before the report gives the new process the full time.
-	w = &readinessWatch{name: "member-1", adminAddr: "127.0.0.1:8001", after: 10 * time.Second}
-	w.started(at(0))
-	w.observe(at(8), false, "not ready: storage not open")
-	w.started(at(9)) // the process died and was restarted
-	if got := w.observe(at(15), false, "not ready: storage not open"); got != "" {
-		t.Errorf("6s after a restart: %q, want nothing yet", got)
-	}
-	if got := w.observe(at(19), false, "not ready: storage not open"); got == "" {
-		t.Errorf("10s after a restart: no line")
-	}
-	// A restart after the report does not repeat it; the stretch goes on
-	// from the restart at 9s.
-	w.started(at(20))
-	if got := w.observe(at(35), false, "not ready: storage not open"); got != "" {
-		t.Errorf("after a restart of a reported process: %q, want no repeat", got)
-	}
-	if got := w.observe(at(36), true, ""); got != "member-1  ready again (was not ready for 27s)" {
-		t.Errorf("ready after the restart: %q", got)
 	}
 }
 

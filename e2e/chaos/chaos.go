@@ -30,7 +30,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tolerex/tolerex/e2e/chaos/cluster"
+	"github.com/tolerex/tolerex/cluster/local"
 	"github.com/tolerex/tolerex/e2e/chaos/diskfault"
 	"github.com/tolerex/tolerex/e2e/chaos/history"
 	"github.com/tolerex/tolerex/e2e/chaos/model"
@@ -170,7 +170,7 @@ type run struct {
 	cfg     Config
 	faults  []nemesis.Fault
 	runDir  string
-	cluster *cluster.Cluster
+	cluster *local.Cluster
 	net     *netfault.Partitioner
 	disks   map[string]*diskfault.Disk
 	// diskLeave is what a full disk keeps free.
@@ -204,6 +204,12 @@ func Run(ctx context.Context, cfg Config) (sum summary.Summary, err error) {
 	}
 	if cfg.Concurrency < 1 || cfg.Rate < 0 || cfg.Duration < 0 {
 		return sum, errors.New("chaos: concurrency, rate and duration must be positive")
+	}
+	if cfg.Gateways < 1 || cfg.Members < 1 {
+		return sum, fmt.Errorf("chaos: cluster needs at least one gateway and one member, got %d and %d", cfg.Gateways, cfg.Members)
+	}
+	if cfg.Tolerance < 1 || cfg.Tolerance > cfg.Members {
+		return sum, fmt.Errorf("chaos: tolerance %d needs 1..%d (the number of members)", cfg.Tolerance, cfg.Members)
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -263,10 +269,10 @@ func (r *run) setUp(ctx context.Context) error {
 		return fmt.Errorf("chaos: create run dir: %w", err)
 	}
 	r.runDir = runDir
-	ccfg := cluster.Config{
+	ccfg := local.Config{
 		Binary: cfg.Binary, Dir: filepath.Join(runDir, "cluster"), Gateways: cfg.Gateways, Members: cfg.Members,
 		Tolerance: cfg.Tolerance, LogLevel: cfg.LogLevel, GatewayArgs: cfg.GatewayArgs, MemberArgs: cfg.MemberArgs,
-		GatewayGroupArgs: raftGroupArgs,
+		NoPrompt: true, GatewayGroupArgs: local.RaftGroup, RestartMarker: "tolerex chaos",
 	}
 	if root {
 		// Group ids of their own per run: 100000 + 16 per pid slot.
@@ -277,7 +283,7 @@ func (r *run) setUp(ctx context.Context) error {
 			return err
 		}
 	}
-	c, err := cluster.New(ccfg)
+	c, err := local.New(ccfg)
 	if err != nil {
 		return fmt.Errorf("chaos: %w", err)
 	}
@@ -285,7 +291,7 @@ func (r *run) setUp(ctx context.Context) error {
 	if r.uses(nemesis.Partition) {
 		var eps []netfault.Endpoint
 		for _, n := range c.Nodes() {
-			eps = append(eps, netfault.Endpoint{Name: n.Name, GID: n.GID, Ports: nodePorts(n)})
+			eps = append(eps, netfault.Endpoint{Name: n.Name, GID: n.GID, Ports: n.Ports()})
 		}
 		if r.net, err = netfault.New(eps); err != nil {
 			return fmt.Errorf("chaos: %w", err)
@@ -304,11 +310,11 @@ func (r *run) setUp(ctx context.Context) error {
 
 // prepareDisks mounts a small disk for every member's data dir and, if the
 // member takes a free-space watermark, sets it.
-func (r *run) prepareDisks(ccfg *cluster.Config) error {
+func (r *run) prepareDisks(ccfg *local.Config) error {
 	if err := diskfault.Available(); err != nil {
 		return fmt.Errorf("chaos: the faults include disk-full: %w", err)
 	}
-	ccfg.MemberDataDirs = make(map[int]string)
+	ccfg.DataDirs = make(map[string]string)
 	for i := range r.cfg.Members {
 		name := fmt.Sprintf("member-%d", i+1)
 		dir := filepath.Join(r.runDir, "disks", name)
@@ -317,7 +323,7 @@ func (r *run) prepareDisks(ccfg *cluster.Config) error {
 			return fmt.Errorf("chaos: %w", err)
 		}
 		r.disks[name] = d
-		ccfg.MemberDataDirs[i] = dir
+		ccfg.DataDirs[name] = dir
 	}
 	if memberHasFlag(r.cfg.Binary, "--min-free-bytes") {
 		ccfg.MemberArgs = append(ccfg.MemberArgs, "--min-free-bytes", strconv.FormatInt(r.cfg.DiskWatermark, 10))
@@ -333,19 +339,6 @@ func (r *run) prepareDisks(ccfg *cluster.Config) error {
 func memberHasFlag(bin, flag string) bool {
 	out, err := exec.Command(bin, "member", "--help").CombinedOutput()
 	return err == nil && strings.Contains(string(out), flag+" ")
-}
-
-// nodePorts are the ports a node listens on.
-func nodePorts(n *cluster.Node) []int {
-	var ports []int
-	for _, addr := range []string{n.NodeAddr, n.AdminAddr, n.ClientAddr} {
-		if i := strings.LastIndexByte(addr, ':'); i >= 0 {
-			if p, err := strconv.Atoi(addr[i+1:]); err == nil {
-				ports = append(ports, p)
-			}
-		}
-	}
-	return ports
 }
 
 // exercise runs the workload under the fault plan, heals, restarts the
@@ -552,14 +545,4 @@ func (l logWriter) Write(p []byte) (int, error) {
 	l.r.logMu.Lock()
 	defer l.r.logMu.Unlock()
 	return l.r.cfg.Log.Write(p)
-}
-
-// raftGroupArgs makes gateway i a member of the Raft group of all the
-// gateways, as an operator would start them.
-func raftGroupArgs(i int, gateways []*cluster.Node) []string {
-	initial := make([]string, len(gateways))
-	for j, g := range gateways {
-		initial[j] = fmt.Sprintf("%d=%s", j+1, g.NodeAddr)
-	}
-	return []string{"--gateway-id", strconv.Itoa(i + 1), "--initial-cluster", strings.Join(initial, ",")}
 }

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tolerex/tolerex/e2e/chaos/cluster"
+	"github.com/tolerex/tolerex/cluster/local"
 	"github.com/tolerex/tolerex/e2e/chaos/diskfault"
 	"github.com/tolerex/tolerex/e2e/chaos/netfault"
 )
@@ -31,7 +31,7 @@ type Applied struct {
 
 // Nemesis applies a plan to a cluster.
 type Nemesis struct {
-	cluster *cluster.Cluster
+	cluster *local.Cluster
 	net     *netfault.Partitioner      // nil: no partitions
 	disks   map[string]*diskfault.Disk // by member name
 	// diskLeave is what a full disk keeps free.
@@ -55,7 +55,7 @@ type active struct {
 
 // Config configures a Nemesis.
 type Config struct {
-	Cluster *cluster.Cluster
+	Cluster *local.Cluster
 	// Net makes partitions; nil if partition faults are not planned.
 	Net *netfault.Partitioner
 	// Disks are the members' small disks, by member name; needed by
@@ -153,7 +153,7 @@ func (n *Nemesis) start(ctx context.Context, e Event) {
 		}
 		ap.Nodes = []string{leader.Name}
 	}
-	nodes := make([]*cluster.Node, 0, len(ap.Nodes))
+	nodes := make([]*local.Node, 0, len(ap.Nodes))
 	for _, name := range ap.Nodes {
 		node, ok := n.cluster.Node(name)
 		if !ok {
@@ -185,10 +185,10 @@ func (n *Nemesis) start(ctx context.Context, e Event) {
 // returned heal (if any) undoes what was done.
 // apply starts a fault on nodes; gatewaysOnly cuts a partition between
 // nodes and the other gateways only.
-func (n *Nemesis) apply(kind Kind, nodes []*cluster.Node, gatewaysOnly bool) (func() error, error) {
+func (n *Nemesis) apply(kind Kind, nodes []*local.Node, gatewaysOnly bool) (func() error, error) {
 	switch kind {
 	case Kill, ClusterKill:
-		var killed []*cluster.Node
+		var killed []*local.Node
 		heal := func() error { return startAll(killed) }
 		for _, node := range nodes {
 			if err := node.Kill(); err != nil {
@@ -198,7 +198,7 @@ func (n *Nemesis) apply(kind Kind, nodes []*cluster.Node, gatewaysOnly bool) (fu
 		}
 		return heal, nil
 	case Pause:
-		var paused []*cluster.Node
+		var paused []*local.Node
 		heal := func() error {
 			var errs []error
 			for _, node := range paused {
@@ -224,7 +224,7 @@ func (n *Nemesis) apply(kind Kind, nodes []*cluster.Node, gatewaysOnly bool) (fu
 			switch {
 			case slices.Contains(nodes, node):
 				inside = append(inside, node.Name)
-			case !gatewaysOnly || node.Role == cluster.Gateway:
+			case !gatewaysOnly || node.Role == local.Gateway:
 				outside = append(outside, node.Name)
 			}
 		}
@@ -260,7 +260,7 @@ func (n *Nemesis) apply(kind Kind, nodes []*cluster.Node, gatewaysOnly bool) (fu
 	return nil, fmt.Errorf("unknown fault kind %q", kind)
 }
 
-func startAll(nodes []*cluster.Node) error {
+func startAll(nodes []*local.Node) error {
 	var errs []error
 	for _, node := range nodes {
 		if !node.Running() {

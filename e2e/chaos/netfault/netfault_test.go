@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tolerex/tolerex/e2e/chaos/poll"
+	"github.com/tolerex/tolerex/cluster/local/poll"
 )
 
 // helperEnv makes the test binary run as a helper process: an echo server

@@ -17,8 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tolerex/tolerex/cluster/local/poll"
 	"github.com/tolerex/tolerex/e2e/chaos/history"
-	"github.com/tolerex/tolerex/e2e/chaos/poll"
 	"github.com/tolerex/tolerex/gateway/client"
 	"github.com/tolerex/tolerex/gateway/codec"
 )

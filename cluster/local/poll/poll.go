@@ -1,6 +1,8 @@
-// Package poll is the fault suite's one helper for waiting until something
-// holds: it asks a condition at an interval, within a time limit, and says
-// what it waited for and why it was not yet true when the limit passed.
+// Package poll is the one helper for waiting until something holds, shared
+// by the process-cluster launcher (cluster/local), the end-to-end tests and
+// the fault suite: it asks a condition at an interval, within a time limit,
+// and says what it waited for and why it was not yet true when the limit
+// passed.
 package poll
 
 import (
