@@ -2,7 +2,7 @@ package main
 
 // The failover benchmark (`benchmatrix --failover`, what `make
 // bench-failover` runs): 3 gateways and 3 members as real processes on
-// 127.0.0.1 (e2e/chaos/cluster), writers on the gateways that do not
+// 127.0.0.1 (cluster/local), writers on the gateways that do not
 // lead, and the leader killed (SIGKILL) or stopped (SIGTERM) over and
 // over, each time measuring how long the writers went without an
 // acknowledged write and which errors they saw.
@@ -729,7 +729,7 @@ func (s FailoverSummary) line() string {
 func failoverConditions(o failoverOptions) FailoverConditions {
 	return FailoverConditions{
 		Date: time.Now().UTC().Format(time.RFC3339), Commit: commit(), CPU: cpuModel(), Cores: runtime.NumCPU(), Kernel: kernel(), Go: runtime.Version(),
-		Cluster: "3 gateways (one Raft group) + 3 members as separate processes (e2e/chaos/cluster), tolerance 2, fsync on, mTLS between nodes, " +
+		Cluster: "3 gateways (one Raft group) + 3 members as separate processes (cluster/local), tolerance 2, fsync on, mTLS between nodes, " +
 			"--no-prompt, --request-timeout 10s, log level info, all on 127.0.0.1",
 		RaftTick: o.tick.String(), ElectionTicks: o.electionTicks,
 		Load: "lockstep SETs of fresh ids, the connections spread over the two gateways that do not lead, plain TCP; " +
