@@ -673,3 +673,118 @@ func TestRaftMembersStartedFirst(t *testing.T) {
 	load.finish()
 	load.verify(t, c.Gateways)
 }
+
+// TestRaftSeenFromOutside: any gateway, leading or not, shows the whole
+// group (issue 9, item 10): /api/cluster lists every gateway with its own
+// Raft state, exactly one leading; /api/tree and `tolerex tree` show every
+// gateway's actors (consensus included) and mark the leader; the leader's
+// metrics count proposals and time read barriers.
+func TestRaftSeenFromOutside(t *testing.T) {
+	c := raftGroup(t, 3, 3)
+	leader := raftLeader(t, c.Gateways, 10*time.Second)
+	follower := others(c.Gateways, leader)[0]
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := client.Dial(ctx, follower.ClientAddr, client.Options{DialTimeout: 2 * time.Second, IOTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for id := int64(1); id <= 20; id++ {
+		if err := cl.Set(id, []byte("v"+strconv.FormatInt(id, 10))); err != nil {
+			t.Fatalf("SET %d: %v", id, err)
+		}
+		if _, _, err := cl.Get(id); err != nil {
+			t.Fatalf("GET %d: %v", id, err)
+		}
+	}
+
+	// /api/cluster on a follower: every gateway, with its own figures.
+	var st struct {
+		Leader   string                  `json:"leader"`
+		Gateways []consensus.GatewayView `json:"gateways"`
+	}
+	Eventually(t, 10*time.Second, "the follower's /api/cluster to show three gateways that agree", func() (bool, string) {
+		if err := follower.GetJSON(ctx, "/api/cluster", &st); err != nil {
+			return false, err.Error()
+		}
+		leading, applied := 0, map[uint64]bool{}
+		for _, g := range st.Gateways {
+			if g.Error != "" || g.Term == 0 || g.Commit == 0 || g.Applied == 0 {
+				return false, fmt.Sprintf("%+v", g)
+			}
+			if g.Leader {
+				leading++
+				if g.NodeAddress != leader.NodeAddr {
+					return false, "the wrong gateway leads: " + g.NodeAddress
+				}
+			}
+			applied[g.Applied] = true
+		}
+		return len(st.Gateways) == 3 && leading == 1 && len(applied) == 1 && st.Leader == leader.NodeAddr, fmt.Sprintf("%+v", st)
+	})
+
+	// tolerex tree against the follower: three gateways, one marked leader,
+	// each with its consensus actor, then the members.
+	tc, code := RunChild(t, bin, ChildOptions{Args: []string{"tree", "--admin-addr", follower.AdminAddr}}, 20*time.Second)
+	if code != 0 {
+		t.Fatalf("tolerex tree failed\n%s", tc.Output())
+	}
+	blocks := strings.Split(strings.TrimSpace(tc.Stdout()), "\n\n")
+	if len(blocks) != 6 {
+		t.Fatalf("tree shows %d nodes, want 3 gateways and 3 members\n%s", len(blocks), tc.Stdout())
+	}
+	leaders := 0
+	for _, b := range blocks[:3] {
+		title := strings.SplitN(b, "\n", 2)[0]
+		if !strings.HasPrefix(title, "gateway  ") || !strings.Contains(b, "consensus") {
+			t.Errorf("gateway block without its title or consensus actor:\n%s", b)
+		}
+		if strings.Contains(title, "(Raft LEADER, term ") {
+			leaders++
+			if !strings.Contains(title, leader.NodeAddr) {
+				t.Errorf("tree marks %q as the leader, want %s", title, leader.NodeAddr)
+			}
+		} else if !strings.Contains(title, "(Raft follower, term ") {
+			t.Errorf("gateway title %q is neither leader nor follower", title)
+		}
+	}
+	if leaders != 1 {
+		t.Errorf("tree marks %d leaders\n%s", leaders, tc.Stdout())
+	}
+	for _, b := range blocks[3:] {
+		if !strings.HasPrefix(b, "member ") || strings.Contains(strings.SplitN(b, "\n", 2)[0], "(") {
+			t.Errorf("member block with an error or no title:\n%s", b)
+		}
+	}
+
+	// The leader's metrics: proposals, read barriers, term, leadership.
+	body, status, err := leader.Get(ctx, "/metrics")
+	if err != nil || status != 200 {
+		t.Fatalf("leader /metrics: %d %v", status, err)
+	}
+	metric := func(name string) float64 {
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(body)
+		if m == nil {
+			t.Errorf("leader metrics lack %s", name)
+			return 0
+		}
+		v, _ := strconv.ParseFloat(string(m[1]), 64)
+		return v
+	}
+	if v := metric("tolerex_raft_proposed_entries_total"); v < 20 {
+		t.Errorf("tolerex_raft_proposed_entries_total %v after 20 SETs", v)
+	}
+	if v := metric("tolerex_raft_read_index_seconds_count"); v < 1 {
+		t.Errorf("tolerex_raft_read_index_seconds_count %v after 20 GETs", v)
+	}
+	if v := metric("tolerex_raft_is_leader"); v != 1 {
+		t.Errorf("tolerex_raft_is_leader %v on the leader", v)
+	}
+	if v := metric("tolerex_raft_term"); v < 1 {
+		t.Errorf("tolerex_raft_term %v", v)
+	}
+	metric("tolerex_raft_apply_seconds_count")
+	metric("tolerex_raft_leader_changes_total")
+}
