@@ -163,6 +163,10 @@ type Op struct {
 	// Payload is the message for OpPut. The store keeps a reference until the
 	// op's Result is reported, so the caller must not modify it before then.
 	Payload []byte
+	// MayExist marks an OpPut that may repeat one already stored (the
+	// leader sent the copy again after its first answer was lost): the
+	// store then looks the record up and counts it only if it is new.
+	MayExist bool
 	// Token is returned untouched in the op's Result.
 	Token any
 }
@@ -568,6 +572,8 @@ func (s *Store) commit(batch []Op) []Result {
 		switch {
 		case op.Kind == OpPut && refused != nil:
 			err = refused
+		case op.Kind == OpPut && op.MayExist && s.holds(op, batch[:i]):
+			err = restagePut(pb, op) // stored before: written again, not counted again
 		case op.Kind == OpPut:
 			messages, bytes, err = applyPut(pb, op)
 		case op.Kind == OpDelete:
@@ -647,16 +653,44 @@ func addClamped(v uint64, delta int64) uint64 {
 }
 
 // applyPut writes op into pb and returns the change in stored records and
-// payload bytes. It reads nothing: every (id, version) is written once (the
-// leader never sends the same version to a member twice), so a put is a new
+// payload bytes. It reads nothing: the leader sends an (id, version) to a
+// member once, but for a copy it sends again after the first attempt went
+// unanswered (Op.MayExist, looked up by holds first), so a put is a new
 // record. Keeping reads off the write path keeps a write's cost flat as the
 // store grows beyond its cache.
 func applyPut(pb *pebble.Batch, op Op) (messages, bytes int64, err error) {
-	key := encodeKey(op.ID, op.Version)
-	if err := pb.Set(key, encodeValue(key, op.Payload), nil); err != nil {
-		return 0, 0, fmt.Errorf("stage value: %w", err)
+	if err := restagePut(pb, op); err != nil {
+		return 0, 0, err
 	}
 	return 1, int64(len(op.Payload)), nil
+}
+
+// restagePut writes op into pb without counting it.
+func restagePut(pb *pebble.Batch, op Op) error {
+	key := encodeKey(op.ID, op.Version)
+	if err := pb.Set(key, encodeValue(key, op.Payload), nil); err != nil {
+		return fmt.Errorf("stage value: %w", err)
+	}
+	return nil
+}
+
+// holds reports whether the store already has op's (id, version): committed
+// before, or put by an op earlier in the same commit (before). A failed
+// lookup counts as absent: at worst the record is counted twice.
+func (s *Store) holds(op Op, before []Op) bool {
+	for _, b := range before {
+		if b.Kind == OpPut && b.ID == op.ID && b.Version == op.Version {
+			return true
+		}
+	}
+	_, closer, err := s.db.Get(encodeKey(op.ID, op.Version))
+	if err != nil {
+		return false
+	}
+	if err := closer.Close(); err != nil {
+		s.log.Error().Err(err).Msg("release a looked-up record")
+	}
+	return true
 }
 
 // applyDelete deletes exactly (op.ID, op.Version) from pb and returns the

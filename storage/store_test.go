@@ -857,3 +857,34 @@ func TestOpKindNames(t *testing.T) {
 		}
 	}
 }
+
+// A copy the leader sends again (Op.MayExist) is stored and counted once,
+// whether the first attempt committed before or is in the same commit.
+func TestPutSentAgainCountsOnce(t *testing.T) {
+	s := openTestStore(t, t.TempDir(), Options{Sync: true})
+	s.mustPut(t, 1, 1, []byte("hello"))
+	if err := waitResult(s.submit(Op{Kind: OpPut, ID: 1, Version: 1, Payload: []byte("hello"), MayExist: true})); err != nil {
+		t.Fatal(err)
+	}
+	checkStats(t, s.Store, 1, 5)
+
+	// New despite MayExist: counted.
+	if err := waitResult(s.submit(Op{Kind: OpPut, ID: 2, Version: 1, Payload: []byte("abc"), MayExist: true})); err != nil {
+		t.Fatal(err)
+	}
+	checkStats(t, s.Store, 2, 8)
+
+	// Both attempts submitted at once: whether they share a commit or not,
+	// one record.
+	first := s.submit(Op{Kind: OpPut, ID: 3, Version: 1, Payload: []byte("xy")})
+	again := s.submit(Op{Kind: OpPut, ID: 3, Version: 1, Payload: []byte("xy"), MayExist: true})
+	for _, ch := range []chan error{first, again} {
+		if err := waitResult(ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkStats(t, s.Store, 3, 10)
+	mustGet(t, s.Store, 3, 1, []byte("xy"))
+	s.mustDelete(t, 3, 1, 2)
+	checkStats(t, s.Store, 2, 8)
+}

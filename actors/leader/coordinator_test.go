@@ -179,35 +179,105 @@ func TestCoordinatorWritesThroughSelectionStoresAndTheLog(t *testing.T) {
 
 // Both members of a write time out at once, with the clock: their
 // replacements are selected one after the other, each excluding every
-// member chosen before (issue 8), and the write fails definitely when no
-// member is left.
+// member chosen before (issue 8). When the selector has nobody new, a
+// member that timed out while it still looked live is asked once more
+// (its answer may have been lost), with the copy marked as sent again;
+// the write fails definitely only when that attempt times out too.
 func TestCoordinatorConcurrentStoreTimeouts(t *testing.T) {
-	c := newCoord(t, 2, 3)
-	c.set(1, 9, "x")
-	sel := c.selects()
-	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0, 1}, Live: 3})
-	c.stores()
-	c.advance(c.l.cfg.StoreTimeout + 100*time.Millisecond) // neither answers
-	sel = c.selects()
-	if len(sel) != 1 || sel[0].GetCount() != 1 || !slices.Equal(slices.Sorted(slices.Values(sel[0].GetExclude())), []uint32{0, 1}) {
-		t.Fatalf("after both timed out: selections %v, want one for 1 member excluding [0 1]", sel)
+	c, first := bothStoresTimeOut(t)
+	if len(first[0]) != 1 || !first[0][0].GetAgain() {
+		t.Fatalf("stores %v, want member 0 asked again, marked as sent again", first)
 	}
-	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{2}, Live: 1})
-	if st := c.stores(); len(st[2]) != 1 {
-		t.Fatalf("stores %v, want one to slot 2", st)
+	c.l.storeAck(2, true, &messages.StoreAck{RequestId: c.firstStores[2], Id: 9, Version: first[0][0].GetVersion(), Size: 1})
+	// 0 is silent again: with nobody new, member 1 (which timed out too) is
+	// asked again; then nobody is left to ask, since each member is asked
+	// again once.
+	for _, want := range []map[uint32]int{{1: 1}, {}} {
+		c.advance(c.l.cfg.StoreTimeout + 100*time.Millisecond)
+		sel := c.selects()
+		if len(sel) != 1 {
+			t.Fatalf("selections %v, want one more replacement", sel)
+		}
+		c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Live: 3})
+		st := c.stores()
+		if len(st) != len(want) || len(st[1]) != want[1] || (want[1] == 1 && !st[1][0].GetAgain()) {
+			t.Fatalf("stores %v, want %v sent again", st, want)
+		}
 	}
-	sel = c.selects()
-	if len(sel) != 1 || !slices.Equal(slices.Sorted(slices.Values(sel[0].GetExclude())), []uint32{0, 1, 2}) {
-		t.Fatalf("second replacement %v, want one excluding [0 1 2]", sel)
-	}
-	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Live: 1})
 	r := c.replies()
-	if len(r) != 1 || r[0].GetCode() != messages.ReplyCode_REPLY_ERROR || r[0].GetError()[:15] != "could not store" {
+	if len(r) != 1 || r[0].GetCode() != messages.ReplyCode_REPLY_ERROR || !strings.HasPrefix(r[0].GetError(), "could not store") {
 		t.Fatalf("replies %v, want a definite 'could not store'", r)
 	}
 	if len(c.takeProposals()) != 0 {
 		t.Fatal("a write that failed proposed an entry")
 	}
+}
+
+// The answer a member sends to a copy's second attempt completes the write;
+// a late answer to the first attempt does not make the leader prune the
+// copy the write names.
+func TestCoordinatorCopyAskedAgainCompletesTheWrite(t *testing.T) {
+	c, st := bothStoresTimeOut(t)
+	again := st[0][0]
+	// Slot 2's copy (sent as the first replacement) and the late answer to
+	// slot 0's first attempt arrive, then the second attempt's answer.
+	c.l.storeAck(2, true, &messages.StoreAck{RequestId: c.firstStores[2], Id: 9, Version: again.GetVersion(), Size: 1})
+	c.l.storeAck(0, true, &messages.StoreAck{RequestId: c.firstStores[0], Id: 9, Version: again.GetVersion(), Size: 1})
+	if len(c.l.out.prunes) != 0 {
+		t.Fatalf("prunes %v after the late answer to the first attempt; want none", c.l.out.prunes)
+	}
+	c.l.storeAck(0, true, &messages.StoreAck{RequestId: again.GetRequestId(), Id: 9, Version: again.GetVersion(), Size: 1})
+	props := c.takeProposals()
+	if len(props) != 1 || !slices.Equal(slices.Sorted(slices.Values(props[0].GetPut().GetReplicas())), []uint32{0, 2}) {
+		t.Fatalf("proposals %v, want the put on [0 2]", props)
+	}
+	c.apply(props...)
+	if r := c.replies(); len(r) != 1 || r[0].GetCode() != messages.ReplyCode_REPLY_OK {
+		t.Fatalf("replies %v, want OK", r)
+	}
+	if len(c.l.out.prunes) != 0 {
+		t.Fatalf("prunes %v, want none", c.l.out.prunes)
+	}
+}
+
+// bothStoresTimeOut starts a SET of id 9 (tolerance 2, 3 live members) on
+// members 0 and 1, lets both time out, gives the first replacement member
+// 2 and the second nobody, and returns the stores queued then. The first
+// attempts' request ids are in c.firstStores.
+func bothStoresTimeOut(t *testing.T) (*coordWithFirst, map[uint32][]*messages.StoreRequest) {
+	t.Helper()
+	c := &coordWithFirst{coord: newCoord(t, 2, 3), firstStores: map[uint32]uint64{}}
+	c.set(1, 9, "x")
+	sel := c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0, 1}, Live: 3})
+	for slot, reqs := range c.stores() {
+		c.firstStores[slot] = reqs[0].GetRequestId()
+	}
+	c.advance(c.l.cfg.StoreTimeout + 100*time.Millisecond) // neither answers
+	sel = c.selects()
+	if len(sel) != 1 || sel[0].GetCount() != 1 || !slices.Equal(slices.Sorted(slices.Values(sel[0].GetExclude())), []uint32{0, 1}) {
+		t.Fatalf("after both timed out: selections %v, want one for 1 member excluding [0 1]", sel)
+	}
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{2}, Live: 3})
+	st := c.stores()
+	if len(st[2]) != 1 || st[2][0].GetAgain() {
+		t.Fatalf("stores %v, want one to slot 2, a first attempt", st)
+	}
+	c.firstStores[2] = st[2][0].GetRequestId()
+	sel = c.selects()
+	if len(sel) != 1 || !slices.Equal(slices.Sorted(slices.Values(sel[0].GetExclude())), []uint32{0, 1, 2}) {
+		t.Fatalf("second replacement %v, want one excluding [0 1 2]", sel)
+	}
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Live: 3})
+	if r := c.replies(); len(r) != 0 {
+		t.Fatalf("replies %v while members that may have lost an answer are live; want none yet", r)
+	}
+	return c, c.stores()
+}
+
+type coordWithFirst struct {
+	*coord
+	firstStores map[uint32]uint64
 }
 
 // A pause of the gateway longer than the store timeout does not time the

@@ -16,6 +16,13 @@ import "slices"
 // excludes what it chose. (Two selections in flight at once, each
 // excluding only the members chosen before it, once picked the same
 // member twice for one write: issue 8.)
+//
+// A member whose copy timed out while it still looked live may be asked
+// once more, but only when the selector has nobody new: its answer may
+// have been lost rather than never sent (protoactor drops what a member
+// sends while its connection to a restarted gateway is being replaced),
+// and a write refused while every member is live is worse than one that
+// waits another store timeout.
 type placement struct {
 	need     int
 	chosen   []uint32 // every member chosen for the write, distinct, in order
@@ -29,6 +36,10 @@ type placement struct {
 	// refused is set when the first selection found fewer live members
 	// than need: the write fails without sending anything.
 	refused bool
+	// timedOut are chosen members whose copy timed out while they looked
+	// live, not asked again yet; askedAgain those asked a second time.
+	timedOut   []uint32
+	askedAgain []uint32
 }
 
 // selection asks the selector for count members, none of them in exclude.
@@ -64,9 +75,17 @@ func (p *placement) selected(members []uint32) (send []uint32, next *selection) 
 		p.chosen = append(p.chosen, slot)
 		send = append(send, slot)
 	}
+	// The selector had no other live member: ask members whose copy timed
+	// out again, each once.
+	for len(send) < asked && len(p.timedOut) > 0 {
+		slot := p.timedOut[0]
+		p.timedOut = p.timedOut[1:]
+		p.askedAgain = append(p.askedAgain, slot)
+		send = append(send, slot)
+	}
 	p.inflight += len(send)
 	// Members asked for and not found are not asked for again: the
-	// selector had no other live member, so the write cannot get them.
+	// write cannot get them.
 	return send, p.ask()
 }
 
@@ -84,6 +103,20 @@ func (p *placement) copyFailed() *selection {
 	p.wanted++
 	return p.ask()
 }
+
+// copyTimedOut records that the copy sent to slot went unanswered in time
+// while the member still looked live, and returns the selection for its
+// replacement if it can start now. If the selector has nobody new, slot
+// is asked again (once).
+func (p *placement) copyTimedOut(slot uint32) *selection {
+	if !slices.Contains(p.askedAgain, slot) {
+		p.timedOut = append(p.timedOut, slot)
+	}
+	return p.copyFailed()
+}
+
+// isAskedAgain reports whether slot was sent its copy a second time.
+func (p *placement) isAskedAgain(slot uint32) bool { return slices.Contains(p.askedAgain, slot) }
 
 // ask starts a selection for the wanted members unless one is outstanding.
 func (p *placement) ask() *selection {

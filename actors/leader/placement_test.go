@@ -154,3 +154,34 @@ func TestPlacementRandomOrdersKeepReplicasDistinct(t *testing.T) {
 		}
 	}
 }
+
+// A member whose copy timed out is asked again only when the selector has
+// nobody new, and only once.
+func TestPlacementAsksATimedOutMemberAgainOnce(t *testing.T) {
+	p, _ := newPlacement(2)
+	p.selected([]uint32{0, 1})
+	p.copyStored(1)
+	next := p.copyTimedOut(0)
+	if send, _ := p.selected([]uint32{2}); !reflect.DeepEqual(send, []uint32{2}) || next == nil {
+		t.Fatalf("sent to %v, want the new member 2 before asking 0 again", send)
+	}
+	if p.isAskedAgain(0) {
+		t.Fatal("0 asked again although a new member was found")
+	}
+	next = p.copyTimedOut(2)
+	if next == nil || !reflect.DeepEqual(next.exclude, []uint32{0, 1, 2}) {
+		t.Fatalf("replacement for 2 = %+v, want one excluding [0 1 2]", next)
+	}
+	send, _ := p.selected(nil)
+	if !reflect.DeepEqual(send, []uint32{0}) || !p.isAskedAgain(0) || p.isAskedAgain(2) {
+		t.Fatalf("sent to %v (again: 0 %v, 2 %v), want 0 asked again first", send, p.isAskedAgain(0), p.isAskedAgain(2))
+	}
+	p.copyTimedOut(0) // silent twice: not asked a third time
+	if send, _ = p.selected(nil); !reflect.DeepEqual(send, []uint32{2}) {
+		t.Fatalf("sent to %v, want 2 asked again", send)
+	}
+	p.copyTimedOut(2)
+	if send, _ = p.selected(nil); send != nil || !p.hopeless() {
+		t.Fatalf("sent to %v, hopeless %v; want nobody left to ask", send, p.hopeless())
+	}
+}

@@ -86,6 +86,7 @@ func (l *leader) startWrite(ref clientRef, msg *messages.ClientRequest) {
 	}
 	var first selection
 	w.place, first = newPlacement(l.cfg.Tolerance)
+	l.writing[w.id] = w
 	l.selectFor(w, &first)
 }
 
@@ -127,8 +128,12 @@ func (l *leader) sendStore(w *write, slot uint32) {
 		l.selectFor(w, w.place.copyFailed())
 		return
 	}
+	again := w.place.isAskedAgain(slot)
+	if again {
+		l.log.Warn().Uint32("slot", slot).Int64("id", w.id).Msg("no other member to take the copy; sending it again to a live member whose answer did not arrive")
+	}
 	id := l.track(&outstanding{slot: slot, write: w}, l.cfg.StoreTimeout, &l.deadlines.stores)
-	l.queueStore(slot, &messages.StoreRequest{RequestId: id, Id: w.id, Version: w.version, Payload: w.payload})
+	l.queueStore(slot, &messages.StoreRequest{RequestId: id, Id: w.id, Version: w.version, Payload: w.payload, Again: again})
 }
 
 // track registers an outstanding member request and returns its id.
@@ -179,6 +184,9 @@ func (l *leader) storeAck(from uint32, fromKnown bool, msg *messages.StoreAck) {
 	if pending, found := l.requests[msg.GetRequestId()]; found && answers(pending, from, fromKnown, msg.GetId(), msg.GetVersion()) {
 		o, ok = l.settle(msg.GetRequestId())
 	}
+	if !ok && l.answerToFirstAttempt(from, fromKnown, msg) {
+		return
+	}
 	if !ok || o.write == nil {
 		// Late: the request timed out or its member was declared down, and
 		// another member took its place. A copy that landed anyway is read
@@ -214,6 +222,23 @@ func (l *leader) storeAck(from uint32, fromKnown bool, msg *messages.StoreAck) {
 	l.checkWrite(w)
 }
 
+// answerToFirstAttempt handles a late answer to the first attempt of a
+// copy the write in progress sent again to the same member, and reports
+// whether it was one. The copy is the second attempt's too: it must not be
+// pruned as a stray while the write may still name the member. The second
+// attempt's own answer settles the write; this one only drops the copy if
+// the write failed or finished without the member.
+func (l *leader) answerToFirstAttempt(from uint32, fromKnown bool, msg *messages.StoreAck) bool {
+	w := l.writing[msg.GetId()]
+	if !fromKnown || w == nil || w.version != msg.GetVersion() || !w.place.isAskedAgain(from) {
+		return false
+	}
+	if w.done && msg.GetError() == "" && (w.failed || !slices.Contains(w.place.stored, from)) {
+		l.pruneCopies(w.id, w.version, uint32(len(w.payload)), []uint32{from})
+	}
+	return true
+}
+
 // storeFailed handles a store that timed out or whose member went down.
 func (l *leader) storeFailed(o *outstanding, reason string) {
 	w := o.write
@@ -222,7 +247,11 @@ func (l *leader) storeFailed(o *outstanding, reason string) {
 	}
 	l.log.Warn().Uint32("slot", o.slot).Str("reason", reason).Int64("id", w.id).Msg("store failed; replacing member")
 	l.countReplicaFailure(reason)
-	l.selectFor(w, w.place.copyFailed())
+	if v := l.slot(o.slot); reason == "timeout" && v != nil && v.usable() {
+		l.selectFor(w, w.place.copyTimedOut(o.slot))
+	} else {
+		l.selectFor(w, w.place.copyFailed())
+	}
 	l.checkWrite(w)
 }
 

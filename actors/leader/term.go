@@ -23,9 +23,12 @@ type termState struct {
 	epoch        uint64 // the epoch proposed for this term
 	counter      uint64 // version counter inside the epoch
 
-	members     []slotView
-	requests    map[uint64]*outstanding
-	selections  map[uint64]*write
+	members    []slotView
+	requests   map[uint64]*outstanding
+	selections map[uint64]*write
+	// writing is the SET in progress on each id, from its start until its
+	// entry applies or it fails (writes of one id run one at a time).
+	writing     map[int64]*write
 	deadlines   deadlineQueue
 	registering map[string]bool
 	busy        idQueues
@@ -44,6 +47,7 @@ func newTermState(term uint64) *termState {
 		term:        term,
 		requests:    make(map[uint64]*outstanding),
 		selections:  make(map[uint64]*write),
+		writing:     make(map[int64]*write),
 		registering: make(map[string]bool),
 		busy:        newIDQueues(),
 		proposals:   make(map[requestKey]*proposal),

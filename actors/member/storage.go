@@ -385,10 +385,11 @@ func (a *storageActor) storeBatch(ctx actor.Context, batch *messages.StoreBatch)
 	}
 	for _, msg := range batch.GetRequests() {
 		a.store.Submit(storage.Op{
-			Kind:    storage.OpPut,
-			ID:      msg.GetId(),
-			Version: msg.GetVersion(),
-			Payload: msg.GetPayload(),
+			Kind:     storage.OpPut,
+			ID:       msg.GetId(),
+			Version:  msg.GetVersion(),
+			Payload:  msg.GetPayload(),
+			MayExist: msg.GetAgain(),
 			Token: &pendingStore{sender: ctx.Sender(), requestID: msg.GetRequestId(), submitted: time.Now(),
 				id: msg.GetId(), version: msg.GetVersion(), size: uint32(len(msg.GetPayload()))},
 		})
