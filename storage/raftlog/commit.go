@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
@@ -84,8 +85,24 @@ func (l *Log) refused() error {
 	return fmt.Errorf("%w: %w", ErrFailed, l.failed)
 }
 
-// commitWrites stores writes in one Pebble batch (one fsync), applies them
-// to Storage() in order and reports them.
+// mustSync reports whether w must be on stable storage before it is
+// reported, the log being at prev: entries, a snapshot, or a new term or
+// vote must (raft's rule, etcd's raft.MustSync); a hard state that only
+// moves the commit index need not, since a commit index lost in a crash
+// is learned again from the leader (or, in a group of one, by committing
+// the log again). Raft moves the commit index in writes of their own
+// about as often as it appends, so not syncing them halves the fsyncs.
+func mustSync(prev position, w Write) bool {
+	if len(w.Entries) > 0 || !raft.IsEmptySnap(w.Snapshot) {
+		return true
+	}
+	hs := w.HardState
+	return hs != nil && (hs.GetTerm() != prev.hardState.GetTerm() || hs.GetVote() != prev.hardState.GetVote())
+}
+
+// commitWrites stores writes in one Pebble batch (one fsync if any of them
+// must be durable, mustSync), applies them to Storage() in order and
+// reports them.
 func (l *Log) commitWrites(writes []request) {
 	results := make([]Written, len(writes))
 	for i, r := range writes {
@@ -110,6 +127,7 @@ func (l *Log) commitWrites(writes []request) {
 	accepted := make([]bool, len(writes))
 	next := l.pos
 	var err error
+	durable := false
 	for i, r := range writes {
 		plan, after, planErr := next.planWrite(r.write)
 		if planErr != nil {
@@ -120,6 +138,7 @@ func (l *Log) commitWrites(writes []request) {
 		if err = l.stageWrite(b, plan); err != nil {
 			break
 		}
+		durable = durable || mustSync(next, r.write)
 		plans[i], accepted[i], next = plan, true, after
 	}
 	staged := 0
@@ -127,7 +146,7 @@ func (l *Log) commitWrites(writes []request) {
 		staged = b.Len()
 	}
 	if err == nil && staged > 0 {
-		err = l.commitBatch(b)
+		err = l.commitBatch(b, durable)
 		if err != nil {
 			err = fmt.Errorf("commit %d writes in %s: %w", len(writes), l.dir, err)
 		}
@@ -245,7 +264,7 @@ func (l *Log) commitSnapshot(r *snapshotRequest) {
 	err = stageCreatedSnapshot(b, plan)
 	staged := b.Len()
 	if err == nil {
-		if err = l.commitBatch(b); err != nil {
+		if err = l.commitBatch(b, true); err != nil {
 			err = fmt.Errorf("commit snapshot %d in %s: %w", r.index, l.dir, err)
 		}
 	}

@@ -19,7 +19,8 @@
 // takes the first queued request, drains whatever else is already queued
 // (up to Options.MaxBatchRequests and MaxBatchBytes) and stores every Write
 // of the group in one Pebble batch: one commit and, with Sync, one fsync
-// for all of them. Then it applies them to the MemoryStorage in order
+// for all of them (none if none of them needs one: see the durability
+// contract). Then it applies them to the MemoryStorage in order
 // (ApplySnapshot, Append, SetHardState, as MemoryStorage's own methods
 // would) and calls OnWritten once with one [Written] per Write, in
 // Write-call order. A CreateSnapshot is committed on its own batch after the
@@ -42,7 +43,12 @@
 // With Options.Sync set (what callers must use), a Written with a nil Err
 // and a nil OnSnapshot error mean the change is on stable storage: it
 // survives a process crash, an operating system crash and a power loss (as
-// far as the disk honours fsync). Each Write and each CreateSnapshot is
+// far as the disk honours fsync), with one exception raft allows: a Write
+// that only moves the hard state's commit index (no entries, no snapshot,
+// the same term and vote) is committed without fsync when no Write of its
+// group needs one, since a commit index lost in a crash is learned again
+// (etcd's raft.MustSync); a later synced commit makes it durable with
+// everything before it. Each Write and each CreateSnapshot is
 // applied in one Pebble batch, so a crash never tears one; what survives a
 // crash is a prefix, in queue order, of what was committed, and includes
 // everything reported.

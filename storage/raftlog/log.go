@@ -71,9 +71,10 @@ type Log struct {
 	storage   *raft.MemoryStorage
 	queue     chan request
 	done      sync.WaitGroup
-	// commitBatch commits a staged Pebble batch; tests replace it to make
+	// commitBatch commits a staged Pebble batch, fsync'd (with
+	// Options.Sync) if durable says it must be; tests replace it to make
 	// commits fail.
-	commitBatch func(*pebble.Batch) error
+	commitBatch func(b *pebble.Batch, durable bool) error
 
 	// mu orders sends on queue and guards closed.
 	mu     sync.Mutex
@@ -139,7 +140,12 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("open raft log %s: %w", dir, err)
 	}
 	l.db = db
-	l.commitBatch = func(b *pebble.Batch) error { return b.Commit(l.writeOpts) }
+	l.commitBatch = func(b *pebble.Batch, durable bool) error {
+		if !durable {
+			return b.Commit(pebble.NoSync)
+		}
+		return b.Commit(l.writeOpts)
+	}
 	pos, err := load(db, l.storage)
 	if err != nil {
 		if closeErr := db.Close(); closeErr != nil {

@@ -351,7 +351,7 @@ func TestFailedCommitRefusesLaterRequests(t *testing.T) {
 	injected := errors.New("injected: disk on fire")
 	// The committer reads commitBatch only after it takes a request off
 	// the queue, which the writes below put there after this assignment.
-	l.commitBatch = func(*pebble.Batch) error { return injected }
+	l.commitBatch = func(*pebble.Batch, bool) error { return injected }
 
 	if w := waitWritten(l.write(Write{Entries: entries(6, 6, 1)})); !errors.Is(w.Err, injected) || errors.Is(w.Err, ErrFailed) {
 		t.Fatalf("write in the failed commit reported %v, want the commit's error", w.Err)
@@ -473,5 +473,54 @@ func TestBackgroundDamageFailsLaterRequests(t *testing.T) {
 	l.CreateSnapshot(2, nil, nil, 0)
 	if r := l.waitSnapshot(t); !errors.Is(r.err, ErrCorrupt) {
 		t.Fatalf("snapshot after background damage reported %v, want ErrCorrupt", r.err)
+	}
+}
+
+// TestOnlyWhatRaftNeedsIsSynced: entries, a new term and a new vote are
+// fsync'd; a hard state that only moves the commit index is not (raft's
+// MustSync), and it is still stored and survives a reopen after a clean
+// close.
+func TestOnlyWhatRaftNeedsIsSynced(t *testing.T) {
+	dir := t.TempDir()
+	l := openTestLog(t, dir, Options{Sync: true})
+	var (
+		mu      sync.Mutex
+		durable []bool
+	)
+	commit := l.commitBatch
+	// Set before the first write: the committer reads commitBatch only
+	// after it takes a request off the queue.
+	l.commitBatch = func(b *pebble.Batch, d bool) error {
+		mu.Lock()
+		durable = append(durable, d)
+		mu.Unlock()
+		return commit(b, d)
+	}
+	steps := []struct {
+		write Write
+		want  bool
+	}{
+		{Write{HardState: hardState(1, 1, 0)}, true},                            // first term and vote
+		{Write{Entries: entries(1, 3, 1), HardState: hardState(1, 1, 0)}, true}, // entries
+		{Write{HardState: hardState(1, 1, 2)}, false},                           // commit only
+		{Write{HardState: hardState(1, 1, 3)}, false},                           // commit only
+		{Write{HardState: hardState(2, 0, 3)}, true},                            // new term
+		{Write{HardState: hardState(2, 2, 3)}, true},                            // new vote
+	}
+	for i, s := range steps {
+		l.mustWrite(t, s.write)
+		mu.Lock()
+		got := durable[len(durable)-1]
+		mu.Unlock()
+		if got != s.want {
+			t.Errorf("step %d (%v): synced %v, want %v", i, s.write.HardState, got, s.want)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	re := openTestLog(t, dir, Options{Sync: true})
+	if hs, _, err := re.Storage().InitialState(); err != nil || hs.GetCommit() != 3 || hs.GetTerm() != 2 || hs.GetVote() != 2 {
+		t.Fatalf("hard state after reopen = %v, %v; want term 2, vote 2, commit 3", hs, err)
 	}
 }
