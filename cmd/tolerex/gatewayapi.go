@@ -326,8 +326,10 @@ func clusterTree(node *cluster.Node, leaderPID *actor.PID) tree.ClusterView {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// 2 s: a gateway that never talked to the member opens a TLS
+			// connection to it first (over 1 s once, in CI, under -race).
 			pid := actor.NewPID(m.NodeAddress, messages.MemberActor)
-			res, err := node.System.Root.RequestFuture(pid, &messages.TreeRequest{}, time.Second).Result()
+			res, err := node.System.Root.RequestFuture(pid, &messages.TreeRequest{}, 2*time.Second).Result()
 			reply, ok := res.(*messages.TreeReply)
 			switch {
 			case err != nil:
