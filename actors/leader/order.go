@@ -129,7 +129,7 @@ func (l *leader) dispatch(ref clientRef, req *messages.ClientRequest) {
 
 // finish ends the write of id and starts what waited for it.
 func (l *leader) finish(id int64) {
-	delete(l.writing, id)
+	delete(l.resent, id)
 	for _, next := range l.busy.finished(id) {
 		l.dispatch(next.ref, next.req)
 	}

@@ -86,7 +86,6 @@ func (l *leader) startWrite(ref clientRef, msg *messages.ClientRequest) {
 	}
 	var first selection
 	w.place, first = newPlacement(l.cfg.Tolerance)
-	l.writing[w.id] = w
 	l.selectFor(w, &first)
 }
 
@@ -130,6 +129,7 @@ func (l *leader) sendStore(w *write, slot uint32) {
 	}
 	again := w.place.isAskedAgain(slot)
 	if again {
+		l.resent[w.id] = w
 		l.log.Warn().Uint32("slot", slot).Int64("id", w.id).Msg("no other member to take the copy; sending it again to a live member whose answer did not arrive")
 	}
 	id := l.track(&outstanding{slot: slot, write: w}, l.cfg.StoreTimeout, &l.deadlines.stores)
@@ -229,7 +229,7 @@ func (l *leader) storeAck(from uint32, fromKnown bool, msg *messages.StoreAck) {
 // attempt's own answer settles the write; this one only drops the copy if
 // the write failed or finished without the member.
 func (l *leader) answerToFirstAttempt(from uint32, fromKnown bool, msg *messages.StoreAck) bool {
-	w := l.writing[msg.GetId()]
+	w := l.resent[msg.GetId()]
 	if !fromKnown || w == nil || w.version != msg.GetVersion() || !w.place.isAskedAgain(from) {
 		return false
 	}

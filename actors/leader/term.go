@@ -26,9 +26,11 @@ type termState struct {
 	members    []slotView
 	requests   map[uint64]*outstanding
 	selections map[uint64]*write
-	// writing is the SET in progress on each id, from its start until its
-	// entry applies or it fails (writes of one id run one at a time).
-	writing     map[int64]*write
+	// resent holds, by id, the SET in progress that sent a copy again to a
+	// member (placement.isAskedAgain), until its entry applies or it fails
+	// (writes of one id run one at a time): a late answer to the first
+	// attempt is matched against it.
+	resent      map[int64]*write
 	deadlines   deadlineQueue
 	registering map[string]bool
 	busy        idQueues
@@ -47,7 +49,7 @@ func newTermState(term uint64) *termState {
 		term:        term,
 		requests:    make(map[uint64]*outstanding),
 		selections:  make(map[uint64]*write),
-		writing:     make(map[int64]*write),
+		resent:      make(map[int64]*write),
 		registering: make(map[string]bool),
 		busy:        newIDQueues(),
 		proposals:   make(map[requestKey]*proposal),
