@@ -133,16 +133,7 @@ func (a gatewayAPI) gatewayTrees(st *consensus.Status) []tree.NodeView {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := a.root.RequestFuture(a.consensusOf(g.NodeAddress), &messages.TreeRequest{}, time.Second).Result()
-			reply, ok := res.(*messages.TreeReply)
-			switch {
-			case err != nil:
-				out[i].Error = err.Error()
-			case !ok:
-				out[i].Error = fmt.Sprintf("unexpected reply %T", res)
-			default:
-				out[i] = tree.ViewOf(reply.GetTree())
-			}
+			askTree(a.root, a.consensusOf(g.NodeAddress), time.Second, &out[i])
 		}()
 	}
 	wg.Wait()
@@ -328,20 +319,25 @@ func clusterTree(node *cluster.Node, leaderPID *actor.PID) tree.ClusterView {
 			defer wg.Done()
 			// 2 s: a gateway that never talked to the member opens a TLS
 			// connection to it first (over 1 s once, in CI, under -race).
-			pid := actor.NewPID(m.NodeAddress, messages.MemberActor)
-			res, err := node.System.Root.RequestFuture(pid, &messages.TreeRequest{}, 2*time.Second).Result()
-			reply, ok := res.(*messages.TreeReply)
-			switch {
-			case err != nil:
-				members[i].Error = err.Error()
-			case !ok:
-				members[i].Error = fmt.Sprintf("unexpected reply %T", res)
-			default:
-				members[i] = tree.ViewOf(reply.GetTree())
-			}
+			askTree(node.System.Root, actor.NewPID(m.NodeAddress, messages.MemberActor), 2*time.Second, &members[i])
 		}()
 	}
 	wg.Wait()
 	view.Nodes = append(view.Nodes, members...)
 	return view
+}
+
+// askTree asks the actor at pid for its node's supervision tree and puts
+// it in view, or the reason it could not get it in view.Error.
+func askTree(root *actor.RootContext, pid *actor.PID, timeout time.Duration, view *tree.NodeView) {
+	res, err := root.RequestFuture(pid, &messages.TreeRequest{}, timeout).Result()
+	reply, ok := res.(*messages.TreeReply)
+	switch {
+	case err != nil:
+		view.Error = err.Error()
+	case !ok:
+		view.Error = fmt.Sprintf("unexpected reply %T", res)
+	default:
+		*view = tree.ViewOf(reply.GetTree())
+	}
 }
