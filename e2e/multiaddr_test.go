@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tolerex/tolerex/cluster/local"
 	"github.com/tolerex/tolerex/gateway/client"
 	"github.com/tolerex/tolerex/gateway/loadgen"
 )
@@ -18,35 +17,6 @@ import (
 // The client side of the gateways' Raft group (issue 9, item 9): `tolerex
 // bench` and `tolerex client` take the list of gateways and move to the
 // next one when theirs dies.
-
-// failoverGroup starts three gateways (one Raft group) and three members,
-// tolerance 2, and waits until the group is healthy. Logs are printed if
-// the test fails.
-func failoverGroup(t *testing.T) *local.Cluster {
-	t.Helper()
-	c, err := local.New(local.Config{
-		Binary: bin, Dir: t.TempDir(), Gateways: 3, Members: 3, Tolerance: 2, LogLevel: "info",
-		NoPrompt: true, GatewayGroupArgs: local.RaftGroup, Addrs: ports,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = c.KillAll()
-		if t.Failed() {
-			for _, n := range c.Nodes() {
-				t.Logf("---- %s log tail ----\n%s", n.Name, n.LogTail(3000))
-			}
-		}
-	})
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WaitHealthy(context.Background(), 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
 
 // TestBenchAndClientFailOverBetweenGateways runs `tolerex bench --addr
 // g1,g2,g3` and SIGKILLs the gateway that leads while it runs. The
@@ -56,7 +26,7 @@ func failoverGroup(t *testing.T) *local.Cluster {
 // acknowledged after the kill. Then `tolerex client --addr dead,alive`
 // connects to the live one.
 func TestBenchAndClientFailOverBetweenGateways(t *testing.T) {
-	c := failoverGroup(t)
+	c := raftGroup(t, 3, 3)
 	leader, ok := c.Leader(context.Background())
 	if !ok {
 		t.Fatal("no gateway leads in a healthy group")

@@ -220,14 +220,7 @@ func runFailover(ctx context.Context, o failoverOptions) error {
 	for _, s := range report.Summaries {
 		fmt.Println(s.line())
 	}
-	if err := writeJSON(o.jsonOut, report); err != nil {
-		return err
-	}
-	if err := replaceSection(o.mdOut, failoverBegin, failoverEnd, failoverMarkdown(report)); err != nil {
-		return err
-	}
-	fmt.Printf("wrote %s and %s\n", o.jsonOut, o.mdOut)
-	return nil
+	return writeReport(o.jsonOut, o.mdOut, failoverBegin, failoverEnd, report, failoverMarkdown(report))
 }
 
 // signalName is the name of a --signals entry.

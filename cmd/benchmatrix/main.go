@@ -336,7 +336,7 @@ func run(ctx context.Context, o options) error {
 		report.Flat = flat
 	}
 	report.Conditions.LoadAverage = fmt.Sprintf("%s at the start, %s at the end", startLoad, loadAverage())
-	return writeReport(report, o)
+	return writeReport(o.jsonOut, o.mdOut, beginMarker, endMarker, report, markdown(report))
 }
 
 // profileName names a row's CPU profiles: the 1-gateway rows keep the
@@ -617,16 +617,16 @@ const (
 	endMarker   = "<!-- benchmatrix:end -->"
 )
 
-// writeReport writes the JSON file and the generated section of the
-// markdown file.
-func writeReport(r *Report, o options) error {
-	if err := writeJSON(o.jsonOut, r); err != nil {
+// writeReport writes report to the JSON file jsonOut and section, between
+// the begin and end markers, to the markdown file mdOut.
+func writeReport(jsonOut, mdOut, begin, end string, report any, section string) error {
+	if err := writeJSON(jsonOut, report); err != nil {
 		return err
 	}
-	if err := replaceSection(o.mdOut, beginMarker, endMarker, markdown(r)); err != nil {
+	if err := replaceSection(mdOut, begin, end, section); err != nil {
 		return err
 	}
-	fmt.Printf("wrote %s and %s\n", o.jsonOut, o.mdOut)
+	fmt.Printf("wrote %s and %s\n", jsonOut, mdOut)
 	return nil
 }
 
