@@ -168,6 +168,8 @@ type node struct {
 	// sent and when.
 	outbound map[uint64]sentSnapshot
 	ticks    uint64
+	// noticesDue is set while a releaseNotices is on its way.
+	noticesDue bool
 }
 
 // Internal messages.
@@ -187,7 +189,14 @@ type (
 		err   error
 	}
 	endpointDown struct{ address string }
+	// releaseNotices sends the commit notices the transport held back.
+	releaseNotices struct{}
 )
+
+// commitNoticeDelay is how long the transport may hold back a commit
+// notice (see peers) for a later append to carry instead. Under load the
+// leader proposes a new entry about every millisecond.
+const commitNoticeDelay = 5 * time.Millisecond
 
 // Receive handles one message and then whatever Raft has ready.
 func (n *node) Receive(ctx actor.Context) {
@@ -218,7 +227,18 @@ func (n *node) Receive(ctx actor.Context) {
 	}
 	if n.rn != nil {
 		n.processReady(ctx)
-		n.peers.flush(ctx)
+		n.sendQueued(ctx)
+	}
+}
+
+// sendQueued sends what the turn queued for other gateways, and makes
+// sure commit notices held back are released in time.
+func (n *node) sendQueued(ctx actor.Context) {
+	n.peers.flush(ctx)
+	if n.peers.holdsNotices() && !n.noticesDue {
+		n.noticesDue = true
+		root, self := n.root, n.self
+		time.AfterFunc(commitNoticeDelay, func() { root.Send(self, releaseNotices{}) })
 	}
 }
 
@@ -246,5 +266,8 @@ func (n *node) handle(ctx actor.Context, msg any) {
 		n.snapshotStored(msg)
 	case *endpointDown:
 		n.peers.down(msg.address, n)
+	case releaseNotices:
+		n.noticesDue = false
+		n.peers.releaseNotices()
 	}
 }

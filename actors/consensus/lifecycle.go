@@ -274,5 +274,5 @@ func (n *node) tick(ctx actor.Context) {
 	n.barriers.retry(n)
 	n.expireSnapshots()
 	n.processReady(ctx)
-	n.peers.flush(ctx)
+	n.sendQueued(ctx)
 }

@@ -19,6 +19,20 @@ import (
 // is sent at most one batch per downProbeInterval until it is heard from
 // again: protoactor starts a new connection attempt for every send to a
 // dead address (ARCHITECTURE §9), and Raft sends heartbeats every tick.
+//
+// It also holds back commit notices. Each time the commit index moves, a
+// leader's raft sends every follower an append message without entries
+// that only carries the new commit index; under load that is one more
+// message each way per follower for every Raft entry, half of all the
+// group's traffic (measured: 1,924 of 3,813 appends a second at SET 64).
+// Such a notice is kept until releaseNotices (the node calls it
+// commitNoticeDelay after the first one was held) and dropped if a later
+// append to the same gateway goes out first: that one carries a commit
+// index at least as high and is answered the same way, so the follower
+// loses nothing but a few milliseconds of knowing what is committed, which
+// no client waits for (the leader decides commits; reads are served by the
+// leader). To raft a dropped notice is a message lost on the way, which it
+// is built to tolerate; the heartbeats carry the commit index too.
 type peers struct {
 	// onSnapshot is told of every snapshot sent: to whom, at which index.
 	onSnapshot func(to, index uint64)
@@ -27,6 +41,9 @@ type peers struct {
 	byID       map[uint64]*peer
 	pending    map[uint64][][]byte
 	snaps      []*raftpb.Message
+	// notices are the commit notices held back, by gateway: the latest
+	// only, as a later one carries everything an earlier one does.
+	notices map[uint64]*raftpb.Message
 }
 
 type peer struct {
@@ -42,7 +59,8 @@ type peer struct {
 const downProbeInterval = time.Second
 
 func newPeers(self uint64, log zerolog.Logger) *peers {
-	return &peers{self: self, log: log, byID: make(map[uint64]*peer), pending: make(map[uint64][][]byte)}
+	return &peers{self: self, log: log, byID: make(map[uint64]*peer), pending: make(map[uint64][][]byte),
+		notices: make(map[uint64]*raftpb.Message)}
 }
 
 // set records a gateway's node address.
@@ -88,12 +106,40 @@ func (p *peers) idOf(address string) (uint64, bool) {
 	return 0, false
 }
 
-// send queues a Raft message for its gateway.
+// send queues a Raft message for its gateway, or holds it back if it is
+// a commit notice.
 func (p *peers) send(m *raftpb.Message) {
-	if m.GetType() == raftpb.MsgSnap {
+	switch {
+	case m.GetType() == raftpb.MsgSnap:
 		p.snaps = append(p.snaps, m)
 		return
+	case isCommitNotice(m):
+		p.notices[m.GetTo()] = m
+		return
+	case m.GetType() == raftpb.MsgApp:
+		delete(p.notices, m.GetTo()) // this append carries the commit index too
 	}
+	p.queue(m)
+}
+
+// isCommitNotice reports an append message without entries: one that
+// only tells a follower the commit index.
+func isCommitNotice(m *raftpb.Message) bool {
+	return m.GetType() == raftpb.MsgApp && len(m.GetEntries()) == 0
+}
+
+// holdsNotices reports commit notices held back.
+func (p *peers) holdsNotices() bool { return len(p.notices) > 0 }
+
+// releaseNotices queues the commit notices held back, for the next flush.
+func (p *peers) releaseNotices() {
+	for to, m := range p.notices {
+		delete(p.notices, to)
+		p.queue(m)
+	}
+}
+
+func (p *peers) queue(m *raftpb.Message) {
 	data, err := proto.Marshal(m)
 	if err != nil {
 		p.log.Error().Err(err).Msg("encode raft message")
