@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -593,6 +594,18 @@ func TestCLIDev(t *testing.T) {
 		}
 	}
 	waitDevLive("after start")
+	// Every process shares the machine: dev gives each --max-procs, half
+	// the cores (at least 1), and each runs with it.
+	wantProcs := float64(max(1, runtime.NumCPU()/2))
+	for i := 0; i <= members; i++ {
+		p := gw
+		if i > 0 {
+			p = AdminView(fmt.Sprintf("member-%d", i), net.JoinHostPort("127.0.0.1", strconv.Itoa(adminPort+i)))
+		}
+		if got := processGauge(t, p, "go_sched_gomaxprocs_threads"); got != wantProcs {
+			t.Errorf("%s runs with GOMAXPROCS %v, want %v (dev's default --max-procs)", p.Name, got, wantProcs)
+		}
+	}
 	const messages = 30
 	for id := range int64(messages) {
 		if err := cl.Set(id, []byte(fmt.Sprintf("dev message %d", id))); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -29,6 +30,7 @@ type nodeFlags struct {
 	maxMessageBytes int
 	actorMetrics    bool
 	gcPercent       int
+	maxProcs        int
 }
 
 // defaultGCPercent is the garbage collector's target for nodes: a node's
@@ -56,6 +58,7 @@ func (f *nodeFlags) register(fs *pflag.FlagSet, nodeAddr, adminAddr, dataDir str
 	fs.IntVar(&f.maxMessageBytes, "max-message-bytes", gateway.DefaultMaxMessageBytes, "largest message a client may store")
 	fs.BoolVar(&f.actorMetrics, "protoactor-metrics", true, "export protoactor's own actor metrics (protoactor_*); they cost a few microseconds per actor message")
 	fs.IntVar(&f.gcPercent, "gc-percent", defaultGCPercent, "Go garbage collector target (as GOGC): the heap may grow by this percentage of the live heap between collections; higher spends less CPU on collection and more memory (Go's default is 100). A GOGC environment variable takes precedence")
+	fs.IntVar(&f.maxProcs, "max-procs", 0, "most cores this process runs Go code on at once (as GOMAXPROCS); 0 is Go's default: every core, or the container's CPU limit. Lower it when several nodes share a machine. A GOMAXPROCS environment variable takes precedence")
 }
 
 func (f *nodeFlags) validate() error {
@@ -67,6 +70,9 @@ func (f *nodeFlags) validate() error {
 	}
 	if f.gcPercent < 10 {
 		return fmt.Errorf("--gc-percent must be at least 10, got %d", f.gcPercent)
+	}
+	if f.maxProcs < 0 {
+		return fmt.Errorf("--max-procs must be 0 (Go's default) or more, got %d", f.maxProcs)
 	}
 	return nil
 }
@@ -82,6 +88,9 @@ func (f *nodeFlags) start(role certs.Role, ready func() error) (*cluster.Node, *
 	log = log.With().Str("role", string(role)).Logger()
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(f.gcPercent)
+	}
+	if os.Getenv("GOMAXPROCS") == "" && f.maxProcs > 0 {
+		runtime.GOMAXPROCS(f.maxProcs)
 	}
 	if !f.sync {
 		log.Warn().Msg("--sync=false: writes are acknowledged before they reach the disk; a process or machine crash can lose them")
