@@ -551,7 +551,8 @@ func conditions(o options) Conditions {
 		Cores:   runtime.NumCPU(),
 		Kernel:  kernel(),
 		Go:      runtime.Version(),
-		Cluster: "tolerex dev --gateways 1: 1 gateway (a Raft group of one) + 3 members, tolerance 2, fsync on (--sync=true), mTLS, --no-prompt, all on 127.0.0.1",
+		Cluster: fmt.Sprintf("tolerex dev --gateways 1: 1 gateway (a Raft group of one) + 3 members, tolerance 2, fsync on (--sync=true), mTLS, --no-prompt, "+
+			"every process at --max-procs %d (dev's default, half the cores, unless the flags below say otherwise), all on 127.0.0.1", max(1, runtime.NumCPU()/2)),
 		Gateways3: "tolerex dev --gateways 3: 3 gateways (one Raft group, tick 50 ms, election 10 ticks) + 3 members, otherwise the same, running beside the 1-gateway cluster " +
 			"from the first 3-gateway row on; each 3-gateway row's runs are taken in turns with its 1-gateway row's. The flat-with-size check runs on two 3-gateway clusters",
 		Size:       o.size,
