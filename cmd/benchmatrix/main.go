@@ -545,12 +545,12 @@ func opsPerSec(runs []*loadgen.Result) []float64 {
 // conditions describes the machine and the clusters of the matrix.
 func conditions(o options) Conditions {
 	c := Conditions{
-		Date:    time.Now().UTC().Format(time.RFC3339),
-		Commit:  commit(),
-		CPU:     cpuModel(),
-		Cores:   runtime.NumCPU(),
-		Kernel:  kernel(),
-		Go:      runtime.Version(),
+		Date:   time.Now().UTC().Format(time.RFC3339),
+		Commit: commit(),
+		CPU:    cpuModel(),
+		Cores:  runtime.NumCPU(),
+		Kernel: kernel(),
+		Go:     runtime.Version(),
 		Cluster: fmt.Sprintf("tolerex dev --gateways 1: 1 gateway (a Raft group of one) + 3 members, tolerance 2, fsync on (--sync=true), mTLS, --no-prompt, "+
 			"every process at --max-procs %d (dev's default, half the cores, unless the flags below say otherwise), all on 127.0.0.1", max(1, runtime.NumCPU()/2)),
 		Gateways3: "tolerex dev --gateways 3: 3 gateways (one Raft group, tick 50 ms, election 10 ticks) + 3 members, otherwise the same, running beside the 1-gateway cluster " +
