@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/tolerex/tolerex/gateway/codec"
-	"github.com/tolerex/tolerex/gateway/loadgen"
 )
 
 func TestDistributionNearestRank(t *testing.T) {
@@ -85,14 +84,3 @@ func TestRecordClassifies(t *testing.T) {
 type errTest string
 
 func (e errTest) Error() string { return string(e) }
-
-func TestMergeResultsBounds(t *testing.T) {
-	parts := []*loadgen.Result{
-		{Ops: 100, Sets: 100, OpsPerSec: 1000, Latency: loadgen.Latency{P50: 1, P99: 5, Max: 9, Mean: 2}},
-		{Ops: 300, Sets: 300, OpsPerSec: 3000, Latency: loadgen.Latency{P50: 2, P99: 4, Max: 7, Mean: 4}, FirstError: "e"},
-	}
-	m := mergeResults(loadgen.Config{Op: loadgen.OpSet, Conns: 4}, parts)
-	if m.Ops != 400 || m.OpsPerSec != 4000 || m.Latency.P50 != 2 || m.Latency.P99 != 5 || m.Latency.Max != 9 || m.Latency.Mean != 3.5 || m.FirstError != "e" {
-		t.Errorf("merged %+v", m)
-	}
-}

@@ -17,7 +17,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -27,7 +26,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -126,11 +124,6 @@ type Run struct {
 	// RatioTo1Gateway, on a 3-gateway row, is its median throughput over
 	// the median of the 1-gateway row it was measured in turns with.
 	RatioTo1Gateway float64 `json:"ratio_to_1_gateway,omitempty"`
-	// LatencyUpperBound is set when the latency figures are upper bounds:
-	// on a row whose clients are spread over several gateways, each
-	// gateway's clients are one load generator run, and each percentile is
-	// the highest of those runs' (max and mean are exact).
-	LatencyUpperBound bool `json:"latency_upper_bound,omitempty"`
 }
 
 // Flat compares SET throughput on an empty cluster with a cluster holding
@@ -316,7 +309,7 @@ func run(ctx context.Context, o options) error {
 		base := median(repeats[0])
 		for j, row := range rows {
 			med := median(repeats[j])
-			r := Run{Scenario: row, Result: med, Repeats: repeats[j], LatencyUpperBound: row.Clients == clientsOnEvery && row.Gateways > 1}
+			r := Run{Scenario: row, Result: med, Repeats: repeats[j]}
 			ratio := ""
 			if j > 0 {
 				r.RatioTo1Gateway = med.OpsPerSec / base.OpsPerSec
@@ -362,10 +355,13 @@ func throughputs(runs []*loadgen.Result) string {
 }
 
 // loadRow runs one load against the cluster: every connection on the
-// gateway that leads, or spread over every gateway (see spreadLoad).
+// gateway that leads, or spread over every gateway (one load generator,
+// whose connection i starts on gateway i mod 3), like the 1-gateway rows'
+// single load generator.
 func loadRow(ctx context.Context, cl *devCluster, sc scenario, cfg loadgen.Config) (*loadgen.Result, error) {
 	if sc.Clients == clientsOnEvery && len(cl.clientAddrs) > 1 {
-		return spreadLoad(ctx, cl.clientAddrs, cfg)
+		cfg.Addrs = cl.clientAddrs
+		return loadgen.Run(ctx, cfg)
 	}
 	g, err := cl.leader(ctx)
 	if err != nil {
@@ -373,79 +369,6 @@ func loadRow(ctx context.Context, cl *devCluster, sc scenario, cfg loadgen.Confi
 	}
 	cfg.Addr = cl.clientAddrs[g]
 	return loadgen.Run(ctx, cfg)
-}
-
-// spreadLoad runs cfg with its connections spread evenly over addrs: one
-// load generator run per address, all at once, SETs on disjoint keys. The
-// result adds up requests, errors and throughput; max and mean latency are
-// exact, and every other percentile is the highest of the runs' (an upper
-// bound of the merged one: if each run has at most a share q of its
-// requests above a value, so has their union).
-func spreadLoad(ctx context.Context, addrs []string, cfg loadgen.Config) (*loadgen.Result, error) {
-	if cfg.Conns < len(addrs) {
-		return nil, fmt.Errorf("%d connections cannot be spread over %d gateways", cfg.Conns, len(addrs))
-	}
-	results := make([]*loadgen.Result, len(addrs))
-	errs := make([]error, len(addrs))
-	var wg sync.WaitGroup
-	keys := cfg.Keys
-	if cfg.Op == loadgen.OpSet {
-		keys = cfg.Keys / int64(len(addrs))
-	}
-	for i, addr := range addrs {
-		part := cfg
-		part.Addr = addr
-		part.Conns = cfg.Conns / len(addrs)
-		if i < cfg.Conns%len(addrs) {
-			part.Conns++
-		}
-		if cfg.Op == loadgen.OpSet {
-			part.Keys, part.Offset = keys, cfg.Offset+int64(i)*keys
-		}
-		if cfg.Ops > 0 {
-			part.Ops = max(1, cfg.Ops*int64(part.Conns)/int64(cfg.Conns))
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i], errs[i] = loadgen.Run(ctx, part)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return mergeResults(cfg, results), nil
-}
-
-// mergeResults adds up the runs of spreadLoad (see there).
-func mergeResults(cfg loadgen.Config, parts []*loadgen.Result) *loadgen.Result {
-	m := &loadgen.Result{Op: cfg.Op, Conns: cfg.Conns, Depth: cfg.Depth, Size: cfg.Size, Keys: cfg.Keys, Offset: cfg.Offset, Warmup: cfg.Warmup}
-	var weighted float64
-	for _, p := range parts {
-		m.Elapsed = max(m.Elapsed, p.Elapsed)
-		m.Ops += p.Ops
-		m.Sets += p.Sets
-		m.Gets += p.Gets
-		m.Errors += p.Errors
-		m.Mismatches += p.Mismatches
-		m.Misses += p.Misses
-		m.OpsPerSec += p.OpsPerSec
-		if m.FirstError == "" {
-			m.FirstError = p.FirstError
-		}
-		l := p.Latency
-		m.Latency.P50 = max(m.Latency.P50, l.P50)
-		m.Latency.P90 = max(m.Latency.P90, l.P90)
-		m.Latency.P99 = max(m.Latency.P99, l.P99)
-		m.Latency.P999 = max(m.Latency.P999, l.P999)
-		m.Latency.Max = max(m.Latency.Max, l.Max)
-		weighted += l.Mean * float64(p.Ops)
-	}
-	if m.Ops > 0 {
-		m.Latency.Mean = weighted / float64(m.Ops)
-	}
-	return m
 }
 
 // flatWithSize starts two fresh 3-gateway clusters side by side, stores
@@ -678,23 +601,21 @@ func markdown(r *Report) string {
 	fmt.Fprintf(&b, "- Load: closed loop, %d-byte messages, %s measured after %s warm-up per run, %d runs per row (the row shows the median run); %s; GETs read %d preloaded keys at random; SETs write fresh keys\n\n",
 		c.Size, c.Duration, c.Warmup, c.Repeat, c.LoadOnHost, c.Preloaded)
 	b.WriteString("| scenario | ops/s (median) | vs 1 gateway | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | ops/s of each run |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
-	bounded := false
+	spread := false
 	for _, run := range r.Runs {
 		l := run.Result.Latency
-		ratio, le := "", ""
+		ratio := ""
 		if run.RatioTo1Gateway > 0 {
 			ratio = fmt.Sprintf("%.2fx", run.RatioTo1Gateway)
 		}
-		if run.LatencyUpperBound {
-			le, bounded = "≤ ", true
-		}
-		fmt.Fprintf(&b, "| %s | %.0f | %s | %s%.3f | %s%.3f | %s%.3f | %s%.3f | %.3f | %d | %s |\n",
-			run.Scenario.Name, run.Result.OpsPerSec, ratio, le, l.P50, le, l.P90, le, l.P99, le, l.P999, l.Max,
+		spread = spread || (run.Scenario.Clients == clientsOnEvery && run.Scenario.Gateways > 1)
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %d | %s |\n",
+			run.Scenario.Name, run.Result.OpsPerSec, ratio, l.P50, l.P90, l.P99, l.P999, l.Max,
 			run.Result.Errors+run.Result.Mismatches, throughputs(run.Repeats))
 	}
-	if bounded {
-		b.WriteString("\nRows with clients on all 3 gateways run one load generator per gateway (22, 21 and 21 connections) at once: their throughput is the sum, " +
-			"and their percentiles (marked ≤) are the highest of the three, an upper bound of the merged figure. The ratio is the row's median throughput over its 1-gateway row's.\n")
+	if spread {
+		b.WriteString("\nRows with clients on all 3 gateways run one load generator, as the 1-gateway rows do, whose connections start round robin on the three gateways (22, 21 and 21). " +
+			"The ratio is the row's median throughput over its 1-gateway row's.\n")
 	}
 	if f := r.Flat; f != nil {
 		fmt.Fprintf(&b, "\nFlat with size (two fresh %d-gateway clusters side by side, clients on the leader, runs taken in turns, median of %d each): SET 64 conns on the empty cluster %.0f ops/s (runs: %s); "+
