@@ -179,17 +179,25 @@ func TestMemberDiskFull(t *testing.T) {
 // is killed.
 func mountTmpfs(t *testing.T, p *Process, size string) {
 	t.Helper()
-	if err := os.MkdirAll(p.DataDir, 0o700); err != nil {
+	mountTmpfsAt(t, p.DataDir, size, func() { p.Kill(t) })
+}
+
+// mountTmpfsAt mounts a tmpfs of size on dir, or skips the test if this
+// process may not mount. When the test ends it calls kill (which must stop
+// whatever uses dir) and unmounts it.
+func mountTmpfsAt(t *testing.T, dir, size string, kill func()) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", p.DataDir).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
 		t.Skipf("cannot mount a %s tmpfs (needs root or CAP_SYS_ADMIN): %v %s", size, err, out)
 	}
 	t.Cleanup(func() {
-		p.Kill(t)
-		if out, err := exec.Command("umount", p.DataDir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", p.DataDir, err, out)
-			_ = exec.Command("umount", "-l", p.DataDir).Run()
+		kill()
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", dir, err, out)
+			_ = exec.Command("umount", "-l", dir).Run()
 		}
 	})
 }

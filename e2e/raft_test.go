@@ -33,6 +33,14 @@ import (
 // runs as root, for partitions.
 func raftGroup(t *testing.T, gateways, members int, gatewayArgs ...string) *local.Cluster {
 	t.Helper()
+	c := newRaftGroup(t, gateways, members, gatewayArgs...)
+	startRaftGroup(t, c)
+	return c
+}
+
+// newRaftGroup is raftGroup before its processes start.
+func newRaftGroup(t *testing.T, gateways, members int, gatewayArgs ...string) *local.Cluster {
+	t.Helper()
 	cfg := local.Config{
 		Binary: bin, Dir: t.TempDir(), Gateways: gateways, Members: members, Tolerance: 2,
 		LogLevel: "debug", GatewayArgs: gatewayArgs,
@@ -59,13 +67,19 @@ func raftGroup(t *testing.T, gateways, members int, gatewayArgs ...string) *loca
 			}
 		}
 	})
+	return c
+}
+
+// startRaftGroup starts the processes of newRaftGroup and waits until the
+// group is healthy.
+func startRaftGroup(t *testing.T, c *local.Cluster) {
+	t.Helper()
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.WaitHealthy(context.Background(), 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	return c
 }
 
 // raftStatus is a gateway's /api/raft, or an error if it does not answer.

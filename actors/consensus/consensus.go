@@ -23,6 +23,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/tolerex/tolerex/messages"
+	"github.com/tolerex/tolerex/storage/diskspace"
 	"github.com/tolerex/tolerex/storage/raftlog"
 )
 
@@ -55,6 +56,11 @@ type Config struct {
 	TickInterval   time.Duration
 	ElectionTicks  int
 	HeartbeatTicks int
+	// MinFreeBytes is the free space the Raft log's filesystem must keep:
+	// below it the gateway takes no new log entries (disk.go). 0 turns
+	// the check off. Statfs, if set, replaces diskspace.Statfs (tests).
+	MinFreeBytes uint64
+	Statfs       diskspace.StatFunc
 	// SnapshotEntries is how many applied entries trigger a snapshot of the
 	// state machine (and the log before it is then compacted, but for
 	// CatchUpEntries kept for followers that lag a little).
@@ -170,6 +176,10 @@ type node struct {
 	ticks    uint64
 	// noticesDue is set while a releaseNotices is on its way.
 	noticesDue bool
+	// disk guards the Raft log's free space (nil: not checked); diskFull
+	// says why no entries are taken, "" while they are.
+	disk     *diskspace.Guard
+	diskFull string
 }
 
 // Internal messages.

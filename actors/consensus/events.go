@@ -39,6 +39,11 @@ const (
 	DropTransfer  = "leadership is being transferred"
 )
 
+// DropDiskFull starts the reason of ProposalsDropped for entries refused
+// because the Raft log's disk is nearly full (disk.go): a definite
+// refusal, with the figures after it.
+const DropDiskFull = "disk full: "
+
 // LeaderChanged reports who leads the Raft group now. Lead is 0 while no
 // leader is known.
 type LeaderChanged struct {

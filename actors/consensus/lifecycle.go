@@ -21,8 +21,9 @@ import (
 // Health is what the consensus actor publishes for readiness checks
 // without a round trip through its mailbox.
 type Health struct {
-	lead    atomic.Uint64
-	problem atomic.Pointer[string]
+	lead     atomic.Uint64
+	problem  atomic.Pointer[string]
+	diskFull atomic.Pointer[string]
 }
 
 // Lead returns the Raft id of the leader this gateway knows (0: none).
@@ -32,6 +33,9 @@ func (h *Health) Lead() uint64 { return h.lead.Load() }
 // cannot be read, or no leader is known), or nil.
 func (h *Health) NotReady() error {
 	if p := h.problem.Load(); p != nil {
+		return errors.New(*p)
+	}
+	if p := h.diskFull.Load(); p != nil {
 		return errors.New(*p)
 	}
 	if h.lead.Load() == 0 {
@@ -49,6 +53,16 @@ func (h *Health) problemText() string {
 		return *p
 	}
 	return ""
+}
+
+// setDiskFull records why the Raft log takes no new entries ("": it
+// does).
+func (h *Health) setDiskFull(reason string) {
+	if reason == "" {
+		h.diskFull.Store(nil)
+		return
+	}
+	h.diskFull.Store(&reason)
 }
 
 func (h *Health) setProblem(problem string) {
@@ -88,6 +102,8 @@ func (n *node) start(ctx actor.Context) {
 		return
 	}
 	n.raftLog = lg
+	n.disk = newDiskGuard(n.cfg)
+	n.checkDisk()
 	if err := n.restoreFromStorage(); err != nil {
 		n.unavailable(err)
 		return
@@ -270,6 +286,7 @@ func (n *node) tick(ctx actor.Context) {
 		return
 	}
 	n.ticks++
+	n.checkDisk()
 	n.rn.Tick()
 	n.barriers.retry(n)
 	n.expireSnapshots()

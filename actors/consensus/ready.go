@@ -260,6 +260,14 @@ func (n *node) propose(ctx actor.Context, p *Propose) {
 		n.drop(ctx, p.Entries, DropNotLeader)
 		return
 	}
+	if n.diskFull != "" {
+		reason := n.diskFull
+		if n.rn.BasicStatus().LeadTransferee != 0 {
+			reason = DropTransfer // handing over because of it: the next leader takes them
+		}
+		n.drop(ctx, p.Entries, reason)
+		return
+	}
 	for start := 0; start < len(p.Entries); {
 		batch := &messages.LogBatch{}
 		size, end := 0, start

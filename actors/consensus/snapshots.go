@@ -103,6 +103,9 @@ func newSnapshotAssembly() *snapshotAssembly {
 // receiveChunk adds a chunk; with the last one, the snapshot message goes
 // to Raft and the sender gets its ack.
 func (n *node) receiveChunk(ctx actor.Context, c *messages.RaftSnapshotChunk) {
+	if n.diskFull != "" {
+		return // disk full: the snapshot is not stored; the leader sends it again (disk.go)
+	}
 	in := n.inbound.from[c.GetFrom()]
 	if c.GetChunk() == 0 {
 		in = &incoming{index: c.GetIndex(), chunks: c.GetChunks(), header: c.GetMessage()}

@@ -245,6 +245,9 @@ func (n *node) receiveBatch(ctx actor.Context, b *messages.RaftBatch) {
 		if n.lostData(&m) {
 			return
 		}
+		if n.refusesEntries(&m) {
+			continue // disk full: as if lost on the way (disk.go)
+		}
 		if err := n.rn.Step(&m); err != nil && err != raft.ErrStepPeerNotFound {
 			n.log.Debug().Err(err).Stringer("type", m.GetType()).Uint64("from", m.GetFrom()).Msg("step")
 		}

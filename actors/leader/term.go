@@ -2,6 +2,7 @@ package leader
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tolerex/tolerex/actors/consensus"
@@ -292,6 +293,10 @@ func (l *leader) proposalsDropped(msg *consensus.ProposalsDropped) {
 				l.pruneCopies(put.GetId(), put.GetVersion(), put.GetSize(), put.GetReplicas())
 			}
 			l.giveBack(p.ref)
+			continue
+		}
+		if strings.HasPrefix(msg.Reason, consensus.DropDiskFull) {
+			l.rejectedProposal(p, msg.Reason+"; nothing was stored")
 			continue
 		}
 		l.rejectedProposal(p, "overloaded: the log refused the request ("+msg.Reason+"); nothing was stored")

@@ -211,7 +211,8 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 	consensusCfg := consensus.Config{
 		ID: group.id, NodeAddress: node.Address(), Peers: group.peers, Join: f.raft.state == "existing",
 		Dir: raftDir, Sync: f.node.sync, TickInterval: f.raft.tick, ElectionTicks: f.raft.electionTicks,
-		SnapshotEntries: f.raft.snapshotEntries, CatchUpEntries: f.raft.catchUpEntries, View: leaderCfg.View, Health: health,
+		SnapshotEntries: f.raft.snapshotEntries, CatchUpEntries: f.raft.catchUpEntries, MinFreeBytes: uint64(f.raft.minFree),
+		View: leaderCfg.View, Health: health,
 		Tree:    func() *messages.NodeTree { return node.Tree.Local(node.Address(), string(certs.RoleGateway), "") },
 		Metrics: consensus.NewMetrics(node.Registry), Logger: log,
 	}

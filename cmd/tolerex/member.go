@@ -32,7 +32,7 @@ type memberFlags struct {
 }
 
 // defaultMinFree is the default free-space watermark of a member's data
-// dir. It leaves room for what Pebble writes after the last accepted put
+// dir, and of a gateway's Raft log (--min-free-bytes of both). It leaves room for what Pebble writes after the last accepted put
 // (measured with Tolerex's 16 MiB memtable, docs/operations.md "Full
 // disks"): a group commit in flight (up to 8 MiB), a new write-ahead log
 // preallocated at 17.6 MiB, the flush of up to two memtables (32 MiB),

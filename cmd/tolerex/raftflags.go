@@ -29,6 +29,7 @@ type raftFlags struct {
 	electionTicks   int
 	snapshotEntries uint64
 	catchUpEntries  uint64
+	minFree         byteSize
 }
 
 func (f *raftFlags) register(fs *pflag.FlagSet) {
@@ -38,6 +39,8 @@ func (f *raftFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.tick, "raft-tick", consensus.DefaultTickInterval, "the Raft tick: heartbeats go every tick, elections start after --raft-election-ticks")
 	fs.IntVar(&f.electionTicks, "raft-election-ticks", consensus.DefaultElectionTicks, "ticks without a leader's heartbeat before a gateway starts an election")
 	fs.Uint64Var(&f.snapshotEntries, "snapshot-entries", consensus.DefaultSnapshotEntries, "applied log entries between snapshots of the index (the log before a snapshot is then dropped, but for a tail kept for gateways that lag)")
+	f.minFree = defaultMinFree
+	fs.Var(&f.minFree, "min-free-bytes", "free space the Raft log's filesystem must keep: below it the gateway takes no new log entries (as leader it refuses writes with a definite \"disk full\" error and hands its leadership over; as follower it falls behind) until a quarter more is free again; reads still work; bytes, or with KiB, MiB, GiB or TiB; 0 turns the check off")
 	fs.Uint64Var(&f.catchUpEntries, "snapshot-catch-up-entries", consensus.DefaultCatchUpEntries, "log entries kept before a snapshot, so a gateway that lags by fewer catches up from the log instead of a snapshot")
 	fs.Uint64Var(&f.snapshotEntries, "snapshot-min-entries", consensus.DefaultSnapshotEntries, "the name --snapshot-entries had before the gateways formed a Raft group")
 	_ = fs.MarkDeprecated("snapshot-min-entries", "use --snapshot-entries")

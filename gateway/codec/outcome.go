@@ -85,6 +85,10 @@ var definitePrefixes = [...]string{
 	// The Raft leader refused the entry (too much uncommitted): nothing
 	// was proposed (term.go, proposalsDropped).
 	"overloaded: the log refused the request",
+	// The leading gateway's Raft log disk is nearly full: the entry was
+	// not proposed and the copies are pruned (actors/consensus disk.go;
+	// term.go, proposalsDropped).
+	"disk full: ",
 	// A GET no leader answered before its deadline: reads have no effect
 	// (router.go, expiredReply).
 	"timeout: no leader answered this read",

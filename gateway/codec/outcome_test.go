@@ -37,6 +37,7 @@ func TestClassifyError(t *testing.T) {
 		{"ERROR: outcome unknown: the leader crashed while handling this request; read the id to see whether it took effect", Indeterminate},
 		{"ERROR: outcome unknown: the metadata log write failed; read the id to see whether it took effect", Indeterminate},
 		{"ERROR: overloaded: the log refused the request (raft: proposal dropped); nothing was stored", Definite},
+		{"ERROR: disk full: the Raft log's filesystem has 1000 bytes free, below the 4096-byte watermark (--min-free-bytes); this gateway takes no new log entries until 5120 bytes are free; nothing was stored", Definite},
 		{"ERROR: timeout: no leader answered this read before its deadline", Definite},
 		{"ERROR: outcome unknown: no leader confirmed this request before its deadline; read the id to see whether it took effect", Indeterminate},
 		{"ERROR: outcome unknown: leader restarting before this request was answered; read the id to see whether it took effect", Indeterminate},

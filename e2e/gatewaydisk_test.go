@@ -1,0 +1,172 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tolerex/tolerex/gateway/client"
+	"github.com/tolerex/tolerex/gateway/codec"
+)
+
+// gatewayWatermark is the --min-free-bytes of the gateway on a small
+// filesystem in TestGatewayDiskFull.
+const gatewayWatermark = 8 << 20
+
+// TestGatewayDiskFull puts a lone gateway's data dir on a 32 MiB tmpfs
+// with an 8 MiB watermark, then fills that filesystem with a file until
+// less than the watermark is free (as another program's files would).
+// Expected: the gateway does not crash; /readyz says "disk full" with the
+// figures; a SET gets a definite "ERROR: disk full: ..." and is never
+// readable; GETs still work. Once the file is removed, SETs work again.
+// Without the guard the Raft log's write fails and the gateway crashes,
+// then cannot vote on its full disk ("no Raft leader known").
+func TestGatewayDiskFull(t *testing.T) {
+	c := NewCluster(t, bin, Options{Members: 3, Tolerance: 2, NoPrompt: true,
+		GatewayArgs: []string{"--min-free-bytes", strconv.Itoa(gatewayWatermark)}})
+	c.DumpLogsOnFailure(t)
+	gw := c.Gateway
+	mountTmpfs(t, gw, "32m")
+	c.Start(t)
+	cl := c.Dial(t)
+	for id := int64(0); id < 50; id++ {
+		if err := cl.Set(id, []byte(fmt.Sprintf("before %d", id))); err != nil {
+			t.Fatalf("SET %d before the disk fills: %v", id, err)
+		}
+	}
+	pid := gw.Pid()
+
+	filler := filepath.Join(gw.DataDir, "filler")
+	fill(t, gw.DataDir, filler, gatewayWatermark/2)
+	Eventually(t, 10*time.Second, "the gateway's /readyz to say disk full", func() (bool, string) {
+		status, body := readyz(gw)
+		return status == http.StatusServiceUnavailable && strings.Contains(body, "disk full: the Raft log's filesystem has "), fmt.Sprintf("%d %s", status, body)
+	})
+	_, body := readyz(gw)
+	t.Logf("/readyz of the full gateway: %s", strings.TrimSpace(body))
+	if want := fmt.Sprintf("below the %d-byte watermark", gatewayWatermark); !strings.Contains(body, want) {
+		t.Errorf("/readyz %q does not give the watermark (%q)", body, want)
+	}
+
+	const refused = 1000
+	err := cl.Set(refused, []byte("while full"))
+	var se *client.ServerError
+	if !errors.As(err, &se) || !strings.HasPrefix(se.Reply, "ERROR: disk full: ") || codec.ClassifyError(se.Reply) != codec.Definite {
+		t.Fatalf("SET on the full gateway: %v; want a definite ERROR: disk full: ...", err)
+	}
+	t.Logf("SET on the full gateway: %s", se.Reply)
+	for id := int64(0); id < 50; id += 7 {
+		v, found, err := cl.Get(id)
+		if err != nil || !found || string(v) != fmt.Sprintf("before %d", id) {
+			t.Fatalf("GET %d while the disk is full = %q found=%v err=%v", id, v, found, err)
+		}
+	}
+	if gw.Pid() != pid || syscall.Kill(pid, 0) != nil {
+		t.Fatalf("the gateway process %d is gone (now %d)", pid, gw.Pid())
+	}
+	if n := strings.Count(gw.Log(), "disk full: the Raft log takes no new entries"); n != 1 {
+		t.Errorf("the gateway logged disk full %d times, want once", n)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 10*time.Second, "the gateway to take writes again", func() (bool, string) {
+		err := cl.Set(refused+1, []byte("after"))
+		return err == nil, fmt.Sprint(err)
+	})
+	gw.WaitReady(t, 10*time.Second)
+	if _, found, err := cl.Get(refused); err != nil || found {
+		t.Errorf("GET %d (refused with disk full) = found %v, err %v; want NOT_FOUND", refused, found, err)
+	}
+	if v, found, err := cl.Get(refused + 1); err != nil || !found || string(v) != "after" {
+		t.Errorf("GET %d after space came back = %q found=%v err=%v", refused+1, v, found, err)
+	}
+	if gw.Pid() != pid {
+		t.Errorf("the gateway restarted (pid %d, now %d)", pid, gw.Pid())
+	}
+}
+
+// fill writes a file at path until the filesystem of dir has less than
+// leave bytes free.
+func fill(t *testing.T, dir, path string, leave uint64) {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	free := st.Bavail * uint64(st.Bsize)
+	if free <= leave {
+		return
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 1<<20)
+	for left := free - leave; left > 0; {
+		n := min(left, uint64(len(chunk)))
+		if _, err := f.Write(chunk[:n]); err != nil {
+			t.Fatalf("fill %s: %v", path, err)
+		}
+		left -= n
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRaftLeaderDiskFull fills the disk of the leading gateway of three
+// (each on a 32 MiB tmpfs, 8 MiB watermark) under writes through every
+// gateway. Expected: the full gateway hands its leadership over and stays
+// up, not ready with "disk full"; writes through every gateway, the full
+// one included, go on; once space is back it is ready again and catches
+// up; every acknowledged write reads back and no refused one does.
+func TestRaftLeaderDiskFull(t *testing.T) {
+	c := newRaftGroup(t, 3, 3, "--min-free-bytes", strconv.Itoa(gatewayWatermark))
+	for _, g := range c.Gateways {
+		mountTmpfsAt(t, g.DataDir, "32m", func() { _ = g.Kill() })
+	}
+	startRaftGroup(t, c)
+	full := raftLeader(t, c.Gateways, 10*time.Second)
+	pid := full.Pid()
+	load := startWriteLoad(t, clientAddrs(c.Gateways), 1)
+	load.waitOKs(t, 300)
+
+	filler := filepath.Join(full.DataDir, "filler")
+	fill(t, full.DataDir, filler, gatewayWatermark/2)
+	next := raftLeader(t, others(c.Gateways, full), 10*time.Second)
+	t.Logf("%s's disk filled; %s leads now", full.Name, next.Name)
+	Eventually(t, 10*time.Second, full.Name+"'s /readyz to say disk full", func() (bool, string) {
+		body, status, err := full.Get(context.Background(), "/readyz")
+		return err == nil && status == http.StatusServiceUnavailable && strings.Contains(string(body), "disk full: "), fmt.Sprintf("%d %s %v", status, body, err)
+	})
+	load.waitOKs(t, 300) // through every gateway, the full one forwarding
+	if full.Pid() != pid || syscall.Kill(pid, 0) != nil {
+		t.Fatalf("%s (pid %d) is gone", full.Name, pid)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 15*time.Second, full.Name+" ready again", func() (bool, string) {
+		body, status, err := full.Get(context.Background(), "/readyz")
+		return err == nil && status == http.StatusOK, fmt.Sprintf("%d %s %v", status, body, err)
+	})
+	load.waitOKs(t, 100)
+	load.finish()
+	waitConverged(t, c.Gateways)
+	load.verify(t, c.Gateways)
+	if full.Pid() != pid {
+		t.Errorf("%s restarted (pid %d, now %d)", full.Name, pid, full.Pid())
+	}
+}
