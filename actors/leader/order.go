@@ -121,10 +121,38 @@ func (l *leader) dispatch(ref clientRef, req *messages.ClientRequest) {
 	case messages.Op_OP_GET:
 		l.startRead(ref, req)
 	case messages.Op_OP_SET:
-		l.startWrite(ref, req)
+		if !l.answeredBefore(ref, req) {
+			l.startWrite(ref, req)
+		}
 	case messages.Op_OP_DEL:
-		l.startDelete(ref, req)
+		if !l.answeredBefore(ref, req) {
+			l.startDelete(ref, req)
+		}
 	}
+}
+
+// answeredBefore answers a SET or DEL whose request the state machine has
+// applied already, with what it did then: a gateway sends a request again
+// to the next leader when its leader changed, and the first attempt may
+// have been committed by a leader that stepped down before it answered.
+// A new attempt must not start: it could fail before it is proposed and
+// be answered with a definite error although the first attempt took
+// effect (the fault suite found this: partitions, seed 95004). A request
+// too old for the window to tell is answered outcome unknown.
+func (l *leader) answeredBefore(ref clientRef, req *messages.ClientRequest) bool {
+	code, applied, tooLate := l.state.RequestOutcome(ref.id())
+	switch {
+	case applied:
+		l.reply(ref, &messages.ClientReply{Code: code})
+	case tooLate:
+		l.replyError(ref, tooLateReply)
+	default:
+		return false
+	}
+	l.log.Info().Int64("id", req.GetId()).Stringer("op", req.GetOp()).Uint64("origin", ref.origin).Uint64("seq", ref.seq).
+		Bool("too_late", tooLate).Msg("a request sent again had applied already; answered from the state machine")
+	l.finish(req.GetId())
+	return true
 }
 
 // finish ends the write of id and starts what waited for it.

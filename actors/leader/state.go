@@ -37,6 +37,12 @@ func (r stateReader) Len() (n int) {
 	return n
 }
 
+// RequestOutcome is meta.State.RequestOutcome.
+func (r stateReader) RequestOutcome(id *messages.RequestId) (code messages.ReplyCode, applied, tooLate bool) {
+	r.view.Read(func(s *meta.State) { code, applied, tooLate = s.RequestOutcome(id) })
+	return code, applied, tooLate
+}
+
 // RequestCount returns how many requests the state machine applied in
 // all.
 func (r stateReader) RequestCount() (n uint64) {

@@ -289,6 +289,22 @@ func (s *State) Len() int { return len(s.index) }
 // bounds it by RequestCount()+RequestWindow (RequestId's window_end).
 func (s *State) RequestCount() uint64 { return s.requests.count }
 
+// RequestOutcome reports what the state knows of the client request id: a
+// put or delete of it applied within the request window (applied, with
+// the reply it got), or it is not in the window and comes too late to
+// tell whether an earlier attempt applied (tooLate, as Effect.TooLate).
+// Neither: no attempt of it has applied.
+func (s *State) RequestOutcome(id *messages.RequestId) (code messages.ReplyCode, applied, tooLate bool) {
+	key, tracked := requestKeyOf(id)
+	if !tracked {
+		return 0, false, false
+	}
+	if code, ok := s.requests.lookup(key); ok {
+		return code, true, false
+	}
+	return 0, false, s.requests.tooLate(id.GetWindowEnd())
+}
+
 // Members returns the registered members by slot.
 func (s *State) Members() []Member { return slices.Clone(s.members) }
 
