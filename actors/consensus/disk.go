@@ -31,7 +31,7 @@ func (n *node) checkDisk() {
 	switch {
 	case st.Refusing && n.diskFull == "":
 		mark := n.disk.Watermark()
-		n.diskFull = fmt.Sprintf(DropDiskFull+"the Raft log's filesystem has %d bytes free, below the %d-byte watermark (--min-free-bytes); "+
+		n.diskFull = fmt.Sprintf("disk full: the Raft log's filesystem has %d bytes free, below the %d-byte watermark (--min-free-bytes); "+
 			"this gateway takes no new log entries until %d bytes are free", st.Free, mark.MinFree, mark.ResumeFree)
 		n.log.Warn().Uint64("free_bytes", st.Free).Uint64("min_free_bytes", mark.MinFree).Str("dir", n.cfg.Dir).
 			Msg("disk full: the Raft log takes no new entries; reads still work")

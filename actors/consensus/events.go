@@ -25,8 +25,9 @@ type Propose struct {
 
 // ProposalsDropped returns entries Raft refused: nothing was proposed.
 // Reason is DropNotLeader or DropTransfer when another gateway will lead
-// (the requests belong there), anything else when Raft refused them for
-// good (too much uncommitted).
+// (the requests belong there); anything else is a refusal for good, said
+// in the words the client gets (too much uncommitted, or the Raft log's
+// disk is nearly full: disk.go).
 type ProposalsDropped struct {
 	Entries []*messages.LogEntry
 	Reason  string
@@ -38,11 +39,6 @@ const (
 	DropNotLeader = "not the Raft leader"
 	DropTransfer  = "leadership is being transferred"
 )
-
-// DropDiskFull starts the reason of ProposalsDropped for entries refused
-// because the Raft log's disk is nearly full (disk.go): a definite
-// refusal, with the figures after it.
-const DropDiskFull = "disk full: "
 
 // LeaderChanged reports who leads the Raft group now. Lead is 0 while no
 // leader is known.

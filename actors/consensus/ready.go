@@ -290,7 +290,7 @@ func (n *node) propose(ctx actor.Context, p *Propose) {
 			// n.isLeader follows raft's soft state only at the next
 			// Ready: raft may have stepped down already (a transfer
 			// that just completed), so ask it.
-			reason, st := err.Error(), n.rn.BasicStatus()
+			reason, st := "overloaded: the log refused the request ("+err.Error()+")", n.rn.BasicStatus()
 			switch {
 			case errors.Is(err, raft.ErrProposalDropped) && st.RaftState != raft.StateLeader:
 				reason = DropNotLeader

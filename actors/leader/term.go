@@ -2,7 +2,6 @@ package leader
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/tolerex/tolerex/actors/consensus"
@@ -272,8 +271,9 @@ func (l *leader) appliedEntry(ae consensus.AppliedEntry) {
 }
 
 // proposalsDropped handles entries consensus did not take: this gateway no
-// longer leads (their requests go to the next leader), or Raft refused
-// them (too much uncommitted: a definite error).
+// longer leads (their requests go to the next leader), or it refused them
+// for good (too much uncommitted, or its disk nearly full: a definite
+// error, whose reason consensus gives in the client's words).
 func (l *leader) proposalsDropped(msg *consensus.ProposalsDropped) {
 	for _, e := range msg.Entries {
 		key, ok := keyOf(e.GetRequest())
@@ -295,11 +295,7 @@ func (l *leader) proposalsDropped(msg *consensus.ProposalsDropped) {
 			l.giveBack(p.ref)
 			continue
 		}
-		if strings.HasPrefix(msg.Reason, consensus.DropDiskFull) {
-			l.rejectedProposal(p, msg.Reason+"; nothing was stored")
-			continue
-		}
-		l.rejectedProposal(p, "overloaded: the log refused the request ("+msg.Reason+"); nothing was stored")
+		l.rejectedProposal(p, msg.Reason+"; nothing was stored")
 	}
 }
 
