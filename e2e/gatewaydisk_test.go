@@ -15,6 +15,7 @@ import (
 
 	"github.com/tolerex/tolerex/gateway/client"
 	"github.com/tolerex/tolerex/gateway/codec"
+	"github.com/tolerex/tolerex/storage/diskspace"
 )
 
 // gatewayWatermark is the --min-free-bytes of the gateway on a small
@@ -99,11 +100,11 @@ func TestGatewayDiskFull(t *testing.T) {
 // leave bytes free.
 func fill(t *testing.T, dir, path string, leave uint64) {
 	t.Helper()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
+	usage, err := diskspace.Statfs(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
-	free := st.Bavail * uint64(st.Bsize)
+	free := usage.Free
 	if free <= leave {
 		return
 	}

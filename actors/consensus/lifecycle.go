@@ -57,20 +57,17 @@ func (h *Health) problemText() string {
 
 // setDiskFull records why the Raft log takes no new entries ("": it
 // does).
-func (h *Health) setDiskFull(reason string) {
-	if reason == "" {
-		h.diskFull.Store(nil)
-		return
-	}
-	h.diskFull.Store(&reason)
-}
+func (h *Health) setDiskFull(reason string) { storeReason(&h.diskFull, reason) }
 
-func (h *Health) setProblem(problem string) {
-	if problem == "" {
-		h.problem.Store(nil)
+func (h *Health) setProblem(problem string) { storeReason(&h.problem, problem) }
+
+// storeReason stores reason in p, or nil for "".
+func storeReason(p *atomic.Pointer[string], reason string) {
+	if reason == "" {
+		p.Store(nil)
 		return
 	}
-	h.problem.Store(&problem)
+	p.Store(&reason)
 }
 
 // raftMaxMessageBytes bounds the entries in one append message, and
