@@ -100,7 +100,7 @@ func TestMemberDiskFull(t *testing.T) {
 	for _, m := range others {
 		m.Kill(t)
 	}
-	c.WaitLive(t, 1, 10*time.Second)
+	c.WaitOnlyLive(t, 10*time.Second, full)
 	served := readFrom(t, c, cl, led, full)
 	t.Logf("%d messages read from the full member alone", served)
 
@@ -341,7 +341,7 @@ func TestMemberDiskFillsPastWatermark(t *testing.T) {
 	for _, m := range others {
 		m.Kill(t)
 	}
-	c.WaitLive(t, 1, 10*time.Second)
+	c.WaitOnlyLive(t, 10*time.Second, full)
 	t.Logf("%d messages read from the member alone after ENOSPC", readFrom(t, c, cl, led, full))
 	assertAlive(t, full)
 }

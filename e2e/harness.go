@@ -327,6 +327,31 @@ func (c *Cluster) WaitLive(t testing.TB, n int, limit time.Duration) {
 	}
 }
 
+// WaitOnlyLive waits until the members the gateway can use (alive, with
+// their storage ready) are exactly live. A count alone is not enough after
+// a kill: the gateway may still count a killed member whose connection
+// loss it has not seen yet while a survivor is briefly not ready.
+func (c *Cluster) WaitOnlyLive(t testing.TB, limit time.Duration, live ...*Process) {
+	t.Helper()
+	want := make(map[string]bool, len(live))
+	for _, p := range live {
+		want[p.NodeAddr] = true
+	}
+	var st leader.ClusterStatus
+	err := poll.Until(context.Background(), limit, 50*time.Millisecond, "live members", func() (bool, error) {
+		st = c.Status(t)
+		for _, m := range st.Members {
+			if (m.Alive && m.StorageReady) != want[m.NodeAddress] {
+				return false, nil
+			}
+		}
+		return st.LiveCount == len(live), nil
+	})
+	if err != nil {
+		t.Fatalf("gateway's live members are not exactly %d given (after %s): %+v\n%s", len(live), limit, st.Members, c.Gateway.LogTail(3000))
+	}
+}
+
 // Dial connects a HaToKuSe client to the gateway.
 func (c *Cluster) Dial(t testing.TB) *client.Client {
 	t.Helper()
