@@ -56,6 +56,15 @@ func TestGatewayDiskFull(t *testing.T) {
 	if want := fmt.Sprintf("below the %d-byte watermark", gatewayWatermark); !strings.Contains(body, want) {
 		t.Errorf("/readyz %q does not give the watermark (%q)", body, want)
 	}
+	assertRaftDiskMetrics(t, gw, true)
+
+	// The disk fills further: the reason gives the new figure.
+	fill(t, gw.DataDir, filler+"2", gatewayWatermark/4)
+	Eventually(t, 10*time.Second, "/readyz to give the new free space", func() (bool, string) {
+		_, body := readyz(gw)
+		free, ok := freeInReason(body)
+		return ok && free <= gatewayWatermark/4, body
+	})
 
 	const refused = 1000
 	err := cl.Set(refused, []byte("while full"))
@@ -77,8 +86,10 @@ func TestGatewayDiskFull(t *testing.T) {
 		t.Errorf("the gateway logged disk full %d times, want once", n)
 	}
 
-	if err := os.Remove(filler); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{filler, filler + "2"} {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
 	}
 	Eventually(t, 10*time.Second, "the gateway to take writes again", func() (bool, string) {
 		err := cl.Set(refused+1, []byte("after"))
@@ -94,6 +105,38 @@ func TestGatewayDiskFull(t *testing.T) {
 	if gw.Pid() != pid {
 		t.Errorf("the gateway restarted (pid %d, now %d)", pid, gw.Pid())
 	}
+	assertRaftDiskMetrics(t, gw, false)
+}
+
+// assertRaftDiskMetrics checks the gateway's disk metrics: the watermark,
+// a free figure on the right side of it, and whether it refuses entries.
+func assertRaftDiskMetrics(t *testing.T, gw *Process, full bool) {
+	t.Helper()
+	metrics := MetricsOf(t, gw)
+	value := func(name string) float64 {
+		f := metrics[name]
+		if f == nil || len(f.GetMetric()) == 0 {
+			t.Fatalf("gateway exports no %s", name)
+		}
+		return f.GetMetric()[0].GetGauge().GetValue()
+	}
+	free, mark, refused := value("tolerex_raft_disk_free_bytes"), value("tolerex_raft_disk_min_free_bytes"), value("tolerex_raft_writes_refused")
+	t.Logf("gateway disk metrics: free %.0f, min free %.0f, writes refused %.0f", free, mark, refused)
+	if mark != gatewayWatermark || (refused == 1) != full || (free < gatewayWatermark) != full || free == 0 {
+		t.Errorf("gateway disk metrics: free %.0f, min free %.0f, writes refused %.0f; want the disk full = %v", free, mark, refused, full)
+	}
+}
+
+// freeInReason is the free space a gateway's disk-full reason gives.
+func freeInReason(reason string) (uint64, bool) {
+	const prefix = "the Raft log's filesystem has "
+	_, rest, ok := strings.Cut(reason, prefix)
+	if !ok {
+		return 0, false
+	}
+	digits, _, _ := strings.Cut(rest, " ")
+	free, err := strconv.ParseUint(digits, 10, 64)
+	return free, err == nil
 }
 
 // fill writes a file at path until the filesystem of dir has less than
@@ -169,5 +212,90 @@ func TestRaftLeaderDiskFull(t *testing.T) {
 	load.verify(t, c.Gateways)
 	if full.Pid() != pid {
 		t.Errorf("%s restarted (pid %d, now %d)", full.Name, pid, full.Pid())
+	}
+}
+
+// TestGatewayDiskFillsPastWatermark turns the gateway's watermark off
+// (--min-free-bytes 0), as if something else filled the disk faster than
+// the gateway checks it, and drives SETs until the Raft log's write fails
+// with ENOSPC. Expected: the process does not die (Pebble's fatal commit
+// error is turned into an error; the consensus actor restarts and does not
+// reopen the log on the full disk, where Pebble's recovery would hang);
+// /readyz says why and that it needs a restart; no write is answered OK
+// that is lost. After the file is removed and the gateway restarted, every
+// acknowledged write reads back and SETs work.
+func TestGatewayDiskFillsPastWatermark(t *testing.T) {
+	c := NewCluster(t, bin, Options{Members: 3, Tolerance: 2, NoPrompt: true,
+		GatewayArgs: []string{"--min-free-bytes", "0"}})
+	c.DumpLogsOnFailure(t)
+	gw := c.Gateway
+	mountTmpfs(t, gw, "32m")
+	c.Start(t)
+	cl := c.Dial(t)
+	pid := gw.Pid()
+	filler := filepath.Join(gw.DataDir, "filler")
+	fill(t, gw.DataDir, filler, 32<<10)
+
+	// Pipelined SETs, 200 at a time, until one is refused.
+	led := newLedger()
+	value := func(id int64) string { return fmt.Sprintf("%d:%s", id, strings.Repeat("v", 200)) }
+	failedAt := int64(-1)
+	for from := int64(0); from < 40_000 && failedAt < 0; from += 200 {
+		for id := from; id < from+200; id++ {
+			if err := cl.Send([]byte("SET " + strconv.FormatInt(id, 10) + " " + value(id))); err != nil {
+				t.Fatalf("send SET %d: %v", id, err)
+			}
+		}
+		if err := cl.Flush(); err != nil {
+			t.Fatalf("flush: %v", err)
+		}
+		for id := from; id < from+200; id++ {
+			reply, err := cl.ReadReply()
+			if err != nil {
+				t.Fatalf("reply to SET %d: %v", id, err)
+			}
+			switch {
+			case string(reply) == "OK":
+				led.set(id, value(id))
+			case failedAt < 0:
+				failedAt = id
+				t.Logf("first SET refused: %d: %s", id, reply)
+			}
+		}
+	}
+	if failedAt < 0 {
+		t.Fatal("40,000 SETs did not fill the gateway's filesystem")
+	}
+	Eventually(t, 10*time.Second, "the gateway's /readyz to say a write failed for want of space", func() (bool, string) {
+		status, body := readyz(gw)
+		return status == http.StatusServiceUnavailable && strings.Contains(body, "a Raft log write failed with no space left on device"), fmt.Sprintf("%d %s", status, body)
+	})
+	_, body := readyz(gw)
+	t.Logf("/readyz of the full gateway: %s", strings.TrimSpace(body))
+	if exited, err := gw.Exited(); exited || gw.Pid() != pid {
+		t.Fatalf("the gateway process %d exited (%v; now %d)\n%s", pid, err, gw.Pid(), gw.LogTail(4000))
+	}
+	if !strings.Contains(gw.Log(), "pebble: fatal commit error") {
+		t.Error("Pebble's fatal commit error is not in the gateway's log")
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	gw.Stop(t)
+	gw.Start(t)
+	gw.WaitReady(t, 20*time.Second)
+	after := c.Dial(t)
+	values, _ := led.snapshot()
+	for id, want := range values {
+		got, found, err := after.Get(id)
+		if err != nil || !found || string(got) != want {
+			t.Fatalf("GET %d after the restart = %.30q found=%v err=%v", id, got, found, err)
+		}
+	}
+	t.Logf("%d acknowledged SETs read back after the restart", len(values))
+	if err := after.Set(failedAt, []byte("after")); err != nil {
+		t.Fatalf("SET after the restart: %v", err)
 	}
 }

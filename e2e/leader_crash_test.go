@@ -232,3 +232,39 @@ func TestLeaderCrashMidBatchIsAnswered(t *testing.T) {
 		}
 	}
 }
+
+// TestConsensusCrashRestarts makes the gateway's consensus actor panic
+// (POST /debug/fault/consensus-panic) between writes. Expected: its
+// supervisor restarts it, it reopens the Raft log, leads again, and the
+// leader actor hears of it (its subscription outlives the restart):
+// writes go on and everything acknowledged reads back.
+func TestConsensusCrashRestarts(t *testing.T) {
+	c := NewCluster(t, bin, Options{Members: 3, Tolerance: 2, NoPrompt: true,
+		GatewayArgs: []string{"--fault-injection"}})
+	c.DumpLogsOnFailure(t)
+	c.Start(t)
+	cl := c.Dial(t)
+	for round := int64(0); round < 3; round++ {
+		for id := round * 100; id < round*100+100; id++ {
+			if err := cl.Set(id, []byte(fmt.Sprintf("round %d", round))); err != nil {
+				t.Fatalf("SET %d in round %d: %v", id, round, err)
+			}
+		}
+		if code := c.Gateway.Post(t, "/debug/fault/consensus-panic"); code != http.StatusOK {
+			t.Fatalf("fault injection: %d", code)
+		}
+		Eventually(t, 10*time.Second, "a SET after the consensus actor restarted", func() (bool, string) {
+			err := cl.Set(10_000+round, []byte("after"))
+			return err == nil, fmt.Sprint(err)
+		})
+	}
+	for id := int64(0); id < 300; id++ {
+		v, found, err := cl.Get(id)
+		if want := fmt.Sprintf("round %d", id/100); err != nil || !found || string(v) != want {
+			t.Fatalf("GET %d = %q found=%v err=%v; want %q", id, v, found, err, want)
+		}
+	}
+	if n := strings.Count(c.Gateway.Log(), `"consensus started"`); n != 4 {
+		t.Errorf("consensus started %d times, want 4 (once, then after each of 3 crashes)", n)
+	}
+}

@@ -132,9 +132,19 @@ func (c *Config) Validate() error {
 // New returns the producer of the consensus actor; spawn it named
 // messages.ConsensusActor. cfg must be validated.
 func New(cfg Config) actor.Producer {
+	kept := &restartState{}
 	return func() actor.Actor {
-		return &node{cfg: cfg, log: cfg.Logger.With().Str("actor", "consensus").Uint64("raft_id", cfg.ID).Logger()}
+		return &node{cfg: cfg, kept: kept, log: cfg.Logger.With().Str("actor", "consensus").Uint64("raft_id", cfg.ID).Logger()}
 	}
+}
+
+// restartState is what the consensus actor keeps when its supervisor
+// restarts it (a new node is made each time): who subscribed, and whether
+// the Raft log's last write failed for want of space. It is only touched
+// on the actor's goroutine.
+type restartState struct {
+	subscribers []*actor.PID
+	noSpace     bool
 }
 
 // node is the consensus actor.
@@ -147,9 +157,9 @@ type node struct {
 	self    *actor.PID
 	root    *actor.RootContext
 
-	subscribers []*actor.PID
-	stopTicks   scheduler.CancelFunc
-	endpoints   *eventstream.Subscription
+	kept      *restartState
+	stopTicks scheduler.CancelFunc
+	endpoints *eventstream.Subscription
 
 	// What has been applied to the state machine, and the configuration
 	// as of then (for snapshots).
@@ -201,6 +211,9 @@ type (
 	endpointDown struct{ address string }
 	// releaseNotices sends the commit notices the transport held back.
 	releaseNotices struct{}
+	// spaceCheck asks whether the Raft log's disk has room again after
+	// a write failed with ENOSPC (disk.go).
+	spaceCheck struct{}
 )
 
 // commitNoticeDelay is how long the transport may hold back a commit
@@ -229,6 +242,10 @@ func (n *node) Receive(ctx actor.Context) {
 		ctx.Respond(n.raftStatus())
 	case *messages.TreeRequest:
 		ctx.Respond(&messages.TreeReply{Tree: n.tree()})
+	case spaceCheck:
+		n.checkSpaceBack(ctx)
+	case *InjectPanic:
+		panic("consensus: fault injection")
 	default:
 		if n.rn == nil {
 			return // not started: the log is unreadable (Health says why)

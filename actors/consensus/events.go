@@ -109,3 +109,8 @@ type Unavailable struct {
 
 // StatusRequest asks for the consensus Status; it is answered with one.
 type StatusRequest struct{}
+
+// InjectPanic makes the consensus actor panic (its supervisor restarts
+// it); gateways started with --fault-injection send it on POST
+// /debug/fault/consensus-panic.
+type InjectPanic struct{}

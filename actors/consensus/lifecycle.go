@@ -87,6 +87,13 @@ func (n *node) start(ctx actor.Context) {
 	n.barriers = newBarriers()
 	n.inbound = newSnapshotAssembly()
 	n.outbound = make(map[uint64]sentSnapshot)
+	n.disk = newDiskGuard(n.cfg)
+	// Subscribers kept from before a restart learn that no leader is known
+	// (until raft says otherwise): a leader actor ends its term.
+	n.publish(ctx, n.leaderChanged())
+	if n.waitForSpace(ctx) {
+		return
+	}
 	root, self := ctx.ActorSystem().Root, ctx.Self()
 	lg, err := raftlog.Open(n.cfg.Dir, raftlog.Options{
 		Sync:       n.cfg.Sync,
@@ -99,7 +106,6 @@ func (n *node) start(ctx actor.Context) {
 		return
 	}
 	n.raftLog = lg
-	n.disk = newDiskGuard(n.cfg)
 	n.checkDisk()
 	if err := n.restoreFromStorage(); err != nil {
 		n.unavailable(err)
@@ -203,7 +209,7 @@ func (n *node) unavailable(err error) {
 		h.setProblem(reason)
 	}
 	if n.root != nil {
-		for _, s := range n.subscribers {
+		for _, s := range n.kept.subscribers {
 			n.root.Send(s, &Unavailable{Reason: reason})
 		}
 	}
@@ -245,8 +251,8 @@ func (n *node) subscribe(ctx actor.Context) {
 	if sender == nil {
 		return
 	}
-	if !slices.ContainsFunc(n.subscribers, sender.Equal) {
-		n.subscribers = append(n.subscribers, sender)
+	if !slices.ContainsFunc(n.kept.subscribers, sender.Equal) {
+		n.kept.subscribers = append(n.kept.subscribers, sender)
 	}
 	if n.rn == nil {
 		if p := n.cfg.Health.problemText(); p != "" {
@@ -261,7 +267,7 @@ func (n *node) subscribe(ctx actor.Context) {
 }
 
 func (n *node) publish(ctx actor.Context, msg any) {
-	for _, s := range n.subscribers {
+	for _, s := range n.kept.subscribers {
 		ctx.Send(s, msg)
 	}
 }

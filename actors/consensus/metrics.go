@@ -21,6 +21,13 @@ type Metrics struct {
 	// release (leadership confirmed by a quorum, state machine caught up).
 	ApplySeconds     prometheus.Histogram
 	ReadIndexSeconds prometheus.Histogram
+	// DiskFreeBytes is the free space on the Raft log's filesystem as last
+	// checked (every tick), DiskMinFreeBytes the watermark below which the
+	// gateway takes no new log entries, and WritesRefused 1 while it is
+	// below it.
+	DiskFreeBytes    prometheus.Gauge
+	DiskMinFreeBytes prometheus.Gauge
+	WritesRefused    prometheus.Gauge
 }
 
 // NewMetrics creates the consensus metrics and registers them on reg.
@@ -45,6 +52,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Time to apply one batch of committed entries to the state machine.", Buckets: latency})
 	m.ReadIndexSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tolerex_raft_read_index_seconds",
 		Help: "Time from a read barrier's request to its release: leadership confirmed by a quorum (ReadIndex) and the state machine caught up.", Buckets: latency})
+	m.DiskFreeBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tolerex_raft_disk_free_bytes",
+		Help: "Free bytes (for unprivileged users) on the Raft log's filesystem, as last checked (every tick)."})
+	m.DiskMinFreeBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tolerex_raft_disk_min_free_bytes",
+		Help: "The free-space watermark (--min-free-bytes; 0: off): below it the gateway takes no new Raft log entries."})
+	m.WritesRefused = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tolerex_raft_writes_refused",
+		Help: "1 while the gateway takes no new Raft log entries because its disk is nearly full; it still serves reads."})
+	reg.MustRegister(m.DiskFreeBytes, m.DiskMinFreeBytes, m.WritesRefused)
 	reg.MustRegister(m.Term, m.IsLeader, m.HasLeader, m.Applied, m.Leaders, m.Rejected, m.Snapshots, m.LogEntries,
 		m.Proposals, m.ApplySeconds, m.ReadIndexSeconds)
 	return m

@@ -3,6 +3,7 @@ package consensus
 import (
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -74,7 +75,11 @@ func (n *node) written(ctx actor.Context, batch []raftlog.Written) {
 		}
 		if w.Err != nil {
 			// The log refuses every later write; crash, and let the
-			// supervisor restart the actor, which reopens it.
+			// supervisor restart the actor, which reopens it; on a full
+			// disk once there is room (disk.go, waitForSpace).
+			if errors.Is(w.Err, syscall.ENOSPC) {
+				n.kept.noSpace = true
+			}
 			panic(fmt.Errorf("raft log write failed: %w", w.Err))
 		}
 		if snap := m.GetSnapshot(); !raft.IsEmptySnap(snap) {

@@ -89,7 +89,7 @@ the file named by --tolerance-file holding a line TOLERANCE=N; without that, 2.`
 	fs.DurationVar(&f.lineTimeout, "line-timeout", gateway.DefaultLineTimeout, "close a client connection whose request line is not complete this long after its first byte (slow clients)")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", gateway.DefaultWriteTimeout, "close a client connection that does not accept its replies for this long")
 	fs.StringVar(&f.clientTLSDir, "client-tls-dir", "", "serve HaToKuSe over TLS with gateway.crt/gateway.key from this directory (clients: tolerex client --tls-ca DIR/ca.crt)")
-	fs.BoolVar(&f.faultInjection, "fault-injection", false, "accept POST /debug/fault/leader-panic on the admin port, and make a SET of the message leader.PanicMessage panic the leader mid-batch (crash tests only)")
+	fs.BoolVar(&f.faultInjection, "fault-injection", false, "accept POST /debug/fault/leader-panic and /debug/fault/consensus-panic on the admin port, and make a SET of the message leader.PanicMessage panic the leader mid-batch (crash tests only)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Second, "time a client request may wait for its answer, retries on a new leader after a failover included; a write not answered by then gets \"ERROR: outcome unknown ...\"")
 	f.raft.register(fs)
 	return cmd
@@ -260,10 +260,14 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 	api := gatewayAPI{root: root, leader: leaderPID, consensus: consensusPID, self: node.Address(), log: log}
 	api.register(admin, node)
 	if f.faultInjection {
-		log.Warn().Msg("--fault-injection: POST /debug/fault/leader-panic crashes the leader")
+		log.Warn().Msg("--fault-injection: POST /debug/fault/leader-panic crashes the leader, POST /debug/fault/consensus-panic the consensus actor")
 		admin.HandleFunc("POST /debug/fault/leader-panic", func(w http.ResponseWriter, _ *http.Request) {
 			root.Send(leaderPID, &leader.InjectPanic{})
 			fmt.Fprintln(w, "leader told to panic")
+		})
+		admin.HandleFunc("POST /debug/fault/consensus-panic", func(w http.ResponseWriter, _ *http.Request) {
+			root.Send(consensusPID, &consensus.InjectPanic{})
+			fmt.Fprintln(w, "consensus told to panic")
 		})
 	}
 	handOff := func() { handOffLeadership(root, consensusPID, status, log) }

@@ -140,11 +140,13 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("open raft log %s: %w", dir, err)
 	}
 	l.db = db
+	// pebbledb.Commit turns Pebble's fatal commit error (a log write that
+	// hit a full disk) into an error instead of ending the process.
 	l.commitBatch = func(b *pebble.Batch, durable bool) error {
 		if !durable {
-			return b.Commit(pebble.NoSync)
+			return pebbledb.Commit(b, pebble.NoSync)
 		}
-		return b.Commit(l.writeOpts)
+		return pebbledb.Commit(b, l.writeOpts)
 	}
 	pos, err := load(db, l.storage)
 	if err != nil {
@@ -218,8 +220,10 @@ func (l *Log) reportSnapshot(index uint64, err error) {
 }
 
 // Close stops accepting requests, commits everything already queued
-// (reporting it as usual), waits for the committer and closes Pebble.
-// Calling it again returns the first call's result.
+// (reporting it as usual), waits for the committer and closes Pebble,
+// unless a commit left Pebble wedged (pebbledb.ErrWedged; Close would
+// block forever): then Pebble stays open until the process exits and
+// Close says so. Calling it again returns the first call's result.
 func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
@@ -228,6 +232,11 @@ func (l *Log) Close() error {
 		l.mu.Unlock()
 
 		l.done.Wait()
+		if errors.Is(l.failed, pebbledb.ErrWedged) {
+			// Pebble holds its commit lock: Close would never return.
+			l.closeErr = fmt.Errorf("close raft log %s: left open, Pebble's commit pipeline is wedged (restart the process): %w", l.dir, l.failed)
+			return
+		}
 		if err := l.db.Close(); err != nil {
 			l.closeErr = fmt.Errorf("close raft log %s: %w", l.dir, err)
 		}
