@@ -186,7 +186,7 @@ type node struct {
 	ticks    uint64
 	// noticesDue is set while a releaseNotices is on its way.
 	noticesDue bool
-	// disk guards the Raft log's free space (nil: not checked); diskFull
+	// disk guards the Raft log's free space (set by start); diskFull
 	// says why no entries are taken, "" while they are.
 	disk     *diskspace.Guard
 	diskFull string

@@ -11,9 +11,9 @@ import (
 	"github.com/tolerex/tolerex/storage/diskspace"
 )
 
-// The Raft log's disk guard. A gateway whose Raft log cannot be written
-// crashes (Pebble stops on a failed log write) and, restarted on a full
-// disk, cannot even vote. So, as members do for their stores, a gateway
+// The Raft log's disk guard. A Raft log write that fails leaves Pebble
+// taking no more writes, and a gateway that cannot write its log cannot
+// even vote. So, as members do for their stores, a gateway
 // keeps a free-space watermark (Config.MinFreeBytes) on its Raft log's
 // filesystem, checked every tick. Below it the gateway takes no new log
 // entries: as leader it refuses proposals (clients get a definite
