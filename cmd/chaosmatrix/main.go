@@ -31,15 +31,15 @@ type mix struct {
 }
 
 // standardMixes covers every fault kind and target, one at a time and
-// several at once; full disks (which need root, for the small filesystems
-// the tool mounts) unless withoutDisk.
+// several at once; full disks of members and of gateways (which need root,
+// for the small filesystems the tool mounts) unless withoutDisk.
 func standardMixes(withoutDisk bool) []mix {
 	mixes := []mix{
 		{"member", 1}, {"gateway", 1}, {"quorum", 1}, {"partitions", 2}, {"pauses", 2},
 		{"kills", 1}, {"cluster-kill", 1}, {"mixed", 1}, {"mixed", 2}, {"mixed", 3},
 	}
 	if !withoutDisk {
-		mixes = append(mixes, mix{"disk,member", 2})
+		mixes = append(mixes, mix{"disk,member", 2}, mix{"gateway-disk,gateway", 2})
 	}
 	return mixes
 }
@@ -52,7 +52,7 @@ func main() {
 		seedBase    = flag.Int64("seed", 0, "seed of the first run; run i uses seed+i (default: from the clock)")
 		out         = flag.String("out", "chaos-out/matrix", "output dir: one subdir per run")
 		md          = flag.String("md", "docs/reliability.md", "markdown file whose generated section is replaced (empty: none)")
-		withoutDisk = flag.Bool("without-disk", false, "leave out the full-disk mix (it needs root to mount small filesystems)")
+		withoutDisk = flag.Bool("without-disk", false, "leave out the full-disk mixes (they need root to mount small filesystems)")
 	)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -30,11 +30,13 @@ own, a cluster that did not recover, or a throughput under
 tool always removes them, and what a crashed run left, at the start.
 
 Fault mixes for --faults: member, gateway, quorum, mixed, cluster-kill,
-kills, pauses, partitions, disk, none, or kind:target pairs (kinds: kill,
+kills, pauses, partitions, disk, gateway-disk, none, or kind:target pairs (kinds: kill,
 pause, partition, cluster-kill, disk-full; targets: member, gateway, leader,
 minority, majority, leader-gateways (the leader cut off from the other
-gateways only: partitions), all), comma-separated. The disk mix is not in
-mixed: it mounts a small filesystem for every member, which needs root.`,
+gateways only: partitions), all), comma-separated. disk-full aims at
+member, gateway or leader. The disk and gateway-disk mixes are not in
+mixed: they mount a small filesystem for every member (or gateway), which
+needs root.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := nemesis.ParseFaults(cfg.Faults); err != nil {

@@ -308,36 +308,59 @@ func (r *run) setUp(ctx context.Context) error {
 	return nil
 }
 
-// prepareDisks mounts a small disk for every member's data dir and, if the
-// member takes a free-space watermark, sets it.
+// prepareDisks mounts a small disk for the data dir of every node a
+// disk-full fault may aim at (members, gateways or both) and, if the node
+// takes a free-space watermark, sets it.
 func (r *run) prepareDisks(ccfg *local.Config) error {
 	if err := diskfault.Available(); err != nil {
 		return fmt.Errorf("chaos: the faults include disk-full: %w", err)
 	}
 	ccfg.DataDirs = make(map[string]string)
-	for i := range r.cfg.Members {
-		name := fmt.Sprintf("member-%d", i+1)
-		dir := filepath.Join(r.runDir, "disks", name)
-		d, err := diskfault.Mount(dir, r.cfg.DiskSize)
-		if err != nil {
-			return fmt.Errorf("chaos: %w", err)
+	r.diskLeave = r.cfg.DiskWatermark / 2
+	for _, role := range []local.Role{local.Member, local.Gateway} {
+		if !slices.ContainsFunc(r.faults, func(f nemesis.Fault) bool { return f.Kind == nemesis.DiskFull && aimsAt(f.Target, role) }) {
+			continue
 		}
-		r.disks[name] = d
-		ccfg.DataDirs[name] = dir
-	}
-	if memberHasFlag(r.cfg.Binary, "--min-free-bytes") {
-		ccfg.MemberArgs = append(ccfg.MemberArgs, "--min-free-bytes", strconv.FormatInt(r.cfg.DiskWatermark, 10))
-		r.diskLeave = r.cfg.DiskWatermark / 2
-		r.logf("members stop taking writes below %d free bytes (--min-free-bytes); a full disk keeps %d", r.cfg.DiskWatermark, r.diskLeave)
-	} else {
-		r.logf("this tolerex member has no --min-free-bytes: a full disk is filled to the last byte")
+		count := r.cfg.Members
+		if role == local.Gateway {
+			count = r.cfg.Gateways
+		}
+		for i := range count {
+			name := fmt.Sprintf("%s-%d", role, i+1)
+			dir := filepath.Join(r.runDir, "disks", name)
+			d, err := diskfault.Mount(dir, r.cfg.DiskSize)
+			if err != nil {
+				return fmt.Errorf("chaos: %w", err)
+			}
+			r.disks[name] = d
+			ccfg.DataDirs[name] = dir
+		}
+		watermark := []string{"--min-free-bytes", strconv.FormatInt(r.cfg.DiskWatermark, 10)}
+		if !hasFlag(r.cfg.Binary, string(role), "--min-free-bytes") {
+			r.logf("this tolerex %s has no --min-free-bytes: a full disk is filled to the last byte", role)
+			continue
+		}
+		if role == local.Gateway {
+			ccfg.GatewayArgs = append(ccfg.GatewayArgs, watermark...)
+		} else {
+			ccfg.MemberArgs = append(ccfg.MemberArgs, watermark...)
+		}
+		r.logf("%ss stop taking writes below %d free bytes (--min-free-bytes); a full disk keeps %d", role, r.cfg.DiskWatermark, r.diskLeave)
 	}
 	return nil
 }
 
-// memberHasFlag reports whether `tolerex member --help` lists flag.
-func memberHasFlag(bin, flag string) bool {
-	out, err := exec.Command(bin, "member", "--help").CombinedOutput()
+// aimsAt reports whether a fault aimed at target can hit a node of role.
+func aimsAt(target nemesis.Target, role local.Role) bool {
+	if role == local.Member {
+		return target == nemesis.Member
+	}
+	return target == nemesis.Gateway || target == nemesis.Leader
+}
+
+// hasFlag reports whether `tolerex <command> --help` lists flag.
+func hasFlag(bin, command, flag string) bool {
+	out, err := exec.Command(bin, command, "--help").CombinedOutput()
 	return err == nil && strings.Contains(string(out), flag+" ")
 }
 

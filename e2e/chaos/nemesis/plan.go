@@ -30,7 +30,8 @@ const (
 	Partition Kind = "partition"
 	// ClusterKill SIGKILLs every node and restarts them all.
 	ClusterKill Kind = "cluster-kill"
-	// DiskFull fills a member's disk and frees it when the fault heals.
+	// DiskFull fills a node's disk (a member's store, or a gateway's Raft
+	// log) and frees it when the fault heals.
 	DiskFull Kind = "disk-full"
 )
 
@@ -74,6 +75,7 @@ func Mixes() map[string][]Fault {
 		"pauses":       {{Pause, Member}, {Pause, Gateway}, {Pause, Leader}},
 		"partitions":   {{Partition, Member}, {Partition, Gateway}, {Partition, Leader}, {Partition, LeaderGateways}, {Partition, Minority}, {Partition, Majority}},
 		"disk":         {{DiskFull, Member}},
+		"gateway-disk": {{DiskFull, Gateway}, {DiskFull, Leader}},
 		"none":         nil,
 	}
 }
@@ -132,7 +134,8 @@ func (f Fault) validate() error {
 			return nil
 		}
 	case DiskFull:
-		if f.Target == Member {
+		switch f.Target {
+		case Member, Gateway, Leader:
 			return nil
 		}
 	default:

@@ -109,10 +109,13 @@ func TestParseFaults(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
-	for _, bad := range []string{"nonsense", "kill:everyone", "cluster-kill:member", "disk-full:gateway", "explode:member"} {
+	for _, bad := range []string{"nonsense", "kill:everyone", "cluster-kill:member", "disk-full:minority", "disk-full:all", "explode:member"} {
 		if _, err := ParseFaults(bad); err == nil {
 			t.Errorf("ParseFaults(%q) succeeded", bad)
 		}
+	}
+	if faults, err := ParseFaults("gateway-disk"); err != nil || !slices.Equal(faults, []Fault{{DiskFull, Gateway}, {DiskFull, Leader}}) {
+		t.Errorf("gateway-disk: %v %v", faults, err)
 	}
 	if faults, err := ParseFaults("none"); err != nil || len(faults) != 0 {
 		t.Errorf("none: %v %v", faults, err)
