@@ -267,4 +267,36 @@ func TestConsensusCrashRestarts(t *testing.T) {
 	if n := strings.Count(c.Gateway.Log(), `"consensus started"`); n != 4 {
 		t.Errorf("consensus started %d times, want 4 (once, then after each of 3 crashes)", n)
 	}
+	if n := strings.Count(c.Gateway.Log(), "consensus crashed; restarting it"); n != 3 {
+		t.Errorf("the gateway logged %d consensus crashes, want 3", n)
+	}
+}
+
+// TestConsensusKeepsCrashing crashes the consensus actor 11 times in a
+// row. Expected: each crash is logged, the first 10 restart it, the 11th
+// stops it for good, and /readyz says so and how to recover, instead of
+// "no Raft leader known".
+func TestConsensusKeepsCrashing(t *testing.T) {
+	c := NewCluster(t, bin, Options{Members: 3, Tolerance: 2, NoPrompt: true,
+		GatewayArgs: []string{"--fault-injection"}})
+	c.DumpLogsOnFailure(t)
+	c.Start(t)
+	for crash := 1; crash <= 11; crash++ {
+		if code := c.Gateway.Post(t, "/debug/fault/consensus-panic"); code != http.StatusOK {
+			t.Fatalf("fault injection %d: %d", crash, code)
+		}
+		Eventually(t, 10*time.Second, "the crash to be logged", func() (bool, string) {
+			n := strings.Count(c.Gateway.Log(), `"consensus crashed; restarting it`) + strings.Count(c.Gateway.Log(), `"consensus keeps crashing; stopping it`)
+			return n == crash, fmt.Sprintf("%d crashes logged", n)
+		})
+	}
+	Eventually(t, 10*time.Second, "/readyz to say consensus stopped", func() (bool, string) {
+		status, body := readyz(c.Gateway)
+		return status == http.StatusServiceUnavailable && strings.Contains(body, "consensus stopped after 11 crashes within 1m0s (restart the gateway); last: "), fmt.Sprintf("%d %s", status, body)
+	})
+	_, body := readyz(c.Gateway)
+	t.Logf("/readyz: %s", strings.TrimSpace(body))
+	if n := strings.Count(c.Gateway.Log(), "consensus crashed; restarting it"); n != 10 {
+		t.Errorf("the gateway logged %d restarts of consensus, want 10", n)
+	}
 }

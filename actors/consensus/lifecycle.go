@@ -241,6 +241,9 @@ func (n *node) stop(ctx actor.Context, reason string) {
 	if h := n.cfg.Health; h != nil {
 		h.lead.Store(0)
 	}
+	// Until a restart says otherwise, no leader is known: a leader actor
+	// ends its term and gives its requests back.
+	n.publish(ctx, &LeaderChanged{})
 }
 
 // subscribe adds the sender to the subscribers (once: a restarted actor

@@ -219,7 +219,8 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 	if err := consensusCfg.Validate(); err != nil {
 		return err
 	}
-	consensusPID, err := root.SpawnNamed(node.Tree.Props("consensus", consensus.New(consensusCfg)), messages.ConsensusActor)
+	consensusPID, err := root.Copy().WithGuardian(consensus.Strategy(log, health)).
+		SpawnNamed(node.Tree.Props("consensus", consensus.New(consensusCfg)), messages.ConsensusActor)
 	if err != nil {
 		return fmt.Errorf("spawn consensus: %w", err)
 	}
