@@ -25,13 +25,24 @@ import (
 // hands its Raft leadership to another gateway then, whose leader actor
 // works.
 func Strategy(log zerolog.Logger, status *Status, onStop func()) actor.SupervisorStrategy {
-	return &strategy{log: log, status: status, onStop: onStop}
-}
-
-type strategy struct {
-	log    zerolog.Logger
-	status *Status
-	onStop func()
+	return &tree.CrashBudget{
+		Log: log, Max: maxRestarts, Window: restartWindow,
+		Restarted: "leader crashed; restarting it from the metadata log",
+		Stopped:   "leader keeps crashing; stopping it",
+		OnCrash: func(system *actor.ActorSystem, message any) {
+			if env, ok := message.(*actor.MessageEnvelope); ok && env.Sender != nil {
+				answerCrashed(system, env.Sender, env.Message)
+			}
+		},
+		OnStop: func(failures int, reason string) {
+			if status != nil {
+				status.SetProblem(fmt.Sprintf("leader stopped after %d crashes within %s; last: %s", failures, restartWindow, reason))
+			}
+			if onStop != nil {
+				onStop()
+			}
+		},
+	}
 }
 
 const (
@@ -41,31 +52,6 @@ const (
 
 // outcomeUnknown answers requests whose fate a crash left open.
 const outcomeUnknown = "outcome unknown: the leader crashed while handling this request; read the id to see whether it took effect"
-
-func (s *strategy) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason interface{}, message interface{}) {
-	if env, ok := message.(*actor.MessageEnvelope); ok && env.Sender != nil {
-		answerCrashed(system, env.Sender, env.Message)
-	}
-	rs.Fail()
-	failures := rs.NumberOfFailures(restartWindow)
-	text, stack := tree.Reason(reason)
-	log := s.log.With().Str("actor", child.Id).Str("reason", text).Str("stack", stack).Int("failures_in_window", failures).Logger()
-	if failures > maxRestarts {
-		log.Error().Msg("leader keeps crashing; stopping it")
-		if s.status != nil {
-			s.status.SetProblem(fmt.Sprintf("leader stopped after %d crashes within %s; last: %s", failures, restartWindow, text))
-		}
-		system.EventStream.Publish(&actor.SupervisorEvent{Child: child, Reason: reason, Directive: actor.StopDirective})
-		sup.StopChildren(child)
-		if s.onStop != nil {
-			s.onStop()
-		}
-		return
-	}
-	log.Error().Msg("leader crashed; restarting it from the metadata log")
-	system.EventStream.Publish(&actor.SupervisorEvent{Child: child, Reason: reason, Directive: actor.RestartDirective})
-	sup.RestartChildren(child)
-}
 
 // answerCrashed answers the client requests in the message the leader
 // crashed on: their outcome is unknown (a write may have reached the log).
