@@ -29,16 +29,9 @@ import (
 // While the disk is full the reason is rewritten whenever the free space
 // moves, so /readyz and the clients' errors give the current figure.
 func (n *node) checkDisk() {
-	if n.disk == nil {
-		return
-	}
 	st := n.disk.Check()
 	mark := n.disk.Watermark()
-	if m := n.cfg.Metrics; m != nil && st.Checked {
-		m.DiskFreeBytes.Set(float64(st.Free))
-		m.DiskMinFreeBytes.Set(float64(mark.MinFree))
-		m.WritesRefused.Set(b2f(st.Refusing))
-	}
+	n.observeDisk(st, mark, st.Refusing)
 	reason := ""
 	if st.Refusing {
 		reason = fmt.Sprintf("disk full: the Raft log's filesystem has %d bytes free, below the %d-byte watermark (--min-free-bytes); "+
@@ -100,11 +93,8 @@ func (n *node) waitForSpace(ctx actor.Context) bool {
 	}
 	mark := n.disk.Watermark()
 	st := n.disk.Check()
-	if m := n.cfg.Metrics; m != nil && st.Checked {
-		m.DiskFreeBytes.Set(float64(st.Free))
-		m.DiskMinFreeBytes.Set(float64(mark.MinFree))
-	}
 	reason := spaceWanted(st, mark)
+	n.observeDisk(st, mark, reason != "")
 	if reason == "" {
 		n.kept.noSpace = false
 		n.log.Info().Uint64("free_bytes", st.Free).Msg("disk space back: reopening the Raft log")
@@ -118,14 +108,23 @@ func (n *node) waitForSpace(ctx actor.Context) bool {
 		n.log.Warn().Str("reason", reason).Msg("waiting for disk space before reopening the Raft log")
 	}
 	n.diskFull = reason
-	if m := n.cfg.Metrics; m != nil {
-		m.WritesRefused.Set(1)
-	}
 	if h := n.cfg.Health; h != nil {
 		h.setDiskFull(reason)
-		h.lead.Store(0)
 	}
 	return true
+}
+
+// observeDisk puts a check of the Raft log's filesystem in the metrics.
+func (n *node) observeDisk(st diskspace.State, mark diskspace.Watermark, refusing bool) {
+	m := n.cfg.Metrics
+	if m == nil {
+		return
+	}
+	if st.Checked {
+		m.DiskFreeBytes.Set(float64(st.Free))
+		m.DiskMinFreeBytes.Set(float64(mark.MinFree))
+	}
+	m.WritesRefused.Set(b2f(refusing))
 }
 
 // spaceWanted says why a gateway whose last log write failed with ENOSPC

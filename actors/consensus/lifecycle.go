@@ -88,9 +88,6 @@ func (n *node) start(ctx actor.Context) {
 	n.inbound = newSnapshotAssembly()
 	n.outbound = make(map[uint64]sentSnapshot)
 	n.disk = newDiskGuard(n.cfg)
-	// Subscribers kept from before a restart learn that no leader is known
-	// (until raft says otherwise): a leader actor ends its term.
-	n.publish(ctx, n.leaderChanged())
 	if n.waitForSpace(ctx) {
 		return
 	}
@@ -242,7 +239,8 @@ func (n *node) stop(ctx actor.Context, reason string) {
 		h.lead.Store(0)
 	}
 	// Until a restart says otherwise, no leader is known: a leader actor
-	// ends its term and gives its requests back.
+	// ends its term and gives its requests back (the subscribers outlive
+	// a restart: restartState).
 	n.publish(ctx, &LeaderChanged{})
 }
 
