@@ -127,30 +127,21 @@ func (s *State) Apply(e *messages.LogEntry) (Effect, error) {
 	}
 	switch x := e.GetEntry().(type) {
 	case *messages.LogEntry_Put:
-		key, tracked := requestKeyOf(e.GetRequest())
-		if code, done := s.requests.lookup(key); tracked && done {
-			return Effect{Duplicate: true, Existed: code == messages.ReplyCode_REPLY_OK,
-				PruneSlots: slices.Clone(x.Put.GetReplicas()), PruneVersion: x.Put.GetVersion(), PruneSize: x.Put.GetSize()}, nil
-		}
-		if tracked && s.requests.tooLate(e.GetRequest().GetWindowEnd()) {
-			return Effect{TooLate: true,
+		if code, done, tooLate := s.RequestOutcome(e.GetRequest()); done || tooLate {
+			return Effect{Duplicate: done, Existed: code == messages.ReplyCode_REPLY_OK, TooLate: tooLate,
 				PruneSlots: slices.Clone(x.Put.GetReplicas()), PruneVersion: x.Put.GetVersion(), PruneSize: x.Put.GetSize()}, nil
 		}
 		eff := s.applyPut(x.Put)
-		if tracked {
+		if key, tracked := requestKeyOf(e.GetRequest()); tracked {
 			s.requests.add(key, messages.ReplyCode_REPLY_OK)
 		}
 		return eff, nil
 	case *messages.LogEntry_Delete:
-		key, tracked := requestKeyOf(e.GetRequest())
-		if code, done := s.requests.lookup(key); tracked && done {
-			return Effect{Duplicate: true, Existed: code == messages.ReplyCode_REPLY_OK}, nil
-		}
-		if tracked && s.requests.tooLate(e.GetRequest().GetWindowEnd()) {
-			return Effect{TooLate: true}, nil
+		if code, done, tooLate := s.RequestOutcome(e.GetRequest()); done || tooLate {
+			return Effect{Duplicate: done, Existed: code == messages.ReplyCode_REPLY_OK, TooLate: tooLate}, nil
 		}
 		eff := s.applyDelete(x.Delete)
-		if tracked {
+		if key, tracked := requestKeyOf(e.GetRequest()); tracked {
 			code := messages.ReplyCode_REPLY_NOT_FOUND
 			if eff.Existed {
 				code = messages.ReplyCode_REPLY_OK
