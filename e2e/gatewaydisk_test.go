@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tolerex/tolerex/e2e/chaos/diskfault"
 	"github.com/tolerex/tolerex/gateway/client"
 	"github.com/tolerex/tolerex/gateway/codec"
-	"github.com/tolerex/tolerex/storage/diskspace"
 )
 
 // gatewayWatermark is the --min-free-bytes of the gateway on a small
@@ -46,7 +46,7 @@ func TestGatewayDiskFull(t *testing.T) {
 	pid := gw.Pid()
 
 	filler := filepath.Join(gw.DataDir, "filler")
-	fill(t, gw.DataDir, filler, gatewayWatermark/2)
+	fill(t, filler, gatewayWatermark/2)
 	Eventually(t, 10*time.Second, "the gateway's /readyz to say disk full", func() (bool, string) {
 		status, body := readyz(gw)
 		return status == http.StatusServiceUnavailable && strings.Contains(body, "disk full: the Raft log's filesystem has "), fmt.Sprintf("%d %s", status, body)
@@ -59,7 +59,7 @@ func TestGatewayDiskFull(t *testing.T) {
 	assertRaftDiskMetrics(t, gw, true)
 
 	// The disk fills further: the reason gives the new figure.
-	fill(t, gw.DataDir, filler+"2", gatewayWatermark/4)
+	fill(t, filler+"2", gatewayWatermark/4)
 	Eventually(t, 10*time.Second, "/readyz to give the new free space", func() (bool, string) {
 		_, body := readyz(gw)
 		free, ok := freeInReason(body)
@@ -139,32 +139,10 @@ func freeInReason(reason string) (uint64, bool) {
 	return free, err == nil
 }
 
-// fill writes a file at path until the filesystem of dir has less than
-// leave bytes free.
-func fill(t *testing.T, dir, path string, leave uint64) {
+// fill grows the file at path until its filesystem has leave bytes free.
+func fill(t *testing.T, path string, leave uint64) {
 	t.Helper()
-	usage, err := diskspace.Statfs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	free := usage.Free
-	if free <= leave {
-		return
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 1<<20)
-	for left := free - leave; left > 0; {
-		n := min(left, uint64(len(chunk)))
-		if _, err := f.Write(chunk[:n]); err != nil {
-			t.Fatalf("fill %s: %v", path, err)
-		}
-		left -= n
-	}
-	if err := f.Sync(); err != nil {
+	if err := diskfault.FillFile(path, int64(leave)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -187,7 +165,7 @@ func TestRaftLeaderDiskFull(t *testing.T) {
 	load.waitOKs(t, 300)
 
 	filler := filepath.Join(full.DataDir, "filler")
-	fill(t, full.DataDir, filler, gatewayWatermark/2)
+	fill(t, filler, gatewayWatermark/2)
 	next := raftLeader(t, others(c.Gateways, full), 10*time.Second)
 	t.Logf("%s's disk filled; %s leads now", full.Name, next.Name)
 	Eventually(t, 10*time.Second, full.Name+"'s /readyz to say disk full", func() (bool, string) {
@@ -234,7 +212,7 @@ func TestGatewayDiskFillsPastWatermark(t *testing.T) {
 	cl := c.Dial(t)
 	pid := gw.Pid()
 	filler := filepath.Join(gw.DataDir, "filler")
-	fill(t, gw.DataDir, filler, 32<<10)
+	fill(t, filler, 32<<10)
 
 	// Pipelined SETs, 200 at a time, until one is refused.
 	led := newLedger()

@@ -85,15 +85,22 @@ func (d *Disk) Fill(leave int64) error {
 	if !d.mounted {
 		return errors.New("fill: disk not mounted")
 	}
-	free, err := d.Free()
-	if err != nil {
-		return err
+	d.filled = true
+	return FillFile(filepath.Join(d.Dir, fillerName), leave)
+}
+
+// FillFile grows the file at path (creating it) until its filesystem has
+// about leave bytes free.
+func FillFile(path string, leave int64) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", filepath.Dir(path), err)
 	}
-	f, err := os.OpenFile(filepath.Join(d.Dir, fillerName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	free := int64(st.Bavail) * st.Bsize
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("create filler: %w", err)
 	}
-	d.filled = true
 	if n := free - leave; n > 0 {
 		st, err := f.Stat()
 		if err == nil {
@@ -101,7 +108,7 @@ func (d *Disk) Fill(leave int64) error {
 		}
 		if err != nil && !errors.Is(err, syscall.ENOSPC) {
 			f.Close()
-			return fmt.Errorf("fill %s: %w", d.Dir, err)
+			return fmt.Errorf("fill %s: %w", path, err)
 		}
 	}
 	if err := f.Close(); err != nil {
