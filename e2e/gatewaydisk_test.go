@@ -256,6 +256,20 @@ func TestGatewayDiskFillsPastWatermark(t *testing.T) {
 	if !strings.Contains(gw.Log(), "pebble: fatal commit error") {
 		t.Error("Pebble's fatal commit error is not in the gateway's log")
 	}
+	// Meanwhile the gateway refuses every request at once, definitely and
+	// with the reason, instead of holding it for a leader it cannot learn
+	// of until the request's deadline (10 s).
+	for _, line := range []string{"SET " + strconv.FormatInt(failedAt, 10) + " refused", "GET 0"} {
+		asked := time.Now()
+		reply, err := cl.Do(line)
+		took := time.Since(asked)
+		var refused *client.ServerError
+		if !errors.As(err, &refused) || !strings.HasPrefix(reply, "ERROR: gateway unavailable: disk full: a Raft log write failed") ||
+			codec.ClassifyError(reply) != codec.Definite {
+			t.Fatalf("%s while the gateway waits for space: %q, %v (after %v); want a definite gateway unavailable error", line, reply, err, took)
+		}
+		t.Logf("%s while the gateway waits for space, answered in %v: %s", line, took.Round(time.Microsecond), reply)
+	}
 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)

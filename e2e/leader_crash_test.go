@@ -12,6 +12,7 @@ import (
 	"github.com/tolerex/tolerex/actors/leader"
 	"github.com/tolerex/tolerex/actors/tree"
 	"github.com/tolerex/tolerex/gateway/client"
+	"github.com/tolerex/tolerex/gateway/codec"
 )
 
 // TestLeaderCrashUnderLoad crashes the leader actor (not the process)
@@ -298,5 +299,11 @@ func TestConsensusKeepsCrashing(t *testing.T) {
 	t.Logf("/readyz: %s", strings.TrimSpace(body))
 	if n := strings.Count(c.Gateway.Log(), "consensus crashed; restarting it"); n != 10 {
 		t.Errorf("the gateway logged %d restarts of consensus, want 10", n)
+	}
+	// Requests are refused at once, definitely, with the reason: nothing
+	// will be led here until the gateway restarts.
+	reply, _ := c.Dial(t).Do("SET 1 x")
+	if !strings.HasPrefix(reply, "ERROR: gateway unavailable: consensus stopped after 11 crashes") || codec.ClassifyError(reply) != codec.Definite {
+		t.Errorf("a SET to the gateway whose consensus stopped: %q, want a definite gateway unavailable error", reply)
 	}
 }

@@ -77,7 +77,8 @@ func newDiskGuard(cfg Config) *diskspace.Guard {
 // restarts it; reopening the log on a disk with no room would hang in
 // Pebble's recovery, so the restarted actor first waits for space
 // (waitForSpace): until the resume mark is free it runs no Raft, /readyz
-// says why, and the leader actor hears that no leader is known. With the
+// says why, and the leader actor hears that consensus is unavailable (so
+// it refuses requests at once) until it is available again. With the
 // watermark off nothing tells when space is back: the gateway must be
 // restarted once it is.
 
@@ -98,6 +99,7 @@ func (n *node) waitForSpace(ctx actor.Context) bool {
 	if reason == "" {
 		n.kept.noSpace = false
 		n.log.Info().Uint64("free_bytes", st.Free).Msg("disk space back: reopening the Raft log")
+		n.publish(ctx, &Available{})
 		return false
 	}
 	if mark.MinFree > 0 {
@@ -106,6 +108,10 @@ func (n *node) waitForSpace(ctx actor.Context) bool {
 	}
 	if reason != n.diskFull {
 		n.log.Warn().Str("reason", reason).Msg("waiting for disk space before reopening the Raft log")
+		// The leader actor refuses requests at once meanwhile, with the
+		// reason, instead of holding them until their deadline for a
+		// leader this gateway cannot learn of.
+		n.publish(ctx, &Unavailable{Reason: reason})
 	}
 	n.diskFull = reason
 	if h := n.cfg.Health; h != nil {

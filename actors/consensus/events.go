@@ -100,12 +100,20 @@ type TransferLeadership struct {
 	To uint64
 }
 
-// Unavailable tells a subscriber that this gateway's consensus cannot run
-// (its Raft log cannot be read): nothing will ever be applied or led here
-// until the gateway is repaired and restarted.
+// Unavailable tells a subscriber that this gateway's consensus does not
+// run, and why: its Raft log cannot be read, or the actor kept crashing
+// and was stopped (nothing is applied or led here until the gateway is
+// repaired and restarted), or a log write found the disk full and the
+// actor waits for space (then Available follows once it runs again). It
+// may come again with a newer reason.
 type Unavailable struct {
 	Reason string
 }
+
+// Available tells a subscriber that consensus runs again after an
+// Unavailable: the disk that stopped it has room, and the Raft log is
+// open. Who leads follows in LeaderChanged.
+type Available struct{}
 
 // StatusRequest asks for the consensus Status; it is answered with one.
 type StatusRequest struct{}

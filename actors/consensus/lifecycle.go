@@ -242,6 +242,11 @@ func (n *node) stop(ctx actor.Context, reason string) {
 	// ends its term and gives its requests back (the subscribers outlive
 	// a restart: restartState).
 	n.publish(ctx, &LeaderChanged{})
+	// Stopped for good (Strategy: it kept crashing): nothing will be led
+	// here until the gateway restarts, so requests are refused at once.
+	if p := n.cfg.Health.problemText(); p != "" {
+		n.publish(ctx, &Unavailable{Reason: p})
+	}
 }
 
 // subscribe adds the sender to the subscribers (once: a restarted actor
@@ -256,8 +261,11 @@ func (n *node) subscribe(ctx actor.Context) {
 		n.kept.subscribers = append(n.kept.subscribers, sender)
 	}
 	if n.rn == nil {
-		if p := n.cfg.Health.problemText(); p != "" {
+		switch p := n.cfg.Health.problemText(); {
+		case p != "":
 			ctx.Send(sender, &Unavailable{Reason: p})
+		case n.kept.noSpace && n.diskFull != "":
+			ctx.Send(sender, &Unavailable{Reason: n.diskFull})
 		}
 		return
 	}

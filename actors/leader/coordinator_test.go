@@ -12,6 +12,7 @@ import (
 
 	"github.com/tolerex/tolerex/actors/consensus"
 	"github.com/tolerex/tolerex/actors/meta"
+	"github.com/tolerex/tolerex/gateway/codec"
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -638,5 +639,40 @@ func TestCoordinatorIgnoresAnswersToAnEarlierIncarnation(t *testing.T) {
 	c.l.readReply(slot, true, &messages.ReadReply{RequestId: rr.GetRequestId(), Id: 7, Version: rr.GetVersion(), Status: messages.ReadStatus_READ_OK, Payload: []byte("hello")})
 	if r := c.replies(); len(r) != 1 || string(r[0].GetPayload()) != "hello" {
 		t.Fatalf("replies %v, want hello", r)
+	}
+}
+
+// A gateway whose consensus stops (a full disk, a stopped consensus
+// actor) refuses what it holds: a write it never sent anywhere
+// definitely, one it had sent and got back when the term ended with an
+// unknown outcome, since it may be in the log. New requests are refused
+// at once until consensus runs again; then they wait for a leader.
+func TestCoordinatorUnavailableRefusesDefinitelyOnlyWhatWasNeverSent(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	c.set(1, 9, "x") // handed to this gateway's coordinator
+	c.l.leaderChanged(&consensus.LeaderChanged{})
+	c.set(2, 10, "y") // no leader known: waits, never sent
+	if got := len(c.l.router.unsent()); got != 2 {
+		t.Fatalf("%d requests wait to be sent, want 2", got)
+	}
+	c.l.becomeUnavailable("disk full: test")
+	want := map[uint64]codec.Outcome{1: codec.Indeterminate, 2: codec.Definite}
+	got := c.replies()
+	if len(got) != 2 {
+		t.Fatalf("replies %v, want both requests answered", got)
+	}
+	for _, r := range got {
+		if outcome := codec.ClassifyError(r.GetError()); outcome != want[r.GetRequestId()] {
+			t.Errorf("request %d answered %q: %v, want %v", r.GetRequestId(), r.GetError(), outcome, want[r.GetRequestId()])
+		}
+	}
+	c.set(3, 11, "z")
+	if r := c.replies(); len(r) != 1 || !strings.HasPrefix(r[0].GetError(), "gateway unavailable: disk full") {
+		t.Fatalf("a request to the unavailable gateway: %v, want refused at once", r)
+	}
+	c.l.becomeAvailable()
+	c.set(4, 12, "w")
+	if r := c.replies(); len(r) != 0 || len(c.l.router.unsent()) != 1 {
+		t.Fatalf("after consensus runs again: replies %v, %d waiting; want the request waiting for a leader", r, len(c.l.router.unsent()))
 	}
 }

@@ -154,7 +154,8 @@ type leader struct {
 	// lead.Term is ready (its state machine is current).
 	ready bool
 	// unavailable says why this gateway cannot serve at all (its Raft log
-	// is unreadable); requests are refused with it at once.
+	// is unreadable or its disk full, or consensus was stopped); requests
+	// are refused with it at once until consensus is available again.
 	unavailable string
 
 	// termState is the coordinator's state for the term in which this
@@ -221,6 +222,8 @@ func (l *leader) Receive(ctx actor.Context) {
 		l.route()
 	case *consensus.Unavailable:
 		l.becomeUnavailable(msg.Reason)
+	case *consensus.Available:
+		l.becomeAvailable()
 	case *consensus.LeaderChanged:
 		l.leaderChanged(msg)
 	case *consensus.LeadershipReady:
@@ -367,9 +370,9 @@ func stopReply(rt *routed, reason string) *messages.ClientReply {
 }
 
 // becomeUnavailable refuses every request from now on: this gateway's
-// consensus cannot run. A request not sent anywhere yet is refused
-// definitely; one already forwarded to a leader may still take effect,
-// so its outcome is unknown.
+// consensus cannot run. A request never sent to a leader is refused
+// definitely; one that was (even if it waits to be sent again) may still
+// take effect, so its outcome is unknown.
 func (l *leader) becomeUnavailable(reason string) {
 	l.unavailable = "gateway unavailable: " + reason
 	for _, ref := range l.inProgress {
@@ -380,11 +383,22 @@ func (l *leader) becomeUnavailable(reason string) {
 	l.termState = newTermState(0)
 	for _, rt := range l.router.all() {
 		text := l.unavailable
-		if rt.sentTo != "" && rt.req.GetOp() != messages.Op_OP_GET {
-			text = "outcome unknown: this gateway became unavailable (" + reason + ") after forwarding the request; read the id to see whether it took effect"
+		if rt.everSent() && rt.req.GetOp() != messages.Op_OP_GET {
+			text = "outcome unknown: this gateway became unavailable (" + reason + ") after it had sent the request to a leader; read the id to see whether it took effect"
 		}
 		l.toSession(rt.session, &messages.ClientReply{RequestId: rt.request, Code: messages.ReplyCode_REPLY_ERROR, Error: text})
 	}
+	l.publishStatus()
+}
+
+// becomeAvailable takes requests again: consensus runs again after an
+// Unavailable. They wait for a leader as at any start.
+func (l *leader) becomeAvailable() {
+	if l.unavailable == "" {
+		return
+	}
+	l.log.Info().Str("was", l.unavailable).Msg("consensus runs again: taking requests")
+	l.unavailable = ""
 	l.publishStatus()
 }
 

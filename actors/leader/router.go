@@ -42,7 +42,9 @@ type routed struct {
 	// windowEnd bounds the request when it is sent again (RequestId's
 	// window_end): past it the state machine no longer applies it.
 	windowEnd uint64
-	// sends counts the times it was sent.
+	// sends counts the times it was sent. A request given back (its
+	// leader changed or lost it) waits with sentTo "" but may already be
+	// in the log: only one never sent is known to have had no effect.
 	sends int
 	// sentTo is the node address of the leader it was last sent to,
 	// localRoute for this gateway's coordinator, "" if it waits to be
@@ -163,14 +165,30 @@ func (r *router) expire(now time.Time) []*routed {
 	return out
 }
 
-// expiredReply is the answer to a request unanswered at its deadline.
+// everSent reports whether the request was ever handed to a leader (this
+// gateway's coordinator or another gateway's): if so, a write may be in
+// the log even while it waits to be sent again.
+func (rt *routed) everSent() bool { return rt.sends > 0 }
+
+// expiredReply is the answer to a request unanswered at its deadline: a
+// timeout for a read (reads have no effect); for a write, an unknown
+// outcome if it was ever sent to a leader, and a definite error if no
+// leader was known all that time, so it was never sent anywhere.
 func expiredReply(rt *routed) *messages.ClientReply {
 	reason := "outcome unknown: no leader confirmed this request before its deadline; read the id to see whether it took effect"
-	if rt.req.GetOp() == messages.Op_OP_GET {
+	switch {
+	case rt.req.GetOp() == messages.Op_OP_GET:
 		reason = "timeout: no leader answered this read before its deadline"
+	case !rt.everSent():
+		reason = NoLeaderError
 	}
 	return &messages.ClientReply{RequestId: rt.request, Code: messages.ReplyCode_REPLY_ERROR, Error: reason}
 }
+
+// NoLeaderError answers a write that waited its whole deadline for a Raft
+// leader to be known and was never sent to one, so it never takes
+// effect.
+const NoLeaderError = "no leader: this gateway knew of no Raft leader until the request's deadline; the request was sent to none and has no effect"
 
 // all removes and returns every pending request.
 func (r *router) all() []*routed {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/tolerex/tolerex/gateway/codec"
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -21,8 +22,8 @@ func TestRouterNumbersResendsAndExpires(t *testing.T) {
 	if got := r.unsent(); len(got) != 2 || got[0] != a {
 		t.Fatalf("unsent = %v, want both in arrival order", got)
 	}
-	a.sentTo, a.sentAt = "gw2", start
-	b.sentTo = localRoute
+	r.sending(a, "gw2", start)
+	r.sending(b, localRoute, start)
 	if got := r.unsent(); len(got) != 0 {
 		t.Fatalf("unsent after sending = %d", len(got))
 	}
@@ -41,7 +42,9 @@ func TestRouterNumbersResendsAndExpires(t *testing.T) {
 	if r.answered(b.seq) != b || r.answered(b.seq) != nil {
 		t.Fatal("a request was answered twice")
 	}
-	// The write expires at its deadline with an unknown outcome.
+	// The write expires at its deadline with an unknown outcome: it was
+	// sent once, so it may be in the log although it waits to be sent
+	// again.
 	if got := r.expire(start.Add(9 * time.Second)); len(got) != 0 {
 		t.Fatalf("expired before its deadline: %v", got)
 	}
@@ -60,5 +63,33 @@ func TestRouterExpiredReadIsATimeout(t *testing.T) {
 	rt := r.accept(nil, &messages.ClientRequest{RequestId: 3, Op: messages.Op_OP_GET}, time.Unix(0, 0), 0)
 	if got := expiredReply(rt).GetError(); got[:7] != "timeout" {
 		t.Fatalf("an expired GET answers %q, want a timeout", got)
+	}
+}
+
+// A write that no leader was ever known to take expires with a definite
+// error; one sent and given back (its leader changed) with an unknown
+// outcome, although both wait unsent at the deadline.
+func TestRouterExpiredWriteNeverSentIsDefinite(t *testing.T) {
+	start := time.Unix(0, 0)
+	r := newRouter(1, time.Second)
+	never := r.accept(nil, &messages.ClientRequest{RequestId: 1, Op: messages.Op_OP_SET}, start, 0)
+	given := r.accept(nil, &messages.ClientRequest{RequestId: 2, Op: messages.Op_OP_DEL}, start, 0)
+	r.sending(given, "gw2", start)
+	r.resend("gw2")
+	if got := r.unsent(); len(got) != 2 {
+		t.Fatalf("unsent %d, want both waiting", len(got))
+	}
+	got := r.expire(start.Add(2 * time.Second))
+	if len(got) != 2 {
+		t.Fatalf("expired %d, want 2", len(got))
+	}
+	for _, tt := range []struct {
+		rt   *routed
+		want codec.Outcome
+	}{{never, codec.Definite}, {given, codec.Indeterminate}} {
+		reply := expiredReply(tt.rt).GetError()
+		if outcome := codec.ClassifyError(reply); outcome != tt.want {
+			t.Errorf("request %d expired with %q: %v, want %v", tt.rt.request, reply, outcome, tt.want)
+		}
 	}
 }

@@ -92,6 +92,9 @@ var definitePrefixes = [...]string{
 	// A GET no leader answered before its deadline: reads have no effect
 	// (router.go, expiredReply).
 	"timeout: no leader answered this read",
+	// A SET or DEL that waited its whole deadline with no leader known,
+	// and so was never sent to one (router.go, expiredReply).
+	"no leader: ",
 	// The state machine rejected the logged entry; applying is
 	// deterministic, so a replay rejects it again (leader.go, committed).
 	"internal error: the request was not applied",

@@ -40,6 +40,7 @@ func TestClassifyError(t *testing.T) {
 		{"ERROR: disk full: the Raft log's filesystem has 1000 bytes free, below the 4096-byte watermark (--min-free-bytes); this gateway takes no new log entries until 5120 bytes are free; nothing was stored", Definite},
 		{"ERROR: timeout: no leader answered this read before its deadline", Definite},
 		{"ERROR: outcome unknown: no leader confirmed this request before its deadline; read the id to see whether it took effect", Indeterminate},
+		{"ERROR: no leader: this gateway knew of no Raft leader until the request's deadline; the request was sent to none and has no effect", Definite},
 		{"ERROR: outcome unknown: leader restarting before this request was answered; read the id to see whether it took effect", Indeterminate},
 		{"ERROR: gateway unavailable: raft log unusable: the leader (gateway 1) says this gateway (id 2) acknowledged the log up to index 9", Definite},
 		{"ERROR: internal error in the leader; the outcome of this request is unknown", Indeterminate},
