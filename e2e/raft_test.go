@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tolerex/tolerex/actors/consensus"
+	"github.com/tolerex/tolerex/actors/leader"
 	"github.com/tolerex/tolerex/cluster/local"
 	"github.com/tolerex/tolerex/e2e/chaos/netfault"
 	"github.com/tolerex/tolerex/gateway/client"
@@ -815,4 +816,62 @@ func TestRaftSeenFromOutside(t *testing.T) {
 	}
 	metric("tolerex_raft_apply_seconds_count")
 	metric("tolerex_raft_leader_changes_total")
+}
+
+// TestRaftQuorumLost kills two of three gateways: the survivor learns of no
+// leader, so a write sent to it waits its whole request deadline, is never
+// sent anywhere and is answered with the definite "no leader: ..."; a read
+// times out. Once the group is back, the refused write is not there (a
+// definite error must mean no effect) and writes work again.
+func TestRaftQuorumLost(t *testing.T) {
+	const deadline = 2 * time.Second
+	c := raftGroup(t, 3, 3, "--request-timeout", deadline.String())
+	lead := raftLeader(t, c.Gateways, 10*time.Second)
+	survivor := others(c.Gateways, lead)[0]
+	for _, g := range others(c.Gateways, survivor) {
+		if err := g.Kill(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Until its election timeout passes the survivor still names the dead
+	// leader and would send requests there (their outcome would then be
+	// unknown); once it campaigns it names none.
+	Eventually(t, 10*time.Second, "the survivor to know of no leader", func() (bool, string) {
+		st, err := raftStatus(survivor)
+		return err == nil && st.Lead == 0, fmt.Sprintf("%+v %v", st, err)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := client.Dial(ctx, survivor.ClientAddr, client.Options{DialTimeout: 2 * time.Second, IOTimeout: 4 * deadline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, tt := range []struct{ line, want string }{
+		{"SET 7 refused", "ERROR: " + leader.NoLeaderError},
+		{"DEL 8", "ERROR: " + leader.NoLeaderError},
+		{"GET 7", "ERROR: timeout: no leader answered this read before its deadline"},
+	} {
+		asked := time.Now()
+		reply, _ := cl.Do(tt.line)
+		took := time.Since(asked)
+		if reply != tt.want || codec.ClassifyError(reply) != codec.Definite {
+			t.Fatalf("%s with 2 of 3 gateways dead: %q after %v, want the definite %q", tt.line, reply, took, tt.want)
+		}
+		t.Logf("%s with 2 of 3 gateways dead: answered after %v: %s", tt.line, took.Round(time.Millisecond), reply)
+	}
+	for _, g := range others(c.Gateways, survivor) {
+		if err := g.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.WaitHealthy(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := cl.Get(7); err != nil || found {
+		t.Fatalf("GET 7 after the group is back: found=%v err=%v; the definitely refused SET took effect", found, err)
+	}
+	if err := cl.Set(7, []byte("after")); err != nil {
+		t.Fatalf("SET 7 after the group is back: %v", err)
+	}
 }
