@@ -269,9 +269,14 @@ func (r *run) setUp(ctx context.Context) error {
 		return fmt.Errorf("chaos: create run dir: %w", err)
 	}
 	r.runDir = runDir
+	// The gateways answer a request before its client gives up on it, so
+	// the history holds their answers (a definite "no leader: ..." among
+	// them, which the checker then holds to) rather than client timeouts,
+	// which are indeterminate. The caller's own flags come after, and win.
+	gatewayArgs := append([]string{"--request-timeout", (cfg.OpTimeout * 3 / 5).String()}, cfg.GatewayArgs...)
 	ccfg := local.Config{
 		Binary: cfg.Binary, Dir: filepath.Join(runDir, "cluster"), Gateways: cfg.Gateways, Members: cfg.Members,
-		Tolerance: cfg.Tolerance, LogLevel: cfg.LogLevel, GatewayArgs: cfg.GatewayArgs, MemberArgs: cfg.MemberArgs,
+		Tolerance: cfg.Tolerance, LogLevel: cfg.LogLevel, GatewayArgs: gatewayArgs, MemberArgs: cfg.MemberArgs,
 		NoPrompt: true, GatewayGroupArgs: local.RaftGroup, RestartMarker: "tolerex chaos",
 	}
 	if root {
