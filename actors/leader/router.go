@@ -30,6 +30,10 @@ type router struct {
 	// byDeadline holds the pending seqs in arrival order, which is
 	// deadline order (every request gets the same timeout).
 	byDeadline []uint64
+	// toSend holds the seqs of requests marked to be sent, and of some
+	// sent or answered since (unsent drops those), so that finding what
+	// to send costs what there is to send, not every pending request.
+	toSend []uint64
 }
 
 // routed is one client request waiting for its reply.
@@ -51,6 +55,8 @@ type routed struct {
 	// sent; sentAt is when.
 	sentTo string
 	sentAt time.Time
+	// queued says the request's seq is in the router's toSend.
+	queued bool
 }
 
 // localRoute marks a request handed to this gateway's own coordinator.
@@ -68,18 +74,44 @@ func (r *router) accept(session *actor.PID, req *messages.ClientRequest, now tim
 		windowEnd: applied + meta.RequestWindow}
 	r.pending[rt.seq] = rt
 	r.byDeadline = append(r.byDeadline, rt.seq)
+	r.queue(rt)
 	return rt
 }
 
-// unsent returns the pending requests that wait to be sent, in order.
+// unsent returns the pending requests that wait to be sent, in arrival
+// order.
 func (r *router) unsent() []*routed {
+	if !slices.IsSorted(r.toSend) {
+		slices.Sort(r.toSend)
+	}
 	var out []*routed
-	for _, seq := range r.byDeadline {
-		if rt, ok := r.pending[seq]; ok && rt.sentTo == "" {
+	kept := r.toSend[:0]
+	for _, seq := range r.toSend {
+		rt, ok := r.pending[seq]
+		switch {
+		case !ok:
+		case rt.sentTo == "":
 			out = append(out, rt)
+			kept = append(kept, seq)
+		default:
+			rt.queued = false
 		}
 	}
+	r.toSend = kept
 	return out
+}
+
+// markUnsent marks rt to be sent (again).
+func (r *router) markUnsent(rt *routed) {
+	rt.sentTo = ""
+	r.queue(rt)
+}
+
+func (r *router) queue(rt *routed) {
+	if !rt.queued {
+		rt.queued = true
+		r.toSend = append(r.toSend, rt.seq)
+	}
 }
 
 // sending marks rt as sent to address (localRoute for this gateway's
@@ -103,7 +135,7 @@ func (r *router) sending(rt *routed, address string, now time.Time) (windowEnd u
 func (r *router) resend(address string) {
 	for _, rt := range r.pending {
 		if address == "" || rt.sentTo == address {
-			rt.sentTo = ""
+			r.markUnsent(rt)
 		}
 	}
 }
@@ -115,7 +147,7 @@ func (r *router) resend(address string) {
 func (r *router) unanswered(now time.Time, after time.Duration) {
 	for _, rt := range r.pending {
 		if rt.sentTo != "" && rt.sentTo != localRoute && now.Sub(rt.sentAt) > after {
-			rt.sentTo = ""
+			r.markUnsent(rt)
 		}
 	}
 }
@@ -123,7 +155,7 @@ func (r *router) unanswered(now time.Time, after time.Duration) {
 // notTaken marks a request the receiver did not take, to be sent again.
 func (r *router) notTaken(seq uint64) {
 	if rt, ok := r.pending[seq]; ok {
-		rt.sentTo = ""
+		r.markUnsent(rt)
 	}
 }
 
@@ -154,6 +186,11 @@ func (r *router) expire(now time.Time) []*routed {
 		out = append(out, rt)
 	}
 	r.byDeadline = slices.Delete(r.byDeadline, 0, i)
+	// Requests that expire unsent (no leader known) leave their seqs in
+	// toSend until the next unsent; bound it meanwhile.
+	if len(r.toSend) > 2*len(r.pending)+64 {
+		r.toSend = slices.DeleteFunc(r.toSend, func(seq uint64) bool { _, ok := r.pending[seq]; return !ok })
+	}
 	// Drop answered seqs from the front too, so the slice does not grow
 	// with requests answered out of order.
 	for len(r.byDeadline) > 0 {
@@ -199,7 +236,7 @@ func (r *router) all() []*routed {
 		}
 	}
 	clear(r.pending)
-	r.byDeadline = nil
+	r.byDeadline, r.toSend = nil, nil
 	return out
 }
 

@@ -1,6 +1,7 @@
 package leader
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -91,5 +92,40 @@ func TestRouterExpiredWriteNeverSentIsDefinite(t *testing.T) {
 		if outcome := codec.ClassifyError(reply); outcome != tt.want {
 			t.Errorf("request %d expired with %q: %v, want %v", tt.rt.request, reply, outcome, tt.want)
 		}
+	}
+}
+
+// Requests given back out of order are sent again in arrival order, and
+// each once.
+func TestRouterUnsentInArrivalOrder(t *testing.T) {
+	start := time.Unix(0, 0)
+	r := newRouter(1, time.Minute)
+	var rts []*routed
+	for i := range 5 {
+		rt := r.accept(nil, &messages.ClientRequest{RequestId: uint64(i), Op: messages.Op_OP_SET}, start, 0)
+		r.sending(rt, "gw2", start)
+		rts = append(rts, rt)
+	}
+	if got := r.unsent(); len(got) != 0 {
+		t.Fatalf("unsent %d after sending all", len(got))
+	}
+	r.notTaken(rts[3].seq)
+	r.notTaken(rts[1].seq)
+	r.notTaken(rts[3].seq)
+	r.answered(rts[1].seq)
+	r.unanswered(start.Add(time.Hour), time.Second) // all the others
+	got := r.unsent()
+	var seqs []uint64
+	for _, rt := range got {
+		seqs = append(seqs, rt.seq)
+	}
+	if want := []uint64{1, 3, 4, 5}; !slices.Equal(seqs, want) {
+		t.Fatalf("unsent seqs %v, want %v", seqs, want)
+	}
+	for _, rt := range got {
+		r.sending(rt, "gw3", start)
+	}
+	if got := r.unsent(); len(got) != 0 || len(r.toSend) != 0 {
+		t.Fatalf("after sending them: unsent %d, %d seqs queued", len(got), len(r.toSend))
 	}
 }

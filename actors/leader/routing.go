@@ -57,6 +57,10 @@ func (l *leader) fromSession(session *actor.PID, reqs []*messages.ClientRequest)
 // this gateway's coordinator if it is active, the leader actor of the
 // gateway that leads otherwise. Without a known leader they wait.
 func (l *leader) route() {
+	forward := !l.active && l.lead.Lead != 0 && !l.lead.Local && l.lead.LeadAddress != ""
+	if !l.active && !forward {
+		return // nowhere to send them yet
+	}
 	unsent := l.router.unsent()
 	if len(unsent) == 0 {
 		return
@@ -68,7 +72,7 @@ func (l *leader) route() {
 			windowEnd := l.router.sending(rt, localRoute, now)
 			l.handle(clientRef{origin: l.router.origin, seq: rt.seq, windowEnd: windowEnd}, rt.req)
 		}
-	case l.lead.Lead != 0 && !l.lead.Local && l.lead.LeadAddress != "":
+	case forward:
 		to := actor.NewPID(l.lead.LeadAddress, messages.LeaderActor)
 		for _, rt := range unsent {
 			windowEnd := l.router.sending(rt, l.lead.LeadAddress, now)
