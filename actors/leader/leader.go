@@ -31,6 +31,7 @@ import (
 	"github.com/tolerex/tolerex/actors/meta"
 	"github.com/tolerex/tolerex/actors/selector"
 	"github.com/tolerex/tolerex/actors/tree"
+	"github.com/tolerex/tolerex/gateway/codec"
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -374,7 +375,7 @@ func stopReply(rt *routed, reason string) *messages.ClientReply {
 // definitely; one that was (even if it waits to be sent again) may still
 // take effect, so its outcome is unknown.
 func (l *leader) becomeUnavailable(reason string) {
-	l.unavailable = "gateway unavailable: " + reason
+	l.unavailable = codec.UnavailablePrefix + reason
 	for _, ref := range l.inProgress {
 		if ref.to != nil { // another gateway's: it sends it to the next leader
 			l.giveBack(ref)

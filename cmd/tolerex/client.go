@@ -384,7 +384,9 @@ func (s *clientSession) quit(line []byte) {
 
 // single sends one command, prints the reply and records it. When the
 // connection is lost, a command with no effect is sent once more on the
-// next gateway; a SET or DEL is not (see lostWrite).
+// next gateway; a SET or DEL is not (see lostWrite). A gateway that runs
+// no Raft (codec.GatewayUnavailable) refuses it definitely: it is sent to
+// the next gateway of --addr instead, each gateway tried once.
 func (s *clientSession) single(ctx context.Context, line []byte, command codec.Command) error {
 	if command.Kind == codec.KindSet {
 		s.wrote(command.ID)
@@ -392,37 +394,58 @@ func (s *clientSession) single(ctx context.Context, line []byte, command codec.C
 	if err := s.checkIdle(ctx); err != nil {
 		return err
 	}
-	start := time.Now()
-	reply, err := s.conn.Client().Do(string(line))
-	if client.Lost(err) && ctx.Err() == nil {
-		if hasEffect(command) {
-			return s.lostWrite(ctx, line, command, start, err)
-		}
-		lost := s.conn.Addr()
-		if err := s.reconnect(ctx, lost, err); err != nil {
-			return err
-		}
-		fmt.Fprintf(s.errOut, "connection to %s lost before %s was answered; reconnected to %s and sent it again (it has no effect)\n",
-			lost, quoteCommand(line), s.conn.Addr())
-		start = time.Now()
-		reply, err = s.conn.Client().Do(string(line))
+	for tried := 1; ; tried++ {
+		start := time.Now()
+		reply, err := s.conn.Client().Do(string(line))
 		if client.Lost(err) && ctx.Err() == nil {
-			lostAgain := s.conn.Addr()
-			reconnectErr := s.reconnect(ctx, lostAgain, err)
-			fmt.Fprintf(s.out, "ERROR: connection to %s lost too before %s was answered%s\n", lostAgain, quoteCommand(line), s.reconnectedNote(reconnectErr))
-			return errors.Join(reconnectErr, s.record(line, command, start, time.Since(start), statusError))
+			if hasEffect(command) {
+				return s.lostWrite(ctx, line, command, start, err)
+			}
+			lost := s.conn.Addr()
+			if err := s.reconnect(ctx, lost, err); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.errOut, "connection to %s lost before %s was answered; reconnected to %s and sent it again (it has no effect)\n",
+				lost, quoteCommand(line), s.conn.Addr())
+			start = time.Now()
+			reply, err = s.conn.Client().Do(string(line))
+			if client.Lost(err) && ctx.Err() == nil {
+				lostAgain := s.conn.Addr()
+				reconnectErr := s.reconnect(ctx, lostAgain, err)
+				fmt.Fprintf(s.out, "ERROR: connection to %s lost too before %s was answered%s\n", lostAgain, quoteCommand(line), s.reconnectedNote(reconnectErr))
+				return errors.Join(reconnectErr, s.record(line, command, start, time.Since(start), statusError))
+			}
 		}
+		rtt := time.Since(start)
+		var serverErr *client.ServerError
+		if err != nil && !errors.As(err, &serverErr) {
+			return fmt.Errorf("connection to %s: %w", s.conn.Addr(), err)
+		}
+		if tried < len(s.addrs) && codec.GatewayUnavailable(reply) && ctx.Err() == nil {
+			if err := s.moveOn(ctx, line, reply); err != nil {
+				return err
+			}
+			continue
+		}
+		fmt.Fprintln(s.out, reply)
+		if s.measure {
+			fmt.Fprintf(s.out, "(%s)\n", formatMillis(rtt))
+		}
+		return s.record(line, command, start, rtt, replyStatus(reply))
 	}
-	rtt := time.Since(start)
-	var serverErr *client.ServerError
-	if err != nil && !errors.As(err, &serverErr) {
-		return fmt.Errorf("connection to %s: %w", s.conn.Addr(), err)
+}
+
+// moveOn leaves a gateway that refused line because it runs no Raft for
+// the next gateway of --addr. The refusal is definite, so line may be
+// sent again, a SET or DEL too. Its error ends the session.
+func (s *clientSession) moveOn(ctx context.Context, line []byte, reply string) error {
+	from := s.conn.Addr()
+	if err := s.conn.Reconnect(ctx); err != nil {
+		return fmt.Errorf("gateway %s refused %s (%s), and no other gateway answered: %w", from, quoteCommand(line), reply, err)
 	}
-	fmt.Fprintln(s.out, reply)
-	if s.measure {
-		fmt.Fprintf(s.out, "(%s)\n", formatMillis(rtt))
-	}
-	return s.record(line, command, start, rtt, replyStatus(reply))
+	fmt.Fprintf(s.errOut, "gateway %s cannot serve (%s); sending %s to %s instead (the refusal was definite: it had no effect)\n",
+		from, strings.TrimPrefix(reply, codec.ErrorPrefix), quoteCommand(line), s.conn.Addr())
+	return nil
 }
 
 // lostWrite reports a SET or DEL whose connection was lost after it was

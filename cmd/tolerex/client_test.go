@@ -39,6 +39,10 @@ type clientTestServer struct {
 	// rejectFrom, if positive, makes SET of an id >= rejectFrom fail with
 	// "ERROR: store full", as a gateway that cannot store does.
 	rejectFrom int64
+	// unavailable, if set, is the reason every SET, GET and DEL is
+	// refused with "ERROR: gateway unavailable: ...", as a gateway that
+	// runs no Raft refuses them.
+	unavailable string
 
 	mu       sync.Mutex
 	messages map[int64]string
@@ -172,6 +176,12 @@ func (s *clientTestServer) reply(command codec.Command) string {
 		return codec.Help
 	case codec.KindQuit:
 		return codec.ReplyBye
+	case codec.KindSet, codec.KindGet, codec.KindDel:
+		if s.unavailable != "" {
+			return codec.ErrorPrefix + codec.UnavailablePrefix + s.unavailable
+		}
+	}
+	switch command.Kind {
 	case codec.KindSet:
 		if s.rejectFrom > 0 && command.ID >= s.rejectFrom {
 			return "ERROR: store full"
@@ -652,6 +662,42 @@ func TestClientFailsOverSingleCommands(t *testing.T) {
 	}
 	if got, want := strings.Join(statuses, ","), "SET OK,GET OK,SET UNKNOWN,GET NOT_FOUND,SET OK,DEL NOT_FOUND,PING OK"; got != want {
 		t.Errorf("CSV operations %s, want %s", got, want)
+	}
+}
+
+// TestClientMovesOnFromAnUnavailableGateway: a gateway that runs no Raft
+// refuses every request definitely, so the client sends it to the next
+// gateway, a SET too, and stays there; with every gateway unavailable it
+// tries each once and prints the last refusal.
+func TestClientMovesOnFromAnUnavailableGateway(t *testing.T) {
+	full := &clientTestServer{prompting: true, unavailable: "disk full: test"}
+	good := &clientTestServer{prompting: true}
+	fullAddr, goodAddr := full.start(t), good.start(t)
+	stdout, stderr, err := runClientWith(t, clientOptions{addr: fullAddr + "," + goodAddr}, strings.NewReader("SET 1 a\nGET 1\n"))
+	if err != nil {
+		t.Fatalf("tolerex client: %v\n%s%s", err, stdout, stderr)
+	}
+	if stdout != "OK\na\n" {
+		t.Errorf("stdout %q, want the second gateway's answers", stdout)
+	}
+	if want := "gateway " + fullAddr + ` cannot serve (gateway unavailable: disk full: test); sending "SET 1 a" to ` + goodAddr +
+		" instead (the refusal was definite: it had no effect)\n"; stderr != want {
+		t.Errorf("stderr %q, want %q", stderr, want)
+	}
+	if got, ok := good.stored(1); !ok || got != "a" {
+		t.Errorf("the second gateway holds %q, %v under id 1, want a", got, ok)
+	}
+
+	var addrs []string
+	for range 3 {
+		addrs = append(addrs, (&clientTestServer{unavailable: "disk full: test"}).start(t))
+	}
+	stdout, stderr, err = runClientWith(t, clientOptions{addr: strings.Join(addrs, ",")}, strings.NewReader("DEL 1\n"))
+	if err != nil {
+		t.Fatalf("tolerex client: %v\n%s%s", err, stdout, stderr)
+	}
+	if want := "ERROR: gateway unavailable: disk full: test\n"; stdout != want || strings.Count(stderr, "cannot serve") != 2 {
+		t.Errorf("every gateway unavailable: stdout %q, stderr %q; want the last refusal after moving on twice", stdout, stderr)
 	}
 }
 

@@ -24,6 +24,18 @@ func (o Outcome) String() string {
 	return "indeterminate"
 }
 
+// UnavailablePrefix starts the error a gateway that runs no Raft answers
+// every request with (its Raft log is unusable or its disk full, or its
+// consensus actor was stopped): it is definite, and another gateway of
+// the group may serve the request.
+const UnavailablePrefix = "gateway unavailable: "
+
+// GatewayUnavailable reports whether reply (with or without "ERROR: "
+// and the line end) is that refusal.
+func GatewayUnavailable(reply string) bool {
+	return strings.HasPrefix(strings.TrimPrefix(reply, ErrorPrefix), UnavailablePrefix)
+}
+
 // ClassifyError tells whether an error reply is definite (the request had
 // no effect and never will) or indeterminate (it may have taken effect).
 // reply is the reply line with or without the "ERROR: " prefix and line
@@ -105,7 +117,7 @@ var definitePrefixes = [...]string{
 	// Nothing reached the leader: its metadata log is unreadable, or its
 	// actor was stopped and the request went to dead letters
 	// (leader.go, refuseUnavailable; gateway/undelivered.go).
-	"gateway unavailable: ",
+	UnavailablePrefix,
 	"leader unavailable",
 	// A GET failed: reads have no effect.
 	"no live member holds id",
