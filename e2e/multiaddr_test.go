@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tolerex/tolerex/cluster/local"
 	"github.com/tolerex/tolerex/gateway/client"
 	"github.com/tolerex/tolerex/gateway/loadgen"
 )
@@ -200,4 +201,55 @@ func dialAny(t *testing.T, addrs []string) *client.Client {
 		t.Fatal(err)
 	}
 	return cl
+}
+
+// TestClientMovesOnFromAGatewayThatCannotServe stops the consensus of one
+// gateway of three for good (11 injected crashes): it refuses every request
+// at once with the definite "gateway unavailable: ...", and `tolerex
+// client --addr it,other` sends its SET and GET to the other gateway.
+func TestClientMovesOnFromAGatewayThatCannotServe(t *testing.T) {
+	c := raftGroup(t, 3, 3, "--fault-injection")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	leader, ok := c.Leader(ctx)
+	if !ok {
+		t.Fatal("no gateway leads in a healthy group")
+	}
+	var broken, other *local.Node
+	for _, g := range c.Gateways {
+		switch {
+		case g == leader:
+		case broken == nil:
+			broken = g
+		default:
+			other = g
+		}
+	}
+	for crash := 1; crash <= 11; crash++ {
+		if code, err := broken.Post(ctx, "/debug/fault/consensus-panic"); err != nil || code != 200 {
+			t.Fatalf("fault injection %d on %s: %d %v", crash, broken.Name, code, err)
+		}
+		Eventually(t, 10*time.Second, "the crash to be logged", func() (bool, string) {
+			n := strings.Count(broken.Log(), `"consensus crashed; restarting it`) + strings.Count(broken.Log(), `"consensus keeps crashing; stopping it`)
+			return n >= crash, fmt.Sprintf("%d crashes logged", n)
+		})
+	}
+	Eventually(t, 10*time.Second, broken.Name+" to refuse requests", func() (bool, string) {
+		cl, err := client.Dial(ctx, broken.ClientAddr, client.Options{DialTimeout: time.Second, IOTimeout: 5 * time.Second})
+		if err != nil {
+			return false, err.Error()
+		}
+		defer cl.Close()
+		reply, _ := cl.Do("GET 1")
+		return strings.HasPrefix(reply, "ERROR: gateway unavailable: consensus stopped"), reply
+	})
+	run, code := RunChild(t, bin, ChildOptions{Args: []string{"client", "--addr", broken.ClientAddr + "," + other.ClientAddr},
+		Stdin: "SET 1 moved\nGET 1\n"}, 30*time.Second)
+	if code != 0 || run.Stdout() != "OK\nmoved\n" {
+		t.Fatalf("tolerex client exit %d, stdout %q, want OK and the value\n%s", code, run.Stdout(), run.Output())
+	}
+	if want := "gateway " + broken.ClientAddr + " cannot serve (gateway unavailable: consensus stopped"; !strings.Contains(run.Stderr(), want) {
+		t.Errorf("stderr %q, want it to say it moved on: %q", run.Stderr(), want)
+	}
+	t.Logf("tolerex client: %s", strings.TrimSpace(run.Stderr()))
 }
