@@ -291,3 +291,4 @@ func TestGatewayDiskFillsPastWatermark(t *testing.T) {
 		t.Fatalf("SET after the restart: %v", err)
 	}
 }
+

@@ -131,8 +131,10 @@ func (c *Config) Validate() error {
 
 // New returns the producer of the consensus actor; spawn it named
 // messages.ConsensusActor. cfg must be validated.
-func New(cfg Config) actor.Producer {
-	kept := &restartState{}
+func New(cfg Config) actor.Producer { return producer(cfg, &restartState{}) }
+
+// producer makes every incarnation of the actor with the same kept state.
+func producer(cfg Config, kept *restartState) actor.Producer {
 	return func() actor.Actor {
 		return &node{cfg: cfg, kept: kept, log: cfg.Logger.With().Str("actor", "consensus").Uint64("raft_id", cfg.ID).Logger()}
 	}

@@ -3,7 +3,12 @@ package consensus
 import (
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
 
 	"github.com/tolerex/tolerex/storage/diskspace"
 )
@@ -36,5 +41,68 @@ func TestSpaceWantedAfterENOSPC(t *testing.T) {
 				t.Errorf("reason %q does not start with the definite prefix", got)
 			}
 		})
+	}
+}
+
+// TestWaitsForSpaceThenRunsAgain starts the consensus actor as its
+// supervisor restarts it after a Raft log write failed with ENOSPC
+// (restartState.noSpace, as written sets it), on a filesystem whose statfs
+// reports less than the resume mark free. Expected: it runs no Raft and a
+// subscriber hears Unavailable with the reason; once statfs reports room,
+// the next check (every second) reopens the log: the subscriber hears
+// Available, then that this gateway leads (a group of one).
+func TestWaitsForSpaceThenRunsAgain(t *testing.T) {
+	var free atomic.Uint64
+	cfg := Config{ID: 1, NodeAddress: "127.0.0.1:1", Peers: []Peer{{ID: 1, NodeAddress: "127.0.0.1:1"}}, Dir: t.TempDir(),
+		MinFreeBytes: 1000, View: NewStateView(), Health: &Health{}, Logger: zerolog.Nop(),
+		Statfs: func(string) (diskspace.Usage, error) { return diskspace.Usage{Free: free.Load(), Total: 1 << 30}, nil }}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	system := actor.NewActorSystem()
+	events := make(chan any, 64)
+	subscriber := system.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		switch m := c.Message().(type) {
+		case *Unavailable, *Available, *LeaderChanged:
+			events <- m
+		}
+	}))
+	pid := system.Root.Spawn(actor.PropsFromProducer(producer(cfg, &restartState{noSpace: true})))
+	t.Cleanup(func() { _ = system.Root.StopFuture(pid).Wait() })
+	system.Root.RequestWithCustomSender(pid, &Subscribe{}, subscriber)
+
+	next := func(what string) any {
+		t.Helper()
+		select {
+		case m := <-events:
+			return m
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no event within 10s; want %s", what)
+			return nil
+		}
+	}
+	u, ok := next("Unavailable").(*Unavailable)
+	if !ok || !strings.Contains(u.Reason, "runs no Raft until 1250 bytes are free on the Raft log's filesystem (0 now)") {
+		t.Fatalf("first event %#v, want Unavailable with the reason", u)
+	}
+	if err := cfg.Health.NotReady(); err == nil || !strings.Contains(err.Error(), "(0 now)") {
+		t.Errorf("health %v, want not ready with the reason", err)
+	}
+	free.Store(1 << 20)
+	for m := next("Available"); ; m = next("Available") {
+		if _, ok := m.(*Available); ok {
+			break
+		}
+		if u, ok := m.(*Unavailable); !ok || !strings.HasPrefix(u.Reason, "disk full: ") {
+			t.Fatalf("event %#v before Available", m)
+		}
+	}
+	for m := next("LeaderChanged naming this gateway"); ; m = next("LeaderChanged naming this gateway") {
+		if lc, ok := m.(*LeaderChanged); ok && lc.Local && lc.Lead == 1 {
+			break
+		}
+	}
+	if err := cfg.Health.NotReady(); err != nil {
+		t.Errorf("health after space came back: %v, want ready", err)
 	}
 }
