@@ -291,4 +291,3 @@ func TestGatewayDiskFillsPastWatermark(t *testing.T) {
 		t.Fatalf("SET after the restart: %v", err)
 	}
 }
-
