@@ -133,11 +133,17 @@ command is sent, which then goes to the next gateway with nothing in doubt
     recognise a request sent again only when they sent it themselves, so
     one sent again by the client would be a new write (a SET sent again
     could overwrite a later write of that id by another client).
+A gateway that runs no Raft (its Raft log unusable or its disk full, or its
+consensus stopped) refuses every command with "ERROR: gateway unavailable:
+...", which is definite: the client sends the command, SET and DEL too, to
+the next gateway instead and stays there, trying each gateway once per
+command (a note on stderr says so).
 A bulk run counts the requests in flight on a lost connection as outcome
 unknown, reconnects and goes on with the ids it has not sent; its summary
 adds how many were unknown, which ids, and where it reconnected. It gives
 up (and the session ends) when 4 connections in a row are lost before a
-single reply.
+single reply. It does not move on from a gateway that is unavailable: it
+counts those refusals as error replies.
 
 --csv appends one row per operation (one per bulk run) to FILE, default
 tolerex-client-<id>.csv; "<id>" in FILE is replaced by the client id. Give
