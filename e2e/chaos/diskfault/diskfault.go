@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/tolerex/tolerex/storage/diskspace"
 )
 
 // MountPrefix starts the name of every run directory whose mounts
@@ -69,12 +71,16 @@ func Mount(dir string, size int64) (*Disk, error) {
 }
 
 // Free is the space left on the disk, in bytes.
-func (d *Disk) Free() (int64, error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(d.Dir, &st); err != nil {
-		return 0, fmt.Errorf("statfs %s: %w", d.Dir, err)
+func (d *Disk) Free() (int64, error) { return freeIn(d.Dir) }
+
+// freeIn is the free space (for unprivileged users) of dir's filesystem,
+// as the nodes' own disk guards see it.
+func freeIn(dir string) (int64, error) {
+	u, err := diskspace.Statfs(dir)
+	if err != nil {
+		return 0, err
 	}
-	return int64(st.Bavail) * st.Bsize, nil
+	return int64(u.Free), nil
 }
 
 // Fill takes the disk's free space with a filler file, leaving about
@@ -92,11 +98,10 @@ func (d *Disk) Fill(leave int64) error {
 // FillFile grows the file at path (creating it) until its filesystem has
 // about leave bytes free.
 func FillFile(path string, leave int64) error {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
-		return fmt.Errorf("statfs %s: %w", filepath.Dir(path), err)
+	free, err := freeIn(filepath.Dir(path))
+	if err != nil {
+		return err
 	}
-	free := int64(st.Bavail) * st.Bsize
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("create filler: %w", err)
