@@ -52,9 +52,15 @@ func (n *node) checkDisk() {
 	case reason == "":
 		n.log.Info().Uint64("free_bytes", st.Free).Msg("disk space back: the Raft log takes entries again")
 	}
+	n.setDiskFull(reason)
+}
+
+// setDiskFull records why the Raft log takes no new entries ("": it
+// does), for the proposals refused and for /readyz.
+func (n *node) setDiskFull(reason string) {
 	n.diskFull = reason
 	if h := n.cfg.Health; h != nil {
-		h.setDiskFull(n.diskFull)
+		h.setDiskFull(reason)
 	}
 }
 
@@ -113,10 +119,7 @@ func (n *node) waitForSpace(ctx actor.Context) bool {
 		// leader this gateway cannot learn of.
 		n.publish(ctx, &Unavailable{Reason: reason})
 	}
-	n.diskFull = reason
-	if h := n.cfg.Health; h != nil {
-		h.setDiskFull(reason)
-	}
+	n.setDiskFull(reason)
 	return true
 }
 

@@ -99,13 +99,13 @@ func (n *node) start(ctx actor.Context) {
 		OnSnapshot: func(index uint64, err error) { root.Send(self, &snapshotStored{index: index, err: err}) },
 	})
 	if err != nil {
-		n.unavailable(err)
+		n.unavailable(ctx, err)
 		return
 	}
 	n.raftLog = lg
 	n.checkDisk()
 	if err := n.restoreFromStorage(); err != nil {
-		n.unavailable(err)
+		n.unavailable(ctx, err)
 		return
 	}
 	rn, err := raft.NewRawNode(&raft.Config{
@@ -129,13 +129,13 @@ func (n *node) start(ctx actor.Context) {
 		Logger:                    raftLogger{log: n.log.With().Str("lib", "raft").Logger()},
 	})
 	if err != nil {
-		n.unavailable(fmt.Errorf("start raft: %w", err))
+		n.unavailable(ctx, fmt.Errorf("start raft: %w", err))
 		return
 	}
 	n.rn = rn
 	if lg.Empty() && !n.cfg.Join {
 		if err := n.bootstrap(); err != nil {
-			n.unavailable(err)
+			n.unavailable(ctx, err)
 			return
 		}
 	}
@@ -199,17 +199,13 @@ func (n *node) bootstrap() error {
 
 // unavailable leaves the actor up without Raft: the log cannot be read,
 // and restarting would fail the same way.
-func (n *node) unavailable(err error) {
+func (n *node) unavailable(ctx actor.Context, err error) {
 	reason := "raft log unusable: " + err.Error()
 	n.log.Error().Err(err).Str("dir", n.cfg.Dir).Msg("consensus cannot run; this gateway serves nothing until its Raft log is repaired (see the reason)")
 	if h := n.cfg.Health; h != nil {
 		h.setProblem(reason)
 	}
-	if n.root != nil {
-		for _, s := range n.kept.subscribers {
-			n.root.Send(s, &Unavailable{Reason: reason})
-		}
-	}
+	n.publish(ctx, &Unavailable{Reason: reason})
 	if n.raftLog != nil {
 		if err := n.raftLog.Close(); err != nil {
 			n.log.Error().Err(err).Msg("close raft log")

@@ -242,7 +242,7 @@ func (n *node) receiveBatch(ctx actor.Context, b *messages.RaftBatch) {
 		}
 		n.peers.learn(m.GetFrom(), ctx.Sender())
 		n.peers.heard(m.GetFrom())
-		if n.lostData(&m) {
+		if n.lostData(ctx, &m) {
 			return
 		}
 		if n.refusesEntries(&m) {
@@ -259,7 +259,7 @@ func (n *node) receiveBatch(ctx actor.Context, b *messages.RaftBatch) {
 // dir was lost or replaced while the group kept it as a member. Raft
 // cannot repair that (it would panic, and restart, and panic again): the
 // gateway must leave the group and join again under a new id.
-func (n *node) lostData(m *raftpb.Message) bool {
+func (n *node) lostData(ctx actor.Context, m *raftpb.Message) bool {
 	if m.GetType() != raftpb.MsgHeartbeat {
 		return false
 	}
@@ -267,7 +267,7 @@ func (n *node) lostData(m *raftpb.Message) bool {
 	if err != nil || m.GetCommit() <= last {
 		return false
 	}
-	n.unavailable(fmt.Errorf("the leader (gateway %d) says this gateway (id %d) acknowledged the log up to index %d, but its log ends at %d: "+
+	n.unavailable(ctx, fmt.Errorf("the leader (gateway %d) says this gateway (id %d) acknowledged the log up to index %d, but its log ends at %d: "+
 		"its data was lost or replaced. Remove it from the group (tolerex cluster remove-gateway %d), then start it on an empty data dir "+
 		"with a new --gateway-id and --initial-cluster-state existing, and add it (tolerex cluster add-gateway)",
 		m.GetFrom(), n.cfg.ID, m.GetCommit(), last, n.cfg.ID))
