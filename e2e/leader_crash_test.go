@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/tolerex/tolerex/actors/leader"
 	"github.com/tolerex/tolerex/actors/tree"
+	"github.com/tolerex/tolerex/cluster/local"
 	"github.com/tolerex/tolerex/gateway/client"
 	"github.com/tolerex/tolerex/gateway/codec"
 )
@@ -282,15 +284,7 @@ func TestConsensusKeepsCrashing(t *testing.T) {
 		GatewayArgs: []string{"--fault-injection"}})
 	c.DumpLogsOnFailure(t)
 	c.Start(t)
-	for crash := 1; crash <= 11; crash++ {
-		if code := c.Gateway.Post(t, "/debug/fault/consensus-panic"); code != http.StatusOK {
-			t.Fatalf("fault injection %d: %d", crash, code)
-		}
-		Eventually(t, 10*time.Second, "the crash to be logged", func() (bool, string) {
-			n := strings.Count(c.Gateway.Log(), `"consensus crashed; restarting it`) + strings.Count(c.Gateway.Log(), `"consensus keeps crashing; stopping it`)
-			return n == crash, fmt.Sprintf("%d crashes logged", n)
-		})
-	}
+	crashConsensus(t, c.Gateway.node, 11)
 	Eventually(t, 10*time.Second, "/readyz to say consensus stopped", func() (bool, string) {
 		status, body := readyz(c.Gateway)
 		return status == http.StatusServiceUnavailable && strings.Contains(body, "consensus stopped after 11 crashes within 1m0s (restart the gateway); last: "), fmt.Sprintf("%d %s", status, body)
@@ -305,5 +299,21 @@ func TestConsensusKeepsCrashing(t *testing.T) {
 	reply, _ := c.Dial(t).Do("SET 1 x")
 	if !strings.HasPrefix(reply, "ERROR: gateway unavailable: consensus stopped after 11 crashes") || codec.ClassifyError(reply) != codec.Definite {
 		t.Errorf("a SET to the gateway whose consensus stopped: %q, want a definite gateway unavailable error", reply)
+	}
+}
+
+// crashConsensus crashes the consensus actor of gateway n (started with
+// --fault-injection) times times in a row, waiting for each crash to be
+// logged: restarted, or, past the crash budget, stopped.
+func crashConsensus(t *testing.T, n *local.Node, times int) {
+	t.Helper()
+	for crash := 1; crash <= times; crash++ {
+		if code, err := n.Post(context.Background(), "/debug/fault/consensus-panic"); err != nil || code != http.StatusOK {
+			t.Fatalf("fault injection %d on %s: %d %v", crash, n.Name, code, err)
+		}
+		Eventually(t, 10*time.Second, "the crash to be logged", func() (bool, string) {
+			got := strings.Count(n.Log(), `"consensus crashed; restarting it`) + strings.Count(n.Log(), `"consensus keeps crashing; stopping it`)
+			return got == crash, fmt.Sprintf("%d crashes logged", got)
+		})
 	}
 }

@@ -225,15 +225,7 @@ func TestClientMovesOnFromAGatewayThatCannotServe(t *testing.T) {
 			other = g
 		}
 	}
-	for crash := 1; crash <= 11; crash++ {
-		if code, err := broken.Post(ctx, "/debug/fault/consensus-panic"); err != nil || code != 200 {
-			t.Fatalf("fault injection %d on %s: %d %v", crash, broken.Name, code, err)
-		}
-		Eventually(t, 10*time.Second, "the crash to be logged", func() (bool, string) {
-			n := strings.Count(broken.Log(), `"consensus crashed; restarting it`) + strings.Count(broken.Log(), `"consensus keeps crashing; stopping it`)
-			return n >= crash, fmt.Sprintf("%d crashes logged", n)
-		})
-	}
+	crashConsensus(t, broken, 11)
 	Eventually(t, 10*time.Second, broken.Name+" to refuse requests", func() (bool, string) {
 		cl, err := client.Dial(ctx, broken.ClientAddr, client.Options{DialTimeout: time.Second, IOTimeout: 5 * time.Second})
 		if err != nil {
