@@ -206,7 +206,8 @@ func dialAny(t *testing.T, addrs []string) *client.Client {
 // TestClientMovesOnFromAGatewayThatCannotServe stops the consensus of one
 // gateway of three for good (11 injected crashes): it refuses every request
 // at once with the definite "gateway unavailable: ...", and `tolerex
-// client --addr it,other` sends its SET and GET to the other gateway.
+// client --addr it,other` sends its SET and GET to the other gateway;
+// `tolerex bench --addr it,other` moves its connections there.
 func TestClientMovesOnFromAGatewayThatCannotServe(t *testing.T) {
 	c := raftGroup(t, 3, 3, "--fault-injection")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -244,4 +245,19 @@ func TestClientMovesOnFromAGatewayThatCannotServe(t *testing.T) {
 		t.Errorf("stderr %q, want it to say it moved on: %q", run.Stderr(), want)
 	}
 	t.Logf("tolerex client: %s", strings.TrimSpace(run.Stderr()))
+
+	// `tolerex bench` leaves it too: connections 0 and 2 start on it, each
+	// has its one request refused, then goes to the other gateway.
+	bench, code := RunChild(t, bin, ChildOptions{Args: []string{"bench", "--json", "--addr", broken.ClientAddr + "," + other.ClientAddr,
+		"--op", "set", "--conns", "4", "--ops", "400", "--warmup", "0s", "--offset", "1000"}}, 60*time.Second)
+	var res loadgen.Result
+	if err := json.Unmarshal([]byte(bench.Stdout()), &res); err != nil {
+		t.Fatalf("bench exit %d, output not JSON: %v\n%s", code, err, bench.Output())
+	}
+	if res.LeftUnavailable != 2 || res.Gateways[0].LeftUnavailable != 2 || res.Gateways[1].ReconnectsTo != 2 ||
+		res.Errors != 2 || res.DefiniteErrors != 2 || res.Ops != 400 || res.Gateways[1].Ops != 400 {
+		t.Errorf("bench: %+v\nwant its 2 connections on %s to leave it after a definite refusal each, and 400 SETs served by %s",
+			res, broken.ClientAddr, other.ClientAddr)
+	}
+	t.Logf("tolerex bench: %d SETs served, %d refused, %d connections left %s", res.Ops, res.Errors, res.LeftUnavailable, broken.ClientAddr)
 }

@@ -143,6 +143,10 @@ type Gateway struct {
 	ReconnectsTo int64 `json:"reconnects_to"`
 	// LostConns counts its connections that were lost.
 	LostConns int64 `json:"lost_conns"`
+	// LeftUnavailable counts its connections that left it for the next
+	// address because it answered "gateway unavailable: ..." (it runs no
+	// Raft: codec.GatewayUnavailable).
+	LeftUnavailable int64 `json:"left_unavailable"`
 	// Ops counts the measured requests it answered.
 	Ops int64 `json:"ops"`
 	// Errors counts its error replies and the requests lost in flight on
@@ -185,8 +189,12 @@ type Result struct {
 	// included in Errors. None of them was sent again.
 	LostInFlight int64 `json:"lost_in_flight"`
 	// Reconnects counts connections moved to another address (or the same
-	// one, with one address) after a loss.
+	// one, with one address) after a loss, or, with several addresses,
+	// after the gateway answered "gateway unavailable: ...".
 	Reconnects int64 `json:"reconnects"`
+	// LeftUnavailable counts the moves because a gateway answered "gateway
+	// unavailable: ..." (included in Reconnects).
+	LeftUnavailable int64 `json:"left_unavailable"`
 	// ConnsGivenUp counts connections that were lost and found no address
 	// to reconnect to; they sent nothing more.
 	ConnsGivenUp int64 `json:"conns_given_up"`
@@ -259,6 +267,14 @@ func (r *run) fail(err error) {
 	if r.firstErr == nil {
 		r.firstErr = err
 	}
+}
+
+// reconnectBackoff is ReconnectBackoff, or client.DefaultBackoff for 0.
+func (c *Config) reconnectBackoff() time.Duration {
+	if c.ReconnectBackoff > 0 {
+		return c.ReconnectBackoff
+	}
+	return client.DefaultBackoff
 }
 
 // addrList is Addrs, or Addr alone.
@@ -402,6 +418,8 @@ func (r *run) result(workers []*worker, elapsed time.Duration) *Result {
 		for i, g := range w.gateways {
 			res.Gateways[i].ReconnectsTo += g.ReconnectsTo
 			res.Gateways[i].LostConns += g.LostConns
+			res.Gateways[i].LeftUnavailable += g.LeftUnavailable
+			res.LeftUnavailable += g.LeftUnavailable
 			res.Gateways[i].Ops += g.Ops
 			res.Gateways[i].Errors += g.Errors
 		}
@@ -497,6 +515,13 @@ type worker struct {
 	lostInFlight, reconnects       int64
 	gaveUp                         bool
 	gateways                       []Gateway // per address; Addr and Conns unused
+	// unavailable is set by the receiver when, with several addresses,
+	// the gateway answered "gateway unavailable: ...": the connection
+	// sends nothing more and moves on once its requests are answered.
+	unavailable bool
+	// leftInARow counts moves for that reason since a gateway last
+	// served a request; a whole pass of the list pauses before the next.
+	leftInARow int
 }
 
 type pending struct {
@@ -520,9 +545,16 @@ func newWorker(r *run, f *client.Failover, seed uint64) *worker {
 	}
 }
 
+// errUnavailable ends a connection whose gateway answered "gateway
+// unavailable: ..." (see worker.unavailable).
+var errUnavailable = errors.New("the gateway cannot serve (it runs no Raft)")
+
 // loop runs connections until ctx ends or the op budget is spent. A lost
-// connection is replaced by one to the next address; a connection that
-// fails otherwise, or finds no address to reconnect to, ends the worker.
+// connection is replaced by one to the next address, and so is one whose
+// gateway refused requests because it runs no Raft (codec.GatewayUnavailable,
+// with several addresses): the next gateway may serve them. A connection
+// that fails otherwise, or finds no address to reconnect to, ends the
+// worker.
 func (w *worker) loop(ctx context.Context) {
 	for {
 		gateway := w.f.Index()
@@ -536,6 +568,12 @@ func (w *worker) loop(ctx context.Context) {
 			return
 		}
 		addr := w.r.addrs[gateway]
+		if errors.Is(err, errUnavailable) {
+			if !w.leave(ctx, gateway) {
+				return
+			}
+			continue
+		}
 		if !client.Lost(err) {
 			w.r.fail(fmt.Errorf("connection to %s: %w", addr, err))
 			return
@@ -552,6 +590,36 @@ func (w *worker) loop(ctx context.Context) {
 		w.reconnects++
 		w.gateways[w.f.Index()].ReconnectsTo++
 	}
+}
+
+// leave moves the connection from a gateway that answered "gateway
+// unavailable: ..." to the next address. After a whole pass of the list
+// with no request served it pauses first (the reconnect backoff), so a
+// group whose gateways all cannot serve is not hammered. False means the
+// worker is done.
+func (w *worker) leave(ctx context.Context, gateway int) bool {
+	w.unavailable = false
+	w.gateways[gateway].LeftUnavailable++
+	w.leftInARow++
+	if w.leftInARow%len(w.r.addrs) == 0 {
+		pause := time.NewTimer(w.r.cfg.reconnectBackoff())
+		select {
+		case <-pause.C:
+		case <-ctx.Done():
+			pause.Stop()
+			return false
+		}
+	}
+	if err := w.f.Reconnect(ctx); err != nil {
+		if ctx.Err() == nil {
+			w.gaveUp = true
+			w.r.fail(fmt.Errorf("left %s, which cannot serve, and no address answered: %w", w.r.addrs[gateway], err))
+		}
+		return false
+	}
+	w.reconnects++
+	w.gateways[w.f.Index()].ReconnectsTo++
+	return true
 }
 
 // lockstep drives a connection without pipelining on one goroutine: send,
@@ -579,6 +647,9 @@ func (w *worker) lockstep(ctx context.Context, c *client.Client, gateway int) er
 			return err
 		}
 		w.check(p, reply, time.Now(), gateway)
+		if w.unavailable {
+			return errUnavailable
+		}
 	}
 	return nil
 }
@@ -627,6 +698,7 @@ func (w *worker) pipeline(ctx context.Context, c *client.Client, gateway int) er
 	slots := make(chan struct{}, depth)   // one per request in flight: the window
 	inflight := make(chan pending, depth) // the requests in flight, in send order
 	failed := make(chan struct{})         // closed when the receiver fails
+	stop := make(chan struct{})           // closed when the gateway cannot serve
 	var recvErr error
 	var unanswered []pending
 	received := make(chan struct{})
@@ -648,10 +720,14 @@ func (w *worker) pipeline(ctx context.Context, c *client.Client, gateway int) er
 				continue
 			}
 			<-slots
+			stopped := w.unavailable
 			w.check(p, reply, now, gateway)
+			if w.unavailable && !stopped {
+				close(stop) // the rest in flight are still read
+			}
 		}
 	}()
-	sendErr := w.send(ctx, c, slots, inflight, failed)
+	sendErr := w.send(ctx, c, slots, inflight, failed, stop)
 	close(inflight)
 	<-received
 	// Both goroutines have stopped: the lost requests can be counted.
@@ -661,15 +737,24 @@ func (w *worker) pipeline(ctx context.Context, c *client.Client, gateway int) er
 	if recvErr != nil {
 		return recvErr
 	}
+	if sendErr == nil && w.unavailable {
+		return errUnavailable
+	}
 	return sendErr
 }
 
 // send issues pipelined requests until ctx ends, the op budget is spent,
-// the receiver fails or a write fails. A request goes into inflight before
-// it is written, so the receiver accounts for every request sent.
-func (w *worker) send(ctx context.Context, c *client.Client, slots chan<- struct{}, inflight chan<- pending, failed <-chan struct{}) error {
+// the receiver fails or stops it, or a write fails. A request goes into
+// inflight before it is written, so the receiver accounts for every
+// request sent; what is buffered is flushed unless the connection failed.
+func (w *worker) send(ctx context.Context, c *client.Client, slots chan<- struct{}, inflight chan<- pending, failed, stop <-chan struct{}) error {
 	line := make([]byte, 0, w.r.cfg.Size+32)
 	for ctx.Err() == nil {
+		select {
+		case <-stop:
+			return c.Flush()
+		default:
+		}
 		// A full window: push what is buffered out before waiting for a
 		// slot, or the server never sees it. The slot is taken before the
 		// request is picked, so no request is picked and then dropped.
@@ -683,6 +768,8 @@ func (w *worker) send(ctx context.Context, c *client.Client, slots chan<- struct
 			case slots <- struct{}{}:
 			case <-failed:
 				return nil
+			case <-stop:
+				return c.Flush()
 			case <-ctx.Done():
 				return nil
 			}
@@ -742,11 +829,19 @@ func (w *worker) check(p pending, reply []byte, now time.Time, gateway int) {
 		p.measured = false // answered after the measured phase: check, do not count
 	}
 	failed := false
+	if len(reply) < len(codec.ErrorPrefix) || string(reply[:len(codec.ErrorPrefix)]) != codec.ErrorPrefix {
+		w.leftInARow = 0 // this gateway serves
+	}
 	switch {
 	case len(reply) >= len(codec.ErrorPrefix) && string(reply[:len(codec.ErrorPrefix)]) == codec.ErrorPrefix:
 		failed = true
 		w.failedReply(p, gateway, codec.ClassifyError(string(reply)))
 		w.r.fail(fmt.Errorf("server: %s", reply))
+		if codec.GatewayUnavailable(string(reply)) {
+			w.unavailable = len(w.r.addrs) > 1
+		} else {
+			w.leftInARow = 0
+		}
 	case p.get && string(reply) == codec.ReplyNotFound:
 		switch {
 		case p.own && p.key != w.failedSet:

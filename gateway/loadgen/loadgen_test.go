@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -233,6 +234,75 @@ func TestLostGatewayConnectionsMoveOn(t *testing.T) {
 				t.Errorf("first error %q, want the lost connection", res.FirstError)
 			}
 		})
+	}
+}
+
+// unavailable answers every SET as a gateway that runs no Raft does.
+func unavailable(codec.Command) string {
+	return "ERROR: " + codec.UnavailablePrefix + "disk full: test"
+}
+
+// TestUnavailableGatewayConnectionsMoveOn: one of three gateways refuses
+// every SET with "gateway unavailable: ..." (it runs no Raft). Its
+// connections count the refusals as definite errors, read what they had
+// in flight, and move on to the next gateway, where the rest is served.
+func TestUnavailableGatewayConnectionsMoveOn(t *testing.T) {
+	for _, depth := range []int{1, 8} {
+		t.Run(fmt.Sprintf("depth %d", depth), func(t *testing.T) {
+			s := newStore()
+			gws := []*fakeGateway{
+				startGateway(t, &fakeGateway{store: s}),
+				startGateway(t, &fakeGateway{store: s, reply: unavailable}),
+				startGateway(t, &fakeGateway{store: s}),
+			}
+			res, err := Run(context.Background(), Config{Addrs: addrsOf(gws...), Conns: 6, Depth: depth, Op: OpSet,
+				Size: 20, Ops: 3000, Keys: 1_000_000, Warmup: 0, ReconnectBackoff: time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			refusing := res.Gateways[1]
+			if refusing.LeftUnavailable != 2 || res.LeftUnavailable != 2 || res.Reconnects != 2 ||
+				res.Gateways[2].ReconnectsTo != 2 || res.ConnsGivenUp != 0 || res.LostInFlight != 0 {
+				t.Errorf("result %+v, want the refusing gateway's 2 connections moved to the next one", res)
+			}
+			// Each of its connections had 1 to depth+1 requests refused: the
+			// window, and one the sender may slip in as the first refusal
+			// frees its slot.
+			if refusing.Errors < 2 || refusing.Errors > 2*int64(depth+1) || res.Errors != refusing.Errors ||
+				res.DefiniteErrors != res.Errors {
+				t.Errorf("%d errors (%d definite), %d on the refusing gateway; want 2 to %d, all definite, all there",
+					res.Errors, res.DefiniteErrors, refusing.Errors, 2*(depth+1))
+			}
+			if res.Ops+res.Errors < 3000 || res.Gateways[2].Ops <= res.Gateways[0].Ops {
+				t.Errorf("answered %d (by gateway %+v), want the budget spent, gateway 3 serving 4 connections", res.Ops, res.Gateways)
+			}
+		})
+	}
+}
+
+// TestEveryGatewayUnavailable: no gateway can serve. The connections
+// move on around the list, pausing after each pass, and keep counting
+// definite errors until the run ends; with one address they stay.
+func TestEveryGatewayUnavailable(t *testing.T) {
+	s := newStore()
+	gws := []*fakeGateway{startGateway(t, &fakeGateway{store: s, reply: unavailable}), startGateway(t, &fakeGateway{store: s, reply: unavailable})}
+	const backoff = 100 * time.Millisecond
+	res, err := Run(context.Background(), Config{Addrs: addrsOf(gws...), Conns: 2, Depth: 1, Op: OpSet, Size: 10,
+		Duration: time.Second, Keys: 1000, ReconnectBackoff: backoff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each connection moves twice per pause: at most 2 x (1 s / 100 ms + 1) moves.
+	if max := int64(2 * 2 * (time.Second/backoff + 1)); res.LeftUnavailable < 4 || res.LeftUnavailable > max ||
+		res.ConnsGivenUp != 0 || res.Errors != res.DefiniteErrors || res.Errors < res.LeftUnavailable {
+		t.Errorf("result %+v, want 4 to %d moves, as many definite errors or more", res, max)
+	}
+	one, err := Run(context.Background(), Config{Addr: gws[0].addr, Conns: 2, Depth: 4, Op: OpSet, Size: 10, Ops: 200, Keys: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if one.LeftUnavailable != 0 || one.Reconnects != 0 || one.Errors < 200 || one.DefiniteErrors != one.Errors {
+		t.Errorf("one address: %+v, want it kept, every SET a definite error", one)
 	}
 }
 
