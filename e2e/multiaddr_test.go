@@ -247,7 +247,8 @@ func TestClientMovesOnFromAGatewayThatCannotServe(t *testing.T) {
 	t.Logf("tolerex client: %s", strings.TrimSpace(run.Stderr()))
 
 	// `tolerex bench` leaves it too: connections 0 and 2 start on it, each
-	// has its one request refused, then goes to the other gateway.
+	// has its one request refused, then goes to the other gateway. (A
+	// refusal answered in the measured phase counts in Ops too.)
 	bench, code := RunChild(t, bin, ChildOptions{Args: []string{"bench", "--json", "--addr", broken.ClientAddr + "," + other.ClientAddr,
 		"--op", "set", "--conns", "4", "--ops", "400", "--warmup", "0s", "--offset", "1000"}}, 60*time.Second)
 	var res loadgen.Result
@@ -255,9 +256,9 @@ func TestClientMovesOnFromAGatewayThatCannotServe(t *testing.T) {
 		t.Fatalf("bench exit %d, output not JSON: %v\n%s", code, err, bench.Output())
 	}
 	if res.LeftUnavailable != 2 || res.Gateways[0].LeftUnavailable != 2 || res.Gateways[1].ReconnectsTo != 2 ||
-		res.Errors != 2 || res.DefiniteErrors != 2 || res.Ops != 400 || res.Gateways[1].Ops != 400 {
-		t.Errorf("bench: %+v\nwant its 2 connections on %s to leave it after a definite refusal each, and 400 SETs served by %s",
+		res.Errors != 2 || res.DefiniteErrors != 2 || res.Ops != 400 || res.Gateways[1].Ops < 398 {
+		t.Errorf("bench: %+v\nwant its 2 connections on %s to leave it after a definite refusal each, and at least 398 of the 400 measured SETs served by %s",
 			res, broken.ClientAddr, other.ClientAddr)
 	}
-	t.Logf("tolerex bench: %d SETs served, %d refused, %d connections left %s", res.Ops, res.Errors, res.LeftUnavailable, broken.ClientAddr)
+	t.Logf("tolerex bench: %d SETs served by %s, %d refused, %d connections left %s", res.Gateways[1].Ops, other.ClientAddr, res.Errors, res.LeftUnavailable, broken.ClientAddr)
 }
