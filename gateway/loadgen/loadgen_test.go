@@ -273,8 +273,11 @@ func TestUnavailableGatewayConnectionsMoveOn(t *testing.T) {
 				t.Errorf("%d errors (%d definite), %d on the refusing gateway; want 2 to %d, all definite, all there",
 					res.Errors, res.DefiniteErrors, refusing.Errors, 2*(depth+1))
 			}
-			if res.Ops+res.Errors < 3000 || res.Gateways[2].Ops <= res.Gateways[0].Ops {
-				t.Errorf("answered %d (by gateway %+v), want the budget spent, gateway 3 serving 4 connections", res.Ops, res.Gateways)
+			// Which gateway answers more is up to scheduling; that the
+			// moved connections were served there is not.
+			if res.Ops+res.Errors < 3000 || res.Gateways[2].Ops == 0 ||
+				res.Gateways[0].Ops+res.Gateways[1].Ops+res.Gateways[2].Ops != res.Ops {
+				t.Errorf("answered %d (by gateway %+v), want the budget spent, gateway 3 serving", res.Ops, res.Gateways)
 			}
 		})
 	}
