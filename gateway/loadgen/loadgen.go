@@ -580,16 +580,26 @@ func (w *worker) loop(ctx context.Context) {
 		}
 		w.r.fail(fmt.Errorf("connection to %s lost: %w", addr, err))
 		w.gateways[gateway].LostConns++
-		if err := w.f.Reconnect(ctx); err != nil {
-			if ctx.Err() == nil {
-				w.gaveUp = true
-				w.r.fail(fmt.Errorf("connection to %s lost, and no address answered: %w", addr, err))
-			}
+		if !w.reconnect(ctx, "connection to "+addr+" lost") {
 			return
 		}
-		w.reconnects++
-		w.gateways[w.f.Index()].ReconnectsTo++
 	}
+}
+
+// reconnect moves the connection to the next address that answers and
+// counts the move; why says what ended the last one. False means no
+// address answered (the worker gives up) or ctx ended.
+func (w *worker) reconnect(ctx context.Context, why string) bool {
+	if err := w.f.Reconnect(ctx); err != nil {
+		if ctx.Err() == nil {
+			w.gaveUp = true
+			w.r.fail(fmt.Errorf("%s, and no address answered: %w", why, err))
+		}
+		return false
+	}
+	w.reconnects++
+	w.gateways[w.f.Index()].ReconnectsTo++
+	return true
 }
 
 // leave moves the connection from a gateway that answered "gateway
@@ -610,16 +620,7 @@ func (w *worker) leave(ctx context.Context, gateway int) bool {
 			return false
 		}
 	}
-	if err := w.f.Reconnect(ctx); err != nil {
-		if ctx.Err() == nil {
-			w.gaveUp = true
-			w.r.fail(fmt.Errorf("left %s, which cannot serve, and no address answered: %w", w.r.addrs[gateway], err))
-		}
-		return false
-	}
-	w.reconnects++
-	w.gateways[w.f.Index()].ReconnectsTo++
-	return true
+	return w.reconnect(ctx, "left "+w.r.addrs[gateway]+", which cannot serve")
 }
 
 // lockstep drives a connection without pipelining on one goroutine: send,
@@ -829,19 +830,17 @@ func (w *worker) check(p pending, reply []byte, now time.Time, gateway int) {
 		p.measured = false // answered after the measured phase: check, do not count
 	}
 	failed := false
-	if len(reply) < len(codec.ErrorPrefix) || string(reply[:len(codec.ErrorPrefix)]) != codec.ErrorPrefix {
+	isError := len(reply) >= len(codec.ErrorPrefix) && string(reply[:len(codec.ErrorPrefix)]) == codec.ErrorPrefix
+	if isError && codec.GatewayUnavailable(string(reply)) {
+		w.unavailable = len(w.r.addrs) > 1
+	} else {
 		w.leftInARow = 0 // this gateway serves
 	}
 	switch {
-	case len(reply) >= len(codec.ErrorPrefix) && string(reply[:len(codec.ErrorPrefix)]) == codec.ErrorPrefix:
+	case isError:
 		failed = true
 		w.failedReply(p, gateway, codec.ClassifyError(string(reply)))
 		w.r.fail(fmt.Errorf("server: %s", reply))
-		if codec.GatewayUnavailable(string(reply)) {
-			w.unavailable = len(w.r.addrs) > 1
-		} else {
-			w.leftInARow = 0
-		}
 	case p.get && string(reply) == codec.ReplyNotFound:
 		switch {
 		case p.own && p.key != w.failedSet:
