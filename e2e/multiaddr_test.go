@@ -261,4 +261,26 @@ func TestClientMovesOnFromAGatewayThatCannotServe(t *testing.T) {
 			res, broken.ClientAddr, other.ClientAddr)
 	}
 	t.Logf("tolerex bench: %d SETs served by %s, %d refused, %d connections left %s", res.Gateways[1].Ops, other.ClientAddr, res.Errors, res.LeftUnavailable, broken.ClientAddr)
+
+	// A bulk run of `tolerex client` leaves it at the first refusal and
+	// sends the refused ids to the other gateway: all 300 are stored.
+	bulk, code := RunChild(t, bin, ChildOptions{Args: []string{"client", "--addr", broken.ClientAddr + "," + other.ClientAddr, "--offset", "200000"},
+		Stdin: "300 SET bulk\n"}, 60*time.Second)
+	summary := strings.TrimSpace(bulk.Stdout())
+	if code != 0 || !strings.HasPrefix(summary, "bulk SET ids 200000..200299: 300 ops") || strings.Contains(summary, "errors") ||
+		!strings.Contains(summary, ", left 1 unavailable gateway ("+broken.ClientAddr+" refused ") ||
+		!strings.HasSuffix(summary, ", sent again to "+other.ClientAddr+")") {
+		t.Fatalf("bulk run exit %d, summary %q: want 300 ids, no error, one move from %s to %s\n%s", code, summary, broken.ClientAddr, other.ClientAddr, bulk.Output())
+	}
+	reader, err := client.Dial(ctx, other.ClientAddr, client.Options{DialTimeout: time.Second, IOTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatalf("dial %s: %v", other.ClientAddr, err)
+	}
+	defer reader.Close()
+	for id := 200000; id < 200300; id++ {
+		if reply, err := reader.Do(fmt.Sprintf("GET %d", id)); err != nil || reply != fmt.Sprintf("bulk_%d", id) {
+			t.Fatalf("GET %d: %q, %v; want bulk_%d", id, reply, err, id)
+		}
+	}
+	t.Logf("tolerex client bulk run: %s", summary)
 }

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -142,8 +141,12 @@ A bulk run counts the requests in flight on a lost connection as outcome
 unknown, reconnects and goes on with the ids it has not sent; its summary
 adds how many were unknown, which ids, and where it reconnected. It gives
 up (and the session ends) when 4 connections in a row are lost before a
-single reply. It does not move on from a gateway that is unavailable: it
-counts those refusals as error replies.
+single reply. It leaves an unavailable gateway at its first refusal: it reads
+the replies in flight there and sends the refused ids, then the rest, to the
+next gateway (the summary lists each gateway left and the ids it refused);
+once every gateway has refused in turn with nothing served in between, the
+run stops and counts the ids refused last as errors, and the session goes
+on. With one address it counts refusals as error replies.
 
 --csv appends one row per operation (one per bulk run) to FILE, default
 tolerex-client-<id>.csv; "<id>" in FILE is replaced by the client id. Give
@@ -559,7 +562,7 @@ func (s *clientSession) runBulk(ctx context.Context, bulk bulkRequest) error {
 		return err
 	}
 	start := time.Now()
-	result, err := runBulkSet(ctx, s.conn, bulk, s.nextBulk)
+	result, err := runBulkSet(ctx, s.conn, bulk, s.nextBulk, len(s.addrs))
 	if result.Count == 0 {
 		return fmt.Errorf("bulk SET: %w", err)
 	}
@@ -678,278 +681,6 @@ func skipBlanks(b []byte) []byte {
 		b = b[1:]
 	}
 	return b
-}
-
-// bulkResult is the outcome of one bulk run.
-type bulkResult struct {
-	FirstID    int64
-	Count      int // requests sent: ids FirstID..FirstID+Count-1
-	Elapsed    time.Duration
-	Bytes      int64 // message bytes sent
-	Errors     int   // replies other than OK
-	FirstError string
-	// Unknown counts the requests in flight on lost connections: they may
-	// or may not have taken effect.
-	Unknown int
-	// Losses are the lost connections, in order.
-	Losses  []bulkLoss
-	MeanRTT time.Duration // of the requests answered
-	P99RTT  time.Duration
-}
-
-// bulkLoss is a connection a bulk run lost.
-type bulkLoss struct {
-	Addr string // the gateway lost
-	// FirstID..LastID were in flight (outcome unknown); none when FirstID
-	// > LastID.
-	FirstID, LastID int64
-	To              string // where the run went on; "" if no gateway answered
-}
-
-// String describes the loss for the summary.
-func (l bulkLoss) String() string {
-	inFlight := "nothing in flight"
-	switch {
-	case l.FirstID == l.LastID:
-		inFlight = fmt.Sprintf("id %d in flight", l.FirstID)
-	case l.FirstID < l.LastID:
-		inFlight = fmt.Sprintf("ids %d..%d in flight", l.FirstID, l.LastID)
-	}
-	next := "no gateway answered"
-	if l.To != "" {
-		next = "reconnected to " + l.To
-	}
-	return fmt.Sprintf("%s lost with %s, %s", l.Addr, inFlight, next)
-}
-
-// summary is the one line printed after a bulk run.
-func (r bulkResult) summary() string {
-	var line strings.Builder
-	opsPerSecond := 0.0
-	if r.Elapsed > 0 {
-		opsPerSecond = float64(r.Count) / r.Elapsed.Seconds()
-	}
-	fmt.Fprintf(&line, "bulk SET ids %d..%d: %d ops in %.3f s, %.0f ops/s, avg RTT %s, p99 RTT %s",
-		r.FirstID, r.FirstID+int64(r.Count)-1, r.Count, r.Elapsed.Seconds(), opsPerSecond, formatMillis(r.MeanRTT), formatMillis(r.P99RTT))
-	if r.Errors > 0 {
-		fmt.Fprintf(&line, ", %d errors (first: %s)", r.Errors, r.FirstError)
-	}
-	if r.Unknown > 0 {
-		fmt.Fprintf(&line, ", %d outcome unknown (GET them to see)", r.Unknown)
-	}
-	if len(r.Losses) == 0 {
-		return line.String()
-	}
-	reconnects := 0
-	for _, loss := range r.Losses {
-		if loss.To != "" {
-			reconnects++
-		}
-	}
-	plural := "s"
-	if reconnects == 1 {
-		plural = ""
-	}
-	fmt.Fprintf(&line, ", %d reconnect%s (", reconnects, plural)
-	for i, loss := range r.Losses {
-		if i == maxLossesListed {
-			fmt.Fprintf(&line, "; and %d more", len(r.Losses)-i)
-			break
-		}
-		if i > 0 {
-			line.WriteString("; ")
-		}
-		line.WriteString(loss.String())
-	}
-	line.WriteString(")")
-	return line.String()
-}
-
-// bulkTally collects the replies of a bulk run; only one reader goroutine
-// at a time touches it.
-type bulkTally struct {
-	rtts       *hdrhistogram.Histogram // microseconds
-	answered   int
-	totalRTT   time.Duration
-	errors     int
-	firstError string
-}
-
-// runBulkSet sends "SET <id> <message>_<id>" for the ids firstID ..
-// firstID+Count-1 over conn, with at most bulkWindow requests in flight.
-// When the connection is lost it counts the requests in flight as of
-// unknown outcome (it does not send them again: that would be new
-// writes), reconnects to the next gateway and goes on with the ids not
-// sent yet. The error return means the run could not go on: no gateway
-// answered, the connection was lost too often in a row before any reply,
-// or it failed otherwise; the result then covers the ids sent so far.
-// Error replies are counted in the result.
-func runBulkSet(ctx context.Context, conn *client.Failover, bulk bulkRequest, firstID int64) (bulkResult, error) {
-	result := bulkResult{FirstID: firstID}
-	tally := bulkTally{rtts: hdrhistogram.New(1, rttHistogramMax, 3)}
-	fruitless := 0 // connections in a row lost before any reply
-	var runErr error
-	start := time.Now()
-	for result.Count < bulk.Count {
-		segmentFirst := firstID + int64(result.Count)
-		segment := runBulkSegment(conn.Client(), bulk.Message, segmentFirst, bulk.Count-result.Count, &tally)
-		result.Count += segment.sent
-		result.Bytes += segment.payload
-		if segment.err == nil {
-			break
-		}
-		if !client.Lost(segment.err) || ctx.Err() != nil {
-			runErr = fmt.Errorf("connection to %s: %w", conn.Addr(), segment.err)
-			break
-		}
-		loss := bulkLoss{
-			Addr:    conn.Addr(),
-			FirstID: segmentFirst + int64(segment.answered),
-			LastID:  segmentFirst + int64(segment.sent) - 1,
-		}
-		result.Unknown += segment.sent - segment.answered
-		if segment.answered > 0 {
-			fruitless = 0
-		} else if fruitless++; fruitless > maxFruitlessReconnects {
-			result.Losses = append(result.Losses, loss)
-			runErr = fmt.Errorf("connection lost %d times in a row before any reply, last to %s: %w", fruitless, loss.Addr, segment.err)
-			break
-		}
-		if err := conn.Reconnect(ctx); err != nil {
-			result.Losses = append(result.Losses, loss)
-			runErr = fmt.Errorf("connection to %s lost (%v), and no gateway answered: %w", loss.Addr, segment.err, err)
-			break
-		}
-		loss.To = conn.Addr()
-		result.Losses = append(result.Losses, loss)
-	}
-	result.Elapsed = time.Since(start)
-	result.Errors = tally.errors
-	result.FirstError = tally.firstError
-	if tally.answered > 0 {
-		result.MeanRTT = tally.totalRTT / time.Duration(tally.answered)
-		result.P99RTT = time.Duration(tally.rtts.ValueAtQuantile(99)) * time.Microsecond
-	}
-	return result, runErr
-}
-
-// bulkSegment is the part of a bulk run sent on one connection.
-type bulkSegment struct {
-	sent     int   // requests handed to the connection
-	answered int   // of them, answered (the first ones, in order)
-	payload  int64 // message bytes sent
-	err      error // why the segment ended early; nil if every request was answered
-}
-
-// runBulkSegment sends the SETs of count ids from firstID on conn,
-// reading the replies on a second goroutine, until all are answered or
-// the connection fails.
-func runBulkSegment(conn *client.Client, message []byte, firstID int64, count int, tally *bulkTally) bulkSegment {
-	slots := make(chan struct{}, bulkWindow)
-	sentAt := make(chan time.Time, bulkWindow)
-	readerDone := make(chan struct{})
-	var readErr error
-	go func() {
-		defer close(readerDone)
-		readErr = readBulkReplies(conn, slots, sentAt, tally)
-		if readErr != nil {
-			// The writer may be blocked writing to a gateway that is gone.
-			_ = conn.Close()
-		}
-	}()
-	answeredBefore := tally.answered
-	sent, payload, writeErr := writeBulkRequests(conn, message, firstID, count, slots, sentAt, readerDone)
-	if writeErr != nil && !client.Lost(writeErr) {
-		// The reader may wait for replies that will never come.
-		_ = conn.Close()
-	}
-	<-readerDone
-	segment := bulkSegment{sent: sent, answered: tally.answered - answeredBefore, payload: payload}
-	switch {
-	case readErr != nil:
-		segment.err = readErr
-	case writeErr != nil:
-		// Every request sent was answered, but the connection failed.
-		segment.err = writeErr
-	}
-	return segment
-}
-
-// writeBulkRequests takes a window slot and stamps the send time for every
-// request before buffering it, and flushes every bulkFlushEvery requests
-// and whenever the window is full. It returns how many requests it handed
-// to the connection and their message bytes, and closes sentAt when it
-// stops. It stops early, without error, if the reader has ended.
-func writeBulkRequests(conn *client.Client, message []byte, firstID int64, count int,
-	slots chan<- struct{}, sentAt chan<- time.Time, readerDone <-chan struct{}) (sent int, payload int64, err error) {
-	defer close(sentAt)
-	var line []byte
-	unflushed := 0
-	for i := range count {
-		select {
-		case slots <- struct{}{}:
-		default:
-			if err := conn.Flush(); err != nil {
-				return sent, payload, err
-			}
-			unflushed = 0
-			select {
-			case slots <- struct{}{}:
-			case <-readerDone:
-				return sent, payload, nil
-			}
-		}
-		id := firstID + int64(i)
-		line = append(line[:0], "SET "...)
-		line = strconv.AppendInt(line, id, 10)
-		line = append(line, ' ')
-		messageStart := len(line)
-		line = append(line, message...)
-		line = append(line, '_')
-		line = strconv.AppendInt(line, id, 10)
-		// Counted as sent before Send: a failed Send may have written part
-		// of the buffer, this line included.
-		sent++
-		payload += int64(len(line) - messageStart)
-		sentAt <- time.Now() // never blocks: the slots bound it
-		if err := conn.Send(line); err != nil {
-			return sent, payload, err
-		}
-		if unflushed++; unflushed == bulkFlushEvery {
-			if err := conn.Flush(); err != nil {
-				return sent, payload, err
-			}
-			unflushed = 0
-		}
-	}
-	return sent, payload, conn.Flush()
-}
-
-// readBulkReplies reads one reply per request stamped on sentAt, until
-// the writer closes it, timing each against its stamp and freeing its
-// window slot.
-func readBulkReplies(conn *client.Client, slots <-chan struct{}, sentAt <-chan time.Time, tally *bulkTally) error {
-	for stamp := range sentAt {
-		reply, err := conn.ReadReply()
-		if err != nil {
-			return err
-		}
-		rtt := time.Since(stamp)
-		<-slots
-		tally.answered++
-		tally.totalRTT += rtt
-		micros := max(rtt.Microseconds(), 1)
-		if tally.rtts.RecordValue(min(micros, rttHistogramMax)) != nil {
-			return fmt.Errorf("record RTT %v: out of the histogram's range", rtt)
-		}
-		if string(reply) != codec.ReplyOK {
-			if tally.errors == 0 {
-				tally.firstError = string(reply)
-			}
-			tally.errors++
-		}
-	}
-	return nil
 }
 
 // csvRow is one operation in the --csv file.

@@ -43,8 +43,13 @@ type clientTestServer struct {
 	// refused with "ERROR: gateway unavailable: ...", as a gateway that
 	// runs no Raft refuses them.
 	unavailable string
+	// unavailableAfter, if positive, makes the server refuse that way
+	// every SET, GET and DEL after it has answered that many, as a gateway
+	// whose disk has just filled.
+	unavailableAfter int
 
 	mu       sync.Mutex
+	served   int // SETs, GETs and DELs answered
 	messages map[int64]string
 	listener net.Listener
 	conns    []net.Conn
@@ -177,9 +182,13 @@ func (s *clientTestServer) reply(command codec.Command) string {
 	case codec.KindQuit:
 		return codec.ReplyBye
 	case codec.KindSet, codec.KindGet, codec.KindDel:
+		if s.unavailableAfter > 0 && s.served >= s.unavailableAfter {
+			return codec.ErrorPrefix + codec.UnavailablePrefix + "disk full: test"
+		}
 		if s.unavailable != "" {
 			return codec.ErrorPrefix + codec.UnavailablePrefix + s.unavailable
 		}
+		s.served++
 	}
 	switch command.Kind {
 	case codec.KindSet:
@@ -768,6 +777,14 @@ func TestClientReconnectsWhenIdleLossIsFound(t *testing.T) {
 	}
 }
 
+var movedSummaryPattern = regexp.MustCompile(
+	`^bulk SET ids 0\.\.2999: 3000 ops in \d+\.\d{3} s, \d+ ops/s, avg RTT \d+\.\d{2} ms, p99 RTT \d+\.\d{2} ms, left 1 unavailable gateway \((\S+) refused ids 100\.\.(\d+), sent again to (\S+)\)$`)
+
+var stoppedSummaryPattern = regexp.MustCompile(
+	`^bulk SET ids 0\.\.\d+: (\d+) ops in \d+\.\d{3} s, \d+ ops/s, avg RTT \d+\.\d{2} ms, p99 RTT \d+\.\d{2} ms, (\d+) errors \(first: ERROR: gateway unavailable: disk full: b\), ` +
+		`left 2 unavailable gateways \((\S+) refused (?:ids 0\.\.\d+|id 0), sent again to (\S+); (\S+) refused (?:ids 0\.\.\d+|id 0), no other gateway took them\); ` +
+		`stopped: every gateway of --addr refused in turn \(last: ERROR: gateway unavailable: disk full: b\)$`)
+
 var failoverSummaryPattern = regexp.MustCompile(
 	`^bulk SET ids 0\.\.2999: 3000 ops in \d+\.\d{3} s, \d+ ops/s, avg RTT \d+\.\d{2} ms, p99 RTT \d+\.\d{2} ms, (\d+) outcome unknown \(GET them to see\), 1 reconnect \((\S+) lost with ids 100\.\.(\d+) in flight, reconnected to (\S+)\)$`)
 
@@ -821,11 +838,96 @@ func TestClientBulkFailsOver(t *testing.T) {
 	}
 }
 
+// TestClientBulkMovesOnFromAnUnavailableGateway: a gateway that starts
+// refusing as unavailable in the middle of a bulk run is left for the
+// next; the ids it refused are sent there, every id is stored once, and
+// the summary says so.
+func TestClientBulkMovesOnFromAnUnavailableGateway(t *testing.T) {
+	first := &clientTestServer{prompting: true, unavailableAfter: 100}
+	second := &clientTestServer{}
+	firstAddr, secondAddr := first.start(t), second.start(t)
+	csvPath := filepath.Join(t.TempDir(), "bulk.csv")
+	stdout, stderr, err := runClientWith(t, clientOptions{addr: firstAddr + "," + secondAddr, csvPath: csvPath, clientID: "b"},
+		strings.NewReader("3000 SET m\n"))
+	if err != nil {
+		t.Fatalf("tolerex client: %v\n%s%s", err, stdout, stderr)
+	}
+	match := movedSummaryPattern.FindStringSubmatch(strings.TrimSuffix(stdout, "\n"))
+	if match == nil || match[1] != firstAddr || match[3] != secondAddr {
+		t.Fatalf("summary %q, want no error and one move from %s to %s", stdout, firstAddr, secondAddr)
+	}
+	lastRefused, _ := strconv.ParseInt(match[2], 10, 64)
+	if lastRefused < 100 || lastRefused >= 100+bulkWindow {
+		t.Errorf("ids 100..%d refused, want at most the %d in flight", lastRefused, bulkWindow)
+	}
+	for id := range int64(3000) {
+		_, onFirst := first.stored(id)
+		message, onSecond := second.stored(id)
+		switch {
+		case id < 100 && (!onFirst || onSecond):
+			t.Fatalf("id %d: first %v, second %v; want only the first", id, onFirst, onSecond)
+		case id >= 100 && (onFirst || message != "m_"+strconv.FormatInt(id, 10)):
+			t.Fatalf("id %d: first %v, second %q; want only the second, with m_%d", id, onFirst, message, id)
+		}
+	}
+	if rows := readCSV(t, csvPath); len(rows) != 2 || rows[1][3] != "3000" || rows[1][6] != statusOK {
+		t.Errorf("CSV rows %q, want the run as OK: nothing was lost or refused for good", rows)
+	}
+}
+
+// TestClientBulkStopsWhenEveryGatewayRefuses: with every gateway
+// unavailable a bulk run tries each once, stops with the refusals counted
+// as errors, and the session goes on; with one address refusals are error
+// replies and the run covers every id.
+func TestClientBulkStopsWhenEveryGatewayRefuses(t *testing.T) {
+	a := &clientTestServer{unavailable: "disk full: a"}
+	b := &clientTestServer{unavailable: "disk full: b"}
+	aAddr, bAddr := a.start(t), b.start(t)
+	stdout, stderr, err := runClientWith(t, clientOptions{addr: aAddr + "," + bAddr}, strings.NewReader("500 SET m\nPING\n"))
+	if err != nil {
+		t.Fatalf("tolerex client: %v\n%s%s", err, stdout, stderr)
+	}
+	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	if len(lines) != 2 || lines[1] != codec.ReplyPong {
+		t.Fatalf("stdout %q, want a summary and PONG", stdout)
+	}
+	match := stoppedSummaryPattern.FindStringSubmatch(lines[0])
+	if match == nil || match[1] != match[2] || match[3] != aAddr || match[4] != bAddr || match[5] != bAddr {
+		t.Fatalf("summary %q, want a's refusals sent to b, refused again, each counted as an error, and the run stopped", lines[0])
+	}
+
+	stdout, stderr, err = runClientWith(t, clientOptions{addr: aAddr}, strings.NewReader("500 SET m\n"))
+	if err != nil {
+		t.Fatalf("tolerex client: %v\n%s%s", err, stdout, stderr)
+	}
+	if match := bulkSummaryPattern.FindStringSubmatch(strings.TrimSuffix(stdout, "\n")); match == nil || match[1] != "500" || match[3] != "500" ||
+		match[4] != "ERROR: gateway unavailable: disk full: a" {
+		t.Errorf("one address: summary %q, want all 500 sent and refused", stdout)
+	}
+}
+
+func TestDescribeIDs(t *testing.T) {
+	for _, c := range []struct {
+		ids  []int64
+		want string
+	}{
+		{nil, "nothing"},
+		{[]int64{7}, "id 7"},
+		{[]int64{2, 3}, "ids 2..3"},
+		{[]int64{2, 3, 4, 9, 11, 12}, "ids 2..4, 9, 11..12"},
+		{[]int64{1, 3, 5, 7, 9, 10}, "ids 1, 3, 5, 7 and 2 more"},
+	} {
+		if got := describeIDs(c.ids); got != c.want {
+			t.Errorf("describeIDs(%v) = %q, want %q", c.ids, got, c.want)
+		}
+	}
+}
+
 func TestBulkSummaryLosses(t *testing.T) {
 	result := bulkResult{FirstID: 0, Count: 10, Elapsed: time.Second, Unknown: 3, Losses: []bulkLoss{
-		{Addr: "a:1", FirstID: 2, LastID: 3, To: "b:2"},
-		{Addr: "b:2", FirstID: 5, LastID: 4, To: "a:1"},
-		{Addr: "a:1", FirstID: 7, LastID: 7},
+		{Addr: "a:1", InFlight: []int64{2, 3}, To: "b:2"},
+		{Addr: "b:2", To: "a:1"},
+		{Addr: "a:1", InFlight: []int64{7}},
 	}}
 	want := "bulk SET ids 0..9: 10 ops in 1.000 s, 10 ops/s, avg RTT 0.00 ms, p99 RTT 0.00 ms, 3 outcome unknown (GET them to see), " +
 		"2 reconnects (a:1 lost with ids 2..3 in flight, reconnected to b:2; b:2 lost with nothing in flight, reconnected to a:1; a:1 lost with id 7 in flight, no gateway answered)"
@@ -833,7 +935,7 @@ func TestBulkSummaryLosses(t *testing.T) {
 		t.Errorf("summary:\n%s\nwant:\n%s", got, want)
 	}
 	for range 10 {
-		result.Losses = append(result.Losses, bulkLoss{Addr: "x:1", FirstID: 1, LastID: 0, To: "y:1"})
+		result.Losses = append(result.Losses, bulkLoss{Addr: "x:1", To: "y:1"})
 	}
 	if got := result.summary(); !strings.HasSuffix(got, "; and 8 more)") {
 		t.Errorf("summary of 13 losses %q, want the first %d and a count", got, maxLossesListed)
