@@ -17,7 +17,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/eventstream"
-	"github.com/asynkron/protoactor-go/scheduler"
 	"github.com/rs/zerolog"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -160,7 +159,7 @@ type node struct {
 	root    *actor.RootContext
 
 	kept      *restartState
-	stopTicks scheduler.CancelFunc
+	stopTicks func()
 	endpoints *eventstream.Subscription
 
 	// What has been applied to the state machine, and the configuration

@@ -8,12 +8,12 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
-	"github.com/asynkron/protoactor-go/scheduler"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tolerex/tolerex/actors/meta"
+	"github.com/tolerex/tolerex/actors/ticker"
 	"github.com/tolerex/tolerex/messages"
 	"github.com/tolerex/tolerex/storage/raftlog"
 )
@@ -145,7 +145,7 @@ func (n *node) start(ctx actor.Context) {
 	for _, g := range n.cfg.View.own().Gateways() {
 		n.peers.set(g.ID, g.NodeAddress)
 	}
-	n.stopTicks = scheduler.NewTimerScheduler(ctx).SendRepeatedly(n.cfg.TickInterval, n.cfg.TickInterval, self, tick{})
+	n.stopTicks = ticker.Every(ctx.ActorSystem().Root, n.cfg.TickInterval, n.cfg.TickInterval, self, tick{})
 	n.endpoints = ctx.ActorSystem().EventStream.Subscribe(func(evt any) {
 		if e, ok := evt.(*remote.EndpointTerminatedEvent); ok {
 			root.Send(self, &endpointDown{address: e.Address})

@@ -24,12 +24,12 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
-	"github.com/asynkron/protoactor-go/scheduler"
 	"github.com/rs/zerolog"
 
 	"github.com/tolerex/tolerex/actors/consensus"
 	"github.com/tolerex/tolerex/actors/meta"
 	"github.com/tolerex/tolerex/actors/selector"
+	"github.com/tolerex/tolerex/actors/ticker"
 	"github.com/tolerex/tolerex/actors/tree"
 	"github.com/tolerex/tolerex/gateway/codec"
 	"github.com/tolerex/tolerex/messages"
@@ -138,7 +138,7 @@ type leader struct {
 	// clock times member requests; a stall of this process does not
 	// count against the members.
 	clock     *stallClock
-	stopTicks scheduler.CancelFunc
+	stopTicks func()
 	endpoints *eventstream.Subscription
 	ticks     int
 	// nextID numbers requests to members and the selector; it never goes
@@ -312,7 +312,7 @@ func (l *leader) start(ctx actor.Context) {
 	l.termState = newTermState(0)
 	l.selector = l.spawn(ctx, "selector", "selector", selector.NewActor(l.cfg.Balancer, uint64(time.Now().UnixNano())))
 	l.membership = l.spawn(ctx, "members", "membership", newMembership(l.cfg, l.cfg.Logger))
-	l.stopTicks = scheduler.NewTimerScheduler(ctx).SendRepeatedly(tickInterval, tickInterval, ctx.Self(), tick{})
+	l.stopTicks = ticker.Every(ctx.ActorSystem().Root, tickInterval, tickInterval, ctx.Self(), tick{})
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	l.endpoints = ctx.ActorSystem().EventStream.Subscribe(func(evt any) {
 		if e, ok := evt.(*remote.EndpointTerminatedEvent); ok {

@@ -6,10 +6,10 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
-	"github.com/asynkron/protoactor-go/scheduler"
 	"github.com/rs/zerolog"
 
 	"github.com/tolerex/tolerex/actors/meta"
+	"github.com/tolerex/tolerex/actors/ticker"
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -65,7 +65,7 @@ type membership struct {
 	members map[string]*memberState // by member id
 	byAddr  map[string]string       // node address -> member id
 	sub     *eventstream.Subscription
-	stop    scheduler.CancelFunc
+	stop    func()
 	// clock times liveness; a stall of this process does not count
 	// against the members.
 	clock *stallClock
@@ -109,7 +109,7 @@ func (m *membership) Receive(ctx actor.Context) {
 				root.Send(self, &endpointDown{address: e.Address})
 			}
 		})
-		m.stop = scheduler.NewTimerScheduler(ctx).SendRepeatedly(m.cfg.HeartbeatTimeout/4, m.cfg.HeartbeatTimeout/4, self, membershipTick{})
+		m.stop = ticker.Every(root, m.cfg.HeartbeatTimeout/4, m.cfg.HeartbeatTimeout/4, self, membershipTick{})
 	case *actor.Stopping, *actor.Restarting:
 		if m.sub != nil {
 			ctx.ActorSystem().EventStream.Unsubscribe(m.sub)

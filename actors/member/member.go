@@ -13,9 +13,9 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
-	"github.com/asynkron/protoactor-go/scheduler"
 	"github.com/rs/zerolog"
 
+	"github.com/tolerex/tolerex/actors/ticker"
 	"github.com/tolerex/tolerex/actors/tree"
 	"github.com/tolerex/tolerex/messages"
 )
@@ -209,7 +209,7 @@ type supervisor struct {
 	cfg       Config
 	homing    *homing
 	storage   *actor.PID
-	stopBeats scheduler.CancelFunc
+	stopBeats func()
 	endpoints *eventstream.Subscription
 }
 
@@ -223,8 +223,7 @@ func (s *supervisor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		s.homing = newHoming(s.cfg.Gateways)
 		s.spawnStorage(ctx)
-		timer := scheduler.NewTimerScheduler(ctx)
-		s.stopBeats = timer.SendRepeatedly(0, s.cfg.HeartbeatInterval, ctx.Self(), heartbeatTick{})
+		s.stopBeats = ticker.Every(ctx.ActorSystem().Root, 0, s.cfg.HeartbeatInterval, ctx.Self(), heartbeatTick{})
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		s.endpoints = ctx.ActorSystem().EventStream.Subscribe(func(evt any) {
 			if e, ok := evt.(*remote.EndpointTerminatedEvent); ok {

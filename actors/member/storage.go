@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/scheduler"
 	"github.com/rs/zerolog"
 
+	"github.com/tolerex/tolerex/actors/ticker"
 	"github.com/tolerex/tolerex/messages"
 	"github.com/tolerex/tolerex/storage"
 	"github.com/tolerex/tolerex/storage/diskspace"
@@ -110,7 +110,7 @@ type storageActor struct {
 	// about an earlier store is ignored.
 	generation uint64
 	guard      *diskspace.Guard
-	stopChecks scheduler.CancelFunc
+	stopChecks func()
 	// fullAtOpen is set while the store is open read-only, or not open at
 	// all, because the disk was nearly full: it is reopened read-write
 	// once the guard takes writes again.
@@ -163,7 +163,7 @@ func (a *storageActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		a.open(ctx)
-		a.stopChecks = scheduler.NewTimerScheduler(ctx).SendRepeatedly(a.cfg.SpaceCheckInterval, a.cfg.SpaceCheckInterval, ctx.Self(), spaceTick{})
+		a.stopChecks = ticker.Every(ctx.ActorSystem().Root, a.cfg.SpaceCheckInterval, a.cfg.SpaceCheckInterval, ctx.Self(), spaceTick{})
 	case *actor.Stopping, *actor.Restarting:
 		if a.stopChecks != nil {
 			a.stopChecks()
