@@ -147,15 +147,7 @@ const pollInterval = 20 * time.Millisecond
 // exited).
 func Eventually(t testing.TB, limit time.Duration, what string, cond func() (done bool, status string)) {
 	t.Helper()
-	var status string
-	err := poll.Until(context.Background(), limit, pollInterval, what, func() (bool, error) {
-		var done bool
-		done, status = cond()
-		return done, nil
-	})
-	if err != nil {
-		t.Fatalf("%s: not done after %s: %s", what, limit, status)
-	}
+	poll.Eventually(t, limit, pollInterval, what, cond)
 }
 
 // Ready reports whether the process's /readyz answers 200.

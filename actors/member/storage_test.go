@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tolerex/tolerex/actors/tree"
+	"github.com/tolerex/tolerex/cluster/local/poll"
 	"github.com/tolerex/tolerex/messages"
 	"github.com/tolerex/tolerex/storage"
 )
@@ -106,15 +107,12 @@ func (n *memberNode) metric(t *testing.T, name string) float64 {
 	return 0
 }
 
+// eventually waits up to 20 s for cond to hold.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Eventually(t, 20*time.Second, 10*time.Millisecond, what, func() (bool, string) {
+		return cond(), "still false"
+	})
 }
 
 func quickRestarts() RestartPolicy {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tolerex/tolerex/actors/tree"
+	"github.com/tolerex/tolerex/cluster/local/poll"
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -134,17 +135,7 @@ func await[T any](t *testing.T, ch <-chan T, n int, what string) []T {
 // description cond gave.
 func eventually(t *testing.T, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		ok, desc := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not reached in %v: %s", waitTimeout, desc)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Eventually(t, waitTimeout, 5*time.Millisecond, "the tree to reach the expected state", cond)
 }
 
 // shape writes a forest as "id(kind)[children]" with siblings separated by

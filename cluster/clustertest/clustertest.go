@@ -26,6 +26,7 @@ import (
 	"github.com/tolerex/tolerex/actors/consensus"
 	"github.com/tolerex/tolerex/actors/meta"
 	"github.com/tolerex/tolerex/cluster"
+	"github.com/tolerex/tolerex/cluster/local/poll"
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -310,17 +311,7 @@ func (n *Node) Applied() int { return n.events.appliedCount() }
 // last status if that takes longer than limit.
 func Eventually(t testing.TB, limit time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		ok, status := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v: %s", what, limit, status)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Eventually(t, limit, 10*time.Millisecond, what, cond)
 }
 
 // freeAddr returns a 127.0.0.1 address whose port was free a moment ago,

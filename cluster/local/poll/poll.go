@@ -55,3 +55,27 @@ func Until(ctx context.Context, limit, interval time.Duration, what string, cond
 		}
 	}
 }
+
+// T is the part of testing.TB that Eventually needs (so this package does
+// not import testing into the programs that use Until).
+type T interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+// Eventually is Until for tests: it polls cond every interval until it
+// reports done, and fails t with cond's last status if that takes longer
+// than limit. cond may fail the test itself (say, when a process it waits
+// for exited).
+func Eventually(t T, limit, interval time.Duration, what string, cond func() (done bool, status string)) {
+	t.Helper()
+	var status string
+	err := Until(context.Background(), limit, interval, what, func() (bool, error) {
+		var done bool
+		done, status = cond()
+		return done, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: not done after %s: %s", what, limit, status)
+	}
+}
