@@ -785,6 +785,21 @@ var stoppedSummaryPattern = regexp.MustCompile(
 		`left 2 unavailable gateways \((\S+) refused (?:ids 0\.\.\d+|id 0), sent again to (\S+); (\S+) refused (?:ids 0\.\.\d+|id 0), no other gateway took them\); ` +
 		`stopped: every gateway of --addr refused in turn \(last: ERROR: gateway unavailable: disk full: b\)$`)
 
+// runOnTwoGateways starts first and second and runs tolerex client on
+// input with --addr first,second and a CSV log. It returns both
+// addresses, stdout and the CSV's path; an exit with an error fails t.
+func runOnTwoGateways(t *testing.T, first, second *clientTestServer, input string) (firstAddr, secondAddr, stdout, csvPath string) {
+	t.Helper()
+	firstAddr, secondAddr = first.start(t), second.start(t)
+	csvPath = filepath.Join(t.TempDir(), "bulk.csv")
+	stdout, stderr, err := runClientWith(t, clientOptions{addr: firstAddr + "," + secondAddr, csvPath: csvPath, clientID: "b"},
+		strings.NewReader(input))
+	if err != nil {
+		t.Fatalf("tolerex client: %v\n%s%s", err, stdout, stderr)
+	}
+	return firstAddr, secondAddr, stdout, csvPath
+}
+
 var failoverSummaryPattern = regexp.MustCompile(
 	`^bulk SET ids 0\.\.2999: 3000 ops in \d+\.\d{3} s, \d+ ops/s, avg RTT \d+\.\d{2} ms, p99 RTT \d+\.\d{2} ms, (\d+) outcome unknown \(GET them to see\), 1 reconnect \((\S+) lost with ids 100\.\.(\d+) in flight, reconnected to (\S+)\)$`)
 
@@ -795,13 +810,7 @@ var failoverSummaryPattern = regexp.MustCompile(
 func TestClientBulkFailsOver(t *testing.T) {
 	first := &clientTestServer{prompting: true, closeAfter: 100, dies: true}
 	second := &clientTestServer{prompting: false}
-	firstAddr, secondAddr := first.start(t), second.start(t)
-	csvPath := filepath.Join(t.TempDir(), "bulk.csv")
-	stdout, stderr, err := runClientWith(t, clientOptions{addr: firstAddr + "," + secondAddr, csvPath: csvPath, clientID: "b"},
-		strings.NewReader("3000 SET m\n1 SET after\n"))
-	if err != nil {
-		t.Fatalf("tolerex client: %v\n%s%s", err, stdout, stderr)
-	}
+	firstAddr, secondAddr, stdout, csvPath := runOnTwoGateways(t, first, second, "3000 SET m\n1 SET after\n")
 	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
 	if len(lines) != 2 {
 		t.Fatalf("stdout %q", stdout)
@@ -845,13 +854,7 @@ func TestClientBulkFailsOver(t *testing.T) {
 func TestClientBulkMovesOnFromAnUnavailableGateway(t *testing.T) {
 	first := &clientTestServer{prompting: true, unavailableAfter: 100}
 	second := &clientTestServer{}
-	firstAddr, secondAddr := first.start(t), second.start(t)
-	csvPath := filepath.Join(t.TempDir(), "bulk.csv")
-	stdout, stderr, err := runClientWith(t, clientOptions{addr: firstAddr + "," + secondAddr, csvPath: csvPath, clientID: "b"},
-		strings.NewReader("3000 SET m\n"))
-	if err != nil {
-		t.Fatalf("tolerex client: %v\n%s%s", err, stdout, stderr)
-	}
+	firstAddr, secondAddr, stdout, csvPath := runOnTwoGateways(t, first, second, "3000 SET m\n")
 	match := movedSummaryPattern.FindStringSubmatch(strings.TrimSuffix(stdout, "\n"))
 	if match == nil || match[1] != firstAddr || match[3] != secondAddr {
 		t.Fatalf("summary %q, want no error and one move from %s to %s", stdout, firstAddr, secondAddr)
