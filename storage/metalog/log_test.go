@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/tolerex/tolerex/storage/internal/leakcheck"
 )
 
 // waitTimeout bounds every wait for a report so a lost one fails the test
@@ -680,12 +682,5 @@ func TestReopenInProcessLeaksNoGoroutines(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if after := runtime.NumGoroutine(); after > before {
-		buf := make([]byte, 1<<20)
-		t.Fatalf("%d goroutines before, %d after three open/close rounds:\n%s", before, after, buf[:runtime.Stack(buf, true)])
-	}
+	leakcheck.Goroutines(t, before)
 }

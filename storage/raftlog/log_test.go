@@ -11,6 +11,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/tolerex/tolerex/storage/internal/leakcheck"
 )
 
 func TestOpenRequiresOnWritten(t *testing.T) {
@@ -445,17 +447,7 @@ func TestReopenLeaksNoGoroutines(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Pebble's goroutines end after Close returns; poll (not sleep-wait
-	// for a fixed time) until they are gone.
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		runtime.Gosched()
-		time.Sleep(10 * time.Millisecond)
-	}
-	if after := runtime.NumGoroutine(); after > before {
-		buf := make([]byte, 1<<20)
-		t.Fatalf("%d goroutines before, %d after three open/close rounds:\n%s", before, after, buf[:runtime.Stack(buf, true)])
-	}
+	leakcheck.Goroutines(t, before)
 }
 
 // TestBackgroundDamageFailsLaterRequests reports damage the way Pebble's
