@@ -580,18 +580,11 @@ func TestCLIDev(t *testing.T) {
 	}
 	waitDevLive := func(when string) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		Eventually(t, 20*time.Second, when+": the dev gateway to see every member live", func() (bool, string) {
 			var st leader.ClusterStatus
 			gw.GetJSON(t, "/api/cluster", &st)
-			if st.LiveCount == members {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: dev gateway sees %d live members, want %d: %+v", when, st.LiveCount, members, st.Members)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return st.LiveCount == members, fmt.Sprintf("%d live members, want %d: %+v", st.LiveCount, members, st.Members)
+		})
 	}
 	waitDevLive("after start")
 	// Every process shares the machine: dev gives each --max-procs, half

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -124,33 +125,19 @@ func TestCorruptStoreMemberStaysDown(t *testing.T) {
 	logStart := len(victim.Log())
 	victim.Start(t)
 
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	Eventually(t, 20*time.Second, "the damaged member's /readyz to say 503 storage corrupt", func() (bool, string) {
 		status, body := readyz(victim)
-		if status == http.StatusServiceUnavailable && strings.Contains(body, "storage corrupt: ") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz of the damaged member: %d %s; want 503 storage corrupt", status, body)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return status == http.StatusServiceUnavailable && strings.Contains(body, "storage corrupt: "), fmt.Sprintf("%d %s", status, body)
+	})
 	// The gateway hears its heartbeats but does not use its storage.
-	deadline = time.Now().Add(10 * time.Second)
-	for {
+	Eventually(t, 10*time.Second, "the gateway to see the damaged member alive, storage not ready, 2 live members", func() (bool, string) {
 		st := c.Status(t)
 		seen := false
 		for _, m := range st.Members {
 			seen = seen || (m.NodeAddress == victim.NodeAddr && m.Alive && !m.StorageReady)
 		}
-		if seen && st.LiveCount == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway view %+v; want the damaged member alive, storage not ready, 2 live members", st)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return seen && st.LiveCount == 2, fmt.Sprintf("gateway view %+v", st)
+	})
 	var view corruptionView
 	victim.GetJSON(t, "/api/cluster", &view)
 	if view.StorageReady || !strings.Contains(view.StorageCorrupt, "store is corrupt") {

@@ -25,7 +25,7 @@ func TestMemberCrashUnderLoad(t *testing.T) {
 	defer cancel()
 	gen := &loadGenerator{c: c, led: led}
 	gen.start(ctx, t, 4, 10_000)
-	time.Sleep(2 * time.Second)
+	waitForAcks(t, gen, 200) // the load runs before the kill
 	killedAt := time.Now()
 	victim.Kill(t)
 	down := waitMemberAlive(t, c, victim.NodeAddr, false, 5*time.Second)

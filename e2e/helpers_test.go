@@ -196,18 +196,18 @@ func (g *loadGenerator) wait() []opResult {
 // given node address alive or not.
 func waitMemberAlive(t *testing.T, c *Cluster, nodeAddr string, alive bool, limit time.Duration) leader.MemberStatus {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		for _, m := range c.Status(t).Members {
+	var found leader.MemberStatus
+	Eventually(t, limit, fmt.Sprintf("member %s alive=%v", nodeAddr, alive), func() (bool, string) {
+		members := c.Status(t).Members
+		for _, m := range members {
 			if m.NodeAddress == nodeAddr && m.Alive == alive && (!alive || m.StorageReady) {
-				return m
+				found = m
+				return true, ""
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("member %s not alive=%v after %s: %+v", nodeAddr, alive, limit, c.Status(t).Members)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false, fmt.Sprintf("%+v", members)
+	})
+	return found
 }
 
 // location returns where the gateway says a message is stored.

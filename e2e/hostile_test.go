@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -226,18 +227,11 @@ func TestHostilePeers(t *testing.T) {
 		if err != nil {
 			t.Fatalf("StoreRequest with a gateway certificate: %v", err)
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		Eventually(t, 5*time.Second, "the control store to land", func() (bool, string) {
 			var now memberInfo
 			member.GetJSON(t, "/api/cluster", &now)
-			if now.Messages == st.Messages+1 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the control store did not land: %d -> %d messages", st.Messages, now.Messages)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return now.Messages == st.Messages+1, fmt.Sprintf("%d -> %d messages", st.Messages, now.Messages)
+		})
 	})
 
 	for _, p := range append([]*Process{c.Gateway}, c.Members...) {

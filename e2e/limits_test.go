@@ -61,19 +61,12 @@ func TestClientLimits(t *testing.T) {
 		}
 		conns[0].do(exch("QUIT\r\n", "Bye"))
 		conns[0].expectEOF()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		Eventually(t, 5*time.Second, "a connection slot after one client quit", func() (bool, string) {
 			w := dialWire(t, c.ClientAddr, false)
 			w.send("PING\r\n")
 			got, _ := readExactly(w.conn, len("PONG\r\n"))
-			if string(got) == "PONG\r\n" {
-				break // a slot freed up
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no connection slot after one client quit: %q", got)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return string(got) == "PONG\r\n", fmt.Sprintf("a new connection got %q", got)
+		})
 		for _, w := range conns[1:] {
 			w.conn.Close()
 		}
@@ -183,17 +176,10 @@ func TestClientLimits(t *testing.T) {
 // waitGauge waits until a gauge on p reaches want.
 func waitGauge(t *testing.T, p *Process, name string, want float64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	Eventually(t, 10*time.Second, fmt.Sprintf("%s on %s to be %v", name, p.Name, want), func() (bool, string) {
 		got := processGauge(t, p, name)
-		if got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s on %s is %v, want %v", name, p.Name, got, want)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return got == want, fmt.Sprintf("%v", got)
+	})
 }
 
 // TestClientTLS serves HaToKuSe over TLS with --client-tls-dir: the Go

@@ -88,19 +88,12 @@ func TestObservability(t *testing.T) {
 			t.Errorf("/api/cluster messages %d, want %d", st.Messages, sets-dels)
 		}
 		// The gauge reads what the leader last published.
-		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		Eventually(t, 2*time.Second, "tolerex_index_messages to count what was stored", func() (bool, string) {
 			got := gaugeValue(t, MetricsOf(t, c.Gateway), "tolerex_index_messages", nil)
-			if got == sets-dels {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("tolerex_index_messages %v, want %d", got, sets-dels)
-				break
-			}
-		}
+			return got == sets-dels, fmt.Sprintf("%v, want %d", got, sets-dels)
+		})
 		// The gateway learns what members store from their heartbeats.
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		Eventually(t, 5*time.Second, "tolerex_member_stored_messages to count every copy", func() (bool, string) {
 			stored := after["tolerex_member_stored_messages"]
 			if stored.GetType() != dto.MetricType_GAUGE || len(stored.GetMetric()) != len(c.Members) {
 				t.Fatalf("tolerex_member_stored_messages: want one gauge per member, got %v", stored)
@@ -114,15 +107,11 @@ func TestObservability(t *testing.T) {
 				total += series.GetGauge().GetValue()
 			}
 			if total >= 2*(sets-dels) {
-				break
+				return true, ""
 			}
-			if time.Now().After(deadline) {
-				t.Errorf("tolerex_member_stored_messages add up to %v, want at least %d copies", total, 2*(sets-dels))
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
 			after = MetricsOf(t, c.Gateway)
-		}
+			return false, fmt.Sprintf("they add up to %v, want at least %d copies", total, 2*(sets-dels))
+		})
 		kinds := map[string]bool{}
 		for _, m := range after["tolerex_actor_mailbox_depth"].GetMetric() {
 			kinds[MetricLabel(m, "kind")] = true
@@ -159,14 +148,10 @@ func TestObservability(t *testing.T) {
 			fams := MetricsOf(t, m)
 			messages := gaugeValue(t, fams, "tolerex_member_messages", nil)
 			// The gateway learns the count from heartbeats: wait for one.
-			deadline := time.Now().Add(5 * time.Second)
-			for reported := memberAt(t, c, m.NodeAddr).Messages; float64(reported) != messages; reported = memberAt(t, c, m.NodeAddr).Messages {
-				if time.Now().After(deadline) {
-					t.Errorf("%s: tolerex_member_messages %v, /api/cluster says %d", m.Name, messages, reported)
-					break
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			Eventually(t, 5*time.Second, m.Name+": /api/cluster to report tolerex_member_messages", func() (bool, string) {
+				reported := memberAt(t, c, m.NodeAddr).Messages
+				return float64(reported) == messages, fmt.Sprintf("tolerex_member_messages %v, /api/cluster says %d", messages, reported)
+			})
 			if messages == 0 {
 				continue
 			}
@@ -330,16 +315,10 @@ func TestObservabilityReadinessAndLogLevels(t *testing.T) {
 
 	// Without its gateway the member is alive but not ready.
 	m.Start(t)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if status, _ := probeAdmin(m, "/healthz"); status == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("member /healthz never answered 200\n%s", m.LogTail(3000))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	Eventually(t, 20*time.Second, "member /healthz to answer 200", func() (bool, string) {
+		status, _ := probeAdmin(m, "/healthz")
+		return status == http.StatusOK, fmt.Sprintf("%d; member log:\n%s", status, m.LogTail(3000))
+	})
 	var body []byte
 	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 		var status int

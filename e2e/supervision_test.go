@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -55,16 +56,10 @@ func TestStorageActorCrash(t *testing.T) {
 	if code := victim.Post(t, "/debug/fault/storage-panic"); code != http.StatusOK {
 		t.Fatalf("fault injection: HTTP %d", code)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if r, _ := storageRestarts(t, c, victim.NodeAddr); r == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the tree never showed the storage actor's restart:\n%s", victim.LogTail(3000))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	Eventually(t, 10*time.Second, "the tree to show the storage actor's restart", func() (bool, string) {
+		r, _ := storageRestarts(t, c, victim.NodeAddr)
+		return r == 1, fmt.Sprintf("%d restarts; member log:\n%s", r, victim.LogTail(3000))
+	})
 	victim.WaitReady(t, 10*time.Second)
 	led.verify(t, cl)
 	// Reads served by the victim alone: stop the others' copies from
@@ -81,20 +76,12 @@ func TestStorageActorCrash(t *testing.T) {
 		victim.Post(t, "/debug/fault/storage-panic")
 		time.Sleep(150 * time.Millisecond)
 	}
-	deadline = time.Now().Add(30 * time.Second)
-	for victim.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatalf("member still ready after its storage actor crashed 7 times:\n%s", victim.LogTail(3000))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	deadline = time.Now().Add(10 * time.Second)
-	for storageReady(t, c, victim.NodeAddr) {
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway still sees the member's storage ready")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	Eventually(t, 30*time.Second, "the member not ready after its storage actor crashed 7 times", func() (bool, string) {
+		return !victim.Ready(), "still ready; member log:\n" + victim.LogTail(3000)
+	})
+	Eventually(t, 10*time.Second, "the gateway to see the member's storage not ready", func() (bool, string) {
+		return !storageReady(t, c, victim.NodeAddr), "still ready"
+	})
 	if st := c.Status(t); st.LiveCount != 2 {
 		t.Fatalf("live members %d, want 2 once the victim's storage stopped", st.LiveCount)
 	}
