@@ -57,6 +57,7 @@ type Fault struct {
 	Target Target
 }
 
+// String names the fault as kind:target, the form ParseFaults reads.
 func (f Fault) String() string { return string(f.Kind) + ":" + string(f.Target) }
 
 // Mixes are named sets of faults for ParseFaults.
@@ -159,6 +160,7 @@ type Event struct {
 	Nodes []string `json:"nodes,omitempty"`
 }
 
+// String describes the event for the run's plan and summary.
 func (e Event) String() string {
 	nodes := strings.Join(e.Nodes, ",")
 	if e.Target == Leader || e.Target == LeaderGateways {

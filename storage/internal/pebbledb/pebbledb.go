@@ -308,6 +308,7 @@ type FatalError struct {
 	Errs []error
 }
 
+// Error is Pebble's message, marked as Pebble's.
 func (e *FatalError) Error() string { return "pebble: " + e.Msg }
 
 // Unwrap returns the errors Pebble passed to Fatalf.
