@@ -168,8 +168,8 @@ func TestStoppedLeaderAnswersRequests(t *testing.T) {
 	} {
 		err := req()
 		var se *client.ServerError
-		if !errors.As(err, &se) || !strings.Contains(se.Error(), "leader unavailable") {
-			t.Errorf("request to a stopped leader: %v; want ERROR: leader unavailable", err)
+		if !errors.As(err, &se) || !strings.Contains(se.Error(), "gateway unavailable: leader unavailable") {
+			t.Errorf("request to a stopped leader: %v; want ERROR: gateway unavailable: leader unavailable", err)
 		}
 	}
 	if took := time.Since(started); took > 2*time.Second {
@@ -316,4 +316,96 @@ func crashConsensus(t *testing.T, n *local.Node, times int) {
 			return got == crash, fmt.Sprintf("%d crashes logged", got)
 		})
 	}
+}
+
+// crashLeaderActor crashes a gateway's leader actor times times
+// (POST /debug/fault/leader-panic), each once the one before was logged.
+func crashLeaderActor(t *testing.T, n *local.Node, times int) {
+	t.Helper()
+	for crash := 1; crash <= times; crash++ {
+		if code, err := n.Post(context.Background(), "/debug/fault/leader-panic"); err != nil || code != http.StatusOK {
+			t.Fatalf("fault injection %d on %s: %d %v", crash, n.Name, code, err)
+		}
+		Eventually(t, 10*time.Second, "the crash to be logged", func() (bool, string) {
+			got := strings.Count(n.Log(), `"leader crashed; restarting it`) + strings.Count(n.Log(), `"leader keeps crashing; stopping it`)
+			return got == crash, fmt.Sprintf("%d crashes logged", got)
+		})
+	}
+}
+
+// TestRaftLeaderWithoutCoordinatorStepsAside stops the leader actor of the
+// gateway that leads the Raft group for good (11 injected crashes). That
+// gateway can no longer coordinate, so it hands its leadership to another
+// and refuses its own clients with the definite "gateway unavailable:
+// ...": writes go on through the other gateways, and `tolerex client
+// --addr it,other` moves on. It keeps voting and replicating, and when the
+// new leader dies it does not keep the leadership either, should it win
+// the election: the last healthy gateway leads.
+func TestRaftLeaderWithoutCoordinatorStepsAside(t *testing.T) {
+	c := raftGroup(t, 3, 3, "--fault-injection")
+	broken := raftLeader(t, c.Gateways, 10*time.Second)
+	healthy := others(c.Gateways, broken)
+	load := startWriteLoad(t, clientAddrs(healthy), 1)
+	load.waitOKs(t, 100)
+
+	crashLeaderActor(t, broken, 11)
+	next := ledBy(t, broken, healthy)
+	load.waitOKs(t, 200)
+	t.Logf("%s's leader actor stopped: %s leads now", broken.Name, next.Name)
+
+	run, code := RunChild(t, bin, ChildOptions{Args: []string{"client", "--addr", broken.ClientAddr + "," + next.ClientAddr},
+		Stdin: "SET 900000 moved\nGET 900000\n"}, 30*time.Second)
+	if code != 0 || run.Stdout() != "OK\nmoved\n" {
+		t.Fatalf("tolerex client exit %d, stdout %q, want OK and the value\n%s", code, run.Stdout(), run.Output())
+	}
+	if want := "gateway " + broken.ClientAddr + " cannot serve (gateway unavailable: leader unavailable"; !strings.Contains(run.Stderr(), want) {
+		t.Errorf("stderr %q, want it to say it moved on: %q", run.Stderr(), want)
+	}
+
+	// Kill the new leader: the broken gateway and the last healthy one
+	// elect one of them, and the broken one hands over if it wins.
+	last := others(healthy, next)[0]
+	if err := next.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if got := ledBy(t, broken, []*local.Node{last}); got != last {
+		t.Fatalf("%s leads after %s was killed, want %s", got.Name, next.Name, last.Name)
+	}
+	load.waitOKs(t, 100)
+	t.Logf("%s killed: %s leads; %s stepped aside %d times in all:\n%s", next.Name, last.Name, broken.Name,
+		strings.Count(broken.Log(), "stepping aside"), grepLines(broken.Log(), "stepping aside"))
+	if err := next.Start(); err != nil {
+		t.Fatal(err)
+	}
+	load.waitOKs(t, 100)
+	load.finish()
+	waitConverged(t, c.Gateways)
+	load.verify(t, healthy)
+}
+
+// ledBy waits until one of candidates leads, ready, and the gateway that
+// steps aside follows it, and returns it.
+func ledBy(t *testing.T, aside *local.Node, candidates []*local.Node) *local.Node {
+	t.Helper()
+	var leader *local.Node
+	Eventually(t, 15*time.Second, "a gateway other than "+aside.Name+" to lead", func() (bool, string) {
+		view := ""
+		for _, g := range candidates {
+			st, err := raftStatus(g)
+			if err != nil {
+				return false, g.Name + ": " + err.Error()
+			}
+			view += fmt.Sprintf("%s: %s lead %d; ", g.Name, st.State, st.Lead)
+			if st.State == "leader" && st.LeadershipReady {
+				leader = g
+			}
+		}
+		st, err := raftStatus(aside)
+		if err != nil {
+			return false, aside.Name + ": " + err.Error()
+		}
+		view += fmt.Sprintf("%s: %s lead %d", aside.Name, st.State, st.Lead)
+		return leader != nil && st.State != "leader" && st.Lead != 0 && st.Lead != st.ID, view
+	})
+	return leader
 }

@@ -5,6 +5,7 @@ import (
 	"github.com/asynkron/protoactor-go/eventstream"
 
 	"github.com/tolerex/tolerex/actors/leader"
+	"github.com/tolerex/tolerex/gateway/codec"
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -14,7 +15,10 @@ import (
 // a message with a sender, sends the sender an empty DeadLetterResponse
 // that does not say which requests were lost. Without this, the session
 // would wait for their replies forever. Nothing was run, so the error is
-// definite. why says why the leader is unavailable.
+// definite, and it starts "gateway unavailable: " so that clients with
+// several gateways' addresses send the request to the next (this gateway
+// also hands its Raft leadership over: consensus.StepAside). why says why
+// the leader is unavailable.
 func answerUndelivered(system *actor.ActorSystem, why func() error) *eventstream.Subscription {
 	return system.EventStream.Subscribe(func(evt any) {
 		dead, ok := evt.(*actor.DeadLetterEvent)
@@ -31,10 +35,10 @@ func answerUndelivered(system *actor.ActorSystem, why func() error) *eventstream
 		if !ok {
 			return
 		}
-		reason := "leader unavailable; the request was not run"
+		reason := codec.UnavailablePrefix + "leader unavailable; the request was not run"
 		if why != nil {
 			if err := why(); err != nil {
-				reason = "leader unavailable (" + err.Error() + "); the request was not run"
+				reason = codec.UnavailablePrefix + "leader unavailable (" + err.Error() + "); the request was not run"
 			}
 		}
 		replies := make([]*messages.ClientReply, len(batch.GetRequests()))

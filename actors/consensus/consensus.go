@@ -140,12 +140,15 @@ func producer(cfg Config, kept *restartState) actor.Producer {
 }
 
 // restartState is what the consensus actor keeps when its supervisor
-// restarts it (a new node is made each time): who subscribed, and whether
-// the Raft log's last write failed for want of space. It is only touched
+// restarts it (a new node is made each time): who subscribed, whether
+// the Raft log's last write failed for want of space, and whether this
+// gateway must step aside from leading. It is only touched
 // on the actor's goroutine.
 type restartState struct {
 	subscribers []*actor.PID
 	noSpace     bool
+	// stepAside, once set, is why this gateway must not lead (StepAside).
+	stepAside string
 }
 
 // node is the consensus actor.
@@ -185,6 +188,9 @@ type node struct {
 	// sent and when.
 	outbound map[uint64]sentSnapshot
 	ticks    uint64
+	// asideFailedTerm is the term in which a transfer for StepAside last
+	// failed and was logged.
+	asideFailedTerm uint64
 	// noticesDue is set while a releaseNotices is on its way.
 	noticesDue bool
 	// disk guards the Raft log's free space (set by start); diskFull
@@ -286,6 +292,11 @@ func (n *node) handle(ctx actor.Context, msg any) {
 		n.barriers.add(ctx, n, msg.ID, ctx.Sender())
 	case *TransferLeadership:
 		ctx.Respond(n.transfer(msg.To))
+	case *StepAside:
+		n.kept.stepAside = msg.Reason
+		n.log.Warn().Str("reason", msg.Reason).Msg("this gateway cannot coordinate: it hands over its leadership whenever it leads")
+		n.handOverIfAside()
+		n.processReady(ctx)
 	case *messages.GatewayChange:
 		n.gatewayChange(ctx, msg)
 	case *snapshotEncoded:

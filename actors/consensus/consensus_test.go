@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tolerex/tolerex/actors/consensus"
 	"github.com/tolerex/tolerex/actors/meta"
 	"github.com/tolerex/tolerex/cluster/clustertest"
 	"github.com/tolerex/tolerex/messages"
@@ -258,4 +259,61 @@ func TestGatewayAddedAsLearnerPromotedAndRemoved(t *testing.T) {
 			t.Errorf("gateway %d knows %d gateways, want 3", n.ID, got)
 		}
 	}
+}
+
+// TestSteppedAsideGatewayHandsOverWheneverItLeads: a leader told to step
+// aside (its gateway's leader actor stopped for good) hands its leadership
+// to another gateway, and when leadership is transferred back to it, it
+// hands it over again at once, while it goes on applying the log.
+func TestSteppedAsideGatewayHandsOverWheneverItLeads(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{Gateways: 3})
+	aside := c.Leader()
+	proposeAll(aside, 0, 50)
+	converged(t, c, 50, 200)
+
+	aside.Send(&consensus.StepAside{Reason: "the test's coordinator stopped"})
+	var rest []uint64
+	for id := range c.Nodes {
+		if id != aside.ID {
+			rest = append(rest, id)
+		}
+	}
+	next := c.Leader(rest...)
+	notLeading(t, c, aside, next)
+
+	// Hand the leadership back to it: it takes it, then passes it on.
+	won := len(aside.LeaderChanges())
+	if _, err := next.Request(&consensus.TransferLeadership{To: aside.ID}, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.Eventually(t, 10*time.Second, "the stepped-aside gateway to win the transfer", func() (bool, string) {
+		for _, lc := range aside.LeaderChanges()[won:] {
+			if lc.Local {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprint(aside.LeaderChanges()[won:])
+	})
+	leader := c.Leader(rest...)
+	notLeading(t, c, aside, leader)
+	for id := int64(50); id < 100; id++ {
+		leader.Propose(put(id, uint64(id)+1))
+	}
+	converged(t, c, 100, 200)
+}
+
+// notLeading checks that every gateway follows leader, which is not aside.
+func notLeading(t *testing.T, c *clustertest.Cluster, aside, leader *clustertest.Node) {
+	t.Helper()
+	clustertest.Eventually(t, 10*time.Second, "every gateway to follow the new leader", func() (bool, string) {
+		var view string
+		for _, n := range c.Nodes {
+			st := n.Status()
+			view += fmt.Sprintf(" %d: %s lead %d;", n.ID, st.State, st.Lead)
+			if st.Lead != leader.ID || (n == aside && st.State == "leader") {
+				return false, view
+			}
+		}
+		return true, ""
+	})
 }

@@ -100,6 +100,16 @@ type TransferLeadership struct {
 	To uint64
 }
 
+// StepAside tells consensus that this gateway can no longer coordinate
+// (its leader actor was stopped for good): from now until the gateway
+// restarts it hands its leadership to another voter whenever it leads, at
+// once and again each tick while no transfer is under way (one that found
+// no taker is retried). It goes on voting and replicating the log, so the
+// group keeps its majority. Reason is logged.
+type StepAside struct {
+	Reason string
+}
+
 // Unavailable tells a subscriber that this gateway's consensus does not
 // run, and why: its Raft log cannot be read, or the actor kept crashing
 // and was stopped (nothing is applied or led here until the gateway is

@@ -296,8 +296,30 @@ func (n *node) tick(ctx actor.Context) {
 	n.ticks++
 	n.checkDisk()
 	n.rn.Tick()
+	n.handOverIfAside()
 	n.barriers.retry(n)
 	n.expireSnapshots()
 	n.processReady(ctx)
 	n.sendQueued(ctx)
+}
+
+// handOverIfAside starts a leadership transfer if this gateway leads but
+// must step aside (StepAside) and no transfer is under way. A failed
+// attempt is logged once per term.
+func (n *node) handOverIfAside() {
+	if n.kept.stepAside == "" || n.rn == nil {
+		return
+	}
+	st := n.rn.BasicStatus()
+	if !n.isLeader || st.RaftState != raft.StateLeader || st.LeadTransferee != 0 {
+		return
+	}
+	if err := n.transfer(0); err != nil {
+		if n.asideFailedTerm != n.term {
+			n.asideFailedTerm = n.term
+			n.log.Warn().Err(err).Uint64("term", n.term).Msg("stepping aside: could not hand leadership over; this gateway leads without a coordinator")
+		}
+		return
+	}
+	n.log.Info().Uint64("term", n.term).Msg("stepping aside: handing leadership over")
 }

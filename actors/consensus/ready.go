@@ -245,6 +245,7 @@ func (n *node) softState(ctx actor.Context, ss *raft.SoftState) {
 	n.log.Info().Uint64("lead", n.lead).Str("lead_address", n.leadAddress()).Uint64("term", n.term).
 		Stringer("state", ss.RaftState).Msg("Raft leadership changed")
 	n.publish(ctx, n.leaderChanged())
+	n.handOverIfAside()
 }
 
 // maxBatchEntries and maxBatchBytes bound the metadata entries in one
@@ -333,13 +334,21 @@ func (n *node) transfer(to uint64) error {
 }
 
 // bestTransferee is the voter, other than this gateway, with the most of
-// the log.
+// the log among those recently heard from (CheckQuorum keeps that current);
+// if none was, among all. A transfer to a voter that is down would only
+// time out.
 func (n *node) bestTransferee() uint64 {
 	var best, match uint64
+	bestActive := false
 	st := n.rn.Status()
 	for _, id := range n.confState.GetVoters() {
-		if pr, ok := st.Progress[id]; ok && id != n.cfg.ID && (best == 0 || pr.Match > match) {
-			best, match = id, pr.Match
+		pr, ok := st.Progress[id]
+		if !ok || id == n.cfg.ID {
+			continue
+		}
+		better := best == 0 || (pr.RecentActive && !bestActive) || (pr.RecentActive == bestActive && pr.Match > match)
+		if better {
+			best, match, bestActive = id, pr.Match, pr.RecentActive
 		}
 	}
 	return best

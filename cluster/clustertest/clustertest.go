@@ -283,6 +283,9 @@ func (n *Node) Barrier(timeout time.Duration) error {
 	}
 }
 
+// Send sends msg to the gateway's consensus actor, expecting no answer.
+func (n *Node) Send(msg any) { n.node.System.Root.Send(n.pid, msg) }
+
 // Request sends msg to the gateway's consensus actor and waits for the
 // answer.
 func (n *Node) Request(msg any, timeout time.Duration) (any, error) {

@@ -228,8 +228,8 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 	leaderCfg.Metrics = leader.NewMetrics(node.Registry, status)
 	giveUp := func() {
 		// A leader actor stopped for good cannot coordinate: let another
-		// gateway lead.
-		root.Send(consensusPID, &consensus.TransferLeadership{})
+		// gateway lead, now and whenever this one is elected again.
+		root.Send(consensusPID, &consensus.StepAside{Reason: "the leader actor was stopped after crashing too often"})
 	}
 	leaderPID, err := root.Copy().WithGuardian(leader.Strategy(log, status, giveUp)).SpawnNamed(node.Tree.Props("leader", leader.New(leaderCfg)), messages.LeaderActor)
 	if err != nil {

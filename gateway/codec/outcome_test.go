@@ -34,6 +34,7 @@ func TestClassifyError(t *testing.T) {
 		{"ERROR: internal error: the write was refused before it was logged: apply put 7: member slot 1 named twice; nothing was stored", Definite},
 		{"ERROR: gateway unavailable: open metadata log /data/meta: pebble: malformed manifest", Definite},
 		{"ERROR: leader unavailable (leader stopped after 11 crashes within 1m0s; last: boom); the request was not run", Definite},
+		{"ERROR: gateway unavailable: leader unavailable (leader stopped after 11 crashes within 1m0s; last: boom); the request was not run", Definite},
 		{"ERROR: outcome unknown: the leader crashed while handling this request; read the id to see whether it took effect", Indeterminate},
 		{"ERROR: outcome unknown: the metadata log write failed; read the id to see whether it took effect", Indeterminate},
 		{"ERROR: overloaded: the log refused the request (raft: proposal dropped); nothing was stored", Definite},
