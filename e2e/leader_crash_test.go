@@ -307,27 +307,27 @@ func TestConsensusKeepsCrashing(t *testing.T) {
 // logged: restarted, or, past the crash budget, stopped.
 func crashConsensus(t *testing.T, n *local.Node, times int) {
 	t.Helper()
-	for crash := 1; crash <= times; crash++ {
-		if code, err := n.Post(context.Background(), "/debug/fault/consensus-panic"); err != nil || code != http.StatusOK {
-			t.Fatalf("fault injection %d on %s: %d %v", crash, n.Name, code, err)
-		}
-		Eventually(t, 10*time.Second, "the crash to be logged", func() (bool, string) {
-			got := strings.Count(n.Log(), `"consensus crashed; restarting it`) + strings.Count(n.Log(), `"consensus keeps crashing; stopping it`)
-			return got == crash, fmt.Sprintf("%d crashes logged", got)
-		})
-	}
+	crashActor(t, n, "consensus", times)
 }
 
-// crashLeaderActor crashes a gateway's leader actor times times
-// (POST /debug/fault/leader-panic), each once the one before was logged.
+// crashLeaderActor does the same to the leader actor.
 func crashLeaderActor(t *testing.T, n *local.Node, times int) {
 	t.Helper()
+	crashActor(t, n, "leader", times)
+}
+
+// crashActor crashes actor ("consensus" or "leader") of gateway n with
+// POST /debug/fault/<actor>-panic times times, each once the one before
+// was logged by the actor's supervisor ("<actor> crashed; restarting it"
+// or "<actor> keeps crashing; stopping it").
+func crashActor(t *testing.T, n *local.Node, actor string, times int) {
+	t.Helper()
 	for crash := 1; crash <= times; crash++ {
-		if code, err := n.Post(context.Background(), "/debug/fault/leader-panic"); err != nil || code != http.StatusOK {
+		if code, err := n.Post(context.Background(), "/debug/fault/"+actor+"-panic"); err != nil || code != http.StatusOK {
 			t.Fatalf("fault injection %d on %s: %d %v", crash, n.Name, code, err)
 		}
 		Eventually(t, 10*time.Second, "the crash to be logged", func() (bool, string) {
-			got := strings.Count(n.Log(), `"leader crashed; restarting it`) + strings.Count(n.Log(), `"leader keeps crashing; stopping it`)
+			got := strings.Count(n.Log(), `"`+actor+` crashed; restarting it`) + strings.Count(n.Log(), `"`+actor+` keeps crashing; stopping it`)
 			return got == crash, fmt.Sprintf("%d crashes logged", got)
 		})
 	}
@@ -353,14 +353,7 @@ func TestRaftLeaderWithoutCoordinatorStepsAside(t *testing.T) {
 	load.waitOKs(t, 200)
 	t.Logf("%s's leader actor stopped: %s leads now", broken.Name, next.Name)
 
-	run, code := RunChild(t, bin, ChildOptions{Args: []string{"client", "--addr", broken.ClientAddr + "," + next.ClientAddr},
-		Stdin: "SET 900000 moved\nGET 900000\n"}, 30*time.Second)
-	if code != 0 || run.Stdout() != "OK\nmoved\n" {
-		t.Fatalf("tolerex client exit %d, stdout %q, want OK and the value\n%s", code, run.Stdout(), run.Output())
-	}
-	if want := "gateway " + broken.ClientAddr + " cannot serve (gateway unavailable: leader unavailable"; !strings.Contains(run.Stderr(), want) {
-		t.Errorf("stderr %q, want it to say it moved on: %q", run.Stderr(), want)
-	}
+	clientMovesOn(t, broken, next, 900000, "leader unavailable")
 
 	// Kill the new leader: the broken gateway and the last healthy one
 	// elect one of them, and the broken one hands over if it wins.

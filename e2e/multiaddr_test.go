@@ -236,15 +236,7 @@ func TestClientMovesOnFromAGatewayThatCannotServe(t *testing.T) {
 		reply, _ := cl.Do("GET 1")
 		return strings.HasPrefix(reply, "ERROR: gateway unavailable: consensus stopped"), reply
 	})
-	run, code := RunChild(t, bin, ChildOptions{Args: []string{"client", "--addr", broken.ClientAddr + "," + other.ClientAddr},
-		Stdin: "SET 1 moved\nGET 1\n"}, 30*time.Second)
-	if code != 0 || run.Stdout() != "OK\nmoved\n" {
-		t.Fatalf("tolerex client exit %d, stdout %q, want OK and the value\n%s", code, run.Stdout(), run.Output())
-	}
-	if want := "gateway " + broken.ClientAddr + " cannot serve (gateway unavailable: consensus stopped"; !strings.Contains(run.Stderr(), want) {
-		t.Errorf("stderr %q, want it to say it moved on: %q", run.Stderr(), want)
-	}
-	t.Logf("tolerex client: %s", strings.TrimSpace(run.Stderr()))
+	clientMovesOn(t, broken, other, 1, "consensus stopped")
 
 	// `tolerex bench` leaves it too: connections 0 and 2 start on it, each
 	// has its one request refused, then goes to the other gateway. (A
@@ -283,4 +275,20 @@ func TestClientMovesOnFromAGatewayThatCannotServe(t *testing.T) {
 		}
 	}
 	t.Logf("tolerex client bulk run: %s", summary)
+}
+
+// clientMovesOn runs `tolerex client --addr broken,other` on a SET and a
+// GET of id: broken refuses with "gateway unavailable: <reason>...", so
+// both must be served by other, and stderr must say the client moved on.
+func clientMovesOn(t *testing.T, broken, other *local.Node, id int64, reason string) {
+	t.Helper()
+	run, code := RunChild(t, bin, ChildOptions{Args: []string{"client", "--addr", broken.ClientAddr + "," + other.ClientAddr},
+		Stdin: fmt.Sprintf("SET %d moved\nGET %d\n", id, id)}, 30*time.Second)
+	if code != 0 || run.Stdout() != "OK\nmoved\n" {
+		t.Fatalf("tolerex client exit %d, stdout %q, want OK and the value\n%s", code, run.Stdout(), run.Output())
+	}
+	if want := "gateway " + broken.ClientAddr + " cannot serve (gateway unavailable: " + reason; !strings.Contains(run.Stderr(), want) {
+		t.Errorf("stderr %q, want it to say it moved on: %q", run.Stderr(), want)
+	}
+	t.Logf("tolerex client: %s", strings.TrimSpace(run.Stderr()))
 }
