@@ -35,12 +35,13 @@ func answerUndelivered(system *actor.ActorSystem, why func() error) *eventstream
 		if !ok {
 			return
 		}
-		reason := codec.UnavailablePrefix + "leader unavailable; the request was not run"
+		cause := ""
 		if why != nil {
 			if err := why(); err != nil {
-				reason = codec.UnavailablePrefix + "leader unavailable (" + err.Error() + "); the request was not run"
+				cause = " (" + err.Error() + ")"
 			}
 		}
+		reason := codec.UnavailablePrefix + "leader unavailable" + cause + "; the request was not run"
 		replies := make([]*messages.ClientReply, len(batch.GetRequests()))
 		for i, req := range batch.GetRequests() {
 			replies[i] = &messages.ClientReply{RequestId: req.GetRequestId(), Code: messages.ReplyCode_REPLY_ERROR, Error: reason}
