@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tolerex/tolerex/cluster/local"
+	"github.com/tolerex/tolerex/gateway"
 	"github.com/tolerex/tolerex/gateway/client"
 	"github.com/tolerex/tolerex/gateway/loadgen"
 )
@@ -134,7 +136,8 @@ func TestBenchAndClientFailOverBetweenGateways(t *testing.T) {
 // set bench run stored from offset on (in order, one key per SET): every
 // value found must be the one bench wrote, at least res.Sets keys must be
 // found, and below the highest key found only the requests lost in
-// flight may be missing (their outcome is unknown).
+// flight (their outcome is unknown) or refused (definite errors: never
+// run) may be missing.
 func checkBenchWritesReadBack(t *testing.T, addrs []string, offset int64, size int, res loadgen.Result) {
 	t.Helper()
 	cl := dialAny(t, addrs)
@@ -185,8 +188,9 @@ func checkBenchWritesReadBack(t *testing.T, addrs []string, offset int64, size i
 	if total < res.Sets {
 		t.Errorf("%d keys found, fewer than the %d writes acknowledged", total, res.Sets)
 	}
-	if missing > res.LostInFlight {
-		t.Errorf("%d keys missing below the highest found, more than the %d lost in flight: an acknowledged write was lost", missing, res.LostInFlight)
+	if missing > res.LostInFlight+res.DefiniteErrors {
+		t.Errorf("%d keys missing below the highest found, more than the %d lost in flight and %d refused: an acknowledged write was lost",
+			missing, res.LostInFlight, res.DefiniteErrors)
 	}
 }
 
@@ -291,4 +295,108 @@ func clientMovesOn(t *testing.T, broken, other *local.Node, id int64, reason str
 		t.Errorf("stderr %q, want it to say it moved on: %q", run.Stderr(), want)
 	}
 	t.Logf("tolerex client: %s", strings.TrimSpace(run.Stderr()))
+}
+
+// TestGatewayStopDrainsItsClients runs `tolerex bench --addr g1,g2,g3`
+// with pipelined SETs and stops a follower, then (after the follower is
+// back) the leader, with SIGTERM while it runs. A stopping gateway drains:
+// it answers every request it took (the leader after handing its
+// leadership over), refuses the later ones with the definite "gateway
+// unavailable: this gateway is shutting down ...", and closes each
+// connection once quiet. So no connection is lost with requests in
+// flight: every error is that definite refusal, the connections move on,
+// and every acknowledged write reads back.
+func TestGatewayStopDrainsItsClients(t *testing.T) {
+	c := raftGroup(t, 3, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	leader, ok := c.Leader(ctx)
+	if !ok {
+		t.Fatal("no gateway leads in a healthy group")
+	}
+	follower := others(c.Gateways, leader)[0]
+	addrs := c.ClientAddrs()
+	index := func(g *local.Node) int {
+		for i, a := range addrs {
+			if a == g.ClientAddr {
+				return i
+			}
+		}
+		t.Fatalf("%s is not in %v", g.ClientAddr, addrs)
+		return -1
+	}
+
+	const (
+		offset   = 7_000_000
+		size     = 32
+		duration = 16 * time.Second
+	)
+	bench := StartChild(t, bin, ChildOptions{Args: []string{"bench", "--json",
+		"--addr", strings.Join(addrs, ","), "--op", "set", "--conns", "6", "--depth", "8",
+		"--duration", duration.String(), "--warmup", "0s", "--size", strconv.Itoa(size),
+		"--keys", "1000000000", "--offset", strconv.Itoa(offset), "--io-timeout", "20s", "--csv", filepath.Join(t.TempDir(), "series.csv")}})
+	started := time.Now()
+	reader := dialAny(t, addrs)
+	defer reader.Close()
+	acknowledged := func(key int64) func() (bool, string) {
+		return func() (bool, string) {
+			if exited, code := bench.Exited(); exited {
+				t.Fatalf("bench exited %d early\n%s", code, bench.Output())
+			}
+			_, found, err := reader.Get(key)
+			return err == nil && found, fmt.Sprintf("GET %d: found %v, %v", key, found, err)
+		}
+	}
+	Eventually(t, 20*time.Second, "bench writes acknowledged", acknowledged(offset+500))
+
+	stopAndCheck := func(g *local.Node) {
+		t.Helper()
+		if err := g.Stop(15 * time.Second); err != nil {
+			t.Fatalf("SIGTERM %s: %v\n%s", g.Name, err, g.LogTail(4000))
+		}
+		line := grepLines(g.LogTail(200_000), "client connections drained before stopping")
+		m := regexp.MustCompile(`"took":([0-9.]+)`).FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("%s did not drain its clients before stopping: %q", g.Name, grepLines(g.LogTail(200_000), "drain"))
+		}
+		t.Logf("%s stopped with SIGTERM: clients drained in %s ms", g.Name, m[1])
+	}
+	stopAndCheck(follower)
+	if err := follower.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := follower.WaitReady(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	stopAndCheck(leader)
+	if after := time.Since(started); after > duration-5*time.Second {
+		t.Fatalf("the leader stopped %v into a %v run: too late to see writes after it", after, duration)
+	}
+
+	code := bench.Wait(t, duration+60*time.Second)
+	var res loadgen.Result
+	if err := json.Unmarshal([]byte(bench.Stdout()), &res); err != nil {
+		t.Fatalf("bench output (exit %d) is not its JSON result: %v\n%s", code, err, bench.Output())
+	}
+	t.Logf("bench exit %d: %d acknowledged, %d errors (%d definite, %d indeterminate, %d lost in flight), %d reconnects (%d after a refusal), gateways %+v, first error %q",
+		code, res.Sets, res.Errors, res.DefiniteErrors, res.IndeterminateErrors, res.LostInFlight, res.Reconnects, res.LeftUnavailable, res.Gateways, res.FirstError)
+	if res.LostInFlight != 0 || res.IndeterminateErrors != 0 || res.Errors != res.DefiniteErrors || res.Mismatches != 0 {
+		t.Errorf("%d errors: %d lost in flight, %d indeterminate, %d mismatches; want only definite refusals", res.Errors, res.LostInFlight, res.IndeterminateErrors, res.Mismatches)
+	}
+	if res.Errors > 0 && !strings.Contains(res.FirstError, gateway.ShuttingDownError) {
+		t.Errorf("first error %q, want the shutdown refusal", res.FirstError)
+	}
+	for _, g := range []*local.Node{follower, leader} {
+		if seen := res.Gateways[index(g)]; seen.LostConns != 0 || seen.LeftUnavailable == 0 {
+			t.Errorf("stopped gateway %s: %+v; want its connections to leave it after a refusal, none lost", g.Name, seen)
+		}
+	}
+	if res.ConnsGivenUp != 0 || res.Reconnects != res.LeftUnavailable {
+		t.Errorf("%d reconnects, %d after a refusal, %d connections given up", res.Reconnects, res.LeftUnavailable, res.ConnsGivenUp)
+	}
+	// Writes were acknowledged in the last two seconds, after both stops.
+	if n := len(res.Series); n < 3 || res.Series[n-1].Ops+res.Series[n-2].Ops == 0 {
+		t.Errorf("no write acknowledged at the end of the run: series %+v", res.Series)
+	}
+	checkBenchWritesReadBack(t, clientAddrs(others(c.Gateways, leader)), offset, size, res)
 }

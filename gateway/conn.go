@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/tolerex/tolerex/gateway/codec"
@@ -24,10 +25,12 @@ type connLimits struct {
 // deadlineReader sets the connection's read deadline before every read:
 // between lines the idle timeout applies; once a line's first byte has
 // arrived, the rest must arrive within the line timeout of it, however
-// slowly it trickles in (which is what defeats slow-loris clients).
+// slowly it trickles in (which is what defeats slow-loris clients). While
+// the gateway drains, no read waits longer than DrainQuiet.
 type deadlineReader struct {
 	conn      net.Conn
 	limits    connLimits
+	draining  *atomic.Bool
 	between   bool // at a line boundary: waiting for a new line
 	lineStart time.Time
 	lastIdle  bool // the deadline last set was the idle one
@@ -35,12 +38,19 @@ type deadlineReader struct {
 
 func (d *deadlineReader) Read(p []byte) (int, error) {
 	now := time.Now()
+	deadline := d.lineStart.Add(d.limits.lineTimeout)
+	d.lastIdle = d.between
 	if d.between {
-		d.lastIdle = true
-		_ = d.conn.SetReadDeadline(now.Add(d.limits.idleTimeout))
-	} else {
-		d.lastIdle = false
-		_ = d.conn.SetReadDeadline(d.lineStart.Add(d.limits.lineTimeout))
+		deadline = now.Add(d.limits.idleTimeout)
+	}
+	_ = d.conn.SetReadDeadline(deadline)
+	// Checked after setting the deadline: the session shortens it when
+	// the gateway starts draining, and must not be overridden by a longer
+	// one set just after.
+	if d.isDraining() {
+		if quiet := now.Add(DrainQuiet); quiet.Before(deadline) {
+			_ = d.conn.SetReadDeadline(quiet)
+		}
 	}
 	n, err := d.conn.Read(p)
 	if n > 0 && d.between {
@@ -48,6 +58,8 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+func (d *deadlineReader) isDraining() bool { return d.draining != nil && d.draining.Load() }
 
 // timeoutReply is the reply to a read that timed out.
 func (d *deadlineReader) timeoutReply() string {
@@ -66,8 +78,8 @@ func (d *deadlineReader) timeoutReply() string {
 // which the reader waits for when other connections hold it all. Commands
 // are sent in batches: everything parsed from bytes already in the buffer
 // goes out together.
-func readLoop(conn net.Conn, limits connLimits, window chan<- struct{}, done <-chan struct{}, in *intake) {
-	dr := &deadlineReader{conn: conn, limits: limits}
+func readLoop(conn net.Conn, limits connLimits, draining *atomic.Bool, window chan<- struct{}, done <-chan struct{}, in *intake) {
+	dr := &deadlineReader{conn: conn, limits: limits, draining: draining}
 	r := bufio.NewReaderSize(dr, readBufferSize)
 	// slot takes a window slot; false means the session is gone. When the
 	// window is full, what is queued goes out first, so its replies can
@@ -104,11 +116,14 @@ func readLoop(conn net.Conn, limits connLimits, window chan<- struct{}, done <-c
 			in.flush()
 		}
 	}
-	// finish reports the end of input: EOF is the normal end; a timeout
-	// gets an error reply before the connection closes.
+	// finish reports the end of input: EOF is the normal end, and so is a
+	// timeout while the gateway drains (the client went quiet); any other
+	// timeout gets an error reply before the connection closes.
 	finish := func(err error) {
 		switch {
 		case errors.Is(err, io.EOF):
+			err = nil
+		case errors.Is(err, os.ErrDeadlineExceeded) && dr.isDraining():
 			err = nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			if slot() {

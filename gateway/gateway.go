@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -70,6 +71,10 @@ const (
 	DefaultIdleTimeout      = 5 * time.Minute
 	DefaultLineTimeout      = 30 * time.Second
 	DefaultWriteTimeout     = 30 * time.Second
+	// DefaultDrainTimeout bounds a stopping gateway's Drain: long enough
+	// for a leadership transfer and the answers to the requests held,
+	// short enough to stop well within a supervisor's grace period.
+	DefaultDrainTimeout = 5 * time.Second
 	// LineOverhead is room for "SET <id> " and the terminator around the
 	// largest message: the longest request line is the largest message
 	// plus LineOverhead.
@@ -116,8 +121,10 @@ func New(cfg Config) (actor.Producer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	budget := newByteBudget(cfg.MaxInflightBytes, cfg.Metrics) // one per gateway, across restarts
-	return func() actor.Actor { return &gatewayActor{cfg: cfg, budget: budget} }, nil
+	// One per gateway, across restarts of its actor.
+	budget := newByteBudget(cfg.MaxInflightBytes, cfg.Metrics)
+	draining := &atomic.Bool{}
+	return func() actor.Actor { return &gatewayActor{cfg: cfg, budget: budget, draining: draining} }, nil
 }
 
 type gatewayActor struct {
@@ -126,7 +133,37 @@ type gatewayActor struct {
 	sessions    uint64 // sessions ever started, for names
 	open        int    // sessions running now
 	undelivered *eventstream.Subscription
+	// draining is set by Drain, for good; sessions read it.
+	draining *atomic.Bool
+	// drainWaiters are the senders of Drain, answered once no session is
+	// left.
+	drainWaiters []*actor.PID
 }
+
+// Drain asks the gateway actor to let its clients go before the gateway
+// stops: it stops accepting connections, every request read from then on
+// is refused with the definite ShuttingDownError (clients with several
+// gateways' addresses send it to the next), the requests already taken are
+// answered as usual, and each connection is closed once every reply it is
+// owed was written and its client sent nothing for DrainQuiet (or closed
+// it). The actor answers the sender with *Drained once no connection is
+// left. There is no way back: a drained gateway is about to stop.
+type Drain struct{}
+
+// Drained answers Drain: no client connection is left.
+type Drained struct{}
+
+// ShuttingDownError is the reply, without "ERROR: ", to a SET, GET or DEL
+// read by a draining gateway: nothing was run.
+const ShuttingDownError = codec.UnavailablePrefix + "this gateway is shutting down; the request was not run, send it to another gateway"
+
+// DrainQuiet is how long a draining gateway waits for a client's next
+// request before it closes the connection (once the client is owed no
+// reply).
+const DrainQuiet = 250 * time.Millisecond
+
+// drainNow tells a session that the gateway drains: wake its reader.
+type drainNow struct{}
 
 type accepted struct{ conn net.Conn }
 
@@ -144,15 +181,25 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 		}
 	case *actor.Terminated:
 		g.open--
+		g.answerDrained(ctx)
+	case *Drain:
+		g.drain(ctx)
 	case *accepted:
+		if g.draining.Load() {
+			g.refuse(msg.conn, codec.ErrorPrefix+ShuttingDownError)
+			return
+		}
 		if g.open >= g.cfg.MaxConnections {
-			g.refuse(msg.conn)
+			if m := g.cfg.Metrics; m != nil {
+				m.Refused.Inc()
+			}
+			g.refuse(msg.conn, fmt.Sprintf("%stoo many connections (max %d)", codec.ErrorPrefix, g.cfg.MaxConnections))
 			return
 		}
 		g.open++
 		g.sessions++
 		name := fmt.Sprintf("session/%d", g.sessions)
-		props := g.cfg.Tree.Props("session", newSession(g.cfg, msg.conn, g.budget))
+		props := g.cfg.Tree.Props("session", newSession(g.cfg, msg.conn, g.budget, g.draining))
 		if _, err := ctx.SpawnNamed(props, name); err != nil {
 			g.cfg.Logger.Error().Err(err).Msg("spawn session")
 			_ = msg.conn.Close()
@@ -160,13 +207,38 @@ func (g *gatewayActor) Receive(ctx actor.Context) {
 	}
 }
 
-// refuse answers a connection over the limit and closes it, without
-// holding up the gateway actor on a client that does not read.
-func (g *gatewayActor) refuse(conn net.Conn) {
-	if m := g.cfg.Metrics; m != nil {
-		m.Refused.Inc()
+// drain starts draining (see Drain) and remembers who to tell when it is
+// done.
+func (g *gatewayActor) drain(ctx actor.Context) {
+	if !g.draining.Swap(true) {
+		_ = g.cfg.Listener.Close()
+		for _, session := range ctx.Children() {
+			ctx.Send(session, drainNow{})
+		}
+		g.cfg.Logger.Info().Int("connections", g.open).Msg("draining: no new connections or requests; answering those taken")
 	}
-	reply := fmt.Sprintf("%stoo many connections (max %d)%s", codec.ErrorPrefix, g.cfg.MaxConnections, codec.LineEnd)
+	if sender := ctx.Sender(); sender != nil {
+		g.drainWaiters = append(g.drainWaiters, sender)
+	}
+	g.answerDrained(ctx)
+}
+
+// answerDrained tells the senders of Drain once no session is left.
+func (g *gatewayActor) answerDrained(ctx actor.Context) {
+	if !g.draining.Load() || g.open > 0 {
+		return
+	}
+	for _, waiter := range g.drainWaiters {
+		ctx.Send(waiter, &Drained{})
+	}
+	g.drainWaiters = nil
+}
+
+// refuse answers a connection the gateway will not serve (over the limit,
+// or draining) with reply and closes it, without holding up the gateway
+// actor on a client that does not read.
+func (g *gatewayActor) refuse(conn net.Conn, reply string) {
+	reply += codec.LineEnd
 	go func() {
 		_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = io.WriteString(conn, reply)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -26,6 +27,7 @@ type intake struct {
 	budget     *byteBudget
 	maxLine    int
 	maxMessage int
+	draining   *atomic.Bool // the gateway drains: refuse requests
 
 	nextSeq  uint64
 	requests []*messages.ClientRequest
@@ -34,10 +36,11 @@ type intake struct {
 
 // localAnswer is a numbered command the session answers itself.
 type localAnswer struct {
-	seq   uint64
-	info  commandInfo
-	reply string // "" writes only the prompt (a blank line)
-	quit  bool   // close after the reply
+	seq     uint64
+	info    commandInfo
+	reply   string // "" writes only the prompt (a blank line)
+	quit    bool   // close after the reply
+	refused bool   // a request refused without running it (counted as an error)
 }
 
 // Messages from the reader side to the session actor.
@@ -65,6 +68,11 @@ func (in *intake) command(cmd codec.Command, start time.Time, charged int64) {
 		if len(cmd.Message) > in.maxMessage {
 			in.budget.release(charged)
 			in.invalid(start, fmt.Sprintf("%smessage too long (max %d bytes)", codec.ErrorPrefix, in.maxMessage), false)
+			return
+		}
+		if in.draining != nil && in.draining.Load() {
+			in.budget.release(charged)
+			in.local = append(in.local, localAnswer{seq: in.number(), info: info, reply: codec.ErrorPrefix + ShuttingDownError, refused: true})
 			return
 		}
 		seq := in.number()

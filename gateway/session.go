@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -34,6 +35,7 @@ type session struct {
 	window   chan struct{}
 	done     chan struct{} // closed when the session stops: frees its goroutines
 	inflight *inflight
+	draining *atomic.Bool // the gateway's: set once it drains (Drain)
 
 	nextWrite uint64 // the next reply to hand to the writer
 	ready     map[uint64]outItem
@@ -61,9 +63,9 @@ type outItem struct {
 // writerDone reports that the writer stopped.
 type writerDone struct{ err error }
 
-func newSession(cfg Config, conn net.Conn, budget *byteBudget) actor.Producer {
+func newSession(cfg Config, conn net.Conn, budget *byteBudget, draining *atomic.Bool) actor.Producer {
 	return func() actor.Actor {
-		return &session{cfg: cfg, conn: conn, budget: budget}
+		return &session{cfg: cfg, conn: conn, budget: budget, draining: draining}
 	}
 }
 
@@ -94,6 +96,10 @@ func (s *session) Receive(ctx actor.Context) {
 			s.log.Debug().Err(msg.err).Msg("read failed")
 		}
 		s.maybeClose(ctx)
+	case drainNow:
+		// Wake a reader waiting for the client: from now on it waits
+		// DrainQuiet at most (deadlineReader).
+		_ = s.conn.SetReadDeadline(time.Now().Add(DrainQuiet))
 	case *writerDone:
 		if msg.err != nil {
 			s.log.Debug().Err(msg.err).Msg("write failed; closing")
@@ -122,9 +128,9 @@ func (s *session) start(ctx actor.Context) {
 	}
 	in := &intake{
 		root: root, leader: s.cfg.Leader, session: self, inflight: s.inflight, budget: s.budget,
-		maxLine: s.cfg.MaxLineBytes, maxMessage: s.cfg.MaxMessageBytes,
+		maxLine: s.cfg.MaxLineBytes, maxMessage: s.cfg.MaxMessageBytes, draining: s.draining,
 	}
-	go readLoop(s.conn, limits, s.window, s.done, in)
+	go readLoop(s.conn, limits, s.draining, s.window, s.done, in)
 	var greeting []byte
 	if s.cfg.Prompt {
 		greeting = []byte(codec.Banner + codec.LineEnd + codec.Prompt)
@@ -145,7 +151,11 @@ func (s *session) local(ctx actor.Context, a localAnswer) {
 	default:
 		data = s.withPrompt(codec.AppendReply(nil, []byte(a.reply)))
 	}
-	s.observe(a.info, resultOf(a.info.kind))
+	result := resultOf(a.info.kind)
+	if a.refused {
+		result = "error"
+	}
+	s.observe(a.info, result)
 	s.deliver(ctx, a.seq, outItem{data: data, close: a.quit})
 }
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -30,6 +31,7 @@ type gatewayFlags struct {
 	node           nodeFlags
 	raft           raftFlags
 	requestTimeout time.Duration
+	drainTimeout   time.Duration
 	clientAddr     string
 	tolerance      int
 	toleranceFile  string
@@ -91,6 +93,7 @@ the file named by --tolerance-file holding a line TOLERANCE=N; without that, 2.`
 	fs.StringVar(&f.clientTLSDir, "client-tls-dir", "", "serve HaToKuSe over TLS with gateway.crt/gateway.key from this directory (clients: tolerex client --tls-ca DIR/ca.crt)")
 	fs.BoolVar(&f.faultInjection, "fault-injection", false, "accept POST /debug/fault/leader-panic and /debug/fault/consensus-panic on the admin port, and make a SET of the message leader.PanicMessage panic the leader mid-batch (crash tests only)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Second, "time a client request may wait for its answer, retries on a new leader after a failover included; a write not answered by then gets \"ERROR: outcome unknown ...\"")
+	fs.DurationVar(&f.drainTimeout, "drain-timeout", gateway.DefaultDrainTimeout, "on SIGTERM, time the gateway gives its clients before it stops: it refuses new requests (\"ERROR: gateway unavailable: this gateway is shutting down ...\", so clients with a list of gateways move on), answers the requests it holds, and closes each connection once it is owed nothing and quiet")
 	f.raft.register(fs)
 	return cmd
 }
@@ -167,8 +170,8 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 	if err := leaderCfg.Validate(); err != nil {
 		return err
 	}
-	if f.maxConns < 1 || f.idleTimeout <= 0 || f.lineTimeout <= 0 || f.writeTimeout <= 0 || f.maxInflight < 1 {
-		return errors.New("--max-connections, --max-inflight-bytes and the client timeouts must be positive")
+	if f.maxConns < 1 || f.idleTimeout <= 0 || f.lineTimeout <= 0 || f.writeTimeout <= 0 || f.maxInflight < 1 || f.drainTimeout <= 0 {
+		return errors.New("--max-connections, --max-inflight-bytes, --drain-timeout and the client timeouts must be positive")
 	}
 	if longest := int64(f.node.maxMessageBytes) + gateway.LineOverhead; f.maxInflight < longest {
 		return fmt.Errorf("--max-inflight-bytes %d is below the longest request line, %d bytes (--max-message-bytes plus %d)",
@@ -189,7 +192,11 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 	}
 	defer clientLis.Close()
 	health := &consensus.Health{}
+	var stopping atomic.Bool // set on SIGTERM: draining, then stopping
 	ready := func() error {
+		if stopping.Load() {
+			return errors.New("shutting down")
+		}
 		if err := health.NotReady(); err != nil {
 			return err
 		}
@@ -271,9 +278,29 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 			fmt.Fprintln(w, "consensus told to panic")
 		})
 	}
-	handOff := func() { handOffLeadership(root, consensusPID, status, log) }
-	serveUntilDone(ctx, node, admin, handOff, gatewayPID, leaderPID, consensusPID)
+	beforeStop := func() {
+		stopping.Store(true)
+		drainGateway(root, gatewayPID, f.drainTimeout, func() { handOffLeadership(root, consensusPID, status, log) }, log)
+	}
+	serveUntilDone(ctx, node, admin, beforeStop, gatewayPID, leaderPID, consensusPID)
 	return nil
+}
+
+// drainGateway lets the clients go before the gateway stops (gateway.Drain):
+// new requests are refused at once, so clients move to another gateway
+// while handOff moves Raft leadership away, and the requests already taken
+// are answered (through the next leader if this one led). It returns once
+// no client connection is left, or after timeout; the connections still
+// open then are closed when the gateway actor stops.
+func drainGateway(root *actor.RootContext, gatewayPID *actor.PID, timeout time.Duration, handOff func(), log zerolog.Logger) {
+	started := time.Now()
+	drained := root.RequestFuture(gatewayPID, &gateway.Drain{}, timeout)
+	handOff()
+	if _, err := drained.Result(); err != nil {
+		log.Warn().Dur("drain_timeout", timeout).Msg("client connections still open at the drain timeout; closing them")
+		return
+	}
+	log.Info().Dur("took", time.Since(started)).Msg("client connections drained before stopping")
 }
 
 // handOffLeadership moves Raft leadership to another gateway before this
