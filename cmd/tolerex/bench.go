@@ -59,13 +59,16 @@ pausing 0.2, 0.4, 0.8 and 1.6 s between passes; with one address, to that
 one), and goes on. A connection that finds no gateway sends nothing more
 ("given up"). With a list, a gateway that answers "ERROR: gateway
 unavailable: ..." (it runs no Raft: its disk is full or its consensus
-stopped) is left the same way once the requests in flight on it are
-answered; those refusals count as definite errors, and after a whole
-pass of the list without a request served the connection pauses 0.2 s
-before moving on. The summary (and --json) adds, per gateway, the
-connections that started on it, the requests it answered, its errors,
-its lost connections, the connections that left it as unavailable and
-the reconnects to it.
+stopped; or it is shutting down) is left the same way once the requests
+in flight on it are answered. Such a refusal had no effect, so the
+refused requests are sent again on the next gateway first and are no
+errors; a request refused by every gateway of the list counts as a
+definite error. After a whole pass of the list without a request served
+the connection pauses 0.2 s before moving on. The summary (and --json)
+adds, per gateway, the connections that started on it, the requests it
+answered, its errors, its lost connections, the connections that left it
+as unavailable, the requests it refused that were sent again, and the
+reconnects to it.
 
 Workloads (--op): set stores keys offset..offset+keys-1 in order, cycling;
 get reads random keys of that range; setget stores a key and reads it back;
@@ -207,10 +210,11 @@ func printBench(w io.Writer, r *loadgen.Result) {
 	}
 	if len(r.Gateways) > 1 || r.Reconnects > 0 || r.ConnsGivenUp > 0 {
 		for _, g := range r.Gateways {
-			fmt.Fprintf(w, "  gateway %s  conns %d  requests %d  errors %d  lost conns %d  left as unavailable %d  reconnects to it %d\n",
-				g.Addr, g.Conns, g.Ops, g.Errors, g.LostConns, g.LeftUnavailable, g.ReconnectsTo)
+			fmt.Fprintf(w, "  gateway %s  conns %d  requests %d  errors %d  lost conns %d  left as unavailable %d  sent again %d  reconnects to it %d\n",
+				g.Addr, g.Conns, g.Ops, g.Errors, g.LostConns, g.LeftUnavailable, g.Resent, g.ReconnectsTo)
 		}
-		fmt.Fprintf(w, "  reconnects %d (from unavailable gateways %d)  conns given up %d\n", r.Reconnects, r.LeftUnavailable, r.ConnsGivenUp)
+		fmt.Fprintf(w, "  reconnects %d (from unavailable gateways %d, their refused requests sent again %d)  conns given up %d\n",
+			r.Reconnects, r.LeftUnavailable, r.Resent, r.ConnsGivenUp)
 	}
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "  first error: %s\n", r.FirstError)

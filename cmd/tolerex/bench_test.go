@@ -37,9 +37,9 @@ func TestBenchFailsOver(t *testing.T) {
 	}
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^  errors   definite 0  indeterminate [1-9]\d*  \(lost in flight [1-9]\d*\)$`),
-		regexp.MustCompile(`(?m)^  gateway ` + regexp.QuoteMeta(firstAddr) + `  conns 2  requests \d+  errors [1-9]\d*  lost conns 2  left as unavailable 0  reconnects to it 0$`),
-		regexp.MustCompile(`(?m)^  gateway ` + regexp.QuoteMeta(secondAddr) + `  conns 2  requests [1-9]\d*  errors 0  lost conns 0  left as unavailable 0  reconnects to it 2$`),
-		regexp.MustCompile(`(?m)^  reconnects 2 \(from unavailable gateways 0\)  conns given up 0$`),
+		regexp.MustCompile(`(?m)^  gateway ` + regexp.QuoteMeta(firstAddr) + `  conns 2  requests \d+  errors [1-9]\d*  lost conns 2  left as unavailable 0  sent again 0  reconnects to it 0$`),
+		regexp.MustCompile(`(?m)^  gateway ` + regexp.QuoteMeta(secondAddr) + `  conns 2  requests [1-9]\d*  errors 0  lost conns 0  left as unavailable 0  sent again 0  reconnects to it 2$`),
+		regexp.MustCompile(`(?m)^  reconnects 2 \(from unavailable gateways 0, their refused requests sent again 0\)  conns given up 0$`),
 	} {
 		if !want.MatchString(stdout) {
 			t.Errorf("summary lacks %s:\n%s", want, stdout)

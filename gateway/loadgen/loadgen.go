@@ -6,7 +6,12 @@
 // Given several addresses (the gateways of one group), it spreads the
 // connections over them round robin, and a connection that is lost moves
 // on to the next address of the list: the requests in flight on it are
-// counted as errors (lost in flight) and are not sent again.
+// counted as errors (lost in flight) and are not sent again. A gateway
+// that answers "gateway unavailable: ..." did not run the request (a
+// definite refusal: it runs no Raft, or it is shutting down): the
+// connection moves on and sends those requests again to the next gateway,
+// as a client with a list of gateways should; they are not errors unless
+// every gateway of the list refused them.
 package loadgen
 
 import (
@@ -145,8 +150,11 @@ type Gateway struct {
 	LostConns int64 `json:"lost_conns"`
 	// LeftUnavailable counts its connections that left it for the next
 	// address because it answered "gateway unavailable: ..." (it runs no
-	// Raft: codec.GatewayUnavailable).
+	// Raft, or it is shutting down: codec.GatewayUnavailable).
 	LeftUnavailable int64 `json:"left_unavailable"`
+	// Resent counts the requests it refused so, which were sent again to
+	// the next address.
+	Resent int64 `json:"resent"`
 	// Ops counts the measured requests it answered.
 	Ops int64 `json:"ops"`
 	// Errors counts its error replies and the requests lost in flight on
@@ -195,6 +203,13 @@ type Result struct {
 	// LeftUnavailable counts the moves because a gateway answered "gateway
 	// unavailable: ..." (included in Reconnects).
 	LeftUnavailable int64 `json:"left_unavailable"`
+	// Resent counts the requests a gateway refused with "gateway
+	// unavailable: ..." (with several addresses) that were sent again to
+	// the next one: they had not run, so this is no error. Each is counted
+	// once in Ops, when it is answered. A request refused by as many
+	// gateways as the list holds is not sent again: it counts as a
+	// (definite) error.
+	Resent int64 `json:"resent"`
 	// ConnsGivenUp counts connections that were lost and found no address
 	// to reconnect to; they sent nothing more.
 	ConnsGivenUp int64 `json:"conns_given_up"`
@@ -420,6 +435,8 @@ func (r *run) result(workers []*worker, elapsed time.Duration) *Result {
 			res.Gateways[i].LostConns += g.LostConns
 			res.Gateways[i].LeftUnavailable += g.LeftUnavailable
 			res.LeftUnavailable += g.LeftUnavailable
+			res.Gateways[i].Resent += g.Resent
+			res.Resent += g.Resent
 			res.Gateways[i].Ops += g.Ops
 			res.Gateways[i].Errors += g.Errors
 		}
@@ -519,6 +536,10 @@ type worker struct {
 	// the gateway answered "gateway unavailable: ...": the connection
 	// sends nothing more and moves on once its requests are answered.
 	unavailable bool
+	// refused are the requests so refused on the current connection, in
+	// order (written by the receiver); loop moves them to resend when the
+	// connection ends, and next sends those first on the next one.
+	refused, resend []pending
 	// leftInARow counts moves for that reason since a gateway last
 	// served a request; a whole pass of the list pauses before the next.
 	leftInARow int
@@ -530,6 +551,7 @@ type pending struct {
 	sent     time.Time
 	measured bool
 	own      bool // a GET of a key this worker just stored (setget)
+	refusals int  // times a gateway answered "gateway unavailable: ..."
 }
 
 func newWorker(r *run, f *client.Failover, seed uint64) *worker {
@@ -564,6 +586,10 @@ func (w *worker) loop(ctx context.Context) {
 		} else {
 			err = w.pipeline(ctx, w.f.Client(), gateway)
 		}
+		// Both goroutines of the connection are done: what it refused
+		// goes first on the next.
+		w.resend = append(w.resend, w.refused...)
+		w.refused = w.refused[:0]
 		if err == nil || ctx.Err() != nil {
 			return
 		}
@@ -634,7 +660,9 @@ func (w *worker) lockstep(ctx context.Context, c *client.Client, gateway int) er
 		if !ok {
 			return nil
 		}
-		p.sent = time.Now()
+		if p.sent.IsZero() { // a request sent again keeps its first send time
+			p.sent = time.Now()
+		}
 		err := c.Send(line)
 		if err == nil {
 			err = c.Flush()
@@ -659,6 +687,12 @@ func (w *worker) lockstep(ctx context.Context, c *client.Client, gateway int) er
 // means the op budget is spent.
 func (w *worker) next(line *[]byte) (pending, bool) {
 	cfg := w.r.cfg
+	if len(w.resend) > 0 {
+		p := w.resend[0]
+		w.resend = w.resend[1:]
+		w.appendLine(line, p)
+		return p, true
+	}
 	measured := w.r.measured.Load()
 	if measured && cfg.Ops > 0 && w.r.issued.Add(1) > cfg.Ops {
 		return pending{}, false
@@ -676,6 +710,12 @@ func (w *worker) next(line *[]byte) (pending, bool) {
 			w.nextOwnGet = p.key
 		}
 	}
+	w.appendLine(line, p)
+	return p, true
+}
+
+// appendLine writes p's request line into *line.
+func (w *worker) appendLine(line *[]byte, p pending) {
 	l := (*line)[:0]
 	if p.get {
 		l = append(l, "GET "...)
@@ -684,10 +724,9 @@ func (w *worker) next(line *[]byte) (pending, bool) {
 		l = append(l, "SET "...)
 		l = strconv.AppendInt(l, p.key, 10)
 		l = append(l, ' ')
-		l = AppendValue(l, p.key, cfg.Size)
+		l = AppendValue(l, p.key, w.r.cfg.Size)
 	}
 	*line = l
-	return p, true
 }
 
 // pipeline drives a connection with up to depth requests in flight: this
@@ -779,7 +818,9 @@ func (w *worker) send(ctx context.Context, c *client.Client, slots chan<- struct
 		if !ok {
 			break
 		}
-		p.sent = time.Now()
+		if p.sent.IsZero() { // a request sent again keeps its first send time
+			p.sent = time.Now()
+		}
 		inflight <- p // never blocks: the slots bound it
 		if err := c.Send(line); err != nil {
 			return err
@@ -831,8 +872,16 @@ func (w *worker) check(p pending, reply []byte, now time.Time, gateway int) {
 	}
 	failed := false
 	isError := len(reply) >= len(codec.ErrorPrefix) && string(reply[:len(codec.ErrorPrefix)]) == codec.ErrorPrefix
-	if isError && codec.GatewayUnavailable(string(reply)) {
-		w.unavailable = len(w.r.addrs) > 1
+	if isError && codec.GatewayUnavailable(string(reply)) && len(w.r.addrs) > 1 {
+		w.unavailable = true
+		if p.refusals+1 < len(w.r.addrs) {
+			// Not run: the next gateway gets it (worker.refused).
+			p.refusals++
+			w.refused = append(w.refused, p)
+			w.gateways[gateway].Resent++
+			return
+		}
+		// As many refusals as gateways: an error (below).
 	} else {
 		w.leftInARow = 0 // this gateway serves
 	}

@@ -243,9 +243,10 @@ func unavailable(codec.Command) string {
 }
 
 // TestUnavailableGatewayConnectionsMoveOn: one of three gateways refuses
-// every SET with "gateway unavailable: ..." (it runs no Raft). Its
-// connections count the refusals as definite errors, read what they had
-// in flight, and move on to the next gateway, where the rest is served.
+// every SET with "gateway unavailable: ..." (it runs no Raft, or it is
+// shutting down): nothing ran. Its connections read what they had in
+// flight, move on to the next gateway and send the refused SETs again
+// there: no error, and every key of the run is stored.
 func TestUnavailableGatewayConnectionsMoveOn(t *testing.T) {
 	for _, depth := range []int{1, 8} {
 		t.Run(fmt.Sprintf("depth %d", depth), func(t *testing.T) {
@@ -268,24 +269,33 @@ func TestUnavailableGatewayConnectionsMoveOn(t *testing.T) {
 			// Each of its connections had 1 to depth+1 requests refused: the
 			// window, and one the sender may slip in as the first refusal
 			// frees its slot.
-			if refusing.Errors < 2 || refusing.Errors > 2*int64(depth+1) || res.Errors != refusing.Errors ||
-				res.DefiniteErrors != res.Errors {
-				t.Errorf("%d errors (%d definite), %d on the refusing gateway; want 2 to %d, all definite, all there",
-					res.Errors, res.DefiniteErrors, refusing.Errors, 2*(depth+1))
+			if refusing.Resent < 2 || refusing.Resent > 2*int64(depth+1) || res.Resent != refusing.Resent ||
+				res.Errors != 0 || refusing.Ops != 0 {
+				t.Errorf("%d errors, %d sent again (%d refused by the refusing gateway, which answered %d); want no error and 2 to %d sent again",
+					res.Errors, res.Resent, refusing.Resent, refusing.Ops, 2*(depth+1))
 			}
 			// Which gateway answers more is up to scheduling; that the
 			// moved connections were served there is not.
-			if res.Ops+res.Errors < 3000 || res.Gateways[2].Ops == 0 ||
-				res.Gateways[0].Ops+res.Gateways[1].Ops+res.Gateways[2].Ops != res.Ops {
-				t.Errorf("answered %d (by gateway %+v), want the budget spent, gateway 3 serving", res.Ops, res.Gateways)
+			if res.Ops != 3000 || res.Gateways[2].Ops == 0 ||
+				res.Gateways[0].Ops+res.Gateways[2].Ops != res.Ops {
+				t.Errorf("answered %d (by gateway %+v), want the budget of 3000 spent, gateway 3 serving", res.Ops, res.Gateways)
+			}
+			// Keys are handed out in order: the refused ones too are stored.
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			for key := range int64(3000) {
+				if _, ok := s.messages[key]; !ok {
+					t.Fatalf("key %d not stored (%d keys stored): a refused SET was not sent again", key, len(s.messages))
+				}
 			}
 		})
 	}
 }
 
 // TestEveryGatewayUnavailable: no gateway can serve. The connections
-// move on around the list, pausing after each pass, and keep counting
-// definite errors until the run ends; with one address they stay.
+// move on around the list, pausing after each pass; each request is sent
+// to both gateways, then counted as a definite error, until the run ends.
+// With one address they stay, and every refusal is an error.
 func TestEveryGatewayUnavailable(t *testing.T) {
 	s := newStore()
 	gws := []*fakeGateway{startGateway(t, &fakeGateway{store: s, reply: unavailable}), startGateway(t, &fakeGateway{store: s, reply: unavailable})}
@@ -297,8 +307,9 @@ func TestEveryGatewayUnavailable(t *testing.T) {
 	}
 	// Each connection moves twice per pause: at most 2 x (1 s / 100 ms + 1) moves.
 	if max := int64(2 * 2 * (time.Second/backoff + 1)); res.LeftUnavailable < 4 || res.LeftUnavailable > max ||
-		res.ConnsGivenUp != 0 || res.Errors != res.DefiniteErrors || res.Errors < res.LeftUnavailable {
-		t.Errorf("result %+v, want 4 to %d moves, as many definite errors or more", res, max)
+		res.ConnsGivenUp != 0 || res.Errors != res.DefiniteErrors || res.Errors < 2 ||
+		res.Resent < res.Errors || res.Resent > res.Errors+2 || res.Errors+res.Resent != res.LeftUnavailable {
+		t.Errorf("result %+v, want 4 to %d moves, each a refusal: every request sent again once, then a definite error", res, max)
 	}
 	one, err := Run(context.Background(), Config{Addr: gws[0].addr, Conns: 2, Depth: 4, Op: OpSet, Size: 10, Ops: 200, Keys: 1000})
 	if err != nil {
