@@ -73,11 +73,7 @@ func TestBenchAndClientFailOverBetweenGateways(t *testing.T) {
 	}
 	t.Logf("killed %s (the leader, %s) %v into the run", leader.Name, leader.ClientAddr, killedAfter.Round(time.Millisecond))
 
-	code := bench.Wait(t, duration+60*time.Second)
-	var res loadgen.Result
-	if err := json.Unmarshal([]byte(bench.Stdout()), &res); err != nil {
-		t.Fatalf("bench output (exit %d) is not its JSON result: %v\n%s", code, err, bench.Output())
-	}
+	res, code := waitBenchResult(t, bench, duration+60*time.Second)
 	t.Logf("bench exit %d: %d acknowledged, %d errors (%d definite, %d indeterminate, %d lost in flight), %d reconnects, gateways %+v, first error %q",
 		code, res.Sets, res.Errors, res.DefiniteErrors, res.IndeterminateErrors, res.LostInFlight, res.Reconnects, res.Gateways, res.FirstError)
 
@@ -129,6 +125,18 @@ func TestBenchAndClientFailOverBetweenGateways(t *testing.T) {
 	if got, want := out.Stdout(), "OK\nthrough the survivor\nNOT_FOUND\n"; got != want || out.Stderr() != "" {
 		t.Errorf("tolerex client --addr dead,alive: stdout %q, want %q\n%s", got, want, out.Output())
 	}
+}
+
+// waitBenchResult waits up to limit for a `tolerex bench --json` child to
+// exit and returns its result and exit code.
+func waitBenchResult(t *testing.T, bench *Child, limit time.Duration) (loadgen.Result, int) {
+	t.Helper()
+	code := bench.Wait(t, limit)
+	var res loadgen.Result
+	if err := json.Unmarshal([]byte(bench.Stdout()), &res); err != nil {
+		t.Fatalf("bench output (exit %d) is not its JSON result: %v\n%s", code, err, bench.Output())
+	}
+	return res, code
 }
 
 // checkBenchWritesReadBack reads, through the given gateways, the keys a
@@ -373,11 +381,7 @@ func TestGatewayStopDrainsItsClients(t *testing.T) {
 		t.Fatalf("the leader stopped %v into a %v run: too late to see writes after it", after, duration)
 	}
 
-	code := bench.Wait(t, duration+60*time.Second)
-	var res loadgen.Result
-	if err := json.Unmarshal([]byte(bench.Stdout()), &res); err != nil {
-		t.Fatalf("bench output (exit %d) is not its JSON result: %v\n%s", code, err, bench.Output())
-	}
+	res, code := waitBenchResult(t, bench, duration+60*time.Second)
 	t.Logf("bench exit %d: %d acknowledged, %d errors (%d lost in flight), %d refused and sent again, %d reconnects (%d after a refusal), gateways %+v, first error %q",
 		code, res.Sets, res.Errors, res.LostInFlight, res.Resent, res.Reconnects, res.LeftUnavailable, res.Gateways, res.FirstError)
 	if code != 0 || res.Errors != 0 || res.Mismatches != 0 {

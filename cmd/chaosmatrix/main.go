@@ -36,7 +36,7 @@ type mix struct {
 func standardMixes(withoutDisk bool) []mix {
 	mixes := []mix{
 		{"member", 1}, {"gateway", 1}, {"quorum", 1}, {"partitions", 2}, {"pauses", 2},
-		{"kills", 1}, {"cluster-kill", 1}, {"mixed", 1}, {"mixed", 2}, {"mixed", 3},
+		{"kills", 1}, {"stops", 1}, {"cluster-kill", 1}, {"mixed", 1}, {"mixed", 2}, {"mixed", 3},
 	}
 	if !withoutDisk {
 		mixes = append(mixes, mix{"disk,member", 2}, mix{"gateway-disk,gateway", 2})

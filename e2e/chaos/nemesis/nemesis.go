@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tolerex/tolerex/cluster/local"
+	"github.com/tolerex/tolerex/cluster/local/poll"
 	"github.com/tolerex/tolerex/e2e/chaos/diskfault"
 	"github.com/tolerex/tolerex/e2e/chaos/netfault"
 )
@@ -197,6 +198,16 @@ func (n *Nemesis) apply(kind Kind, nodes []*local.Node, gatewaysOnly bool) (func
 			killed = append(killed, node)
 		}
 		return heal, nil
+	case Stop:
+		var stopped []*local.Node
+		heal := func() error { return startAll(stopped) }
+		for _, node := range nodes {
+			stopped = append(stopped, node) // down even if its stop failed
+			if err := stopGracefully(node); err != nil {
+				return heal, err
+			}
+		}
+		return heal, nil
 	case Pause:
 		var paused []*local.Node
 		heal := func() error {
@@ -260,6 +271,36 @@ func (n *Nemesis) apply(kind Kind, nodes []*local.Node, gatewaysOnly bool) (func
 	return nil, fmt.Errorf("unknown fault kind %q", kind)
 }
 
+// stopLimit bounds a Stop fault's graceful stop of one node: a gateway's
+// leadership hand-off and client drain (--drain-timeout, 5 s) fit well
+// within it; a node still running then is killed, and the fault records
+// the error.
+const stopLimit = 15 * time.Second
+
+// stopGracefully sends node SIGTERM once its process answers /healthz
+// (waiting up to upLimit; a paused process is continued by Stop): a
+// process just restarted by an earlier fault's heal may not have
+// installed its signal handler yet, and would die of the signal instead
+// of stopping.
+func stopGracefully(node *local.Node) error {
+	ctx, cancel := context.WithTimeout(context.Background(), upLimit)
+	defer cancel()
+	_ = poll.Until(ctx, upLimit, 50*time.Millisecond, node.Name+" up", func() (bool, error) {
+		if !node.Running() {
+			return false, poll.Abort(errors.New("not running"))
+		}
+		if node.Paused() {
+			return true, nil // it runs, and Stop continues it
+		}
+		_, code, err := node.Get(ctx, "/healthz")
+		return err == nil && code == 200, err
+	})
+	return node.Stop(stopLimit)
+}
+
+// upLimit bounds the wait for a process to answer before it is stopped.
+const upLimit = 10 * time.Second
+
 func startAll(nodes []*local.Node) error {
 	var errs []error
 	for _, node := range nodes {
@@ -300,7 +341,7 @@ func (n *Nemesis) restartCrashed() {
 	held := make(map[string]bool)
 	n.mu.Lock()
 	for _, a := range n.active {
-		if a.kind == Kill || a.kind == ClusterKill {
+		if a.kind == Kill || a.kind == ClusterKill || a.kind == Stop {
 			for _, name := range a.nodes {
 				held[name] = true
 			}

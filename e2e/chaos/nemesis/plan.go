@@ -23,6 +23,11 @@ const (
 	// Kill SIGKILLs the target nodes and restarts them when the fault
 	// heals.
 	Kill Kind = "kill"
+	// Stop stops the target nodes with SIGTERM (a graceful stop: a gateway
+	// that leads hands its leadership over, a gateway drains its clients)
+	// and starts them again when the fault heals. A stop that does not end
+	// in a clean exit is an error of the fault.
+	Stop Kind = "stop"
 	// Pause stops the target nodes with SIGSTOP and continues them with
 	// SIGCONT.
 	Pause Kind = "pause"
@@ -64,8 +69,9 @@ func (f Fault) String() string { return string(f.Kind) + ":" + string(f.Target) 
 func Mixes() map[string][]Fault {
 	member := []Fault{{Kill, Member}, {Pause, Member}, {Partition, Member}}
 	gateway := []Fault{{Kill, Gateway}, {Pause, Gateway}, {Partition, Gateway}, {Kill, Leader}, {Pause, Leader}, {Partition, Leader}, {Partition, LeaderGateways}}
+	stops := []Fault{{Stop, Member}, {Stop, Gateway}, {Stop, Leader}}
 	quorum := []Fault{{Kill, Minority}, {Pause, Minority}, {Partition, Minority}, {Kill, Majority}, {Pause, Majority}, {Partition, Majority}}
-	mixed := slices.Concat(member, gateway, quorum, []Fault{{ClusterKill, All}})
+	mixed := slices.Concat(member, gateway, quorum, stops, []Fault{{ClusterKill, All}})
 	return map[string][]Fault{
 		"member":       member,
 		"gateway":      gateway,
@@ -74,6 +80,7 @@ func Mixes() map[string][]Fault {
 		"cluster-kill": {{ClusterKill, All}},
 		"kills":        {{Kill, Member}, {Kill, Gateway}, {Kill, Leader}, {ClusterKill, All}},
 		"pauses":       {{Pause, Member}, {Pause, Gateway}, {Pause, Leader}},
+		"stops":        stops,
 		"partitions":   {{Partition, Member}, {Partition, Gateway}, {Partition, Leader}, {Partition, LeaderGateways}, {Partition, Minority}, {Partition, Majority}},
 		"disk":         {{DiskFull, Member}},
 		"gateway-disk": {{DiskFull, Gateway}, {DiskFull, Leader}},
@@ -121,7 +128,7 @@ func mixNames(mixes map[string][]Fault) []string {
 
 func (f Fault) validate() error {
 	switch f.Kind {
-	case Kill, Pause, Partition:
+	case Kill, Stop, Pause, Partition:
 		switch f.Target {
 		case Member, Gateway, Leader, Minority, Majority:
 			return nil
@@ -140,7 +147,7 @@ func (f Fault) validate() error {
 			return nil
 		}
 	default:
-		return fmt.Errorf("fault %s: unknown kind %q (kill, pause, partition, cluster-kill, disk-full)", f, f.Kind)
+		return fmt.Errorf("fault %s: unknown kind %q (kill, stop, pause, partition, cluster-kill, disk-full)", f, f.Kind)
 	}
 	return fmt.Errorf("fault %s: %s cannot aim at %q", f, f.Kind, f.Target)
 }

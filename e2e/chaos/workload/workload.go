@@ -26,7 +26,10 @@ import (
 // Config configures a workload.
 type Config struct {
 	// Addrs are the gateways' HaToKuSe addresses; client i starts on
-	// Addrs[i % len] and moves to the next one after every reconnect.
+	// Addrs[i % len] and moves to the next one after every reconnect: after
+	// an operation of unknown outcome, and after a "gateway unavailable:
+	// ..." refusal (definite: the operation is recorded as failed, not
+	// sent again).
 	Addrs []string
 	// Clients is the number of concurrent clients.
 	Clients int
@@ -206,11 +209,16 @@ func (s *session) do(op history.Op) history.Op {
 		op.Status, op.Error = classify(err)
 	}
 	rec.Add(op)
-	if op.Status == history.Unknown {
+	switch {
+	case op.Status == history.Unknown:
 		// The connection's state is unknown too: continue as a new
 		// process on a new connection.
 		s.close()
 		s.process = s.w.newProcess()
+	case op.Status == history.Failed && codec.GatewayUnavailable(op.Error):
+		// The gateway runs no Raft or is shutting down: move on to the
+		// next one, as a client with a list of gateways does.
+		s.close()
 	}
 	return op
 }
