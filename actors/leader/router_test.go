@@ -2,6 +2,7 @@ package leader
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,5 +128,46 @@ func TestRouterUnsentInArrivalOrder(t *testing.T) {
 	}
 	if got := r.unsent(); len(got) != 0 || len(r.toSend) != 0 {
 		t.Fatalf("after sending them: unsent %d, %d seqs queued", len(got), len(r.toSend))
+	}
+}
+
+// TestDefiniteErrorAfterResendIsUnknown: a write's definite error speaks
+// only for the attempt it answers. Sent once, it stands; sent twice (the
+// first attempt went unanswered for forwardRetry, or the leader changed),
+// the other attempt may still be applied, so the client is told the
+// outcome is unknown. Reads and indeterminate errors are left alone.
+func TestDefiniteErrorAfterResendIsUnknown(t *testing.T) {
+	start := time.Unix(1000, 0)
+	couldNotStore := &messages.ClientReply{Code: messages.ReplyCode_REPLY_ERROR, Error: "could not store 2 copies: have 1, need 2 (live members: 2)"}
+	unknown := &messages.ClientReply{Code: messages.ReplyCode_REPLY_ERROR, Error: "outcome unknown: leader restarting before this request was answered"}
+	ok := &messages.ClientReply{Code: messages.ReplyCode_REPLY_OK}
+	for _, tc := range []struct {
+		name    string
+		op      messages.Op
+		sends   int
+		reply   *messages.ClientReply
+		rewrite bool
+	}{
+		{"SET sent once", messages.Op_OP_SET, 1, couldNotStore, false},
+		{"SET sent twice", messages.Op_OP_SET, 2, couldNotStore, true},
+		{"DEL sent three times", messages.Op_OP_DEL, 3, couldNotStore, true},
+		{"GET sent twice", messages.Op_OP_GET, 2, couldNotStore, false},
+		{"SET sent twice, already unknown", messages.Op_OP_SET, 2, unknown, false},
+		{"SET sent twice, OK", messages.Op_OP_SET, 2, ok, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRouter(42, 10*time.Second)
+			rt := r.accept(actor.NewPID("local", "session/1"), &messages.ClientRequest{RequestId: 7, Op: tc.op}, start, 0)
+			for range tc.sends {
+				r.sending(rt, "gw2", start)
+			}
+			text, rewritten := notDefiniteAfterResend(rt, tc.reply)
+			if rewritten != tc.rewrite {
+				t.Fatalf("rewritten %v, want %v (%q)", rewritten, tc.rewrite, text)
+			}
+			if rewritten && (codec.ClassifyError(text) != codec.Indeterminate || !strings.Contains(text, tc.reply.GetError())) {
+				t.Errorf("new error %q: want an unknown outcome that quotes the attempt's error", text)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/tolerex/tolerex/gateway/codec"
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -165,7 +166,29 @@ func (l *leader) answerLocal(seq uint64, r *messages.ClientReply) {
 		return // answered already, or expired
 	}
 	reply := &messages.ClientReply{RequestId: rt.request, Code: r.GetCode(), Payload: r.GetPayload(), Error: r.GetError()}
+	if unsure, ok := notDefiniteAfterResend(rt, r); ok {
+		reply.Error = unsure
+	}
 	l.toSession(rt.session, reply)
+}
+
+// notDefiniteAfterResend turns a definite error for a write that was sent
+// to a leader more than once into an unknown outcome. The error speaks for
+// the attempt it answers only: another attempt may still be on its way or
+// in the log (sent again because the first went unanswered for
+// forwardRetry, or because the leader changed), and the state machine
+// applies whichever attempt reaches it first. (The fault suite caught
+// this: a SET whose copies took the whole store timeout was answered
+// "could not store" while the forwarding gateway's second attempt, sent
+// just before that answer arrived, succeeded.) It returns the new error
+// text, and false if the reply stands.
+func notDefiniteAfterResend(rt *routed, r *messages.ClientReply) (string, bool) {
+	if rt.sends < 2 || rt.req.GetOp() == messages.Op_OP_GET || r.GetCode() != messages.ReplyCode_REPLY_ERROR ||
+		codec.ClassifyError(r.GetError()) != codec.Definite {
+		return "", false
+	}
+	return "outcome unknown: this request was sent to a leader more than once and one attempt failed (" + r.GetError() +
+		"), but another may still take effect; read the id to see whether it took effect", true
 }
 
 // expireRouted answers the requests whose deadline passed.
