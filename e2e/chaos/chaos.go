@@ -409,18 +409,23 @@ func (r *run) exercise(ctx context.Context) {
 	})
 	wctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		w.Run(wctx)
 	}()
+	nemDone := make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(nemDone)
 		nem.Run(wctx, plan)
 	}()
 	<-wctx.Done()
 	workloadEnd := min(r.rec.Now(), cfg.Duration)
 	cancel()
+	// A fault still being applied (a graceful stop takes up to seconds)
+	// must be on record before everything is healed, or its node stays
+	// down.
+	<-nemDone
 	if err := nem.HealAll(); err != nil {
 		sum.Fail("healing the faults: %v", err)
 	}
