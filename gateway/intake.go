@@ -36,11 +36,10 @@ type intake struct {
 
 // localAnswer is a numbered command the session answers itself.
 type localAnswer struct {
-	seq     uint64
-	info    commandInfo
-	reply   string // "" writes only the prompt (a blank line)
-	quit    bool   // close after the reply
-	refused bool   // a request refused without running it (counted as an error)
+	seq   uint64
+	info  commandInfo
+	reply string // "" writes only the prompt (a blank line)
+	quit  bool   // close after the reply
 }
 
 // Messages from the reader side to the session actor.
@@ -72,7 +71,7 @@ func (in *intake) command(cmd codec.Command, start time.Time, charged int64) {
 		}
 		if in.draining != nil && in.draining.Load() {
 			in.budget.release(charged)
-			in.local = append(in.local, localAnswer{seq: in.number(), info: info, reply: codec.ErrorPrefix + ShuttingDownError, refused: true})
+			in.answer(info, codec.ErrorPrefix+ShuttingDownError, false)
 			return
 		}
 		seq := in.number()

@@ -151,11 +151,7 @@ func (s *session) local(ctx actor.Context, a localAnswer) {
 	default:
 		data = s.withPrompt(codec.AppendReply(nil, []byte(a.reply)))
 	}
-	result := resultOf(a.info.kind)
-	if a.refused {
-		result = "error"
-	}
-	s.observe(a.info, result)
+	s.observe(a.info, resultOf(a.info.kind))
 	s.deliver(ctx, a.seq, outItem{data: data, close: a.quit})
 }
 
@@ -252,9 +248,15 @@ func (s *session) observe(info commandInfo, result string) {
 	}
 }
 
+// resultOf is the metrics result of a command the session answered itself.
+// A SET, GET or DEL answered so was refused without running it (the
+// gateway drains): an error.
 func resultOf(kind codec.Kind) string {
-	if kind == codec.KindInvalid {
+	switch kind {
+	case codec.KindInvalid:
 		return "invalid"
+	case codec.KindSet, codec.KindGet, codec.KindDel:
+		return "error"
 	}
 	return "ok"
 }
