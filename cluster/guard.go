@@ -46,6 +46,7 @@ func allowedTypes(local, peerRole certs.Role, secure bool) map[string]bool {
 		&messages.ForwardBatch{}, &messages.ForwardReplyBatch{},
 		&messages.GatewayChange{}, &messages.GatewayChangeReply{},
 		&messages.RaftStatusRequest{}, &messages.RaftStatus{},
+		&messages.MemberLivenessRequest{}, &messages.MemberLiveness{},
 	}
 	var allowed []proto.Message
 	switch {

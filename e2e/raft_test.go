@@ -697,8 +697,8 @@ func TestRaftMembersStartedFirst(t *testing.T) {
 // metrics count proposals and time read barriers.
 func TestRaftSeenFromOutside(t *testing.T) {
 	c := raftGroup(t, 3, 3)
-	leader := raftLeader(t, c.Gateways, 10*time.Second)
-	follower := others(c.Gateways, leader)[0]
+	lead := raftLeader(t, c.Gateways, 10*time.Second)
+	follower := others(c.Gateways, lead)[0]
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -716,12 +716,18 @@ func TestRaftSeenFromOutside(t *testing.T) {
 		}
 	}
 
-	// /api/cluster on a follower: every gateway, with its own figures.
+	// /api/cluster on a follower: every gateway, with its own figures, and
+	// the members as the leader sees them (only it tracks their liveness).
 	var st struct {
 		Leader   string                  `json:"leader"`
 		Gateways []consensus.GatewayView `json:"gateways"`
+		leader.LivenessSource
+		LiveCount int                   `json:"live_members"`
+		Members   []leader.MemberStatus `json:"members"`
 	}
 	Eventually(t, 10*time.Second, "the follower's /api/cluster to show three gateways that agree", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		if err := follower.GetJSON(ctx, "/api/cluster", &st); err != nil {
 			return false, err.Error()
 		}
@@ -732,14 +738,28 @@ func TestRaftSeenFromOutside(t *testing.T) {
 			}
 			if g.Leader {
 				leading++
-				if g.NodeAddress != leader.NodeAddr {
+				if g.NodeAddress != lead.NodeAddr {
 					return false, "the wrong gateway leads: " + g.NodeAddress
 				}
 			}
 			applied[g.Applied] = true
 		}
-		return len(st.Gateways) == 3 && leading == 1 && len(applied) == 1 && st.Leader == leader.NodeAddr, fmt.Sprintf("%+v", st)
+		for _, m := range st.Members {
+			if !m.Alive || !m.StorageReady || m.LastHeartbeat == "" || m.Indexed == 0 {
+				return false, fmt.Sprintf("member as the follower shows it: %+v", m)
+			}
+		}
+		return len(st.Gateways) == 3 && leading == 1 && len(applied) == 1 && st.Leader == lead.NodeAddr &&
+			len(st.Members) == 3 && st.LiveCount == 3 && st.LivenessFrom == lead.NodeAddr, fmt.Sprintf("%+v", st)
 	})
+	// Where a message is, asked of the follower: its replicas are alive.
+	var loc leader.Location
+	if err := follower.GetJSON(ctx, "/api/messages/1", &loc); err != nil {
+		t.Fatal(err)
+	}
+	if !loc.Found || len(loc.Replicas) != 2 || loc.LivenessFrom != lead.NodeAddr || !loc.Replicas[0].Alive || !loc.Replicas[1].Alive {
+		t.Errorf("the follower's /api/messages/1 = %+v; want 2 live replicas as the leader %s sees them", loc, lead.NodeAddr)
+	}
 
 	// tolerex tree against the follower: three gateways, one marked leader,
 	// each with its consensus actor, then the members.
@@ -772,8 +792,8 @@ func TestRaftSeenFromOutside(t *testing.T) {
 		}
 		if strings.Contains(title, "(Raft LEADER, term ") {
 			leaders++
-			if !strings.Contains(title, leader.NodeAddr) {
-				t.Errorf("tree marks %q as the leader, want %s", title, leader.NodeAddr)
+			if !strings.Contains(title, lead.NodeAddr) {
+				t.Errorf("tree marks %q as the leader, want %s", title, lead.NodeAddr)
 			}
 		} else if !strings.Contains(title, "(Raft follower, term ") {
 			t.Errorf("gateway title %q is neither leader nor follower", title)
@@ -789,7 +809,7 @@ func TestRaftSeenFromOutside(t *testing.T) {
 	}
 
 	// The leader's metrics: proposals, read barriers, term, leadership.
-	body, status, err := leader.Get(ctx, "/metrics")
+	body, status, err := lead.Get(ctx, "/metrics")
 	if err != nil || status != 200 {
 		t.Fatalf("leader /metrics: %d %v", status, err)
 	}

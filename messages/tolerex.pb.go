@@ -2518,6 +2518,235 @@ func (x *RaftStatus) GetLearners() []uint64 {
 	return nil
 }
 
+// MemberLivenessRequest asks a gateway's leader actor what it knows of the
+// members' liveness and load. A gateway that does not lead asks the one
+// that does, so its /api/cluster shows the members as the leader sees them.
+type MemberLivenessRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberLivenessRequest) Reset() {
+	*x = MemberLivenessRequest{}
+	mi := &file_messages_tolerex_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberLivenessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberLivenessRequest) ProtoMessage() {}
+
+func (x *MemberLivenessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberLivenessRequest.ProtoReflect.Descriptor instead.
+func (*MemberLivenessRequest) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{37}
+}
+
+// MemberLiveness answers MemberLivenessRequest. Only the active leader
+// tracks liveness (members heartbeat to it alone): from any other gateway
+// active is false and members is empty.
+type MemberLiveness struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Active      bool                   `protobuf:"varint,1,opt,name=active,proto3" json:"active,omitempty"`                              // the answering gateway leads and serves
+	NodeAddress string                 `protobuf:"bytes,2,opt,name=node_address,json=nodeAddress,proto3" json:"node_address,omitempty"`  // the answering gateway
+	LiveMembers uint32                 `protobuf:"varint,3,opt,name=live_members,json=liveMembers,proto3" json:"live_members,omitempty"` // members that take writes
+	Members     []*MemberLive          `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	// leader is, from a gateway that does not lead, the node address of the
+	// gateway it knows to lead ("" while none is known).
+	Leader        string `protobuf:"bytes,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberLiveness) Reset() {
+	*x = MemberLiveness{}
+	mi := &file_messages_tolerex_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberLiveness) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberLiveness) ProtoMessage() {}
+
+func (x *MemberLiveness) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberLiveness.ProtoReflect.Descriptor instead.
+func (*MemberLiveness) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *MemberLiveness) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *MemberLiveness) GetNodeAddress() string {
+	if x != nil {
+		return x.NodeAddress
+	}
+	return ""
+}
+
+func (x *MemberLiveness) GetLiveMembers() uint32 {
+	if x != nil {
+		return x.LiveMembers
+	}
+	return 0
+}
+
+func (x *MemberLiveness) GetMembers() []*MemberLive {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *MemberLiveness) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+// MemberLive is the active leader's soft state of one registered member.
+type MemberLive struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	Slot                  uint32                 `protobuf:"varint,1,opt,name=slot,proto3" json:"slot,omitempty"`
+	Alive                 bool                   `protobuf:"varint,2,opt,name=alive,proto3" json:"alive,omitempty"`
+	StorageReady          bool                   `protobuf:"varint,3,opt,name=storage_ready,json=storageReady,proto3" json:"storage_ready,omitempty"`
+	Messages              uint64                 `protobuf:"varint,4,opt,name=messages,proto3" json:"messages,omitempty"`
+	Bytes                 uint64                 `protobuf:"varint,5,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	InFlight              uint32                 `protobuf:"varint,6,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	LastHeartbeatUnixNano int64                  `protobuf:"varint,7,opt,name=last_heartbeat_unix_nano,json=lastHeartbeatUnixNano,proto3" json:"last_heartbeat_unix_nano,omitempty"` // 0: never heard from in this term
+	WritesRefused         string                 `protobuf:"bytes,8,opt,name=writes_refused,json=writesRefused,proto3" json:"writes_refused,omitempty"`
+	DiskFreeBytes         uint64                 `protobuf:"varint,9,opt,name=disk_free_bytes,json=diskFreeBytes,proto3" json:"disk_free_bytes,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *MemberLive) Reset() {
+	*x = MemberLive{}
+	mi := &file_messages_tolerex_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberLive) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberLive) ProtoMessage() {}
+
+func (x *MemberLive) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberLive.ProtoReflect.Descriptor instead.
+func (*MemberLive) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *MemberLive) GetSlot() uint32 {
+	if x != nil {
+		return x.Slot
+	}
+	return 0
+}
+
+func (x *MemberLive) GetAlive() bool {
+	if x != nil {
+		return x.Alive
+	}
+	return false
+}
+
+func (x *MemberLive) GetStorageReady() bool {
+	if x != nil {
+		return x.StorageReady
+	}
+	return false
+}
+
+func (x *MemberLive) GetMessages() uint64 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+func (x *MemberLive) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *MemberLive) GetInFlight() uint32 {
+	if x != nil {
+		return x.InFlight
+	}
+	return 0
+}
+
+func (x *MemberLive) GetLastHeartbeatUnixNano() int64 {
+	if x != nil {
+		return x.LastHeartbeatUnixNano
+	}
+	return 0
+}
+
+func (x *MemberLive) GetWritesRefused() string {
+	if x != nil {
+		return x.WritesRefused
+	}
+	return ""
+}
+
+func (x *MemberLive) GetDiskFreeBytes() uint64 {
+	if x != nil {
+		return x.DiskFreeBytes
+	}
+	return 0
+}
+
 // TreeReply answers TreeRequest.
 type TreeReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2528,7 +2757,7 @@ type TreeReply struct {
 
 func (x *TreeReply) Reset() {
 	*x = TreeReply{}
-	mi := &file_messages_tolerex_proto_msgTypes[37]
+	mi := &file_messages_tolerex_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2540,7 +2769,7 @@ func (x *TreeReply) String() string {
 func (*TreeReply) ProtoMessage() {}
 
 func (x *TreeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[37]
+	mi := &file_messages_tolerex_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2553,7 +2782,7 @@ func (x *TreeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeReply.ProtoReflect.Descriptor instead.
 func (*TreeReply) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{37}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *TreeReply) GetTree() *NodeTree {
@@ -2584,7 +2813,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[38]
+	mi := &file_messages_tolerex_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2596,7 +2825,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[38]
+	mi := &file_messages_tolerex_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2609,7 +2838,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{38}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *LogEntry) GetEntry() isLogEntry_Entry {
@@ -2701,7 +2930,7 @@ type LogBatch struct {
 
 func (x *LogBatch) Reset() {
 	*x = LogBatch{}
-	mi := &file_messages_tolerex_proto_msgTypes[39]
+	mi := &file_messages_tolerex_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2713,7 +2942,7 @@ func (x *LogBatch) String() string {
 func (*LogBatch) ProtoMessage() {}
 
 func (x *LogBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[39]
+	mi := &file_messages_tolerex_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2726,7 +2955,7 @@ func (x *LogBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogBatch.ProtoReflect.Descriptor instead.
 func (*LogBatch) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{39}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *LogBatch) GetEntries() []*LogEntry {
@@ -2756,7 +2985,7 @@ type RequestId struct {
 
 func (x *RequestId) Reset() {
 	*x = RequestId{}
-	mi := &file_messages_tolerex_proto_msgTypes[40]
+	mi := &file_messages_tolerex_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2768,7 +2997,7 @@ func (x *RequestId) String() string {
 func (*RequestId) ProtoMessage() {}
 
 func (x *RequestId) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[40]
+	mi := &file_messages_tolerex_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2781,7 +3010,7 @@ func (x *RequestId) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestId.ProtoReflect.Descriptor instead.
 func (*RequestId) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{40}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RequestId) GetOrigin() uint64 {
@@ -2818,7 +3047,7 @@ type GatewayInfo struct {
 
 func (x *GatewayInfo) Reset() {
 	*x = GatewayInfo{}
-	mi := &file_messages_tolerex_proto_msgTypes[41]
+	mi := &file_messages_tolerex_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2830,7 +3059,7 @@ func (x *GatewayInfo) String() string {
 func (*GatewayInfo) ProtoMessage() {}
 
 func (x *GatewayInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[41]
+	mi := &file_messages_tolerex_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2843,7 +3072,7 @@ func (x *GatewayInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GatewayInfo.ProtoReflect.Descriptor instead.
 func (*GatewayInfo) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{41}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GatewayInfo) GetId() uint64 {
@@ -2873,7 +3102,7 @@ type PutEntry struct {
 
 func (x *PutEntry) Reset() {
 	*x = PutEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[42]
+	mi := &file_messages_tolerex_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2885,7 +3114,7 @@ func (x *PutEntry) String() string {
 func (*PutEntry) ProtoMessage() {}
 
 func (x *PutEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[42]
+	mi := &file_messages_tolerex_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2898,7 +3127,7 @@ func (x *PutEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutEntry.ProtoReflect.Descriptor instead.
 func (*PutEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{42}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *PutEntry) GetId() int64 {
@@ -2940,7 +3169,7 @@ type DeleteEntry struct {
 
 func (x *DeleteEntry) Reset() {
 	*x = DeleteEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[43]
+	mi := &file_messages_tolerex_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2952,7 +3181,7 @@ func (x *DeleteEntry) String() string {
 func (*DeleteEntry) ProtoMessage() {}
 
 func (x *DeleteEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[43]
+	mi := &file_messages_tolerex_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2965,7 +3194,7 @@ func (x *DeleteEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntry.ProtoReflect.Descriptor instead.
 func (*DeleteEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{43}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *DeleteEntry) GetId() int64 {
@@ -2995,7 +3224,7 @@ type MemberEntry struct {
 
 func (x *MemberEntry) Reset() {
 	*x = MemberEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[44]
+	mi := &file_messages_tolerex_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3007,7 +3236,7 @@ func (x *MemberEntry) String() string {
 func (*MemberEntry) ProtoMessage() {}
 
 func (x *MemberEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[44]
+	mi := &file_messages_tolerex_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3020,7 +3249,7 @@ func (x *MemberEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberEntry.ProtoReflect.Descriptor instead.
 func (*MemberEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{44}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MemberEntry) GetMemberId() string {
@@ -3055,7 +3284,7 @@ type EpochEntry struct {
 
 func (x *EpochEntry) Reset() {
 	*x = EpochEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[45]
+	mi := &file_messages_tolerex_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3067,7 +3296,7 @@ func (x *EpochEntry) String() string {
 func (*EpochEntry) ProtoMessage() {}
 
 func (x *EpochEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[45]
+	mi := &file_messages_tolerex_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3080,7 +3309,7 @@ func (x *EpochEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochEntry.ProtoReflect.Descriptor instead.
 func (*EpochEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{45}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *EpochEntry) GetEpoch() uint64 {
@@ -3100,7 +3329,7 @@ type ReplicaSet struct {
 
 func (x *ReplicaSet) Reset() {
 	*x = ReplicaSet{}
-	mi := &file_messages_tolerex_proto_msgTypes[46]
+	mi := &file_messages_tolerex_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3112,7 +3341,7 @@ func (x *ReplicaSet) String() string {
 func (*ReplicaSet) ProtoMessage() {}
 
 func (x *ReplicaSet) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[46]
+	mi := &file_messages_tolerex_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3125,7 +3354,7 @@ func (x *ReplicaSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaSet.ProtoReflect.Descriptor instead.
 func (*ReplicaSet) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{46}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ReplicaSet) GetSlots() []uint32 {
@@ -3161,7 +3390,7 @@ type MetaSnapshot struct {
 
 func (x *MetaSnapshot) Reset() {
 	*x = MetaSnapshot{}
-	mi := &file_messages_tolerex_proto_msgTypes[47]
+	mi := &file_messages_tolerex_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3173,7 +3402,7 @@ func (x *MetaSnapshot) String() string {
 func (*MetaSnapshot) ProtoMessage() {}
 
 func (x *MetaSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[47]
+	mi := &file_messages_tolerex_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3186,7 +3415,7 @@ func (x *MetaSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaSnapshot.ProtoReflect.Descriptor instead.
 func (*MetaSnapshot) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{47}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *MetaSnapshot) GetEpoch() uint64 {
@@ -3440,7 +3669,25 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\aproblem\x18\t \x01(\tR\aproblem\x12\x16\n" +
 	"\x06voters\x18\n" +
 	" \x03(\x04R\x06voters\x12\x1a\n" +
-	"\blearners\x18\v \x03(\x04R\blearners\"5\n" +
+	"\blearners\x18\v \x03(\x04R\blearners\"\x17\n" +
+	"\x15MemberLivenessRequest\"\xb8\x01\n" +
+	"\x0eMemberLiveness\x12\x16\n" +
+	"\x06active\x18\x01 \x01(\bR\x06active\x12!\n" +
+	"\fnode_address\x18\x02 \x01(\tR\vnodeAddress\x12!\n" +
+	"\flive_members\x18\x03 \x01(\rR\vliveMembers\x120\n" +
+	"\amembers\x18\x04 \x03(\v2\x16.tolerex.v1.MemberLiveR\amembers\x12\x16\n" +
+	"\x06leader\x18\x05 \x01(\tR\x06leader\"\xb2\x02\n" +
+	"\n" +
+	"MemberLive\x12\x12\n" +
+	"\x04slot\x18\x01 \x01(\rR\x04slot\x12\x14\n" +
+	"\x05alive\x18\x02 \x01(\bR\x05alive\x12#\n" +
+	"\rstorage_ready\x18\x03 \x01(\bR\fstorageReady\x12\x1a\n" +
+	"\bmessages\x18\x04 \x01(\x04R\bmessages\x12\x14\n" +
+	"\x05bytes\x18\x05 \x01(\x04R\x05bytes\x12\x1b\n" +
+	"\tin_flight\x18\x06 \x01(\rR\binFlight\x127\n" +
+	"\x18last_heartbeat_unix_nano\x18\a \x01(\x03R\x15lastHeartbeatUnixNano\x12%\n" +
+	"\x0ewrites_refused\x18\b \x01(\tR\rwritesRefused\x12&\n" +
+	"\x0fdisk_free_bytes\x18\t \x01(\x04R\rdiskFreeBytes\"5\n" +
 	"\tTreeReply\x12(\n" +
 	"\x04tree\x18\x01 \x01(\v2\x14.tolerex.v1.NodeTreeR\x04tree\"\x84\x02\n" +
 	"\bLogEntry\x12(\n" +
@@ -3532,61 +3779,64 @@ func file_messages_tolerex_proto_rawDescGZIP() []byte {
 }
 
 var file_messages_tolerex_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_messages_tolerex_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_messages_tolerex_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_messages_tolerex_proto_goTypes = []any{
-	(Op)(0),                    // 0: tolerex.v1.Op
-	(ReplyCode)(0),             // 1: tolerex.v1.ReplyCode
-	(ReadStatus)(0),            // 2: tolerex.v1.ReadStatus
-	(GatewayChangeKind)(0),     // 3: tolerex.v1.GatewayChangeKind
-	(*ClientRequest)(nil),      // 4: tolerex.v1.ClientRequest
-	(*ClientReply)(nil),        // 5: tolerex.v1.ClientReply
-	(*ClientBatch)(nil),        // 6: tolerex.v1.ClientBatch
-	(*ClientReplyBatch)(nil),   // 7: tolerex.v1.ClientReplyBatch
-	(*SelectReplicas)(nil),     // 8: tolerex.v1.SelectReplicas
-	(*ReplicasSelected)(nil),   // 9: tolerex.v1.ReplicasSelected
-	(*SelectBatch)(nil),        // 10: tolerex.v1.SelectBatch
-	(*SelectedBatch)(nil),      // 11: tolerex.v1.SelectedBatch
-	(*SelectorLiveSet)(nil),    // 12: tolerex.v1.SelectorLiveSet
-	(*SelectorLoad)(nil),       // 13: tolerex.v1.SelectorLoad
-	(*StoreRequest)(nil),       // 14: tolerex.v1.StoreRequest
-	(*StoreAck)(nil),           // 15: tolerex.v1.StoreAck
-	(*ReadRequest)(nil),        // 16: tolerex.v1.ReadRequest
-	(*ReadReply)(nil),          // 17: tolerex.v1.ReadReply
-	(*PruneRequest)(nil),       // 18: tolerex.v1.PruneRequest
-	(*StoreBatch)(nil),         // 19: tolerex.v1.StoreBatch
-	(*StoreAckBatch)(nil),      // 20: tolerex.v1.StoreAckBatch
-	(*ReadBatch)(nil),          // 21: tolerex.v1.ReadBatch
-	(*ReadReplyBatch)(nil),     // 22: tolerex.v1.ReadReplyBatch
-	(*PruneBatch)(nil),         // 23: tolerex.v1.PruneBatch
-	(*MemberHeartbeat)(nil),    // 24: tolerex.v1.MemberHeartbeat
-	(*HeartbeatAck)(nil),       // 25: tolerex.v1.HeartbeatAck
-	(*RaftBatch)(nil),          // 26: tolerex.v1.RaftBatch
-	(*RaftSnapshotChunk)(nil),  // 27: tolerex.v1.RaftSnapshotChunk
-	(*RaftSnapshotAck)(nil),    // 28: tolerex.v1.RaftSnapshotAck
-	(*GatewayChange)(nil),      // 29: tolerex.v1.GatewayChange
-	(*GatewayChangeReply)(nil), // 30: tolerex.v1.GatewayChangeReply
-	(*ForwardedRequest)(nil),   // 31: tolerex.v1.ForwardedRequest
-	(*ForwardBatch)(nil),       // 32: tolerex.v1.ForwardBatch
-	(*ForwardedReply)(nil),     // 33: tolerex.v1.ForwardedReply
-	(*ForwardReplyBatch)(nil),  // 34: tolerex.v1.ForwardReplyBatch
-	(*TreeRequest)(nil),        // 35: tolerex.v1.TreeRequest
-	(*ActorInfo)(nil),          // 36: tolerex.v1.ActorInfo
-	(*ActorFailure)(nil),       // 37: tolerex.v1.ActorFailure
-	(*NodeTree)(nil),           // 38: tolerex.v1.NodeTree
-	(*RaftStatusRequest)(nil),  // 39: tolerex.v1.RaftStatusRequest
-	(*RaftStatus)(nil),         // 40: tolerex.v1.RaftStatus
-	(*TreeReply)(nil),          // 41: tolerex.v1.TreeReply
-	(*LogEntry)(nil),           // 42: tolerex.v1.LogEntry
-	(*LogBatch)(nil),           // 43: tolerex.v1.LogBatch
-	(*RequestId)(nil),          // 44: tolerex.v1.RequestId
-	(*GatewayInfo)(nil),        // 45: tolerex.v1.GatewayInfo
-	(*PutEntry)(nil),           // 46: tolerex.v1.PutEntry
-	(*DeleteEntry)(nil),        // 47: tolerex.v1.DeleteEntry
-	(*MemberEntry)(nil),        // 48: tolerex.v1.MemberEntry
-	(*EpochEntry)(nil),         // 49: tolerex.v1.EpochEntry
-	(*ReplicaSet)(nil),         // 50: tolerex.v1.ReplicaSet
-	(*MetaSnapshot)(nil),       // 51: tolerex.v1.MetaSnapshot
-	nil,                        // 52: tolerex.v1.SelectorLoad.MessagesEntry
+	(Op)(0),                       // 0: tolerex.v1.Op
+	(ReplyCode)(0),                // 1: tolerex.v1.ReplyCode
+	(ReadStatus)(0),               // 2: tolerex.v1.ReadStatus
+	(GatewayChangeKind)(0),        // 3: tolerex.v1.GatewayChangeKind
+	(*ClientRequest)(nil),         // 4: tolerex.v1.ClientRequest
+	(*ClientReply)(nil),           // 5: tolerex.v1.ClientReply
+	(*ClientBatch)(nil),           // 6: tolerex.v1.ClientBatch
+	(*ClientReplyBatch)(nil),      // 7: tolerex.v1.ClientReplyBatch
+	(*SelectReplicas)(nil),        // 8: tolerex.v1.SelectReplicas
+	(*ReplicasSelected)(nil),      // 9: tolerex.v1.ReplicasSelected
+	(*SelectBatch)(nil),           // 10: tolerex.v1.SelectBatch
+	(*SelectedBatch)(nil),         // 11: tolerex.v1.SelectedBatch
+	(*SelectorLiveSet)(nil),       // 12: tolerex.v1.SelectorLiveSet
+	(*SelectorLoad)(nil),          // 13: tolerex.v1.SelectorLoad
+	(*StoreRequest)(nil),          // 14: tolerex.v1.StoreRequest
+	(*StoreAck)(nil),              // 15: tolerex.v1.StoreAck
+	(*ReadRequest)(nil),           // 16: tolerex.v1.ReadRequest
+	(*ReadReply)(nil),             // 17: tolerex.v1.ReadReply
+	(*PruneRequest)(nil),          // 18: tolerex.v1.PruneRequest
+	(*StoreBatch)(nil),            // 19: tolerex.v1.StoreBatch
+	(*StoreAckBatch)(nil),         // 20: tolerex.v1.StoreAckBatch
+	(*ReadBatch)(nil),             // 21: tolerex.v1.ReadBatch
+	(*ReadReplyBatch)(nil),        // 22: tolerex.v1.ReadReplyBatch
+	(*PruneBatch)(nil),            // 23: tolerex.v1.PruneBatch
+	(*MemberHeartbeat)(nil),       // 24: tolerex.v1.MemberHeartbeat
+	(*HeartbeatAck)(nil),          // 25: tolerex.v1.HeartbeatAck
+	(*RaftBatch)(nil),             // 26: tolerex.v1.RaftBatch
+	(*RaftSnapshotChunk)(nil),     // 27: tolerex.v1.RaftSnapshotChunk
+	(*RaftSnapshotAck)(nil),       // 28: tolerex.v1.RaftSnapshotAck
+	(*GatewayChange)(nil),         // 29: tolerex.v1.GatewayChange
+	(*GatewayChangeReply)(nil),    // 30: tolerex.v1.GatewayChangeReply
+	(*ForwardedRequest)(nil),      // 31: tolerex.v1.ForwardedRequest
+	(*ForwardBatch)(nil),          // 32: tolerex.v1.ForwardBatch
+	(*ForwardedReply)(nil),        // 33: tolerex.v1.ForwardedReply
+	(*ForwardReplyBatch)(nil),     // 34: tolerex.v1.ForwardReplyBatch
+	(*TreeRequest)(nil),           // 35: tolerex.v1.TreeRequest
+	(*ActorInfo)(nil),             // 36: tolerex.v1.ActorInfo
+	(*ActorFailure)(nil),          // 37: tolerex.v1.ActorFailure
+	(*NodeTree)(nil),              // 38: tolerex.v1.NodeTree
+	(*RaftStatusRequest)(nil),     // 39: tolerex.v1.RaftStatusRequest
+	(*RaftStatus)(nil),            // 40: tolerex.v1.RaftStatus
+	(*MemberLivenessRequest)(nil), // 41: tolerex.v1.MemberLivenessRequest
+	(*MemberLiveness)(nil),        // 42: tolerex.v1.MemberLiveness
+	(*MemberLive)(nil),            // 43: tolerex.v1.MemberLive
+	(*TreeReply)(nil),             // 44: tolerex.v1.TreeReply
+	(*LogEntry)(nil),              // 45: tolerex.v1.LogEntry
+	(*LogBatch)(nil),              // 46: tolerex.v1.LogBatch
+	(*RequestId)(nil),             // 47: tolerex.v1.RequestId
+	(*GatewayInfo)(nil),           // 48: tolerex.v1.GatewayInfo
+	(*PutEntry)(nil),              // 49: tolerex.v1.PutEntry
+	(*DeleteEntry)(nil),           // 50: tolerex.v1.DeleteEntry
+	(*MemberEntry)(nil),           // 51: tolerex.v1.MemberEntry
+	(*EpochEntry)(nil),            // 52: tolerex.v1.EpochEntry
+	(*ReplicaSet)(nil),            // 53: tolerex.v1.ReplicaSet
+	(*MetaSnapshot)(nil),          // 54: tolerex.v1.MetaSnapshot
+	nil,                           // 55: tolerex.v1.SelectorLoad.MessagesEntry
 }
 var file_messages_tolerex_proto_depIdxs = []int32{
 	0,  // 0: tolerex.v1.ClientRequest.op:type_name -> tolerex.v1.Op
@@ -3595,7 +3845,7 @@ var file_messages_tolerex_proto_depIdxs = []int32{
 	5,  // 3: tolerex.v1.ClientReplyBatch.replies:type_name -> tolerex.v1.ClientReply
 	8,  // 4: tolerex.v1.SelectBatch.requests:type_name -> tolerex.v1.SelectReplicas
 	9,  // 5: tolerex.v1.SelectedBatch.replies:type_name -> tolerex.v1.ReplicasSelected
-	52, // 6: tolerex.v1.SelectorLoad.messages:type_name -> tolerex.v1.SelectorLoad.MessagesEntry
+	55, // 6: tolerex.v1.SelectorLoad.messages:type_name -> tolerex.v1.SelectorLoad.MessagesEntry
 	2,  // 7: tolerex.v1.ReadReply.status:type_name -> tolerex.v1.ReadStatus
 	14, // 8: tolerex.v1.StoreBatch.requests:type_name -> tolerex.v1.StoreRequest
 	15, // 9: tolerex.v1.StoreAckBatch.acks:type_name -> tolerex.v1.StoreAck
@@ -3611,21 +3861,22 @@ var file_messages_tolerex_proto_depIdxs = []int32{
 	37, // 19: tolerex.v1.ActorInfo.last_failure:type_name -> tolerex.v1.ActorFailure
 	36, // 20: tolerex.v1.NodeTree.actors:type_name -> tolerex.v1.ActorInfo
 	40, // 21: tolerex.v1.NodeTree.raft:type_name -> tolerex.v1.RaftStatus
-	38, // 22: tolerex.v1.TreeReply.tree:type_name -> tolerex.v1.NodeTree
-	46, // 23: tolerex.v1.LogEntry.put:type_name -> tolerex.v1.PutEntry
-	47, // 24: tolerex.v1.LogEntry.delete:type_name -> tolerex.v1.DeleteEntry
-	48, // 25: tolerex.v1.LogEntry.member:type_name -> tolerex.v1.MemberEntry
-	49, // 26: tolerex.v1.LogEntry.epoch:type_name -> tolerex.v1.EpochEntry
-	44, // 27: tolerex.v1.LogEntry.request:type_name -> tolerex.v1.RequestId
-	42, // 28: tolerex.v1.LogBatch.entries:type_name -> tolerex.v1.LogEntry
-	48, // 29: tolerex.v1.MetaSnapshot.members:type_name -> tolerex.v1.MemberEntry
-	50, // 30: tolerex.v1.MetaSnapshot.replica_sets:type_name -> tolerex.v1.ReplicaSet
-	45, // 31: tolerex.v1.MetaSnapshot.gateways:type_name -> tolerex.v1.GatewayInfo
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	43, // 22: tolerex.v1.MemberLiveness.members:type_name -> tolerex.v1.MemberLive
+	38, // 23: tolerex.v1.TreeReply.tree:type_name -> tolerex.v1.NodeTree
+	49, // 24: tolerex.v1.LogEntry.put:type_name -> tolerex.v1.PutEntry
+	50, // 25: tolerex.v1.LogEntry.delete:type_name -> tolerex.v1.DeleteEntry
+	51, // 26: tolerex.v1.LogEntry.member:type_name -> tolerex.v1.MemberEntry
+	52, // 27: tolerex.v1.LogEntry.epoch:type_name -> tolerex.v1.EpochEntry
+	47, // 28: tolerex.v1.LogEntry.request:type_name -> tolerex.v1.RequestId
+	45, // 29: tolerex.v1.LogBatch.entries:type_name -> tolerex.v1.LogEntry
+	51, // 30: tolerex.v1.MetaSnapshot.members:type_name -> tolerex.v1.MemberEntry
+	53, // 31: tolerex.v1.MetaSnapshot.replica_sets:type_name -> tolerex.v1.ReplicaSet
+	48, // 32: tolerex.v1.MetaSnapshot.gateways:type_name -> tolerex.v1.GatewayInfo
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_messages_tolerex_proto_init() }
@@ -3633,7 +3884,7 @@ func file_messages_tolerex_proto_init() {
 	if File_messages_tolerex_proto != nil {
 		return
 	}
-	file_messages_tolerex_proto_msgTypes[38].OneofWrappers = []any{
+	file_messages_tolerex_proto_msgTypes[41].OneofWrappers = []any{
 		(*LogEntry_Put)(nil),
 		(*LogEntry_Delete)(nil),
 		(*LogEntry_Member)(nil),
@@ -3645,7 +3896,7 @@ func file_messages_tolerex_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_tolerex_proto_rawDesc), len(file_messages_tolerex_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   49,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

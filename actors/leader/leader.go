@@ -261,8 +261,10 @@ func (l *leader) Receive(ctx actor.Context) {
 		l.registerMember(msg)
 	case *statusRequest:
 		ctx.Respond(l.status(ctx))
+	case *messages.MemberLivenessRequest:
+		ctx.Respond(l.liveness(ctx))
 	case *locateRequest:
-		ctx.Respond(l.locate(msg.id))
+		ctx.Respond(l.locate(ctx, msg.id))
 	case tick:
 		l.tick()
 	case *InjectPanic:

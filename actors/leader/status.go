@@ -10,6 +10,7 @@ import (
 
 	"github.com/tolerex/tolerex/actors/consensus"
 	"github.com/tolerex/tolerex/actors/meta"
+	"github.com/tolerex/tolerex/messages"
 )
 
 // Status is what the leader publishes for health checks without a round
@@ -96,6 +97,18 @@ type ClusterStatus struct {
 	// API, which asks them).
 	Raft     *consensus.Status       `json:"raft,omitempty"`
 	Gateways []consensus.GatewayView `json:"gateways,omitempty"`
+	LivenessSource
+}
+
+// LivenessSource says whose view of the members' liveness and load a
+// status shows: the active leader's, the only gateway that tracks them
+// (the admin API of any other gateway asks it; see WithLiveness).
+type LivenessSource struct {
+	// LivenessFrom is that gateway's node address. It is empty, with
+	// LivenessError saying why, when no active leader could be asked:
+	// the members are then shown as not alive, and none as live.
+	LivenessFrom  string `json:"liveness_from"`
+	LivenessError string `json:"liveness_error,omitempty"`
 }
 
 // MemberStatus is one member in ClusterStatus.
@@ -125,8 +138,9 @@ type statusRequest struct{}
 
 // status is this gateway's view of the cluster. Only the active leader
 // knows the members' liveness and load; another gateway lists the
-// registered members as not alive (see Leader for where to look).
-func (l *leader) status(_ actor.Context) *ClusterStatus {
+// registered members as not alive, and its admin API fills their liveness
+// in from the leader (WithLiveness).
+func (l *leader) status(ctx actor.Context) *ClusterStatus {
 	st := &ClusterStatus{
 		Leader:    l.leaderAddress(),
 		Active:    l.active,
@@ -141,7 +155,133 @@ func (l *leader) status(_ actor.Context) *ClusterStatus {
 	for _, m := range l.state.Members() {
 		st.Members = append(st.Members, l.memberStatus(m, counts))
 	}
+	st.LivenessSource = l.livenessSource(ctx)
 	return st
+}
+
+// livenessSource is where this gateway's figures of the members come
+// from: itself while it is the active leader.
+func (l *leader) livenessSource(ctx actor.Context) LivenessSource {
+	if l.active {
+		return LivenessSource{LivenessFrom: ctx.Self().Address}
+	}
+	return LivenessSource{LivenessError: errNotTracked.Error()}
+}
+
+// errNotTracked says why a gateway that does not lead knows nothing of the
+// members' liveness.
+var errNotTracked = errors.New("this gateway does not lead: only the active leader tracks the members' liveness")
+
+// liveness is this gateway's report of the members' liveness and load
+// (MemberLivenessRequest): the active leader's soft state, or from any
+// other gateway only whom it knows to lead.
+func (l *leader) liveness(ctx actor.Context) *messages.MemberLiveness {
+	lv := &messages.MemberLiveness{Active: l.active, NodeAddress: ctx.Self().Address}
+	if !l.active {
+		lv.Leader = l.leaderAddress()
+		return lv
+	}
+	lv.LiveMembers = uint32(l.liveCount())
+	for _, m := range l.state.Members() {
+		v := l.slot(m.Slot)
+		if v == nil {
+			continue
+		}
+		live := &messages.MemberLive{
+			Slot: m.Slot, Alive: v.alive, StorageReady: v.ready,
+			Messages: v.messages, Bytes: v.bytes, InFlight: uint32(v.inflight),
+			WritesRefused: v.writesRefused, DiskFreeBytes: v.diskFree,
+		}
+		if !v.lastHeard.IsZero() {
+			live.LastHeartbeatUnixNano = v.lastHeard.UnixNano()
+		}
+		lv.Members = append(lv.Members, live)
+	}
+	return lv
+}
+
+// RequestLiveness asks the leader actor at pid for its report of the
+// members' liveness and load; when that gateway does not lead, it asks the
+// gateway it names as leader, once. The report comes from the active
+// leader or it is an error.
+func RequestLiveness(root *actor.RootContext, pid *actor.PID, timeout time.Duration) (*messages.MemberLiveness, error) {
+	lv, err := askLiveness(root, pid, timeout)
+	if err != nil || lv.GetActive() {
+		return lv, err
+	}
+	lead := lv.GetLeader()
+	if lead == "" || lead == pid.GetAddress() {
+		return nil, fmt.Errorf("%w, and no active leader is known", errNotTracked)
+	}
+	lv, err = askLiveness(root, actor.NewPID(lead, messages.LeaderActor), timeout)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("ask the leading gateway %s: %w", lead, err)
+	case !lv.GetActive():
+		return nil, fmt.Errorf("the gateway %s known to lead does not serve as leader (yet)", lead)
+	}
+	return lv, nil
+}
+
+func askLiveness(root *actor.RootContext, pid *actor.PID, timeout time.Duration) (*messages.MemberLiveness, error) {
+	res, err := root.RequestFuture(pid, &messages.MemberLivenessRequest{}, timeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ask for the members' liveness: %w", err)
+	}
+	lv, ok := res.(*messages.MemberLiveness)
+	if !ok {
+		return nil, fmt.Errorf("ask for the members' liveness: unexpected reply %T", res)
+	}
+	return lv, nil
+}
+
+// WithLiveness shows the members' liveness and load as the active leader
+// reported them in lv, or, when err says why none could be had, as not
+// known.
+func (st *ClusterStatus) WithLiveness(lv *messages.MemberLiveness, err error) {
+	if st.LivenessSource.set(lv, err) {
+		st.LiveCount = int(lv.GetLiveMembers())
+		for i := range st.Members {
+			st.Members[i].withLiveness(lv)
+		}
+	}
+}
+
+// WithLiveness shows the replicas' liveness and load as the active leader
+// reported them in lv, or, when err says why none could be had, as not
+// known.
+func (loc *Location) WithLiveness(lv *messages.MemberLiveness, err error) {
+	if loc.LivenessSource.set(lv, err) {
+		for i := range loc.Replicas {
+			loc.Replicas[i].withLiveness(lv)
+		}
+	}
+}
+
+// set records where the figures come from, and says whether lv holds them.
+func (s *LivenessSource) set(lv *messages.MemberLiveness, err error) bool {
+	if err != nil {
+		*s = LivenessSource{LivenessError: err.Error()}
+		return false
+	}
+	*s = LivenessSource{LivenessFrom: lv.GetNodeAddress()}
+	return true
+}
+
+func (ms *MemberStatus) withLiveness(lv *messages.MemberLiveness) {
+	for _, live := range lv.GetMembers() {
+		if live.GetSlot() != ms.Slot {
+			continue
+		}
+		ms.Alive, ms.StorageReady = live.GetAlive(), live.GetStorageReady()
+		ms.Messages, ms.Bytes, ms.InFlight = live.GetMessages(), live.GetBytes(), int(live.GetInFlight())
+		ms.WritesRefused, ms.DiskFreeBytes = live.GetWritesRefused(), live.GetDiskFreeBytes()
+		ms.LastHeartbeat = ""
+		if ns := live.GetLastHeartbeatUnixNano(); ns != 0 {
+			ms.LastHeartbeat = time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
+		}
+		return
+	}
 }
 
 // memberStatus is what the leader knows of one registered member: the
@@ -189,12 +329,13 @@ type Location struct {
 	// Replicas are the members holding this version, with the same
 	// figures as in /api/cluster.
 	Replicas []MemberStatus `json:"replicas,omitempty"`
+	LivenessSource
 }
 
 type locateRequest struct{ id int64 }
 
-func (l *leader) locate(id int64) *Location {
-	loc := &Location{ID: id}
+func (l *leader) locate(ctx actor.Context, id int64) *Location {
+	loc := &Location{ID: id, LivenessSource: l.livenessSource(ctx)}
 	version, replicas, ok := l.state.Lookup(id)
 	if !ok {
 		return loc

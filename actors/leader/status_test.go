@@ -1,8 +1,12 @@
 package leader
 
 import (
+	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tolerex/tolerex/messages"
 )
 
 // TestStatusNotReady: /readyz means "a SET can succeed". On the gateway
@@ -43,5 +47,43 @@ func TestStatusNotReady(t *testing.T) {
 				t.Errorf("NotReady = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestWithLiveness: a gateway that does not lead shows the members as the
+// leader reported them, matched by slot, and says so; when the leader
+// could not be asked, it says why and counts no member live.
+func TestWithLiveness(t *testing.T) {
+	notTracked := func() *ClusterStatus {
+		return &ClusterStatus{
+			Members:        []MemberStatus{{Slot: 0, ID: "a", Indexed: 7}, {Slot: 2, ID: "c"}, {Slot: 5, ID: "gone"}},
+			LivenessSource: LivenessSource{LivenessError: errNotTracked.Error()},
+		}
+	}
+	st := notTracked()
+	st.WithLiveness(&messages.MemberLiveness{
+		Active: true, NodeAddress: "127.0.0.1:7000", LiveMembers: 1,
+		Members: []*messages.MemberLive{
+			{Slot: 2, Alive: true, StorageReady: true, Messages: 3, InFlight: 4, LastHeartbeatUnixNano: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC).UnixNano()},
+			{Slot: 0, Alive: false, WritesRefused: "disk full"},
+		},
+	}, nil)
+	if st.LivenessFrom != "127.0.0.1:7000" || st.LivenessError != "" || st.LiveCount != 1 {
+		t.Errorf("source %+v, live %d; want the leader's address and its count", st.LivenessSource, st.LiveCount)
+	}
+	if m := st.Members[1]; !m.Alive || !m.StorageReady || m.Messages != 3 || m.InFlight != 4 || m.LastHeartbeat != "2026-12-02T10:00:00Z" {
+		t.Errorf("slot 2 = %+v; want the leader's figures", m)
+	}
+	if m := st.Members[0]; m.Alive || m.WritesRefused != "disk full" || m.Indexed != 7 {
+		t.Errorf("slot 0 = %+v; want down, refusing writes, its index count kept", m)
+	}
+	if m := st.Members[2]; m.Alive || m.LastHeartbeat != "" {
+		t.Errorf("slot 5, unknown to the leader = %+v; want not alive", m)
+	}
+
+	st = notTracked()
+	st.WithLiveness(nil, errors.New("ask the leading gateway 127.0.0.1:7000: future: timeout"))
+	if st.LivenessFrom != "" || !strings.Contains(st.LivenessError, "timeout") || st.LiveCount != 0 || st.Members[1].Alive {
+		t.Errorf("after a failed ask: %+v", st)
 	}
 }

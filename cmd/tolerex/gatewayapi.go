@@ -46,6 +46,9 @@ func (a gatewayAPI) register(admin *cluster.Admin, node *cluster.Node) {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
+		if st.LivenessFrom == "" {
+			st.WithLiveness(leader.RequestLiveness(a.root, a.leader, time.Second))
+		}
 		st.Raft, _ = a.raftStatus()
 		if st.Raft != nil {
 			st.Gateways = a.gatewayViews(st.Raft)
@@ -70,6 +73,9 @@ func (a gatewayAPI) register(admin *cluster.Admin, node *cluster.Node) {
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
+		}
+		if loc.LivenessFrom == "" {
+			loc.WithLiveness(leader.RequestLiveness(a.root, a.leader, time.Second))
 		}
 		cluster.WriteJSON(w, loc)
 	})
