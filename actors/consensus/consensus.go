@@ -188,9 +188,10 @@ type node struct {
 	// sent and when.
 	outbound map[uint64]sentSnapshot
 	ticks    uint64
-	// asideFailedTerm is the term in which a transfer for StepAside last
-	// failed and was logged.
-	asideFailedTerm uint64
+	// handOverTerm is the term in which this gateway last logged a hand-off
+	// it must make (handOverIfAside): the first attempt and the first
+	// failure of each term are logged, not every retry.
+	handOverTerm, handOverFailedTerm uint64
 	// noticesDue is set while a releaseNotices is on its way.
 	noticesDue bool
 	// disk guards the Raft log's free space (set by start); diskFull

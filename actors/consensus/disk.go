@@ -18,7 +18,7 @@ import (
 // filesystem, checked every tick. Below it the gateway takes no new log
 // entries: as leader it refuses proposals (clients get a definite
 // "disk full" error; reads still work) and hands its leadership to
-// another gateway once; as follower it ignores the leader's appends and
+// another gateway, whenever it leads (handOverIfAside); as follower it ignores the leader's appends and
 // snapshots, which Raft treats as lost messages, so it falls behind
 // instead of failing, and catches up once space is back. Heartbeats,
 // votes and ReadIndex rounds still work: they write a few bytes at most.
@@ -43,12 +43,7 @@ func (n *node) checkDisk() {
 	switch {
 	case reason != "" && n.diskFull == "":
 		n.log.Warn().Uint64("free_bytes", st.Free).Uint64("min_free_bytes", mark.MinFree).Str("dir", n.cfg.Dir).
-			Msg("disk full: the Raft log takes no new entries; reads still work")
-		if n.isLeader {
-			if err := n.transfer(0); err != nil {
-				n.log.Warn().Err(err).Msg("disk full: could not hand leadership over; this gateway refuses writes while it leads")
-			}
-		}
+			Msg("disk full: the Raft log takes no new entries; reads still work; this gateway hands its leadership over whenever it leads")
 	case reason == "":
 		n.log.Info().Uint64("free_bytes", st.Free).Msg("disk space back: the Raft log takes entries again")
 	}

@@ -304,22 +304,46 @@ func (n *node) tick(ctx actor.Context) {
 }
 
 // handOverIfAside starts a leadership transfer if this gateway leads but
-// must step aside (StepAside) and no transfer is under way. A failed
-// attempt is logged once per term.
+// must not (mustNotLead) and no transfer is under way: whenever it leads,
+// not only when the reason arose, since a gateway that handed over may be
+// elected again (a transfer to it, or an election its log wins). A transfer
+// that does not complete within an election timeout is dropped by Raft and
+// started again on the next tick. The first attempt and the first failure
+// of each term are logged.
 func (n *node) handOverIfAside() {
-	if n.kept.stepAside == "" || n.rn == nil {
+	if n.rn == nil {
+		return
+	}
+	reason, consequence := n.mustNotLead()
+	if reason == "" {
 		return
 	}
 	st := n.rn.BasicStatus()
 	if !n.isLeader || st.RaftState != raft.StateLeader || st.LeadTransferee != 0 {
 		return
 	}
-	if err := n.transfer(0); err != nil {
-		if n.asideFailedTerm != n.term {
-			n.asideFailedTerm = n.term
-			n.log.Warn().Err(err).Uint64("term", n.term).Msg("stepping aside: could not hand leadership over; this gateway leads without a coordinator")
+	to, err := n.startTransfer(0)
+	if err != nil {
+		if n.handOverFailedTerm != n.term {
+			n.handOverFailedTerm = n.term
+			n.log.Warn().Err(err).Uint64("term", n.term).Str("reason", reason).Msg("could not hand leadership over; " + consequence)
 		}
 		return
 	}
-	n.log.Info().Uint64("term", n.term).Msg("stepping aside: handing leadership over")
+	if n.handOverTerm != n.term {
+		n.handOverTerm = n.term
+		n.log.Info().Uint64("term", n.term).Uint64("to", to).Str("reason", reason).Msg("handing leadership over: this gateway must not lead")
+	}
+}
+
+// mustNotLead says why this gateway must not lead, and what follows while
+// it does; "" when it may lead.
+func (n *node) mustNotLead() (reason, consequence string) {
+	switch {
+	case n.kept.stepAside != "":
+		return "stepping aside: " + n.kept.stepAside, "this gateway leads without a coordinator"
+	case n.diskFull != "":
+		return n.diskFull, "this gateway refuses writes while it leads"
+	}
+	return "", ""
 }

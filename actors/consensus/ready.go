@@ -319,18 +319,27 @@ func (n *node) drop(ctx actor.Context, entries []*messages.LogEntry, reason stri
 
 // transfer starts a leadership transfer.
 func (n *node) transfer(to uint64) error {
+	to, err := n.startTransfer(to)
+	if err == nil {
+		n.log.Info().Uint64("to", to).Msg("transferring Raft leadership")
+	}
+	return err
+}
+
+// startTransfer is transfer without the log line; it returns the gateway
+// the leadership goes to.
+func (n *node) startTransfer(to uint64) (uint64, error) {
 	if !n.isLeader {
-		return errors.New("not the Raft leader")
+		return 0, errors.New("not the Raft leader")
 	}
 	if to == 0 {
 		to = n.bestTransferee()
 	}
 	if to == 0 || to == n.cfg.ID {
-		return errors.New("no other voter to transfer leadership to")
+		return 0, errors.New("no other voter to transfer leadership to")
 	}
-	n.log.Info().Uint64("to", to).Msg("transferring Raft leadership")
 	n.rn.TransferLeader(to)
-	return nil
+	return to, nil
 }
 
 // bestTransferee is the voter, other than this gateway, with the most of

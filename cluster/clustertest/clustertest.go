@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/tolerex/tolerex/cluster"
 	"github.com/tolerex/tolerex/cluster/local/poll"
 	"github.com/tolerex/tolerex/messages"
+	"github.com/tolerex/tolerex/storage/diskspace"
 )
 
 // Options configure a Cluster.
@@ -40,6 +42,10 @@ type Options struct {
 	// LogLevel of the gateways' logs, written to the test's temp dir
 	// (default: warn).
 	LogLevel string
+	// MinFreeBytes is every gateway's free-space watermark on its Raft
+	// log's filesystem (0: no check). The free space a gateway sees is
+	// what Node.SetDiskFree last set, 1 TiB until then.
+	MinFreeBytes uint64
 }
 
 // Cluster is a group of in-process gateways.
@@ -68,7 +74,13 @@ type Node struct {
 	events  *events
 	blocked *sync.Map // node addresses whose messages are dropped
 	logFile *os.File
+	free    atomic.Uint64 // the free space its disk guard sees
 }
+
+// SetDiskFree sets the free space the gateway's disk guard sees on its Raft
+// log's filesystem (with Options.MinFreeBytes set); the guard checks it
+// every tick.
+func (n *Node) SetDiskFree(bytes uint64) { n.free.Store(bytes) }
 
 // New prepares and starts a group of opts.Gateways gateways.
 func New(t testing.TB, opts Options) *Cluster {
@@ -112,10 +124,12 @@ func (c *Cluster) dumpLogs() {
 }
 
 func (c *Cluster) newNode(id uint64, addr string, join bool) *Node {
-	return &Node{
+	n := &Node{
 		ID: id, Address: addr, Dir: filepath.Join(c.dir, fmt.Sprintf("gateway-%d", id)),
 		c: c, join: join, blocked: &sync.Map{},
 	}
+	n.free.Store(1 << 40)
+	return n
 }
 
 // AddNode prepares a gateway that joins the running group (it is not in
@@ -159,6 +173,10 @@ func (n *Node) Start() {
 		ID: n.ID, NodeAddress: n.Address, Peers: n.c.peers, Join: n.join, Dir: filepath.Join(n.Dir, "raft"), Sync: true,
 		SnapshotEntries: n.c.opts.SnapshotEntries, CatchUpEntries: n.c.opts.CatchUpEntries,
 		View: n.View, Health: n.Health, Logger: log,
+		MinFreeBytes: n.c.opts.MinFreeBytes,
+		Statfs: func(string) (diskspace.Usage, error) {
+			return diskspace.Usage{Free: n.free.Load(), Total: 1 << 41}, nil
+		},
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
