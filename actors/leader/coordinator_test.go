@@ -676,3 +676,45 @@ func TestCoordinatorUnavailableRefusesDefinitelyOnlyWhatWasNeverSent(t *testing.
 		t.Fatalf("after consensus runs again: replies %v, %d waiting; want the request waiting for a leader", r, len(c.l.router.unsent()))
 	}
 }
+
+// A copy queued behind large messages at its member gets longer to be
+// stored: the store timeout plus the bytes in flight to that member at
+// MemberRate. A copy sent later to an idle member still times out after
+// the store timeout alone, before the earlier ones.
+func TestCoordinatorStoreTimeLimitGrowsWithTheBytesQueued(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	rate := c.l.cfg.MemberRate
+	big := strings.Repeat("b", int(2*rate)) // 2 s at the member rate
+	c.set(1, 1, big)
+	sel := c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0, 1}, Live: 3})
+	c.set(2, 2, "x")
+	sel = c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{1, 2}, Live: 3})
+	stores := c.stores()
+	if len(stores[0]) != 1 || len(stores[1]) != 2 || len(stores[2]) != 1 {
+		t.Fatalf("stores %v, want id 1 on members 0 and 1, id 2 on 1 and 2", stores)
+	}
+
+	// After the store timeout only id 2's copy on the idle member 2 is
+	// replaced; member 1 has its big copy ahead of id 2's.
+	c.advance(c.l.cfg.StoreTimeout + 100*time.Millisecond)
+	sel = c.selects()
+	if len(sel) != 1 || !slices.Contains(sel[0].GetExclude(), 2) {
+		t.Fatalf("selections %v after %v, want one replacing member 2's copy of id 2", sel, c.l.cfg.StoreTimeout+100*time.Millisecond)
+	}
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0}, Live: 3})
+	c.stores()
+	// Member 0 answers the big copy; member 1 stays silent, and its copies
+	// time out at their longer limit: 2 s for the store timeout and 2 s for
+	// the bytes ahead.
+	c.l.storeAck(0, true, &messages.StoreAck{RequestId: stores[0][0].GetRequestId(), Id: 1, Version: stores[0][0].GetVersion(), Size: uint32(len(big))})
+	c.advance(1700 * time.Millisecond) // 3.8 s after the sends
+	if sel := c.selects(); len(sel) != 0 {
+		t.Fatalf("selections %v at 3.8 s; member 1's copies have 4 s", sel)
+	}
+	c.advance(300 * time.Millisecond) // 4.1 s
+	if sel := c.selects(); len(sel) != 2 {
+		t.Fatalf("selections %v at 4.1 s, want both of member 1's copies replaced", sel)
+	}
+}

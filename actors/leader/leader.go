@@ -49,6 +49,12 @@ type Config struct {
 	StoreTimeout time.Duration
 	// ReadTimeout bounds one member's read; the next replica is then tried.
 	ReadTimeout time.Duration
+	// MemberRate is the slowest rate, in bytes a second, at which a member
+	// is expected to store what it is sent: a copy's time limit is
+	// StoreTimeout plus the bytes of the copies in flight to that member,
+	// its own included, at this rate (default DefaultMemberRate), so that
+	// copies queued behind large messages are not taken for lost.
+	MemberRate uint64
 	// RequestTimeout bounds how long a client request may wait for its
 	// answer, sent again to a new leader after a failover included. A
 	// write not answered by then is answered "outcome unknown".
@@ -86,6 +92,9 @@ func (c *Config) Validate() error {
 	}
 	setDefault(&c.StoreTimeout, 2*time.Second)
 	setDefault(&c.ReadTimeout, time.Second)
+	if c.MemberRate == 0 {
+		c.MemberRate = DefaultMemberRate
+	}
 	setDefault(&c.RequestTimeout, 10*time.Second)
 	setDefault(&c.HeartbeatTimeout, 2*time.Second)
 	setDefault(&c.Quarantine, time.Second)
@@ -171,13 +180,15 @@ func (l *leader) SetMailbox(m tree.Mailbox) { l.mailbox = m }
 
 // slotView is the leader's live view of one registered member.
 type slotView struct {
-	storage   *actor.PID
-	alive     bool
-	ready     bool
-	inflight  int
-	messages  uint64
-	bytes     uint64
-	lastHeard time.Time
+	storage  *actor.PID
+	alive    bool
+	ready    bool
+	inflight int
+	// inflightBytes is the payload bytes of the copies in flight to it.
+	inflightBytes uint64
+	messages      uint64
+	bytes         uint64
+	lastHeard     time.Time
 	// writesRefused says why the member takes no writes (its disk is
 	// nearly full): it is read from but not chosen for new copies.
 	writesRefused string

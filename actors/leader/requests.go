@@ -1,7 +1,6 @@
 package leader
 
 import (
-	"container/list"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -14,6 +13,7 @@ import (
 // outstanding is one request sent to a member and not yet answered.
 type outstanding struct {
 	slot     uint32
+	bytes    uint64 // the payload a store carries
 	sent     time.Time
 	deadline time.Time
 	write    *write // a StoreRequest, or
@@ -54,15 +54,6 @@ type read struct {
 // deadlineQueue orders outstanding request ids by deadline. Every request
 // gets the same timeout for its kind, so appending keeps each kind's list
 // sorted; two lists keep both kinds sorted.
-type deadlineQueue struct {
-	stores, reads list.List
-}
-
-type deadlineItem struct {
-	id       uint64
-	deadline time.Time
-}
-
 // maxReadRestarts bounds how often a GET starts over after the index moved
 // on to a newer version while it was reading.
 const maxReadRestarts = 3
@@ -132,18 +123,22 @@ func (l *leader) sendStore(w *write, slot uint32) {
 		l.resent[w.id] = w
 		l.log.Warn().Uint32("slot", slot).Int64("id", w.id).Msg("no other member to take the copy; sending it again to a live member whose answer did not arrive")
 	}
-	id := l.track(&outstanding{slot: slot, write: w}, l.cfg.StoreTimeout, &l.deadlines.stores)
+	id := l.track(&outstanding{slot: slot, write: w, bytes: uint64(len(w.payload))}, l.cfg.StoreTimeout)
 	l.queueStore(slot, &messages.StoreRequest{RequestId: id, Id: w.id, Version: w.version, Payload: w.payload, Again: again})
 }
 
-// track registers an outstanding member request and returns its id.
-func (l *leader) track(o *outstanding, timeout time.Duration, queue *list.List) uint64 {
+// track registers an outstanding member request and returns its id. Its
+// member has timeout to answer, and longer behind a queue of large
+// messages (memberTimeLimit).
+func (l *leader) track(o *outstanding, timeout time.Duration) uint64 {
 	id := l.newRequestID()
+	v := &l.members[o.slot]
+	v.inflight++
+	v.inflightBytes += o.bytes
 	o.sent = l.now()
-	o.deadline = o.sent.Add(timeout)
+	o.deadline = o.sent.Add(memberTimeLimit(timeout, v.inflightBytes, l.cfg.MemberRate))
 	l.requests[id] = o
-	l.members[o.slot].inflight++
-	queue.PushBack(deadlineItem{id: id, deadline: o.deadline})
+	l.deadlines.add(deadlineItem{id: id, deadline: o.deadline})
 	return id
 }
 
@@ -154,7 +149,9 @@ func (l *leader) settle(id uint64) (*outstanding, bool) {
 		return nil, false
 	}
 	delete(l.requests, id)
-	l.members[o.slot].inflight--
+	v := &l.members[o.slot]
+	v.inflight--
+	v.inflightBytes -= o.bytes
 	return o, true
 }
 
@@ -380,7 +377,10 @@ func (l *leader) nextReplica(r *read) {
 		if !v.usable() {
 			continue
 		}
-		id := l.track(&outstanding{slot: slot, read: r}, l.cfg.ReadTimeout, &l.deadlines.reads)
+		// A read keeps its fixed limit: falling back to the next replica
+		// served large messages sooner than waiting (docs/benchmarks.md,
+		// "Large messages").
+		id := l.track(&outstanding{slot: slot, read: r}, l.cfg.ReadTimeout)
 		l.queueRead(slot, &messages.ReadRequest{RequestId: id, Id: r.id, Version: r.version})
 		return
 	}
@@ -441,16 +441,9 @@ func (l *leader) readFailed(o *outstanding, reason string) {
 
 // expire fails requests whose deadline passed.
 func (l *leader) expire(now time.Time) {
-	for _, q := range []*list.List{&l.deadlines.stores, &l.deadlines.reads} {
-		for e := q.Front(); e != nil; e = q.Front() {
-			item := e.Value.(deadlineItem)
-			if item.deadline.After(now) {
-				break
-			}
-			q.Remove(e)
-			if o, ok := l.settle(item.id); ok {
-				l.failed(o, "timeout")
-			}
+	for id, ok := l.deadlines.due(now); ok; id, ok = l.deadlines.due(now) {
+		if o, ok := l.settle(id); ok {
+			l.failed(o, "timeout")
 		}
 	}
 }

@@ -31,7 +31,7 @@ type termState struct {
 	// (writes of one id run one at a time): a late answer to the first
 	// attempt is matched against it.
 	resent      map[int64]*write
-	deadlines   deadlineQueue
+	deadlines   deadlineHeap
 	registering map[string]bool
 	busy        idQueues
 	// proposals are the puts and deletes proposed and not applied yet, by

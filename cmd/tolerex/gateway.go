@@ -38,6 +38,7 @@ type gatewayFlags struct {
 	balancer       string
 	noPrompt       bool
 	storeTimeout   time.Duration
+	memberRate     byteSize
 	readTimeout    time.Duration
 	faultInjection bool
 	maxConns       int
@@ -85,6 +86,8 @@ the file named by --tolerance-file holding a line TOLERANCE=N; without that, 2.`
 	fs.BoolVar(&f.noPrompt, "no-prompt", false, "no banner and no \"tolerex> \" prompt: for machine clients")
 	fs.DurationVar(&f.storeTimeout, "store-timeout", 2*time.Second, "time a member has to store a copy before another member replaces it")
 	fs.DurationVar(&f.readTimeout, "read-timeout", time.Second, "time a member has to serve a read before the next replica is tried")
+	f.memberRate = leader.DefaultMemberRate
+	fs.Var(&f.memberRate, "member-rate", "slowest rate a member is expected to store at: a copy gets --store-timeout plus the time the copies in flight to its member (its own included) take at this rate, so copies queued behind large messages are not taken for lost; bytes a second, or with KiB, MiB, GiB or TiB")
 	fs.IntVar(&f.maxConns, "max-connections", gateway.DefaultMaxConnections, "concurrent HaToKuSe connections; one more is answered \"ERROR: too many connections\" and closed")
 	fs.Int64Var(&f.maxInflight, "max-inflight-bytes", gateway.DefaultMaxInflightBytes, "client bytes held at once across all connections (SET messages until answered, GET replies until written); when reached, the gateway stops reading clients until bytes are released; at least --max-message-bytes plus 64")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "close a client connection that starts no request for this long")
@@ -156,12 +159,16 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 	if err != nil {
 		return err
 	}
+	if f.memberRate == 0 {
+		return errors.New("--member-rate must be more than 0 bytes a second")
+	}
 	status := &leader.Status{}
 	leaderCfg := leader.Config{
 		Tolerance:      f.tolerance,
 		Balancer:       policy,
 		StoreTimeout:   f.storeTimeout,
 		ReadTimeout:    f.readTimeout,
+		MemberRate:     uint64(f.memberRate),
 		RequestTimeout: f.requestTimeout,
 		FaultInjection: f.faultInjection,
 		Status:         status,

@@ -1,0 +1,68 @@
+package leader
+
+import (
+	"container/heap"
+	"time"
+)
+
+// A copy's time limit grows with the bytes queued ahead of it. A member
+// stores what it is sent in order, so a copy sent
+// behind 80 MiB of others waits for them: under a burst of large messages
+// a fixed limit timed out copies that were merely queued, and each timeout
+// sent the copy to another member, or again to the same one, adding to
+// the queues it was waiting in. Measured on this project's 2-core
+// machine, 32 connections SETting 4 MB messages went from 11 SETs a
+// second at 8 connections to 1.6, with 36 errors (22 of unknown outcome),
+// all from store timeouts; see docs/benchmarks.md.
+
+// DefaultMemberRate is the slowest rate, in bytes a second, at which a
+// member is expected to store the copies sent to it (Config.MemberRate).
+const DefaultMemberRate = 16 << 20
+
+// memberTimeLimit is how long a member may take to answer a request: base,
+// plus the time inflightBytes (what is in flight to that member, the
+// request's own included) take at rate bytes a second (rate 0: base
+// alone). Reads carry no bytes, so they keep base.
+func memberTimeLimit(base time.Duration, inflightBytes uint64, rate uint64) time.Duration {
+	if rate == 0 {
+		return base
+	}
+	return base + time.Duration(float64(inflightBytes)/float64(rate)*float64(time.Second))
+}
+
+// deadlineItem is when the request sent to a member with id times out.
+type deadlineItem struct {
+	id       uint64
+	deadline time.Time
+}
+
+// deadlineHeap holds the deadlines of the requests in flight to members,
+// the earliest first. Deadlines are not sent in order, since each depends
+// on its member's queue (memberTimeLimit). Answered requests stay until
+// their deadline passes and are then skipped.
+type deadlineHeap []deadlineItem
+
+func (h deadlineHeap) Len() int           { return len(h) }
+func (h deadlineHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
+func (h deadlineHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+
+// Push and Pop are for container/heap; use add and due.
+func (h *deadlineHeap) Push(x any) { *h = append(*h, x.(deadlineItem)) }
+
+// Pop is for container/heap.
+func (h *deadlineHeap) Pop() any {
+	old := *h
+	item := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return item
+}
+
+func (h *deadlineHeap) add(item deadlineItem) { heap.Push(h, item) }
+
+// due removes and returns the earliest deadline if it is not after now.
+func (h *deadlineHeap) due(now time.Time) (uint64, bool) {
+	if len(*h) == 0 || (*h)[0].deadline.After(now) {
+		return 0, false
+	}
+	return heap.Pop(h).(deadlineItem).id, true
+}
