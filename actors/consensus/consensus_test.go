@@ -283,11 +283,23 @@ func TestSteppedAsideGatewayHandsOverWheneverItLeads(t *testing.T) {
 	notLeading(t, c, aside, next)
 
 	// Hand the leadership back to it: it takes it, then passes it on.
+	leader := handBackAndPassOn(t, c, next, aside, rest)
+	for id := int64(50); id < 100; id++ {
+		leader.Propose(put(id, uint64(id)+1))
+	}
+	converged(t, c, 100, 200)
+}
+
+// handBackAndPassOn transfers the leadership from leader to aside, a
+// gateway that must not lead, waits until aside won it, then until one of
+// rest leads and every gateway follows it; it returns that leader.
+func handBackAndPassOn(t *testing.T, c *clustertest.Cluster, leader, aside *clustertest.Node, rest []uint64) *clustertest.Node {
+	t.Helper()
 	won := len(aside.LeaderChanges())
-	if _, err := next.Request(&consensus.TransferLeadership{To: aside.ID}, 5*time.Second); err != nil {
+	if _, err := leader.Request(&consensus.TransferLeadership{To: aside.ID}, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	clustertest.Eventually(t, 10*time.Second, "the stepped-aside gateway to win the transfer", func() (bool, string) {
+	clustertest.Eventually(t, 10*time.Second, fmt.Sprintf("gateway %d to win the transfer", aside.ID), func() (bool, string) {
 		for _, lc := range aside.LeaderChanges()[won:] {
 			if lc.Local {
 				return true, ""
@@ -295,12 +307,9 @@ func TestSteppedAsideGatewayHandsOverWheneverItLeads(t *testing.T) {
 		}
 		return false, fmt.Sprint(aside.LeaderChanges()[won:])
 	})
-	leader := c.Leader(rest...)
-	notLeading(t, c, aside, leader)
-	for id := int64(50); id < 100; id++ {
-		leader.Propose(put(id, uint64(id)+1))
-	}
-	converged(t, c, 100, 200)
+	next := c.Leader(rest...)
+	notLeading(t, c, aside, next)
+	return next
 }
 
 // notLeading checks that every gateway follows leader, which is not aside.
@@ -356,20 +365,7 @@ func TestDiskFullGatewayHandsOverWheneverItLeads(t *testing.T) {
 		err := full.Health.NotReady()
 		return err != nil, fmt.Sprint(err)
 	})
-	won := len(full.LeaderChanges())
-	if _, err := next.Request(&consensus.TransferLeadership{To: full.ID}, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	clustertest.Eventually(t, 10*time.Second, "the full gateway to win the transfer", func() (bool, string) {
-		for _, lc := range full.LeaderChanges()[won:] {
-			if lc.Local {
-				return true, ""
-			}
-		}
-		return false, fmt.Sprint(full.LeaderChanges()[won:])
-	})
-	leader := c.Leader(rest...)
-	notLeading(t, c, full, leader)
+	leader := handBackAndPassOn(t, c, next, full, rest)
 
 	full.SetDiskFree(1 << 40)
 	for id := int64(50); id < 100; id++ {

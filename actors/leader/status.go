@@ -10,6 +10,7 @@ import (
 
 	"github.com/tolerex/tolerex/actors/consensus"
 	"github.com/tolerex/tolerex/actors/meta"
+	"github.com/tolerex/tolerex/cluster"
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -224,13 +225,9 @@ func RequestLiveness(root *actor.RootContext, pid *actor.PID, timeout time.Durat
 }
 
 func askLiveness(root *actor.RootContext, pid *actor.PID, timeout time.Duration) (*messages.MemberLiveness, error) {
-	res, err := root.RequestFuture(pid, &messages.MemberLivenessRequest{}, timeout).Result()
+	lv, err := cluster.Ask[*messages.MemberLiveness](root, pid, &messages.MemberLivenessRequest{}, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("ask for the members' liveness: %w", err)
-	}
-	lv, ok := res.(*messages.MemberLiveness)
-	if !ok {
-		return nil, fmt.Errorf("ask for the members' liveness: unexpected reply %T", res)
 	}
 	return lv, nil
 }
@@ -304,13 +301,9 @@ func (l *leader) memberStatus(m meta.Member, counts map[uint32]int64) MemberStat
 
 // RequestStatus asks the leader at pid for the cluster status.
 func RequestStatus(root *actor.RootContext, pid *actor.PID, timeout time.Duration) (*ClusterStatus, error) {
-	res, err := root.RequestFuture(pid, &statusRequest{}, timeout).Result()
+	st, err := cluster.Ask[*ClusterStatus](root, pid, &statusRequest{}, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("ask leader for cluster status: %w", err)
-	}
-	st, ok := res.(*ClusterStatus)
-	if !ok {
-		return nil, fmt.Errorf("ask leader for cluster status: unexpected reply %T", res)
 	}
 	return st, nil
 }
@@ -354,13 +347,9 @@ func (l *leader) locate(ctx actor.Context, id int64) *Location {
 
 // RequestLocation asks the leader at pid where a message is stored.
 func RequestLocation(root *actor.RootContext, pid *actor.PID, id int64, timeout time.Duration) (*Location, error) {
-	res, err := root.RequestFuture(pid, &locateRequest{id: id}, timeout).Result()
+	loc, err := cluster.Ask[*Location](root, pid, &locateRequest{id: id}, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("ask leader where %d is: %w", id, err)
-	}
-	loc, ok := res.(*Location)
-	if !ok {
-		return nil, fmt.Errorf("ask leader where %d is: unexpected reply %T", id, res)
 	}
 	return loc, nil
 }

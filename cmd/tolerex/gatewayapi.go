@@ -92,13 +92,9 @@ func (a gatewayAPI) register(admin *cluster.Admin, node *cluster.Node) {
 }
 
 func (a gatewayAPI) raftStatus() (*consensus.Status, error) {
-	res, err := a.root.RequestFuture(a.consensus, &consensus.StatusRequest{}, 2*time.Second).Result()
+	st, err := cluster.Ask[*consensus.Status](a.root, a.consensus, &consensus.StatusRequest{}, 2*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("ask consensus for its status: %w", err)
-	}
-	st, ok := res.(*consensus.Status)
-	if !ok {
-		return nil, fmt.Errorf("ask consensus for its status: unexpected reply %T", res)
 	}
 	return st, nil
 }
@@ -113,13 +109,10 @@ func (a gatewayAPI) gatewayViews(st *consensus.Status) []consensus.GatewayView {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := a.root.RequestFuture(a.consensusOf(g.NodeAddress), &messages.RaftStatusRequest{}, time.Second).Result()
-			r, ok := res.(*messages.RaftStatus)
+			r, err := cluster.Ask[*messages.RaftStatus](a.root, a.consensusOf(g.NodeAddress), &messages.RaftStatusRequest{}, time.Second)
 			switch {
 			case err != nil:
 				out[i].Error = err.Error()
-			case !ok:
-				out[i].Error = fmt.Sprintf("unexpected reply %T", res)
 			default:
 				out[i].State, out[i].Leader, out[i].Term = r.GetState(), r.GetState() == "leader", r.GetTerm()
 				out[i].Commit, out[i].Applied, out[i].SnapshotIndex, out[i].Problem = r.GetCommit(), r.GetApplied(), r.GetSnapshotIndex(), r.GetProblem()
@@ -286,9 +279,8 @@ func (a gatewayAPI) awaitRole(id uint64, role string, deadline time.Time) error 
 // leaderShows reports whether the gateway at address, asked over remote,
 // leads and lists gateway id with role ("" for not at all).
 func (a gatewayAPI) leaderShows(address string, id uint64, role string) bool {
-	res, err := a.root.RequestFuture(a.consensusOf(address), &messages.RaftStatusRequest{}, time.Second).Result()
-	r, ok := res.(*messages.RaftStatus)
-	if err != nil || !ok || r.GetState() != "leader" {
+	r, err := cluster.Ask[*messages.RaftStatus](a.root, a.consensusOf(address), &messages.RaftStatusRequest{}, time.Second)
+	if err != nil || r.GetState() != "leader" {
 		return false
 	}
 	switch {
@@ -336,14 +328,10 @@ func clusterTree(node *cluster.Node, leaderPID *actor.PID) tree.ClusterView {
 // askTree asks the actor at pid for its node's supervision tree and puts
 // it in view, or the reason it could not get it in view.Error.
 func askTree(root *actor.RootContext, pid *actor.PID, timeout time.Duration, view *tree.NodeView) {
-	res, err := root.RequestFuture(pid, &messages.TreeRequest{}, timeout).Result()
-	reply, ok := res.(*messages.TreeReply)
-	switch {
-	case err != nil:
+	reply, err := cluster.Ask[*messages.TreeReply](root, pid, &messages.TreeRequest{}, timeout)
+	if err != nil {
 		view.Error = err.Error()
-	case !ok:
-		view.Error = fmt.Sprintf("unexpected reply %T", res)
-	default:
-		*view = tree.ViewOf(reply.GetTree())
+		return
 	}
+	*view = tree.ViewOf(reply.GetTree())
 }
