@@ -60,6 +60,9 @@ type Config struct {
 	// the check off. Statfs, if set, replaces diskspace.Statfs (tests).
 	MinFreeBytes uint64
 	Statfs       diskspace.StatFunc
+	// FS, if set, replaces the operating system's filesystem under the
+	// Raft log (tests: one whose fsyncs are slow).
+	FS raftlog.FS
 	// SnapshotEntries is how many applied entries trigger a snapshot of the
 	// state machine (and the log before it is then compacted, but for
 	// CatchUpEntries kept for followers that lag a little).
@@ -188,6 +191,9 @@ type node struct {
 	// sent and when.
 	outbound map[uint64]sentSnapshot
 	ticks    uint64
+	// lastTick is when the last tick was taken, for the tick-interval
+	// metric.
+	lastTick time.Time
 	// handOverTerm is the term in which this gateway last logged a hand-off
 	// it must make (handOverIfAside): the first attempt and the first
 	// failure of each term are logged, not every retry.

@@ -373,3 +373,54 @@ func TestDiskFullGatewayHandsOverWheneverItLeads(t *testing.T) {
 	}
 	converged(t, c, 100, 200)
 }
+
+// TestSlowFsyncDoesNotStarveTicks: the Raft log is written and fsync'd by
+// its own goroutine, so a disk whose fsyncs take 400 ms (most of the 500 ms
+// election timeout) does not hold up the consensus actor. The leader and a
+// follower on such disks keep ticking every 50 ms and answering
+// heartbeats: no gateway starts an election, the leader keeps leading, and
+// writes commit at the disk's pace.
+func TestSlowFsyncDoesNotStarveTicks(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{Gateways: 3})
+	leader := c.Leader()
+	proposeAll(leader, 0, 10)
+	converged(t, c, 10, 100)
+	var follower *clustertest.Node
+	changes := map[uint64]int{}
+	for id, n := range c.Nodes {
+		changes[id] = len(n.LeaderChanges())
+		if id != leader.ID && follower == nil {
+			follower = n
+		}
+	}
+
+	const delay = 400 * time.Millisecond
+	leader.SetSyncDelay(delay)
+	follower.SetSyncDelay(delay)
+	ticksBefore := map[uint64]uint64{leader.ID: leader.Status().Ticks, follower.ID: follower.Status().Ticks}
+	start := time.Now()
+	for id := int64(10); id < 18; id++ {
+		leader.Propose(put(id, uint64(id)+1))
+		converged(t, c, int(id)+1, 100)
+	}
+	elapsed := time.Since(start)
+	leader.SetSyncDelay(0)
+	follower.SetSyncDelay(0)
+
+	if elapsed < 8*delay {
+		t.Fatalf("8 writes took %v; each should have waited for a %v fsync", elapsed, delay)
+	}
+	want := uint64(elapsed / consensus.DefaultTickInterval)
+	for _, n := range []*clustertest.Node{leader, follower} {
+		got := n.Status().Ticks - ticksBefore[n.ID]
+		t.Logf("gateway %d: %d ticks in %v (%d due)", n.ID, got, elapsed.Round(time.Millisecond), want)
+		if got < want*8/10 {
+			t.Errorf("gateway %d took %d ticks in %v; want at least %d of the %d due", n.ID, got, elapsed, want*8/10, want)
+		}
+	}
+	for id, n := range c.Nodes {
+		if got := n.LeaderChanges()[changes[id]:]; len(got) != 0 {
+			t.Errorf("gateway %d saw leadership change while fsyncs were slow: %v", id, got)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
@@ -94,6 +95,7 @@ func (n *node) start(ctx actor.Context) {
 	root, self := ctx.ActorSystem().Root, ctx.Self()
 	lg, err := raftlog.Open(n.cfg.Dir, raftlog.Options{
 		Sync:       n.cfg.Sync,
+		FS:         n.cfg.FS,
 		Logger:     n.log,
 		OnWritten:  func(batch []raftlog.Written) { root.Send(self, &written{batch: batch}) },
 		OnSnapshot: func(index uint64, err error) { root.Send(self, &snapshotStored{index: index, err: err}) },
@@ -294,6 +296,11 @@ func (n *node) tick(ctx actor.Context) {
 		return
 	}
 	n.ticks++
+	now := time.Now()
+	if m := n.cfg.Metrics; m != nil && !n.lastTick.IsZero() {
+		m.TickInterval.Observe(now.Sub(n.lastTick).Seconds())
+	}
+	n.lastTick = now
 	n.checkDisk()
 	n.rn.Tick()
 	n.handOverIfAside()

@@ -21,6 +21,10 @@ type Metrics struct {
 	// release (leadership confirmed by a quorum, state machine caught up).
 	ApplySeconds     prometheus.Histogram
 	ReadIndexSeconds prometheus.Histogram
+	// TickInterval is the time between two ticks taken: the tick interval
+	// while the consensus actor keeps up, more when it is starved (a slow
+	// disk must not do that: the Raft log is written by another goroutine).
+	TickInterval prometheus.Histogram
 	// DiskFreeBytes is the free space on the Raft log's filesystem as last
 	// checked (every tick), DiskMinFreeBytes the watermark below which the
 	// gateway takes no new log entries, and WritesRefused 1 while it is
@@ -58,7 +62,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "The free-space watermark (--min-free-bytes; 0: off): below it the gateway takes no new Raft log entries."})
 	m.WritesRefused = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tolerex_raft_writes_refused",
 		Help: "1 while the gateway takes no new Raft log entries because its disk is nearly full; it still serves reads."})
-	reg.MustRegister(m.DiskFreeBytes, m.DiskMinFreeBytes, m.WritesRefused)
+	m.TickInterval = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tolerex_raft_tick_interval_seconds",
+		Help:    "Time between two Raft ticks taken by the consensus actor: the tick (50 ms) while it keeps up, more when it is starved.",
+		Buckets: []float64{0.025, 0.04, 0.05, 0.06, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5}})
+	reg.MustRegister(m.DiskFreeBytes, m.DiskMinFreeBytes, m.WritesRefused, m.TickInterval)
 	reg.MustRegister(m.Term, m.IsLeader, m.HasLeader, m.Applied, m.Leaders, m.Rejected, m.Snapshots, m.LogEntries,
 		m.Proposals, m.ApplySeconds, m.ReadIndexSeconds)
 	return m

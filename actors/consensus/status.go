@@ -20,9 +20,12 @@ type Status struct {
 	SnapshotIndex uint64 `json:"snapshot_index"`
 	// LeadershipReady is set on a leader that applied the entries of
 	// earlier terms.
-	LeadershipReady bool            `json:"leadership_ready"`
-	Gateways        []GatewayStatus `json:"gateways"`
-	Problem         string          `json:"problem,omitempty"`
+	LeadershipReady bool `json:"leadership_ready"`
+	// Ticks is how many Raft ticks this gateway's consensus actor has
+	// taken since it started (one every tick interval while it keeps up).
+	Ticks    uint64          `json:"ticks"`
+	Gateways []GatewayStatus `json:"gateways"`
+	Problem  string          `json:"problem,omitempty"`
 }
 
 // GatewayStatus is one gateway of the group.
@@ -52,7 +55,7 @@ func (n *node) status() *Status {
 	st.State = strings.TrimPrefix(strings.ToLower(rs.RaftState.String()), "state")
 	st.Lead, st.LeadAddress, st.Term = rs.Lead, n.leadAddress(), rs.GetTerm()
 	st.Commit, st.Applied, st.SnapshotIndex = rs.GetCommit(), n.applied, n.snapshotIndex
-	st.LeadershipReady = n.ready
+	st.LeadershipReady, st.Ticks = n.ready, n.ticks
 	role := func(id uint64) string {
 		if slices.Contains(n.confState.GetLearners(), id) {
 			return "learner"

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tolerex/tolerex/actors/consensus"
@@ -75,7 +76,13 @@ type Node struct {
 	blocked *sync.Map // node addresses whose messages are dropped
 	logFile *os.File
 	free    atomic.Uint64 // the free space its disk guard sees
+	// syncDelay is added to every fsync of its Raft log (nanoseconds).
+	syncDelay atomic.Int64
 }
+
+// SetSyncDelay makes every fsync of the gateway's Raft log take d longer,
+// from now on: a slow disk.
+func (n *Node) SetSyncDelay(d time.Duration) { n.syncDelay.Store(int64(d)) }
 
 // SetDiskFree sets the free space the gateway's disk guard sees on its Raft
 // log's filesystem (with Options.MinFreeBytes set); the guard checks it
@@ -174,6 +181,7 @@ func (n *Node) Start() {
 		SnapshotEntries: n.c.opts.SnapshotEntries, CatchUpEntries: n.c.opts.CatchUpEntries,
 		View: n.View, Health: n.Health, Logger: log,
 		MinFreeBytes: n.c.opts.MinFreeBytes,
+		FS:           slowSyncFS{FS: vfs.Default, delay: &n.syncDelay},
 		Statfs: func(string) (diskspace.Usage, error) {
 			return diskspace.Usage{Free: n.free.Load(), Total: 1 << 41}, nil
 		},

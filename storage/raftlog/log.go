@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -58,7 +59,13 @@ type Options struct {
 	// MaxBatchBytes caps the data bytes per group commit; 0 means
 	// DefaultMaxBatchBytes.
 	MaxBatchBytes int
+	// FS, if set, replaces the operating system's filesystem (tests: one
+	// whose fsyncs are slow).
+	FS FS
 }
+
+// FS is the filesystem interface the Raft log is stored through (Pebble's).
+type FS = vfs.FS
 
 // Log is the durable raft log store. Write, CreateSnapshot, Empty, Stats and
 // Close are safe for concurrent use.
@@ -131,6 +138,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		Logger:                 log,
 		DisableTableStats:      true,
 		OnBackgroundCorruption: l.noteDamage,
+		FS:                     opts.FS,
 	})
 	if err != nil {
 		err = pebbledb.Readable(err)
