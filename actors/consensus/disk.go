@@ -18,10 +18,11 @@ import (
 // filesystem, checked every tick. Below it the gateway takes no new log
 // entries: as leader it refuses proposals (clients get a definite
 // "disk full" error; reads still work) and hands its leadership to
-// another gateway, whenever it leads (handOverIfAside); as follower it ignores the leader's appends and
-// snapshots, which Raft treats as lost messages, so it falls behind
-// instead of failing, and catches up once space is back. Heartbeats,
-// votes and ReadIndex rounds still work: they write a few bytes at most.
+// another gateway whenever it leads (handOverIfAside); as follower it
+// ignores the leader's appends and snapshots, which Raft treats as lost
+// messages, so it falls behind instead of failing, and catches up once
+// space is back. Heartbeats, votes and ReadIndex rounds still work: they
+// write a few bytes at most.
 // /readyz says why the gateway is not ready. Writes resume at a quarter
 // more free space than the watermark (diskspace.Watermark).
 

@@ -6,14 +6,14 @@ import (
 )
 
 // A copy's time limit grows with the bytes queued ahead of it. A member
-// stores what it is sent in order, so a copy sent
-// behind 80 MiB of others waits for them: under a burst of large messages
-// a fixed limit timed out copies that were merely queued, and each timeout
-// sent the copy to another member, or again to the same one, adding to
-// the queues it was waiting in. Measured on this project's 2-core
-// machine, 32 connections SETting 4 MB messages went from 11 SETs a
-// second at 8 connections to 1.6, with 36 errors (22 of unknown outcome),
-// all from store timeouts; see docs/benchmarks.md.
+// stores what it is sent in order, so a copy sent behind 80 MiB of others
+// waits for them: under a burst of large messages a fixed limit timed out
+// copies that were merely queued, and each timeout sent the copy to
+// another member, or again to the same one, adding to the queues it was
+// waiting in. Measured on this project's 2-core machine with 24
+// connections SETting 4 MB messages, three rounds in turns: 3.1, 5.6 and
+// 2.0 SETs a second with 30, 11 and 24 copies timed out, against 5.6, 6.1
+// and 4.5 with none (docs/benchmarks.md, "Large messages").
 
 // DefaultMemberRate is the slowest rate, in bytes a second, at which a
 // member is expected to store the copies sent to it (Config.MemberRate).
@@ -37,7 +37,7 @@ type deadlineItem struct {
 }
 
 // deadlineHeap holds the deadlines of the requests in flight to members,
-// the earliest first. Deadlines are not sent in order, since each depends
+// the earliest first. Deadlines are not added in order, since each depends
 // on its member's queue (memberTimeLimit). Answered requests stay until
 // their deadline passes and are then skipped.
 type deadlineHeap []deadlineItem

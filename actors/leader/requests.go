@@ -51,9 +51,6 @@ type read struct {
 	started  time.Time
 }
 
-// deadlineQueue orders outstanding request ids by deadline. Every request
-// gets the same timeout for its kind, so appending keeps each kind's list
-// sorted; two lists keep both kinds sorted.
 // maxReadRestarts bounds how often a GET starts over after the index moved
 // on to a newer version while it was reading.
 const maxReadRestarts = 3
