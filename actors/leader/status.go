@@ -184,21 +184,30 @@ func (l *leader) liveness(ctx actor.Context) *messages.MemberLiveness {
 	}
 	lv.LiveMembers = uint32(l.liveCount())
 	for _, m := range l.state.Members() {
-		v := l.slot(m.Slot)
-		if v == nil {
-			continue
+		if live := l.memberLive(m.Slot); live != nil {
+			lv.Members = append(lv.Members, live)
 		}
-		live := &messages.MemberLive{
-			Slot: m.Slot, Alive: v.alive, StorageReady: v.ready,
-			Messages: v.messages, Bytes: v.bytes, InFlight: uint32(v.inflight),
-			WritesRefused: v.writesRefused, DiskFreeBytes: v.diskFree,
-		}
-		if !v.lastHeard.IsZero() {
-			live.LastHeartbeatUnixNano = v.lastHeard.UnixNano()
-		}
-		lv.Members = append(lv.Members, live)
 	}
 	return lv
+}
+
+// memberLive is this gateway's soft state of the member in slot, or nil
+// if it has none: the one place the leader's view of a member becomes
+// figures, for /api/cluster here and on every other gateway.
+func (l *leader) memberLive(slot uint32) *messages.MemberLive {
+	v := l.slot(slot)
+	if v == nil {
+		return nil
+	}
+	live := &messages.MemberLive{
+		Slot: slot, Alive: v.alive, StorageReady: v.ready,
+		Messages: v.messages, Bytes: v.bytes, InFlight: uint32(v.inflight),
+		WritesRefused: v.writesRefused, DiskFreeBytes: v.diskFree,
+	}
+	if !v.lastHeard.IsZero() {
+		live.LastHeartbeatUnixNano = v.lastHeard.UnixNano()
+	}
+	return live
 }
 
 // RequestLiveness asks the leader actor at pid for its report of the
@@ -267,17 +276,21 @@ func (s *LivenessSource) set(lv *messages.MemberLiveness, err error) bool {
 
 func (ms *MemberStatus) withLiveness(lv *messages.MemberLiveness) {
 	for _, live := range lv.GetMembers() {
-		if live.GetSlot() != ms.Slot {
-			continue
+		if live.GetSlot() == ms.Slot {
+			ms.setLive(live)
+			return
 		}
-		ms.Alive, ms.StorageReady = live.GetAlive(), live.GetStorageReady()
-		ms.Messages, ms.Bytes, ms.InFlight = live.GetMessages(), live.GetBytes(), int(live.GetInFlight())
-		ms.WritesRefused, ms.DiskFreeBytes = live.GetWritesRefused(), live.GetDiskFreeBytes()
-		ms.LastHeartbeat = ""
-		if ns := live.GetLastHeartbeatUnixNano(); ns != 0 {
-			ms.LastHeartbeat = time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
-		}
-		return
+	}
+}
+
+// setLive shows a member's liveness and load as live reports them.
+func (ms *MemberStatus) setLive(live *messages.MemberLive) {
+	ms.Alive, ms.StorageReady = live.GetAlive(), live.GetStorageReady()
+	ms.Messages, ms.Bytes, ms.InFlight = live.GetMessages(), live.GetBytes(), int(live.GetInFlight())
+	ms.WritesRefused, ms.DiskFreeBytes = live.GetWritesRefused(), live.GetDiskFreeBytes()
+	ms.LastHeartbeat = ""
+	if ns := live.GetLastHeartbeatUnixNano(); ns != 0 {
+		ms.LastHeartbeat = time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
 	}
 }
 
@@ -288,13 +301,8 @@ func (l *leader) memberStatus(m meta.Member, counts map[uint32]int64) MemberStat
 		Slot: m.Slot, ID: m.ID, NodeAddress: m.NodeAddress, AdminAddress: m.AdminAddress,
 		Indexed: counts[m.Slot],
 	}
-	if v := l.slot(m.Slot); v != nil {
-		ms.Alive, ms.StorageReady = v.alive, v.ready
-		ms.Messages, ms.Bytes, ms.InFlight = v.messages, v.bytes, v.inflight
-		ms.WritesRefused, ms.DiskFreeBytes = v.writesRefused, v.diskFree
-		if !v.lastHeard.IsZero() {
-			ms.LastHeartbeat = v.lastHeard.UTC().Format(time.RFC3339Nano)
-		}
+	if live := l.memberLive(m.Slot); live != nil {
+		ms.setLive(live)
 	}
 	return ms
 }
