@@ -14,6 +14,10 @@ type Metrics struct {
 	// LogEntries is the number of Raft log entries held in memory (those
 	// after the last compaction).
 	LogEntries prometheus.Gauge
+	// LogMemoryBytes is what Pebble holds in memory for the Raft log
+	// (memtables and block cache): bounded by its configuration, and part
+	// of the Go heap in the cgo-less release binary.
+	LogMemoryBytes prometheus.Gauge
 	// Proposals counts metadata entries this gateway proposed as leader.
 	Proposals prometheus.Counter
 	// ApplySeconds is the time to apply one batch of committed entries;
@@ -48,6 +52,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Snapshots: prometheus.NewCounter(prometheus.CounterOpts{Name: "tolerex_raft_snapshots_total", Help: "Snapshots of the state machine stored."}),
 		LogEntries: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tolerex_raft_log_entries",
 			Help: "Raft log entries held in memory: those since the last snapshot, plus the tail kept for gateways that lag."}),
+		LogMemoryBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tolerex_raft_log_memory_bytes",
+			Help: "Bytes Pebble holds in memory for the Raft log (memtables and block cache); the release binary has no cgo, so they count in go_memstats_heap_inuse_bytes."}),
 	}
 	latency := prometheus.ExponentialBuckets(0.00005, 2, 16) // 50µs .. 1.6s
 	m.Proposals = prometheus.NewCounter(prometheus.CounterOpts{Name: "tolerex_raft_proposed_entries_total",
@@ -66,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help:    "Time between two Raft ticks taken by the consensus actor: the tick (50 ms) while it keeps up, more when it is starved.",
 		Buckets: []float64{0.025, 0.04, 0.05, 0.06, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5}})
 	reg.MustRegister(m.DiskFreeBytes, m.DiskMinFreeBytes, m.WritesRefused, m.TickInterval)
-	reg.MustRegister(m.Term, m.IsLeader, m.HasLeader, m.Applied, m.Leaders, m.Rejected, m.Snapshots, m.LogEntries,
+	reg.MustRegister(m.Term, m.IsLeader, m.HasLeader, m.Applied, m.Leaders, m.Rejected, m.Snapshots, m.LogEntries, m.LogMemoryBytes,
 		m.Proposals, m.ApplySeconds, m.ReadIndexSeconds)
 	return m
 }

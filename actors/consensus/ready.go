@@ -147,6 +147,7 @@ func (n *node) apply(ctx actor.Context, entries []*raftpb.Entry) {
 		first, _ := n.raftLog.Storage().FirstIndex()
 		last, _ := n.raftLog.Storage().LastIndex()
 		m.LogEntries.Set(float64(last + 1 - first))
+		m.LogMemoryBytes.Set(float64(n.raftLog.Stats().MemoryBytes))
 	}
 	if len(applied) > 0 {
 		n.publish(ctx, &Applied{Entries: applied})

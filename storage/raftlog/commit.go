@@ -2,6 +2,7 @@ package raftlog
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
@@ -48,6 +49,22 @@ func (l *Log) commitGroup(group []request) {
 		}
 		group = group[n:]
 	}
+	l.measureMemory(time.Now())
+}
+
+// memoryCheckInterval is how often the committer measures Pebble's memory
+// (a call that takes Pebble's locks) while commits go on.
+const memoryCheckInterval = time.Second
+
+// measureMemory publishes Pebble's memory if it was last measured at least
+// memoryCheckInterval before now. It runs on the committer goroutine (or in
+// Open), so it never meets Close.
+func (l *Log) measureMemory(now time.Time) {
+	if now.Sub(l.memoryMeasuredAt) < memoryCheckInterval {
+		return
+	}
+	l.memoryMeasuredAt = now
+	l.counters.memoryBytes.Store(pebbledb.MemoryBytes(l.db))
 }
 
 // newBatch returns a Pebble batch for about size bytes.

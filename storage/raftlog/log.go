@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -100,6 +101,8 @@ type Log struct {
 	failed error
 	// scratch is reused to encode entries.
 	scratch []byte
+	// memoryMeasuredAt is when Pebble's memory was last measured.
+	memoryMeasuredAt time.Time
 
 	closeOnce sync.Once
 	closeErr  error
@@ -166,6 +169,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	l.pos = pos
 	l.counters.publish(pos)
 	l.counters.empty.Store(pos.empty())
+	l.measureMemory(time.Now())
 	log.Debug().Uint64("first_index", pos.start.index+1).Uint64("last_index", pos.last).
 		Uint64("snapshot_index", pos.snapshotIndex).Bool("sync", opts.Sync).Msg("raft log opened")
 	l.done.Add(1)

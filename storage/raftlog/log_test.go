@@ -516,3 +516,13 @@ func TestOnlyWhatRaftNeedsIsSynced(t *testing.T) {
 		t.Fatalf("hard state after reopen = %v, %v; want term 2, vote 2, commit 3", hs, err)
 	}
 }
+
+// TestStatsReportPebbleMemory checks that the memory Pebble holds for the
+// log (at least its first memtable, allocated at Open) is in the Stats
+// from Open on, for the gateway's metric.
+func TestStatsReportPebbleMemory(t *testing.T) {
+	l := openTestLog(t, t.TempDir(), Options{})
+	if got := l.Stats().MemoryBytes; got < 256<<10 {
+		t.Fatalf("MemoryBytes = %d after Open, want at least the first memtable (256 KiB)", got)
+	}
+}

@@ -24,12 +24,17 @@ type Stats struct {
 	FirstIndex, LastIndex uint64
 	// SnapshotIndex is the stored snapshot's index (0: none).
 	SnapshotIndex uint64
+	// MemoryBytes is what Pebble holds in memory for the log (memtables
+	// and block cache, pebbledb.MemoryBytes), as measured after a commit
+	// at most memoryCheckInterval ago, or at Open.
+	MemoryBytes uint64
 }
 
 // counters back Stats and Empty; the committer writes them, anyone reads.
 type counters struct {
 	entries, writes, commits, snapshots, received, bytes atomic.Uint64
 	firstIndex, lastIndex, snapshotIndex                 atomic.Uint64
+	memoryBytes                                          atomic.Uint64
 	// empty is set at Open when nothing is stored and cleared by the first
 	// commit that stores something.
 	empty atomic.Bool
@@ -86,5 +91,6 @@ func (l *Log) Stats() Stats {
 		FirstIndex:        c.firstIndex.Load(),
 		LastIndex:         c.lastIndex.Load(),
 		SnapshotIndex:     c.snapshotIndex.Load(),
+		MemoryBytes:       c.memoryBytes.Load(),
 	}
 }

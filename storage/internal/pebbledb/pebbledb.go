@@ -360,3 +360,14 @@ func GroupCommit[T any](queue <-chan T, maxItems, maxBytes int, size func(T) int
 		commit(batch)
 	}
 }
+
+// MemoryBytes is what db holds in memory for its memtables (the active
+// one, those waiting to be flushed and one kept for reuse) and its block
+// cache. Pebble allocates these itself; in a build without cgo (the
+// release binary is one) they come from the Go heap, so the process's
+// heap figures include them. Memtables start at 256 KiB and double up to
+// Options.MemTableBytes, so the figure grows for a while after Open.
+func MemoryBytes(db *pebble.DB) uint64 {
+	m := db.Metrics()
+	return m.MemTable.Size + m.MemTable.ZombieSize + uint64(max(0, m.BlockCache.Size))
+}
