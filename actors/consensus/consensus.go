@@ -222,6 +222,12 @@ type (
 		data  []byte
 		err   error
 	}
+	// snapshotUnsent reports a snapshot that could not be sent: its data
+	// could not be read.
+	snapshotUnsent struct {
+		to, index uint64
+		err       error
+	}
 	endpointDown struct{ address string }
 	// releaseNotices sends the commit notices the transport held back.
 	releaseNotices struct{}
@@ -276,6 +282,9 @@ func (n *node) Receive(ctx actor.Context) {
 // sure commit notices held back are released in time.
 func (n *node) sendQueued(ctx actor.Context) {
 	n.peers.flush(ctx)
+	for _, m := range n.peers.takeSnapshots() {
+		n.sendSnapshot(m)
+	}
 	if n.peers.holdsNotices() && !n.noticesDue {
 		n.noticesDue = true
 		root, self := n.root, n.self
@@ -310,6 +319,8 @@ func (n *node) handle(ctx actor.Context, msg any) {
 		n.snapshotEncoded(msg)
 	case *snapshotStored:
 		n.snapshotStored(msg)
+	case *snapshotUnsent:
+		n.snapshotUnsent(msg)
 	case *endpointDown:
 		n.peers.down(msg.address, n)
 	case releaseNotices:

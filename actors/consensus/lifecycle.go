@@ -84,7 +84,6 @@ const (
 func (n *node) start(ctx actor.Context) {
 	n.self, n.root = ctx.Self(), ctx.ActorSystem().Root
 	n.peers = newPeers(n.cfg.ID, n.log)
-	n.peers.onSnapshot = n.snapshotSent
 	n.barriers = newBarriers()
 	n.inbound = newSnapshotAssembly()
 	n.outbound = make(map[uint64]sentSnapshot)
@@ -171,7 +170,11 @@ func (n *node) restoreFromStorage() error {
 		n.cfg.View.replace(meta.New())
 		return nil
 	}
-	state, err := decodeState(snap.GetData())
+	data, err := n.raftLog.SnapshotData(snap.GetMetadata().GetIndex())
+	if err != nil {
+		return fmt.Errorf("read raft snapshot data: %w", err)
+	}
+	state, err := decodeState(data)
 	if err != nil {
 		return fmt.Errorf("raft snapshot at %d: %w", snap.GetMetadata().GetIndex(), err)
 	}

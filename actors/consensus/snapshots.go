@@ -141,9 +141,63 @@ func (n *node) receiveChunk(ctx actor.Context, c *messages.RaftSnapshotChunk) {
 	}
 }
 
-// snapshotSent records a snapshot sent to a follower.
-func (n *node) snapshotSent(to, index uint64) {
+// snapshotChunkBytes is the largest slice of snapshot data in one chunk.
+const snapshotChunkBytes = 1 << 20
+
+// sendSnapshot sends a snapshot raft asked for to a follower: the message
+// without its data first, then the data in chunks. Storage() holds the
+// snapshot without its data (raftlog.Log.SnapshotData), so a goroutine
+// reads the data from the Raft log and sends the chunks, and the actor
+// goes on with ticks and clients meanwhile. The follower's ack, a failed
+// read (snapshotUnsent) or snapshotAckTimeout ends the send.
+func (n *node) sendSnapshot(m *raftpb.Message) {
+	to, index := m.GetTo(), m.GetSnapshot().GetMetadata().GetIndex()
+	pid := n.peers.pid(to)
+	if pid == nil {
+		return // not known (yet): raft will send again
+	}
+	header := proto.Clone(m).(*raftpb.Message)
+	data := header.GetSnapshot().GetData() // set only if raft had not stored it yet
+	header.Snapshot.Data = nil
+	head, err := proto.Marshal(header)
+	if err != nil {
+		n.log.Error().Err(err).Msg("encode snapshot message")
+		n.rn.ReportSnapshot(to, raft.SnapshotFailure)
+		return
+	}
 	n.outbound[to] = sentSnapshot{index: index, at: time.Now()}
+	lg, root, self, from, log := n.raftLog, n.root, n.self, n.cfg.ID, n.log
+	go func() {
+		if len(data) == 0 {
+			var readErr error
+			if data, readErr = lg.SnapshotData(index); readErr != nil {
+				root.Send(self, &snapshotUnsent{to: to, index: index, err: readErr})
+				return
+			}
+		}
+		chunks := max(1, (len(data)+snapshotChunkBytes-1)/snapshotChunkBytes)
+		for i := range chunks {
+			chunk := &messages.RaftSnapshotChunk{From: from, Index: index, Chunk: uint32(i), Chunks: uint32(chunks)}
+			if i == 0 {
+				chunk.Message = head
+			}
+			chunk.Data = data[min(i*snapshotChunkBytes, len(data)):min((i+1)*snapshotChunkBytes, len(data))]
+			root.RequestWithCustomSender(pid, chunk, self)
+		}
+		log.Info().Uint64("to", to).Uint64("index", index).Int("bytes", len(data)).Int("chunks", chunks).Msg("snapshot sent")
+	}()
+}
+
+// snapshotUnsent reports a snapshot whose data could not be read (most
+// likely a newer snapshot replaced it) as failed, so that raft sends the
+// stored one.
+func (n *node) snapshotUnsent(msg *snapshotUnsent) {
+	if sent, ok := n.outbound[msg.to]; !ok || sent.index != msg.index {
+		return
+	}
+	delete(n.outbound, msg.to)
+	n.log.Warn().Err(msg.err).Uint64("to", msg.to).Uint64("index", msg.index).Msg("snapshot not sent; Raft will send the stored one")
+	n.rn.ReportSnapshot(msg.to, raft.SnapshotFailure)
 }
 
 // snapshotAcked reports a snapshot a follower took.

@@ -46,10 +46,14 @@ func LoadState(dir string) (*meta.State, uint64, uint64, error) {
 	}
 	state, index := meta.New(), uint64(0)
 	if !raft.IsEmptySnap(snap) {
-		if state, err = decodeState(snap.GetData()); err != nil {
+		index = snap.GetMetadata().GetIndex()
+		data, err := lg.SnapshotData(index)
+		if err != nil {
 			return nil, 0, 0, err
 		}
-		index = snap.GetMetadata().GetIndex()
+		if state, err = decodeState(data); err != nil {
+			return nil, 0, 0, err
+		}
 	}
 	last, err := st.LastIndex()
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 
 // peers is the Raft transport: it knows every gateway's node address,
 // gathers the Raft messages of one turn into one RaftBatch per gateway,
-// and cuts snapshot messages into chunks. A gateway whose connection broke
+// and keeps snapshot messages for the node to send in chunks. A gateway whose connection broke
 // is sent at most one batch per downProbeInterval until it is heard from
 // again: protoactor starts a new connection attempt for every send to a
 // dead address (ARCHITECTURE §9), and Raft sends heartbeats every tick.
@@ -34,13 +34,11 @@ import (
 // leader). To raft a dropped notice is a message lost on the way, which it
 // is built to tolerate; the heartbeats carry the commit index too.
 type peers struct {
-	// onSnapshot is told of every snapshot sent: to whom, at which index.
-	onSnapshot func(to, index uint64)
-	self       uint64
-	log        zerolog.Logger
-	byID       map[uint64]*peer
-	pending    map[uint64][][]byte
-	snaps      []*raftpb.Message
+	self    uint64
+	log     zerolog.Logger
+	byID    map[uint64]*peer
+	pending map[uint64][][]byte
+	snaps   []*raftpb.Message
 	// notices are the commit notices held back, by gateway: the latest
 	// only, as a later one carries everything an earlier one does.
 	notices map[uint64]*raftpb.Message
@@ -86,6 +84,14 @@ func (p *peers) learn(id uint64, sender *actor.PID) {
 	if _, known := p.byID[id]; !known {
 		p.set(id, sender.Address)
 	}
+}
+
+// pid is a gateway's consensus actor, nil if its address is unknown.
+func (p *peers) pid(id uint64) *actor.PID {
+	if pr, ok := p.byID[id]; ok {
+		return pr.pid
+	}
+	return nil
 }
 
 // address is a gateway's node address, "" if unknown.
@@ -191,45 +197,14 @@ func (p *peers) flush(ctx actor.Context) {
 		// before it applied the change that added it.
 		ctx.Request(pr.pid, &messages.RaftBatch{Messages: msgs})
 	}
-	snaps := p.snaps
-	p.snaps = nil
-	for _, m := range snaps {
-		p.sendSnapshot(ctx, m)
-	}
 }
 
-// snapshotChunkBytes is the largest slice of snapshot data in one chunk.
-const snapshotChunkBytes = 1 << 20
-
-// sendSnapshot sends a MsgSnap in chunks: the message without its data
-// first, then the data.
-func (p *peers) sendSnapshot(ctx actor.Context, m *raftpb.Message) {
-	pr, ok := p.byID[m.GetTo()]
-	if !ok {
-		return
-	}
-	data := m.GetSnapshot().GetData()
-	header := proto.Clone(m).(*raftpb.Message)
-	header.Snapshot.Data = nil
-	head, err := proto.Marshal(header)
-	if err != nil {
-		p.log.Error().Err(err).Msg("encode snapshot message")
-		return
-	}
-	chunks := max(1, (len(data)+snapshotChunkBytes-1)/snapshotChunkBytes)
-	index := m.GetSnapshot().GetMetadata().GetIndex()
-	for i := range chunks {
-		chunk := &messages.RaftSnapshotChunk{From: p.self, Index: index, Chunk: uint32(i), Chunks: uint32(chunks)}
-		if i == 0 {
-			chunk.Message = head
-		}
-		chunk.Data = data[min(i*snapshotChunkBytes, len(data)):min((i+1)*snapshotChunkBytes, len(data))]
-		ctx.Request(pr.pid, chunk)
-	}
-	p.log.Info().Uint64("to", m.GetTo()).Uint64("index", index).Int("bytes", len(data)).Int("chunks", chunks).Msg("snapshot sent")
-	if p.onSnapshot != nil {
-		p.onSnapshot(m.GetTo(), index)
-	}
+// takeSnapshots returns the snapshot messages raft asked to send since the
+// last call; the node sends them (snapshots.go).
+func (p *peers) takeSnapshots() []*raftpb.Message {
+	snaps := p.snaps
+	p.snaps = nil
+	return snaps
 }
 
 // receiveBatch steps the Raft messages another gateway sent.

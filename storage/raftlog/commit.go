@@ -244,10 +244,10 @@ func (l *Log) applyWrites(plans []writePlan, accepted []bool) error {
 			continue
 		}
 		if s := plan.snapshot; s != nil {
-			// ApplySnapshot fills missing metadata fields in place and
-			// copies the data: give it metadata of its own, not the
-			// caller's.
-			own := &raftpb.Snapshot{Data: s.GetData(), Metadata: proto.Clone(s.GetMetadata()).(*raftpb.SnapshotMetadata)}
+			// ApplySnapshot fills missing metadata fields in place: give
+			// it metadata of its own, not the caller's, and no data
+			// (Log.SnapshotData reads that from disk).
+			own := &raftpb.Snapshot{Metadata: proto.Clone(s.GetMetadata()).(*raftpb.SnapshotMetadata)}
 			if err := l.storage.ApplySnapshot(own); err != nil {
 				return fmt.Errorf("memory storage refused snapshot %d after it was stored: %w", s.GetMetadata().GetIndex(), err)
 			}
@@ -322,7 +322,7 @@ func stageCreatedSnapshot(b *pebble.Batch, plan snapshotPlan) error {
 
 // applySnapshot hands a stored CreateSnapshot to Storage().
 func (l *Log) applySnapshot(r *snapshotRequest, plan snapshotPlan) error {
-	if _, err := l.storage.CreateSnapshot(r.index, r.confState, r.data); err != nil {
+	if _, err := l.storage.CreateSnapshot(r.index, r.confState, nil); err != nil {
 		return fmt.Errorf("memory storage refused snapshot %d after it was stored: %w", r.index, err)
 	}
 	if c := plan.compact.index; c > 0 {

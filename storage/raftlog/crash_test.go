@@ -132,12 +132,12 @@ func TestCrashKeepsWhatWasReported(t *testing.T) {
 		g.next().applyTo(t, ref)
 	}
 	recovered := reported
-	diff := storageDiff(l.Storage(), ref)
+	diff := storageDiff(l.Log, ref)
 	firstDiff := diff
 	for diff != "" && recovered < reported+crashInFlight {
 		g.next().applyTo(t, ref)
 		recovered++
-		diff = storageDiff(l.Storage(), ref)
+		diff = storageDiff(l.Log, ref)
 	}
 	if diff != "" {
 		t.Fatalf("the store matches the state after none of requests %d..%d; against request %d: %s",

@@ -20,4 +20,7 @@ var (
 	// ErrBadSnapshot reports a CreateSnapshot at an index that is not
 	// stored, not committed, or not above the stored snapshot.
 	ErrBadSnapshot = errors.New("raftlog: bad snapshot index")
+	// ErrSnapshotGone reports a SnapshotData for a snapshot that is no
+	// longer the stored one: a newer snapshot replaced it.
+	ErrSnapshotGone = errors.New("raftlog: snapshot replaced by a newer one")
 )

@@ -224,9 +224,11 @@ func snapshotReference(t testing.TB, ref *raft.MemoryStorage, index uint64, cs *
 	}
 }
 
-// storageDiff describes how got differs from want through raft.Storage's
-// methods, or returns "" if it does not.
-func storageDiff(got, want *raft.MemoryStorage) string {
+// storageDiff describes how the log l differs from want through
+// raft.Storage's methods, and the stored snapshot's data read with
+// SnapshotData, or returns "" if it does not.
+func storageDiff(l *Log, want *raft.MemoryStorage) string {
+	got := l.Storage()
 	gf, _ := got.FirstIndex()
 	wf, _ := want.FirstIndex()
 	gl, _ := got.LastIndex()
@@ -266,16 +268,24 @@ func storageDiff(got, want *raft.MemoryStorage) string {
 	}
 	gs, _ := got.Snapshot()
 	ws, _ := want.Snapshot()
-	// Data is compared as bytes: the store keeps bytes, not whether an
-	// empty Data field was present in the protobuf.
-	if !proto.Equal(gs.GetMetadata(), ws.GetMetadata()) || !bytes.Equal(gs.GetData(), ws.GetData()) {
-		return fmt.Sprintf("snapshot %v (%d bytes), want %v (%d bytes)",
-			gs.GetMetadata(), len(gs.GetData()), ws.GetMetadata(), len(ws.GetData()))
+	if !proto.Equal(gs.GetMetadata(), ws.GetMetadata()) {
+		return fmt.Sprintf("snapshot %v, want %v", gs.GetMetadata(), ws.GetMetadata())
+	}
+	if len(gs.GetData()) > 0 {
+		return fmt.Sprintf("Storage() holds the data of snapshot %d (%d bytes); it belongs on disk only", gs.GetMetadata().GetIndex(), len(gs.GetData()))
+	}
+	if index := ws.GetMetadata().GetIndex(); index > 0 {
+		// Data is compared as bytes: the store keeps bytes, not whether
+		// an empty Data field was present in the protobuf.
+		data, err := l.SnapshotData(index)
+		if err != nil || !bytes.Equal(data, ws.GetData()) {
+			return fmt.Sprintf("snapshot %d data: %d bytes, %v; want %d bytes", index, len(data), err, len(ws.GetData()))
+		}
 	}
 	return ""
 }
 
-func checkStorage(t testing.TB, what string, got, want *raft.MemoryStorage) {
+func checkStorage(t testing.TB, what string, got *Log, want *raft.MemoryStorage) {
 	t.Helper()
 	if diff := storageDiff(got, want); diff != "" {
 		t.Fatalf("%s: %s", what, diff)

@@ -21,7 +21,7 @@ func corruption(err error) error {
 }
 
 // get returns a copy of the value stored under key, or found false.
-func get(db *pebble.DB, key string) (value []byte, found bool, err error) {
+func get(db pebble.Reader, key string) (value []byte, found bool, err error) {
 	v, closer, err := db.Get([]byte(key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
@@ -57,9 +57,10 @@ func load(db *pebble.DB, ms *raft.MemoryStorage) (position, error) {
 	if err := s.check(); err != nil {
 		return position{}, err
 	}
-	var data []byte
+	// The snapshot's data is read to verify it, and then dropped:
+	// Storage() holds snapshots without their data (Log.SnapshotData).
 	if s.hasSnapshot {
-		if data, err = readSnapshotData(db, s.header); err != nil {
+		if _, err := readSnapshotData(db, s.header); err != nil {
 			return position{}, err
 		}
 	} else if err := checkNoChunks(db); err != nil {
@@ -74,7 +75,6 @@ func load(db *pebble.DB, ms *raft.MemoryStorage) (position, error) {
 		snap := &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: new(s.start.index), Term: new(s.start.term)}}
 		if s.header.index == s.start.index {
 			snap.Metadata.ConfState = s.header.confState
-			snap.Data = data
 		}
 		if err := ms.ApplySnapshot(snap); err != nil {
 			return position{}, fmt.Errorf("load log start %d: %w", s.start.index, err)
@@ -84,7 +84,7 @@ func load(db *pebble.DB, ms *raft.MemoryStorage) (position, error) {
 		return position{}, fmt.Errorf("load entries: %w", err)
 	}
 	if s.hasSnapshot && s.header.index > s.start.index {
-		if _, err := ms.CreateSnapshot(s.header.index, s.header.confState, data); err != nil {
+		if _, err := ms.CreateSnapshot(s.header.index, s.header.confState, nil); err != nil {
 			return position{}, fmt.Errorf("load snapshot %d: %w", s.header.index, err)
 		}
 	}

@@ -107,6 +107,11 @@ type Log struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	// readMu keeps Close from closing Pebble under a SnapshotData, which
+	// holds it shared; dbClosed is set (exclusively) before Pebble closes.
+	readMu   sync.RWMutex
+	dbClosed bool
+
 	counters counters
 }
 
@@ -178,8 +183,46 @@ func Open(dir string, opts Options) (*Log, error) {
 }
 
 // Storage is the raft.Storage to give raft.Config: a *raft.MemoryStorage
-// kept in step with the disk. Only the store changes it.
+// kept in step with the disk. Only the store changes it. Its snapshot has
+// the stored snapshot's metadata but no data: a snapshot is the whole
+// state machine, and keeping a copy of it in memory would add its size to
+// the heap for good. SnapshotData reads the data.
 func (l *Log) Storage() *raft.MemoryStorage { return l.storage }
+
+// SnapshotData reads the stored snapshot's data from disk, verified, if
+// that snapshot is still the one at index; otherwise it fails with
+// ErrSnapshotGone (a newer one replaced it). Data that fails verification
+// yields an error wrapping ErrCorrupt; after Close, ErrClosed. Safe for
+// concurrent use; it reads a consistent view of the store, so a snapshot
+// stored meanwhile does not mix with the one read.
+func (l *Log) SnapshotData(index uint64) ([]byte, error) {
+	l.readMu.RLock()
+	defer l.readMu.RUnlock()
+	if l.dbClosed {
+		return nil, fmt.Errorf("raft log snapshot %d: %w", index, ErrClosed)
+	}
+	view := l.db.NewSnapshot()
+	defer func() { _ = view.Close() }()
+	value, found, err := get(view, snapshotHeaderKey)
+	if err != nil {
+		return nil, fmt.Errorf("raft log snapshot %d: read header: %w", index, err)
+	}
+	if !found {
+		return nil, fmt.Errorf("raft log snapshot %d: no snapshot stored: %w", index, ErrSnapshotGone)
+	}
+	header, err := decodeSnapshotHeader(value)
+	if err != nil {
+		return nil, fmt.Errorf("raft log snapshot %d: %w", index, err)
+	}
+	if header.index != index {
+		return nil, fmt.Errorf("raft log snapshot %d: the stored one is at %d: %w", index, header.index, ErrSnapshotGone)
+	}
+	data, err := readSnapshotData(view, header)
+	if err != nil {
+		return nil, fmt.Errorf("raft log: %w", err)
+	}
+	return data, nil
+}
 
 // Empty reports whether nothing was ever stored (a new node: bootstrap it).
 func (l *Log) Empty() bool { return l.counters.empty.Load() }
@@ -204,12 +247,13 @@ func (l *Log) Write(w Write) {
 // its turn comes, index must be stored, committed (not above the stored
 // HardState's Commit) and above the stored snapshot's index; otherwise it is
 // refused with ErrBadSnapshot. It is stored with cs and data (chunked on
-// disk, checksummed), Storage() gets it (MemoryStorage.CreateSnapshot), and
+// disk, checksummed), Storage() gets it without the data
+// (MemoryStorage.CreateSnapshot; SnapshotData reads the data), and
 // the entries up to index-keep are deleted from Storage() and the disk
 // (MemoryStorage.Compact(index-keep)), so a follower that lags by up to keep
 // entries catches up without a snapshot. The outcome is reported through
-// Options.OnSnapshot. Storage() keeps data, so the caller must not modify it
-// afterwards.
+// Options.OnSnapshot. The store reads data until then, so the caller must
+// not modify it before.
 func (l *Log) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte, keep uint64) {
 	l.mu.Lock()
 	if l.closed {
@@ -249,6 +293,9 @@ func (l *Log) Close() error {
 			l.closeErr = fmt.Errorf("close raft log %s: left open, Pebble's commit pipeline is wedged (restart the process): %w", l.dir, l.failed)
 			return
 		}
+		l.readMu.Lock()
+		l.dbClosed = true
+		l.readMu.Unlock()
 		if err := l.db.Close(); err != nil {
 			l.closeErr = fmt.Errorf("close raft log %s: %w", l.dir, err)
 		}

@@ -27,7 +27,7 @@ func TestEmptyUntilSomethingIsStored(t *testing.T) {
 	if !l.Empty() {
 		t.Fatal("new store is not Empty")
 	}
-	checkStorage(t, "new store", l.Storage(), raft.NewMemoryStorage())
+	checkStorage(t, "new store", l.Log, raft.NewMemoryStorage())
 	// A Write that changes nothing leaves it empty.
 	l.mustWrite(t, Write{HardState: &raftpb.HardState{}})
 	if err := l.Close(); err != nil {
@@ -102,8 +102,9 @@ func TestReceivedSnapshotReplacesLog(t *testing.T) {
 			t.Fatalf("%s: Term(12) = %d, %v", what, term, err)
 		}
 		snap, _ := l.Storage().Snapshot()
-		if snap.GetMetadata().GetIndex() != 12 || !slices.Equal(snap.GetData(), data) {
-			t.Fatalf("%s: snapshot %v with %d bytes", what, snap.GetMetadata(), len(snap.GetData()))
+		stored, err := l.SnapshotData(12)
+		if snap.GetMetadata().GetIndex() != 12 || len(snap.GetData()) != 0 || err != nil || !slices.Equal(stored, data) {
+			t.Fatalf("%s: snapshot %v with %d bytes in memory, %d on disk (%v)", what, snap.GetMetadata(), len(snap.GetData()), len(stored), err)
 		}
 		if n := countKeys(t, l.db, entriesFrom(0), entriesEnd()); n != 0 {
 			t.Fatalf("%s: %d entries on disk", what, n)
@@ -262,11 +263,11 @@ func TestConcurrentWriters(t *testing.T) {
 	}
 	ref := raft.NewMemoryStorage()
 	applyToReference(t, ref, Write{Entries: entries(1, writers*perWriter, 1), HardState: hardState(1, 1, writers*perWriter)})
-	checkStorage(t, "after concurrent writes", l.Storage(), ref)
+	checkStorage(t, "after concurrent writes", l.Log, ref)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	checkStorage(t, "after reopening", openTestLog(t, dir, Options{Sync: true}).Storage(), ref)
+	checkStorage(t, "after reopening", openTestLog(t, dir, Options{Sync: true}).Log, ref)
 }
 
 // TestInvalidWritesAreRefused sends Writes that do not fit the log, among
@@ -319,12 +320,12 @@ func TestInvalidWritesAreRefused(t *testing.T) {
 	if groups := l.writtenGroups(); len(groups) != 3 || groups[2] != len(cases) {
 		t.Fatalf("OnWritten groups %v, want the cases reported together", groups)
 	}
-	checkStorage(t, "after refused writes", l.Storage(), ref)
+	checkStorage(t, "after refused writes", l.Log, ref)
 	l.mustWrite(t, valid(Write{Entries: entries(14, 14, 2), HardState: hardState(2, 1, 14)}))
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	checkStorage(t, "after reopening", openTestLog(t, dir, Options{Sync: true}).Storage(), ref)
+	checkStorage(t, "after reopening", openTestLog(t, dir, Options{Sync: true}).Log, ref)
 }
 
 func TestBadSnapshotsAreRefused(t *testing.T) {
@@ -338,8 +339,14 @@ func TestBadSnapshotsAreRefused(t *testing.T) {
 		}
 	}
 	l.mustCreateSnapshot(t, 7, confState(1), []byte("seven"), 100)
-	if snap, _ := l.Storage().Snapshot(); snap.GetMetadata().GetIndex() != 7 || string(snap.GetData()) != "seven" {
-		t.Fatalf("snapshot %v %q", snap.GetMetadata(), snap.GetData())
+	if snap, _ := l.Storage().Snapshot(); snap.GetMetadata().GetIndex() != 7 {
+		t.Fatalf("snapshot %v", snap.GetMetadata())
+	}
+	if data, err := l.SnapshotData(7); err != nil || string(data) != "seven" {
+		t.Fatalf("SnapshotData(7) = %q, %v", data, err)
+	}
+	if data, err := l.SnapshotData(5); !errors.Is(err, ErrSnapshotGone) {
+		t.Fatalf("SnapshotData(5) after snapshot 7 = %q, %v; want ErrSnapshotGone", data, err)
 	}
 }
 

@@ -51,8 +51,14 @@ func startRaftNode(t *testing.T, dir string) *raftNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if data := snap.GetData(); len(data) > 0 {
-		n.state = strings.Split(string(data), "\n")
+	if index := snap.GetMetadata().GetIndex(); index > 0 {
+		data, err := l.SnapshotData(index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(data) > 0 {
+			n.state = strings.Split(string(data), "\n")
+		}
 	}
 	n.applied = snap.GetMetadata().GetIndex()
 	n.confState = snap.GetMetadata().GetConfState()

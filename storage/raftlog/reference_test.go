@@ -37,13 +37,13 @@ func runAgainstReference(t *testing.T, steps func(yield func(step) bool), reopen
 			l.mustWrite(t, *s.op.write)
 		}
 		s.op.applyTo(t, ref)
-		checkStorage(t, fmt.Sprintf("step %d (%s)", i, s.name), l.Storage(), ref)
+		checkStorage(t, fmt.Sprintf("step %d (%s)", i, s.name), l.Log, ref)
 		if reopen(i) {
 			if err := l.Close(); err != nil {
 				t.Fatal(err)
 			}
 			l = openTestLog(t, dir, Options{Sync: true})
-			checkStorage(t, fmt.Sprintf("step %d (%s) after reopening", i, s.name), l.Storage(), ref)
+			checkStorage(t, fmt.Sprintf("step %d (%s) after reopening", i, s.name), l.Log, ref)
 			if l.Empty() {
 				t.Fatalf("step %d (%s): store reopened empty", i, s.name)
 			}

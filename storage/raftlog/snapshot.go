@@ -41,7 +41,7 @@ func stageSnapshotData(b *pebble.Batch, header snapshotHeader, data []byte) erro
 
 // readSnapshotData reads and verifies the chunks header describes. Every
 // stored chunk must belong to it.
-func readSnapshotData(db *pebble.DB, header snapshotHeader) ([]byte, error) {
+func readSnapshotData(db pebble.Reader, header snapshotHeader) ([]byte, error) {
 	if header.dataLen > maxSnapshotBytes {
 		return nil, fmt.Errorf("snapshot %d: header claims %d bytes: %w", header.index, header.dataLen, ErrCorrupt)
 	}
