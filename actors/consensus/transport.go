@@ -15,9 +15,9 @@ import (
 
 // peers is the Raft transport: it knows every gateway's node address,
 // gathers the Raft messages of one turn into one RaftBatch per gateway,
-// and keeps snapshot messages for the node to send in chunks. A gateway whose connection broke
-// is sent at most one batch per downProbeInterval until it is heard from
-// again: protoactor starts a new connection attempt for every send to a
+// and keeps snapshot messages for the node to send (in chunks). A gateway
+// whose connection broke is sent at most one batch per downProbeInterval
+// until it is heard from again: protoactor starts a new connection attempt for every send to a
 // dead address (ARCHITECTURE §9), and Raft sends heartbeats every tick.
 //
 // It also holds back commit notices. Each time the commit index moves, a
