@@ -43,10 +43,15 @@ func runClosedLoopPuts(b *testing.B, s *testStore, payloadBytes int, next func()
 	}
 }
 
-// benchmarkPut measures closed-loop puts of new ids into an empty store.
-func benchmarkPut(b *testing.B, sync bool) {
+// benchmarkPut measures closed-loop puts of new ids of 256 bytes into an
+// empty store.
+func benchmarkPut(b *testing.B, sync bool) { benchmarkPutSize(b, sync, 256) }
+
+// benchmarkPutSize measures closed-loop puts of new ids of size bytes
+// into an empty store.
+func benchmarkPutSize(b *testing.B, sync bool, size int) {
 	s := openTestStore(b, b.TempDir(), Options{Sync: sync})
-	payload := make([]byte, 256)
+	payload := make([]byte, size)
 	var nextID atomic.Int64
 	runClosedLoopPuts(b, s, len(payload), func() Op {
 		return Op{Kind: OpPut, ID: nextID.Add(1), Version: 1, Payload: payload}
@@ -58,6 +63,10 @@ func BenchmarkStorePutSync(b *testing.B) { benchmarkPut(b, true) }
 
 // BenchmarkStorePutNoSync measures puts without fsync (unsafe mode).
 func BenchmarkStorePutNoSync(b *testing.B) { benchmarkPut(b, false) }
+
+// BenchmarkStorePutSync1MiB measures synced puts of 1 MiB messages, where
+// every copy of the payload shows.
+func BenchmarkStorePutSync1MiB(b *testing.B) { benchmarkPutSize(b, true, 1<<20) }
 
 // randomPayload returns n bytes from rng. Stored payloads must be
 // incompressible, or Pebble's block compression keeps the store small

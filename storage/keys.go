@@ -49,12 +49,14 @@ func checksum(key, payload []byte) uint32 {
 	return crc32.Update(sum, castagnoli, payload)
 }
 
-// encodeValue returns the stored value for payload under key.
-func encodeValue(key, payload []byte) []byte {
-	value := make([]byte, checksumLen+len(payload))
+// valueLen is the length of the stored value for a payload of n bytes.
+func valueLen(n int) int { return checksumLen + n }
+
+// encodeValue writes the stored value for payload under key into value,
+// which is valueLen(len(payload)) bytes long.
+func encodeValue(value, key, payload []byte) {
 	binary.BigEndian.PutUint32(value, checksum(key, payload))
 	copy(value[checksumLen:], payload)
-	return value
 }
 
 // decodeValue verifies a stored value and returns its payload (a sub-slice of

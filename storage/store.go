@@ -665,10 +665,16 @@ func applyPut(pb *pebble.Batch, op Op) (messages, bytes int64, err error) {
 	return 1, int64(len(op.Payload)), nil
 }
 
-// restagePut writes op into pb without counting it.
+// restagePut writes op into pb without counting it. The value is encoded
+// straight into the batch: with Set it would be built first and copied
+// in, one more copy of every payload (measured: with 4 MB messages the
+// members' time goes to copying).
 func restagePut(pb *pebble.Batch, op Op) error {
 	key := encodeKey(op.ID, op.Version)
-	if err := pb.Set(key, encodeValue(key, op.Payload), nil); err != nil {
+	d := pb.SetDeferred(len(key), valueLen(len(op.Payload)))
+	copy(d.Key, key)
+	encodeValue(d.Value, key, op.Payload)
+	if err := d.Finish(); err != nil {
 		return fmt.Errorf("stage value: %w", err)
 	}
 	return nil
