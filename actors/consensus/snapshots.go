@@ -154,7 +154,10 @@ func (n *node) sendSnapshot(m *raftpb.Message) {
 	to, index := m.GetTo(), m.GetSnapshot().GetMetadata().GetIndex()
 	pid := n.peers.pid(to)
 	if pid == nil {
-		return // not known (yet): raft will send again
+		// Not known (yet): failed, so that raft asks again rather than
+		// wait for a snapshot that was never sent.
+		n.rn.ReportSnapshot(to, raft.SnapshotFailure)
+		return
 	}
 	header := proto.Clone(m).(*raftpb.Message)
 	data := header.GetSnapshot().GetData() // set only if raft had not stored it yet
