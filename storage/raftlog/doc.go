@@ -10,8 +10,10 @@
 // afterwards only the store changes it, and only after the disk holds the
 // change, so raft never sees a log entry, vote or commit index that a crash
 // could take back. [Log.CreateSnapshot] stores a snapshot of the state
-// machine and compacts the log behind it. (This package takes the place of
-// storage/metalog, the single leader's metadata log.)
+// machine and compacts the log behind it. The MemoryStorage holds the
+// snapshot's metadata but not its data (the whole state machine encoded):
+// [Log.SnapshotData] reads that from disk when it is needed. (This package
+// takes the place of storage/metalog, the single leader's metadata log.)
 //
 // # Writing
 //
