@@ -369,6 +369,42 @@ func TestRaftLeaderStoppedHandsOff(t *testing.T) {
 	load.verify(t, survivors)
 }
 
+// TestGatewayStopsWhileAMemberIsPaused SIGTERMs the leading gateway while
+// a member it is connected to is paused (SIGSTOP), as the fault suite
+// found: the gateway must still exit within a bound. protoactor's graceful
+// stop of the remote layer waits for every connection to close, and a
+// paused peer closes none.
+func TestGatewayStopsWhileAMemberIsPaused(t *testing.T) {
+	c := raftGroup(t, 3, 3)
+	leader := raftLeader(t, c.Gateways, 10*time.Second)
+	survivors := others(c.Gateways, leader)
+	load := startWriteLoad(t, clientAddrs(survivors), 1)
+	load.waitOKs(t, 200)
+	paused := c.Members[0]
+	if err := paused.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = paused.Resume() }()
+	started := time.Now()
+	err := leader.Stop(30 * time.Second)
+	took := time.Since(started)
+	t.Logf("%s stopped with SIGTERM while %s was paused: exited after %v (%v)", leader.Name, paused.Name, took.Round(time.Millisecond), err)
+	if err != nil {
+		t.Errorf("stop %s: %v", leader.Name, err)
+	}
+	// The drain (at most --drain-timeout, 5 s) and the remote layer's
+	// stop (bounded) come well under the fault suite's 15 s.
+	if took > 10*time.Second {
+		t.Errorf("%s took %v to exit after SIGTERM with a member paused", leader.Name, took.Round(time.Millisecond))
+	}
+	if err := paused.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	load.waitOKs(t, 100)
+	load.finish()
+	load.verify(t, survivors)
+}
+
 func TestRaftLeaderCutOff(t *testing.T) {
 	if err := netfault.Available(); err != nil {
 		t.Skipf("partitions need root and iptables: %v", err)
