@@ -308,12 +308,21 @@ func clientAddrs(gateways []*local.Node) []string {
 	return out
 }
 
-func TestRaftLeaderKilled(t *testing.T) {
-	c := raftGroup(t, 3, 3)
-	leader := raftLeader(t, c.Gateways, 10*time.Second)
-	survivors := others(c.Gateways, leader)
-	load := startWriteLoad(t, clientAddrs(survivors), 1)
+// groupWritingThroughFollowers starts 3 gateways and 3 members, finds the
+// leader and writes through the two other gateways until 200 writes are
+// acknowledged.
+func groupWritingThroughFollowers(t *testing.T) (c *local.Cluster, leader *local.Node, followers []*local.Node, load *writeLoad) {
+	t.Helper()
+	c = raftGroup(t, 3, 3)
+	leader = raftLeader(t, c.Gateways, 10*time.Second)
+	followers = others(c.Gateways, leader)
+	load = startWriteLoad(t, clientAddrs(followers), 1)
 	load.waitOKs(t, 200)
+	return c, leader, followers, load
+}
+
+func TestRaftLeaderKilled(t *testing.T) {
+	c, leader, survivors, load := groupWritingThroughFollowers(t)
 	if err := leader.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -336,11 +345,7 @@ func TestRaftLeaderKilled(t *testing.T) {
 }
 
 func TestRaftLeaderStoppedHandsOff(t *testing.T) {
-	c := raftGroup(t, 3, 3)
-	leader := raftLeader(t, c.Gateways, 10*time.Second)
-	survivors := others(c.Gateways, leader)
-	load := startWriteLoad(t, clientAddrs(survivors), 1)
-	load.waitOKs(t, 200)
+	_, leader, survivors, load := groupWritingThroughFollowers(t)
 	stopped := time.Now()
 	if err := leader.Stop(10 * time.Second); err != nil {
 		t.Fatal(err)
@@ -375,11 +380,7 @@ func TestRaftLeaderStoppedHandsOff(t *testing.T) {
 // stop of the remote layer waits for every connection to close, and a
 // paused peer closes none.
 func TestGatewayStopsWhileAMemberIsPaused(t *testing.T) {
-	c := raftGroup(t, 3, 3)
-	leader := raftLeader(t, c.Gateways, 10*time.Second)
-	survivors := others(c.Gateways, leader)
-	load := startWriteLoad(t, clientAddrs(survivors), 1)
-	load.waitOKs(t, 200)
+	c, leader, survivors, load := groupWritingThroughFollowers(t)
 	paused := c.Members[0]
 	if err := paused.Pause(); err != nil {
 		t.Fatal(err)
