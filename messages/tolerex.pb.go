@@ -1735,6 +1735,63 @@ func (x *RaftSnapshotAck) GetIndex() uint64 {
 	return 0
 }
 
+// GatewayRemovedNotice answers Raft messages from a gateway that was
+// removed from the group: the receiver applied the removal, so it drops
+// them, and tells the sender, which may never have learned that its
+// removal was committed (the group stops replicating to a gateway once it
+// is removed). The sender then stops taking part and serves nothing.
+type GatewayRemovedNotice struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`     // the removed gateway's Raft id
+	From          uint64                 `protobuf:"varint,2,opt,name=from,proto3" json:"from,omitempty"` // the Raft id of the gateway that says so
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GatewayRemovedNotice) Reset() {
+	*x = GatewayRemovedNotice{}
+	mi := &file_messages_tolerex_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GatewayRemovedNotice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GatewayRemovedNotice) ProtoMessage() {}
+
+func (x *GatewayRemovedNotice) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_tolerex_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GatewayRemovedNotice.ProtoReflect.Descriptor instead.
+func (*GatewayRemovedNotice) Descriptor() ([]byte, []int) {
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GatewayRemovedNotice) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *GatewayRemovedNotice) GetFrom() uint64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
 // GatewayChange asks the leader's consensus actor to change the group.
 type GatewayChange struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1747,7 +1804,7 @@ type GatewayChange struct {
 
 func (x *GatewayChange) Reset() {
 	*x = GatewayChange{}
-	mi := &file_messages_tolerex_proto_msgTypes[25]
+	mi := &file_messages_tolerex_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +1816,7 @@ func (x *GatewayChange) String() string {
 func (*GatewayChange) ProtoMessage() {}
 
 func (x *GatewayChange) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[25]
+	mi := &file_messages_tolerex_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +1829,7 @@ func (x *GatewayChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GatewayChange.ProtoReflect.Descriptor instead.
 func (*GatewayChange) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{25}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GatewayChange) GetKind() GatewayChangeKind {
@@ -1811,7 +1868,7 @@ type GatewayChangeReply struct {
 
 func (x *GatewayChangeReply) Reset() {
 	*x = GatewayChangeReply{}
-	mi := &file_messages_tolerex_proto_msgTypes[26]
+	mi := &file_messages_tolerex_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +1880,7 @@ func (x *GatewayChangeReply) String() string {
 func (*GatewayChangeReply) ProtoMessage() {}
 
 func (x *GatewayChangeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[26]
+	mi := &file_messages_tolerex_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1836,7 +1893,7 @@ func (x *GatewayChangeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GatewayChangeReply.ProtoReflect.Descriptor instead.
 func (*GatewayChangeReply) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{26}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GatewayChangeReply) GetError() string {
@@ -1873,7 +1930,7 @@ type ForwardedRequest struct {
 
 func (x *ForwardedRequest) Reset() {
 	*x = ForwardedRequest{}
-	mi := &file_messages_tolerex_proto_msgTypes[27]
+	mi := &file_messages_tolerex_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +1942,7 @@ func (x *ForwardedRequest) String() string {
 func (*ForwardedRequest) ProtoMessage() {}
 
 func (x *ForwardedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[27]
+	mi := &file_messages_tolerex_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +1955,7 @@ func (x *ForwardedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardedRequest.ProtoReflect.Descriptor instead.
 func (*ForwardedRequest) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{27}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ForwardedRequest) GetSeq() uint64 {
@@ -1934,7 +1991,7 @@ type ForwardBatch struct {
 
 func (x *ForwardBatch) Reset() {
 	*x = ForwardBatch{}
-	mi := &file_messages_tolerex_proto_msgTypes[28]
+	mi := &file_messages_tolerex_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1946,7 +2003,7 @@ func (x *ForwardBatch) String() string {
 func (*ForwardBatch) ProtoMessage() {}
 
 func (x *ForwardBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[28]
+	mi := &file_messages_tolerex_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1959,7 +2016,7 @@ func (x *ForwardBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardBatch.ProtoReflect.Descriptor instead.
 func (*ForwardBatch) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{28}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ForwardBatch) GetOrigin() uint64 {
@@ -1989,7 +2046,7 @@ type ForwardedReply struct {
 
 func (x *ForwardedReply) Reset() {
 	*x = ForwardedReply{}
-	mi := &file_messages_tolerex_proto_msgTypes[29]
+	mi := &file_messages_tolerex_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2001,7 +2058,7 @@ func (x *ForwardedReply) String() string {
 func (*ForwardedReply) ProtoMessage() {}
 
 func (x *ForwardedReply) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[29]
+	mi := &file_messages_tolerex_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2014,7 +2071,7 @@ func (x *ForwardedReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardedReply.ProtoReflect.Descriptor instead.
 func (*ForwardedReply) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{29}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ForwardedReply) GetSeq() uint64 {
@@ -2041,7 +2098,7 @@ type ForwardReplyBatch struct {
 
 func (x *ForwardReplyBatch) Reset() {
 	*x = ForwardReplyBatch{}
-	mi := &file_messages_tolerex_proto_msgTypes[30]
+	mi := &file_messages_tolerex_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2053,7 +2110,7 @@ func (x *ForwardReplyBatch) String() string {
 func (*ForwardReplyBatch) ProtoMessage() {}
 
 func (x *ForwardReplyBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[30]
+	mi := &file_messages_tolerex_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2066,7 +2123,7 @@ func (x *ForwardReplyBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardReplyBatch.ProtoReflect.Descriptor instead.
 func (*ForwardReplyBatch) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{30}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ForwardReplyBatch) GetReplies() []*ForwardedReply {
@@ -2085,7 +2142,7 @@ type TreeRequest struct {
 
 func (x *TreeRequest) Reset() {
 	*x = TreeRequest{}
-	mi := &file_messages_tolerex_proto_msgTypes[31]
+	mi := &file_messages_tolerex_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2097,7 +2154,7 @@ func (x *TreeRequest) String() string {
 func (*TreeRequest) ProtoMessage() {}
 
 func (x *TreeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[31]
+	mi := &file_messages_tolerex_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2110,7 +2167,7 @@ func (x *TreeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeRequest.ProtoReflect.Descriptor instead.
 func (*TreeRequest) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{31}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{32}
 }
 
 // ActorInfo describes one live actor.
@@ -2131,7 +2188,7 @@ type ActorInfo struct {
 
 func (x *ActorInfo) Reset() {
 	*x = ActorInfo{}
-	mi := &file_messages_tolerex_proto_msgTypes[32]
+	mi := &file_messages_tolerex_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2143,7 +2200,7 @@ func (x *ActorInfo) String() string {
 func (*ActorInfo) ProtoMessage() {}
 
 func (x *ActorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[32]
+	mi := &file_messages_tolerex_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2156,7 +2213,7 @@ func (x *ActorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorInfo.ProtoReflect.Descriptor instead.
 func (*ActorInfo) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{32}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ActorInfo) GetId() string {
@@ -2221,7 +2278,7 @@ type ActorFailure struct {
 
 func (x *ActorFailure) Reset() {
 	*x = ActorFailure{}
-	mi := &file_messages_tolerex_proto_msgTypes[33]
+	mi := &file_messages_tolerex_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2233,7 +2290,7 @@ func (x *ActorFailure) String() string {
 func (*ActorFailure) ProtoMessage() {}
 
 func (x *ActorFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[33]
+	mi := &file_messages_tolerex_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2246,7 +2303,7 @@ func (x *ActorFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorFailure.ProtoReflect.Descriptor instead.
 func (*ActorFailure) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{33}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ActorFailure) GetReason() string {
@@ -2292,7 +2349,7 @@ type NodeTree struct {
 
 func (x *NodeTree) Reset() {
 	*x = NodeTree{}
-	mi := &file_messages_tolerex_proto_msgTypes[34]
+	mi := &file_messages_tolerex_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2304,7 +2361,7 @@ func (x *NodeTree) String() string {
 func (*NodeTree) ProtoMessage() {}
 
 func (x *NodeTree) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[34]
+	mi := &file_messages_tolerex_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2317,7 +2374,7 @@ func (x *NodeTree) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeTree.ProtoReflect.Descriptor instead.
 func (*NodeTree) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{34}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *NodeTree) GetNodeAddress() string {
@@ -2364,7 +2421,7 @@ type RaftStatusRequest struct {
 
 func (x *RaftStatusRequest) Reset() {
 	*x = RaftStatusRequest{}
-	mi := &file_messages_tolerex_proto_msgTypes[35]
+	mi := &file_messages_tolerex_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2376,7 +2433,7 @@ func (x *RaftStatusRequest) String() string {
 func (*RaftStatusRequest) ProtoMessage() {}
 
 func (x *RaftStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[35]
+	mi := &file_messages_tolerex_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2389,7 +2446,7 @@ func (x *RaftStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStatusRequest.ProtoReflect.Descriptor instead.
 func (*RaftStatusRequest) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{35}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{36}
 }
 
 // RaftStatus is one gateway's own view of its place in the Raft group.
@@ -2413,7 +2470,7 @@ type RaftStatus struct {
 
 func (x *RaftStatus) Reset() {
 	*x = RaftStatus{}
-	mi := &file_messages_tolerex_proto_msgTypes[36]
+	mi := &file_messages_tolerex_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2425,7 +2482,7 @@ func (x *RaftStatus) String() string {
 func (*RaftStatus) ProtoMessage() {}
 
 func (x *RaftStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[36]
+	mi := &file_messages_tolerex_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2438,7 +2495,7 @@ func (x *RaftStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStatus.ProtoReflect.Descriptor instead.
 func (*RaftStatus) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{36}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RaftStatus) GetId() uint64 {
@@ -2529,7 +2586,7 @@ type MemberLivenessRequest struct {
 
 func (x *MemberLivenessRequest) Reset() {
 	*x = MemberLivenessRequest{}
-	mi := &file_messages_tolerex_proto_msgTypes[37]
+	mi := &file_messages_tolerex_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2541,7 +2598,7 @@ func (x *MemberLivenessRequest) String() string {
 func (*MemberLivenessRequest) ProtoMessage() {}
 
 func (x *MemberLivenessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[37]
+	mi := &file_messages_tolerex_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2554,7 +2611,7 @@ func (x *MemberLivenessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberLivenessRequest.ProtoReflect.Descriptor instead.
 func (*MemberLivenessRequest) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{37}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{38}
 }
 
 // MemberLiveness answers MemberLivenessRequest. Only the active leader
@@ -2575,7 +2632,7 @@ type MemberLiveness struct {
 
 func (x *MemberLiveness) Reset() {
 	*x = MemberLiveness{}
-	mi := &file_messages_tolerex_proto_msgTypes[38]
+	mi := &file_messages_tolerex_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2587,7 +2644,7 @@ func (x *MemberLiveness) String() string {
 func (*MemberLiveness) ProtoMessage() {}
 
 func (x *MemberLiveness) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[38]
+	mi := &file_messages_tolerex_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2600,7 +2657,7 @@ func (x *MemberLiveness) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberLiveness.ProtoReflect.Descriptor instead.
 func (*MemberLiveness) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{38}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MemberLiveness) GetActive() bool {
@@ -2656,7 +2713,7 @@ type MemberLive struct {
 
 func (x *MemberLive) Reset() {
 	*x = MemberLive{}
-	mi := &file_messages_tolerex_proto_msgTypes[39]
+	mi := &file_messages_tolerex_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2668,7 +2725,7 @@ func (x *MemberLive) String() string {
 func (*MemberLive) ProtoMessage() {}
 
 func (x *MemberLive) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[39]
+	mi := &file_messages_tolerex_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2681,7 +2738,7 @@ func (x *MemberLive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberLive.ProtoReflect.Descriptor instead.
 func (*MemberLive) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{39}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MemberLive) GetSlot() uint32 {
@@ -2757,7 +2814,7 @@ type TreeReply struct {
 
 func (x *TreeReply) Reset() {
 	*x = TreeReply{}
-	mi := &file_messages_tolerex_proto_msgTypes[40]
+	mi := &file_messages_tolerex_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2769,7 +2826,7 @@ func (x *TreeReply) String() string {
 func (*TreeReply) ProtoMessage() {}
 
 func (x *TreeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[40]
+	mi := &file_messages_tolerex_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2782,7 +2839,7 @@ func (x *TreeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TreeReply.ProtoReflect.Descriptor instead.
 func (*TreeReply) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{40}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TreeReply) GetTree() *NodeTree {
@@ -2813,7 +2870,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[41]
+	mi := &file_messages_tolerex_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2825,7 +2882,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[41]
+	mi := &file_messages_tolerex_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2838,7 +2895,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{41}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *LogEntry) GetEntry() isLogEntry_Entry {
@@ -2930,7 +2987,7 @@ type LogBatch struct {
 
 func (x *LogBatch) Reset() {
 	*x = LogBatch{}
-	mi := &file_messages_tolerex_proto_msgTypes[42]
+	mi := &file_messages_tolerex_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2942,7 +2999,7 @@ func (x *LogBatch) String() string {
 func (*LogBatch) ProtoMessage() {}
 
 func (x *LogBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[42]
+	mi := &file_messages_tolerex_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2955,7 +3012,7 @@ func (x *LogBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogBatch.ProtoReflect.Descriptor instead.
 func (*LogBatch) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{42}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *LogBatch) GetEntries() []*LogEntry {
@@ -2985,7 +3042,7 @@ type RequestId struct {
 
 func (x *RequestId) Reset() {
 	*x = RequestId{}
-	mi := &file_messages_tolerex_proto_msgTypes[43]
+	mi := &file_messages_tolerex_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2997,7 +3054,7 @@ func (x *RequestId) String() string {
 func (*RequestId) ProtoMessage() {}
 
 func (x *RequestId) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[43]
+	mi := &file_messages_tolerex_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3010,7 +3067,7 @@ func (x *RequestId) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestId.ProtoReflect.Descriptor instead.
 func (*RequestId) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{43}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RequestId) GetOrigin() uint64 {
@@ -3047,7 +3104,7 @@ type GatewayInfo struct {
 
 func (x *GatewayInfo) Reset() {
 	*x = GatewayInfo{}
-	mi := &file_messages_tolerex_proto_msgTypes[44]
+	mi := &file_messages_tolerex_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3059,7 +3116,7 @@ func (x *GatewayInfo) String() string {
 func (*GatewayInfo) ProtoMessage() {}
 
 func (x *GatewayInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[44]
+	mi := &file_messages_tolerex_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3072,7 +3129,7 @@ func (x *GatewayInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GatewayInfo.ProtoReflect.Descriptor instead.
 func (*GatewayInfo) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{44}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GatewayInfo) GetId() uint64 {
@@ -3102,7 +3159,7 @@ type PutEntry struct {
 
 func (x *PutEntry) Reset() {
 	*x = PutEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[45]
+	mi := &file_messages_tolerex_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3114,7 +3171,7 @@ func (x *PutEntry) String() string {
 func (*PutEntry) ProtoMessage() {}
 
 func (x *PutEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[45]
+	mi := &file_messages_tolerex_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3127,7 +3184,7 @@ func (x *PutEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutEntry.ProtoReflect.Descriptor instead.
 func (*PutEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{45}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PutEntry) GetId() int64 {
@@ -3169,7 +3226,7 @@ type DeleteEntry struct {
 
 func (x *DeleteEntry) Reset() {
 	*x = DeleteEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[46]
+	mi := &file_messages_tolerex_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3181,7 +3238,7 @@ func (x *DeleteEntry) String() string {
 func (*DeleteEntry) ProtoMessage() {}
 
 func (x *DeleteEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[46]
+	mi := &file_messages_tolerex_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3194,7 +3251,7 @@ func (x *DeleteEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntry.ProtoReflect.Descriptor instead.
 func (*DeleteEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{46}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DeleteEntry) GetId() int64 {
@@ -3224,7 +3281,7 @@ type MemberEntry struct {
 
 func (x *MemberEntry) Reset() {
 	*x = MemberEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[47]
+	mi := &file_messages_tolerex_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3236,7 +3293,7 @@ func (x *MemberEntry) String() string {
 func (*MemberEntry) ProtoMessage() {}
 
 func (x *MemberEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[47]
+	mi := &file_messages_tolerex_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3249,7 +3306,7 @@ func (x *MemberEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberEntry.ProtoReflect.Descriptor instead.
 func (*MemberEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{47}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MemberEntry) GetMemberId() string {
@@ -3284,7 +3341,7 @@ type EpochEntry struct {
 
 func (x *EpochEntry) Reset() {
 	*x = EpochEntry{}
-	mi := &file_messages_tolerex_proto_msgTypes[48]
+	mi := &file_messages_tolerex_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3296,7 +3353,7 @@ func (x *EpochEntry) String() string {
 func (*EpochEntry) ProtoMessage() {}
 
 func (x *EpochEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[48]
+	mi := &file_messages_tolerex_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3309,7 +3366,7 @@ func (x *EpochEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochEntry.ProtoReflect.Descriptor instead.
 func (*EpochEntry) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{48}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *EpochEntry) GetEpoch() uint64 {
@@ -3329,7 +3386,7 @@ type ReplicaSet struct {
 
 func (x *ReplicaSet) Reset() {
 	*x = ReplicaSet{}
-	mi := &file_messages_tolerex_proto_msgTypes[49]
+	mi := &file_messages_tolerex_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3341,7 +3398,7 @@ func (x *ReplicaSet) String() string {
 func (*ReplicaSet) ProtoMessage() {}
 
 func (x *ReplicaSet) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[49]
+	mi := &file_messages_tolerex_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3354,7 +3411,7 @@ func (x *ReplicaSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaSet.ProtoReflect.Descriptor instead.
 func (*ReplicaSet) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{49}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReplicaSet) GetSlots() []uint32 {
@@ -3383,14 +3440,17 @@ type MetaSnapshot struct {
 	RequestResults []uint32 `protobuf:"varint,11,rep,packed,name=request_results,json=requestResults,proto3" json:"request_results,omitempty"`
 	// How many requests the state machine has applied in all (the window
 	// holds the last of them); 0 in snapshots from before it was counted.
-	RequestCount  uint64 `protobuf:"varint,12,opt,name=request_count,json=requestCount,proto3" json:"request_count,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RequestCount uint64 `protobuf:"varint,12,opt,name=request_count,json=requestCount,proto3" json:"request_count,omitempty"`
+	// The Raft ids of gateways removed from the group: they never take
+	// part again (a gateway rejoins under a new id).
+	RemovedGateways []uint64 `protobuf:"varint,13,rep,packed,name=removed_gateways,json=removedGateways,proto3" json:"removed_gateways,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *MetaSnapshot) Reset() {
 	*x = MetaSnapshot{}
-	mi := &file_messages_tolerex_proto_msgTypes[50]
+	mi := &file_messages_tolerex_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3402,7 +3462,7 @@ func (x *MetaSnapshot) String() string {
 func (*MetaSnapshot) ProtoMessage() {}
 
 func (x *MetaSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_tolerex_proto_msgTypes[50]
+	mi := &file_messages_tolerex_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3415,7 +3475,7 @@ func (x *MetaSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaSnapshot.ProtoReflect.Descriptor instead.
 func (*MetaSnapshot) Descriptor() ([]byte, []int) {
-	return file_messages_tolerex_proto_rawDescGZIP(), []int{50}
+	return file_messages_tolerex_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MetaSnapshot) GetEpoch() uint64 {
@@ -3500,6 +3560,13 @@ func (x *MetaSnapshot) GetRequestCount() uint64 {
 		return x.RequestCount
 	}
 	return 0
+}
+
+func (x *MetaSnapshot) GetRemovedGateways() []uint64 {
+	if x != nil {
+		return x.RemovedGateways
+	}
+	return nil
 }
 
 var File_messages_tolerex_proto protoreflect.FileDescriptor
@@ -3612,7 +3679,10 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\x04data\x18\x06 \x01(\fR\x04data\";\n" +
 	"\x0fRaftSnapshotAck\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"u\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\":\n" +
+	"\x14GatewayRemovedNotice\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\x04R\x04from\"u\n" +
 	"\rGatewayChange\x121\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1d.tolerex.v1.GatewayChangeKindR\x04kind\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x12!\n" +
@@ -3724,7 +3794,7 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\"\"\n" +
 	"\n" +
 	"ReplicaSet\x12\x14\n" +
-	"\x05slots\x18\x01 \x03(\rR\x05slots\"\xbe\x03\n" +
+	"\x05slots\x18\x01 \x03(\rR\x05slots\"\xe9\x03\n" +
 	"\fMetaSnapshot\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x121\n" +
 	"\amembers\x18\x02 \x03(\v2\x17.tolerex.v1.MemberEntryR\amembers\x129\n" +
@@ -3738,7 +3808,8 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\frequest_seqs\x18\n" +
 	" \x03(\x04R\vrequestSeqs\x12'\n" +
 	"\x0frequest_results\x18\v \x03(\rR\x0erequestResults\x12#\n" +
-	"\rrequest_count\x18\f \x01(\x04R\frequestCount*<\n" +
+	"\rrequest_count\x18\f \x01(\x04R\frequestCount\x12)\n" +
+	"\x10removed_gateways\x18\r \x03(\x04R\x0fremovedGateways*<\n" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
@@ -3779,7 +3850,7 @@ func file_messages_tolerex_proto_rawDescGZIP() []byte {
 }
 
 var file_messages_tolerex_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_messages_tolerex_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_messages_tolerex_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_messages_tolerex_proto_goTypes = []any{
 	(Op)(0),                       // 0: tolerex.v1.Op
 	(ReplyCode)(0),                // 1: tolerex.v1.ReplyCode
@@ -3810,33 +3881,34 @@ var file_messages_tolerex_proto_goTypes = []any{
 	(*RaftBatch)(nil),             // 26: tolerex.v1.RaftBatch
 	(*RaftSnapshotChunk)(nil),     // 27: tolerex.v1.RaftSnapshotChunk
 	(*RaftSnapshotAck)(nil),       // 28: tolerex.v1.RaftSnapshotAck
-	(*GatewayChange)(nil),         // 29: tolerex.v1.GatewayChange
-	(*GatewayChangeReply)(nil),    // 30: tolerex.v1.GatewayChangeReply
-	(*ForwardedRequest)(nil),      // 31: tolerex.v1.ForwardedRequest
-	(*ForwardBatch)(nil),          // 32: tolerex.v1.ForwardBatch
-	(*ForwardedReply)(nil),        // 33: tolerex.v1.ForwardedReply
-	(*ForwardReplyBatch)(nil),     // 34: tolerex.v1.ForwardReplyBatch
-	(*TreeRequest)(nil),           // 35: tolerex.v1.TreeRequest
-	(*ActorInfo)(nil),             // 36: tolerex.v1.ActorInfo
-	(*ActorFailure)(nil),          // 37: tolerex.v1.ActorFailure
-	(*NodeTree)(nil),              // 38: tolerex.v1.NodeTree
-	(*RaftStatusRequest)(nil),     // 39: tolerex.v1.RaftStatusRequest
-	(*RaftStatus)(nil),            // 40: tolerex.v1.RaftStatus
-	(*MemberLivenessRequest)(nil), // 41: tolerex.v1.MemberLivenessRequest
-	(*MemberLiveness)(nil),        // 42: tolerex.v1.MemberLiveness
-	(*MemberLive)(nil),            // 43: tolerex.v1.MemberLive
-	(*TreeReply)(nil),             // 44: tolerex.v1.TreeReply
-	(*LogEntry)(nil),              // 45: tolerex.v1.LogEntry
-	(*LogBatch)(nil),              // 46: tolerex.v1.LogBatch
-	(*RequestId)(nil),             // 47: tolerex.v1.RequestId
-	(*GatewayInfo)(nil),           // 48: tolerex.v1.GatewayInfo
-	(*PutEntry)(nil),              // 49: tolerex.v1.PutEntry
-	(*DeleteEntry)(nil),           // 50: tolerex.v1.DeleteEntry
-	(*MemberEntry)(nil),           // 51: tolerex.v1.MemberEntry
-	(*EpochEntry)(nil),            // 52: tolerex.v1.EpochEntry
-	(*ReplicaSet)(nil),            // 53: tolerex.v1.ReplicaSet
-	(*MetaSnapshot)(nil),          // 54: tolerex.v1.MetaSnapshot
-	nil,                           // 55: tolerex.v1.SelectorLoad.MessagesEntry
+	(*GatewayRemovedNotice)(nil),  // 29: tolerex.v1.GatewayRemovedNotice
+	(*GatewayChange)(nil),         // 30: tolerex.v1.GatewayChange
+	(*GatewayChangeReply)(nil),    // 31: tolerex.v1.GatewayChangeReply
+	(*ForwardedRequest)(nil),      // 32: tolerex.v1.ForwardedRequest
+	(*ForwardBatch)(nil),          // 33: tolerex.v1.ForwardBatch
+	(*ForwardedReply)(nil),        // 34: tolerex.v1.ForwardedReply
+	(*ForwardReplyBatch)(nil),     // 35: tolerex.v1.ForwardReplyBatch
+	(*TreeRequest)(nil),           // 36: tolerex.v1.TreeRequest
+	(*ActorInfo)(nil),             // 37: tolerex.v1.ActorInfo
+	(*ActorFailure)(nil),          // 38: tolerex.v1.ActorFailure
+	(*NodeTree)(nil),              // 39: tolerex.v1.NodeTree
+	(*RaftStatusRequest)(nil),     // 40: tolerex.v1.RaftStatusRequest
+	(*RaftStatus)(nil),            // 41: tolerex.v1.RaftStatus
+	(*MemberLivenessRequest)(nil), // 42: tolerex.v1.MemberLivenessRequest
+	(*MemberLiveness)(nil),        // 43: tolerex.v1.MemberLiveness
+	(*MemberLive)(nil),            // 44: tolerex.v1.MemberLive
+	(*TreeReply)(nil),             // 45: tolerex.v1.TreeReply
+	(*LogEntry)(nil),              // 46: tolerex.v1.LogEntry
+	(*LogBatch)(nil),              // 47: tolerex.v1.LogBatch
+	(*RequestId)(nil),             // 48: tolerex.v1.RequestId
+	(*GatewayInfo)(nil),           // 49: tolerex.v1.GatewayInfo
+	(*PutEntry)(nil),              // 50: tolerex.v1.PutEntry
+	(*DeleteEntry)(nil),           // 51: tolerex.v1.DeleteEntry
+	(*MemberEntry)(nil),           // 52: tolerex.v1.MemberEntry
+	(*EpochEntry)(nil),            // 53: tolerex.v1.EpochEntry
+	(*ReplicaSet)(nil),            // 54: tolerex.v1.ReplicaSet
+	(*MetaSnapshot)(nil),          // 55: tolerex.v1.MetaSnapshot
+	nil,                           // 56: tolerex.v1.SelectorLoad.MessagesEntry
 }
 var file_messages_tolerex_proto_depIdxs = []int32{
 	0,  // 0: tolerex.v1.ClientRequest.op:type_name -> tolerex.v1.Op
@@ -3845,7 +3917,7 @@ var file_messages_tolerex_proto_depIdxs = []int32{
 	5,  // 3: tolerex.v1.ClientReplyBatch.replies:type_name -> tolerex.v1.ClientReply
 	8,  // 4: tolerex.v1.SelectBatch.requests:type_name -> tolerex.v1.SelectReplicas
 	9,  // 5: tolerex.v1.SelectedBatch.replies:type_name -> tolerex.v1.ReplicasSelected
-	55, // 6: tolerex.v1.SelectorLoad.messages:type_name -> tolerex.v1.SelectorLoad.MessagesEntry
+	56, // 6: tolerex.v1.SelectorLoad.messages:type_name -> tolerex.v1.SelectorLoad.MessagesEntry
 	2,  // 7: tolerex.v1.ReadReply.status:type_name -> tolerex.v1.ReadStatus
 	14, // 8: tolerex.v1.StoreBatch.requests:type_name -> tolerex.v1.StoreRequest
 	15, // 9: tolerex.v1.StoreAckBatch.acks:type_name -> tolerex.v1.StoreAck
@@ -3854,24 +3926,24 @@ var file_messages_tolerex_proto_depIdxs = []int32{
 	18, // 12: tolerex.v1.PruneBatch.requests:type_name -> tolerex.v1.PruneRequest
 	3,  // 13: tolerex.v1.GatewayChange.kind:type_name -> tolerex.v1.GatewayChangeKind
 	4,  // 14: tolerex.v1.ForwardedRequest.request:type_name -> tolerex.v1.ClientRequest
-	31, // 15: tolerex.v1.ForwardBatch.requests:type_name -> tolerex.v1.ForwardedRequest
+	32, // 15: tolerex.v1.ForwardBatch.requests:type_name -> tolerex.v1.ForwardedRequest
 	5,  // 16: tolerex.v1.ForwardedReply.reply:type_name -> tolerex.v1.ClientReply
-	33, // 17: tolerex.v1.ForwardReplyBatch.replies:type_name -> tolerex.v1.ForwardedReply
-	36, // 18: tolerex.v1.ActorInfo.children:type_name -> tolerex.v1.ActorInfo
-	37, // 19: tolerex.v1.ActorInfo.last_failure:type_name -> tolerex.v1.ActorFailure
-	36, // 20: tolerex.v1.NodeTree.actors:type_name -> tolerex.v1.ActorInfo
-	40, // 21: tolerex.v1.NodeTree.raft:type_name -> tolerex.v1.RaftStatus
-	43, // 22: tolerex.v1.MemberLiveness.members:type_name -> tolerex.v1.MemberLive
-	38, // 23: tolerex.v1.TreeReply.tree:type_name -> tolerex.v1.NodeTree
-	49, // 24: tolerex.v1.LogEntry.put:type_name -> tolerex.v1.PutEntry
-	50, // 25: tolerex.v1.LogEntry.delete:type_name -> tolerex.v1.DeleteEntry
-	51, // 26: tolerex.v1.LogEntry.member:type_name -> tolerex.v1.MemberEntry
-	52, // 27: tolerex.v1.LogEntry.epoch:type_name -> tolerex.v1.EpochEntry
-	47, // 28: tolerex.v1.LogEntry.request:type_name -> tolerex.v1.RequestId
-	45, // 29: tolerex.v1.LogBatch.entries:type_name -> tolerex.v1.LogEntry
-	51, // 30: tolerex.v1.MetaSnapshot.members:type_name -> tolerex.v1.MemberEntry
-	53, // 31: tolerex.v1.MetaSnapshot.replica_sets:type_name -> tolerex.v1.ReplicaSet
-	48, // 32: tolerex.v1.MetaSnapshot.gateways:type_name -> tolerex.v1.GatewayInfo
+	34, // 17: tolerex.v1.ForwardReplyBatch.replies:type_name -> tolerex.v1.ForwardedReply
+	37, // 18: tolerex.v1.ActorInfo.children:type_name -> tolerex.v1.ActorInfo
+	38, // 19: tolerex.v1.ActorInfo.last_failure:type_name -> tolerex.v1.ActorFailure
+	37, // 20: tolerex.v1.NodeTree.actors:type_name -> tolerex.v1.ActorInfo
+	41, // 21: tolerex.v1.NodeTree.raft:type_name -> tolerex.v1.RaftStatus
+	44, // 22: tolerex.v1.MemberLiveness.members:type_name -> tolerex.v1.MemberLive
+	39, // 23: tolerex.v1.TreeReply.tree:type_name -> tolerex.v1.NodeTree
+	50, // 24: tolerex.v1.LogEntry.put:type_name -> tolerex.v1.PutEntry
+	51, // 25: tolerex.v1.LogEntry.delete:type_name -> tolerex.v1.DeleteEntry
+	52, // 26: tolerex.v1.LogEntry.member:type_name -> tolerex.v1.MemberEntry
+	53, // 27: tolerex.v1.LogEntry.epoch:type_name -> tolerex.v1.EpochEntry
+	48, // 28: tolerex.v1.LogEntry.request:type_name -> tolerex.v1.RequestId
+	46, // 29: tolerex.v1.LogBatch.entries:type_name -> tolerex.v1.LogEntry
+	52, // 30: tolerex.v1.MetaSnapshot.members:type_name -> tolerex.v1.MemberEntry
+	54, // 31: tolerex.v1.MetaSnapshot.replica_sets:type_name -> tolerex.v1.ReplicaSet
+	49, // 32: tolerex.v1.MetaSnapshot.gateways:type_name -> tolerex.v1.GatewayInfo
 	33, // [33:33] is the sub-list for method output_type
 	33, // [33:33] is the sub-list for method input_type
 	33, // [33:33] is the sub-list for extension type_name
@@ -3884,7 +3956,7 @@ func file_messages_tolerex_proto_init() {
 	if File_messages_tolerex_proto != nil {
 		return
 	}
-	file_messages_tolerex_proto_msgTypes[41].OneofWrappers = []any{
+	file_messages_tolerex_proto_msgTypes[42].OneofWrappers = []any{
 		(*LogEntry_Put)(nil),
 		(*LogEntry_Delete)(nil),
 		(*LogEntry_Member)(nil),
@@ -3896,7 +3968,7 @@ func file_messages_tolerex_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_tolerex_proto_rawDesc), len(file_messages_tolerex_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   52,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

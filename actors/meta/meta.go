@@ -53,6 +53,8 @@ type State struct {
 	setOf    map[string]uint32
 	counts   []int64 // index entries per member slot
 	gateways map[uint64]Gateway
+	// removed are the Raft ids of gateways removed from the group.
+	removed  map[uint64]struct{}
 	requests requestWindow
 }
 
@@ -63,6 +65,7 @@ func New() *State {
 		index:    make(map[int64]record),
 		setOf:    make(map[string]uint32),
 		gateways: make(map[uint64]Gateway),
+		removed:  make(map[uint64]struct{}),
 		requests: newRequestWindow(),
 	}
 }
@@ -315,11 +318,39 @@ func (s *State) SlotOf(memberID string) (uint32, bool) {
 
 // SetGateway records a gateway of the Raft group, or its new address.
 // The consensus layer calls it when it applies the configuration change
-// that adds the gateway, in log order, like Apply.
-func (s *State) SetGateway(g Gateway) { s.gateways[g.ID] = g }
+// that adds the gateway, in log order, like Apply. An id that was removed
+// is no longer counted as removed (the leader refuses to add a removed id,
+// but logs written before it did, and a group rebuilt from one survivor
+// under an old id, add one back).
+func (s *State) SetGateway(g Gateway) {
+	s.gateways[g.ID] = g
+	delete(s.removed, g.ID)
+}
 
-// RemoveGateway forgets a gateway that left the Raft group.
-func (s *State) RemoveGateway(id uint64) { delete(s.gateways, id) }
+// RemoveGateway forgets a gateway that left the Raft group, and remembers
+// that its id was removed: a removed gateway never takes part again.
+func (s *State) RemoveGateway(id uint64) {
+	delete(s.gateways, id)
+	s.removed[id] = struct{}{}
+}
+
+// GatewayRemoved reports whether the gateway with this Raft id was removed
+// from the group.
+func (s *State) GatewayRemoved(id uint64) bool {
+	_, ok := s.removed[id]
+	return ok
+}
+
+// RemovedGateways returns the Raft ids of the gateways removed from the
+// group, in order.
+func (s *State) RemovedGateways() []uint64 {
+	out := make([]uint64, 0, len(s.removed))
+	for id := range s.removed {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Gateways returns the gateways of the Raft group, by id.
 func (s *State) Gateways() []Gateway {
@@ -363,6 +394,7 @@ type Frozen struct {
 	ids      []int64
 	records  []record
 	gateways []Gateway
+	removed  []uint64
 	requests []requestKey
 	results  []messages.ReplyCode
 	// requestCount is how many requests were ever applied.
@@ -386,6 +418,7 @@ func (s *State) Freeze() *Frozen {
 		f.records = append(f.records, r)
 	}
 	f.gateways = s.Gateways()
+	f.removed = s.RemovedGateways()
 	f.requests = make([]requestKey, 0, s.requests.len())
 	f.results = make([]messages.ReplyCode, 0, s.requests.len())
 	s.requests.each(func(k requestKey, code messages.ReplyCode) {
@@ -417,6 +450,7 @@ func (f *Frozen) Snapshot() *messages.MetaSnapshot {
 	for _, g := range f.gateways {
 		snap.Gateways = append(snap.Gateways, &messages.GatewayInfo{Id: g.ID, NodeAddress: g.NodeAddress})
 	}
+	snap.RemovedGateways = f.removed
 	snap.RequestCount = f.requestCount
 	snap.RequestOrigins = make([]uint64, len(f.requests))
 	snap.RequestSeqs = make([]uint64, len(f.requests))
@@ -486,6 +520,12 @@ func Restore(snap *messages.MetaSnapshot) (*State, error) {
 			return nil, fmt.Errorf("restore snapshot: gateway without an id")
 		}
 		s.SetGateway(Gateway{ID: g.GetId(), NodeAddress: g.GetNodeAddress()})
+	}
+	for _, id := range snap.GetRemovedGateways() {
+		if _, ok := s.gateways[id]; ok || id == 0 {
+			return nil, fmt.Errorf("restore snapshot: removed gateway %d is id 0 or also in the group", id)
+		}
+		s.removed[id] = struct{}{}
 	}
 	origins, seqs, results := snap.GetRequestOrigins(), snap.GetRequestSeqs(), snap.GetRequestResults()
 	if len(seqs) != len(origins) || len(results) != len(origins) || len(origins) > RequestWindow {

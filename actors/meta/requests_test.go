@@ -149,6 +149,30 @@ func TestRestoreRequestCount(t *testing.T) {
 	}
 }
 
+func TestSnapshotWithAGatewayBothRemovedAndInTheGroupIsRefused(t *testing.T) {
+	s := meta.New()
+	s.SetGateway(meta.Gateway{ID: 1, NodeAddress: "gw1"})
+	snap := s.Freeze().Snapshot()
+	snap.RemovedGateways = []uint64{1}
+	if _, err := meta.Restore(snap); err == nil {
+		t.Error("restored a snapshot that lists gateway 1 both in the group and removed")
+	}
+}
+
+func TestGatewayAddedAfterItsRemovalIsNotRemoved(t *testing.T) {
+	s := meta.New()
+	s.SetGateway(meta.Gateway{ID: 1, NodeAddress: "gw1"})
+	s.RemoveGateway(1)
+	s.SetGateway(meta.Gateway{ID: 1, NodeAddress: "gw1b"})
+	if s.GatewayRemoved(1) {
+		t.Error("gateway 1, added again, still counts as removed")
+	}
+	restored, _ := roundTrip(t, s)
+	if g, ok := restored.Gateway(1); !ok || g.NodeAddress != "gw1b" || restored.GatewayRemoved(1) {
+		t.Errorf("restored: gateway 1 %+v %v, removed %v", g, ok, restored.RemovedGateways())
+	}
+}
+
 func TestSnapshotKeepsGatewaysAndRequests(t *testing.T) {
 	s := meta.New()
 	mustApply(t, s, threeMembers()...)
@@ -164,6 +188,9 @@ func TestSnapshotKeepsGatewaysAndRequests(t *testing.T) {
 	restored, _ := roundTrip(t, s)
 	if got, want := restored.Gateways(), []meta.Gateway{{ID: 1, NodeAddress: "gw1"}, {ID: 3, NodeAddress: "gw3"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("restored gateways = %v, want %v", got, want)
+	}
+	if !restored.GatewayRemoved(2) || restored.GatewayRemoved(1) || restored.GatewayRemoved(4) {
+		t.Errorf("restored removed gateways = %v, want [2]", restored.RemovedGateways())
 	}
 	// Both states forget and remember the same requests from here on.
 	for _, seq := range []uint64{extra, extra + 1, meta.RequestWindow + extra, 1} {
