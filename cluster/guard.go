@@ -42,7 +42,7 @@ func allowedTypes(local, peerRole certs.Role, secure bool) map[string]bool {
 		&messages.TreeRequest{}, &messages.TreeReply{}, deadLetter,
 		// The Raft group and client requests forwarded to its leader:
 		// gateways only.
-		&messages.RaftBatch{}, &messages.RaftSnapshotChunk{}, &messages.RaftSnapshotAck{},
+		&messages.RaftBatch{}, &messages.RaftSnapshotChunk{}, &messages.RaftSnapshotAck{}, &messages.GatewayRemovedNotice{},
 		&messages.ForwardBatch{}, &messages.ForwardReplyBatch{},
 		&messages.GatewayChange{}, &messages.GatewayChangeReply{},
 		&messages.RaftStatusRequest{}, &messages.RaftStatus{},

@@ -61,6 +61,10 @@ func (n *node) confChange(msg *messages.GatewayChange) error {
 		if voter || learner {
 			return fmt.Errorf("gateway %d is already in the group", id)
 		}
+		if n.cfg.View.own().GatewayRemoved(id) {
+			return fmt.Errorf("gateway %d was removed from the group, and a removed id never joins again: "+
+				"start the gateway on an empty data dir with a new --gateway-id and add it under that id", id)
+		}
 		if msg.GetNodeAddress() == "" {
 			return errors.New("a new gateway needs its node address")
 		}

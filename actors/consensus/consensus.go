@@ -204,6 +204,11 @@ type node struct {
 	// says why no entries are taken, "" while they are.
 	disk     *diskspace.Guard
 	diskFull string
+	// removedHow, once set, says how this gateway learned that it was
+	// removed from the group; the turn ends with leaveGroup (removal.go).
+	removedHow string
+	// removedNoticed is when each removed gateway was last told so.
+	removedNoticed map[uint64]time.Time
 }
 
 // Internal messages.
@@ -275,6 +280,9 @@ func (n *node) Receive(ctx actor.Context) {
 	if n.rn != nil {
 		n.processReady(ctx)
 		n.sendQueued(ctx)
+		if n.removedHow != "" {
+			n.leaveGroup(ctx)
+		}
 	}
 }
 
@@ -302,6 +310,8 @@ func (n *node) handle(ctx actor.Context, msg any) {
 		n.receiveChunk(ctx, msg)
 	case *messages.RaftSnapshotAck:
 		n.snapshotAcked(msg)
+	case *messages.GatewayRemovedNotice:
+		n.removedNotice(msg)
 	case *Propose:
 		n.propose(ctx, msg)
 	case *ReadBarrier:

@@ -424,3 +424,67 @@ func TestSlowFsyncDoesNotStarveTicks(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovedGatewayLeavesTheGroup: a follower removed from the group while
+// cut off from it never receives its removal; once it can talk to the
+// others again they drop its Raft messages and tell it, and it stops taking
+// part and says why. Its id cannot be added again. Started again on its
+// data while the leader is gone, it is told again and does not lead the
+// voter that is left.
+func TestRemovedGatewayLeavesTheGroup(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{Gateways: 3})
+	leader := c.Leader()
+	proposeAll(leader, 0, 50)
+	converged(t, c, 50, 50)
+	var removed, voter *clustertest.Node
+	for _, n := range c.Nodes {
+		switch {
+		case n == leader:
+		case removed == nil:
+			removed = n
+		default:
+			voter = n
+		}
+	}
+	c.Partition([]uint64{removed.ID}, []uint64{leader.ID, voter.ID})
+	res, err := leader.Request(&messages.GatewayChange{Kind: messages.GatewayChangeKind_GATEWAY_REMOVE, Id: removed.ID}, 5*time.Second)
+	if err != nil || res.(*messages.GatewayChangeReply).GetError() != "" {
+		t.Fatalf("remove gateway %d: %v %v", removed.ID, res, err)
+	}
+	clustertest.Eventually(t, 10*time.Second, "gateway removed", func() (bool, string) {
+		st := voter.Status()
+		return len(st.Gateways) == 2, fmt.Sprintf("%+v", st.Gateways)
+	})
+	c.Heal()
+	clustertest.Eventually(t, 10*time.Second, "the removed gateway says it was removed", func() (bool, string) {
+		err := removed.Health.NotReady()
+		return err != nil && strings.Contains(err.Error(), "applied the removal and drops"), fmt.Sprint(err)
+	})
+	t.Logf("gateway %d: %v", removed.ID, removed.Health.NotReady())
+	if st := removed.Status(); st.State != "" {
+		t.Errorf("the removed gateway still runs Raft: %+v", st)
+	}
+
+	res, err = leader.Request(&messages.GatewayChange{Kind: messages.GatewayChangeKind_GATEWAY_ADD_LEARNER, Id: removed.ID, NodeAddress: "127.0.0.1:1"}, 5*time.Second)
+	if r, _ := res.(*messages.GatewayChangeReply); err != nil || r.GetRetry() || !strings.Contains(r.GetError(), "never joins again") {
+		t.Errorf("adding removed gateway %d again: %+v, %v; want a definite refusal", removed.ID, res, err)
+	}
+
+	// The removed gateway is started again on its data, while the leader
+	// is gone: it must not lead the voter that is left.
+	leader.Stop()
+	removed.Stop()
+	removed.Start()
+	deadline := time.Now().Add(3 * time.Second)
+	clustertest.Eventually(t, 10*time.Second, "3 s without the removed gateway leading", func() (bool, string) {
+		st := removed.Status()
+		if st.State == "leader" || voter.Status().Lead == removed.ID {
+			t.Fatalf("removed gateway %d leads (voter %d: %+v)", removed.ID, voter.ID, voter.Status())
+		}
+		return time.Now().After(deadline), fmt.Sprintf("removed: %+v", st)
+	})
+	clustertest.Eventually(t, 10*time.Second, "the restarted removed gateway says it was removed", func() (bool, string) {
+		err := removed.Health.NotReady()
+		return err != nil && strings.Contains(err.Error(), "applied the removal and drops"), fmt.Sprint(err)
+	})
+}

@@ -218,6 +218,9 @@ func (n *node) applyConfChange(s *meta.State, e *raftpb.Entry) {
 		case raftpb.ConfChangeRemoveNode:
 			s.RemoveGateway(id)
 			n.peers.remove(id)
+			if id == n.cfg.ID && n.removedHow == "" {
+				n.removedHow = fmt.Sprintf("this gateway applied its own removal at index %d", e.GetIndex())
+			}
 		}
 	}
 	n.log.Info().Uint64("index", e.GetIndex()).Uints64("voters", n.confState.GetVoters()).

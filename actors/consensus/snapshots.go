@@ -106,6 +106,9 @@ func (n *node) receiveChunk(ctx actor.Context, c *messages.RaftSnapshotChunk) {
 	if n.diskFull != "" {
 		return // disk full: the snapshot is not stored; the leader sends it again (disk.go)
 	}
+	if n.fromRemoved(ctx, c.GetFrom()) {
+		return
+	}
 	in := n.inbound.from[c.GetFrom()]
 	if c.GetChunk() == 0 {
 		in = &incoming{index: c.GetIndex(), chunks: c.GetChunks(), header: c.GetMessage()}

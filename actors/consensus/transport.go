@@ -215,6 +215,9 @@ func (n *node) receiveBatch(ctx actor.Context, b *messages.RaftBatch) {
 			n.log.Warn().Err(err).Msg("undecodable raft message; dropped")
 			continue
 		}
+		if n.fromRemoved(ctx, m.GetFrom()) {
+			return
+		}
 		n.peers.learn(m.GetFrom(), ctx.Sender())
 		n.peers.heard(m.GetFrom())
 		if n.lostData(ctx, &m) {
