@@ -621,6 +621,19 @@ func TestRaftGatewayAddedAndRemoved(t *testing.T) {
 	if out, code := cli("remove-gateway", id); code != 0 {
 		t.Fatalf("remove-gateway %s (the leader): exit %d\n%s", id, code, out.Output())
 	}
+	// Still running, the removed gateway learns that it was removed (the
+	// others drop its Raft messages and tell it), says so, and refuses
+	// clients at once, so that they move on; its id cannot come back.
+	Eventually(t, 10*time.Second, "the removed gateway says it was removed", func() (bool, string) {
+		ready, reason := leader.Ready(context.Background())
+		return !ready && strings.Contains(reason, "removed from the Raft group"), reason
+	})
+	if reply, took := askOnce(t, leader.ClientAddr, "GET 1"); !strings.HasPrefix(reply, "ERROR: gateway unavailable: removed from the Raft group") || took > 2*time.Second {
+		t.Errorf("GET on the removed gateway: %q after %v; want \"ERROR: gateway unavailable: removed from the Raft group ...\" at once", reply, took)
+	}
+	if out, code := cli("add-gateway", id, leader.NodeAddr); code == 0 || !strings.Contains(out.Output(), "never joins again") {
+		t.Errorf("add-gateway %s again: exit %d, output %q; want a refusal", id, code, out.Output())
+	}
 	if err := leader.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -638,6 +651,25 @@ func TestRaftGatewayAddedAndRemoved(t *testing.T) {
 	load.finish()
 	load.verify(t, rest)
 	load.verifyAt(t, clientAddr)
+}
+
+// askOnce sends one HaToKuSe command on a new connection to addr and
+// returns the reply line and how long it took.
+func askOnce(t *testing.T, addr, command string) (string, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, addr, client.Options{IOTimeout: 15 * time.Second})
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer c.Close()
+	started := time.Now()
+	reply, err := c.Do(command)
+	if _, refused := errors.AsType[*client.ServerError](err); err != nil && !refused {
+		t.Fatalf("%q on %s: %v", command, addr, err)
+	}
+	return reply, time.Since(started)
 }
 
 // verifyAt reads every acknowledged write back through a gateway given by
