@@ -17,6 +17,12 @@ import (
 // limit, which then holds every reader, GETs included, until it drops
 // below again.
 //
+// Waiting readers are served first come, first served: a release wakes
+// the oldest waiter if its bytes fit, and no later one goes ahead of it.
+// Waking every waiter to race for the bytes (as this did before) let some
+// connections lose for over 10 s while others were served in under a
+// second (64 connections of 4 MB SETs: p50 0.8 s, max 13.7 s).
+//
 // No one waits while holding a part of what it needs: a line that outgrows
 // the reader's buffer reserves the longest line at once, so readers never
 // wait on each other's half-read lines (which could deadlock).
@@ -27,12 +33,18 @@ type byteBudget struct {
 
 	mu      sync.Mutex
 	used    int64
-	wake    chan struct{} // closed (and replaced) on release if waiting
-	waiting bool          // someone holds wake
+	waiters []*budgetWaiter // oldest first
+}
+
+// budgetWaiter is a reader waiting for n bytes; granted is closed once
+// they are taken for it.
+type budgetWaiter struct {
+	n       int64
+	granted chan struct{}
 }
 
 func newByteBudget(limit int64, m *Metrics) *byteBudget {
-	b := &byteBudget{limit: limit, wake: make(chan struct{})}
+	b := &byteBudget{limit: limit}
 	if m != nil {
 		b.waits, b.gauge = m.InflightWaits, m.InflightBytes
 	}
@@ -40,37 +52,77 @@ func newByteBudget(limit int64, m *Metrics) *byteBudget {
 }
 
 // acquire takes n bytes, waiting while they would take the total over the
-// limit (a request larger than the limit waits until nothing else is
-// held). It returns false, having taken nothing, if done is closed first.
-// before runs once, just before the first wait (the reader sends what it
-// has queued, so that those requests can complete and release bytes).
+// limit or while others wait (a request larger than the limit waits until
+// nothing else is held). It returns false, having taken nothing, if done
+// is closed first. before runs once, just before the wait (the reader
+// sends what it has queued, so that those requests can complete and
+// release bytes).
 func (b *byteBudget) acquire(n int64, done <-chan struct{}, before func()) bool {
-	waited := false
-	for {
-		b.mu.Lock()
-		if b.used == 0 || b.used+n <= b.limit {
-			b.add(n)
-			b.mu.Unlock()
-			return true
-		}
-		wake := b.wake
-		b.waiting = true
+	if b.takeNow(n) {
+		return true
+	}
+	if b.waits != nil {
+		b.waits.Inc()
+	}
+	if before != nil {
+		before()
+	}
+	b.mu.Lock()
+	if len(b.waiters) == 0 && b.fits(n) { // what it sent may have been answered already
+		b.add(n)
 		b.mu.Unlock()
-		if !waited {
-			waited = true
-			if b.waits != nil {
-				b.waits.Inc()
-			}
-			if before != nil {
-				before()
-				continue // what it sent may have been answered already
+		return true
+	}
+	w := &budgetWaiter{n: n, granted: make(chan struct{})}
+	b.waiters = append(b.waiters, w)
+	b.mu.Unlock()
+	select {
+	case <-w.granted:
+		return true
+	case <-done:
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case <-w.granted: // granted meanwhile: give the bytes back
+		b.add(-n)
+	default:
+		for i, q := range b.waiters {
+			if q == w {
+				b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
+				break
 			}
 		}
-		select {
-		case <-wake:
-		case <-done:
-			return false
-		}
+	}
+	b.grant() // it may have held up those behind it
+	return false
+}
+
+// takeNow takes n bytes if no one waits and they fit.
+func (b *byteBudget) takeNow(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.waiters) > 0 || !b.fits(n) {
+		return false
+	}
+	b.add(n)
+	return true
+}
+
+// fits reports whether n more bytes may be taken now; the caller holds mu.
+func (b *byteBudget) fits(n int64) bool {
+	return b.used == 0 || b.used+n <= b.limit
+}
+
+// grant takes bytes for the oldest waiters, in order, while they fit; the
+// caller holds mu.
+func (b *byteBudget) grant() {
+	for len(b.waiters) > 0 && b.fits(b.waiters[0].n) {
+		w := b.waiters[0]
+		b.waiters[0] = nil
+		b.waiters = b.waiters[1:]
+		b.add(w.n)
+		close(w.granted)
 	}
 }
 
@@ -84,17 +136,15 @@ func (b *byteBudget) charge(n int64) {
 	b.mu.Unlock()
 }
 
-// release gives back n bytes taken with acquire or charge.
+// release gives back n bytes taken with acquire or charge, and serves the
+// waiters they make room for.
 func (b *byteBudget) release(n int64) {
 	if n <= 0 {
 		return
 	}
 	b.mu.Lock()
 	b.add(-n)
-	if b.waiting {
-		close(b.wake)
-		b.wake, b.waiting = make(chan struct{}), false
-	}
+	b.grant()
 	b.mu.Unlock()
 }
 

@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tolerex/tolerex/cluster/local/poll"
 )
 
 func TestByteBudgetWaitsAndWakes(t *testing.T) {
@@ -71,6 +74,97 @@ func TestByteBudgetWaitsAndWakes(t *testing.T) {
 	if used := b.inUse(); used != 100 {
 		t.Fatalf("in use %d, want 100 (nothing taken by the cancelled acquire)", used)
 	}
+}
+
+// TestByteBudgetServesWaitersInOrder: a waiter is never overtaken by a
+// later one, even by one whose bytes would fit, so no connection starves
+// while others are served.
+func TestByteBudgetServesWaitersInOrder(t *testing.T) {
+	b := newByteBudget(100, nil)
+	done := make(chan struct{})
+	if !b.acquire(90, done, nil) {
+		t.Fatal("acquire within the limit failed")
+	}
+	order := make(chan string, 3)
+	waitFor := func(name string, n int64, queued int) {
+		go func() {
+			if b.acquire(n, done, nil) {
+				order <- name
+			}
+		}()
+		waitQueued(t, b, queued)
+	}
+	waitFor("first", 50, 1)  // does not fit (90+50)
+	waitFor("second", 10, 2) // would fit (90+10), but first came first
+	select {
+	case got := <-order:
+		t.Fatalf("%s went through while the first waiter still waits", got)
+	case <-time.After(50 * time.Millisecond):
+	}
+	b.release(5) // 85 held: room for second (95), not for first (135)
+	select {
+	case got := <-order:
+		t.Fatalf("%s went through while the first waiter still waits", got)
+	case <-time.After(50 * time.Millisecond):
+	}
+	b.release(35) // 50 held: room for first (100), not yet for second
+	if got := <-order; got != "first" {
+		t.Fatalf("%s served before the first waiter", got)
+	}
+	select {
+	case got := <-order:
+		t.Fatalf("%s went through over the limit", got)
+	case <-time.After(50 * time.Millisecond):
+	}
+	b.release(50)
+	if got := <-order; got != "second" {
+		t.Fatalf("got %s, want second", got)
+	}
+	if used := b.inUse(); used != 60 {
+		t.Fatalf("in use %d, want 60", used)
+	}
+}
+
+// TestByteBudgetCancelledWaiterLetsOthersOn: a waiter at the head that
+// gives up (its connection closed) takes nothing and no longer holds up
+// those behind it.
+func TestByteBudgetCancelledWaiterLetsOthersOn(t *testing.T) {
+	b := newByteBudget(100, nil)
+	if !b.acquire(60, nil, nil) {
+		t.Fatal("acquire within the limit failed")
+	}
+	gone := make(chan struct{})
+	first := make(chan bool)
+	go func() { first <- b.acquire(80, gone, nil) }()
+	waitQueued(t, b, 1)
+	second := make(chan bool)
+	go func() { second <- b.acquire(30, nil, nil) }()
+	waitQueued(t, b, 2)
+	close(gone)
+	if <-first {
+		t.Fatal("cancelled acquire returned true")
+	}
+	select {
+	case ok := <-second:
+		if !ok {
+			t.Fatal("acquire failed")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter behind a cancelled one was not served")
+	}
+	if used := b.inUse(); used != 90 {
+		t.Fatalf("in use %d, want 90", used)
+	}
+}
+
+// waitQueued waits until n readers wait on b.
+func waitQueued(t *testing.T, b *byteBudget, n int) {
+	t.Helper()
+	poll.Eventually(t, 5*time.Second, time.Millisecond, fmt.Sprintf("%d readers waiting", n), func() (bool, string) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.waiters) == n, fmt.Sprintf("%d waiting", len(b.waiters))
+	})
 }
 
 // TestByteBudgetOversized: a request larger than the limit goes through
