@@ -65,7 +65,7 @@ type Config struct {
 // Defaults for Config.
 const (
 	DefaultMaxMessageBytes  = 4 << 20
-	DefaultMaxInflightBytes = 256 << 20
+	DefaultMaxInflightBytes = 64 << 20
 	DefaultMaxPipeline      = 1024
 	DefaultMaxConnections   = 1024
 	DefaultIdleTimeout      = 5 * time.Minute
