@@ -58,7 +58,10 @@ func newByteBudget(limit int64, m *Metrics) *byteBudget {
 // sends what it has queued, so that those requests can complete and
 // release bytes).
 func (b *byteBudget) acquire(n int64, done <-chan struct{}, before func()) bool {
-	if b.takeNow(n) {
+	b.mu.Lock()
+	taken := b.tryTake(n)
+	b.mu.Unlock()
+	if taken {
 		return true
 	}
 	if b.waits != nil {
@@ -68,8 +71,7 @@ func (b *byteBudget) acquire(n int64, done <-chan struct{}, before func()) bool 
 		before()
 	}
 	b.mu.Lock()
-	if len(b.waiters) == 0 && b.fits(n) { // what it sent may have been answered already
-		b.add(n)
+	if b.tryTake(n) { // what it sent may have been answered already
 		b.mu.Unlock()
 		return true
 	}
@@ -98,10 +100,8 @@ func (b *byteBudget) acquire(n int64, done <-chan struct{}, before func()) bool 
 	return false
 }
 
-// takeNow takes n bytes if no one waits and they fit.
-func (b *byteBudget) takeNow(n int64) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// tryTake takes n bytes if no one waits and they fit; the caller holds mu.
+func (b *byteBudget) tryTake(n int64) bool {
 	if len(b.waiters) > 0 || !b.fits(n) {
 		return false
 	}

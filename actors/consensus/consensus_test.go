@@ -455,11 +455,12 @@ func TestRemovedGatewayLeavesTheGroup(t *testing.T) {
 		st := voter.Status()
 		return len(st.Gateways) == 2, fmt.Sprintf("%+v", st.Gateways)
 	})
-	c.Heal()
-	clustertest.Eventually(t, 10*time.Second, "the removed gateway says it was removed", func() (bool, string) {
+	saysRemoved := func() (bool, string) {
 		err := removed.Health.NotReady()
 		return err != nil && strings.Contains(err.Error(), "applied the removal and drops"), fmt.Sprint(err)
-	})
+	}
+	c.Heal()
+	clustertest.Eventually(t, 10*time.Second, "the removed gateway says it was removed", saysRemoved)
 	t.Logf("gateway %d: %v", removed.ID, removed.Health.NotReady())
 	if st := removed.Status(); st.State != "" {
 		t.Errorf("the removed gateway still runs Raft: %+v", st)
@@ -483,8 +484,5 @@ func TestRemovedGatewayLeavesTheGroup(t *testing.T) {
 		}
 		return time.Now().After(deadline), fmt.Sprintf("removed: %+v", st)
 	})
-	clustertest.Eventually(t, 10*time.Second, "the restarted removed gateway says it was removed", func() (bool, string) {
-		err := removed.Health.NotReady()
-		return err != nil && strings.Contains(err.Error(), "applied the removal and drops"), fmt.Sprint(err)
-	})
+	clustertest.Eventually(t, 10*time.Second, "the restarted removed gateway says it was removed", saysRemoved)
 }

@@ -55,31 +55,17 @@ func (n *node) removedNotice(msg *messages.GatewayRemovedNotice) {
 	n.removedHow = fmt.Sprintf("gateway %d applied the removal and drops this gateway's Raft messages", msg.GetFrom())
 }
 
-// leaveGroup stops Raft on a gateway removed from the group: it takes no
-// part and serves nothing from now on, and says why (readiness, the
-// leader actor's answers to clients, the log).
+// leaveGroup stops Raft on a gateway removed from the group, as a
+// consensus that stopped for good does (stop): it takes no part and serves
+// nothing from now on, and says why (readiness, the leader actor's answers
+// to clients, the log).
 func (n *node) leaveGroup(ctx actor.Context) {
 	reason := "removed from the Raft group (" + n.removedHow + "): this gateway takes no part and serves nothing. " +
 		"Stop it and keep its data dir out of any group; to serve again, start it on an empty data dir with a new --gateway-id " +
 		"and --initial-cluster-state existing, and add it (tolerex cluster add-gateway)"
 	n.log.Error().Str("reason", reason).Msg("this gateway was removed from the Raft group; consensus stopped")
-	if n.stopTicks != nil {
-		n.stopTicks()
-	}
-	if n.barriers != nil {
-		n.barriers.failAll(ctx, "removed from the Raft group")
-	}
-	n.rn = nil
 	if h := n.cfg.Health; h != nil {
-		h.lead.Store(0)
 		h.setProblem(reason)
 	}
-	n.publish(ctx, &LeaderChanged{})
-	n.publish(ctx, &Unavailable{Reason: reason})
-	if n.raftLog != nil {
-		if err := n.raftLog.Close(); err != nil {
-			n.log.Error().Err(err).Msg("close raft log")
-		}
-		n.raftLog = nil
-	}
+	n.stop(ctx, "removed from the Raft group")
 }
