@@ -24,12 +24,12 @@ run: build
 # with the race detector, the end-to-end tests (real processes, SIGKILL),
 # and a 30-second fuzz run of the protocol codec.
 test: lint
-	$(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/actors/consensus$$')
+	GO=$(GO) ./.ci/gotest -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/actors/consensus$$')
 	@# The in-process Raft group tests (cluster/clustertest) run several
 	@# protoactor remotes in one process, and protoactor's remote.Start sets
 	@# gRPC's global logger without synchronisation: the race detector
 	@# reports that on every run, so these tests run without it.
-	$(GO) test -count=1 -timeout 5m ./actors/consensus
+	GO=$(GO) ./.ci/gotest -count=1 -timeout 5m ./actors/consensus
 	$(GO) test -run '^$$' -fuzz=FuzzParse -fuzztime=30s ./gateway/codec
 
 lint:
