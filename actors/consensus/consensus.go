@@ -273,7 +273,8 @@ func (n *node) Receive(ctx actor.Context) {
 		panic("consensus: fault injection")
 	default:
 		if n.rn == nil {
-			return // not started: the log is unreadable (Health says why)
+			n.refuseWithoutRaft(ctx, msg)
+			return
 		}
 		n.handle(ctx, msg)
 	}

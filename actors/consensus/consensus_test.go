@@ -470,6 +470,13 @@ func TestRemovedGatewayLeavesTheGroup(t *testing.T) {
 	if r, _ := res.(*messages.GatewayChangeReply); err != nil || r.GetRetry() || !strings.Contains(r.GetError(), "never joins again") {
 		t.Errorf("adding removed gateway %d again: %+v, %v; want a definite refusal", removed.ID, res, err)
 	}
+	// Asked itself (its admin API asks its own consensus actor first), the
+	// removed gateway refuses at once and says why.
+	asked := time.Now()
+	res, err = removed.Request(&messages.GatewayChange{Kind: messages.GatewayChangeKind_GATEWAY_ADD_LEARNER, Id: 9, NodeAddress: "127.0.0.1:1"}, 5*time.Second)
+	if r, _ := res.(*messages.GatewayChangeReply); err != nil || r.GetRetry() || !strings.Contains(r.GetError(), "removed from the Raft group") {
+		t.Errorf("a group change asked of the removed gateway: %+v, %v after %v; want a definite refusal saying it was removed", res, err, time.Since(asked))
+	}
 
 	// The removed gateway is started again on its data, while the leader
 	// is gone: it must not lead the voter that is left.

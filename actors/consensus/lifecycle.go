@@ -250,6 +250,32 @@ func (n *node) stop(ctx actor.Context, reason string) {
 	}
 }
 
+// refuseWithoutRaft answers a request that expects a reply while Raft does
+// not run here (the log is unusable, consensus stopped for good or left
+// the group, or it waits for disk space), so that the asker, such as the
+// admin API of a removed gateway, learns why at once instead of waiting
+// out its timeout. Other messages (Raft traffic, proposals and read
+// barriers, which the leader actor stopped sending on Unavailable) are
+// dropped.
+func (n *node) refuseWithoutRaft(ctx actor.Context, msg any) {
+	reason := n.cfg.Health.problemText()
+	retry := reason == ""
+	if retry {
+		reason = "consensus is not running on this gateway"
+		if h := n.cfg.Health; h != nil {
+			if err := h.NotReady(); err != nil {
+				reason = err.Error()
+			}
+		}
+	}
+	switch msg.(type) {
+	case *messages.GatewayChange:
+		ctx.Respond(&messages.GatewayChangeReply{Error: "this gateway takes no part in the Raft group: " + reason, Retry: retry})
+	case *TransferLeadership:
+		ctx.Respond(errors.New("this gateway takes no part in the Raft group: " + reason))
+	}
+}
+
 // subscribe adds the sender to the subscribers (once: a restarted actor
 // keeps its PID) and tells it who leads and, on a leader, whether its
 // leadership is ready.
