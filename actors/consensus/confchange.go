@@ -7,6 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tolerex/tolerex/messages"
@@ -86,8 +87,12 @@ func (n *node) confChange(msg *messages.GatewayChange) error {
 		if !learner {
 			return fmt.Errorf("gateway %d is not in the group; add it first", id)
 		}
+		// Caught up means it answered: the leader replicates to it (which
+		// takes an acknowledged append) and its log is close to the
+		// leader's. A learner that never answered has Match 0, within the
+		// lag of a short log, and would make a voter that is down.
 		st := n.rn.Status()
-		if pr, ok := st.Progress[id]; !ok || pr.Match+promoteLag < st.GetCommit() {
+		if pr, ok := st.Progress[id]; !ok || pr.State != tracker.StateReplicate || !pr.RecentActive || pr.Match+promoteLag < st.GetCommit() {
 			return fmt.Errorf("gateway %d has not caught up with the log yet: %w", id, errRetry)
 		}
 		cc.Changes = []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(id)}}

@@ -3,6 +3,7 @@ package consensus_test
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -193,6 +194,38 @@ func TestLaggingGatewayCatchesUpFromASnapshot(t *testing.T) {
 	}
 	lagging.Start()
 	converged(t, c, 1000, 1000)
+}
+
+// TestLearnerNotRunningIsNotPromoted: a learner that never answered the
+// leader is not caught up, however short the log: promoting it would add a
+// voter that is down, and with it the quorum would need one more gateway.
+func TestLearnerNotRunningIsNotPromoted(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{Gateways: 3})
+	leader := c.Leader()
+	proposeAll(leader, 0, 5) // a log far shorter than the promotion lag
+	converged(t, c, 5, 5)
+	res, err := leader.Request(&messages.GatewayChange{Kind: messages.GatewayChangeKind_GATEWAY_ADD_LEARNER, Id: 4, NodeAddress: "127.0.0.1:1"}, 5*time.Second)
+	if r, _ := res.(*messages.GatewayChangeReply); err != nil || r.GetError() != "" {
+		t.Fatalf("add learner 4 (nothing runs at its address): %+v, %v", res, err)
+	}
+	clustertest.Eventually(t, 10*time.Second, "gateway 4 a learner", func() (bool, string) {
+		st := leader.Status()
+		return slices.ContainsFunc(st.Gateways, func(g consensus.GatewayStatus) bool { return g.ID == 4 && g.Role == "learner" }), fmt.Sprintf("%+v", st.Gateways)
+	})
+	deadline := time.Now().Add(2 * time.Second)
+	clustertest.Eventually(t, 10*time.Second, "2 s of refused promotions", func() (bool, string) {
+		res, err := leader.Request(&messages.GatewayChange{Kind: messages.GatewayChangeKind_GATEWAY_PROMOTE, Id: 4}, 5*time.Second)
+		r, _ := res.(*messages.GatewayChangeReply)
+		switch {
+		case err != nil:
+			return false, err.Error()
+		case r.GetError() == "":
+			t.Fatalf("gateway 4, which never answered the leader, was promoted to voter")
+		case !r.GetRetry() || !strings.Contains(r.GetError(), "not caught up"):
+			t.Fatalf("promoting gateway 4: %+v; want a retry saying it has not caught up", r)
+		}
+		return time.Now().After(deadline), r.GetError()
+	})
 }
 
 func TestGatewayAddedAsLearnerPromotedAndRemoved(t *testing.T) {
