@@ -637,6 +637,15 @@ func TestRaftGatewayAddedAndRemoved(t *testing.T) {
 	if reply, took := askOnce(t, leader.ClientAddr, "GET 1"); !strings.HasPrefix(reply, "ERROR: gateway unavailable: removed from the Raft group") || took > 2*time.Second {
 		t.Errorf("GET on the removed gateway: %q after %v; want \"ERROR: gateway unavailable: removed from the Raft group ...\" at once", reply, took)
 	}
+	// Seen from its admin API: status fails saying why, and the tree still
+	// shows the removed gateway itself, with the reason.
+	if out, code := cliAt(leader.AdminAddr, "status"); code == 0 || !strings.Contains(out.Output(), "cannot run: removed from the Raft group") {
+		t.Errorf("cluster status asked of the removed %s: exit %d, output %q; want a failure saying it was removed", leader.Name, code, out.Output())
+	}
+	if out, code := RunChild(t, bin, ChildOptions{Args: []string{"tree", "--admin-addr", leader.AdminAddr}}, 20*time.Second); code != 0 ||
+		!strings.Contains(out.Stdout(), "gateway  "+leader.NodeAddr+"  (Raft: cannot run: removed from the Raft group") || !strings.Contains(out.Stdout(), "consensus") {
+		t.Errorf("tree asked of the removed %s: exit %d, output %q; want its own tree, saying it was removed", leader.Name, code, out.Output())
+	}
 	stayed := others(c.Gateways, leader)[0]
 	if out, code := cliAt(stayed.AdminAddr, "add-gateway", id, leader.NodeAddr); code == 0 || !strings.Contains(out.Output(), "never joins again") {
 		t.Errorf("add-gateway %s again, asked of %s: exit %d, output %q; want a refusal", id, stayed.Name, code, out.Output())

@@ -120,8 +120,8 @@ func adminCall(ctx context.Context, method, adminAddr, path string, body []byte,
 
 func printRaftStatus(w io.Writer, st *consensus.Status) error {
 	if st.Problem != "" {
-		fmt.Fprintf(w, "gateway %d cannot run: %s\n", st.ID, st.Problem)
-		return nil
+		// An error, so that scripts see it in the exit status.
+		return fmt.Errorf("gateway %d cannot run: %s", st.ID, st.Problem)
 	}
 	lead := "none"
 	if st.Lead != 0 {

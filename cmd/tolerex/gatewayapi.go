@@ -83,6 +83,14 @@ func (a gatewayAPI) register(admin *cluster.Admin, node *cluster.Node) {
 		view := clusterTree(node, a.leader)
 		if st, err := a.raftStatus(); err == nil {
 			gateways := a.gatewayTrees(st)
+			if !slices.ContainsFunc(st.Gateways, func(g consensus.GatewayStatus) bool { return g.NodeAddress == a.self }) {
+				// This gateway is not in the group it knows (it was removed,
+				// or its Raft does not run): it still shows itself, with
+				// its consensus actor's reason.
+				own := view.Nodes[0]
+				askTree(a.root, a.consensus, time.Second, &own)
+				gateways = append([]tree.NodeView{own}, gateways...)
+			}
 			view.Nodes = append(gateways, view.Nodes[1:]...) // the gateways (this one included), then the members
 		}
 		cluster.WriteJSON(w, view)
