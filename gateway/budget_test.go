@@ -30,14 +30,7 @@ func TestByteBudgetWaitsAndWakes(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 	b.release(40)
-	select {
-	case ok := <-got:
-		if !ok {
-			t.Fatal("acquire after a release returned false")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("acquire not woken by a release")
-	}
+	mustBeGranted(t, got, "acquire after a release returned false", "acquire not woken by a release")
 	if used := b.inUse(); used != 90 {
 		t.Fatalf("in use %d, want 90", used)
 	}
@@ -56,14 +49,7 @@ func TestByteBudgetWaitsAndWakes(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 	b.release(2) // 99: room for 1
-	select {
-	case ok := <-got:
-		if !ok {
-			t.Fatal("acquire below the limit failed")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("acquire not woken once the total was below the limit")
-	}
+	mustBeGranted(t, got, "acquire below the limit failed", "acquire not woken once the total was below the limit")
 
 	// done ends a wait, taking nothing.
 	go func() { got <- b.acquire(50, done, nil) }()
@@ -144,16 +130,24 @@ func TestByteBudgetCancelledWaiterLetsOthersOn(t *testing.T) {
 	if <-first {
 		t.Fatal("cancelled acquire returned true")
 	}
-	select {
-	case ok := <-second:
-		if !ok {
-			t.Fatal("acquire failed")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the waiter behind a cancelled one was not served")
-	}
+	mustBeGranted(t, second, "acquire failed", "the waiter behind a cancelled one was not served")
 	if used := b.inUse(); used != 90 {
 		t.Fatalf("in use %d, want 90", used)
+	}
+}
+
+// mustBeGranted waits up to 5 s for an acquire's result on got: it fails
+// the test with refused if the acquire returned false, with stuck if none
+// came.
+func mustBeGranted(t *testing.T, got <-chan bool, refused, stuck string) {
+	t.Helper()
+	select {
+	case ok := <-got:
+		if !ok {
+			t.Fatal(refused)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal(stuck)
 	}
 }
 
