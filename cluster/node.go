@@ -8,9 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"runtime/debug"
-	"strconv"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -81,16 +79,9 @@ type Node struct {
 
 // StartNode starts the actor system and its remote server.
 func StartNode(opts NodeOptions) (*Node, error) {
-	host, portText, err := net.SplitHostPort(opts.NodeAddress)
+	host, port, err := splitNodeAddress(opts.NodeAddress)
 	if err != nil {
-		return nil, fmt.Errorf("node address %q: %w", opts.NodeAddress, err)
-	}
-	port, err := strconv.Atoi(portText)
-	if err != nil || port < 0 || port > 65535 {
-		return nil, fmt.Errorf("node address %q: bad port", opts.NodeAddress)
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		return nil, fmt.Errorf("node address %q: give the address other nodes reach this one at, not a wildcard", opts.NodeAddress)
+		return nil, err
 	}
 	var nodeTLS *certs.NodeTLS
 	if !opts.Insecure {

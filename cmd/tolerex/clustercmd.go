@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tolerex/tolerex/actors/consensus"
+	"github.com/tolerex/tolerex/cluster"
 )
 
 // newClusterCommand groups the commands that look at and change the
@@ -57,8 +58,8 @@ caught up. The command waits for that, up to a minute.`,
 			if err != nil || id == 0 {
 				return fmt.Errorf("gateway id %q: want a positive number", args[0])
 			}
-			if !strings.Contains(args[1], ":") {
-				return fmt.Errorf("node address %q: want host:port (the new gateway's --node-addr)", args[1])
+			if err := cluster.CheckNodeAddress(args[1]); err != nil {
+				return fmt.Errorf("%w (the new gateway's --node-addr)", err)
 			}
 			body, _ := json.Marshal(addGatewayRequest{ID: id, NodeAddress: args[1]})
 			if err := adminCall(cmd.Context(), http.MethodPost, adminAddr, "/api/gateways", body, nil); err != nil {

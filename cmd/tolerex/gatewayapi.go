@@ -174,6 +174,10 @@ func (a gatewayAPI) addGateway(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `want a JSON body {"id": N, "node_address": "host:port"} with a positive id`, http.StatusBadRequest)
 		return
 	}
+	if err := cluster.CheckNodeAddress(req.NodeAddress); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	deadline := time.Now().Add(addGatewayLimit)
 	// A learner added earlier that was not promoted (it had not caught up
 	// in time) is promoted now: adding is safe to repeat.

@@ -75,6 +75,11 @@ func runMember(ctx context.Context, f memberFlags) error {
 	if len(joinList(f.join)) == 0 {
 		return errors.New("--join is required: the gateways' --node-addr, comma-separated")
 	}
+	for _, addr := range joinList(f.join) {
+		if err := cluster.CheckNodeAddress(addr); err != nil {
+			return fmt.Errorf("--join: %w", err)
+		}
+	}
 	if f.heartbeat <= 0 {
 		return errors.New("--heartbeat must be positive")
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tolerex/tolerex/actors/consensus"
 	"github.com/tolerex/tolerex/actors/meta"
+	"github.com/tolerex/tolerex/cluster"
 	"github.com/tolerex/tolerex/messages"
 	"github.com/tolerex/tolerex/storage/metalog"
 )
@@ -85,6 +86,9 @@ func (f *raftFlags) resolve(nodeAddr string) (raftGroup, error) {
 		id, err := strconv.ParseUint(idText, 10, 64)
 		if !ok || err != nil || id == 0 || addr == "" {
 			return g, fmt.Errorf("--initial-cluster: %q is not id=node-addr (a positive id)", part)
+		}
+		if err := cluster.CheckNodeAddress(addr); err != nil {
+			return g, fmt.Errorf("--initial-cluster: gateway %d: %w", id, err)
 		}
 		if slices.ContainsFunc(g.peers, func(p consensus.Peer) bool { return p.ID == id || p.NodeAddress == addr }) {
 			return g, fmt.Errorf("--initial-cluster names id %d or address %s twice", id, addr)
