@@ -37,16 +37,23 @@ func (h *homing) sent() {
 }
 
 // answered records an answer: redirect says the answering gateway does not
-// lead, leader who does ("" if it knows of none).
-func (h *homing) answered(redirect bool, leader string) {
+// lead, leader who does ("" if it knows of none). It reports whether to
+// heartbeat at once: only to a gateway named as the leader. A gateway that
+// knows of none sends the member on to the next of the list at the next
+// heartbeat; at once, while no gateway knows a leader (an election), every
+// answer would bring another heartbeat, and each tick start one more such
+// chain: thousands of heartbeats a second.
+func (h *homing) answered(redirect bool, leader string) (now bool) {
 	switch {
 	case !redirect:
 		h.unanswered = 0
 	case leader != "" && leader != h.current:
 		h.current, h.unanswered = leader, 0
+		return true
 	case leader == "":
 		h.rotate()
 	}
+	return false
 }
 
 // lost records that the connection to a gateway broke.

@@ -64,3 +64,29 @@ func TestHomingVisitsEveryGateway(t *testing.T) {
 		t.Fatalf("visited %v, want a, b and c", seen)
 	}
 }
+
+// TestHomingHeartbeatsAtOnceOnlyToANamedLeader: a redirect naming the
+// leader is followed at once; one from a gateway that knows no leader
+// waits for the next tick, or, while no gateway knows one (an election),
+// the answers would chain into a storm of heartbeats.
+func TestHomingHeartbeatsAtOnceOnlyToANamedLeader(t *testing.T) {
+	h := newHoming([]string{"a", "b", "c"})
+	for i := range 6 {
+		h.sent()
+		if h.answered(true, "") {
+			t.Fatalf("answer %d without a leader asked for a heartbeat at once", i+1)
+		}
+	}
+	h.sent()
+	if !h.answered(true, "b") || h.target() != "b" {
+		t.Fatalf("a redirect to the leader b: target %q, or not at once", h.target())
+	}
+	h.sent()
+	if h.answered(false, "") {
+		t.Fatal("the leader's own answer asked for another heartbeat at once")
+	}
+	h.sent()
+	if h.answered(true, "b") {
+		t.Fatal("a redirect to the gateway already targeted asked for a heartbeat at once")
+	}
+}

@@ -243,10 +243,13 @@ func (s *supervisor) Receive(ctx actor.Context) {
 		s.homing.lost(msg.address)
 	case *messages.HeartbeatAck:
 		before := s.homing.target()
-		s.homing.answered(msg.GetRedirect(), msg.GetLeader())
-		if after := s.homing.target(); after != before {
+		now := s.homing.answered(msg.GetRedirect(), msg.GetLeader())
+		switch after := s.homing.target(); {
+		case now:
 			s.cfg.Logger.Info().Str("from", before).Str("to", after).Msg("heartbeating to another gateway: the one that leads")
 			s.heartbeat(ctx) // at once: re-home within a heartbeat
+		case after != before:
+			s.cfg.Logger.Debug().Str("from", before).Str("to", after).Msg("gateway knows no leader; trying the next at the next heartbeat")
 		}
 		if msg.GetRedirect() {
 			return
