@@ -200,7 +200,11 @@ func runDev(ctx context.Context, f devFlags, out io.Writer) error {
 	if err := c.WaitHealthy(ctx, devReadyLimit); err == nil {
 		fmt.Fprintf(out, "%s cluster ready\n", stamp())
 	} else if ctx.Err() == nil {
-		fmt.Fprintf(out, "%s cluster not ready after 30s; see the logs in %s\n", stamp(), logDir)
+		if ok, reason := c.Healthy(ctx); ok {
+			fmt.Fprintf(out, "%s cluster ready\n", stamp())
+		} else {
+			fmt.Fprintf(out, "%s cluster not ready after %s: %s; see the logs in %s\n", stamp(), devReadyLimit, reason, logDir)
+		}
 	}
 	<-stopped
 	fmt.Fprintf(out, "%s all processes stopped\n", stamp())
