@@ -200,11 +200,8 @@ func runDev(ctx context.Context, f devFlags, out io.Writer) error {
 	if err := c.WaitHealthy(ctx, devReadyLimit); err == nil {
 		fmt.Fprintf(out, "%s cluster ready\n", stamp())
 	} else if ctx.Err() == nil {
-		if ok, reason := c.Healthy(ctx); ok {
-			fmt.Fprintf(out, "%s cluster ready\n", stamp())
-		} else {
-			fmt.Fprintf(out, "%s cluster not ready after %s: %s; see the logs in %s\n", stamp(), devReadyLimit, reason, logDir)
-		}
+		// The wait's error wraps the health check's last reason.
+		fmt.Fprintf(out, "%s cluster not ready after %s: %v; see the logs in %s\n", stamp(), devReadyLimit, errors.Unwrap(err), logDir)
 	}
 	<-stopped
 	fmt.Fprintf(out, "%s all processes stopped\n", stamp())

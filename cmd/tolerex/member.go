@@ -72,10 +72,11 @@ func runMember(ctx context.Context, f memberFlags) error {
 	if err := f.node.validate(); err != nil {
 		return fmt.Errorf("%w (each member needs its own)", err)
 	}
-	if len(joinList(f.join)) == 0 {
+	gateways := joinList(f.join)
+	if len(gateways) == 0 {
 		return errors.New("--join is required: the gateways' --node-addr, comma-separated")
 	}
-	for _, addr := range joinList(f.join) {
+	for _, addr := range gateways {
 		if err := cluster.CheckNodeAddress(addr); err != nil {
 			return fmt.Errorf("--join: %w", err)
 		}
@@ -105,7 +106,7 @@ func runMember(ctx context.Context, f memberFlags) error {
 	cfg := member.Config{
 		MemberID:          memberID,
 		AdminAddress:      admin.Addr(),
-		Gateways:          joinList(f.join),
+		Gateways:          gateways,
 		HeartbeatInterval: f.heartbeat,
 		Restart:           restart,
 		Storage: member.StorageConfig{
