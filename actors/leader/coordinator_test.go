@@ -12,6 +12,7 @@ import (
 
 	"github.com/tolerex/tolerex/actors/consensus"
 	"github.com/tolerex/tolerex/actors/meta"
+	"github.com/tolerex/tolerex/actors/stallclock"
 	"github.com/tolerex/tolerex/gateway/codec"
 	"github.com/tolerex/tolerex/messages"
 )
@@ -51,7 +52,7 @@ func newCoord(t *testing.T, tolerance, members int) *coord {
 	l := &leader{cfg: cfg, log: zerolog.Nop(), wall: func() time.Time { return c.now }}
 	l.state = stateReader{view: cfg.View}
 	l.out = newOutbox()
-	l.clock = newStallClock(maxClockStep, c.now)
+	l.clock = stallclock.New(maxClockStep, c.now)
 	l.router = newRouter(77, cfg.RequestTimeout)
 	l.selector = actor.NewPID("gw1:7000", messages.SelectorActor)
 	l.membership = actor.NewPID("gw1:7000", messages.MembershipActor)

@@ -1,4 +1,5 @@
-// Package leader is a gateway's leader actor and its membership actor.
+// Package leader is a gateway's leader actor (its children are the
+// selector and the membership actor of actors/membership).
 // Every gateway runs a leader actor; the one on the Raft leader is active.
 // The active leader turns client requests into replicated writes and
 // fallback reads: it asks the selector for members, sends
@@ -27,8 +28,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tolerex/tolerex/actors/consensus"
+	"github.com/tolerex/tolerex/actors/membership"
 	"github.com/tolerex/tolerex/actors/meta"
 	"github.com/tolerex/tolerex/actors/selector"
+	"github.com/tolerex/tolerex/actors/stallclock"
 	"github.com/tolerex/tolerex/actors/ticker"
 	"github.com/tolerex/tolerex/actors/tree"
 	"github.com/tolerex/tolerex/gateway/codec"
@@ -146,7 +149,7 @@ type leader struct {
 	membership *actor.PID
 	// clock times member requests; a stall of this process does not
 	// count against the members.
-	clock     *stallClock
+	clock     *stallclock.Clock
 	stopTicks func()
 	endpoints *eventstream.Subscription
 	ticks     int
@@ -266,9 +269,9 @@ func (l *leader) Receive(ctx actor.Context) {
 		}
 	case flushOutbox:
 		l.flush(ctx)
-	case *memberUpdate:
+	case *membership.MemberUpdate:
 		l.memberUpdate(msg)
-	case *registerMember:
+	case *membership.RegisterMember:
 		l.registerMember(msg)
 	case *statusRequest:
 		ctx.Respond(l.status(ctx))
@@ -304,7 +307,7 @@ func (l *leader) start(ctx actor.Context) {
 	if l.wall == nil {
 		l.wall = time.Now
 	}
-	l.clock = newStallClock(maxClockStep, l.wall())
+	l.clock = stallclock.New(maxClockStep, l.wall())
 	// A fresh origin for every start of the actor: a restarted leader
 	// numbers its requests from 1 again, and the state machine must not
 	// take them for the requests of the incarnation before.
@@ -324,7 +327,7 @@ func (l *leader) start(ctx actor.Context) {
 	l.nextID = first >> 1
 	l.termState = newTermState(0)
 	l.selector = l.spawn(ctx, "selector", "selector", selector.NewActor(l.cfg.Balancer, uint64(time.Now().UnixNano())))
-	l.membership = l.spawn(ctx, "members", "membership", newMembership(l.cfg, l.cfg.Logger))
+	l.membership = l.spawn(ctx, "members", "membership", membership.New(membership.Config{HeartbeatTimeout: l.cfg.HeartbeatTimeout, Quarantine: l.cfg.Quarantine}, l.cfg.Logger))
 	l.stopTicks = ticker.Every(ctx.ActorSystem().Root, tickInterval, tickInterval, ctx.Self(), tick{})
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	l.endpoints = ctx.ActorSystem().EventStream.Subscribe(func(evt any) {
@@ -465,7 +468,7 @@ func (l *leader) tick() {
 }
 
 // now reads the leader's clock.
-func (l *leader) now() time.Time { return l.clock.advance(l.wall()) }
+func (l *leader) now() time.Time { return l.clock.Advance(l.wall()) }
 
 // Timing of the leader's housekeeping.
 const (

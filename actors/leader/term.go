@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tolerex/tolerex/actors/consensus"
+	"github.com/tolerex/tolerex/actors/membership"
 	"github.com/tolerex/tolerex/actors/meta"
 	"github.com/tolerex/tolerex/messages"
 )
@@ -83,7 +84,7 @@ func (l *leader) leaderChanged(lc *consensus.LeaderChanged) {
 			Bool("local", lc.Local).Int("waiting_requests", l.router.len()).Msg("leader changed; routing requests to it")
 		l.router.resend("")
 	}
-	l.send(l.membership, &leadership{leaderAddress: l.leaderAddress(), active: false})
+	l.send(l.membership, &membership.Leadership{LeaderAddress: l.leaderAddress(), Active: false})
 	l.route()
 	l.publishStatus()
 }
@@ -115,7 +116,7 @@ func (l *leader) leadershipReady(msg *consensus.LeadershipReady) {
 		v := l.slot(m.Slot)
 		v.alive, v.ready, v.lastHeard = true, true, now
 	}
-	l.send(l.membership, &presumeAlive{members: members})
+	l.send(l.membership, &membership.PresumeAlive{Members: members})
 	l.pushLiveSet()
 	l.pushLoad()
 	l.epoch = l.state.Epoch() + 1
@@ -134,7 +135,7 @@ func (l *leader) activate() {
 		return
 	}
 	l.active = true
-	l.send(l.membership, &leadership{leaderAddress: l.leaderAddress(), active: true})
+	l.send(l.membership, &membership.Leadership{LeaderAddress: l.leaderAddress(), Active: true})
 	l.log.Info().Uint64("term", l.term).Uint64("epoch", l.epoch).Int("live_members", l.liveCount()).
 		Int("waiting_requests", l.router.len()).Msg("leader active")
 	l.route()
@@ -159,7 +160,7 @@ func (l *leader) endTerm() {
 	for _, ref := range l.inProgress {
 		l.giveBack(ref)
 	}
-	l.send(l.membership, &leadership{leaderAddress: l.leaderAddress(), active: false})
+	l.send(l.membership, &membership.Leadership{LeaderAddress: l.leaderAddress(), Active: false})
 	l.termState = newTermState(0)
 	if m := l.cfg.Metrics; m != nil {
 		// Only the active leader knows the members: a deposed one shows
@@ -262,7 +263,7 @@ func (l *leader) appliedEntry(ae consensus.AppliedEntry) {
 		m, _ := l.state.Member(slot)
 		l.syncSlot(m)
 		l.log.Info().Str("member", m.ID).Uint32("slot", m.Slot).Str("node", m.NodeAddress).Msg("member registered")
-		l.send(l.membership, &memberRegistered{memberID: m.ID, slot: m.Slot})
+		l.send(l.membership, &membership.MemberRegistered{MemberID: m.ID, Slot: m.Slot})
 	case *messages.LogEntry_Epoch:
 		if l.epochPending && x.Epoch.GetEpoch() == l.epoch && l.state.Epoch() == l.epoch {
 			l.activate()

@@ -15,6 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/rs/zerolog"
 
+	"github.com/tolerex/tolerex/actors/membership"
 	"github.com/tolerex/tolerex/actors/ticker"
 	"github.com/tolerex/tolerex/actors/tree"
 	"github.com/tolerex/tolerex/messages"
@@ -207,7 +208,7 @@ func NewSupervisor(cfg Config) actor.Producer {
 
 type supervisor struct {
 	cfg       Config
-	homing    *homing
+	homing    *membership.Homing
 	storage   *actor.PID
 	stopBeats func()
 	endpoints *eventstream.Subscription
@@ -221,7 +222,7 @@ type heartbeatTick struct{}
 func (s *supervisor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
-		s.homing = newHoming(s.cfg.Gateways)
+		s.homing = membership.NewHoming(s.cfg.Gateways)
 		s.spawnStorage(ctx)
 		s.stopBeats = ticker.Every(ctx.ActorSystem().Root, 0, s.cfg.HeartbeatInterval, ctx.Self(), heartbeatTick{})
 		self, root := ctx.Self(), ctx.ActorSystem().Root
@@ -240,11 +241,11 @@ func (s *supervisor) Receive(ctx actor.Context) {
 	case heartbeatTick:
 		s.heartbeat(ctx)
 	case *gatewayLost:
-		s.homing.lost(msg.address)
+		s.homing.Lost(msg.address)
 	case *messages.HeartbeatAck:
-		before := s.homing.target()
-		now := s.homing.answered(msg.GetRedirect(), msg.GetLeader())
-		switch after := s.homing.target(); {
+		before := s.homing.Target()
+		now := s.homing.Answered(msg.GetRedirect(), msg.GetLeader())
+		switch after := s.homing.Target(); {
 		case now:
 			s.cfg.Logger.Info().Str("from", before).Str("to", after).Msg("heartbeating to another gateway: the one that leads")
 			s.heartbeat(ctx) // at once: re-home within a heartbeat
@@ -255,10 +256,10 @@ func (s *supervisor) Receive(ctx actor.Context) {
 			return
 		}
 		if !s.cfg.Status.Registered.Swap(true) {
-			s.cfg.Logger.Info().Uint32("slot", msg.GetSlot()).Str("gateway", s.homing.target()).Msg("registered with gateway")
+			s.cfg.Logger.Info().Uint32("slot", msg.GetSlot()).Str("gateway", s.homing.Target()).Msg("registered with gateway")
 		}
 		s.cfg.Status.Slot.Store(msg.GetSlot())
-		s.cfg.Status.setGateway(s.homing.target())
+		s.cfg.Status.setGateway(s.homing.Target())
 	case *messages.TreeRequest:
 		ctx.Respond(&messages.TreeReply{Tree: s.cfg.Tree.Local(ctx.ActorSystem().Address(), "member", s.cfg.MemberID)})
 	}
@@ -277,8 +278,8 @@ func (s *supervisor) spawnStorage(ctx actor.Context) {
 
 func (s *supervisor) heartbeat(ctx actor.Context) {
 	st := s.cfg.Status
-	s.homing.sent()
-	ctx.Request(actor.NewPID(s.homing.target(), messages.MembershipActor), &messages.MemberHeartbeat{
+	s.homing.Sent()
+	ctx.Request(actor.NewPID(s.homing.Target(), messages.MembershipActor), &messages.MemberHeartbeat{
 		MemberId:      s.cfg.MemberID,
 		NodeAddress:   ctx.ActorSystem().Address(),
 		AdminAddress:  s.cfg.AdminAddress,

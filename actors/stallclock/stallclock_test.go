@@ -1,13 +1,13 @@
-package leader
+package stallclock
 
 import (
 	"testing"
 	"time"
 )
 
-func TestStallClockCountsAPauseAsOneStep(t *testing.T) {
+func TestAPauseCountsAsOneStep(t *testing.T) {
 	start := time.Unix(1000, 0)
-	c := newStallClock(time.Second, start)
+	c := New(time.Second, start)
 	steps := []struct {
 		real time.Duration // since start
 		want time.Duration // clock time since start
@@ -20,11 +20,11 @@ func TestStallClockCountsAPauseAsOneStep(t *testing.T) {
 		{4600 * time.Millisecond, 3100 * time.Millisecond},
 	}
 	for i, s := range steps {
-		if got := c.advance(start.Add(s.real)).Sub(start); got != s.want {
+		if got := c.Advance(start.Add(s.real)).Sub(start); got != s.want {
 			t.Fatalf("step %d: real +%v: clock +%v, want +%v", i, s.real, got, s.want)
 		}
 	}
-	if got := c.skipped(); got != 2*time.Second {
+	if got := c.Skipped(); got != 2*time.Second {
 		t.Fatalf("skipped %v, want 2s", got)
 	}
 }

@@ -1,13 +1,13 @@
-package member
+package membership
 
-// homing decides which gateway a member heartbeats to: the gateway that
+// Homing decides which gateway a member heartbeats to: the gateway that
 // leads the Raft group, which only it keeps members' liveness. The member
 // starts with the first gateway of its --join list; a gateway that does
 // not lead answers with a redirect naming the one that does (or, while it
 // knows of none, the member tries the next gateway of its list); a gateway
 // that stops answering, or whose connection broke, is left for the next
 // one. It is a pure state machine, fed by the member supervisor.
-type homing struct {
+type Homing struct {
 	gateways   []string // the --join list
 	current    string
 	next       int // index in gateways of the one to try after current
@@ -18,32 +18,33 @@ type homing struct {
 // unanswered before the member tries another.
 const maxUnanswered = 2
 
-func newHoming(gateways []string) *homing {
-	h := &homing{gateways: gateways}
+// NewHoming starts with the first gateway of the --join list.
+func NewHoming(gateways []string) *Homing {
+	h := &Homing{gateways: gateways}
 	h.rotate()
 	return h
 }
 
-// target is the gateway to heartbeat to now.
-func (h *homing) target() string { return h.current }
+// Target is the gateway to heartbeat to now.
+func (h *Homing) Target() string { return h.current }
 
-// sent records a heartbeat sent to the target; after maxUnanswered
+// Sent records a heartbeat sent to the target; after maxUnanswered
 // unanswered ones the member moves on.
-func (h *homing) sent() {
+func (h *Homing) Sent() {
 	h.unanswered++
 	if h.unanswered > maxUnanswered {
 		h.rotate()
 	}
 }
 
-// answered records an answer: redirect says the answering gateway does not
+// Answered records an answer: redirect says the answering gateway does not
 // lead, leader who does ("" if it knows of none). It reports whether to
 // heartbeat at once: only to a gateway named as the leader. A gateway that
 // knows of none sends the member on to the next of the list at the next
 // heartbeat; at once, while no gateway knows a leader (an election), every
 // answer would bring another heartbeat, and each tick start one more such
 // chain: thousands of heartbeats a second.
-func (h *homing) answered(redirect bool, leader string) (now bool) {
+func (h *Homing) Answered(redirect bool, leader string) (now bool) {
 	switch {
 	case !redirect:
 		h.unanswered = 0
@@ -56,15 +57,15 @@ func (h *homing) answered(redirect bool, leader string) (now bool) {
 	return false
 }
 
-// lost records that the connection to a gateway broke.
-func (h *homing) lost(address string) {
+// Lost records that the connection to a gateway broke.
+func (h *Homing) Lost(address string) {
 	if address == h.current {
 		h.rotate()
 	}
 }
 
 // rotate moves to the next gateway of the list.
-func (h *homing) rotate() {
+func (h *Homing) rotate() {
 	if len(h.gateways) == 0 {
 		return
 	}
