@@ -86,7 +86,7 @@ func (m *membershipActor) Receive(ctx actor.Context) {
 		m.registered(ctx, msg)
 	case *endpointDown:
 		if d := m.liveness.ConnectionLost(msg.address, m.clock.Advance(time.Now())); d != nil {
-			m.log.Warn().Str("member", d.MemberID).Uint32("slot", d.Slot).Str("node", msg.address).Msg("member connection lost; member is down")
+			m.log.Warn().Str("member", d.MemberID).Uint32("slot", d.Slot).Str("node", d.NodeAddress).Msg("member connection lost; member is down")
 			m.update(ctx, d.Update)
 		}
 	case tick:
