@@ -333,11 +333,14 @@ func TestMemberDiskFillsPastWatermark(t *testing.T) {
 	if !strings.Contains(full.Log(), "fatal commit error") {
 		t.Error("Pebble's fatal commit error is not in the member's log")
 	}
-	var view memberDiskView
-	full.GetJSON(t, "/api/cluster", &view)
-	if !view.ReadOnly || !view.StorageReady {
-		t.Errorf("member's /api/cluster after ENOSPC = %+v; want its store open read-only", view)
-	}
+	// The member says it refuses writes as soon as the write fails, then
+	// closes its store and reopens it read-only: wait for the reopening
+	// (seen once in a fresh-clone run: refusing, store not yet open).
+	Eventually(t, 10*time.Second, "the member's store open read-only after ENOSPC", func() (bool, string) {
+		var view memberDiskView
+		full.GetJSON(t, "/api/cluster", &view)
+		return view.ReadOnly && view.StorageReady, fmt.Sprintf("member's /api/cluster = %+v", view)
+	})
 	for _, m := range others {
 		m.Kill(t)
 	}
