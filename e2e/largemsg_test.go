@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -325,4 +326,121 @@ func vmHWM(t *testing.T, pid int) int64 {
 	}
 	t.Fatalf("no VmHWM in /proc/%d/status", pid)
 	return 0
+}
+
+// TestForwardedBytesBoundedOnTheLeader: a 3-gateway group whose leader
+// allows 16 MiB in flight and whose followers 64 MiB; clients of the two
+// followers pipeline 3 MB SETs. Each follower forwards at most a quarter
+// of its limit at once (16 MiB), so together they offer the leader 32
+// MiB; the leader holds at most its own 16 MiB (plus one message per
+// forwarding gateway), answers the rest busy, and every SET still succeeds
+// (the followers send them again as room frees) and reads back exactly.
+func TestForwardedBytesBoundedOnTheLeader(t *testing.T) {
+	const (
+		limit         = 16 << 20
+		followerLimit = 64 << 20
+		perGw         = 4 // connections per follower
+		perConn       = 8
+		size          = 3_000_000
+		maxTotal      = 150 * time.Second
+	)
+	c := raftGroup(t, 3, 2, "--max-inflight-bytes", strconv.Itoa(limit), "--gc-percent", "100")
+	leader := raftLeader(t, c.Gateways, 10*time.Second)
+	followers := others(c.Gateways, leader)
+	for _, f := range followers {
+		f.SetArgs(append(f.Args(), "--max-inflight-bytes", strconv.Itoa(followerLimit)))
+		if err := f.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.WaitReady(context.Background(), 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if now := raftLeader(t, c.Gateways, 10*time.Second); now != leader {
+		t.Fatalf("leadership moved from %s to %s while the followers restarted", leader.Name, now.Name)
+	}
+
+	gauge := func(name string) (float64, bool) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		body, status, err := leader.Get(ctx, "/metrics")
+		if err != nil || status != 200 {
+			return 0, false
+		}
+		return metricValue(body, name)
+	}
+	stopSampling := make(chan struct{})
+	var peak float64
+	var samples int
+	var sampler sync.WaitGroup
+	sampler.Add(1)
+	go func() {
+		defer sampler.Done()
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			if v, ok := gauge("tolerex_forwarded_inflight_bytes"); ok {
+				peak = max(peak, v)
+				samples++
+			}
+		}
+	}()
+
+	type conn struct {
+		addr    string
+		payload []byte
+		first   int64
+	}
+	var conns []conn
+	for g, f := range followers {
+		for k := range perGw {
+			n := g*perGw + k
+			conns = append(conns, conn{addr: f.ClientAddr, payload: largePayload(uint64(100+n), size), first: int64(n * 1000)})
+		}
+	}
+	start := time.Now()
+	errs := make(chan error, len(conns))
+	for _, cn := range conns {
+		go func() {
+			errs <- pipelineLargeSets(cn.addr, perConn, cn.payload, func(k int) int64 { return cn.first + int64(k) }, maxTotal)
+		}()
+	}
+	var failed error
+	for range conns {
+		if err := <-errs; err != nil && failed == nil {
+			failed = err
+		}
+	}
+	took := time.Since(start)
+	close(stopSampling)
+	sampler.Wait()
+	if failed != nil {
+		t.Fatal(failed)
+	}
+	busy, _ := gauge("tolerex_forwarded_busy_total")
+	t.Logf("%d SETs of %d bytes through the followers in %s; the leader held at most %.1f MiB forwarded (%d samples, limit %d MiB) and answered %v busy",
+		len(conns)*perConn, size, took.Round(time.Millisecond), peak/(1<<20), samples, limit>>20, busy)
+	if bound := float64(limit + len(followers)*size); peak > bound {
+		t.Errorf("the leader held %.1f MiB forwarded, over its bound of %.1f MiB", peak/(1<<20), bound/(1<<20))
+	}
+	if busy == 0 {
+		t.Errorf("the leader answered nothing busy: the load never reached its bound, the test proves nothing")
+	}
+	Eventually(t, 10*time.Second, "forwarded bytes released", func() (bool, string) {
+		v, ok := gauge("tolerex_forwarded_inflight_bytes")
+		return ok && v == 0, fmt.Sprintf("tolerex_forwarded_inflight_bytes %v after every reply, want 0", v)
+	})
+	cl := dialAny(t, []string{followers[0].ClientAddr})
+	for _, cn := range conns {
+		for k := range perConn {
+			id := cn.first + int64(k)
+			got, found, err := cl.Get(id)
+			if err != nil || !found || !bytes.Equal(got, cn.payload) {
+				t.Fatalf("GET %d: found=%v err=%v, %d bytes, differ at %d", id, found, err, len(got), firstDifference(got, cn.payload))
+			}
+		}
+	}
 }

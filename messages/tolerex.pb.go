@@ -1920,10 +1920,16 @@ func (x *GatewayChangeReply) GetLeader() string {
 // ForwardedRequest is a client request a gateway sends to the active
 // leader; (origin, seq) is its RequestId.
 type ForwardedRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	Request       *ClientRequest         `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
-	WindowEnd     uint64                 `protobuf:"varint,3,opt,name=window_end,json=windowEnd,proto3" json:"window_end,omitempty"` // as in RequestId
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Seq       uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Request   *ClientRequest         `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	WindowEnd uint64                 `protobuf:"varint,3,opt,name=window_end,json=windowEnd,proto3" json:"window_end,omitempty"` // as in RequestId
+	// probe (without a request) asks whether the receiver still works on
+	// the request it was sent earlier: a gateway sends one when a forwarded
+	// request has gone unanswered for a while. The receiver answers "not
+	// taken" if it does not hold the request (the gateway then sends it
+	// again, whole), and nothing if it does.
+	Probe         bool `protobuf:"varint,4,opt,name=probe,proto3" json:"probe,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1977,6 +1983,13 @@ func (x *ForwardedRequest) GetWindowEnd() uint64 {
 		return x.WindowEnd
 	}
 	return 0
+}
+
+func (x *ForwardedRequest) GetProbe() bool {
+	if x != nil {
+		return x.Probe
+	}
+	return false
 }
 
 // ForwardBatch carries client requests from the gateway that took them
@@ -2034,12 +2047,19 @@ func (x *ForwardBatch) GetRequests() []*ForwardedRequest {
 }
 
 // ForwardedReply answers one ForwardedRequest. Without a reply the
-// receiver did not take the request (it is not the active leader); the
-// origin sends it again to the leader it learns of.
+// receiver did not take the request (it is not the active leader, or it
+// gave the request back when its term ended); the origin sends it again
+// to the leader it learns of.
 type ForwardedReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	Reply         *ClientReply           `protobuf:"bytes,2,opt,name=reply,proto3" json:"reply,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Reply *ClientReply           `protobuf:"bytes,2,opt,name=reply,proto3" json:"reply,omitempty"`
+	// busy (without a reply) says the active leader did not take the
+	// request because it already holds as many bytes forwarded by other
+	// gateways as it takes: nothing was proposed. The origin holds the
+	// request until that leader answers one of its requests (room was
+	// freed), or a moment passes, then sends it again.
+	Busy          bool `protobuf:"varint,3,opt,name=busy,proto3" json:"busy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2088,10 +2108,22 @@ func (x *ForwardedReply) GetReply() *ClientReply {
 	return nil
 }
 
+func (x *ForwardedReply) GetBusy() bool {
+	if x != nil {
+		return x.Busy
+	}
+	return false
+}
+
 // ForwardReplyBatch carries replies back to the origin gateway.
 type ForwardReplyBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Replies       []*ForwardedReply      `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Replies []*ForwardedReply      `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	// sender is the node address of the gateway that sends the batch. A
+	// gateway that answers probes (ForwardedRequest.probe) sets it; one
+	// that does not (an older version) leaves it empty, and is sent
+	// unanswered requests again, whole, instead of probes.
+	Sender        string `protobuf:"bytes,2,opt,name=sender,proto3" json:"sender,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2131,6 +2163,13 @@ func (x *ForwardReplyBatch) GetReplies() []*ForwardedReply {
 		return x.Replies
 	}
 	return nil
+}
+
+func (x *ForwardReplyBatch) GetSender() string {
+	if x != nil {
+		return x.Sender
+	}
+	return ""
 }
 
 // TreeRequest asks a node's root actor for its live supervision tree.
@@ -3690,20 +3729,23 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\x12GatewayChangeReply\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x12\x14\n" +
 	"\x05retry\x18\x02 \x01(\bR\x05retry\x12\x16\n" +
-	"\x06leader\x18\x03 \x01(\tR\x06leader\"x\n" +
+	"\x06leader\x18\x03 \x01(\tR\x06leader\"\x8e\x01\n" +
 	"\x10ForwardedRequest\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x123\n" +
 	"\arequest\x18\x02 \x01(\v2\x19.tolerex.v1.ClientRequestR\arequest\x12\x1d\n" +
 	"\n" +
-	"window_end\x18\x03 \x01(\x04R\twindowEnd\"`\n" +
+	"window_end\x18\x03 \x01(\x04R\twindowEnd\x12\x14\n" +
+	"\x05probe\x18\x04 \x01(\bR\x05probe\"`\n" +
 	"\fForwardBatch\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x06R\x06origin\x128\n" +
-	"\brequests\x18\x02 \x03(\v2\x1c.tolerex.v1.ForwardedRequestR\brequests\"Q\n" +
+	"\brequests\x18\x02 \x03(\v2\x1c.tolerex.v1.ForwardedRequestR\brequests\"e\n" +
 	"\x0eForwardedReply\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12-\n" +
-	"\x05reply\x18\x02 \x01(\v2\x17.tolerex.v1.ClientReplyR\x05reply\"I\n" +
+	"\x05reply\x18\x02 \x01(\v2\x17.tolerex.v1.ClientReplyR\x05reply\x12\x12\n" +
+	"\x04busy\x18\x03 \x01(\bR\x04busy\"a\n" +
 	"\x11ForwardReplyBatch\x124\n" +
-	"\areplies\x18\x01 \x03(\v2\x1a.tolerex.v1.ForwardedReplyR\areplies\"\r\n" +
+	"\areplies\x18\x01 \x03(\v2\x1a.tolerex.v1.ForwardedReplyR\areplies\x12\x16\n" +
+	"\x06sender\x18\x02 \x01(\tR\x06sender\"\r\n" +
 	"\vTreeRequest\"\xef\x01\n" +
 	"\tActorInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +

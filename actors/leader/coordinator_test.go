@@ -54,10 +54,11 @@ func newCoord(t *testing.T, tolerance, members int) *coord {
 	l.out = newOutbox()
 	l.clock = stallclock.New(maxClockStep, c.now)
 	l.router = newRouter(77, cfg.RequestTimeout)
+	l.answersProbes = make(map[string]bool)
 	l.selector = actor.NewPID("gw1:7000", messages.SelectorActor)
 	l.membership = actor.NewPID("gw1:7000", messages.MembershipActor)
 	l.lead = consensus.LeaderChanged{Lead: 1, LeadAddress: "gw1:7000", Term: 1, Local: true}
-	l.termState = newTermState(0)
+	l.termState = newTermState(0, 0)
 	l.leadershipReady(&consensus.LeadershipReady{Term: 1})
 	c.l = l
 	// The epoch entry applies: the leader serves.
@@ -717,5 +718,146 @@ func TestCoordinatorStoreTimeLimitGrowsWithTheBytesQueued(t *testing.T) {
 	c.advance(300 * time.Millisecond) // 4.1 s
 	if sel := c.selects(); len(sel) != 2 {
 		t.Fatalf("selections %v at 4.1 s, want both of member 1's copies replaced", sel)
+	}
+}
+
+// forwardSet hands the leader one SET another gateway forwarded.
+func (c *coord) forwardSet(from *actor.PID, origin, seq uint64, id int64, size int) {
+	c.l.forwarded(from, &messages.ForwardBatch{Origin: origin, Requests: []*messages.ForwardedRequest{{Seq: seq,
+		Request: &messages.ClientRequest{Op: messages.Op_OP_SET, Id: id, Payload: make([]byte, size)}}}})
+}
+
+// forwardReplies returns and clears the answers queued for from.
+func (c *coord) forwardReplies(from *actor.PID) []*messages.ForwardedReply {
+	key := from.Address + "/" + from.Id
+	b := c.l.out.forwardReplies[key]
+	delete(c.l.out.forwardReplies, key)
+	if b == nil {
+		return nil
+	}
+	return b.batch.GetReplies()
+}
+
+// completeWrites runs every selected write through its copies and the log.
+func (c *coord) completeWrites() {
+	c.t.Helper()
+	for _, s := range c.selects() {
+		c.l.replicasSelected(&messages.ReplicasSelected{RequestId: s.GetRequestId(), Members: []uint32{0, 1}[:s.GetCount()], Live: 3})
+	}
+	for slot, reqs := range c.stores() {
+		for _, r := range reqs {
+			c.l.storeAck(slot, true, &messages.StoreAck{RequestId: r.GetRequestId(), Id: r.GetId(), Version: r.GetVersion(), Size: uint32(len(r.GetPayload()))})
+		}
+	}
+	c.apply(c.takeProposals()...)
+}
+
+// The leader takes no more than its limit of bytes forwarded by other
+// gateways: past it a request is answered busy and nothing is started; a
+// gateway holding nothing always gets one in; answers free the room; a
+// request already in progress sent again is not refused.
+func TestCoordinatorBoundsTheBytesOtherGatewaysForward(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	c.l.room = newForwardRoom(100)
+	gw2, gw3 := actor.NewPID("gw2:7000", messages.LeaderActor), actor.NewPID("gw3:7000", messages.LeaderActor)
+	c.forwardSet(gw2, 2, 1, 10, 60)
+	c.forwardSet(gw2, 2, 2, 11, 60)
+	if got := c.forwardReplies(gw2); len(got) != 1 || got[0].GetSeq() != 2 || !got[0].GetBusy() || got[0].GetReply() != nil {
+		t.Fatalf("answers to gw2 %v, want busy for seq 2 only", got)
+	}
+	if n := len(c.l.out.selects.GetRequests()); n != 1 {
+		t.Fatalf("%d writes started, want only the first", n)
+	}
+	c.forwardSet(gw3, 3, 1, 12, 60) // gw3 holds nothing: taken past the limit
+	c.forwardSet(gw2, 2, 1, 10, 60) // in progress already: not refused
+	if got := c.forwardReplies(gw3); len(got) != 0 || c.l.room.total != 120 || len(c.forwardReplies(gw2)) != 0 {
+		t.Fatalf("gw3 answered %v, %d bytes held; want gw3's taken, gw2's repeat ignored, 120 bytes", got, c.l.room.total)
+	}
+	c.completeWrites()
+	gw2Answers, gw3Answers := c.forwardReplies(gw2), c.forwardReplies(gw3)
+	if len(gw2Answers) != 1 || gw2Answers[0].GetReply().GetCode() != messages.ReplyCode_REPLY_OK || len(gw3Answers) != 1 {
+		t.Fatalf("answers %v and %v, want OK to each", gw2Answers, gw3Answers)
+	}
+	if c.l.room.total != 0 || len(c.l.room.held) != 0 {
+		t.Fatalf("%d bytes still held (%v) after every answer", c.l.room.total, c.l.room.held)
+	}
+	c.forwardSet(gw2, 2, 2, 11, 60) // sent again: taken now
+	if got := c.forwardReplies(gw2); len(got) != 0 || c.l.room.total != 60 {
+		t.Fatalf("answers %v, %d bytes held; want the request taken", got, c.l.room.total)
+	}
+	// The term ends: the request goes back, the room goes with the term.
+	c.l.leaderChanged(&consensus.LeaderChanged{Lead: 2, LeadAddress: "gw2:7000", Term: 2})
+	if got := c.forwardReplies(gw2); len(got) != 1 || got[0].GetReply() != nil || got[0].GetBusy() {
+		t.Fatalf("answers at the term's end %v, want seq 2 given back (not taken, not busy)", got)
+	}
+	if c.l.room.total != 0 {
+		t.Fatalf("%d bytes held after the term", c.l.room.total)
+	}
+}
+
+// A gateway probes a forwarded request that went unanswered for a while
+// instead of sending its message again: the leader says "not taken" only
+// if it does not hold the request, and a probe starts nothing.
+func TestCoordinatorAnswersProbesOfForwardedRequests(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	gw2 := actor.NewPID("gw2:7000", messages.LeaderActor)
+	c.forwardSet(gw2, 2, 1, 10, 5)
+	probe := func(seqs ...uint64) {
+		b := &messages.ForwardBatch{Origin: 2}
+		for _, s := range seqs {
+			b.Requests = append(b.Requests, &messages.ForwardedRequest{Seq: s, Probe: true})
+		}
+		c.l.forwarded(gw2, b)
+	}
+	probe(1, 2)
+	got := c.forwardReplies(gw2)
+	if len(got) != 1 || got[0].GetSeq() != 2 || got[0].GetReply() != nil || got[0].GetBusy() {
+		t.Fatalf("answers to probes of a held and an unknown request: %v, want not taken for seq 2 only", got)
+	}
+	if n := len(c.l.out.selects.GetRequests()); n != 1 || len(c.l.inProgress) != 1 {
+		t.Fatalf("%d writes started, %d held: a probe started something", n, len(c.l.inProgress))
+	}
+	c.completeWrites()
+	c.forwardReplies(gw2)
+	probe(1) // answered already: no longer held
+	if got := c.forwardReplies(gw2); len(got) != 1 || got[0].GetSeq() != 1 || got[0].GetReply() != nil {
+		t.Fatalf("answer to a probe of a finished request: %v, want not taken", got)
+	}
+}
+
+// A forwarded request unanswered for forwardRetry is probed at a leader
+// whose answers say it answers probes, and sent again whole to one that
+// never said so (an older version, which would take a probe for a request).
+func TestGatewayProbesOnlyLeadersThatAnswerProbes(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	c.l.leaderChanged(&consensus.LeaderChanged{Lead: 2, LeadAddress: "gw2:7000", Term: 2})
+	c.set(1, 9, "x")
+	key := "gw2:7000/" + messages.LeaderActor
+	sentOnce := func() *messages.ForwardedRequest {
+		t.Helper()
+		fwd := c.l.out.forwards[key]
+		if fwd == nil || len(fwd.batch.GetRequests()) != 1 {
+			t.Fatalf("forwarded %v, want one request", fwd)
+		}
+		c.drain()
+		return fwd.batch.GetRequests()[0]
+	}
+	if r := sentOnce(); r.GetProbe() || r.GetRequest() == nil {
+		t.Fatalf("first send %v, want the request", r)
+	}
+	c.advance(forwardRetry + tickInterval)
+	if r := sentOnce(); r.GetProbe() || string(r.GetRequest().GetPayload()) != "x" {
+		t.Fatalf("after forwardRetry to a gateway not known to answer probes: %v, want the request again", r)
+	}
+	c.l.forwardReplies(&messages.ForwardReplyBatch{Sender: "gw2:7000"})
+	c.advance(forwardRetry + tickInterval)
+	if r := sentOnce(); !r.GetProbe() || r.GetRequest() != nil || r.GetSeq() != 1 {
+		t.Fatalf("after forwardRetry to a gateway that answers probes: %v, want a probe of seq 1", r)
+	}
+	// Not taken there: sent again, whole.
+	c.l.forwardReplies(&messages.ForwardReplyBatch{Sender: "gw2:7000", Replies: []*messages.ForwardedReply{{Seq: 1}}})
+	c.advance(tickInterval)
+	if r := sentOnce(); r.GetProbe() || string(r.GetRequest().GetPayload()) != "x" {
+		t.Fatalf("after a probe was answered not taken: %v, want the request again", r)
 	}
 }

@@ -69,6 +69,13 @@ type Config struct {
 	// connection broke, so a heartbeat sent just before a crash does not
 	// revive it.
 	Quarantine time.Duration
+	// MaxForwardedBytes bounds the message bytes of the requests other
+	// gateways forwarded that the active leader holds at once (their
+	// SETs' messages, until answered); past it, it answers them "busy"
+	// and they are sent again (0: no bound). A gateway passes its
+	// --max-inflight-bytes: the leader then holds at most twice that, its
+	// own clients' and the others'.
+	MaxForwardedBytes int64
 	// FaultInjection makes the leader panic on a SET whose message is
 	// PanicMessage, in the middle of the batch that carries it (crash
 	// tests only).
@@ -163,6 +170,10 @@ type leader struct {
 	// answered; lead is who leads, as consensus last said.
 	router *router
 	lead   consensus.LeaderChanged
+	// answersProbes holds the node addresses of the gateways whose answers
+	// to forwarded requests say they answer probes (until the connection
+	// to one breaks: it may come back as an older version).
+	answersProbes map[string]bool
 	// ready is set when consensus said this gateway's leadership in
 	// lead.Term is ready (its state machine is current).
 	ready bool
@@ -233,6 +244,7 @@ func (l *leader) Receive(ctx actor.Context) {
 	case *leaderLost:
 		// The connection to the leading gateway broke: what was sent there
 		// may be lost; send it again (to it, or to the next leader).
+		delete(l.answersProbes, msg.address)
 		l.router.resend(msg.address)
 		l.route()
 	case *consensus.Unavailable:
@@ -316,6 +328,8 @@ func (l *leader) start(ctx actor.Context) {
 		panic(err)
 	}
 	l.router = newRouter(origin, l.cfg.RequestTimeout)
+	l.router.limitForwarding(l.cfg.MaxForwardedBytes / forwardWindowShare)
+	l.answersProbes = make(map[string]bool)
 	// Requests to members and the selector are numbered from a random
 	// start too: answers to the incarnation before may still arrive, and
 	// must not match a request of this one (they are also checked against
@@ -325,7 +339,7 @@ func (l *leader) start(ctx actor.Context) {
 		panic(err)
 	}
 	l.nextID = first >> 1
-	l.termState = newTermState(0)
+	l.termState = newTermState(0, 0)
 	l.selector = l.spawn(ctx, "selector", "selector", selector.NewActor(l.cfg.Balancer, uint64(time.Now().UnixNano())))
 	l.membership = l.spawn(ctx, "members", "membership", membership.New(membership.Config{HeartbeatTimeout: l.cfg.HeartbeatTimeout, Quarantine: l.cfg.Quarantine}, l.cfg.Logger))
 	l.stopTicks = ticker.Every(ctx.ActorSystem().Root, tickInterval, tickInterval, ctx.Self(), tick{})
@@ -397,7 +411,7 @@ func (l *leader) becomeUnavailable(reason string) {
 			l.giveBack(ref)
 		}
 	}
-	l.termState = newTermState(0)
+	l.termState = newTermState(0, 0)
 	for _, rt := range l.router.all() {
 		text := l.unavailable
 		if rt.everSent() && rt.req.GetOp() != messages.Op_OP_GET {
@@ -459,7 +473,13 @@ func (l *leader) tick() {
 	now := l.now()
 	l.expire(now)
 	l.expireRouted(l.wall())
-	l.router.unanswered(l.wall(), forwardRetry)
+	for _, rt := range l.router.unanswered(l.wall(), forwardRetry) {
+		if l.answersProbes[rt.sentTo] {
+			l.queueForward(actor.NewPID(rt.sentTo, messages.LeaderActor), &messages.ForwardedRequest{Seq: rt.seq, Probe: true})
+		} else {
+			l.router.notTaken(rt.seq) // an older gateway: sent again, whole
+		}
+	}
 	l.route()
 	l.ticks++
 	if l.active && l.ticks%loadReportTicks == 0 {
@@ -477,8 +497,21 @@ const (
 	maxClockStep = 5 * tickInterval
 	tickInterval = 50 * time.Millisecond
 	// forwardRetry is how long a request forwarded to the leader may stay
-	// unanswered before it is sent again.
-	forwardRetry    = 2 * time.Second
+	// unanswered before the leader is asked whether it still holds it.
+	forwardRetry = 2 * time.Second
+	// forwardWindowShare: a gateway forwards at most this fraction of
+	// MaxForwardedBytes at once (of its own --max-inflight-bytes: the
+	// leader's is taken to be the same). Forwarded messages share the
+	// connection to the leader with the Raft messages, which wait behind
+	// them: with 5 gateways and 4 MB SETs from 64 connections on the
+	// followers, the followers' whole budgets in flight delayed heartbeats
+	// past the election timeout, leadership changed every second or two
+	// and no SET succeeded; with a quarter, none changed (docs/benchmarks.md,
+	// "Large messages").
+	forwardWindowShare = 4
+	// busyPause is how long a gateway whose forwarded requests were all
+	// answered "busy" waits before it sends one again.
+	busyPause       = tickInterval
 	loadReportTicks = 20 // push exact per-member load to the selector every second
 )
 

@@ -16,6 +16,11 @@ type Metrics struct {
 	// RefusedProposals counts entries refused before they were logged
 	// because the state machine would reject them.
 	RefusedProposals prometheus.Counter
+	// ForwardedBytes is the message bytes the active leader holds for
+	// requests other gateways forwarded; ForwardsBusy counts those it
+	// answered "busy" for want of room (Config.MaxForwardedBytes).
+	ForwardedBytes prometheus.Gauge
+	ForwardsBusy   prometheus.Counter
 }
 
 // NewMetrics creates the leader's metrics and registers them, with the
@@ -57,9 +62,17 @@ func NewMetrics(reg prometheus.Registerer, status *Status) *Metrics {
 			Name: "tolerex_meta_refused_proposals_total",
 			Help: "Metadata entries refused before they were logged because the state machine would reject them (a bug).",
 		}),
+		ForwardedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tolerex_forwarded_inflight_bytes",
+			Help: "Message bytes the active leader holds for requests other gateways forwarded to it (bounded by --max-inflight-bytes, plus one message per forwarding gateway).",
+		}),
+		ForwardsBusy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tolerex_forwarded_busy_total",
+			Help: "Forwarded requests the active leader answered busy (not taken, sent again by their gateway) because it held as many forwarded bytes as it takes.",
+		}),
 	}
 	reg.MustRegister(m.FanoutSeconds, m.CommitSeconds, m.ReplicaFailures, m.ReadFallbacks,
-		m.LiveMembers, m.MemberMessages, m.MemberBytes, m.RefusedProposals,
+		m.LiveMembers, m.MemberMessages, m.MemberBytes, m.RefusedProposals, m.ForwardedBytes, m.ForwardsBusy,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tolerex_index_messages",
 			Help: "Messages in the leader's index.",

@@ -211,7 +211,7 @@ func (l *leader) queueForwardReply(to *actor.PID, r *messages.ForwardedReply) {
 	key := to.Address + "/" + to.Id
 	b := l.out.forwardReplies[key]
 	if b == nil {
-		b = &forwardReplyBatch{to: to, batch: &messages.ForwardReplyBatch{}}
+		b = &forwardReplyBatch{to: to, batch: &messages.ForwardReplyBatch{Sender: l.self.GetAddress()}}
 		l.out.forwardReplies[key] = b
 	}
 	b.batch.Replies = append(b.batch.Replies, r)

@@ -34,6 +34,19 @@ type router struct {
 	// sent or answered since (unsent drops those), so that finding what
 	// to send costs what there is to send, not every pending request.
 	toSend []uint64
+	// forwarded is the message bytes of the pending requests sent to
+	// another gateway. While windowed, the router forwards at most window
+	// bytes at once; requests wait unsent meanwhile. The window starts at
+	// maxWindow (if set); once the leader answers one "busy" (it holds as
+	// many forwarded bytes as it takes) it shrinks to what that leader
+	// held for this gateway then, and grows back by half of every
+	// answered request's bytes, up to maxWindow. A new leader starts
+	// afresh.
+	forwarded int64
+	windowed  bool
+	window    int64
+	maxWindow int64 // 0: none
+	busyAt    time.Time
 }
 
 // routed is one client request waiting for its reply.
@@ -57,6 +70,18 @@ type routed struct {
 	sentAt time.Time
 	// queued says the request's seq is in the router's toSend.
 	queued bool
+}
+
+// limitForwarding bounds the message bytes forwarded and unanswered at
+// once to max (0: no bound but what a busy leader sets).
+func (r *router) limitForwarding(max int64) {
+	r.maxWindow = max
+	r.openWindow()
+}
+
+// openWindow starts the window afresh, for a new leader.
+func (r *router) openWindow() {
+	r.windowed, r.window = r.maxWindow > 0, r.maxWindow
 }
 
 // localRoute marks a request handed to this gateway's own coordinator.
@@ -103,8 +128,32 @@ func (r *router) unsent() []*routed {
 
 // markUnsent marks rt to be sent (again).
 func (r *router) markUnsent(rt *routed) {
-	rt.sentTo = ""
+	r.setSentTo(rt, "")
 	r.queue(rt)
+}
+
+// setSentTo records where rt was sent ("" for nowhere), keeping the count
+// of forwarded bytes.
+func (r *router) setSentTo(rt *routed, address string) {
+	if rt.forwarded() {
+		r.forwarded -= rt.bytes()
+	}
+	rt.sentTo = address
+	if rt.forwarded() {
+		r.forwarded += rt.bytes()
+	}
+}
+
+// forwarded says whether rt waits for another gateway's answer.
+func (rt *routed) forwarded() bool { return rt.sentTo != "" && rt.sentTo != localRoute }
+
+// bytes is the request's message bytes, as the leader counts them.
+func (rt *routed) bytes() int64 { return int64(len(rt.req.GetPayload())) }
+
+// remove forgets a pending request.
+func (r *router) remove(rt *routed) {
+	r.setSentTo(rt, "")
+	delete(r.pending, rt.seq)
 }
 
 func (r *router) queue(rt *routed) {
@@ -122,7 +171,8 @@ func (r *router) queue(rt *routed) {
 // attempt that may have been applied. (A gateway's count lags the
 // leader's, which only makes the bound tighter.)
 func (r *router) sending(rt *routed, address string, now time.Time) (windowEnd uint64) {
-	rt.sentTo, rt.sentAt = address, now
+	r.setSentTo(rt, address)
+	rt.sentAt = now
 	rt.sends++
 	if rt.sends == 1 {
 		return 0
@@ -133,6 +183,7 @@ func (r *router) sending(rt *routed, address string, now time.Time) (windowEnd u
 // resend marks every pending request to be sent again (the leader
 // changed), or only those sent to address if it is not "".
 func (r *router) resend(address string) {
+	r.openWindow() // a new leader, or a new connection to it
 	for _, rt := range r.pending {
 		if address == "" || rt.sentTo == address {
 			r.markUnsent(rt)
@@ -140,22 +191,54 @@ func (r *router) resend(address string) {
 	}
 }
 
-// unanswered marks the requests sent to another gateway longer ago than
-// after, still unanswered, to be sent again: the batch that carried them
-// may have been lost with a broken connection. A leader that still works
-// on them takes them only once (and the log applies a write once).
-func (r *router) unanswered(now time.Time, after time.Duration) {
+// unanswered returns the requests sent to another gateway longer ago than
+// after, still unanswered, to be probed there: the batch that carried them
+// may have been lost (or the leader actor that took them restarted), but
+// a large message may also simply take that long. The receiver answers a
+// probe "not taken" if it does not hold the request, and the request is
+// then sent again, whole. Each is probed again after another after.
+func (r *router) unanswered(now time.Time, after time.Duration) []*routed {
+	var out []*routed
 	for _, rt := range r.pending {
-		if rt.sentTo != "" && rt.sentTo != localRoute && now.Sub(rt.sentAt) > after {
-			r.markUnsent(rt)
+		if rt.forwarded() && now.Sub(rt.sentAt) > after {
+			rt.sentAt = now
+			out = append(out, rt)
 		}
 	}
+	return out
 }
 
 // notTaken marks a request the receiver did not take, to be sent again.
 func (r *router) notTaken(seq uint64) {
 	if rt, ok := r.pending[seq]; ok {
 		r.markUnsent(rt)
+	}
+}
+
+// busy marks a request the leader did not take for want of room, to be
+// sent again once the router has room under its window. That attempt
+// had no effect: it does not count as a send.
+func (r *router) busy(seq uint64, now time.Time) {
+	rt, ok := r.pending[seq]
+	if !ok || !rt.forwarded() {
+		return // answered, expired, or sent again since
+	}
+	rt.sends--
+	r.markUnsent(rt)
+	r.windowed, r.window, r.busyAt = true, r.forwarded, now
+}
+
+// mayForward says whether rt may be forwarded now, under the window. With
+// nothing forwarded, one request goes, but not within pause of the last
+// busy answer: the leader may still hold others' bytes.
+func (r *router) mayForward(rt *routed, now time.Time, pause time.Duration) bool {
+	switch {
+	case !r.windowed:
+		return true
+	case r.forwarded == 0:
+		return now.Sub(r.busyAt) >= pause
+	default:
+		return r.forwarded+rt.bytes() <= r.window
 	}
 }
 
@@ -166,7 +249,13 @@ func (r *router) answered(seq uint64) *routed {
 	if !ok {
 		return nil
 	}
-	delete(r.pending, seq)
+	if r.windowed && rt.forwarded() {
+		r.window += rt.bytes() / 2
+		if r.maxWindow > 0 {
+			r.window = min(r.window, r.maxWindow)
+		}
+	}
+	r.remove(rt)
 	return rt
 }
 
@@ -182,7 +271,7 @@ func (r *router) expire(now time.Time) []*routed {
 		if rt.deadline.After(now) {
 			break
 		}
-		delete(r.pending, rt.seq)
+		r.remove(rt)
 		out = append(out, rt)
 	}
 	r.byDeadline = slices.Delete(r.byDeadline, 0, i)
@@ -209,13 +298,17 @@ func (rt *routed) everSent() bool { return rt.sends > 0 }
 
 // expiredReply is the answer to a request unanswered at its deadline: a
 // timeout for a read (reads have no effect); for a write, an unknown
-// outcome if it was ever sent to a leader, and a definite error if no
-// leader was known all that time, so it was never sent anywhere.
-func expiredReply(rt *routed) *messages.ClientReply {
+// outcome if it was ever sent to a leader (an attempt the leader answered
+// "busy" does not count), and a definite error if it never was: no leader
+// was known all that time, or (waitedForRoom: a leader is known) it waited
+// for room under the router's window or at the leader.
+func expiredReply(rt *routed, waitedForRoom bool) *messages.ClientReply {
 	reason := "outcome unknown: no leader confirmed this request before its deadline; read the id to see whether it took effect"
 	switch {
 	case rt.req.GetOp() == messages.Op_OP_GET:
 		reason = "timeout: no leader answered this read before its deadline"
+	case !rt.everSent() && waitedForRoom:
+		reason = BusyError
 	case !rt.everSent():
 		reason = NoLeaderError
 	}
@@ -227,6 +320,11 @@ func expiredReply(rt *routed) *messages.ClientReply {
 // effect.
 const NoLeaderError = "no leader: this gateway knew of no Raft leader until the request's deadline; the request was sent to none and has no effect"
 
+// BusyError answers a write that waited its whole deadline for room at
+// the leader, which held as many bytes forwarded by other gateways as it
+// takes: the leader never took it, so it has no effect.
+const BusyError = "busy: the leader held as many bytes forwarded from other gateways as it takes until this request's deadline; the request was not taken and has no effect"
+
 // all removes and returns every pending request.
 func (r *router) all() []*routed {
 	out := make([]*routed, 0, len(r.pending))
@@ -237,6 +335,8 @@ func (r *router) all() []*routed {
 	}
 	clear(r.pending)
 	r.byDeadline, r.toSend = nil, nil
+	r.forwarded = 0
+	r.openWindow()
 	return out
 }
 

@@ -26,6 +26,9 @@ type clientRef struct {
 	origin, seq uint64
 	to          *actor.PID
 	windowEnd   uint64 // RequestId's window_end
+	// bytes is the request's message bytes, counted in the term's
+	// forwardRoom while the coordinator holds a forwarded request.
+	bytes int64
 }
 
 func (r clientRef) valid() bool     { return r.origin != 0 }
@@ -76,6 +79,9 @@ func (l *leader) route() {
 	case forward:
 		to := actor.NewPID(l.lead.LeadAddress, messages.LeaderActor)
 		for _, rt := range unsent {
+			if !l.router.mayForward(rt, now, busyPause) {
+				break // in order: the rest wait for room too
+			}
 			windowEnd := l.router.sending(rt, l.lead.LeadAddress, now)
 			l.queueForward(to, &messages.ForwardedRequest{Seq: rt.seq, Request: rt.req, WindowEnd: windowEnd})
 		}
@@ -90,9 +96,23 @@ func (l *leader) forwarded(from *actor.PID, b *messages.ForwardBatch) {
 		return
 	}
 	for _, fr := range b.GetRequests() {
-		ref := clientRef{origin: b.GetOrigin(), seq: fr.GetSeq(), to: from, windowEnd: fr.GetWindowEnd()}
+		ref := clientRef{origin: b.GetOrigin(), seq: fr.GetSeq(), to: from, windowEnd: fr.GetWindowEnd(),
+			bytes: int64(len(fr.GetRequest().GetPayload()))}
+		if fr.GetProbe() {
+			if _, held := l.inProgress[ref.key()]; !held || !l.active {
+				l.queueForwardReply(from, &messages.ForwardedReply{Seq: fr.GetSeq()})
+			}
+			continue
+		}
 		if !l.active {
 			l.queueForwardReply(from, &messages.ForwardedReply{Seq: fr.GetSeq()})
+			continue
+		}
+		if _, dup := l.inProgress[ref.key()]; !dup && !l.room.admits(ref.origin, ref.bytes) {
+			l.queueForwardReply(from, &messages.ForwardedReply{Seq: fr.GetSeq(), Busy: true})
+			if m := l.cfg.Metrics; m != nil {
+				m.ForwardsBusy.Inc()
+			}
 			continue
 		}
 		l.handle(ref, fr.GetRequest())
@@ -102,12 +122,23 @@ func (l *leader) forwarded(from *actor.PID, b *messages.ForwardBatch) {
 // forwardReplies takes the active leader's answers to requests this
 // gateway forwarded.
 func (l *leader) forwardReplies(b *messages.ForwardReplyBatch) {
+	if sender := b.GetSender(); sender != "" && !l.answersProbes[sender] {
+		l.answersProbes[sender] = true
+	}
+	answered := false
 	for _, r := range b.GetReplies() {
-		if r.GetReply() == nil {
+		switch {
+		case r.GetBusy():
+			l.router.busy(r.GetSeq(), l.wall()) // sent again when there is room
+		case r.GetReply() == nil:
 			l.router.notTaken(r.GetSeq()) // sent again on the next tick
-			continue
+		default:
+			l.answerLocal(r.GetSeq(), r.GetReply())
+			answered = true
 		}
-		l.answerLocal(r.GetSeq(), r.GetReply())
+	}
+	if answered && l.router.windowed {
+		l.route() // room was freed for requests that wait for it
 	}
 }
 
@@ -119,6 +150,10 @@ func (l *leader) handle(ref clientRef, req *messages.ClientRequest) {
 		return
 	}
 	l.inProgress[key] = ref
+	if ref.to != nil {
+		l.room.take(ref.origin, ref.bytes)
+		l.showForwardedBytes()
+	}
 	switch req.GetOp() {
 	case messages.Op_OP_SET, messages.Op_OP_GET, messages.Op_OP_DEL:
 		l.admit(ref, req)
@@ -132,7 +167,7 @@ func (l *leader) reply(ref clientRef, r *messages.ClientReply) {
 	if !ref.valid() {
 		return
 	}
-	delete(l.inProgress, ref.key())
+	l.drop(ref)
 	if ref.to == nil {
 		l.answerLocal(ref.seq, r)
 		return
@@ -150,12 +185,34 @@ func (l *leader) giveBack(ref clientRef) {
 	if !ref.valid() {
 		return
 	}
-	delete(l.inProgress, ref.key())
+	l.drop(ref)
 	if ref.to == nil {
 		l.router.notTaken(ref.seq)
 		return
 	}
 	l.queueForwardReply(ref.to, &messages.ForwardedReply{Seq: ref.seq})
+}
+
+// drop forgets a client request the coordinator held, and frees its room
+// if another gateway forwarded it.
+func (l *leader) drop(ref clientRef) {
+	key := ref.key()
+	held, ok := l.inProgress[key]
+	if !ok {
+		return
+	}
+	delete(l.inProgress, key)
+	if held.to != nil {
+		l.room.release(held.origin, held.bytes)
+		l.showForwardedBytes()
+	}
+}
+
+// showForwardedBytes sets the gauge of the bytes held for other gateways.
+func (l *leader) showForwardedBytes() {
+	if m := l.cfg.Metrics; m != nil {
+		m.ForwardedBytes.Set(float64(l.room.total))
+	}
 }
 
 // answerLocal delivers the answer to one of this gateway's requests to its
@@ -194,6 +251,6 @@ func notDefiniteAfterResend(rt *routed, r *messages.ClientReply) (string, bool) 
 // expireRouted answers the requests whose deadline passed.
 func (l *leader) expireRouted(now time.Time) {
 	for _, rt := range l.router.expire(now) {
-		l.toSession(rt.session, expiredReply(rt))
+		l.toSession(rt.session, expiredReply(rt, l.lead.Lead != 0 && l.lead.LeadAddress != ""))
 	}
 }

@@ -81,7 +81,7 @@ func answerCrashed(system *actor.ActorSystem, sender *actor.PID, msg any) {
 // NotTaken is the answer to a forwarded batch no leader took: the
 // gateway that sent it sends its requests again.
 func NotTaken(b *messages.ForwardBatch) *messages.ForwardReplyBatch {
-	out := &messages.ForwardReplyBatch{Replies: make([]*messages.ForwardedReply, len(b.GetRequests()))}
+	out := &messages.ForwardReplyBatch{Replies: make([]*messages.ForwardedReply, len(b.GetRequests()))} // no sender: it answers no probes
 	for i, r := range b.GetRequests() {
 		out.Replies[i] = &messages.ForwardedReply{Seq: r.GetSeq()}
 	}

@@ -42,12 +42,18 @@ type termState struct {
 	// give each back when the term ends, and take a request sent twice
 	// only once.
 	inProgress map[requestKey]clientRef
-	reads      readBatches
+	// room bounds the bytes of the requests in inProgress that other
+	// gateways forwarded.
+	room  forwardRoom
+	reads readBatches
 }
 
-func newTermState(term uint64) *termState {
+// newTermState returns the state of a term; forwardLimit bounds the bytes
+// of forwarded requests it takes (0: no bound).
+func newTermState(term uint64, forwardLimit int64) *termState {
 	return &termState{
 		term:        term,
+		room:        newForwardRoom(forwardLimit),
 		requests:    make(map[uint64]*outstanding),
 		selections:  make(map[uint64]*write),
 		resent:      make(map[int64]*write),
@@ -105,7 +111,7 @@ func (l *leader) leadershipReady(msg *consensus.LeadershipReady) {
 		return
 	}
 	l.ready = true
-	l.termState = newTermState(msg.Term)
+	l.termState = newTermState(msg.Term, l.cfg.MaxForwardedBytes)
 	now := l.wall()
 	members := l.state.Members()
 	for _, m := range members {
@@ -161,11 +167,12 @@ func (l *leader) endTerm() {
 		l.giveBack(ref)
 	}
 	l.send(l.membership, &membership.Leadership{LeaderAddress: l.leaderAddress(), Active: false})
-	l.termState = newTermState(0)
+	l.termState = newTermState(0, 0)
 	if m := l.cfg.Metrics; m != nil {
 		// Only the active leader knows the members: a deposed one shows
 		// none rather than its last view.
 		m.LiveMembers.Set(0)
+		m.ForwardedBytes.Set(0)
 		m.MemberMessages.Reset()
 		m.MemberBytes.Reset()
 	}

@@ -170,9 +170,12 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 		ReadTimeout:    f.readTimeout,
 		MemberRate:     uint64(f.memberRate),
 		RequestTimeout: f.requestTimeout,
-		FaultInjection: f.faultInjection,
-		Status:         status,
-		View:           consensus.NewStateView(),
+		// The leader holds as many bytes for the other gateways' clients
+		// as for its own.
+		MaxForwardedBytes: f.maxInflight,
+		FaultInjection:    f.faultInjection,
+		Status:            status,
+		View:              consensus.NewStateView(),
 	}
 	if err := leaderCfg.Validate(); err != nil {
 		return err

@@ -107,6 +107,10 @@ var definitePrefixes = [...]string{
 	// A SET or DEL that waited its whole deadline with no leader known,
 	// and so was never sent to one (router.go, expiredReply).
 	"no leader: ",
+	// A SET or DEL that waited its whole deadline for room at a leader
+	// that answered its gateway "busy", and so was never taken (router.go,
+	// expiredReply).
+	"busy: ",
 	// The state machine rejected the logged entry; applying is
 	// deterministic, so a replay rejects it again (leader.go, committed).
 	"internal error: the request was not applied",
