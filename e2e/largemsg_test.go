@@ -161,34 +161,18 @@ func TestInflightBytesBounded(t *testing.T) {
 	idOf := func(conn, k int) int64 { return int64(conn*1000 + k) }
 
 	// Sample the in-flight gauge while the load runs.
-	stopSampling := make(chan struct{})
-	var peak float64
-	var samples int
-	var sampler sync.WaitGroup
-	sampler.Add(1)
-	go func() {
-		defer sampler.Done()
-		for {
-			select {
-			case <-stopSampling:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			resp, err := httpClient.Get("http://" + c.Gateway.AdminAddr + "/metrics")
-			if err != nil {
-				continue
-			}
-			body, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err != nil || resp.StatusCode != 200 {
-				continue
-			}
-			if v, ok := metricValue(body, "tolerex_client_inflight_bytes"); ok {
-				peak = max(peak, v)
-				samples++
-			}
+	stopSampling := sampleGaugePeak(func() (float64, bool) {
+		resp, err := httpClient.Get("http://" + c.Gateway.AdminAddr + "/metrics")
+		if err != nil {
+			return 0, false
 		}
-	}()
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			return 0, false
+		}
+		return metricValue(body, "tolerex_client_inflight_bytes")
+	})
 
 	start := time.Now()
 	errs := make(chan error, conns)
@@ -199,14 +183,12 @@ func TestInflightBytesBounded(t *testing.T) {
 	}
 	for range conns {
 		if err := <-errs; err != nil {
-			close(stopSampling)
-			sampler.Wait()
+			stopSampling()
 			t.Fatal(err)
 		}
 	}
 	took := time.Since(start)
-	close(stopSampling)
-	sampler.Wait()
+	peak, samples := stopSampling()
 	rssPeak := vmHWM(t, c.Gateway.Pid())
 	waits := processGauge(t, c.Gateway, "tolerex_client_inflight_waits_total")
 	t.Logf("%d x %d SETs of %d bytes (%d MiB offered) in %s; in-flight peak sampled %.1f MiB (%d samples, limit %d MiB); reader waits %v; gateway peak RSS %d -> %d MiB",
@@ -243,6 +225,36 @@ func TestInflightBytesBounded(t *testing.T) {
 		v := processGauge(t, c.Gateway, "tolerex_client_inflight_bytes")
 		return v == 0, fmt.Sprintf("tolerex_client_inflight_bytes %v after the GETs, want 0", v)
 	})
+}
+
+// sampleGaugePeak reads a gauge every 20 ms until the returned function is
+// called, which returns the highest value read and how many reads
+// succeeded.
+func sampleGaugePeak(read func() (float64, bool)) (stop func() (peak float64, samples int)) {
+	done := make(chan struct{})
+	var sampler sync.WaitGroup
+	var peak float64
+	var samples int
+	sampler.Add(1)
+	go func() {
+		defer sampler.Done()
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			if v, ok := read(); ok {
+				peak = max(peak, v)
+				samples++
+			}
+		}
+	}()
+	return func() (float64, int) {
+		close(done)
+		sampler.Wait()
+		return peak, samples
+	}
 }
 
 // pipelineLargeSets writes n SETs of payload on one connection without
@@ -369,25 +381,7 @@ func TestForwardedBytesBoundedOnTheLeader(t *testing.T) {
 		}
 		return metricValue(body, name)
 	}
-	stopSampling := make(chan struct{})
-	var peak float64
-	var samples int
-	var sampler sync.WaitGroup
-	sampler.Add(1)
-	go func() {
-		defer sampler.Done()
-		for {
-			select {
-			case <-stopSampling:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			if v, ok := gauge("tolerex_forwarded_inflight_bytes"); ok {
-				peak = max(peak, v)
-				samples++
-			}
-		}
-	}()
+	stopSampling := sampleGaugePeak(func() (float64, bool) { return gauge("tolerex_forwarded_inflight_bytes") })
 
 	type conn struct {
 		addr    string
@@ -415,8 +409,7 @@ func TestForwardedBytesBoundedOnTheLeader(t *testing.T) {
 		}
 	}
 	took := time.Since(start)
-	close(stopSampling)
-	sampler.Wait()
+	peak, samples := stopSampling()
 	if failed != nil {
 		t.Fatal(failed)
 	}
