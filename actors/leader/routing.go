@@ -90,7 +90,9 @@ func (l *leader) route() {
 
 // forwarded takes requests another gateway sent to this one as the
 // leader. An inactive leader takes none: it says so, and the sender sends
-// them again to the leader it learns of.
+// them again to the leader it learns of. A probe is answered "not taken"
+// unless the request it names is held here; a new request that does not
+// fit the term's room is answered "busy".
 func (l *leader) forwarded(from *actor.PID, b *messages.ForwardBatch) {
 	if from == nil || b.GetOrigin() == 0 {
 		return
@@ -98,31 +100,27 @@ func (l *leader) forwarded(from *actor.PID, b *messages.ForwardBatch) {
 	for _, fr := range b.GetRequests() {
 		ref := clientRef{origin: b.GetOrigin(), seq: fr.GetSeq(), to: from, windowEnd: fr.GetWindowEnd(),
 			bytes: int64(len(fr.GetRequest().GetPayload()))}
-		if fr.GetProbe() {
-			if _, held := l.inProgress[ref.key()]; !held || !l.active {
-				l.queueForwardReply(from, &messages.ForwardedReply{Seq: fr.GetSeq()})
-			}
-			continue
-		}
-		if !l.active {
+		_, held := l.inProgress[ref.key()]
+		switch {
+		case !l.active || (fr.GetProbe() && !held):
 			l.queueForwardReply(from, &messages.ForwardedReply{Seq: fr.GetSeq()})
-			continue
-		}
-		if _, dup := l.inProgress[ref.key()]; !dup && !l.room.admits(ref.origin, ref.bytes) {
+		case fr.GetProbe():
+			// held: its answer will come
+		case !held && !l.room.admits(ref.origin, ref.bytes):
 			l.queueForwardReply(from, &messages.ForwardedReply{Seq: fr.GetSeq(), Busy: true})
 			if m := l.cfg.Metrics; m != nil {
 				m.ForwardsBusy.Inc()
 			}
-			continue
+		default:
+			l.handle(ref, fr.GetRequest())
 		}
-		l.handle(ref, fr.GetRequest())
 	}
 }
 
 // forwardReplies takes the active leader's answers to requests this
 // gateway forwarded.
 func (l *leader) forwardReplies(b *messages.ForwardReplyBatch) {
-	if sender := b.GetSender(); sender != "" && !l.answersProbes[sender] {
+	if sender := b.GetSender(); sender != "" {
 		l.answersProbes[sender] = true
 	}
 	answered := false
