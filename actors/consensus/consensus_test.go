@@ -189,9 +189,11 @@ func TestLaggingGatewayCatchesUpFromASnapshot(t *testing.T) {
 	lagging.Stop()
 	proposeBatches(leader, 0, 1000, 1) // a Raft entry each: ten snapshots' worth
 	converged(t, c, 1000, 1000)
-	if st := leader.Status(); st.SnapshotIndex == 0 {
-		t.Fatalf("the leader took no snapshot: %+v", st)
-	}
+	// Snapshots are taken off the actor's goroutine: wait for one.
+	clustertest.Eventually(t, 5*time.Second, "the leader takes a snapshot", func() (bool, string) {
+		st := leader.Status()
+		return st.SnapshotIndex > 0, fmt.Sprintf("the leader took no snapshot: %+v", st)
+	})
 	lagging.Start()
 	converged(t, c, 1000, 1000)
 }
