@@ -2055,8 +2055,9 @@ type ForwardedReply struct {
 	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
 	Reply *ClientReply           `protobuf:"bytes,2,opt,name=reply,proto3" json:"reply,omitempty"`
 	// busy (without a reply) says the active leader did not take the
-	// request because it already holds as many bytes forwarded by other
-	// gateways as it takes: nothing was proposed. The origin holds the
+	// request because it already holds as many message bytes from that
+	// gateway as it takes (its share of what it works on at once):
+	// nothing was proposed. The origin holds the
 	// request until that leader answers one of its requests (room was
 	// freed), or a moment passes, then sends it again.
 	Busy          bool `protobuf:"varint,3,opt,name=busy,proto3" json:"busy,omitempty"`

@@ -758,7 +758,7 @@ func (c *coord) completeWrites() {
 // request already in progress sent again is not refused.
 func TestCoordinatorBoundsTheBytesOtherGatewaysForward(t *testing.T) {
 	c := newCoord(t, 2, 3)
-	c.l.room = newForwardRoom(100)
+	c.l.room = newWriteRoom(100)
 	gw2, gw3 := actor.NewPID("gw2:7000", messages.LeaderActor), actor.NewPID("gw3:7000", messages.LeaderActor)
 	c.forwardSet(gw2, 2, 1, 10, 60)
 	c.forwardSet(gw2, 2, 2, 11, 60)
@@ -792,6 +792,59 @@ func TestCoordinatorBoundsTheBytesOtherGatewaysForward(t *testing.T) {
 	}
 	if c.l.room.total != 0 {
 		t.Fatalf("%d bytes held after the term", c.l.room.total)
+	}
+}
+
+// The leader's own clients share the room with the other gateways: once
+// its share is held, its next SET waits unsent, in order, and starts when
+// an answer frees room (at the end of the leader's turn); a forwarded SET
+// past the forwarding gateway's share is answered busy meanwhile. One that
+// waits its whole deadline is answered busy, a definite error.
+func TestCoordinatorSharesTheRoomWithItsOwnClients(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	c.l.room = newWriteRoom(100)
+	gw2 := actor.NewPID("gw2:7000", messages.LeaderActor)
+	c.set(1, 10, strings.Repeat("a", 60))
+	c.forwardSet(gw2, 2, 1, 11, 60) // gw2 holds nothing: taken
+	c.set(2, 12, strings.Repeat("b", 30))
+	c.set(3, 13, strings.Repeat("c", 10))
+	c.forwardSet(gw2, 2, 2, 14, 10) // within the limit? no: 120 held
+	if n := len(c.l.out.selects.GetRequests()); n != 2 {
+		t.Fatalf("%d writes started, want 2: the first own SET and gw2's", n)
+	}
+	if got := c.forwardReplies(gw2); len(got) != 1 || !got[0].GetBusy() {
+		t.Fatalf("answers to gw2 %v, want busy for seq 2", got)
+	}
+	c.l.routeWaiting() // nothing freed yet: nothing moves
+	if n := len(c.l.out.selects.GetRequests()); n != 2 {
+		t.Fatalf("%d writes started before any answer, want 2", n)
+	}
+	c.completeWrites()
+	c.l.routeWaiting()
+	if n := len(c.l.out.selects.GetRequests()); n != 2 || c.l.room.heldBy(77) != 40 {
+		t.Fatalf("%d writes started, %d own bytes held after the answers; want the two waiting SETs, 40 bytes", n, c.l.room.heldBy(77))
+	}
+	if got := c.replies(); len(got) != 1 || got[0].GetCode() != messages.ReplyCode_REPLY_OK {
+		t.Fatalf("own replies %v, want OK to the first SET", got)
+	}
+	c.completeWrites()
+	if got := c.replies(); len(got) != 2 {
+		t.Fatalf("own replies %v, want the two that waited", got)
+	}
+
+	// A SET that never gets room: busy at its deadline.
+	c.forwardSet(gw2, 2, 3, 15, 90)
+	c.set(4, 16, strings.Repeat("d", 60)) // holding nothing: taken past the limit
+	c.set(5, 17, strings.Repeat("e", 10))
+	c.advance(c.l.cfg.RequestTimeout + time.Second)
+	var busy int
+	for _, r := range c.replies() {
+		if r.GetRequestId() == 5 && strings.HasPrefix(r.GetError(), "busy:") {
+			busy++
+		}
+	}
+	if busy != 1 {
+		t.Fatal("the SET that waited its whole deadline for room was not answered busy")
 	}
 }
 

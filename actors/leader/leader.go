@@ -69,13 +69,13 @@ type Config struct {
 	// connection broke, so a heartbeat sent just before a crash does not
 	// revive it.
 	Quarantine time.Duration
-	// MaxForwardedBytes bounds the message bytes of the requests other
-	// gateways forwarded that the active leader holds at once (their
-	// SETs' messages, until answered); past it, it answers them "busy"
-	// and they are sent again (0: no bound). A gateway passes its
-	// --max-inflight-bytes: the leader then holds at most twice that, its
-	// own clients' and the others'.
-	MaxForwardedBytes int64
+	// MaxHeldBytes bounds the message bytes of the SETs the active
+	// leader holds at once, until answered: its own clients' and those
+	// other gateways forwarded, shared equally among the gateways that
+	// have some held (writeRoom). Past it, a forwarded request is
+	// answered "busy" and sent again, and one of its own waits (0: no
+	// bound). A gateway passes its --max-inflight-bytes.
+	MaxHeldBytes int64
 	// FaultInjection makes the leader panic on a SET whose message is
 	// PanicMessage, in the middle of the batch that carries it (crash
 	// tests only).
@@ -300,6 +300,7 @@ func (l *leader) Receive(ctx actor.Context) {
 		msg.run(l)
 	}
 	if l.out != nil {
+		l.routeWaiting()
 		l.endTurn(ctx)
 	}
 }
@@ -328,7 +329,7 @@ func (l *leader) start(ctx actor.Context) {
 		panic(err)
 	}
 	l.router = newRouter(origin, l.cfg.RequestTimeout)
-	l.router.limitForwarding(l.cfg.MaxForwardedBytes / forwardWindowShare)
+	l.router.limitForwarding(l.cfg.MaxHeldBytes / forwardWindowShare)
 	l.answersProbes = make(map[string]bool)
 	// Requests to members and the selector are numbered from a random
 	// start too: answers to the incarnation before may still arrive, and
@@ -500,7 +501,7 @@ const (
 	// unanswered before the leader is asked whether it still holds it.
 	forwardRetry = 2 * time.Second
 	// forwardWindowShare: a gateway forwards at most this fraction of
-	// MaxForwardedBytes at once (of its own --max-inflight-bytes: the
+	// MaxHeldBytes at once (of its own --max-inflight-bytes: the
 	// leader's is taken to be the same). Forwarded messages share the
 	// connection to the leader with the Raft messages, which wait behind
 	// them: with 5 gateways and 4 MB SETs from 64 connections on the

@@ -18,7 +18,7 @@ type Metrics struct {
 	RefusedProposals prometheus.Counter
 	// ForwardedBytes is the message bytes the active leader holds for
 	// requests other gateways forwarded; ForwardsBusy counts those it
-	// answered "busy" for want of room (Config.MaxForwardedBytes).
+	// answered "busy" for want of room (Config.MaxHeldBytes).
 	ForwardedBytes prometheus.Gauge
 	ForwardsBusy   prometheus.Counter
 }
@@ -68,7 +68,7 @@ func NewMetrics(reg prometheus.Registerer, status *Status) *Metrics {
 		}),
 		ForwardsBusy: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tolerex_forwarded_busy_total",
-			Help: "Forwarded requests the active leader answered busy (not taken, sent again by their gateway) because it held as many forwarded bytes as it takes.",
+			Help: "Forwarded requests the active leader answered busy (not taken, sent again by their gateway) because it held as many message bytes from their gateway as it takes.",
 		}),
 	}
 	reg.MustRegister(m.FanoutSeconds, m.CommitSeconds, m.ReplicaFailures, m.ReadFallbacks,

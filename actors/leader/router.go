@@ -321,9 +321,9 @@ func expiredReply(rt *routed, waitedForRoom bool) *messages.ClientReply {
 const NoLeaderError = "no leader: this gateway knew of no Raft leader until the request's deadline; the request was sent to none and has no effect"
 
 // BusyError answers a write that waited its whole deadline for room at
-// the leader, which held as many bytes forwarded by other gateways as it
-// takes: the leader never took it, so it has no effect.
-const BusyError = "busy: the leader held as many bytes forwarded from other gateways as it takes until this request's deadline; the request was not taken and has no effect"
+// the leader, which held as many message bytes of this gateway's as it
+// takes (its writeRoom): the leader never took it, so it has no effect.
+const BusyError = "busy: the leader held as many message bytes from this gateway as it takes until this request's deadline; the request was not taken and has no effect"
 
 // all removes and returns every pending request.
 func (r *router) all() []*routed {

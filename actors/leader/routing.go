@@ -27,7 +27,7 @@ type clientRef struct {
 	to          *actor.PID
 	windowEnd   uint64 // RequestId's window_end
 	// bytes is the request's message bytes, counted in the term's
-	// forwardRoom while the coordinator holds a forwarded request.
+	// writeRoom while the coordinator holds a forwarded request.
 	bytes int64
 }
 
@@ -73,8 +73,13 @@ func (l *leader) route() {
 	switch {
 	case l.active:
 		for _, rt := range unsent {
+			bytes := int64(len(rt.req.GetPayload()))
+			if !l.room.admits(l.router.origin, bytes) {
+				l.localWaits = true
+				break // in order: the rest wait for room too
+			}
 			windowEnd := l.router.sending(rt, localRoute, now)
-			l.handle(clientRef{origin: l.router.origin, seq: rt.seq, windowEnd: windowEnd}, rt.req)
+			l.handle(clientRef{origin: l.router.origin, seq: rt.seq, windowEnd: windowEnd, bytes: bytes}, rt.req)
 		}
 	case forward:
 		to := actor.NewPID(l.lead.LeadAddress, messages.LeaderActor)
@@ -92,7 +97,7 @@ func (l *leader) route() {
 // leader. An inactive leader takes none: it says so, and the sender sends
 // them again to the leader it learns of. A probe is answered "not taken"
 // unless the request it names is held here; a new request that does not
-// fit the term's room is answered "busy".
+// fit the term's writeRoom is answered "busy".
 func (l *leader) forwarded(from *actor.PID, b *messages.ForwardBatch) {
 	if from == nil || b.GetOrigin() == 0 {
 		return
@@ -148,7 +153,7 @@ func (l *leader) handle(ref clientRef, req *messages.ClientRequest) {
 		return
 	}
 	l.inProgress[key] = ref
-	if ref.to != nil {
+	if ref.bytes > 0 {
 		l.room.take(ref.origin, ref.bytes)
 		l.showForwardedBytes()
 	}
@@ -200,16 +205,25 @@ func (l *leader) drop(ref clientRef) {
 		return
 	}
 	delete(l.inProgress, key)
-	if held.to != nil {
+	if held.bytes > 0 {
 		l.room.release(held.origin, held.bytes)
 		l.showForwardedBytes()
+	}
+}
+
+// routeWaiting routes this gateway's own requests that wait for room in
+// the leader's writeRoom, once some was freed.
+func (l *leader) routeWaiting() {
+	if l.localWaits && l.room.freed {
+		l.localWaits, l.room.freed = false, false
+		l.route()
 	}
 }
 
 // showForwardedBytes sets the gauge of the bytes held for other gateways.
 func (l *leader) showForwardedBytes() {
 	if m := l.cfg.Metrics; m != nil {
-		m.ForwardedBytes.Set(float64(l.room.total))
+		m.ForwardedBytes.Set(float64(l.room.total - l.room.heldBy(l.router.origin)))
 	}
 }
 

@@ -42,18 +42,19 @@ type termState struct {
 	// give each back when the term ends, and take a request sent twice
 	// only once.
 	inProgress map[requestKey]clientRef
-	// room bounds the bytes of the requests in inProgress that other
-	// gateways forwarded.
-	room  forwardRoom
-	reads readBatches
+	// room bounds the message bytes of the requests in inProgress;
+	// localWaits says this gateway's own requests wait for it (route).
+	room       writeRoom
+	localWaits bool
+	reads      readBatches
 }
 
-// newTermState returns the state of a term; forwardLimit bounds the bytes
-// of forwarded requests it takes (0: no bound).
-func newTermState(term uint64, forwardLimit int64) *termState {
+// newTermState returns the state of a term; roomLimit bounds the message
+// bytes of the requests it holds (0: no bound).
+func newTermState(term uint64, roomLimit int64) *termState {
 	return &termState{
 		term:        term,
-		room:        newForwardRoom(forwardLimit),
+		room:        newWriteRoom(roomLimit),
 		requests:    make(map[uint64]*outstanding),
 		selections:  make(map[uint64]*write),
 		resent:      make(map[int64]*write),
@@ -111,7 +112,7 @@ func (l *leader) leadershipReady(msg *consensus.LeadershipReady) {
 		return
 	}
 	l.ready = true
-	l.termState = newTermState(msg.Term, l.cfg.MaxForwardedBytes)
+	l.termState = newTermState(msg.Term, l.cfg.MaxHeldBytes)
 	now := l.wall()
 	members := l.state.Members()
 	for _, m := range members {

@@ -170,12 +170,12 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 		ReadTimeout:    f.readTimeout,
 		MemberRate:     uint64(f.memberRate),
 		RequestTimeout: f.requestTimeout,
-		// The leader holds as many bytes for the other gateways' clients
-		// as for its own.
-		MaxForwardedBytes: f.maxInflight,
-		FaultInjection:    f.faultInjection,
-		Status:            status,
-		View:              consensus.NewStateView(),
+		// The leader works on as many SET bytes as this gateway's
+		// clients may have in flight, shared with the other gateways'.
+		MaxHeldBytes:   f.maxInflight,
+		FaultInjection: f.faultInjection,
+		Status:         status,
+		View:           consensus.NewStateView(),
 	}
 	if err := leaderCfg.Validate(); err != nil {
 		return err

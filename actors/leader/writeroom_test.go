@@ -2,11 +2,11 @@ package leader
 
 import "testing"
 
-// The leader's room for forwarded bytes: within the limit, shared equally
-// among the gateways forwarding at once, and never closed to a gateway
+// The leader's room for SET bytes: within the limit, shared equally
+// among the gateways with requests there, and never closed to a gateway
 // that holds nothing.
-func TestForwardRoomSharesTheLimitAmongGateways(t *testing.T) {
-	r := newForwardRoom(100)
+func TestWriteRoomSharesTheLimitAmongGateways(t *testing.T) {
+	r := newWriteRoom(100)
 	const a, b = 1, 2
 	step := func(origin uint64, n int64, want bool) {
 		t.Helper()
@@ -36,7 +36,7 @@ func TestForwardRoomSharesTheLimitAmongGateways(t *testing.T) {
 	if r.total != 100 {
 		t.Fatalf("total %d, want 100", r.total)
 	}
-	unbounded := newForwardRoom(0)
+	unbounded := newWriteRoom(0)
 	unbounded.take(a, 1<<40)
 	if !unbounded.admits(a, 1<<40) {
 		t.Fatal("a room without a limit refused")
