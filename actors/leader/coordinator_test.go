@@ -729,7 +729,7 @@ func (c *coord) forwardSet(from *actor.PID, origin, seq uint64, id int64, size i
 
 // forwardReplies returns and clears the answers queued for from.
 func (c *coord) forwardReplies(from *actor.PID) []*messages.ForwardedReply {
-	key := from.Address + "/" + from.Id
+	key := pidKey(from)
 	b := c.l.out.forwardReplies[key]
 	delete(c.l.out.forwardReplies, key)
 	if b == nil {
@@ -845,6 +845,35 @@ func TestCoordinatorSharesTheRoomWithItsOwnClients(t *testing.T) {
 	}
 	if busy != 1 {
 		t.Fatal("the SET that waited its whole deadline for room was not answered busy")
+	}
+}
+
+// The first request another gateway forwards in a term is answered at
+// once with an empty batch naming the leader, so that gateway probes
+// instead of re-sending whole even before any answer is ready; later ones
+// are not, until the connection to that gateway breaks.
+func TestCoordinatorTellsForwardingGatewaysAtOnceThatItAnswersProbes(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	c.l.self = actor.NewPID("gw1:7000", messages.LeaderActor)
+	gw2 := actor.NewPID("gw2:7000", messages.LeaderActor)
+	told := func() bool {
+		b := c.l.out.forwardReplies[pidKey(gw2)]
+		c.drain()
+		return b != nil && b.batch.GetSender() == "gw1:7000" && len(b.batch.GetReplies()) == 0
+	}
+	c.forwardSet(gw2, 2, 1, 10, 5)
+	if !told() {
+		t.Fatal("no empty answer batch naming the leader after gw2's first forward")
+	}
+	c.forwardSet(gw2, 2, 2, 11, 5)
+	if told() {
+		t.Fatal("an empty answer batch again after gw2's second forward")
+	}
+	c.l.connectionLost("gw2:7000")
+	c.drain()
+	c.forwardSet(gw2, 2, 3, 12, 5)
+	if !told() {
+		t.Fatal("no empty answer batch after the connection to gw2 broke")
 	}
 }
 

@@ -242,11 +242,7 @@ func (l *leader) Receive(ctx actor.Context) {
 	case *messages.ForwardReplyBatch:
 		l.forwardReplies(msg)
 	case *leaderLost:
-		// The connection to the leading gateway broke: what was sent there
-		// may be lost; send it again (to it, or to the next leader).
-		delete(l.answersProbes, msg.address)
-		l.router.resend(msg.address)
-		l.route()
+		l.connectionLost(msg.address)
 	case *consensus.Unavailable:
 		l.becomeUnavailable(msg.Reason)
 	case *consensus.Available:
@@ -303,6 +299,17 @@ func (l *leader) Receive(ctx actor.Context) {
 		l.routeWaiting()
 		l.endTurn(ctx)
 	}
+}
+
+// connectionLost follows a broken connection to another gateway. If it
+// leads, what was sent there may be lost: send it again (to it, or to the
+// next leader). Either way that gateway forgets whether this one answers
+// probes, and this one forgets whether that one does.
+func (l *leader) connectionLost(address string) {
+	delete(l.answersProbes, address)
+	delete(l.toldProbes, address)
+	l.router.resend(address)
+	l.route()
 }
 
 // InjectPanic makes the leader panic; gateways started with

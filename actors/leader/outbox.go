@@ -208,19 +208,29 @@ func (l *leader) queueForward(to *actor.PID, fr *messages.ForwardedRequest) {
 // queueForwardReply queues an answer for a gateway that forwarded a
 // request here.
 func (l *leader) queueForwardReply(to *actor.PID, r *messages.ForwardedReply) {
-	key := to.Address + "/" + to.Id
+	b := l.forwardReplyBatch(to)
+	b.batch.Replies = append(b.batch.Replies, r)
+	if len(b.batch.Replies) >= maxBatch {
+		delete(l.out.forwardReplies, pidKey(to))
+		l.send(b.to, b.batch)
+	}
+}
+
+// forwardReplyBatch is the open batch of answers to the gateway at to,
+// made (empty, naming this leader as its sender) if there is none.
+func (l *leader) forwardReplyBatch(to *actor.PID) *forwardReplyBatch {
+	key := pidKey(to)
 	b := l.out.forwardReplies[key]
 	if b == nil {
 		b = &forwardReplyBatch{to: to, batch: &messages.ForwardReplyBatch{Sender: l.self.GetAddress()}}
 		l.out.forwardReplies[key] = b
 	}
-	b.batch.Replies = append(b.batch.Replies, r)
-	if len(b.batch.Replies) >= maxBatch {
-		delete(l.out.forwardReplies, key)
-		l.send(b.to, b.batch)
-	}
 	l.scheduleFlush()
+	return b
 }
+
+// pidKey is a PID as a map key.
+func pidKey(pid *actor.PID) string { return pid.Address + "/" + pid.Id }
 
 // queueProposal queues an entry for consensus.
 func (l *leader) queueProposal(e *messages.LogEntry) {

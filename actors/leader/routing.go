@@ -102,6 +102,15 @@ func (l *leader) forwarded(from *actor.PID, b *messages.ForwardBatch) {
 	if from == nil || b.GetOrigin() == 0 {
 		return
 	}
+	if l.active && !l.toldProbes[from.Address] {
+		// Tell the gateway now that this leader answers probes (every
+		// answer batch names its sender): until it knows, it re-sends
+		// unanswered requests whole after forwardRetry, and a first answer
+		// can take longer than that under load, doubling the bytes queued
+		// ahead of the Raft messages on its connection.
+		l.toldProbes[from.Address] = true
+		l.forwardReplyBatch(from)
+	}
 	for _, fr := range b.GetRequests() {
 		ref := clientRef{origin: b.GetOrigin(), seq: fr.GetSeq(), to: from, windowEnd: fr.GetWindowEnd(),
 			bytes: int64(len(fr.GetRequest().GetPayload()))}

@@ -46,6 +46,10 @@ type termState struct {
 	// localWaits says this gateway's own requests wait for it (route).
 	room       writeRoom
 	localWaits bool
+	// toldProbes holds the node addresses of the forwarding gateways
+	// sent an answer batch in this term (which tells them this leader
+	// answers probes) since the connection to them last broke.
+	toldProbes map[string]bool
 	reads      readBatches
 }
 
@@ -62,6 +66,7 @@ func newTermState(term uint64, roomLimit int64) *termState {
 		busy:        newIDQueues(),
 		proposals:   make(map[requestKey]*proposal),
 		inProgress:  make(map[requestKey]clientRef),
+		toldProbes:  make(map[string]bool),
 	}
 }
 
