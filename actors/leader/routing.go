@@ -27,7 +27,7 @@ type clientRef struct {
 	to          *actor.PID
 	windowEnd   uint64 // RequestId's window_end
 	// bytes is the request's message bytes, counted in the term's
-	// writeRoom while the coordinator holds a forwarded request.
+	// writeRoom while the coordinator holds the request.
 	bytes int64
 }
 
