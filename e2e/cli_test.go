@@ -445,7 +445,7 @@ func TestCLIClientAndTree(t *testing.T) {
 			t.Errorf("first node title %q, want it to start %q", title, want)
 		}
 		for id, kind := range map[string]string{"leader": "leader", "leader/selector": "selector",
-			"leader/members": "membership", "gateway": "gateway", "consensus": "consensus"} {
+			"membership": "membership", "gateway": "gateway", "consensus": "consensus"} {
 			if actors[id] != kind {
 				t.Errorf("gateway tree: actor %s has kind %q, want %q\n%s", id, actors[id], kind, blocks[0])
 			}

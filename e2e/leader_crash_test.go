@@ -402,3 +402,51 @@ func ledBy(t *testing.T, aside *local.Node, candidates []*local.Node) *local.Nod
 	})
 	return leader
 }
+
+// TestMembershipCrashRestarts crashes the gateway's membership actor
+// (POST /debug/fault/membership-panic), the leader actor's sibling.
+// Expected: its supervisor restarts it, it asks the leader actor where
+// leadership stands and so goes on keeping the members' liveness: writes
+// go on, and a member killed afterwards is seen down. (Restarted without
+// asking, it would take its gateway for a follower, redirect every
+// heartbeat, and report no member down.)
+func TestMembershipCrashRestarts(t *testing.T) {
+	c := NewCluster(t, bin, Options{Members: 3, Tolerance: 2, NoPrompt: true,
+		GatewayArgs: []string{"--fault-injection"}})
+	c.DumpLogsOnFailure(t)
+	c.Start(t)
+	c.WaitLive(t, 3, 10*time.Second)
+	cl := c.Dial(t)
+	if code := c.Gateway.Post(t, "/debug/fault/membership-panic"); code != http.StatusOK {
+		t.Fatalf("fault injection: %d", code)
+	}
+	Eventually(t, 10*time.Second, "the membership actor restarted", func() (bool, string) {
+		return strings.Contains(c.Gateway.Log(), "membership restarted; asking the leader actor"), "no restart logged"
+	})
+	var restarted *tree.ActorView
+	for _, node := range c.Tree(t).Nodes {
+		if node.Role == "gateway" {
+			restarted = findActor(node.Actors, "membership")
+		}
+	}
+	if restarted == nil || restarted.Restarts != 1 || restarted.LastFailure == nil || restarted.LastFailure.Reason != "injected membership fault" {
+		t.Fatalf("/api/tree membership = %+v; want it restarted once after the injected fault", restarted)
+	}
+	for id := int64(0); id < 100; id++ {
+		if err := cl.Set(id, []byte("after the crash")); err != nil {
+			t.Fatalf("SET %d after the membership actor restarted: %v", id, err)
+		}
+	}
+	c.Members[2].Kill(t)
+	c.WaitOnlyLive(t, 10*time.Second, c.Members[0], c.Members[1])
+	for id := int64(100); id < 200; id++ {
+		if err := cl.Set(id, []byte("after the kill")); err != nil {
+			t.Fatalf("SET %d with two members left: %v", id, err)
+		}
+	}
+	for id := int64(0); id < 200; id++ {
+		if _, found, err := cl.Get(id); err != nil || !found {
+			t.Fatalf("GET %d: found=%v err=%v", id, found, err)
+		}
+	}
+}

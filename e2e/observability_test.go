@@ -224,7 +224,7 @@ func TestObservability(t *testing.T) {
 		if gw.Role != "gateway" || gw.NodeAddress != c.Gateway.NodeAddr {
 			t.Errorf("first node %s %s, want gateway %s", gw.Role, gw.NodeAddress, c.Gateway.NodeAddr)
 		}
-		for _, id := range []string{"gateway", "leader", "leader/selector", "leader/members"} {
+		for _, id := range []string{"gateway", "leader", "leader/selector", "membership"} {
 			if findActor(gw.Actors, id) == nil {
 				t.Errorf("gateway tree lacks %s: %+v", id, gw.Actors)
 			}

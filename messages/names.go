@@ -13,8 +13,14 @@ const (
 	LeaderActor = "leader"
 	// SelectorActor is the leader's replica selector.
 	SelectorActor = "leader/selector"
-	// MembershipActor takes member heartbeats on a gateway.
-	MembershipActor = "leader/members"
+	// MembershipActor takes member heartbeats on a gateway; it is the
+	// leader actor's sibling.
+	MembershipActor = "membership"
+	// LegacyMembershipActor is the name the membership actor had while it
+	// was the leader actor's child. Gateways still take heartbeats sent
+	// to it, so members of that version keep their place during a rolling
+	// upgrade (gateways first); members send to MembershipActor.
+	LegacyMembershipActor = "leader/members"
 	// MemberActor is the root supervisor on a member node.
 	MemberActor = "member"
 	// StorageActor owns a member node's store.

@@ -1,5 +1,6 @@
-// Package leader is a gateway's leader actor (its children are the
-// selector and the membership actor of actors/membership).
+// Package leader is a gateway's leader actor (its child is the selector;
+// its sibling, the membership actor of actors/membership, tells it which
+// members are alive).
 // Every gateway runs a leader actor; the one on the Raft leader is active.
 // The active leader turns client requests into replicated writes and
 // fallback reads: it asks the selector for members, sends
@@ -62,13 +63,10 @@ type Config struct {
 	// answer, sent again to a new leader after a failover included. A
 	// write not answered by then is answered "outcome unknown".
 	RequestTimeout time.Duration
-	// HeartbeatTimeout is how long a member may stay silent before it is
-	// considered down.
-	HeartbeatTimeout time.Duration
-	// Quarantine ignores a member's heartbeats for this long after its
-	// connection broke, so a heartbeat sent just before a crash does not
-	// revive it.
-	Quarantine time.Duration
+	// Membership is the gateway's membership actor (actors/membership),
+	// the leader actor's sibling: the leader tells it whether it leads,
+	// and it reports the members' liveness and asks for registrations.
+	Membership *actor.PID
 	// MaxHeldBytes bounds the message bytes of the SETs the active
 	// leader holds at once, until answered: its own clients' and those
 	// other gateways forwarded, shared equally among the gateways that
@@ -106,8 +104,6 @@ func (c *Config) Validate() error {
 		c.MemberRate = DefaultMemberRate
 	}
 	setDefault(&c.RequestTimeout, 10*time.Second)
-	setDefault(&c.HeartbeatTimeout, 2*time.Second)
-	setDefault(&c.Quarantine, time.Second)
 	return nil
 }
 
@@ -281,6 +277,8 @@ func (l *leader) Receive(ctx actor.Context) {
 		l.memberUpdate(msg)
 	case *membership.RegisterMember:
 		l.registerMember(msg)
+	case *membership.Resync:
+		l.resyncMembership()
 	case *statusRequest:
 		ctx.Respond(l.status(ctx))
 	case *messages.MemberLivenessRequest:
@@ -349,7 +347,7 @@ func (l *leader) start(ctx actor.Context) {
 	l.nextID = first >> 1
 	l.termState = newTermState(0, 0)
 	l.selector = l.spawn(ctx, "selector", "selector", selector.NewActor(l.cfg.Balancer, uint64(time.Now().UnixNano())))
-	l.membership = l.spawn(ctx, "members", "membership", membership.New(membership.Config{HeartbeatTimeout: l.cfg.HeartbeatTimeout, Quarantine: l.cfg.Quarantine}, l.cfg.Logger))
+	l.membership = l.cfg.Membership
 	l.stopTicks = ticker.Every(ctx.ActorSystem().Root, tickInterval, tickInterval, ctx.Self(), tick{})
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	l.endpoints = ctx.ActorSystem().EventStream.Subscribe(func(evt any) {

@@ -7,7 +7,7 @@ import (
 	"github.com/tolerex/tolerex/messages"
 )
 
-// The leader's side of membership: the membership actor (its child,
+// The leader's side of membership: the membership actor (its sibling,
 // actors/membership) reports members' liveness and asks for registrations;
 // the leader keeps the live set the selector chooses from and records
 // registrations in the log.
@@ -67,4 +67,17 @@ func (l *leader) registerMember(r *membership.RegisterMember) {
 	if err := l.propose(&proposal{entry: entry, memberID: r.MemberID, started: time.Now()}); err != nil {
 		delete(l.registering, r.MemberID)
 	}
+}
+
+// resyncMembership tells a membership actor restarted after a crash what
+// the one before knew: whether this leader leads (since its term began:
+// the members are presumed alive until their heartbeats say otherwise, as
+// at the start of a term) and which gateway does.
+func (l *leader) resyncMembership() {
+	if l.term != 0 {
+		l.send(l.membership, &membership.PresumeAlive{Members: l.state.Members()})
+		l.send(l.membership, &membership.Leadership{LeaderAddress: l.leaderAddress(), Active: true})
+		return
+	}
+	l.send(l.membership, &membership.Leadership{LeaderAddress: l.leaderAddress(), Active: false})
 }

@@ -22,11 +22,13 @@ type (
 
 // membershipActor takes member heartbeats. While its gateway's leader is
 // active it keeps the members' liveness (Liveness) and reports it to the
-// leader, its parent; otherwise it redirects every heartbeat to the
+// leader actor, its sibling; otherwise it redirects every heartbeat to the
 // gateway that leads. It learns of broken connections from remote's
 // EndpointTerminatedEvent.
 type membershipActor struct {
 	cfg      Config
+	leader   *actor.PID // the leader actor of this gateway
+	resync   bool       // a restart: ask the leader where leadership stands
 	log      zerolog.Logger
 	liveness *Liveness
 	pids     map[string]*actor.PID // each member's supervisor, by member id, to acknowledge
@@ -41,11 +43,21 @@ type membershipActor struct {
 	leaderAddress string
 }
 
-// New returns the producer of a membership actor; spawn it as a child of
-// the leader actor, named messages.MembershipActor.
-func New(cfg Config, log zerolog.Logger) actor.Producer {
+// New returns the producer of a membership actor that reports to leader,
+// the leader actor of the same gateway. Spawn it before the leader actor,
+// at the top level, named messages.MembershipActor (and AnswerAlso under
+// messages.LegacyMembershipActor). The leader tells it whether it leads;
+// once restarted after a crash it asks the leader (Resync), as the
+// leader's word from before the crash is gone with the old instance.
+func New(cfg Config, leader *actor.PID, log zerolog.Logger) actor.Producer {
+	cfg = cfg.withDefaults()
+	incarnations := 0 // one actor per producer, which it calls in turn
 	return func() actor.Actor {
-		return &membershipActor{cfg: cfg, log: log.With().Str("actor", messages.MembershipActor).Logger()}
+		incarnations++
+		return &membershipActor{
+			cfg: cfg, leader: leader, resync: incarnations > 1,
+			log: log.With().Str("actor", messages.MembershipActor).Logger(),
+		}
 	}
 }
 
@@ -63,6 +75,10 @@ func (m *membershipActor) Receive(ctx actor.Context) {
 			}
 		})
 		m.stop = ticker.Every(root, m.cfg.HeartbeatTimeout/4, m.cfg.HeartbeatTimeout/4, self, tick{})
+		if m.resync {
+			m.log.Info().Msg("membership restarted; asking the leader actor where leadership stands")
+			ctx.Send(m.leader, &Resync{})
+		}
 	case *actor.Stopping, *actor.Restarting:
 		if m.sub != nil {
 			ctx.ActorSystem().EventStream.Unsubscribe(m.sub)
@@ -89,6 +105,9 @@ func (m *membershipActor) Receive(ctx actor.Context) {
 			m.log.Warn().Str("member", d.MemberID).Uint32("slot", d.Slot).Str("node", d.NodeAddress).Msg("member connection lost; member is down")
 			m.update(ctx, d.Update)
 		}
+	case *InjectPanic:
+		m.log.Warn().Msg("fault injection: membership panics now")
+		panic("injected membership fault")
 	case tick:
 		for _, d := range m.liveness.Expire(m.clock.Advance(time.Now())) {
 			m.log.Warn().Str("member", d.MemberID).Uint32("slot", d.Slot).Dur("silent_for", d.SilentFor).
@@ -133,7 +152,7 @@ func (m *membershipActor) heartbeat(ctx actor.Context, hb *messages.MemberHeartb
 		m.pids[hb.GetMemberId()] = ctx.Sender()
 	}
 	if out.Register != nil {
-		ctx.Send(ctx.Parent(), out.Register)
+		ctx.Send(m.leader, out.Register)
 	}
 	if out.Ack && ctx.Sender() != nil {
 		ctx.Send(ctx.Sender(), &messages.HeartbeatAck{Slot: out.Slot})
@@ -161,7 +180,7 @@ func (m *membershipActor) registered(ctx actor.Context, msg *MemberRegistered) {
 // update tells the leader a member's state, if there is one to tell.
 func (m *membershipActor) update(ctx actor.Context, u *MemberUpdate) {
 	if u != nil {
-		ctx.Send(ctx.Parent(), u)
+		ctx.Send(m.leader, u)
 	}
 }
 

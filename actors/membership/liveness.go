@@ -18,6 +18,18 @@ type Config struct {
 	Quarantine time.Duration
 }
 
+// withDefaults fills in what is unset: members down after 2 s of
+// silence, heartbeats ignored for 1 s after a broken connection.
+func (c Config) withDefaults() Config {
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = 2 * time.Second
+	}
+	if c.Quarantine <= 0 {
+		c.Quarantine = time.Second
+	}
+	return c
+}
+
 // registrationRetry is how long a registration may stay unanswered before
 // the next heartbeat asks again (the log append may have failed).
 const registrationRetry = 2 * time.Second

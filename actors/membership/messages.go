@@ -6,7 +6,7 @@ import (
 	"github.com/tolerex/tolerex/actors/meta"
 )
 
-// Messages between the membership actor and its parent, the leader actor
+// Messages between the membership actor and its sibling, the leader actor
 // of the same gateway.
 type (
 	// RegisterMember asks the leader to record a member in the log.
@@ -37,7 +37,15 @@ type (
 		LeaderAddress string
 		Active        bool
 	}
+	// Resync asks the leader, from a membership actor restarted after a
+	// crash, to tell it again where leadership stands: PresumeAlive
+	// followed by Leadership if it leads, Leadership alone otherwise.
+	Resync struct{}
 	// PresumeAlive starts a term: the registered members count as alive,
 	// as of now, until they miss their heartbeats.
 	PresumeAlive struct{ Members []meta.Member }
 )
+
+// InjectPanic makes the membership actor panic; gateways started with
+// --fault-injection send it on POST /debug/fault/membership-panic.
+type InjectPanic struct{}

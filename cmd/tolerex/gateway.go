@@ -21,6 +21,7 @@ import (
 
 	"github.com/tolerex/tolerex/actors/consensus"
 	"github.com/tolerex/tolerex/actors/leader"
+	"github.com/tolerex/tolerex/actors/membership"
 	"github.com/tolerex/tolerex/actors/selector"
 	"github.com/tolerex/tolerex/cluster/certs"
 	"github.com/tolerex/tolerex/gateway"
@@ -94,7 +95,7 @@ the file named by --tolerance-file holding a line TOLERANCE=N; without that, 2.`
 	fs.DurationVar(&f.lineTimeout, "line-timeout", gateway.DefaultLineTimeout, "close a client connection whose request line is not complete this long after its first byte (slow clients)")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", gateway.DefaultWriteTimeout, "close a client connection that does not accept its replies for this long")
 	fs.StringVar(&f.clientTLSDir, "client-tls-dir", "", "serve HaToKuSe over TLS with gateway.crt/gateway.key from this directory (clients: tolerex client --tls-ca DIR/ca.crt)")
-	fs.BoolVar(&f.faultInjection, "fault-injection", false, "accept POST /debug/fault/leader-panic and /debug/fault/consensus-panic on the admin port, and make a SET of the message leader.PanicMessage panic the leader mid-batch (crash tests only)")
+	fs.BoolVar(&f.faultInjection, "fault-injection", false, "accept POST /debug/fault/leader-panic, /debug/fault/consensus-panic and /debug/fault/membership-panic on the admin port, and make a SET of the message leader.PanicMessage panic the leader mid-batch (crash tests only)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Second, "time a client request may wait for its answer, retries on a new leader after a failover included; a write not answered by then gets \"ERROR: outcome unknown ...\"")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", gateway.DefaultDrainTimeout, "on SIGTERM, time the gateway gives its clients before it stops: it refuses new requests (\"ERROR: gateway unavailable: this gateway is shutting down ...\", so clients with a list of gateways move on), answers the requests it holds, and closes each connection once it is owed nothing and quiet")
 	f.raft.register(fs)
@@ -202,13 +203,17 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 	}
 	defer clientLis.Close()
 	health := &consensus.Health{}
-	var stopping atomic.Bool // set on SIGTERM: draining, then stopping
+	var stopping atomic.Bool                     // set on SIGTERM: draining, then stopping
+	var membershipProblem atomic.Pointer[string] // set if the membership actor was stopped
 	ready := func() error {
 		if stopping.Load() {
 			return errors.New("shutting down")
 		}
 		if err := health.NotReady(); err != nil {
 			return err
+		}
+		if p := membershipProblem.Load(); p != nil {
+			return errors.New(*p)
 		}
 		return status.NotReady(f.tolerance)
 	}
@@ -241,7 +246,17 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 	if err != nil {
 		return fmt.Errorf("spawn consensus: %w", err)
 	}
-	leaderCfg.Consensus, leaderCfg.Tree, leaderCfg.Logger = consensusPID, node.Tree, log
+	// The membership actor first: the leader tells it whether it leads
+	// from its first turn on.
+	membershipPID, err := root.Copy().WithGuardian(membership.Strategy(log, func(problem string) { membershipProblem.Store(&problem) })).
+		SpawnNamed(node.Tree.Props("membership", membership.New(membership.Config{}, actor.NewPID(node.Address(), messages.LeaderActor), log)), messages.MembershipActor)
+	if err != nil {
+		return fmt.Errorf("spawn membership: %w", err)
+	}
+	if err := membership.AnswerAlso(node.System, messages.LegacyMembershipActor, membershipPID); err != nil {
+		return err
+	}
+	leaderCfg.Consensus, leaderCfg.Membership, leaderCfg.Tree, leaderCfg.Logger = consensusPID, membershipPID, node.Tree, log
 	leaderCfg.Metrics = leader.NewMetrics(node.Registry, status)
 	giveUp := func() {
 		// A leader actor stopped for good cannot coordinate: let another
@@ -278,7 +293,7 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 	api := gatewayAPI{root: root, leader: leaderPID, consensus: consensusPID, self: node.Address(), log: log}
 	api.register(admin, node)
 	if f.faultInjection {
-		log.Warn().Msg("--fault-injection: POST /debug/fault/leader-panic crashes the leader, POST /debug/fault/consensus-panic the consensus actor")
+		log.Warn().Msg("--fault-injection: POST /debug/fault/leader-panic crashes the leader, /debug/fault/consensus-panic the consensus actor, /debug/fault/membership-panic the membership actor")
 		admin.HandleFunc("POST /debug/fault/leader-panic", func(w http.ResponseWriter, _ *http.Request) {
 			root.Send(leaderPID, &leader.InjectPanic{})
 			fmt.Fprintln(w, "leader told to panic")
@@ -287,12 +302,16 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 			root.Send(consensusPID, &consensus.InjectPanic{})
 			fmt.Fprintln(w, "consensus told to panic")
 		})
+		admin.HandleFunc("POST /debug/fault/membership-panic", func(w http.ResponseWriter, _ *http.Request) {
+			root.Send(membershipPID, &membership.InjectPanic{})
+			fmt.Fprintln(w, "membership told to panic")
+		})
 	}
 	beforeStop := func() {
 		stopping.Store(true)
 		drainGateway(root, gatewayPID, f.drainTimeout, func() { handOffLeadership(root, consensusPID, status, log) }, log)
 	}
-	serveUntilDone(ctx, node, admin, beforeStop, gatewayPID, leaderPID, consensusPID)
+	serveUntilDone(ctx, node, admin, beforeStop, gatewayPID, leaderPID, membershipPID, consensusPID)
 	return nil
 }
 
