@@ -1,14 +1,14 @@
 package cluster
 
 import (
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tolerex/tolerex/actors/actortest"
 )
 
 // TestActorMetricsBridge spawns and stops actors on a system whose metrics
@@ -23,7 +23,7 @@ func TestActorMetricsBridge(t *testing.T) {
 	}
 	system := actor.NewActorSystem(
 		actor.WithMetricProviders(provider),
-		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }),
+		actor.WithLoggerFactory(actortest.QuietLogger),
 	)
 	props := actor.PropsFromFunc(func(ctx actor.Context) {
 		if _, ok := ctx.Message().(string); ok {

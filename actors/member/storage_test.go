@@ -3,8 +3,6 @@ package member
 import (
 	"bytes"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/tolerex/tolerex/actors/actortest"
 	"github.com/tolerex/tolerex/actors/tree"
 	"github.com/tolerex/tolerex/cluster/local/poll"
 	"github.com/tolerex/tolerex/messages"
@@ -36,9 +35,7 @@ type memberNode struct {
 // its configuration first.
 func startMember(t *testing.T, dir string, restart RestartPolicy, configure ...func(*Config)) *memberNode {
 	t.Helper()
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}))
+	system := actor.NewActorSystem(actor.WithLoggerFactory(actortest.QuietLogger))
 	n := &memberNode{system: system, status: &Status{}, registry: tree.NewRegistry(nil), metrics: prometheus.NewRegistry()}
 	cfg := Config{
 		MemberID:          "m-test",

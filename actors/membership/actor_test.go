@@ -2,29 +2,19 @@ package membership
 
 import (
 	"errors"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
+	"github.com/tolerex/tolerex/actors/actortest"
 	"github.com/tolerex/tolerex/actors/meta"
 	"github.com/tolerex/tolerex/messages"
 )
 
 // These tests run the membership actor in a real actor system. What
 // stands for the leader actor only records what it is sent.
-
-func quietSystem(t *testing.T) *actor.ActorSystem {
-	t.Helper()
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}))
-	t.Cleanup(system.Shutdown)
-	return system
-}
 
 // spawnWithLeader spawns a membership actor under its name and the legacy
 // one, with a recorder named messages.LeaderActor as its leader; the
@@ -68,7 +58,7 @@ func tryHeartbeatAt(system *actor.ActorSystem, name string) (any, error) {
 }
 
 func TestLegacyNameTakesHeartbeats(t *testing.T) {
-	system := quietSystem(t)
+	system := actortest.QuietSystem(t)
 	pid, toLeader := spawnWithLeader(t, system)
 
 	// Not told it leads: both names redirect the member.
@@ -111,7 +101,7 @@ func TestLegacyNameTakesHeartbeats(t *testing.T) {
 }
 
 func TestRestartedMembershipAsksTheLeader(t *testing.T) {
-	system := quietSystem(t)
+	system := actortest.QuietSystem(t)
 	pid, toLeader := spawnWithLeader(t, system)
 	system.Root.Send(pid, &Leadership{Active: false})
 	system.Root.Send(pid, &InjectPanic{}) // the default supervisor restarts it

@@ -2,8 +2,6 @@ package selector_test
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/tolerex/tolerex/actors/actortest"
 	"github.com/tolerex/tolerex/actors/selector"
 	"github.com/tolerex/tolerex/messages"
 )
@@ -298,18 +297,8 @@ func sum(xs []int64) int64 {
 	return total
 }
 
-// quietSystem is an actor system that does not log.
-func quietSystem(t *testing.T) *actor.ActorSystem {
-	t.Helper()
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}))
-	t.Cleanup(system.Shutdown)
-	return system
-}
-
 func TestActorAnswersSelectReplicas(t *testing.T) {
-	system := quietSystem(t)
+	system := actortest.QuietSystem(t)
 	pid := system.Root.Spawn(actor.PropsFromProducer(selector.NewActor(selector.LeastLoaded, 1)))
 	t.Cleanup(func() { _ = system.Root.StopFuture(pid).Wait() })
 

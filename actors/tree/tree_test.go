@@ -3,8 +3,6 @@ package tree_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"maps"
 	"strings"
 	"testing"
@@ -13,6 +11,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tolerex/tolerex/actors/actortest"
 	"github.com/tolerex/tolerex/actors/tree"
 	"github.com/tolerex/tolerex/cluster/local/poll"
 	"github.com/tolerex/tolerex/messages"
@@ -21,16 +20,6 @@ import (
 // waitTimeout bounds every wait so a lost signal fails the test instead of
 // hanging it.
 const waitTimeout = 10 * time.Second
-
-// quietSystem is an actor system that does not log.
-func quietSystem(t *testing.T) *actor.ActorSystem {
-	t.Helper()
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}))
-	t.Cleanup(system.Shutdown)
-	return system
-}
 
 // The messages a testActor understands.
 type (
@@ -182,7 +171,7 @@ var bossFamily = []child{
 }
 
 func TestSnapshotShowsTheSupervisionTree(t *testing.T) {
-	system := quietSystem(t)
+	system := actortest.QuietSystem(t)
 	registry := tree.NewRegistry(nil)
 	sig := newSignals()
 
@@ -228,7 +217,7 @@ func TestSnapshotShowsTheSupervisionTree(t *testing.T) {
 }
 
 func TestStoppedActorsDisappear(t *testing.T) {
-	system := quietSystem(t)
+	system := actortest.QuietSystem(t)
 	registry := tree.NewRegistry(nil)
 	sig := newSignals()
 	boss := spawnNamed(t, system, registry.Props("boss", sig.producer(registry, bossFamily...)), "boss")
@@ -251,7 +240,7 @@ func TestStoppedActorsDisappear(t *testing.T) {
 }
 
 func TestRestartsAreCounted(t *testing.T) {
-	system := quietSystem(t)
+	system := actortest.QuietSystem(t)
 	registry := tree.NewRegistry(nil)
 	sig := newSignals()
 	spawnNamed(t, system, registry.Props("supervisor", sig.producer(registry, child{name: "crashy", kind: "crashy"})), "sup")
@@ -315,7 +304,7 @@ func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 }
 
 func TestMailboxDepthAndCollector(t *testing.T) {
-	system := quietSystem(t)
+	system := actortest.QuietSystem(t)
 	registry := tree.NewRegistry(nil)
 	metrics := prometheus.NewPedanticRegistry()
 	metrics.MustRegister(tree.NewCollector(registry))
@@ -415,7 +404,7 @@ func (a *awareActor) Receive(ctx actor.Context) {
 // TestMailboxAware checks that an actor learns its mailbox and that
 // Waiting counts the messages queued behind the current one.
 func TestMailboxAware(t *testing.T) {
-	system := quietSystem(t)
+	system := actortest.QuietSystem(t)
 	reg := tree.NewRegistry(nil)
 	a := &awareActor{entered: make(chan struct{}), release: make(chan struct{}), waiting: make(chan int64, 3)}
 	pid := system.Root.Spawn(reg.Props("aware", func() actor.Actor { return a }))
@@ -453,7 +442,7 @@ func (s stopOnFailure) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor,
 }
 
 func TestCrashesAreRecordedWithTheirStack(t *testing.T) {
-	system := quietSystem(t)
+	system := actortest.QuietSystem(t)
 	registry := tree.NewRegistry(nil)
 	sig := newSignals()
 	strategy := stopOnFailure{reasons: make(chan any, 1)}
