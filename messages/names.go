@@ -19,7 +19,8 @@ const (
 	// LegacyMembershipActor is the name the membership actor had while it
 	// was the leader actor's child. Gateways still take heartbeats sent
 	// to it, so members of that version keep their place during a rolling
-	// upgrade (gateways first); members send to MembershipActor.
+	// upgrade; members send to MembershipActor, and to this name on a
+	// gateway that sends that back as a dead letter (membership.Homing).
 	LegacyMembershipActor = "leader/members"
 	// MemberActor is the root supervisor on a member node.
 	MemberActor = "member"

@@ -212,6 +212,9 @@ type supervisor struct {
 	storage   *actor.PID
 	stopBeats func()
 	endpoints *eventstream.Subscription
+	// toldLegacy: the log said once that a gateway answered heartbeats
+	// at the legacy name.
+	toldLegacy bool
 }
 
 // gatewayLost reports that the connection to a gateway broke.
@@ -242,6 +245,8 @@ func (s *supervisor) Receive(ctx actor.Context) {
 		s.heartbeat(ctx)
 	case *gatewayLost:
 		s.homing.Lost(msg.address)
+	case *actor.DeadLetterResponse:
+		s.deadLetter(msg)
 	case *messages.HeartbeatAck:
 		before := s.homing.Target()
 		now := s.homing.Answered(msg.GetRedirect(), msg.GetLeader())
@@ -255,6 +260,7 @@ func (s *supervisor) Receive(ctx actor.Context) {
 		if msg.GetRedirect() {
 			return
 		}
+		s.answeredAtLegacyName()
 		if !s.cfg.Status.Registered.Swap(true) {
 			s.cfg.Logger.Info().Uint32("slot", msg.GetSlot()).Str("gateway", s.homing.Target()).Msg("registered with gateway")
 		}
@@ -276,10 +282,37 @@ func (s *supervisor) spawnStorage(ctx actor.Context) {
 	s.storage = pid
 }
 
+// deadLetter follows a heartbeat that came back as a dead letter. One the
+// gateway itself returned (no Target; the local remote layer names the
+// target when it could not reach the gateway, and homing learns of that
+// from the broken connection) means the gateway has no actor under the
+// name tried: a gateway older than this member knows only the legacy
+// name (and one still starting, neither yet), so the next heartbeat goes
+// to the other name.
+func (s *supervisor) deadLetter(msg *actor.DeadLetterResponse) {
+	if msg.GetTarget() != nil {
+		return
+	}
+	s.homing.NoActor()
+	s.cfg.Logger.Debug().Str("gateway", s.homing.Target()).Str("actor", s.homing.Actor()).
+		Msg("heartbeat came back as a dead letter: trying the gateway's other name for the membership actor")
+}
+
+// answeredAtLegacyName logs, once, that a gateway answered heartbeats
+// under the membership actor's old name.
+func (s *supervisor) answeredAtLegacyName() {
+	if s.toldLegacy || s.homing.Actor() != messages.LegacyMembershipActor {
+		return
+	}
+	s.toldLegacy = true
+	s.cfg.Logger.Info().Str("gateway", s.homing.Target()).
+		Msg("heartbeating to this gateway at leader/members: it had no actor at membership (a gateway older than this member, or one still starting)")
+}
+
 func (s *supervisor) heartbeat(ctx actor.Context) {
 	st := s.cfg.Status
 	s.homing.Sent()
-	ctx.Request(actor.NewPID(s.homing.Target(), messages.MembershipActor), &messages.MemberHeartbeat{
+	ctx.Request(actor.NewPID(s.homing.Target(), s.homing.Actor()), &messages.MemberHeartbeat{
 		MemberId:      s.cfg.MemberID,
 		NodeAddress:   ctx.ActorSystem().Address(),
 		AdminAddress:  s.cfg.AdminAddress,

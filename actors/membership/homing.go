@@ -1,5 +1,7 @@
 package membership
 
+import "github.com/tolerex/tolerex/messages"
+
 // Homing decides which gateway a member heartbeats to: the gateway that
 // leads the Raft group, which only it keeps members' liveness. The member
 // starts with the first gateway of its --join list; a gateway that does
@@ -7,11 +9,19 @@ package membership
 // knows of none, the member tries the next gateway of its list); a gateway
 // that stops answering, or whose connection broke, is left for the next
 // one. It is a pure state machine, fed by the member supervisor.
+//
+// It also names the actor to heartbeat to. Gateways before 2026-12-04 take
+// heartbeats only at messages.LegacyMembershipActor (later ones at both
+// names), so a gateway that has no actor under the name tried (the member
+// gets a dead letter back) is tried under the other name next: a member
+// may be upgraded before the gateways. Each gateway is tried under the
+// current name first.
 type Homing struct {
 	gateways   []string // the --join list
 	current    string
-	next       int // index in gateways of the one to try after current
-	unanswered int // heartbeats sent to current since its last answer
+	next       int  // index in gateways of the one to try after current
+	unanswered int  // heartbeats sent to current since its last answer
+	legacy     bool // heartbeat current at messages.LegacyMembershipActor
 }
 
 // maxUnanswered is how many heartbeats in a row a gateway may leave
@@ -27,6 +37,22 @@ func NewHoming(gateways []string) *Homing {
 
 // Target is the gateway to heartbeat to now.
 func (h *Homing) Target() string { return h.current }
+
+// Actor is the name of the actor on Target to heartbeat to.
+func (h *Homing) Actor() string {
+	if h.legacy {
+		return messages.LegacyMembershipActor
+	}
+	return messages.MembershipActor
+}
+
+// NoActor records that Target has no actor named Actor (a heartbeat came
+// back as a dead letter from it): the next heartbeat goes to the other
+// name. It reports whether that is the legacy name.
+func (h *Homing) NoActor() (legacy bool) {
+	h.legacy = !h.legacy
+	return h.legacy
+}
 
 // Sent records a heartbeat sent to the target; after maxUnanswered
 // unanswered ones the member moves on.
@@ -49,7 +75,7 @@ func (h *Homing) Answered(redirect bool, leader string) (now bool) {
 	case !redirect:
 		h.unanswered = 0
 	case leader != "" && leader != h.current:
-		h.current, h.unanswered = leader, 0
+		h.moveTo(leader)
 		return true
 	case leader == "":
 		h.rotate()
@@ -69,7 +95,11 @@ func (h *Homing) rotate() {
 	if len(h.gateways) == 0 {
 		return
 	}
-	h.current = h.gateways[h.next%len(h.gateways)]
+	h.moveTo(h.gateways[h.next%len(h.gateways)])
 	h.next = (h.next + 1) % len(h.gateways)
-	h.unanswered = 0
+}
+
+// moveTo makes address the target, tried under the current name first.
+func (h *Homing) moveTo(address string) {
+	h.current, h.unanswered, h.legacy = address, 0, false
 }

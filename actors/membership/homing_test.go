@@ -1,6 +1,10 @@
 package membership
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/tolerex/tolerex/messages"
+)
 
 func TestHomingFollowsRedirectsAndSkipsSilentGateways(t *testing.T) {
 	h := NewHoming([]string{"a", "b", "c"})
@@ -88,5 +92,46 @@ func TestHomingHeartbeatsAtOnceOnlyToANamedLeader(t *testing.T) {
 	h.Sent()
 	if h.Answered(true, "b") {
 		t.Fatal("a redirect to the gateway already targeted asked for a heartbeat at once")
+	}
+}
+
+// TestHomingTriesTheOtherNameAfterADeadLetter: a gateway older than the
+// member takes heartbeats only at the legacy name; each gateway is tried
+// under the current name first.
+func TestHomingTriesTheOtherNameAfterADeadLetter(t *testing.T) {
+	h := NewHoming([]string{"a", "b"})
+	if h.Actor() != messages.MembershipActor {
+		t.Fatalf("starts with %q, want %q", h.Actor(), messages.MembershipActor)
+	}
+	h.Sent()
+	if !h.NoActor() || h.Actor() != messages.LegacyMembershipActor {
+		t.Fatalf("after a dead letter from a: %q, want the legacy name", h.Actor())
+	}
+	// Answered under the legacy name: it stays.
+	h.Sent()
+	h.Answered(false, "")
+	if h.Actor() != messages.LegacyMembershipActor || h.Target() != "a" {
+		t.Fatalf("after an answer: %q on %q, want the legacy name on a", h.Actor(), h.Target())
+	}
+	// Another gateway is tried under the current name first.
+	h.Sent()
+	h.Answered(true, "b")
+	if h.Actor() != messages.MembershipActor {
+		t.Fatalf("on b after a redirect: %q, want %q", h.Actor(), messages.MembershipActor)
+	}
+	// No actor under either name (a gateway whose membership actor
+	// stopped): the names alternate, and silence moves the member on,
+	// to a gateway tried under the current name first.
+	h.Sent()
+	h.NoActor()
+	h.Sent()
+	if h.NoActor() || h.Actor() != messages.MembershipActor {
+		t.Fatalf("after dead letters under both names: %q, want %q again", h.Actor(), messages.MembershipActor)
+	}
+	h.NoActor()
+	h.Sent()
+	if h.unanswered != 0 || h.Actor() != messages.MembershipActor {
+		t.Fatalf("after %d heartbeats that got only dead letters: %d unanswered, %q; want a new start under %q",
+			maxUnanswered+1, h.unanswered, h.Actor(), messages.MembershipActor)
 	}
 }
