@@ -90,13 +90,19 @@ func (h *Homing) Lost(address string) {
 	}
 }
 
-// rotate moves to the next gateway of the list.
+// rotate moves to the next gateway of the list other than the current
+// one (which a redirect may have made the next of the list).
 func (h *Homing) rotate() {
 	if len(h.gateways) == 0 {
 		return
 	}
-	h.moveTo(h.gateways[h.next%len(h.gateways)])
+	address := h.gateways[h.next%len(h.gateways)]
 	h.next = (h.next + 1) % len(h.gateways)
+	if address == h.current && len(h.gateways) > 1 {
+		address = h.gateways[h.next]
+		h.next = (h.next + 1) % len(h.gateways)
+	}
+	h.moveTo(address)
 }
 
 // moveTo makes address the target, tried under the current name first.

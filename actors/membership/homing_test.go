@@ -135,3 +135,22 @@ func TestHomingTriesTheOtherNameAfterADeadLetter(t *testing.T) {
 			maxUnanswered+1, h.unanswered, h.Actor(), messages.MembershipActor)
 	}
 }
+
+// TestHomingLeavesALostLeaderForAnotherGateway: the member followed a
+// redirect to b, the next of its list; when b's connection breaks, it
+// must try another gateway, not b again.
+func TestHomingLeavesALostLeaderForAnotherGateway(t *testing.T) {
+	h := NewHoming([]string{"a", "b", "c"})
+	h.Sent()
+	h.Answered(true, "b")
+	h.Lost("b")
+	if h.Target() == "b" {
+		t.Fatal("after b's connection broke the member tries b again")
+	}
+	// With one gateway in the list it stays there.
+	one := NewHoming([]string{"a"})
+	one.Lost("a")
+	if one.Target() != "a" {
+		t.Fatalf("a one-gateway list moved to %q", one.Target())
+	}
+}
