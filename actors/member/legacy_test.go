@@ -10,7 +10,6 @@ import (
 	"github.com/tolerex/tolerex/actors/actortest"
 	"github.com/tolerex/tolerex/actors/membership"
 	"github.com/tolerex/tolerex/actors/meta"
-	"github.com/tolerex/tolerex/actors/tree"
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -21,7 +20,8 @@ import (
 // the legacy name and is acknowledged, so members can be upgraded before
 // gateways.
 func TestMemberHeartbeatsToAnOlderGateway(t *testing.T) {
-	system := actortest.QuietSystem(t)
+	// startMemberIn shuts the system down at the end.
+	system := actor.NewActorSystem(actor.WithLoggerFactory(actortest.QuietLogger))
 	leader, err := system.Root.SpawnNamed(actor.PropsFromFunc(func(actor.Context) {}), messages.LeaderActor)
 	if err != nil {
 		t.Fatal(err)
@@ -34,24 +34,14 @@ func TestMemberHeartbeatsToAnOlderGateway(t *testing.T) {
 	system.Root.Send(old, &membership.PresumeAlive{Members: []meta.Member{{ID: "m-old-gw", Slot: 3, NodeAddress: system.Address()}}})
 	system.Root.Send(old, &membership.Leadership{Active: true})
 
-	status := &Status{}
-	cfg := Config{
-		MemberID:          "m-old-gw",
-		Gateways:          []string{system.Address()},
-		HeartbeatInterval: 20 * time.Millisecond,
-		Restart:           RestartPolicy{MaxRestarts: 1, Window: time.Minute},
-		Storage:           StorageConfig{Dir: t.TempDir(), Sync: true},
-		Tree:              tree.NewRegistry(nil),
-		Status:            status,
-		Logger:            zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel),
-	}
-	pid, err := system.Root.SpawnNamed(actor.PropsFromProducer(NewSupervisor(cfg)), messages.MemberActor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = system.Root.StopFuture(pid).Wait() })
+	n := startMemberIn(t, system, t.TempDir(), DefaultRestartPolicy(), func(cfg *Config) {
+		cfg.MemberID = "m-old-gw"
+		cfg.Gateways = []string{system.Address()}
+		cfg.HeartbeatInterval = 20 * time.Millisecond
+		cfg.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+	})
 
 	eventually(t, "the member registered through the legacy name", func() bool {
-		return status.Registered.Load() && status.Slot.Load() == 3
+		return n.status.Registered.Load() && n.status.Slot.Load() == 3
 	})
 }

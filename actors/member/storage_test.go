@@ -35,7 +35,13 @@ type memberNode struct {
 // its configuration first.
 func startMember(t *testing.T, dir string, restart RestartPolicy, configure ...func(*Config)) *memberNode {
 	t.Helper()
-	system := actor.NewActorSystem(actor.WithLoggerFactory(actortest.QuietLogger))
+	return startMemberIn(t, actor.NewActorSystem(actor.WithLoggerFactory(actortest.QuietLogger)), dir, restart, configure...)
+}
+
+// startMemberIn is startMember in the given actor system, which it shuts
+// down at the end of the test.
+func startMemberIn(t *testing.T, system *actor.ActorSystem, dir string, restart RestartPolicy, configure ...func(*Config)) *memberNode {
+	t.Helper()
 	n := &memberNode{system: system, status: &Status{}, registry: tree.NewRegistry(nil), metrics: prometheus.NewRegistry()}
 	cfg := Config{
 		MemberID:          "m-test",

@@ -48,11 +48,8 @@ func (h *Homing) Actor() string {
 
 // NoActor records that Target has no actor named Actor (a heartbeat came
 // back as a dead letter from it): the next heartbeat goes to the other
-// name. It reports whether that is the legacy name.
-func (h *Homing) NoActor() (legacy bool) {
-	h.legacy = !h.legacy
-	return h.legacy
-}
+// name.
+func (h *Homing) NoActor() { h.legacy = !h.legacy }
 
 // Sent records a heartbeat sent to the target; after maxUnanswered
 // unanswered ones the member moves on.
