@@ -124,6 +124,9 @@ type Run struct {
 	// RatioTo1Gateway, on a 3-gateway row, is its median throughput over
 	// the median of the 1-gateway row it was measured in turns with.
 	RatioTo1Gateway float64 `json:"ratio_to_1_gateway,omitempty"`
+	// CPU is where the CPU time of the median run went (nil if it could
+	// not be measured).
+	CPU *CPUUse `json:"cpu,omitempty"`
 }
 
 // Flat compares SET throughput on an empty cluster with a cluster holding
@@ -275,6 +278,7 @@ func run(ctx context.Context, o options) error {
 			}
 		}
 		repeats := make([][]*loadgen.Result, len(rows))
+		uses := make(map[*loadgen.Result]*CPUUse)
 		for i := 0; i < o.repeat; i++ {
 			for j, row := range rows { // in turns: the machine's drift falls on every row alike
 				cl, err := clusters.of(ctx, row)
@@ -291,10 +295,11 @@ func run(ctx context.Context, o options) error {
 					name, label := profileName(row)
 					profiling = cl.profile(ctx, o, name, label)
 				}
-				res, err := loadRow(ctx, cl, row, cfg)
+				res, use, err := measuredRow(ctx, cl, row, cfg)
 				if err != nil {
 					return fmt.Errorf("%s: %w", row.Name, err)
 				}
+				uses[res] = use
 				if profiling != nil {
 					if err := <-profiling; err != nil {
 						fmt.Fprintln(os.Stderr, "profile:", err)
@@ -309,14 +314,14 @@ func run(ctx context.Context, o options) error {
 		base := median(repeats[0])
 		for j, row := range rows {
 			med := median(repeats[j])
-			r := Run{Scenario: row, Result: med, Repeats: repeats[j]}
+			r := Run{Scenario: row, Result: med, Repeats: repeats[j], CPU: uses[med]}
 			ratio := ""
 			if j > 0 {
 				r.RatioTo1Gateway = med.OpsPerSec / base.OpsPerSec
 				ratio = fmt.Sprintf("  %.2fx 1 gateway", r.RatioTo1Gateway)
 			}
-			fmt.Printf("%-24s %9.0f ops/s  p50 %7.3f  p99 %7.3f  p99.9 %7.3f ms  (median of %d; ops/s %s)%s\n",
-				row.Name, med.OpsPerSec, med.Latency.P50, med.Latency.P99, med.Latency.P999, len(repeats[j]), throughputs(repeats[j]), ratio)
+			fmt.Printf("%-24s %9.0f ops/s  p50 %7.3f  p99 %7.3f  p99.9 %7.3f ms  (median of %d; ops/s %s)%s  CPU us/op %s\n",
+				row.Name, med.OpsPerSec, med.Latency.P50, med.Latency.P99, med.Latency.P999, len(repeats[j]), throughputs(repeats[j]), ratio, uses[med])
 			report.Runs = append(report.Runs, r)
 		}
 	}
@@ -369,6 +374,49 @@ func loadRow(ctx context.Context, cl *devCluster, sc scenario, cfg loadgen.Confi
 	}
 	cfg.Addr = cl.clientAddrs[g]
 	return loadgen.Run(ctx, cfg)
+}
+
+// measuredRow runs loadRow and measures where the CPU time of its
+// measured part went: it samples the CPU times at every progress tick of
+// the load generator and compares the first with the last before the
+// load stopped, over the operations done between them. A run whose CPU
+// use cannot be read (say, a process restarted) is reported without it.
+func measuredRow(ctx context.Context, cl *devCluster, sc scenario, cfg loadgen.Config) (*loadgen.Result, *CPUUse, error) {
+	g, err := cl.leader(ctx)
+	var procs []clusterProcess
+	if err == nil {
+		procs, err = clusterProcesses(cl.dir, cl.gatewayAdmins[g])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "CPU use not measured:", err)
+		res, err := loadRow(ctx, cl, sc, cfg)
+		return res, nil, err
+	}
+	type tick struct {
+		done   int64
+		sample cpuSample
+	}
+	var ticks []tick
+	var sampleErr error
+	cfg.Tick = func(done int64, _ time.Duration) {
+		s, err := sampleCPU(procs)
+		if err != nil {
+			sampleErr = err
+			return
+		}
+		ticks = append(ticks, tick{done, s})
+	}
+	res, err := loadRow(ctx, cl, sc, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The last tick comes after the load stopped.
+	if sampleErr != nil || len(ticks) < 3 {
+		fmt.Fprintf(os.Stderr, "CPU use not measured: %d samples, %v\n", len(ticks), sampleErr)
+		return res, nil, nil
+	}
+	first, last := ticks[0], ticks[len(ticks)-2]
+	return res, cpuUse(procs, first.sample, last.sample, float64(last.done-first.done)), nil
 }
 
 // flatWithSize starts two fresh 3-gateway clusters side by side, stores
@@ -600,7 +648,7 @@ func markdown(r *Report) string {
 	}
 	fmt.Fprintf(&b, "- Load: closed loop, %d-byte messages, %s measured after %s warm-up per run, %d runs per row (the row shows the median run); %s; GETs read %d preloaded keys at random; SETs write fresh keys\n\n",
 		c.Size, c.Duration, c.Warmup, c.Repeat, c.LoadOnHost, c.Preloaded)
-	b.WriteString("| scenario | ops/s (median) | vs 1 gateway | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | ops/s of each run |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	b.WriteString("| scenario | ops/s (median) | vs 1 gateway | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | ops/s of each run | CPU µs/op: machine (leader + other gateways + members + load generator) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
 	spread := false
 	for _, run := range r.Runs {
 		l := run.Result.Latency
@@ -609,9 +657,9 @@ func markdown(r *Report) string {
 			ratio = fmt.Sprintf("%.2fx", run.RatioTo1Gateway)
 		}
 		spread = spread || (run.Scenario.Clients == clientsOnEvery && run.Scenario.Gateways > 1)
-		fmt.Fprintf(&b, "| %s | %.0f | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %d | %s |\n",
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %d | %s | %s |\n",
 			run.Scenario.Name, run.Result.OpsPerSec, ratio, l.P50, l.P90, l.P99, l.P999, l.Max,
-			run.Result.Errors+run.Result.Mismatches, throughputs(run.Repeats))
+			run.Result.Errors+run.Result.Mismatches, throughputs(run.Repeats), run.CPU)
 	}
 	if spread {
 		b.WriteString("\nRows with clients on all 3 gateways run one load generator, as the 1-gateway rows do, whose connections start round robin on the three gateways (22, 21 and 21). " +
