@@ -7,21 +7,6 @@ import (
 	"time"
 )
 
-func TestParseMachineStat(t *testing.T) {
-	// user nice system idle iowait irq softirq steal guest guest_nice
-	stat := "cpu  100 5 50 800 20 3 2 0 0 0\ncpu0 50 2 25 400 10 1 1 0 0 0\n"
-	busy, all, err := parseMachineStat(stat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if all != 980 || busy != 160 {
-		t.Fatalf("busy %d of %d, want 160 of 980 (idle and iowait are not busy; guest is inside user)", busy, all)
-	}
-	if _, _, err := parseMachineStat("intr 1 2 3\n"); err == nil {
-		t.Fatal("a /proc/stat without the cpu line was accepted")
-	}
-}
-
 func TestParseProcessStat(t *testing.T) {
 	// The command name may hold spaces and parentheses; utime 1234 and
 	// stime 567 are fields 14 and 15.
@@ -67,9 +52,9 @@ func TestRoleOf(t *testing.T) {
 func TestCPUUse(t *testing.T) {
 	procs := []clusterProcess{{1, roleLeader}, {2, roleOtherGateway}, {3, roleOtherGateway}, {4, roleMember}}
 	at := time.Unix(1000, 0)
-	from := cpuSample{at: at, busy: 1000, all: 5000, procs: map[int]uint64{1: 10, 2: 10, 3: 10, 4: 10}, loadGen: 7}
-	// 2 s on 2 cores: 400 ticks pass, 300 of them busy; 10,000 operations.
-	to := cpuSample{at: at.Add(2 * time.Second), busy: 1300, all: 5400, procs: map[int]uint64{1: 110, 2: 30, 3: 40, 4: 60}, loadGen: 17}
+	from := cpuSample{at: at, procs: map[int]uint64{1: 10, 2: 10, 3: 10, 4: 10}, loadGen: 7}
+	// 2 s and 10,000 operations; 210 ticks of CPU time in all.
+	to := cpuSample{at: at.Add(2 * time.Second), procs: map[int]uint64{1: 110, 2: 30, 3: 40, 4: 60}, loadGen: 17}
 	u := cpuUse(procs, from, to, 10_000)
 	near := func(name string, got, want float64) {
 		t.Helper()
@@ -77,8 +62,8 @@ func TestCPUUse(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	near("busy cores", u.BusyCores, 1.5)
-	near("machine µs/op", u.Machine, 300)             // 3 s of CPU over 10,000 ops
+	near("cores", u.Cores, 1.05)                      // 2.1 s of CPU in 2 s
+	near("µs/op", u.Total, 210)                       // 2.1 s of CPU over 10,000 ops
 	near("leader µs/op", u.Leader, 100)               // 100 ticks = 1 s
 	near("other gateways µs/op", u.OtherGateways, 50) // 20 + 30 ticks
 	near("members µs/op", u.Members, 50)

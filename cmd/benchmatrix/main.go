@@ -648,7 +648,7 @@ func markdown(r *Report) string {
 	}
 	fmt.Fprintf(&b, "- Load: closed loop, %d-byte messages, %s measured after %s warm-up per run, %d runs per row (the row shows the median run); %s; GETs read %d preloaded keys at random; SETs write fresh keys\n\n",
 		c.Size, c.Duration, c.Warmup, c.Repeat, c.LoadOnHost, c.Preloaded)
-	b.WriteString("| scenario | ops/s (median) | vs 1 gateway | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | ops/s of each run | CPU µs/op: machine (leader + other gateways + members + load generator) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
+	b.WriteString("| scenario | ops/s (median) | vs 1 gateway | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | ops/s of each run | CPU µs/op: all (leader + other gateways + members + load generator), cores busy |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
 	spread := false
 	for _, run := range r.Runs {
 		l := run.Result.Latency
