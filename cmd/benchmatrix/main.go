@@ -154,7 +154,7 @@ func main() {
 		preload    = flag.Int64("preload", 100_000, "keys stored before the GET scenarios")
 		flatN      = flag.Int64("flat", 1_000_000, "messages stored for the flat-with-size check (0 skips it)")
 		jsonOut    = flag.String("json", "", "JSON results file (default docs/benchmarks.json, with --failover docs/failover.json)")
-		mdOut      = flag.String("md", "docs/benchmarks.md", "markdown file whose generated section is replaced")
+		mdOut      = flag.String("md", "docs/benchmarks.md", "markdown file whose generated section is replaced (empty: none)")
 		profile    = flag.String("profile", "", "directory for CPU profiles of the leading gateway and a member during SET 64 and GET 64 (empty: none)")
 		only       = flag.String("only", "", "run only the scenarios whose name contains this")
 		devArgs    = flag.String("dev-args", "", "extra flags for `tolerex dev`, space separated (e.g. --protoactor-metrics=false)")
@@ -590,10 +590,15 @@ const (
 )
 
 // writeReport writes report to the JSON file jsonOut and section, between
-// the begin and end markers, to the markdown file mdOut.
+// the begin and end markers, to the markdown file mdOut (none if mdOut
+// is empty).
 func writeReport(jsonOut, mdOut, begin, end string, report any, section string) error {
 	if err := writeJSON(jsonOut, report); err != nil {
 		return err
+	}
+	if mdOut == "" {
+		fmt.Printf("wrote %s (no markdown: --md is empty)\n", jsonOut)
+		return nil
 	}
 	if err := replaceSection(mdOut, begin, end, section); err != nil {
 		return err
