@@ -7,12 +7,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tolerex/tolerex/actors/tree"
+	"github.com/tolerex/tolerex/cluster/local/cputime"
 )
 
 // corruptionView is the part of a member's /api/cluster about damage.
@@ -273,28 +273,12 @@ func assertLowCPU(t *testing.T, p *Process, d time.Duration) {
 	}
 }
 
-// processCPUTime is the user plus system CPU time of process pid, from
-// /proc/<pid>/stat (in clock ticks of 10ms, Linux's USER_HZ).
+// processCPUTime is the user plus system CPU time of process pid.
 func processCPUTime(t *testing.T, pid int) time.Duration {
 	t.Helper()
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	used, err := cputime.Of(pid)
 	if err != nil {
-		t.Fatalf("read CPU time of %d: %v", pid, err)
+		t.Fatal(err)
 	}
-	// The fields after the command name (which is in parentheses and may
-	// hold spaces) start with the state; utime and stime are the 12th and
-	// 13th of them.
-	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
-	if len(fields) < 13 {
-		t.Fatalf("unexpected /proc/%d/stat: %s", pid, data)
-	}
-	var ticks int64
-	for _, f := range fields[11:13] {
-		n, err := strconv.ParseInt(f, 10, 64)
-		if err != nil {
-			t.Fatalf("parse /proc/%d/stat: %v", pid, err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * 10 * time.Millisecond
+	return used
 }

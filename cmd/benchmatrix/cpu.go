@@ -1,19 +1,15 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
-)
 
-// userHZ is the unit of the CPU times in /proc/stat and /proc/PID/stat:
-// Linux reports them in USER_HZ, which is 100 on every architecture Go
-// supports there.
-const userHZ = 100
+	"github.com/tolerex/tolerex/cluster/local/cputime"
+)
 
 // CPUUse is where the CPU time of one run went, per operation measured:
 // the cluster's processes by role and the load generator. The machine's
@@ -59,11 +55,11 @@ type clusterProcess struct {
 	role string
 }
 
-// cpuSample is the CPU time used up to one moment, in USER_HZ ticks.
+// cpuSample is the CPU time used up to one moment.
 type cpuSample struct {
 	at      time.Time
-	procs   map[int]uint64 // by pid
-	loadGen uint64         // this process's
+	procs   map[int]time.Duration // by pid
+	loadGen time.Duration         // this process's
 }
 
 // clusterProcesses finds the gateway and member processes whose data
@@ -130,46 +126,17 @@ func roleOf(args []string, dir, leaderAdmin string) string {
 // sampleCPU reads the CPU time used so far by each of procs and by this
 // process.
 func sampleCPU(procs []clusterProcess) (cpuSample, error) {
-	s := cpuSample{at: time.Now(), procs: make(map[int]uint64, len(procs))}
+	s := cpuSample{at: time.Now(), procs: make(map[int]time.Duration, len(procs))}
 	for _, p := range procs {
-		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
+		used, err := cputime.Of(p.pid)
 		if err != nil {
-			return s, fmt.Errorf("read the CPU time of %s process %d: %w", p.role, p.pid, err)
+			return s, fmt.Errorf("%s: %w", p.role, err)
 		}
-		if s.procs[p.pid], err = parseProcessStat(string(raw)); err != nil {
-			return s, fmt.Errorf("process %d: %w", p.pid, err)
-		}
+		s.procs[p.pid] = used
 	}
-	raw, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		return s, fmt.Errorf("read this process's CPU time: %w", err)
-	}
-	s.loadGen, err = parseProcessStat(string(raw))
+	var err error
+	s.loadGen, err = cputime.Of(os.Getpid())
 	return s, err
-}
-
-// parseProcessStat returns a process's user plus system CPU time from its
-// /proc/PID/stat (fields 14 and 15, counted after the command name,
-// which is in parentheses and may hold spaces).
-func parseProcessStat(stat string) (uint64, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, errors.New("no command name in /proc/PID/stat")
-	}
-	fields := strings.Fields(stat[i+1:])
-	// fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-	if len(fields) < 13 {
-		return 0, fmt.Errorf("short /proc/PID/stat: %d fields after the command name", len(fields))
-	}
-	utime, err := strconv.ParseUint(fields[11], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("utime: %w", err)
-	}
-	stime, err := strconv.ParseUint(fields[12], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("stime: %w", err)
-	}
-	return utime + stime, nil
 }
 
 // cpuUse is the CPU time spent between two samples of procs per
@@ -179,7 +146,7 @@ func cpuUse(procs []clusterProcess, from, to cpuSample, ops float64) *CPUUse {
 	if ops <= 0 || elapsed <= 0 {
 		return nil
 	}
-	perOp := func(ticks uint64) float64 { return float64(ticks) / userHZ / ops * 1e6 }
+	perOp := func(used time.Duration) float64 { return float64(used.Microseconds()) / ops }
 	u := &CPUUse{LoadGenerator: perOp(to.loadGen - from.loadGen)}
 	for _, p := range procs {
 		spent := perOp(to.procs[p.pid] - from.procs[p.pid])

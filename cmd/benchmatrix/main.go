@@ -377,10 +377,10 @@ func loadRow(ctx context.Context, cl *devCluster, sc scenario, cfg loadgen.Confi
 }
 
 // measuredRow runs loadRow and measures where the CPU time of its
-// measured part went: it samples the CPU times at every progress tick of
-// the load generator and compares the first with the last before the
-// load stopped, over the operations done between them. A run whose CPU
-// use cannot be read (say, a process restarted) is reported without it.
+// measured part went: from the load generator's first progress tick (the
+// measuring has begun) to its return, over the operations done between
+// them. A run whose CPU use cannot be read (say, a process restarted) is
+// reported without it.
 func measuredRow(ctx context.Context, cl *devCluster, sc scenario, cfg loadgen.Config) (*loadgen.Result, *CPUUse, error) {
 	g, err := cl.leader(ctx)
 	var procs []clusterProcess
@@ -392,31 +392,34 @@ func measuredRow(ctx context.Context, cl *devCluster, sc scenario, cfg loadgen.C
 		res, err := loadRow(ctx, cl, sc, cfg)
 		return res, nil, err
 	}
-	type tick struct {
-		done   int64
-		sample cpuSample
-	}
-	var ticks []tick
-	var sampleErr error
+	var (
+		first               cpuSample
+		firstDone, lastDone int64
+		ticks               int
+		sampleErr           error
+	)
 	cfg.Tick = func(done int64, _ time.Duration) {
-		s, err := sampleCPU(procs)
-		if err != nil {
-			sampleErr = err
-			return
+		if ticks == 0 {
+			first, sampleErr = sampleCPU(procs)
+			firstDone = done
 		}
-		ticks = append(ticks, tick{done, s})
+		ticks++
+		lastDone = done
 	}
 	res, err := loadRow(ctx, cl, sc, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	// The last tick comes after the load stopped.
-	if sampleErr != nil || len(ticks) < 3 {
-		fmt.Fprintf(os.Stderr, "CPU use not measured: %d samples, %v\n", len(ticks), sampleErr)
+	var last cpuSample
+	if sampleErr == nil {
+		last, sampleErr = sampleCPU(procs)
+	}
+	// The last tick comes after the load stopped; one more is needed.
+	if sampleErr != nil || ticks < 2 {
+		fmt.Fprintf(os.Stderr, "CPU use not measured: %d ticks, %v\n", ticks, sampleErr)
 		return res, nil, nil
 	}
-	first, last := ticks[0], ticks[len(ticks)-2]
-	return res, cpuUse(procs, first.sample, last.sample, float64(last.done-first.done)), nil
+	return res, cpuUse(procs, first, last, float64(lastDone-firstDone)), nil
 }
 
 // flatWithSize starts two fresh 3-gateway clusters side by side, stores
