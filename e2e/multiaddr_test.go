@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -142,9 +143,9 @@ func waitBenchResult(t *testing.T, bench *Child, limit time.Duration) (loadgen.R
 // checkBenchWritesReadBack reads, through the given gateways, the keys a
 // set bench run stored from offset on (in order, one key per SET): every
 // value found must be the one bench wrote, at least res.Sets keys must be
-// found, and below the highest key found only the requests lost in
-// flight (their outcome is unknown) or refused (definite errors: never
-// run) may be missing.
+// found, and below the highest key found only keys bench lists as failed
+// may be missing: of unknown outcome (lost in flight, indeterminate
+// errors) or refused (definite errors: never run).
 func checkBenchWritesReadBack(t *testing.T, addrs []string, offset int64, size int, res loadgen.Result) {
 	t.Helper()
 	cl := dialAny(t, addrs)
@@ -190,14 +191,24 @@ func checkBenchWritesReadBack(t *testing.T, addrs []string, offset int64, size i
 	if highest == count-1 {
 		t.Fatalf("key %d found: bench sent more SETs than the read covers", offset+highest)
 	}
-	missing := highest + 1 - total
-	t.Logf("read back keys %d..%d: %d found, %d missing below the highest found", offset, offset+highest, total, missing)
+	var missing []int64
+	for i, ok := range found[:highest+1] {
+		if !ok {
+			missing = append(missing, offset+int64(i))
+		}
+	}
+	t.Logf("read back keys %d..%d: %d found, missing below the highest found %v; bench's failed SETs: unknown %v, refused %v",
+		offset, offset+highest, total, missing, res.UnknownKeys, res.RefusedKeys)
 	if total < res.Sets {
 		t.Errorf("%d keys found, fewer than the %d writes acknowledged", total, res.Sets)
 	}
-	if missing > res.LostInFlight+res.DefiniteErrors {
-		t.Errorf("%d keys missing below the highest found, more than the %d lost in flight and %d refused: an acknowledged write was lost",
-			missing, res.LostInFlight, res.DefiniteErrors)
+	if res.FailedKeysTruncated {
+		t.Fatalf("bench kept only some of its failed SETs' keys: cannot check the missing ones")
+	}
+	for _, key := range missing {
+		if !slices.Contains(res.UnknownKeys, key) && !slices.Contains(res.RefusedKeys, key) {
+			t.Errorf("key %d missing, but bench did not report its SET as failed: an acknowledged write was lost", key)
+		}
 	}
 }
 

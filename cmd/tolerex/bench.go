@@ -81,7 +81,10 @@ key never stored is a miss. Run set before get, with the same --keys,
 Errors are split by what they tell about the request's effect (see
 docs/protocol.md, "Which errors are definite"): definite, it had none;
 indeterminate, it may have. A SET lost in flight is indeterminate, a GET
-lost in flight definite (a read has no effect).
+lost in flight definite (a read has no effect). The summary names the keys
+of the SETs whose outcome is unknown and of those refused (--json:
+unknown_keys, refused_keys): a later read may find those missing, and no
+other key the run wrote.
 
 The exit status is non-zero on any error (lost requests included) or
 mismatch.`,
@@ -195,12 +198,36 @@ func newBenchBar(cfg loadgen.Config, w io.Writer) *progressbar.ProgressBar {
 	)
 }
 
+// shownKeys is how many keys of a list printKeys names; --json gives all.
+const shownKeys = 20
+
+// printKeys names the keys of one kind of failed SET, the first shownKeys
+// of them.
+func printKeys(w io.Writer, what string, keys []int64, truncated bool) {
+	if len(keys) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "  %s: %d, keys", what, len(keys))
+	for _, k := range keys[:min(len(keys), shownKeys)] {
+		fmt.Fprintf(w, " %d", k)
+	}
+	if len(keys) > shownKeys {
+		fmt.Fprintf(w, " ... (--json lists them)")
+	}
+	if truncated {
+		fmt.Fprintf(w, " (more SETs failed than are kept: at most %d of each kind)", loadgen.MaxFailedKeys)
+	}
+	fmt.Fprintln(w)
+}
+
 func printBench(w io.Writer, r *loadgen.Result) {
 	fmt.Fprintf(w, "tolerex bench: %s, %d conns x depth %d, %d-byte messages, keys %d from %d, %s measured after %s warmup\n",
 		r.Op, r.Conns, r.Depth, r.Size, r.Keys, r.Offset, r.Elapsed.Round(time.Millisecond), r.Warmup)
 	fmt.Fprintf(w, "  requests %d (set %d, get %d)  errors %d  mismatches %d  misses %d\n", r.Ops, r.Sets, r.Gets, r.Errors, r.Mismatches, r.Misses)
 	if r.Errors > 0 {
 		fmt.Fprintf(w, "  errors   definite %d  indeterminate %d  (lost in flight %d)\n", r.DefiniteErrors, r.IndeterminateErrors, r.LostInFlight)
+		printKeys(w, "SETs of unknown outcome (may be stored)", r.UnknownKeys, r.FailedKeysTruncated)
+		printKeys(w, "SETs refused (not stored)", r.RefusedKeys, r.FailedKeysTruncated)
 	}
 	fmt.Fprintf(w, "  throughput %.0f ops/s\n", r.OpsPerSec)
 	printLatency(w, "latency", r.Latency)

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -196,6 +197,18 @@ type Result struct {
 	// LostInFlight counts the requests in flight on lost connections,
 	// included in Errors. None of them was sent again.
 	LostInFlight int64 `json:"lost_in_flight"`
+	// UnknownKeys are the keys of the SETs whose outcome is unknown (lost
+	// in flight, or answered with an indeterminate error), sorted, at most
+	// MaxFailedKeys of them: each may or may not be stored. A key the run
+	// wrote and a later read finds missing must be among them or among
+	// RefusedKeys, or an acknowledged write was lost.
+	UnknownKeys []int64 `json:"unknown_keys,omitempty"`
+	// RefusedKeys are the keys of the SETs answered with a definite error
+	// (nothing was stored), sorted, at most MaxFailedKeys of them.
+	RefusedKeys []int64 `json:"refused_keys,omitempty"`
+	// FailedKeysTruncated is set when more SETs failed than the two lists
+	// hold.
+	FailedKeysTruncated bool `json:"failed_keys_truncated,omitempty"`
 	// Reconnects counts connections moved to another address (or the same
 	// one, with one address) after a loss, or, with several addresses,
 	// after the gateway answered "gateway unavailable: ...".
@@ -219,6 +232,11 @@ type Result struct {
 
 // Failed reports whether the run saw errors or wrong values.
 func (r *Result) Failed() bool { return r.Errors > 0 || r.Mismatches > 0 }
+
+// MaxFailedKeys bounds Result.UnknownKeys and Result.RefusedKeys each (and
+// what a worker keeps), so that a run whose every request fails stays
+// small in memory and in its JSON.
+const MaxFailedKeys = 10_000
 
 // Histogram bounds: 1µs to 60s with 3 significant digits.
 const (
@@ -423,6 +441,9 @@ func (r *run) result(workers []*worker, elapsed time.Duration) *Result {
 		res.DefiniteErrors += w.definite
 		res.IndeterminateErrors += w.indeterminate
 		res.LostInFlight += w.lostInFlight
+		res.UnknownKeys = append(res.UnknownKeys, w.unknownKeys...)
+		res.RefusedKeys = append(res.RefusedKeys, w.refusedKeys...)
+		res.FailedKeysTruncated = res.FailedKeysTruncated || w.failedKeysTruncated
 		res.Reconnects += w.reconnects
 		if w.gaveUp {
 			res.ConnsGivenUp++
@@ -445,6 +466,7 @@ func (r *run) result(workers []*worker, elapsed time.Duration) *Result {
 		sets.Merge(w.setHist)
 		gets.Merge(w.getHist)
 	}
+	res.UnknownKeys, res.RefusedKeys = boundKeys(res.UnknownKeys, &res.FailedKeysTruncated), boundKeys(res.RefusedKeys, &res.FailedKeysTruncated)
 	res.Ops = res.Sets + res.Gets
 	if elapsed > 0 {
 		res.OpsPerSec = float64(res.Ops) / elapsed.Seconds()
@@ -529,9 +551,13 @@ type worker struct {
 	sets, gets, errors, mismatches int64
 	misses                         int64
 	definite, indeterminate        int64
-	lostInFlight, reconnects       int64
-	gaveUp                         bool
-	gateways                       []Gateway // per address; Addr and Conns unused
+	// unknownKeys and refusedKeys are the keys of this worker's failed
+	// SETs, by outcome (Result.UnknownKeys, Result.RefusedKeys).
+	unknownKeys, refusedKeys []int64
+	failedKeysTruncated      bool
+	lostInFlight, reconnects int64
+	gaveUp                   bool
+	gateways                 []Gateway // per address; Addr and Conns unused
 	// unavailable is set by the receiver when, with several addresses,
 	// the gateway answered "gateway unavailable: ...": the connection
 	// sends nothing more and moves on once its requests are answered.
@@ -845,6 +871,7 @@ func (w *worker) lost(p pending, gateway int) {
 		w.definite++
 	} else {
 		w.indeterminate++
+		w.noteFailedSet(p.key, codec.Indeterminate)
 		if w.nextOwnGet == p.key {
 			w.nextOwnGet = -1 // nothing to read back for sure
 		}
@@ -939,7 +966,32 @@ func (w *worker) failedReply(p pending, gateway int, outcome codec.Outcome) {
 	}
 	if !p.get {
 		w.failedSet = p.key
+		w.noteFailedSet(p.key, outcome)
 	}
+}
+
+// noteFailedSet keeps the key of a failed SET in the list of its outcome.
+func (w *worker) noteFailedSet(key int64, outcome codec.Outcome) {
+	list := &w.unknownKeys
+	if outcome == codec.Definite {
+		list = &w.refusedKeys
+	}
+	if len(*list) >= MaxFailedKeys {
+		w.failedKeysTruncated = true
+		return
+	}
+	*list = append(*list, key)
+}
+
+// boundKeys sorts keys and keeps the first MaxFailedKeys, setting
+// *truncated if it drops any.
+func boundKeys(keys []int64, truncated *bool) []int64 {
+	slices.Sort(keys)
+	if len(keys) > MaxFailedKeys {
+		*truncated = true
+		keys = keys[:MaxFailedKeys]
+	}
+	return keys
 }
 
 func clip(b []byte) string {

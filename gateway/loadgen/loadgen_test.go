@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -221,6 +222,9 @@ func TestLostGatewayConnectionsMoveOn(t *testing.T) {
 				t.Errorf("errors %d (definite %d, indeterminate %d), lost %d: want only lost ones, SETs indeterminate",
 					res.Errors, res.DefiniteErrors, res.IndeterminateErrors, res.LostInFlight)
 			}
+			if int64(len(res.UnknownKeys)) != res.IndeterminateErrors || int64(len(res.RefusedKeys)) != res.DefiniteErrors-lostGets(tc.op, res) {
+				t.Errorf("unknown keys %v, refused keys %v; want one per indeterminate SET and one per definite SET error", res.UnknownKeys, res.RefusedKeys)
+			}
 			if dead.Errors != res.Errors || res.Gateways[0].Errors != 0 {
 				t.Errorf("errors by gateway %+v, want all on the dead one", res.Gateways)
 			}
@@ -362,6 +366,35 @@ func TestErrorsByOutcome(t *testing.T) {
 		t.Errorf("errors %d, definite %d, indeterminate %d, lost %d; want at least 100, half each, none lost",
 			res.Errors, res.DefiniteErrors, res.IndeterminateErrors, res.LostInFlight)
 	}
+	// Each failed SET's key is listed by its outcome: even keys refused,
+	// odd ones unknown.
+	if int64(len(res.RefusedKeys)) != res.DefiniteErrors || int64(len(res.UnknownKeys)) != res.IndeterminateErrors {
+		t.Errorf("%d refused and %d unknown keys, want %d and %d", len(res.RefusedKeys), len(res.UnknownKeys), res.DefiniteErrors, res.IndeterminateErrors)
+	}
+	for _, k := range res.RefusedKeys {
+		if k%2 != 0 {
+			t.Errorf("refused keys %v: %d was answered with an indeterminate error", res.RefusedKeys, k)
+			break
+		}
+	}
+	for _, k := range res.UnknownKeys {
+		if k%2 != 1 {
+			t.Errorf("unknown keys %v: %d was answered with a definite error", res.UnknownKeys, k)
+			break
+		}
+	}
+	if !slices.IsSorted(res.UnknownKeys) || !slices.IsSorted(res.RefusedKeys) {
+		t.Errorf("keys not sorted: unknown %v, refused %v", res.UnknownKeys, res.RefusedKeys)
+	}
+}
+
+// lostGets is how many of a run's definite errors are GETs lost in flight
+// (setget): they are errors without a failed SET.
+func lostGets(op Op, res *Result) int64 {
+	if op != OpSetGet {
+		return 0
+	}
+	return res.DefiniteErrors
 }
 
 func TestValidateAddresses(t *testing.T) {
