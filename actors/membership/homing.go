@@ -22,6 +22,7 @@ type Homing struct {
 	next       int  // index in gateways of the one to try after current
 	unanswered int  // heartbeats sent to current since its last answer
 	legacy     bool // heartbeat current at messages.LegacyMembershipActor
+	triedName  bool // a heartbeat went to current under Actor() since that name was chosen
 }
 
 // maxUnanswered is how many heartbeats in a row a gateway may leave
@@ -48,12 +49,20 @@ func (h *Homing) Actor() string {
 
 // NoActor records that Target has no actor named Actor (a heartbeat came
 // back as a dead letter from it): the next heartbeat goes to the other
-// name.
-func (h *Homing) NoActor() { h.legacy = !h.legacy }
+// name. A dead letter names no actor, so only the first one after a
+// heartbeat under the current name counts: the second of two heartbeats in
+// flight to a missing name must not switch back to it.
+func (h *Homing) NoActor() {
+	if !h.triedName {
+		return
+	}
+	h.legacy, h.triedName = !h.legacy, false
+}
 
 // Sent records a heartbeat sent to the target; after maxUnanswered
 // unanswered ones the member moves on.
 func (h *Homing) Sent() {
+	h.triedName = true
 	h.unanswered++
 	if h.unanswered > maxUnanswered {
 		h.rotate()
@@ -104,5 +113,5 @@ func (h *Homing) rotate() {
 
 // moveTo makes address the target, tried under the current name first.
 func (h *Homing) moveTo(address string) {
-	h.current, h.unanswered, h.legacy = address, 0, false
+	h.current, h.unanswered, h.legacy, h.triedName = address, 0, false, false
 }

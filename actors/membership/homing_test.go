@@ -138,6 +138,34 @@ func TestHomingTriesTheOtherNameAfterADeadLetter(t *testing.T) {
 	}
 }
 
+// TestHomingSwitchesNameOncePerNameTried: two heartbeats in flight to a
+// gateway without the current name come back as two dead letters; the
+// member must switch to the other name once, not twice (back to the
+// missing one).
+func TestHomingSwitchesNameOncePerNameTried(t *testing.T) {
+	h := NewHoming([]string{"a", "b"})
+	h.Sent()
+	h.Sent()
+	h.NoActor()
+	h.NoActor()
+	if h.Actor() != messages.LegacyMembershipActor {
+		t.Fatalf("after two dead letters for heartbeats under %q: %q, want the legacy name",
+			messages.MembershipActor, h.Actor())
+	}
+	// A dead letter before any heartbeat under the new name changes nothing.
+	h.Answered(false, "") // (so that the next heartbeat does not move the member on)
+	h.NoActor()
+	if h.Actor() != messages.LegacyMembershipActor {
+		t.Fatalf("a dead letter with no heartbeat under the legacy name yet switched to %q", h.Actor())
+	}
+	// One under the legacy name that comes back dead switches again.
+	h.Sent()
+	h.NoActor()
+	if h.Actor() != messages.MembershipActor {
+		t.Fatalf("after a dead letter under the legacy name: %q, want %q", h.Actor(), messages.MembershipActor)
+	}
+}
+
 // TestHomingLeavesALostLeaderForAnotherGateway: the member followed a
 // redirect to b, the next of its list; when b's connection breaks, it
 // must try another gateway, not b again.
