@@ -64,8 +64,16 @@ type Config struct {
 
 // Defaults for Config.
 const (
-	DefaultMaxMessageBytes  = 4 << 20
-	DefaultMaxInflightBytes = 64 << 20
+	DefaultMaxMessageBytes = 4 << 20
+	// DefaultMaxInflightBytes is four of the largest messages. It also
+	// bounds what the leader works on at once (leader.Config.MaxHeldBytes)
+	// and what a follower forwards (a quarter: one largest message). At
+	// 64 MiB, 4 MB SETs from 48 connections on 3 gateways queued so much
+	// copying on the leader's one core that its Raft heartbeats waited past
+	// the election timeout: a leader change in 2 of 20 runs, against none
+	// in 30 at 16 MiB, which also stored 30% more SETs a second with a
+	// third of the memory (docs/benchmarks.md, "Large messages").
+	DefaultMaxInflightBytes = 16 << 20
 	DefaultMaxPipeline      = 1024
 	DefaultMaxConnections   = 1024
 	DefaultIdleTimeout      = 5 * time.Minute
