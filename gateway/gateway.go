@@ -71,7 +71,7 @@ const (
 	// 64 MiB, 4 MB SETs from 48 connections on 3 gateways queued so much
 	// copying on the leader's one core that its Raft heartbeats waited past
 	// the election timeout: a leader change in 2 of 20 runs, against none
-	// in 30 at 16 MiB, which also stored 30% more SETs a second with a
+	// in 34 at 16 MiB, which also stored 30% more SETs a second with a
 	// third of the memory (docs/benchmarks.md, "Large messages").
 	DefaultMaxInflightBytes = 16 << 20
 	DefaultMaxPipeline      = 1024
