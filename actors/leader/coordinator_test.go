@@ -406,6 +406,50 @@ func TestCoordinatorReadAsksAgainAfterTimeouts(t *testing.T) {
 	}
 }
 
+// A read of a large message counts its bytes in flight to the member, as
+// a copy does: a GET of 8 MiB may take the read timeout plus 8 MiB at
+// MemberRate before the next replica is asked, and a GET of a small
+// message queued behind it gets that long too, since it waits for it.
+func TestCoordinatorReadLimitGrowsWithBytesInFlight(t *testing.T) {
+	c := newCoord(t, 2, 2)
+	const big = 8 << 20
+	for id, size := range map[int64]uint32{4: big, 5: 1} {
+		c.apply(&messages.LogEntry{Entry: &messages.LogEntry_Put{Put: &messages.PutEntry{
+			Id: id, Version: 2<<meta.EpochShift | uint64(id), Replicas: []uint32{0, 1}, Size: size}}})
+	}
+	extra := time.Duration(float64(big) / float64(c.l.cfg.MemberRate) * float64(time.Second))
+	if extra < 4*tickInterval {
+		t.Fatalf("8 MiB at %d bytes a second adds only %s: the test needs more", c.l.cfg.MemberRate, extra)
+	}
+	c.get(1, 4)
+	first := c.takeReads()
+	if len(first) != 1 {
+		t.Fatalf("reads %v, want one replica asked", first)
+	}
+	var slot uint32
+	for s := range first {
+		slot = s
+	}
+	// Make the small message's read go to the same member, behind the
+	// large one: the other member is busier now.
+	c.l.members[1-slot].inflight += 10
+	c.get(2, 5)
+	if reads := c.takeReads(); len(reads[slot]) != 1 {
+		t.Fatalf("reads %v, want the small read sent to member %d too", reads, slot)
+	}
+	c.l.members[1-slot].inflight -= 10
+
+	c.advance(c.l.cfg.ReadTimeout + tickInterval)
+	if reads := c.takeReads(); len(reads) != 0 {
+		t.Fatalf("after the read timeout alone: reads %v, want none: the member has %d bytes to send back", reads, big)
+	}
+	c.advance(extra)
+	reads := c.takeReads()
+	if len(reads[1-slot]) != 2 {
+		t.Fatalf("after the read timeout plus %s: reads %v, want both GETs asked of the other replica", extra, reads)
+	}
+}
+
 // When the term ends, the requests the coordinator held go back to the
 // router, to be sent to the next leader under the same id, and the
 // coordinator's state is gone.

@@ -22,7 +22,7 @@ const DefaultMemberRate = 16 << 20
 // memberTimeLimit is how long a member may take to answer a request: base,
 // plus the time inflightBytes (what is in flight to that member, the
 // request's own included) take at rate bytes a second (rate 0: base
-// alone). Reads carry no bytes, so they keep base.
+// alone). A read counts the size of the message it brings back.
 func memberTimeLimit(base time.Duration, inflightBytes uint64, rate uint64) time.Duration {
 	if rate == 0 {
 		return base

@@ -40,6 +40,7 @@ type read struct {
 	lookedUp   bool // it read the index once (later lookups restart it)
 	id         int64
 	version    uint64
+	size       uint64 // the indexed version's payload bytes
 	candidates []uint32
 	next       int
 	restarts   int
@@ -346,7 +347,8 @@ func (l *leader) beginRead(r *read) {
 		l.reply(r.ref, &messages.ClientReply{Code: messages.ReplyCode_REPLY_NOT_FOUND})
 		return
 	}
-	r.version, r.next, r.timedOut = version, 0, false
+	size, _ := l.state.Size(r.id)
+	r.version, r.size, r.next, r.timedOut = version, uint64(size), 0, false
 	r.candidates = r.candidates[:0]
 	for _, slot := range replicas {
 		if v := l.slot(slot); v != nil && v.usable() {
@@ -374,10 +376,9 @@ func (l *leader) nextReplica(r *read) {
 		if !v.usable() {
 			continue
 		}
-		// A read keeps its fixed limit: falling back to the next replica
-		// served large messages sooner than waiting (docs/benchmarks.md,
-		// "Large messages").
-		id := l.track(&outstanding{slot: slot, read: r}, l.cfg.ReadTimeout)
+		// The reply carries the message back, so a read counts its bytes
+		// in flight to the member as a copy does (memberTimeLimit).
+		id := l.track(&outstanding{slot: slot, read: r, bytes: r.size}, l.cfg.ReadTimeout)
 		l.queueRead(slot, &messages.ReadRequest{RequestId: id, Id: r.id, Version: r.version})
 		return
 	}

@@ -86,9 +86,9 @@ the file named by --tolerance-file holding a line TOLERANCE=N; without that, 2.`
 	fs.StringVar(&f.balancer, "balancer", string(selector.LeastLoaded), "replica selection: least_loaded or p2c (power of two choices)")
 	fs.BoolVar(&f.noPrompt, "no-prompt", false, "no banner and no \"tolerex> \" prompt: for machine clients")
 	fs.DurationVar(&f.storeTimeout, "store-timeout", 2*time.Second, "time a member has to store a copy before another member replaces it")
-	fs.DurationVar(&f.readTimeout, "read-timeout", time.Second, "time a member has to serve a read before the next replica is tried")
+	fs.DurationVar(&f.readTimeout, "read-timeout", time.Second, "time a member has to serve a read before the next replica is tried, plus the time the bytes in flight to that member (the read's own message included) take at --member-rate")
 	f.memberRate = leader.DefaultMemberRate
-	fs.Var(&f.memberRate, "member-rate", "slowest rate a member is expected to store at: a copy gets --store-timeout plus the time the copies in flight to its member (its own included) take at this rate, so copies queued behind large messages are not taken for lost; bytes a second, or with KiB, MiB, GiB or TiB")
+	fs.Var(&f.memberRate, "member-rate", "slowest rate a member is expected to store or serve at: a copy gets --store-timeout, a read --read-timeout, plus the time the bytes in flight to its member (its own included) take at this rate, so requests queued behind large messages are not taken for lost; bytes a second, or with KiB, MiB, GiB or TiB")
 	fs.IntVar(&f.maxConns, "max-connections", gateway.DefaultMaxConnections, "concurrent HaToKuSe connections; one more is answered \"ERROR: too many connections\" and closed")
 	fs.Int64Var(&f.maxInflight, "max-inflight-bytes", gateway.DefaultMaxInflightBytes, "client bytes held at once across all connections (SET messages until answered, GET replies until written); when reached, the gateway stops reading clients until bytes are released; at least --max-message-bytes plus 64")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "close a client connection that starts no request for this long")
