@@ -73,7 +73,7 @@ const (
 	// the election timeout: a leader change in 2 of 20 runs, against none
 	// in 34 at 16 MiB, which also stored 30% more SETs a second with a
 	// third of the memory (docs/benchmarks.md, "Large messages").
-	DefaultMaxInflightBytes = 16 << 20
+	DefaultMaxInflightBytes = 4 * DefaultMaxMessageBytes
 	DefaultMaxPipeline      = 1024
 	DefaultMaxConnections   = 1024
 	DefaultIdleTimeout      = 5 * time.Minute

@@ -335,7 +335,7 @@ func (l *leader) startRead(ref clientRef, msg *messages.ClientRequest) {
 // beginRead (re)starts a read at the currently indexed version, trying the
 // least-busy live replica first.
 func (l *leader) beginRead(r *read) {
-	version, replicas, ok := l.state.Lookup(r.id)
+	version, replicas, size, ok := l.state.LookupSized(r.id)
 	if !r.lookedUp {
 		// The read is ordered now: writes of the id queued behind it may
 		// start (once this turn ends, after it).
@@ -347,7 +347,6 @@ func (l *leader) beginRead(r *read) {
 		l.reply(r.ref, &messages.ClientReply{Code: messages.ReplyCode_REPLY_NOT_FOUND})
 		return
 	}
-	size, _ := l.state.Size(r.id)
 	r.version, r.size, r.next, r.timedOut = version, uint64(size), 0, false
 	r.candidates = r.candidates[:0]
 	for _, slot := range replicas {

@@ -19,10 +19,15 @@ func (r stateReader) Lookup(id int64) (version uint64, replicas []uint32, ok boo
 	return version, replicas, ok
 }
 
-// Size returns the payload size of the indexed version of id.
-func (r stateReader) Size(id int64) (size uint32, ok bool) {
-	r.view.Read(func(s *meta.State) { size, ok = s.Size(id) })
-	return size, ok
+// LookupSized is Lookup with the version's payload size, read under one
+// lock, so the size is that version's.
+func (r stateReader) LookupSized(id int64) (version uint64, replicas []uint32, size uint32, ok bool) {
+	r.view.Read(func(s *meta.State) {
+		if version, replicas, ok = s.Lookup(id); ok {
+			size, _ = s.Size(id)
+		}
+	})
+	return version, replicas, size, ok
 }
 
 // Epoch returns the current leader epoch.

@@ -337,13 +337,12 @@ type locateRequest struct{ id int64 }
 
 func (l *leader) locate(ctx actor.Context, id int64) *Location {
 	loc := &Location{ID: id, LivenessSource: l.livenessSource(ctx)}
-	version, replicas, ok := l.state.Lookup(id)
+	version, replicas, size, ok := l.state.LookupSized(id)
 	if !ok {
 		return loc
 	}
-	loc.Found, loc.Version = true, version
+	loc.Found, loc.Version, loc.Size = true, version, size
 	loc.Epoch, loc.Counter = version>>meta.EpochShift, version&meta.MaxCounter
-	loc.Size, _ = l.state.Size(id)
 	counts := l.state.Counts()
 	for _, slot := range replicas {
 		m, _ := l.state.Member(slot)
