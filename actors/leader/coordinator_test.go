@@ -892,6 +892,67 @@ func TestCoordinatorSharesTheRoomWithItsOwnClients(t *testing.T) {
 	}
 }
 
+// A GET holds room for the reply it brings back, the stored message's
+// size: another gateway's GET past that gateway's share is answered busy,
+// as a SET is, and one of the leader's own waits unsent until an answer
+// frees room. Without this, GETs of large messages from every gateway's
+// clients held the leader's memory unbounded.
+func TestCoordinatorCountsGetRepliesInTheRoom(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	c.l.room = newWriteRoom(100)
+	for id := int64(4); id <= 5; id++ {
+		c.apply(&messages.LogEntry{Entry: &messages.LogEntry_Put{Put: &messages.PutEntry{
+			Id: id, Version: 2<<meta.EpochShift | uint64(id), Replicas: []uint32{1, 2}, Size: 60}}})
+	}
+	gw2 := actor.NewPID("gw2:7000", messages.LeaderActor)
+	forwardGet := func(seq uint64, id int64) {
+		c.l.forwarded(gw2, &messages.ForwardBatch{Origin: 2, Requests: []*messages.ForwardedRequest{{Seq: seq,
+			Request: &messages.ClientRequest{Op: messages.Op_OP_GET, Id: id}}}})
+	}
+	forwardGet(1, 4) // gw2 holds nothing: taken
+	forwardGet(2, 5) // 120 bytes: past the limit
+	if got := c.forwardReplies(gw2); len(got) != 1 || got[0].GetSeq() != 2 || !got[0].GetBusy() {
+		t.Fatalf("answers to gw2 %v, want busy for seq 2: %d bytes held", got, c.l.room.total)
+	}
+	c.l.fromSession(c.session, []*messages.ClientRequest{{RequestId: 1, Op: messages.Op_OP_GET, Id: 5}}) // holds nothing: taken
+	c.l.fromSession(c.session, []*messages.ClientRequest{{RequestId: 2, Op: messages.Op_OP_GET, Id: 4}}) // waits
+	if c.l.room.total != 120 || !c.l.localWaits {
+		t.Fatalf("%d bytes held, own GET waiting %v; want 120 held and the second own GET waiting", c.l.room.total, c.l.localWaits)
+	}
+	read := func() { // every barrier done (one may follow another), every read answered
+		for range 3 {
+			direct := c.l.out.direct
+			c.l.out.direct = nil
+			for _, e := range direct {
+				if b, ok := e.msg.(*consensus.ReadBarrier); ok {
+					c.l.barrierDone(b.ID)
+				}
+			}
+		}
+		for _, reqs := range c.takeReads() {
+			for _, r := range reqs {
+				c.l.readReply(0, false, &messages.ReadReply{RequestId: r.GetRequestId(), Id: r.GetId(), Version: r.GetVersion(),
+					Status: messages.ReadStatus_READ_OK, Payload: make([]byte, 60)})
+			}
+		}
+	}
+	read()
+	if got, own := c.forwardReplies(gw2), c.replies(); len(got) != 1 || len(got[0].GetReply().GetPayload()) != 60 || len(own) != 1 {
+		t.Fatalf("answers to gw2 %d (%d bytes), own replies %v; want gw2's GET's 60 bytes and one own reply", len(got), len(got[0].GetReply().GetPayload()), own)
+	}
+	if c.l.room.total != 0 {
+		t.Fatalf("%d bytes held after the answers, want 0", c.l.room.total)
+	}
+	c.l.routeWaiting()
+	if c.l.room.heldBy(77) != 60 {
+		t.Fatalf("%d own bytes held after room was freed, want the waiting GET's 60", c.l.room.heldBy(77))
+	}
+	read()
+	if got := c.replies(); len(got) != 1 || got[0].GetRequestId() != 2 || c.l.room.total != 0 {
+		t.Fatalf("own replies %v, %d bytes held; want request 2 answered and nothing held", got, c.l.room.total)
+	}
+}
+
 // The first request another gateway forwards in a term is answered at
 // once with an empty batch naming the leader, so that gateway probes
 // instead of re-sending whole even before any answer is ready; later ones

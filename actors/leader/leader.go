@@ -67,8 +67,8 @@ type Config struct {
 	// the leader actor's sibling: the leader tells it whether it leads,
 	// and it reports the members' liveness and asks for registrations.
 	Membership *actor.PID
-	// MaxHeldBytes bounds the message bytes of the SETs the active
-	// leader holds at once, until answered: its own clients' and those
+	// MaxHeldBytes bounds the message bytes (SET messages, GET replies)
+	// the active leader holds at once, until answered: its own clients' and those
 	// other gateways forwarded, shared equally among the gateways that
 	// have some held (writeRoom). Past it, a forwarded request is
 	// answered "busy" and sent again, and one of its own waits (0: no

@@ -34,8 +34,8 @@ type router struct {
 	// sent or answered since (unsent drops those), so that finding what
 	// to send costs what there is to send, not every pending request.
 	toSend []uint64
-	// forwarded is the message bytes of the pending requests sent to
-	// another gateway. While windowed, the router forwards at most window
+	// forwarded is the message bytes (a SET's message, a GET's reply: see
+	// heldBytes) of the pending requests sent to another gateway. While windowed, the router forwards at most window
 	// bytes at once; requests wait unsent meanwhile. The window starts at
 	// maxWindow (if set); once the leader answers one "busy" (it holds as
 	// many forwarded bytes as it takes) it shrinks to what that leader
@@ -70,6 +70,9 @@ type routed struct {
 	sentAt time.Time
 	// queued says the request's seq is in the router's toSend.
 	queued bool
+	// held is the message bytes the active leader holds for it (see
+	// heldBytes), fixed when the request is accepted.
+	held int64
 }
 
 // limitForwarding bounds the message bytes forwarded and unanswered at
@@ -92,11 +95,12 @@ func newRouter(origin uint64, timeout time.Duration) *router {
 }
 
 // accept takes a request from a session and returns its entry, not sent
-// yet. applied is the state machine's count of applied requests now.
-func (r *router) accept(session *actor.PID, req *messages.ClientRequest, now time.Time, applied uint64) *routed {
+// yet. applied is the state machine's count of applied requests now; held
+// is the message bytes a leader holds for the request (heldBytes).
+func (r *router) accept(session *actor.PID, req *messages.ClientRequest, now time.Time, applied uint64, held int64) *routed {
 	r.nextSeq++
 	rt := &routed{seq: r.nextSeq, session: session, request: req.GetRequestId(), req: req, deadline: now.Add(r.timeout),
-		windowEnd: applied + meta.RequestWindow}
+		windowEnd: applied + meta.RequestWindow, held: held}
 	r.pending[rt.seq] = rt
 	r.byDeadline = append(r.byDeadline, rt.seq)
 	r.queue(rt)
@@ -148,7 +152,7 @@ func (r *router) setSentTo(rt *routed, address string) {
 func (rt *routed) forwarded() bool { return rt.sentTo != "" && rt.sentTo != localRoute }
 
 // bytes is the request's message bytes, as the leader counts them.
-func (rt *routed) bytes() int64 { return int64(len(rt.req.GetPayload())) }
+func (rt *routed) bytes() int64 { return rt.held }
 
 // remove forgets a pending request.
 func (r *router) remove(rt *routed) {

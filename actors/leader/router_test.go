@@ -16,8 +16,8 @@ func TestRouterNumbersResendsAndExpires(t *testing.T) {
 	start := time.Unix(1000, 0)
 	r := newRouter(42, 10*time.Second)
 	session := actor.NewPID("local", "session/1")
-	a := r.accept(session, &messages.ClientRequest{RequestId: 7, Op: messages.Op_OP_SET}, start, 0)
-	b := r.accept(session, &messages.ClientRequest{RequestId: 8, Op: messages.Op_OP_GET}, start.Add(time.Second), 0)
+	a := r.accept(session, &messages.ClientRequest{RequestId: 7, Op: messages.Op_OP_SET}, start, 0, 0)
+	b := r.accept(session, &messages.ClientRequest{RequestId: 8, Op: messages.Op_OP_GET}, start.Add(time.Second), 0, 0)
 	if a.seq != 1 || b.seq != 2 || r.len() != 2 {
 		t.Fatalf("seqs %d %d, pending %d; want 1 2, 2", a.seq, b.seq, r.len())
 	}
@@ -67,7 +67,7 @@ func TestRouterNumbersResendsAndExpires(t *testing.T) {
 
 func TestRouterExpiredReadIsATimeout(t *testing.T) {
 	r := newRouter(1, time.Second)
-	rt := r.accept(nil, &messages.ClientRequest{RequestId: 3, Op: messages.Op_OP_GET}, time.Unix(0, 0), 0)
+	rt := r.accept(nil, &messages.ClientRequest{RequestId: 3, Op: messages.Op_OP_GET}, time.Unix(0, 0), 0, 0)
 	if got := expiredReply(rt, false).GetError(); got[:7] != "timeout" {
 		t.Fatalf("an expired GET answers %q, want a timeout", got)
 	}
@@ -79,8 +79,8 @@ func TestRouterExpiredReadIsATimeout(t *testing.T) {
 func TestRouterExpiredWriteNeverSentIsDefinite(t *testing.T) {
 	start := time.Unix(0, 0)
 	r := newRouter(1, time.Second)
-	never := r.accept(nil, &messages.ClientRequest{RequestId: 1, Op: messages.Op_OP_SET}, start, 0)
-	given := r.accept(nil, &messages.ClientRequest{RequestId: 2, Op: messages.Op_OP_DEL}, start, 0)
+	never := r.accept(nil, &messages.ClientRequest{RequestId: 1, Op: messages.Op_OP_SET}, start, 0, 0)
+	given := r.accept(nil, &messages.ClientRequest{RequestId: 2, Op: messages.Op_OP_DEL}, start, 0, 0)
 	r.sending(given, "gw2", start)
 	r.resend("gw2")
 	if got := r.unsent(); len(got) != 2 {
@@ -108,7 +108,7 @@ func TestRouterUnsentInArrivalOrder(t *testing.T) {
 	r := newRouter(1, time.Minute)
 	var rts []*routed
 	for i := range 5 {
-		rt := r.accept(nil, &messages.ClientRequest{RequestId: uint64(i), Op: messages.Op_OP_SET}, start, 0)
+		rt := r.accept(nil, &messages.ClientRequest{RequestId: uint64(i), Op: messages.Op_OP_SET}, start, 0, 0)
 		r.sending(rt, "gw2", start)
 		rts = append(rts, rt)
 	}
@@ -164,7 +164,7 @@ func TestDefiniteErrorAfterResendIsUnknown(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRouter(42, 10*time.Second)
-			rt := r.accept(actor.NewPID("local", "session/1"), &messages.ClientRequest{RequestId: 7, Op: tc.op}, start, 0)
+			rt := r.accept(actor.NewPID("local", "session/1"), &messages.ClientRequest{RequestId: 7, Op: tc.op}, start, 0, 0)
 			for range tc.sends {
 				r.sending(rt, "gw2", start)
 			}
@@ -189,7 +189,7 @@ func TestRouterForwardsUnderAWindowOnceTheLeaderIsBusy(t *testing.T) {
 	session := actor.NewPID("local", "session/1")
 	var rts []*routed
 	for i := range 4 {
-		rt := r.accept(session, &messages.ClientRequest{RequestId: uint64(i), Op: messages.Op_OP_SET, Payload: make([]byte, 10)}, start, 0)
+		rt := r.accept(session, &messages.ClientRequest{RequestId: uint64(i), Op: messages.Op_OP_SET, Payload: make([]byte, 10)}, start, 0, 10)
 		r.sending(rt, "gw2", start)
 		rts = append(rts, rt)
 	}
@@ -247,7 +247,7 @@ func TestRouterForwardsAtMostItsBound(t *testing.T) {
 	session := actor.NewPID("local", "session/1")
 	var rts []*routed
 	for i := range 4 {
-		rts = append(rts, r.accept(session, &messages.ClientRequest{RequestId: uint64(i), Op: messages.Op_OP_SET, Payload: make([]byte, 10)}, start, 0))
+		rts = append(rts, r.accept(session, &messages.ClientRequest{RequestId: uint64(i), Op: messages.Op_OP_SET, Payload: make([]byte, 10)}, start, 0, 10))
 	}
 	sent := 0
 	for _, rt := range r.unsent() {

@@ -1,7 +1,8 @@
 package leader
 
-// writeRoom bounds the message bytes of the SETs the active leader holds:
-// its own clients' and those other gateways forwarded to it. Each gateway
+// writeRoom bounds the message bytes the active leader holds (a SET's
+// message, a GET's reply: heldBytes): for its own clients' requests and
+// those other gateways forwarded to it. Each gateway
 // bounds the bytes of its own clients (--max-inflight-bytes), but the
 // leader also holds what every other gateway forwards: without a bound of
 // its own it would hold the whole group's sum, and with large messages
