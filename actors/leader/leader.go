@@ -68,11 +68,11 @@ type Config struct {
 	// and it reports the members' liveness and asks for registrations.
 	Membership *actor.PID
 	// MaxHeldBytes bounds the message bytes (SET messages, GET replies)
-	// the active leader holds at once, until answered: its own clients' and those
-	// other gateways forwarded, shared equally among the gateways that
-	// have some held (writeRoom). Past it, a forwarded request is
-	// answered "busy" and sent again, and one of its own waits (0: no
-	// bound). A gateway passes its --max-inflight-bytes.
+	// the active leader holds at once, until answered: its own clients'
+	// and those other gateways forwarded, shared equally among the
+	// gateways that have some held (writeRoom). Past it, a forwarded
+	// request is answered "busy" and sent again, and one of its own waits
+	// (0: no bound). A gateway passes its --max-inflight-bytes.
 	MaxHeldBytes int64
 	// FaultInjection makes the leader panic on a SET whose message is
 	// PanicMessage, in the middle of the batch that carries it (crash

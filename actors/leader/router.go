@@ -35,8 +35,9 @@ type router struct {
 	// to send costs what there is to send, not every pending request.
 	toSend []uint64
 	// forwarded is the message bytes (a SET's message, a GET's reply: see
-	// heldBytes) of the pending requests sent to another gateway. While windowed, the router forwards at most window
-	// bytes at once; requests wait unsent meanwhile. The window starts at
+	// heldBytes) of the pending requests sent to another gateway. While
+	// windowed, the router forwards at most window bytes at once;
+	// requests wait unsent meanwhile. The window starts at
 	// maxWindow (if set); once the leader answers one "busy" (it holds as
 	// many forwarded bytes as it takes) it shrinks to what that leader
 	// held for this gateway then, and grows back by half of every

@@ -71,8 +71,7 @@ func (l *leader) heldBytes(req *messages.ClientRequest) int64 {
 	case messages.Op_OP_SET:
 		return int64(len(req.GetPayload()))
 	case messages.Op_OP_GET:
-		_, _, size, _ := l.state.LookupSized(req.GetId())
-		return int64(size)
+		return int64(l.state.Size(req.GetId()))
 	default:
 		return 0
 	}

@@ -30,6 +30,13 @@ func (r stateReader) LookupSized(id int64) (version uint64, replicas []uint32, s
 	return version, replicas, size, ok
 }
 
+// Size returns the payload size of the indexed version of id (0 if id
+// is not indexed).
+func (r stateReader) Size(id int64) (size uint32) {
+	r.view.Read(func(s *meta.State) { size, _ = s.Size(id) })
+	return size
+}
+
 // Epoch returns the current leader epoch.
 func (r stateReader) Epoch() (epoch uint64) {
 	r.view.Read(func(s *meta.State) { epoch = s.Epoch() })

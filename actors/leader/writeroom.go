@@ -1,13 +1,13 @@
 package leader
 
 // writeRoom bounds the message bytes the active leader holds (a SET's
-// message, a GET's reply: heldBytes): for its own clients' requests and
-// those other gateways forwarded to it. Each gateway
-// bounds the bytes of its own clients (--max-inflight-bytes), but the
-// leader also holds what every other gateway forwards: without a bound of
-// its own it would hold the whole group's sum, and with large messages
-// from clients on every gateway its memory grew to several times that
-// (every payload is copied for each member and for the wire).
+// message, a GET's reply: heldBytes) for its own clients' requests and
+// those other gateways forwarded to it. Each gateway bounds the bytes of
+// its own clients (--max-inflight-bytes), but the leader also holds what
+// every other gateway forwards: without a bound of its own it would hold
+// the whole group's sum, and with large messages from clients on every
+// gateway its memory grew to several times that (every payload is copied
+// for each member and for the wire).
 //
 // The bytes are shared fairly among the gateways whose requests the leader
 // holds, itself included: a gateway is admitted while the total stays
