@@ -919,23 +919,7 @@ func TestCoordinatorCountsGetRepliesInTheRoom(t *testing.T) {
 	if c.l.room.total != 120 || !c.l.localWaits {
 		t.Fatalf("%d bytes held, own GET waiting %v; want 120 held and the second own GET waiting", c.l.room.total, c.l.localWaits)
 	}
-	read := func() { // every barrier done (one may follow another), every read answered
-		for range 3 {
-			direct := c.l.out.direct
-			c.l.out.direct = nil
-			for _, e := range direct {
-				if b, ok := e.msg.(*consensus.ReadBarrier); ok {
-					c.l.barrierDone(b.ID)
-				}
-			}
-		}
-		for _, reqs := range c.takeReads() {
-			for _, r := range reqs {
-				c.l.readReply(0, false, &messages.ReadReply{RequestId: r.GetRequestId(), Id: r.GetId(), Version: r.GetVersion(),
-					Status: messages.ReadStatus_READ_OK, Payload: make([]byte, 60)})
-			}
-		}
-	}
+	read := func() { c.serveReads(60) }
 	read()
 	if got, own := c.forwardReplies(gw2), c.replies(); len(got) != 1 || len(got[0].GetReply().GetPayload()) != 60 || len(own) != 1 {
 		t.Fatalf("answers to gw2 %d (%d bytes), own replies %v; want gw2's GET's 60 bytes and one own reply", len(got), len(got[0].GetReply().GetPayload()), own)
@@ -950,6 +934,69 @@ func TestCoordinatorCountsGetRepliesInTheRoom(t *testing.T) {
 	read()
 	if got := c.replies(); len(got) != 1 || got[0].GetRequestId() != 2 || c.l.room.total != 0 {
 		t.Fatalf("own replies %v, %d bytes held; want request 2 answered and nothing held", got, c.l.room.total)
+	}
+}
+
+// confirmBarriers confirms every read barrier (one may follow another),
+// so the reads behind them start.
+func (c *coord) confirmBarriers() {
+	for range 3 {
+		direct := c.l.out.direct
+		c.l.out.direct = nil
+		for _, e := range direct {
+			if b, ok := e.msg.(*consensus.ReadBarrier); ok {
+				c.l.barrierDone(b.ID)
+			}
+		}
+	}
+}
+
+// serveReads confirms every read barrier, then answers every read sent
+// to a member with a message of size bytes.
+func (c *coord) serveReads(size int) {
+	c.confirmBarriers()
+	for _, reqs := range c.takeReads() {
+		for _, r := range reqs {
+			c.l.readReply(0, false, &messages.ReadReply{RequestId: r.GetRequestId(), Id: r.GetId(), Version: r.GetVersion(),
+				Status: messages.ReadStatus_READ_OK, Payload: make([]byte, size)})
+		}
+	}
+}
+
+// A GET is counted in the room at the size its gateway knew when it
+// arrived; if a SET committed meanwhile grew the message, the read counts
+// the larger size from when it starts, so the room admits no more than it
+// would have, and frees all it took once the GET is answered.
+func TestCoordinatorRecountsAGetWhoseMessageGrew(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	c.l.room = newWriteRoom(100)
+	put := func(id int64, version uint64, size uint32) {
+		c.apply(&messages.LogEntry{Entry: &messages.LogEntry_Put{Put: &messages.PutEntry{
+			Id: id, Version: 2<<meta.EpochShift | version, Replicas: []uint32{1, 2}, Size: size}}})
+	}
+	put(4, 1, 10)
+	put(5, 2, 60)
+	gw2 := actor.NewPID("gw2:7000", messages.LeaderActor)
+	forwardGet := func(seq uint64, id int64) {
+		c.l.forwarded(gw2, &messages.ForwardBatch{Origin: 2, Requests: []*messages.ForwardedRequest{{Seq: seq,
+			Request: &messages.ClientRequest{Op: messages.Op_OP_GET, Id: id}}}})
+	}
+	forwardGet(1, 4)    // counted at 10 bytes
+	put(4, 3, 90)       // the message grows before the read starts
+	c.confirmBarriers() // the read starts
+	if c.l.room.heldBy(2) != 90 {
+		t.Fatalf("gw2 holds %d bytes once its GET's read started, want the grown message's 90", c.l.room.heldBy(2))
+	}
+	forwardGet(2, 5) // 90 + 60: past the limit
+	if got := c.forwardReplies(gw2); len(got) != 1 || got[0].GetSeq() != 2 || !got[0].GetBusy() {
+		t.Fatalf("answers to gw2 %v, want busy for seq 2 with %d bytes held", got, c.l.room.total)
+	}
+	c.serveReads(90)
+	if got := c.forwardReplies(gw2); len(got) != 1 || got[0].GetSeq() != 1 || len(got[0].GetReply().GetPayload()) != 90 {
+		t.Fatalf("answers to gw2 %v, want seq 1's 90 bytes", got)
+	}
+	if c.l.room.total != 0 {
+		t.Fatalf("%d bytes held after the answer, want 0", c.l.room.total)
 	}
 }
 

@@ -348,6 +348,7 @@ func (l *leader) beginRead(r *read) {
 		return
 	}
 	r.version, r.size, r.next, r.timedOut = version, uint64(size), 0, false
+	l.recount(&r.ref, int64(size))
 	r.candidates = r.candidates[:0]
 	for _, slot := range replicas {
 		if v := l.slot(slot); v != nil && v.usable() {

@@ -240,6 +240,27 @@ func (l *leader) drop(ref clientRef) {
 	}
 }
 
+// recount counts a request the coordinator holds at n bytes if that is
+// more than the room counted for it. A GET is counted at the size this
+// gateway's state machine knew when the request reached it (heldBytes);
+// a SET committed since may have grown the message the read brings back. The read
+// goes ahead (it was admitted), but the room takes the growth, so it
+// admits nothing more than it would have until the bytes are freed,
+// which frees all that was taken.
+func (l *leader) recount(ref *clientRef, n int64) {
+	if !ref.valid() {
+		return
+	}
+	held, ok := l.inProgress[ref.key()]
+	if !ok || n <= held.bytes {
+		return
+	}
+	l.room.take(ref.origin, n-held.bytes)
+	held.bytes, ref.bytes = n, n
+	l.inProgress[ref.key()] = held
+	l.showForwardedBytes()
+}
+
 // routeWaiting routes this gateway's own requests that wait for room in
 // the leader's writeRoom, once some was freed.
 func (l *leader) routeWaiting() {
