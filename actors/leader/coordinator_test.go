@@ -771,6 +771,12 @@ func (c *coord) forwardSet(from *actor.PID, origin, seq uint64, id int64, size i
 		Request: &messages.ClientRequest{Op: messages.Op_OP_SET, Id: id, Payload: make([]byte, size)}}}})
 }
 
+// forwardGet delivers a GET of id forwarded by the gateway from (origin).
+func (c *coord) forwardGet(from *actor.PID, origin, seq uint64, id int64) {
+	c.l.forwarded(from, &messages.ForwardBatch{Origin: origin, Requests: []*messages.ForwardedRequest{{Seq: seq,
+		Request: &messages.ClientRequest{Op: messages.Op_OP_GET, Id: id}}}})
+}
+
 // forwardReplies returns and clears the answers queued for from.
 func (c *coord) forwardReplies(from *actor.PID) []*messages.ForwardedReply {
 	key := pidKey(from)
@@ -905,10 +911,7 @@ func TestCoordinatorCountsGetRepliesInTheRoom(t *testing.T) {
 			Id: id, Version: 2<<meta.EpochShift | uint64(id), Replicas: []uint32{1, 2}, Size: 60}}})
 	}
 	gw2 := actor.NewPID("gw2:7000", messages.LeaderActor)
-	forwardGet := func(seq uint64, id int64) {
-		c.l.forwarded(gw2, &messages.ForwardBatch{Origin: 2, Requests: []*messages.ForwardedRequest{{Seq: seq,
-			Request: &messages.ClientRequest{Op: messages.Op_OP_GET, Id: id}}}})
-	}
+	forwardGet := func(seq uint64, id int64) { c.forwardGet(gw2, 2, seq, id) }
 	forwardGet(1, 4) // gw2 holds nothing: taken
 	forwardGet(2, 5) // 120 bytes: past the limit
 	if got := c.forwardReplies(gw2); len(got) != 1 || got[0].GetSeq() != 2 || !got[0].GetBusy() {
@@ -919,8 +922,7 @@ func TestCoordinatorCountsGetRepliesInTheRoom(t *testing.T) {
 	if c.l.room.total != 120 || !c.l.localWaits {
 		t.Fatalf("%d bytes held, own GET waiting %v; want 120 held and the second own GET waiting", c.l.room.total, c.l.localWaits)
 	}
-	read := func() { c.serveReads(60) }
-	read()
+	c.serveReads(60)
 	if got, own := c.forwardReplies(gw2), c.replies(); len(got) != 1 || len(got[0].GetReply().GetPayload()) != 60 || len(own) != 1 {
 		t.Fatalf("answers to gw2 %d (%d bytes), own replies %v; want gw2's GET's 60 bytes and one own reply", len(got), len(got[0].GetReply().GetPayload()), own)
 	}
@@ -931,7 +933,7 @@ func TestCoordinatorCountsGetRepliesInTheRoom(t *testing.T) {
 	if c.l.room.heldBy(77) != 60 {
 		t.Fatalf("%d own bytes held after room was freed, want the waiting GET's 60", c.l.room.heldBy(77))
 	}
-	read()
+	c.serveReads(60)
 	if got := c.replies(); len(got) != 1 || got[0].GetRequestId() != 2 || c.l.room.total != 0 {
 		t.Fatalf("own replies %v, %d bytes held; want request 2 answered and nothing held", got, c.l.room.total)
 	}
@@ -963,7 +965,7 @@ func (c *coord) serveReads(size int) {
 	}
 }
 
-// A GET is counted in the room at the size its gateway knew when it
+// A GET is counted in the room at the size the leader knew when it
 // arrived; if a SET committed meanwhile grew the message, the read counts
 // the larger size from when it starts, so the room admits no more than it
 // would have, and frees all it took once the GET is answered.
@@ -977,10 +979,7 @@ func TestCoordinatorRecountsAGetWhoseMessageGrew(t *testing.T) {
 	put(4, 1, 10)
 	put(5, 2, 60)
 	gw2 := actor.NewPID("gw2:7000", messages.LeaderActor)
-	forwardGet := func(seq uint64, id int64) {
-		c.l.forwarded(gw2, &messages.ForwardBatch{Origin: 2, Requests: []*messages.ForwardedRequest{{Seq: seq,
-			Request: &messages.ClientRequest{Op: messages.Op_OP_GET, Id: id}}}})
-	}
+	forwardGet := func(seq uint64, id int64) { c.forwardGet(gw2, 2, seq, id) }
 	forwardGet(1, 4)    // counted at 10 bytes
 	put(4, 3, 90)       // the message grows before the read starts
 	c.confirmBarriers() // the read starts

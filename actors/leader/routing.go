@@ -243,10 +243,10 @@ func (l *leader) drop(ref clientRef) {
 // recount counts a request the coordinator holds at n bytes if that is
 // more than the room counted for it. A GET is counted at the size this
 // gateway's state machine knew when the request reached it (heldBytes);
-// a SET committed since may have grown the message the read brings back. The read
-// goes ahead (it was admitted), but the room takes the growth, so it
-// admits nothing more than it would have until the bytes are freed,
-// which frees all that was taken.
+// a SET committed since may have grown the message the read brings
+// back. The read goes ahead (it was admitted), but the room takes the
+// growth, so it admits nothing more than it would have until the bytes
+// are freed, which frees all that was taken.
 func (l *leader) recount(ref *clientRef, n int64) {
 	if !ref.valid() {
 		return
