@@ -924,6 +924,13 @@ func TestRaftSeenFromOutside(t *testing.T) {
 	if v := metric("tolerex_raft_term"); v < 1 {
 		t.Errorf("tolerex_raft_term %v", v)
 	}
+	// Its own appends of those entries: timed, and fsync'd.
+	if v := metric("tolerex_raft_log_append_seconds_count"); v < 1 {
+		t.Errorf("tolerex_raft_log_append_seconds_count %v after 20 SETs", v)
+	}
+	if v := metric("tolerex_raft_log_sync_seconds_count"); v < 1 {
+		t.Errorf("tolerex_raft_log_sync_seconds_count %v after 20 SETs", v)
+	}
 	metric("tolerex_raft_apply_seconds_count")
 	metric("tolerex_raft_leader_changes_total")
 }

@@ -25,6 +25,13 @@ type Metrics struct {
 	// release (leadership confirmed by a quorum, state machine caught up).
 	ApplySeconds     prometheus.Histogram
 	ReadIndexSeconds prometheus.Histogram
+	// LogAppendSeconds is the time from handing entries to the Raft log
+	// until they are durable (the wait for the group commit before, then
+	// this one's with its fsync): on a follower, most of what the leader
+	// waits for besides the network; LogSyncSeconds the time of each
+	// fsync'd group commit alone (the disk).
+	LogAppendSeconds prometheus.Histogram
+	LogSyncSeconds   prometheus.Histogram
 	// TickInterval is the time between two ticks taken: the tick interval
 	// while the consensus actor keeps up, more when it is starved (a slow
 	// disk must not do that: the Raft log is written by another goroutine).
@@ -62,6 +69,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Time to apply one batch of committed entries to the state machine.", Buckets: latency})
 	m.ReadIndexSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tolerex_raft_read_index_seconds",
 		Help: "Time from a read barrier's request to its release: leadership confirmed by a quorum (ReadIndex) and the state machine caught up.", Buckets: latency})
+	m.LogAppendSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tolerex_raft_log_append_seconds",
+		Help: "Time from handing entries to the Raft log until they are durable: the wait for the group commit before, then this one, fsync included.", Buckets: latency})
+	m.LogSyncSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tolerex_raft_log_sync_seconds",
+		Help: "Time of each fsync'd group commit of the Raft log (the Pebble batch and its fsync).", Buckets: latency})
 	m.DiskFreeBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tolerex_raft_disk_free_bytes",
 		Help: "Free bytes (for unprivileged users) on the Raft log's filesystem, as last checked (every tick)."})
 	m.DiskMinFreeBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tolerex_raft_disk_min_free_bytes",
@@ -73,7 +84,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Buckets: []float64{0.025, 0.04, 0.05, 0.06, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5}})
 	reg.MustRegister(m.DiskFreeBytes, m.DiskMinFreeBytes, m.WritesRefused, m.TickInterval)
 	reg.MustRegister(m.Term, m.IsLeader, m.HasLeader, m.Applied, m.Leaders, m.Rejected, m.Snapshots, m.LogEntries, m.LogMemoryBytes,
-		m.Proposals, m.ApplySeconds, m.ReadIndexSeconds)
+		m.Proposals, m.ApplySeconds, m.ReadIndexSeconds, m.LogAppendSeconds, m.LogSyncSeconds)
 	return m
 }
 

@@ -68,6 +68,7 @@ func (n *node) deliver(responses []*raftpb.Message) {
 // written handles a group commit of the Raft log: a snapshot received from
 // the leader replaces the state machine, then the responses go out.
 func (n *node) written(ctx actor.Context, batch []raftlog.Written) {
+	n.observeWritten(batch)
 	for _, w := range batch {
 		m, ok := w.Token.(*raftpb.Message)
 		if !ok {
@@ -86,6 +87,23 @@ func (n *node) written(ctx actor.Context, batch []raftlog.Written) {
 			n.installSnapshot(ctx, snap)
 		}
 		n.deliver(m.GetResponses())
+	}
+}
+
+// observeWritten records how long a group commit of the Raft log took,
+// and each of its appends.
+func (n *node) observeWritten(batch []raftlog.Written) {
+	m := n.cfg.Metrics
+	if m == nil || len(batch) == 0 || batch[0].Err != nil {
+		return
+	}
+	if batch[0].Synced {
+		m.LogSyncSeconds.Observe(batch[0].Commit.Seconds())
+	}
+	for _, w := range batch {
+		if msg, ok := w.Token.(*raftpb.Message); ok && len(msg.GetEntries()) > 0 {
+			m.LogAppendSeconds.Observe((w.Queued + w.Commit).Seconds())
+		}
 	}
 }
 

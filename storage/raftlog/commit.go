@@ -121,9 +121,11 @@ func mustSync(prev position, w Write) bool {
 // must be durable, mustSync), applies them to Storage() in order and
 // reports them.
 func (l *Log) commitWrites(writes []request) {
+	started := time.Now()
 	results := make([]Written, len(writes))
 	for i, r := range writes {
 		results[i].Token = r.write.Token
+		results[i].Queued = started.Sub(r.queued)
 	}
 	l.checkDamage()
 	if l.failed != nil {
@@ -171,6 +173,12 @@ func (l *Log) commitWrites(writes []request) {
 	l.closeBatch(b)
 	if err == nil {
 		err = l.applyWrites(plans, accepted)
+	}
+	if staged > 0 {
+		took, synced := time.Since(started), durable && l.opts.Sync
+		for i := range results {
+			results[i].Commit, results[i].Synced = took, synced
+		}
 	}
 	if err != nil {
 		l.fail(err)

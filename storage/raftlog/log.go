@@ -238,7 +238,7 @@ func (l *Log) Write(w Write) {
 		l.opts.OnWritten([]Written{{Token: w.Token, Err: fmt.Errorf("raft log write: %w", ErrClosed)}})
 		return
 	}
-	l.queue <- request{write: w}
+	l.queue <- request{write: w, queued: time.Now()}
 	l.mu.Unlock()
 }
 

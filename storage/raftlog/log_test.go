@@ -5,10 +5,13 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 
@@ -531,5 +534,54 @@ func TestStatsReportPebbleMemory(t *testing.T) {
 	l := openTestLog(t, t.TempDir(), Options{})
 	if got := l.Stats().MemoryBytes; got < 256<<10 {
 		t.Fatalf("MemoryBytes = %d after Open, want at least the first memtable (256 KiB)", got)
+	}
+}
+
+// TestWrittenReportsWhatRaftWaitedFor checks the times a Written carries
+// (the consensus actor's append and fsync histograms): a Write queued
+// behind a held group commit reports at least the time it was held as
+// Queued; an append's Commit includes its fsync (made slow here) and is
+// Synced; a commit-index-only write is not synced, and without
+// Options.Sync nothing is.
+func TestWrittenReportsWhatRaftWaitedFor(t *testing.T) {
+	const fsync = 30 * time.Millisecond
+	var slow atomic.Bool
+	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		switch op.Kind {
+		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+			if slow.Load() {
+				time.Sleep(fsync) // a slow disk, not a wait for something
+			}
+		}
+		return nil
+	}))
+	l := openTestLog(t, t.TempDir(), Options{Sync: true, FS: fs})
+	gate := newCommitGate()
+	l.setGate(gate)
+	l.Write(Write{Entries: entries(1, 1, 1), HardState: hardState(1, 1, 0), Token: gate.token})
+	<-gate.entered
+	second := l.write(Write{Entries: entries(2, 2, 1)})
+	queuedAt := time.Now() // after the Write stamped it
+	slow.Store(true)
+	held := time.Since(queuedAt)
+	close(gate.release)
+	w := waitWritten(second)
+	if w.Err != nil {
+		t.Fatal(w.Err)
+	}
+	if w.Queued < held {
+		t.Errorf("queued %v behind a group commit held %v, want at least that", w.Queued, held)
+	}
+	if !w.Synced || w.Commit < fsync {
+		t.Errorf("an append's commit: synced %v in %v, want synced, at least the %v fsync", w.Synced, w.Commit, fsync)
+	}
+	slow.Store(false)
+	if w := waitWritten(l.write(Write{HardState: hardState(1, 1, 2)})); w.Err != nil || w.Synced || w.Commit <= 0 {
+		t.Errorf("a commit-index-only write: %+v, want stored, not synced, its commit timed", w)
+	}
+
+	unsynced := openTestLog(t, t.TempDir(), Options{})
+	if w := waitWritten(unsynced.write(Write{Entries: entries(1, 1, 1), HardState: hardState(1, 1, 0)})); w.Err != nil || w.Synced {
+		t.Errorf("an append without Options.Sync: %+v, want stored, not synced", w)
 	}
 }

@@ -1,6 +1,10 @@
 package raftlog
 
-import "go.etcd.io/raft/v3/raftpb"
+import (
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+)
 
 // Write is one unit of raft's MsgStorageAppend (AsyncStorageWrites): a
 // HardState to store (nil or raft.IsEmptyHardState: unchanged), entries to
@@ -29,11 +33,22 @@ type Written struct {
 	// ErrFailed), the Write may still have reached the disk and be back
 	// after the store is reopened.
 	Err error
+	// Queued is how long the Write waited for its group commit to start,
+	// Commit how long that group commit took (staging, the Pebble commit
+	// with its fsync if Synced, and making it visible in Storage(); 0 if
+	// the group stored nothing). Together
+	// they are what raft waited for this Write (AsyncStorageWrites).
+	Queued, Commit time.Duration
+	// Synced says the group commit was fsync'd (Options.Sync, and a Write
+	// of the group had to be durable: mustSync).
+	Synced bool
 }
 
 // request is one queued Write or CreateSnapshot.
 type request struct {
 	write Write
+	// queued is when Write queued it.
+	queued time.Time
 	// snapshot, if set, makes this a CreateSnapshot.
 	snapshot *snapshotRequest
 }
