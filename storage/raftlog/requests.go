@@ -36,8 +36,8 @@ type Written struct {
 	// Queued is how long the Write waited for its group commit to start,
 	// Commit how long that group commit took (staging, the Pebble commit
 	// with its fsync if Synced, and making it visible in Storage(); 0 if
-	// the group stored nothing). Together
-	// they are what raft waited for this Write (AsyncStorageWrites).
+	// the group stored nothing). Together they are what raft waited for
+	// this Write (AsyncStorageWrites).
 	Queued, Commit time.Duration
 	// Synced says the group commit was fsync'd (Options.Sync, and a Write
 	// of the group had to be durable: mustSync).

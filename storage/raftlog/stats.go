@@ -10,7 +10,9 @@ type Stats struct {
 	// Writes is the number of Writes stored.
 	Writes uint64
 	// Commits is the number of Pebble batches committed: group commits of
-	// Writes and CreateSnapshots. With Options.Sync each is one fsync.
+	// Writes and CreateSnapshots. With Options.Sync each is one fsync,
+	// except a group whose every Write only moved the commit index
+	// (mustSync; Written.Synced says which were).
 	Commits uint64
 	// Snapshots is the number of CreateSnapshots stored.
 	Snapshots uint64
