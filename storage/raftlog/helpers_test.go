@@ -308,3 +308,28 @@ func countKeys(t testing.TB, db *pebble.DB, lower, upper []byte) int {
 	}
 	return n
 }
+
+// steppingClock is a clock the test moves: each reading is a microsecond
+// after the one before (so every interval it times is positive), and
+// advance moves it on by more.
+type steppingClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newSteppingClock() *steppingClock {
+	return &steppingClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+func (c *steppingClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(time.Microsecond)
+	return c.t
+}
+
+func (c *steppingClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}

@@ -63,6 +63,9 @@ type Options struct {
 	// FS, if set, replaces the operating system's filesystem (tests: one
 	// whose fsyncs are slow).
 	FS FS
+	// Now, if set, replaces time.Now for the times Written reports and for
+	// spacing the memory checks (tests: a clock they move themselves).
+	Now func() time.Time
 }
 
 // FS is the filesystem interface the Raft log is stored through (Pebble's).
@@ -174,7 +177,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	l.pos = pos
 	l.counters.publish(pos)
 	l.counters.empty.Store(pos.empty())
-	l.measureMemory(time.Now())
+	l.measureMemory(l.now())
 	log.Debug().Uint64("first_index", pos.start.index+1).Uint64("last_index", pos.last).
 		Uint64("snapshot_index", pos.snapshotIndex).Bool("sync", opts.Sync).Msg("raft log opened")
 	l.done.Add(1)
@@ -227,6 +230,14 @@ func (l *Log) SnapshotData(index uint64) ([]byte, error) {
 // Empty reports whether nothing was ever stored (a new node: bootstrap it).
 func (l *Log) Empty() bool { return l.counters.empty.Load() }
 
+// now is Options.Now, or time.Now without it.
+func (l *Log) now() time.Time {
+	if l.opts.Now != nil {
+		return l.opts.Now()
+	}
+	return time.Now()
+}
+
 // Write queues w; it returns at once unless QueueLength requests wait, in
 // which case it waits for room. Its outcome is reported through
 // Options.OnWritten, in Write-call order. After Close has begun, Write
@@ -238,7 +249,7 @@ func (l *Log) Write(w Write) {
 		l.opts.OnWritten([]Written{{Token: w.Token, Err: fmt.Errorf("raft log write: %w", ErrClosed)}})
 		return
 	}
-	l.queue <- request{write: w, queued: time.Now()}
+	l.queue <- request{write: w, queued: l.now()}
 	l.mu.Unlock()
 }
 

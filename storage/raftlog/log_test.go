@@ -544,33 +544,36 @@ func TestStatsReportPebbleMemory(t *testing.T) {
 // Synced; a commit-index-only write is not synced, and without
 // Options.Sync nothing is.
 func TestWrittenReportsWhatRaftWaitedFor(t *testing.T) {
-	const fsync = 30 * time.Millisecond
+	const (
+		fsync = 30 * time.Millisecond // a slow disk's fsync, on the log's clock
+		held  = 7 * time.Millisecond  // how long the committer is held
+	)
+	clock := newSteppingClock()
 	var slow atomic.Bool
 	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
 		switch op.Kind {
 		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
 			if slow.Load() {
-				time.Sleep(fsync) // a slow disk, not a wait for something
+				clock.advance(fsync)
 			}
 		}
 		return nil
 	}))
-	l := openTestLog(t, t.TempDir(), Options{Sync: true, FS: fs})
+	l := openTestLog(t, t.TempDir(), Options{Sync: true, FS: fs, Now: clock.now})
 	gate := newCommitGate()
 	l.setGate(gate)
 	l.Write(Write{Entries: entries(1, 1, 1), HardState: hardState(1, 1, 0), Token: gate.token})
 	<-gate.entered
-	second := l.write(Write{Entries: entries(2, 2, 1)})
-	queuedAt := time.Now() // after the Write stamped it
+	second := l.write(Write{Entries: entries(2, 2, 1)}) // stamped before the clock moves on
+	clock.advance(held)
 	slow.Store(true)
-	held := time.Since(queuedAt)
 	close(gate.release)
 	w := waitWritten(second)
 	if w.Err != nil {
 		t.Fatal(w.Err)
 	}
-	if w.Queued < held {
-		t.Errorf("queued %v behind a group commit held %v, want at least that", w.Queued, held)
+	if w.Queued < held || w.Queued >= held+fsync {
+		t.Errorf("queued %v behind a group commit held %v, want that wait and not its own commit's fsync", w.Queued, held)
 	}
 	if !w.Synced || w.Commit < fsync {
 		t.Errorf("an append's commit: synced %v in %v, want synced, at least the %v fsync", w.Synced, w.Commit, fsync)
