@@ -49,7 +49,7 @@ func (l *Log) commitGroup(group []request) {
 		}
 		group = group[n:]
 	}
-	l.measureMemory(l.now())
+	l.measureMemory(l.opts.Now())
 }
 
 // memoryCheckInterval is how often the committer measures Pebble's memory
@@ -121,7 +121,7 @@ func mustSync(prev position, w Write) bool {
 // must be durable, mustSync), applies them to Storage() in order and
 // reports them.
 func (l *Log) commitWrites(writes []request) {
-	started := l.now()
+	started := l.opts.Now()
 	results := make([]Written, len(writes))
 	for i, r := range writes {
 		results[i].Token = r.write.Token
@@ -175,7 +175,7 @@ func (l *Log) commitWrites(writes []request) {
 		err = l.applyWrites(plans, accepted)
 	}
 	if staged > 0 {
-		took, synced := l.now().Sub(started), durable && l.opts.Sync
+		took, synced := l.opts.Now().Sub(started), durable && l.opts.Sync
 		for i := range results {
 			results[i].Commit, results[i].Synced = took, synced
 		}

@@ -132,6 +132,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	if opts.MaxBatchBytes <= 0 {
 		opts.MaxBatchBytes = DefaultMaxBatchBytes
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	log := opts.Logger.With().Str("component", "raftlog").Str("dir", dir).Logger()
 	l := &Log{
 		dir:       dir,
@@ -177,7 +180,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	l.pos = pos
 	l.counters.publish(pos)
 	l.counters.empty.Store(pos.empty())
-	l.measureMemory(l.now())
+	l.measureMemory(l.opts.Now())
 	log.Debug().Uint64("first_index", pos.start.index+1).Uint64("last_index", pos.last).
 		Uint64("snapshot_index", pos.snapshotIndex).Bool("sync", opts.Sync).Msg("raft log opened")
 	l.done.Add(1)
@@ -230,14 +233,6 @@ func (l *Log) SnapshotData(index uint64) ([]byte, error) {
 // Empty reports whether nothing was ever stored (a new node: bootstrap it).
 func (l *Log) Empty() bool { return l.counters.empty.Load() }
 
-// now is Options.Now, or time.Now without it.
-func (l *Log) now() time.Time {
-	if l.opts.Now != nil {
-		return l.opts.Now()
-	}
-	return time.Now()
-}
-
 // Write queues w; it returns at once unless QueueLength requests wait, in
 // which case it waits for room. Its outcome is reported through
 // Options.OnWritten, in Write-call order. After Close has begun, Write
@@ -249,7 +244,7 @@ func (l *Log) Write(w Write) {
 		l.opts.OnWritten([]Written{{Token: w.Token, Err: fmt.Errorf("raft log write: %w", ErrClosed)}})
 		return
 	}
-	l.queue <- request{write: w, queued: l.now()}
+	l.queue <- request{write: w, queued: l.opts.Now()}
 	l.mu.Unlock()
 }
 

@@ -538,11 +538,11 @@ func TestStatsReportPebbleMemory(t *testing.T) {
 }
 
 // TestWrittenReportsWhatRaftWaitedFor checks the times a Written carries
-// (the consensus actor's append and fsync histograms): a Write queued
-// behind a held group commit reports at least the time it was held as
-// Queued; an append's Commit includes its fsync (made slow here) and is
-// Synced; a commit-index-only write is not synced, and without
-// Options.Sync nothing is.
+// (the consensus actor's append and fsync histograms), on a clock the test
+// moves: a Write queued behind a group commit held for 7 ms reports that
+// wait as Queued, without its own commit; an append's Commit includes its
+// fsync (30 ms on that clock) and is Synced; a commit-index-only write is
+// not synced, and without Options.Sync nothing is.
 func TestWrittenReportsWhatRaftWaitedFor(t *testing.T) {
 	const (
 		fsync = 30 * time.Millisecond // a slow disk's fsync, on the log's clock
