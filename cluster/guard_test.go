@@ -37,6 +37,14 @@ func TestAllowedTypes(t *testing.T) {
 		{certs.RoleGateway, certs.RoleGateway, true, &messages.ClientRequest{}, true},
 		{certs.RoleGateway, certs.RoleGateway, true, &messages.MemberHeartbeat{}, false},
 		{certs.RoleGateway, certs.RoleMember, true, &actor.DeadLetterResponse{}, true},
+		// Raft traffic: between gateways only (issue 9, item 1).
+		{certs.RoleGateway, certs.RoleGateway, true, &messages.RaftBatch{}, true},
+		{certs.RoleGateway, certs.RoleGateway, true, &messages.RaftSnapshotChunk{}, true},
+		{certs.RoleGateway, certs.RoleGateway, true, &messages.RaftSnapshotAck{}, true},
+		{certs.RoleGateway, certs.RoleMember, true, &messages.RaftBatch{}, false},
+		{certs.RoleGateway, certs.RoleMember, true, &messages.RaftSnapshotChunk{}, false},
+		{certs.RoleGateway, certs.RoleMember, true, &messages.RaftSnapshotAck{}, false},
+		{certs.RoleMember, certs.RoleGateway, true, &messages.RaftBatch{}, false},
 		{certs.RoleMember, "", false, &messages.StoreBatch{}, true},
 		{certs.RoleMember, "", false, &actor.PoisonPill{}, false},
 	}

@@ -11,12 +11,14 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
+	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tolerex/tolerex/actors/consensus"
 	"github.com/tolerex/tolerex/cluster/certs"
 	"github.com/tolerex/tolerex/messages"
 )
@@ -203,6 +205,22 @@ func TestHostilePeers(t *testing.T) {
 		// A member certificate sending a client request to the leader.
 		err = memberToGateway.sendBatch(batchOf(t, c.Gateway.NodeAddr, messages.LeaderActor, "", &messages.ClientBatch{Requests: []*messages.ClientRequest{{Op: messages.Op_OP_DEL, Id: 1}}}))
 		wantDenied(t, "ClientRequest from a member certificate", err)
+		// A member certificate sending the gateway a Raft message of a far
+		// later term: taken, it would depose the gateway's leadership.
+		var raftBefore, raftAfter consensus.Status
+		c.Gateway.GetJSON(t, "/api/raft", &raftBefore)
+		forged, err := proto.Marshal(&raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(),
+			From: new(uint64(99)), To: new(raftBefore.ID), Term: new(raftBefore.Term + 1000)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = memberToGateway.sendBatch(batchOf(t, c.Gateway.NodeAddr, messages.ConsensusActor, "", &messages.RaftBatch{Messages: [][]byte{forged}}))
+		wantDenied(t, "RaftBatch from a member certificate", err)
+		c.Gateway.GetJSON(t, "/api/raft", &raftAfter)
+		if raftAfter.Term != raftBefore.Term || raftAfter.State != "leader" {
+			t.Fatalf("after a Raft message from a member certificate: %s at term %d, was %s at term %d",
+				raftAfter.State, raftAfter.Term, raftBefore.State, raftBefore.Term)
+		}
 		var after memberInfo
 		member.GetJSON(t, "/api/cluster", &after)
 		if after.Messages < before.Messages {
