@@ -46,12 +46,25 @@ func (a gatewayAPI) register(admin *cluster.Admin, node *cluster.Node) {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		if st.LivenessFrom == "" {
-			st.WithLiveness(leader.RequestLiveness(a.root, a.leader, time.Second))
+		// The leader's liveness figures and every gateway's report are
+		// asked for at the same time: right after a gateway died each
+		// waits a second for it, and an operator looks then.
+		var (
+			liveness    *messages.MemberLiveness
+			livenessErr error
+			asked       sync.WaitGroup
+		)
+		needLiveness := st.LivenessFrom == ""
+		if needLiveness {
+			asked.Go(func() { liveness, livenessErr = leader.RequestLiveness(a.root, a.leader, time.Second) })
 		}
 		st.Raft, _ = a.raftStatus()
 		if st.Raft != nil {
 			st.Gateways = a.gatewayViews(st.Raft)
+		}
+		asked.Wait()
+		if needLiveness {
+			st.WithLiveness(liveness, livenessErr)
 		}
 		cluster.WriteJSON(w, st)
 	})
