@@ -604,6 +604,15 @@ func TestRaftFollowerCatchesUp(t *testing.T) {
 	if !strings.Contains(follower.LogTail(400_000), "state machine replaced by the leader's snapshot") {
 		t.Errorf("%s caught up without a snapshot; the test meant to make it need one", follower.Name)
 	}
+	// The leader counted the snapshots it took (one per 100 entries).
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	body, status, err := leader.Get(ctx, "/metrics")
+	cancel()
+	m := regexp.MustCompile(`(?m)^tolerex_raft_snapshots_total (\S+)$`).FindSubmatch(body)
+	if err != nil || status != 200 || m == nil || string(m[1]) == "0" {
+		t.Errorf("%s's tolerex_raft_snapshots_total after %d writes at one snapshot per 100 entries: %q (status %d, %v)",
+			leader.Name, load.oks(), m, status, err)
+	}
 	load.verify(t, c.Gateways)
 }
 
@@ -1076,6 +1085,12 @@ func TestRaftSeenFromOutside(t *testing.T) {
 	}
 	metric("tolerex_raft_apply_seconds_count")
 	metric("tolerex_raft_leader_changes_total")
+	// The commit of each SET's index entry, as the leader waited for it;
+	// snapshots (none yet at the default interval, but counted).
+	if v := metric("tolerex_metadata_commit_seconds_count"); v < 20 {
+		t.Errorf("tolerex_metadata_commit_seconds_count %v after 20 SETs", v)
+	}
+	metric("tolerex_raft_snapshots_total")
 }
 
 // TestRaftQuorumLost kills two of three gateways: the survivor learns of no
