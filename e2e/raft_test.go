@@ -353,7 +353,7 @@ func groupWritingThroughFollowers(t *testing.T) (c *local.Cluster, leader *local
 // A member that takes longer than 3 s fails the test: it would be
 // declared down (2 s without a heartbeat) and refused writes meanwhile.
 // The members are asked, not the leader: right after a gateway died,
-// /api/cluster waits up to 2 s for that gateway's own report.
+// /api/cluster waits up to a second for that gateway's own report.
 func membersRehomed(t *testing.T, members []*local.Node, lead *local.Node, since time.Time) time.Time {
 	t.Helper()
 	Eventually(t, 10*time.Second, "every member heartbeating to "+lead.Name, func() (bool, string) {
