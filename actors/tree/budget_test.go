@@ -66,6 +66,14 @@ func TestCrashBudgetRestartsThenStops(t *testing.T) {
 	if got := starts.Load(); got != 3 {
 		t.Errorf("the actor started %d times, want 3 (once, and after each of 2 restarts)", got)
 	}
+	// The budget logs the stop before it calls OnStop, on the guardian's
+	// goroutine: the log line alone does not say OnStop has run.
+	err := poll.Until(context.Background(), 5*time.Second, 5*time.Millisecond, "OnStop to run", func() (bool, error) {
+		return stops.Load() > 0, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if stops.Load() != 1 || stoppedWith.Load() != "boom" {
 		t.Errorf("OnStop ran %d times with %v, want once with boom", stops.Load(), stoppedWith.Load())
 	}
