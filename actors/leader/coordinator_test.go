@@ -29,6 +29,17 @@ type coord struct {
 	state   *meta.State
 	now     time.Time
 	session *actor.PID
+	// sent are the store request ids seen in the outbox; resent collects
+	// the store requests queued again under an id already seen
+	// (Config.StoreResendAfter), which stores leaves out.
+	sent   map[uint64]bool
+	resent []resentStore
+}
+
+// resentStore is a store request queued once more, to slot.
+type resentStore struct {
+	slot uint32
+	req  *messages.StoreRequest
 }
 
 func newCoord(t *testing.T, tolerance, members int) *coord {
@@ -43,7 +54,7 @@ func newCoord(t *testing.T, tolerance, members int) *coord {
 	if _, err := s.Apply(epochEntry(1)); err != nil {
 		t.Fatal(err)
 	}
-	c := &coord{t: t, state: s, now: time.Unix(1000, 0), session: actor.NewPID("gw1:7000", "gateway/session/1")}
+	c := &coord{t: t, state: s, now: time.Unix(1000, 0), session: actor.NewPID("gw1:7000", "gateway/session/1"), sent: map[uint64]bool{}}
 	cfg := Config{Tolerance: tolerance, Balancer: "least_loaded", View: consensus.NewStateViewOf(s),
 		Consensus: actor.NewPID("gw1:7000", messages.ConsensusActor)}
 	if err := cfg.Validate(); err != nil {
@@ -116,13 +127,29 @@ func (c *coord) selects() []*messages.SelectReplicas {
 	return out
 }
 
-// stores returns and clears the store requests queued per member slot.
+// stores returns and clears the store requests queued per member slot,
+// those sent for the first time; the others go to c.resent.
 func (c *coord) stores() map[uint32][]*messages.StoreRequest {
 	out := map[uint32][]*messages.StoreRequest{}
 	for slot, b := range c.l.out.stores {
-		out[slot] = b.GetRequests()
+		for _, req := range b.GetRequests() {
+			if c.sent[req.GetRequestId()] {
+				c.resent = append(c.resent, resentStore{slot: slot, req: req})
+				continue
+			}
+			c.sent[req.GetRequestId()] = true
+			out[slot] = append(out[slot], req)
+		}
 		delete(c.l.out.stores, slot)
 	}
+	return out
+}
+
+// takeResent returns and clears the store requests queued once more.
+func (c *coord) takeResent() []resentStore {
+	c.stores()
+	out := c.resent
+	c.resent = nil
 	return out
 }
 
@@ -240,6 +267,116 @@ func TestCoordinatorCopyAskedAgainCompletesTheWrite(t *testing.T) {
 	}
 	if len(c.l.out.prunes) != 0 {
 		t.Fatalf("prunes %v, want none", c.l.out.prunes)
+	}
+}
+
+// A copy a live member has not answered after StoreResendAfter is sent to
+// it once more, under the same request id and marked as possibly stored:
+// its answer may have been lost. Whichever answer comes first completes
+// the write long before the store timeout; the other is dropped, without
+// pruning the copy the write names.
+func TestCoordinatorResendsALateCopyOnce(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	c.set(1, 9, "x")
+	sel := c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0, 1}, Live: 3})
+	st := c.stores()
+	first := st[0][0]
+	c.l.storeAck(1, true, &messages.StoreAck{RequestId: st[1][0].GetRequestId(), Id: 9, Version: first.GetVersion(), Size: 1})
+	c.advance(c.l.cfg.StoreResendAfter - 100*time.Millisecond)
+	if r := c.takeResent(); len(r) != 0 {
+		t.Fatalf("resent %v before StoreResendAfter", r)
+	}
+	c.advance(150 * time.Millisecond)
+	r := c.takeResent()
+	if len(r) != 1 || r[0].slot != 0 || r[0].req.GetRequestId() != first.GetRequestId() || !r[0].req.GetAgain() ||
+		r[0].req.GetVersion() != first.GetVersion() || string(r[0].req.GetPayload()) != "x" {
+		t.Fatalf("resent %v, want the copy of request %d to slot 0 once more, marked again", r, first.GetRequestId())
+	}
+	if sel := c.selects(); len(sel) != 0 {
+		t.Fatalf("selections %v: a late member was replaced, want it asked again first", sel)
+	}
+	// The answer to the second attempt, then the first's, late.
+	ack := &messages.StoreAck{RequestId: first.GetRequestId(), Id: 9, Version: first.GetVersion(), Size: 1}
+	c.l.storeAck(0, true, ack)
+	props := c.takeProposals()
+	if len(props) != 1 || !slices.Equal(slices.Sorted(slices.Values(props[0].GetPut().GetReplicas())), []uint32{0, 1}) {
+		t.Fatalf("proposals %v, want the put on [0 1]", props)
+	}
+	c.l.storeAck(0, true, ack)
+	if len(c.l.out.prunes) != 0 {
+		t.Fatalf("prunes %v after the second answer to a resent copy; want none", c.l.out.prunes)
+	}
+	c.apply(props...)
+	if r := c.replies(); len(r) != 1 || r[0].GetCode() != messages.ReplyCode_REPLY_OK {
+		t.Fatalf("replies %v, want OK", r)
+	}
+	c.l.storeAck(0, true, ack) // later still: the index names slot 0
+	c.advance(c.l.cfg.StoreTimeout)
+	if r, sel := c.takeResent(), c.selects(); len(r) != 0 || len(sel) != 0 || len(c.l.out.prunes) != 0 {
+		t.Fatalf("after the write: resent %v, selections %v, prunes %v; want none", r, sel, c.l.out.prunes)
+	}
+}
+
+// A resent copy that still goes unanswered times out as any other: it is
+// resent only once, its member is replaced, and a late answer to it is
+// then a stray copy, pruned.
+func TestCoordinatorResentCopyStillUnansweredIsReplaced(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	c.set(1, 9, "x")
+	sel := c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0, 1}, Live: 3})
+	st := c.stores()
+	first := st[0][0]
+	c.l.storeAck(1, true, &messages.StoreAck{RequestId: st[1][0].GetRequestId(), Id: 9, Version: first.GetVersion(), Size: 1})
+	c.advance(c.l.cfg.StoreTimeout + 100*time.Millisecond)
+	if r := c.takeResent(); len(r) != 1 || r[0].slot != 0 {
+		t.Fatalf("resent %v, want slot 0's copy once", r)
+	}
+	sel = c.selects()
+	if len(sel) != 1 || !slices.Equal(slices.Sorted(slices.Values(sel[0].GetExclude())), []uint32{0, 1}) {
+		t.Fatalf("selections %v, want a replacement excluding [0 1]", sel)
+	}
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{2}, Live: 3})
+	st = c.stores()
+	c.l.storeAck(0, true, &messages.StoreAck{RequestId: first.GetRequestId(), Id: 9, Version: first.GetVersion(), Size: 1})
+	if got := c.l.out.prunes[0].GetRequests(); len(got) != 1 || got[0].GetVersion() != first.GetVersion() {
+		t.Fatalf("prunes to slot 0: %v, want the stray copy pruned", got)
+	}
+	c.l.storeAck(2, true, &messages.StoreAck{RequestId: st[2][0].GetRequestId(), Id: 9, Version: first.GetVersion(), Size: 1})
+	props := c.takeProposals()
+	if len(props) != 1 || !slices.Equal(slices.Sorted(slices.Values(props[0].GetPut().GetReplicas())), []uint32{1, 2}) {
+		t.Fatalf("proposals %v, want the put on [1 2]", props)
+	}
+}
+
+// A large copy is resent later: its wait grows with the bytes in flight
+// to its member, as its timeout does. With StoreResendAfter negative,
+// nothing is resent.
+func TestCoordinatorResendWaitsForQueuedBytesAndCanBeOff(t *testing.T) {
+	c := newCoord(t, 1, 1)
+	c.set(1, 9, strings.Repeat("x", int(DefaultMemberRate/2))) // half a second at MemberRate
+	sel := c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0}, Live: 1})
+	c.stores()
+	c.advance(c.l.cfg.StoreResendAfter + 300*time.Millisecond)
+	if r := c.takeResent(); len(r) != 0 {
+		t.Fatalf("resent %v: a large copy resent as soon as a small one", r)
+	}
+	c.advance(300 * time.Millisecond)
+	if r := c.takeResent(); len(r) != 1 {
+		t.Fatalf("resent %v, want the large copy resent after StoreResendAfter plus its bytes' time", r)
+	}
+
+	c = newCoord(t, 1, 1)
+	c.l.cfg.StoreResendAfter = -1
+	c.set(1, 9, "x")
+	sel = c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0}, Live: 1})
+	c.stores()
+	c.advance(c.l.cfg.StoreTimeout - 100*time.Millisecond)
+	if r := c.takeResent(); len(r) != 0 {
+		t.Fatalf("resent %v with StoreResendAfter off", r)
 	}
 }
 

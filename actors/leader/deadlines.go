@@ -30,21 +30,30 @@ func memberTimeLimit(base time.Duration, inflightBytes uint64, rate uint64) time
 	return base + time.Duration(float64(inflightBytes)/float64(rate)*float64(time.Second))
 }
 
-// deadlineItem is when the request sent to a member with id times out.
+// deadlineItem is when the request sent to a member with id times out,
+// or, if resend is set, when its copy is sent to the member once more
+// (Config.StoreResendAfter).
 type deadlineItem struct {
 	id       uint64
 	deadline time.Time
+	resend   bool
 }
 
 // deadlineHeap holds the deadlines of the requests in flight to members,
 // the earliest first. Deadlines are not added in order, since each depends
 // on its member's queue (memberTimeLimit). Answered requests stay until
-// their deadline passes and are then skipped.
+// their deadline passes and are then skipped. Equal deadlines come due in
+// the order their requests were sent.
 type deadlineHeap []deadlineItem
 
-func (h deadlineHeap) Len() int           { return len(h) }
-func (h deadlineHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
-func (h deadlineHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h deadlineHeap) Len() int { return len(h) }
+func (h deadlineHeap) Less(i, j int) bool {
+	if h[i].deadline.Equal(h[j].deadline) {
+		return h[i].id < h[j].id
+	}
+	return h[i].deadline.Before(h[j].deadline)
+}
+func (h deadlineHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
 
 // Push and Pop are for container/heap; use add and due.
 func (h *deadlineHeap) Push(x any) { *h = append(*h, x.(deadlineItem)) }
@@ -60,9 +69,9 @@ func (h *deadlineHeap) Pop() any {
 func (h *deadlineHeap) add(item deadlineItem) { heap.Push(h, item) }
 
 // due removes and returns the earliest deadline if it is not after now.
-func (h *deadlineHeap) due(now time.Time) (uint64, bool) {
+func (h *deadlineHeap) due(now time.Time) (deadlineItem, bool) {
 	if len(*h) == 0 || (*h)[0].deadline.After(now) {
-		return 0, false
+		return deadlineItem{}, false
 	}
-	return heap.Pop(h).(deadlineItem).id, true
+	return heap.Pop(h).(deadlineItem), true
 }

@@ -9,10 +9,13 @@ type Metrics struct {
 	FanoutSeconds   prometheus.Histogram
 	CommitSeconds   prometheus.Histogram
 	ReplicaFailures *prometheus.CounterVec
-	ReadFallbacks   *prometheus.CounterVec
-	LiveMembers     prometheus.Gauge
-	MemberMessages  *prometheus.GaugeVec
-	MemberBytes     *prometheus.GaugeVec
+	// StoreResends counts copies sent to a member once more because its
+	// answer was late (Config.StoreResendAfter).
+	StoreResends   prometheus.Counter
+	ReadFallbacks  *prometheus.CounterVec
+	LiveMembers    prometheus.Gauge
+	MemberMessages *prometheus.GaugeVec
+	MemberBytes    *prometheus.GaugeVec
 	// RefusedProposals counts entries refused before they were logged
 	// because the state machine would reject them.
 	RefusedProposals prometheus.Counter
@@ -42,6 +45,10 @@ func NewMetrics(reg prometheus.Registerer, status *Status) *Metrics {
 			Name: "tolerex_replica_store_failures_total",
 			Help: "Member stores that failed and were retried on another member, by reason.",
 		}, []string{"reason"}),
+		StoreResends: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tolerex_replica_store_resends_total",
+			Help: "Copies sent once more to a live member whose answer was late (--store-resend-after); its answer may have been lost.",
+		}),
 		ReadFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tolerex_read_fallbacks_total",
 			Help: "Replica reads that failed and fell back to another replica, by reason.",
@@ -71,7 +78,7 @@ func NewMetrics(reg prometheus.Registerer, status *Status) *Metrics {
 			Help: "Forwarded requests the active leader answered busy (not taken, sent again by their gateway) because it held as many message bytes from their gateway as it takes.",
 		}),
 	}
-	reg.MustRegister(m.FanoutSeconds, m.CommitSeconds, m.ReplicaFailures, m.ReadFallbacks,
+	reg.MustRegister(m.FanoutSeconds, m.CommitSeconds, m.ReplicaFailures, m.StoreResends, m.ReadFallbacks,
 		m.LiveMembers, m.MemberMessages, m.MemberBytes, m.RefusedProposals, m.ForwardedBytes, m.ForwardsBusy,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tolerex_index_messages",

@@ -32,6 +32,20 @@ type write struct {
 	done    bool // proposed or failed
 	failed  bool // answered with an error
 	started time.Time
+	// resentTo are the members a copy was sent to once more because
+	// their answer was late (Config.StoreResendAfter), under the same
+	// request id: the answer to one attempt settles the copy, and the
+	// other's answer must then not be taken for a stray copy.
+	resentTo []uint32
+}
+
+// expectsRepeat reports whether an answer from slot to an attempt whose
+// copy is settled may still arrive for a copy the write counts on: slot
+// was asked again after a timeout (placement), or its copy was resent
+// while waiting and is stored. A copy resent and then failed or timed out
+// (and replaced) is not counted on: a late answer to it is a stray copy.
+func (w *write) expectsRepeat(slot uint32) bool {
+	return w.place.isAskedAgain(slot) || (slices.Contains(w.resentTo, slot) && slices.Contains(w.place.stored, slot))
 }
 
 // read is one GET in progress.
@@ -121,8 +135,43 @@ func (l *leader) sendStore(w *write, slot uint32) {
 		l.resent[w.id] = w
 		l.log.Warn().Uint32("slot", slot).Int64("id", w.id).Msg("no other member to take the copy; sending it again to a live member whose answer did not arrive")
 	}
-	id := l.track(&outstanding{slot: slot, write: w, bytes: uint64(len(w.payload))}, l.cfg.StoreTimeout)
+	o := &outstanding{slot: slot, write: w, bytes: uint64(len(w.payload))}
+	id := l.track(o, l.cfg.StoreTimeout)
+	if l.cfg.StoreResendAfter > 0 {
+		at := o.sent.Add(memberTimeLimit(l.cfg.StoreResendAfter, v.inflightBytes, l.cfg.MemberRate))
+		if at.Before(o.deadline) {
+			l.deadlines.add(deadlineItem{id: id, deadline: at, resend: true})
+		}
+	}
 	l.queueStore(slot, &messages.StoreRequest{RequestId: id, Id: w.id, Version: w.version, Payload: w.payload, Again: again})
+}
+
+// resendStore sends the copy of the store request id once more to its
+// member, under the same request id, if it is still unanswered and the
+// member still looks live: its answer may have been lost on the way (a
+// connection protoactor tore down while it churned). The member stores it
+// again without counting it twice (StoreRequest.again), and whichever
+// answer comes first settles the copy.
+func (l *leader) resendStore(id uint64) {
+	o, ok := l.requests[id]
+	if !ok || o.write == nil || o.write.done {
+		return
+	}
+	v := l.slot(o.slot)
+	if v == nil || !v.usable() {
+		return
+	}
+	w := o.write
+	if !slices.Contains(w.resentTo, o.slot) {
+		w.resentTo = append(w.resentTo, o.slot)
+	}
+	l.resent[w.id] = w
+	if m := l.cfg.Metrics; m != nil {
+		m.StoreResends.Inc()
+	}
+	l.log.Info().Uint32("slot", o.slot).Int64("id", w.id).Dur("waited", l.now().Sub(o.sent)).
+		Msg("no answer from a live member yet; sending the copy to it again")
+	l.queueStore(o.slot, &messages.StoreRequest{RequestId: id, Id: w.id, Version: w.version, Payload: w.payload, Again: true})
 }
 
 // track registers an outstanding member request and returns its id. Its
@@ -217,15 +266,16 @@ func (l *leader) storeAck(from uint32, fromKnown bool, msg *messages.StoreAck) {
 	l.checkWrite(w)
 }
 
-// answerToFirstAttempt handles a late answer to the first attempt of a
-// copy the write in progress sent again to the same member, and reports
-// whether it was one. The copy is the second attempt's too: it must not be
-// pruned as a stray while the write may still name the member. The second
-// attempt's own answer settles the write; this one only drops the copy if
-// the write failed or finished without the member.
+// answerToFirstAttempt handles a late answer to one attempt of a copy the
+// write in progress sent again to the same member (after a timeout, or
+// resent while waiting), and reports whether it was one. The copy is the
+// other attempt's too: it must not be pruned as a stray while the write
+// may still name the member. The answer that settled the copy decided it;
+// this one only drops the copy if the write failed or finished without the
+// member.
 func (l *leader) answerToFirstAttempt(from uint32, fromKnown bool, msg *messages.StoreAck) bool {
 	w := l.resent[msg.GetId()]
-	if !fromKnown || w == nil || w.version != msg.GetVersion() || !w.place.isAskedAgain(from) {
+	if !fromKnown || w == nil || w.version != msg.GetVersion() || !w.expectsRepeat(from) {
 		return false
 	}
 	if w.done && msg.GetError() == "" && (w.failed || !slices.Contains(w.place.stored, from)) {
@@ -437,10 +487,15 @@ func (l *leader) readFailed(o *outstanding, reason string) {
 	l.nextReplica(o.read)
 }
 
-// expire fails requests whose deadline passed.
+// expire fails requests whose deadline passed, and resends the copies
+// whose answer is late.
 func (l *leader) expire(now time.Time) {
-	for id, ok := l.deadlines.due(now); ok; id, ok = l.deadlines.due(now) {
-		if o, ok := l.settle(id); ok {
+	for item, ok := l.deadlines.due(now); ok; item, ok = l.deadlines.due(now) {
+		if item.resend {
+			l.resendStore(item.id)
+			continue
+		}
+		if o, ok := l.settle(item.id); ok {
 			l.failed(o, "timeout")
 		}
 	}

@@ -43,6 +43,13 @@ const DefaultSpaceCheckInterval = time.Second
 // --fault-injection send it on POST /debug/fault/storage-panic.
 type InjectPanic struct{}
 
+// InjectDropAcks makes the storage actor store as usual but drop the next
+// Count acknowledgement messages it would send (each answers the stores of
+// one group commit from one leader), as a connection torn down under them
+// would; members started with --fault-injection send it on POST
+// /debug/fault/drop-store-acks. A restart of the actor forgets it.
+type InjectDropAcks struct{ Count int }
+
 // NewStorage returns the producer of the storage actor. It opens the store
 // when it starts and closes it when it stops or is restarted, so a restart
 // reopens the store from disk.
@@ -124,6 +131,9 @@ type storageActor struct {
 	// written; it is reopened read-write once the guard sees space again
 	// (never, with the check turned off).
 	noSpace error
+	// dropAcks is how many more acknowledgement messages the actor drops
+	// instead of sending (InjectDropAcks).
+	dropAcks int
 }
 
 // spaceTick makes the actor check the free space.
@@ -192,6 +202,8 @@ func (a *storageActor) Receive(ctx actor.Context) {
 		}
 	case *storeWriteFailed:
 		a.writeFailed(ctx, msg)
+	case *InjectDropAcks:
+		a.dropAcks = max(msg.Count, 0)
 	case InjectPanic, *InjectPanic:
 		a.log.Warn().Msg("fault injection: storage actor panics now")
 		panic("injected storage fault")
@@ -430,6 +442,11 @@ func (a *storageActor) acknowledge(ctx actor.Context, msg *committed) {
 		groups[i].acks.Acks = append(groups[i].acks.Acks, ack)
 	}
 	for _, g := range groups {
+		if a.dropAcks > 0 {
+			a.dropAcks--
+			a.log.Warn().Int("acks", len(g.acks.GetAcks())).Int("left", a.dropAcks).Msg("fault injection: dropping stored copies' acknowledgements")
+			continue
+		}
 		ctx.Request(g.to, g.acks) // the sender tells the leader which member answered
 	}
 	a.publishStats()

@@ -39,6 +39,7 @@ type gatewayFlags struct {
 	balancer       string
 	noPrompt       bool
 	storeTimeout   time.Duration
+	storeResend    time.Duration
 	memberRate     byteSize
 	readTimeout    time.Duration
 	faultInjection bool
@@ -86,6 +87,7 @@ the file named by --tolerance-file holding a line TOLERANCE=N; without that, 2.`
 	fs.StringVar(&f.balancer, "balancer", string(selector.LeastLoaded), "replica selection: least_loaded or p2c (power of two choices)")
 	fs.BoolVar(&f.noPrompt, "no-prompt", false, "no banner and no \"tolerex> \" prompt: for machine clients")
 	fs.DurationVar(&f.storeTimeout, "store-timeout", 2*time.Second, "time a member has to store a copy before another member replaces it")
+	fs.DurationVar(&f.storeResend, "store-resend-after", leader.DefaultStoreResendAfter, "time a live member may leave a copy unanswered before the same copy is sent to it once more (its answer may have been lost), plus the time the bytes in flight to it take at --member-rate; 0 turns it off")
 	fs.DurationVar(&f.readTimeout, "read-timeout", time.Second, "time a member has to serve a read before the next replica is tried, plus the time the bytes in flight to that member (the read's own message included) take at --member-rate")
 	f.memberRate = leader.DefaultMemberRate
 	fs.Var(&f.memberRate, "member-rate", "slowest rate a member is expected to store or serve at: a copy gets --store-timeout, a read --read-timeout, plus the time the bytes in flight to its member (its own included) take at this rate, so requests queued behind large messages are not taken for lost; bytes a second, or with KiB, MiB, GiB or TiB")
@@ -165,12 +167,13 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 	}
 	status := &leader.Status{}
 	leaderCfg := leader.Config{
-		Tolerance:      f.tolerance,
-		Balancer:       policy,
-		StoreTimeout:   f.storeTimeout,
-		ReadTimeout:    f.readTimeout,
-		MemberRate:     uint64(f.memberRate),
-		RequestTimeout: f.requestTimeout,
+		Tolerance:        f.tolerance,
+		Balancer:         policy,
+		StoreTimeout:     f.storeTimeout,
+		StoreResendAfter: resendAfter(f.storeResend),
+		ReadTimeout:      f.readTimeout,
+		MemberRate:       uint64(f.memberRate),
+		RequestTimeout:   f.requestTimeout,
 		// The leader works on as many SET bytes as this gateway's
 		// clients may have in flight, shared with the other gateways'.
 		MaxHeldBytes:   f.maxInflight,
@@ -353,4 +356,13 @@ func handOffLeadership(root *actor.RootContext, consensusPID *actor.PID, status 
 		time.Sleep(10 * time.Millisecond)
 	}
 	log.Info().Bool("handed_off", !status.Leading.Load()).Dur("took", time.Since(started)).Msg("leadership handed off before stopping")
+}
+
+// resendAfter maps --store-resend-after to leader.Config.StoreResendAfter,
+// where 0 means the default: the flag's 0 (or less) turns resending off.
+func resendAfter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

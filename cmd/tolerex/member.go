@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -58,7 +59,7 @@ restart with the same data dir rejoins as the same member with its data.`,
 	fs := cmd.Flags()
 	f.node.register(fs, "127.0.0.1:7001", "127.0.0.1:8001", "")
 	fs.StringVar(&f.join, "join", "127.0.0.1:7000", "the gateways' node addresses (their --node-addr), comma-separated; the member heartbeats to the one that leads")
-	fs.BoolVar(&f.faultInjection, "fault-injection", false, "accept POST /debug/fault/storage-panic on the admin port (crash tests only)")
+	fs.BoolVar(&f.faultInjection, "fault-injection", false, "accept POST /debug/fault/storage-panic and /debug/fault/drop-store-acks?count=N on the admin port (crash tests only)")
 	fs.DurationVar(&f.heartbeat, "heartbeat", 250*time.Millisecond, "interval between heartbeats to the leading gateway (it also bounds how soon a member re-homes after a leader change)")
 	def := member.DefaultRestartPolicy()
 	fs.IntVar(&f.maxRestarts, "storage-max-restarts", def.MaxRestarts, fmt.Sprintf("restarts of a crashing storage actor allowed within %s before it is stopped for good", def.Window))
@@ -138,11 +139,24 @@ func runMember(ctx context.Context, f memberFlags) error {
 		})
 	})
 	if f.faultInjection {
-		log.Warn().Msg("--fault-injection: POST /debug/fault/storage-panic crashes the storage actor")
+		log.Warn().Msg("--fault-injection: POST /debug/fault/storage-panic crashes the storage actor, POST /debug/fault/drop-store-acks?count=N drops its next N acknowledgements")
 		storage := node.System.NewLocalPID(messages.StorageActor)
 		admin.HandleFunc("POST /debug/fault/storage-panic", func(w http.ResponseWriter, _ *http.Request) {
 			root.Send(storage, &member.InjectPanic{})
 			fmt.Fprintln(w, "storage actor told to panic")
+		})
+		admin.HandleFunc("POST /debug/fault/drop-store-acks", func(w http.ResponseWriter, r *http.Request) {
+			count := 1
+			if v := r.URL.Query().Get("count"); v != "" {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 0 {
+					http.Error(w, fmt.Sprintf("count %q: want a whole number, 0 or more", v), http.StatusBadRequest)
+					return
+				}
+				count = n
+			}
+			root.Send(storage, &member.InjectDropAcks{Count: count})
+			fmt.Fprintf(w, "storage actor told to drop its next %d acknowledgement messages\n", count)
 		})
 	}
 	serveUntilDone(ctx, node, admin, nil, pid)
