@@ -276,13 +276,7 @@ func TestCoordinatorCopyAskedAgainCompletesTheWrite(t *testing.T) {
 // the write long before the store timeout; the other is dropped, without
 // pruning the copy the write names.
 func TestCoordinatorResendsALateCopyOnce(t *testing.T) {
-	c := newCoord(t, 2, 3)
-	c.set(1, 9, "x")
-	sel := c.selects()
-	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0, 1}, Live: 3})
-	st := c.stores()
-	first := st[0][0]
-	c.l.storeAck(1, true, &messages.StoreAck{RequestId: st[1][0].GetRequestId(), Id: 9, Version: first.GetVersion(), Size: 1})
+	c, first := slotOneAnswered(t)
 	c.advance(c.l.cfg.StoreResendAfter - 100*time.Millisecond)
 	if r := c.takeResent(); len(r) != 0 {
 		t.Fatalf("resent %v before StoreResendAfter", r)
@@ -322,23 +316,17 @@ func TestCoordinatorResendsALateCopyOnce(t *testing.T) {
 // resent only once, its member is replaced, and a late answer to it is
 // then a stray copy, pruned.
 func TestCoordinatorResentCopyStillUnansweredIsReplaced(t *testing.T) {
-	c := newCoord(t, 2, 3)
-	c.set(1, 9, "x")
-	sel := c.selects()
-	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0, 1}, Live: 3})
-	st := c.stores()
-	first := st[0][0]
-	c.l.storeAck(1, true, &messages.StoreAck{RequestId: st[1][0].GetRequestId(), Id: 9, Version: first.GetVersion(), Size: 1})
+	c, first := slotOneAnswered(t)
 	c.advance(c.l.cfg.StoreTimeout + 100*time.Millisecond)
 	if r := c.takeResent(); len(r) != 1 || r[0].slot != 0 {
 		t.Fatalf("resent %v, want slot 0's copy once", r)
 	}
-	sel = c.selects()
+	sel := c.selects()
 	if len(sel) != 1 || !slices.Equal(slices.Sorted(slices.Values(sel[0].GetExclude())), []uint32{0, 1}) {
 		t.Fatalf("selections %v, want a replacement excluding [0 1]", sel)
 	}
 	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{2}, Live: 3})
-	st = c.stores()
+	st := c.stores()
 	c.l.storeAck(0, true, &messages.StoreAck{RequestId: first.GetRequestId(), Id: 9, Version: first.GetVersion(), Size: 1})
 	if got := c.l.out.prunes[0].GetRequests(); len(got) != 1 || got[0].GetVersion() != first.GetVersion() {
 		t.Fatalf("prunes to slot 0: %v, want the stray copy pruned", got)
@@ -355,10 +343,7 @@ func TestCoordinatorResentCopyStillUnansweredIsReplaced(t *testing.T) {
 // nothing is resent.
 func TestCoordinatorResendWaitsForQueuedBytesAndCanBeOff(t *testing.T) {
 	c := newCoord(t, 1, 1)
-	c.set(1, 9, strings.Repeat("x", int(DefaultMemberRate/2))) // half a second at MemberRate
-	sel := c.selects()
-	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0}, Live: 1})
-	c.stores()
+	c.storeOnSlotZero(strings.Repeat("x", int(DefaultMemberRate/2))) // half a second at MemberRate
 	c.advance(c.l.cfg.StoreResendAfter + 300*time.Millisecond)
 	if r := c.takeResent(); len(r) != 0 {
 		t.Fatalf("resent %v: a large copy resent as soon as a small one", r)
@@ -370,14 +355,34 @@ func TestCoordinatorResendWaitsForQueuedBytesAndCanBeOff(t *testing.T) {
 
 	c = newCoord(t, 1, 1)
 	c.l.cfg.StoreResendAfter = -1
-	c.set(1, 9, "x")
-	sel = c.selects()
-	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0}, Live: 1})
-	c.stores()
+	c.storeOnSlotZero("x")
 	c.advance(c.l.cfg.StoreTimeout - 100*time.Millisecond)
 	if r := c.takeResent(); len(r) != 0 {
 		t.Fatalf("resent %v with StoreResendAfter off", r)
 	}
+}
+
+// slotOneAnswered starts a SET of id 9 (tolerance 2, 3 live members) on
+// members 0 and 1, has member 1 answer, and returns the store request
+// sent to member 0, still unanswered.
+func slotOneAnswered(t *testing.T) (*coord, *messages.StoreRequest) {
+	t.Helper()
+	c := newCoord(t, 2, 3)
+	c.set(1, 9, "x")
+	sel := c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0, 1}, Live: 3})
+	st := c.stores()
+	c.l.storeAck(1, true, &messages.StoreAck{RequestId: st[1][0].GetRequestId(), Id: 9, Version: st[0][0].GetVersion(), Size: 1})
+	return c, st[0][0]
+}
+
+// storeOnSlotZero starts a SET of id 9 with value and places its one copy
+// on member 0, unanswered.
+func (c *coord) storeOnSlotZero(value string) {
+	c.set(1, 9, value)
+	sel := c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0}, Live: 1})
+	c.stores()
 }
 
 // bothStoresTimeOut starts a SET of id 9 (tolerance 2, 3 live members) on
