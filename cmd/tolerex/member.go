@@ -156,7 +156,7 @@ func runMember(ctx context.Context, f memberFlags) error {
 				count = n
 			}
 			root.Send(storage, &member.InjectDropAcks{Count: count})
-			fmt.Fprintf(w, "storage actor told to drop its next %d acknowledgement messages\n", count)
+			fmt.Fprintf(w, "storage actor told to drop its next %d acknowledgement message(s)\n", count)
 		})
 	}
 	serveUntilDone(ctx, node, admin, nil, pid)
