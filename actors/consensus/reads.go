@@ -12,8 +12,11 @@ import (
 // a request context of its own; once a quorum confirms the leader's
 // leadership Raft answers with the commit index of that moment, and the
 // barrier is released when the state machine has applied that far. Raft
-// drops a ReadIndex request silently in some states, so one unanswered for
-// barrierRetryTicks is asked again under a fresh context.
+// gives no error for a ReadIndex it will not answer (a leader that steps
+// down forgets its pending ones), so one unanswered for barrierRetryTicks
+// is asked again under a fresh context and an answer to the old one is
+// ignored. On the leader that is a defence: a step-down, the one case
+// known, fails every barrier (failAll).
 type barriers struct {
 	nextCtx uint64
 	byCtx   map[uint64]*barrier
@@ -33,10 +36,15 @@ type barrier struct {
 // before it is asked again: a few heartbeat rounds.
 const barrierRetryTicks = 4
 
+// sender is what barriers need of an actor.Context: answering requesters.
+type sender interface {
+	Send(pid *actor.PID, message interface{})
+}
+
 func newBarriers() *barriers { return &barriers{byCtx: make(map[uint64]*barrier)} }
 
 // add asks Raft to confirm leadership for a barrier.
-func (b *barriers) add(ctx actor.Context, n *node, id uint64, requester *actor.PID) {
+func (b *barriers) add(ctx sender, n *node, id uint64, requester *actor.PID) {
 	if !n.isLeader || !n.ready {
 		ctx.Send(requester, &BarrierFailed{ID: id, Reason: "not the Raft leader"})
 		return
@@ -73,7 +81,7 @@ func (b *barriers) confirmed(states []raft.ReadState) {
 
 // release answers the confirmed barriers the state machine has caught up
 // with.
-func (b *barriers) release(ctx actor.Context, applied uint64, m *Metrics) {
+func (b *barriers) release(ctx sender, applied uint64, m *Metrics) {
 	kept := b.ready[:0]
 	for _, br := range b.ready {
 		if br.index <= applied {
@@ -107,7 +115,7 @@ func (b *barriers) retry(n *node) {
 }
 
 // failAll answers every barrier with a failure.
-func (b *barriers) failAll(ctx actor.Context, reason string) {
+func (b *barriers) failAll(ctx sender, reason string) {
 	for _, br := range b.byCtx {
 		ctx.Send(br.requester, &BarrierFailed{ID: br.id, Reason: reason})
 	}
