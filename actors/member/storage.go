@@ -50,6 +50,13 @@ type InjectPanic struct{}
 // /debug/fault/drop-store-acks. A restart of the actor forgets it.
 type InjectDropAcks struct{ Count int }
 
+// InjectDropReadReplies makes the storage actor serve reads as usual but
+// drop the next Count read answer messages (each answers one batch of
+// reads from one leader), as a connection torn down under them would;
+// members started with --fault-injection send it on POST
+// /debug/fault/drop-read-replies. A restart of the actor forgets it.
+type InjectDropReadReplies struct{ Count int }
+
 // NewStorage returns the producer of the storage actor. It opens the store
 // when it starts and closes it when it stops or is restarted, so a restart
 // reopens the store from disk.
@@ -132,8 +139,9 @@ type storageActor struct {
 	// (never, with the check turned off).
 	noSpace error
 	// dropAcks is how many more acknowledgement messages the actor drops
-	// instead of sending (InjectDropAcks).
-	dropAcks int
+	// instead of sending (InjectDropAcks), dropReads how many more read
+	// answers (InjectDropReadReplies).
+	dropAcks, dropReads int
 }
 
 // spaceTick makes the actor check the free space.
@@ -188,6 +196,11 @@ func (a *storageActor) Receive(ctx actor.Context) {
 		for i, req := range msg.GetRequests() {
 			replies[i] = a.read(req)
 		}
+		if a.dropReads > 0 {
+			a.dropReads--
+			a.log.Warn().Int("replies", len(replies)).Int("left", a.dropReads).Msg("fault injection: dropping read answers")
+			return
+		}
 		ctx.Respond(&messages.ReadReplyBatch{Replies: replies})
 	case *messages.PruneBatch:
 		for _, req := range msg.GetRequests() {
@@ -204,6 +217,8 @@ func (a *storageActor) Receive(ctx actor.Context) {
 		a.writeFailed(ctx, msg)
 	case *InjectDropAcks:
 		a.dropAcks = max(msg.Count, 0)
+	case *InjectDropReadReplies:
+		a.dropReads = max(msg.Count, 0)
 	case InjectPanic, *InjectPanic:
 		a.log.Warn().Msg("fault injection: storage actor panics now")
 		panic("injected storage fault")

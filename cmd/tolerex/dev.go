@@ -84,7 +84,7 @@ everything cleanly; the data stays for the next run (make clean removes it).`,
 	fs.StringVar(&f.balancer, "balancer", "least_loaded", "replica selection: least_loaded or p2c")
 	fs.BoolVar(&f.noPrompt, "no-prompt", false, "start the gateways with --no-prompt")
 	fs.BoolVar(&f.sync, "sync", true, "fsync before acknowledging (false is unsafe)")
-	fs.BoolVar(&f.faultInjection, "fault-injection", true, "start members with --fault-injection (POST /debug/fault/storage-panic and /debug/fault/drop-store-acks)")
+	fs.BoolVar(&f.faultInjection, "fault-injection", true, "start members with --fault-injection (POST /debug/fault/storage-panic, /debug/fault/drop-store-acks and /debug/fault/drop-read-replies)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level of the processes (their logs go to files)")
 	fs.BoolVar(&f.actorMetrics, "protoactor-metrics", true, "start the processes with --protoactor-metrics")
 	fs.DurationVar(&f.notReadyAfter, "report-not-ready-after", 10*time.Second, "print a line for a process whose /readyz has failed this long (since it started or was last ready), and another when it is ready again")

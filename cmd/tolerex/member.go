@@ -59,7 +59,7 @@ restart with the same data dir rejoins as the same member with its data.`,
 	fs := cmd.Flags()
 	f.node.register(fs, "127.0.0.1:7001", "127.0.0.1:8001", "")
 	fs.StringVar(&f.join, "join", "127.0.0.1:7000", "the gateways' node addresses (their --node-addr), comma-separated; the member heartbeats to the one that leads")
-	fs.BoolVar(&f.faultInjection, "fault-injection", false, "accept POST /debug/fault/storage-panic and /debug/fault/drop-store-acks?count=N on the admin port (crash tests only)")
+	fs.BoolVar(&f.faultInjection, "fault-injection", false, "accept POST /debug/fault/storage-panic, /debug/fault/drop-store-acks?count=N and /debug/fault/drop-read-replies?count=N on the admin port (crash tests only)")
 	fs.DurationVar(&f.heartbeat, "heartbeat", 250*time.Millisecond, "interval between heartbeats to the leading gateway (it also bounds how soon a member re-homes after a leader change)")
 	def := member.DefaultRestartPolicy()
 	fs.IntVar(&f.maxRestarts, "storage-max-restarts", def.MaxRestarts, fmt.Sprintf("restarts of a crashing storage actor allowed within %s before it is stopped for good", def.Window))
@@ -139,28 +139,42 @@ func runMember(ctx context.Context, f memberFlags) error {
 		})
 	})
 	if f.faultInjection {
-		log.Warn().Msg("--fault-injection: POST /debug/fault/storage-panic crashes the storage actor, POST /debug/fault/drop-store-acks?count=N drops its next N acknowledgements")
+		log.Warn().Msg("--fault-injection: POST /debug/fault/storage-panic crashes the storage actor, POST /debug/fault/drop-store-acks?count=N drops its next N acknowledgements, POST /debug/fault/drop-read-replies?count=N its next N read answers")
 		storage := node.System.NewLocalPID(messages.StorageActor)
 		admin.HandleFunc("POST /debug/fault/storage-panic", func(w http.ResponseWriter, _ *http.Request) {
 			root.Send(storage, &member.InjectPanic{})
 			fmt.Fprintln(w, "storage actor told to panic")
 		})
 		admin.HandleFunc("POST /debug/fault/drop-store-acks", func(w http.ResponseWriter, r *http.Request) {
-			count := 1
-			if v := r.URL.Query().Get("count"); v != "" {
-				n, err := strconv.Atoi(v)
-				if err != nil || n < 0 {
-					http.Error(w, fmt.Sprintf("count %q: want a whole number, 0 or more", v), http.StatusBadRequest)
-					return
-				}
-				count = n
+			if count, ok := faultCount(w, r); ok {
+				root.Send(storage, &member.InjectDropAcks{Count: count})
+				fmt.Fprintf(w, "storage actor told to drop its next %d acknowledgement message(s)\n", count)
 			}
-			root.Send(storage, &member.InjectDropAcks{Count: count})
-			fmt.Fprintf(w, "storage actor told to drop its next %d acknowledgement message(s)\n", count)
+		})
+		admin.HandleFunc("POST /debug/fault/drop-read-replies", func(w http.ResponseWriter, r *http.Request) {
+			if count, ok := faultCount(w, r); ok {
+				root.Send(storage, &member.InjectDropReadReplies{Count: count})
+				fmt.Fprintf(w, "storage actor told to drop its next %d read answer message(s)\n", count)
+			}
 		})
 	}
 	serveUntilDone(ctx, node, admin, nil, pid)
 	return nil
+}
+
+// faultCount reads a fault endpoint's ?count=N (default 1); on a bad value
+// it answers 400 and reports false.
+func faultCount(w http.ResponseWriter, r *http.Request) (int, bool) {
+	v := r.URL.Query().Get("count")
+	if v == "" {
+		return 1, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		http.Error(w, fmt.Sprintf("count %q: want a whole number, 0 or more", v), http.StatusBadRequest)
+		return 0, false
+	}
+	return n, true
 }
 
 // memberView is a member's /api/cluster: its own view; the gateway's
