@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tolerex/tolerex/gateway/client"
 )
 
 // TestLostStoreAckIsResent drops a member's acknowledgement of a stored
@@ -18,21 +21,9 @@ import (
 // waits the whole store timeout (5 s here) and then asks the member again.
 func TestLostStoreAckIsResent(t *testing.T) {
 	const storeTimeout = 5 * time.Second
-	c := NewCluster(t, bin, Options{Members: 2, Tolerance: 2, FaultInjection: true,
-		GatewayArgs: []string{"--store-timeout", storeTimeout.String()}})
-	c.DumpLogsOnFailure(t)
-	c.Start(t)
-	cl := c.Dial(t)
-	led := newLedger()
-	pipelineSet(t, cl, led, 0, 10, "before-")
-
+	c, cl, led := twoMembersWritten(t, "--store-timeout", storeTimeout.String())
 	victim := c.Members[0]
-	if code := victim.Post(t, "/debug/fault/drop-store-acks?count=1"); code != http.StatusOK {
-		t.Fatalf("fault injection: HTTP %d", code)
-	}
-	if code := victim.Post(t, "/debug/fault/drop-store-acks?count=-1"); code != http.StatusBadRequest {
-		t.Fatalf("a negative count: HTTP %d, want 400", code)
-	}
+	injectOnce(t, victim, "/debug/fault/drop-store-acks")
 	start := time.Now()
 	if err := cl.Set(100, []byte("after-the-lost-ack")); err != nil {
 		t.Fatalf("SET whose acknowledgement was dropped: %v", err)
@@ -68,5 +59,73 @@ func TestLostStoreAckIsResent(t *testing.T) {
 	}
 	if log := c.Gateway.Log(); !strings.Contains(log, "sending the copy to it again") {
 		t.Fatalf("the gateway did not log the resend:\n%s", c.Gateway.LogTail(3000))
+	}
+}
+
+// TestLostReadReplyIsHedged drops a member's answer to a read, as
+// protoactor does when it tears down a connection under it: the leader
+// asks the other replica too after --read-hedge-after, and the GET is
+// answered with the right value long before the read timeout (5 s here;
+// without the hedge the GET waits all of it, since the member is live).
+// Reads go to the replica with fewer requests in flight, ties at random,
+// so GETs are made until the victim has dropped one.
+func TestLostReadReplyIsHedged(t *testing.T) {
+	const readTimeout = 5 * time.Second
+	c, cl, led := twoMembersWritten(t, "--read-timeout", readTimeout.String())
+	victim := c.Members[0]
+	injectOnce(t, victim, "/debug/fault/drop-read-replies")
+	var slowest time.Duration
+	gets := 0
+	for ; gets < 40 && grepLines(victim.Log(), "fault injection: dropping read answers") == ""; gets++ {
+		id := int64(gets % 10)
+		start := time.Now()
+		got, found, err := cl.Get(id)
+		took := time.Since(start)
+		slowest = max(slowest, took)
+		if err != nil || !found || !bytes.Equal(got, []byte(fmt.Sprintf("before-%d", id))) {
+			t.Fatalf("GET %d: %q (found %v), %v", id, got, found, err)
+		}
+		// The design's bound, not a speed figure: the hedge is due 0.25 s
+		// after the read was sent.
+		if took >= readTimeout/2 {
+			t.Fatalf("GET %d took %v, want well under the %v read timeout", id, took, readTimeout)
+		}
+	}
+	if grepLines(victim.Log(), "fault injection: dropping read answers") == "" {
+		t.Fatalf("%s dropped no read answer in %d GETs; its log:\n%s", victim.NodeAddr, gets, victim.LogTail(3000))
+	}
+	t.Logf("%d GETs until %s dropped a read answer; the slowest took %v", gets, victim.NodeAddr, slowest)
+	if n := metricSum(t, c.Gateway, "tolerex_read_hedges_total"); n < 1 {
+		t.Fatalf("tolerex_read_hedges_total = %v, want at least 1", n)
+	}
+	if log := c.Gateway.Log(); !strings.Contains(log, "asking the next replica too") {
+		t.Fatalf("the gateway did not log the hedge:\n%s", c.Gateway.LogTail(3000))
+	}
+	led.verify(t, cl)
+}
+
+// twoMembersWritten starts a gateway with gatewayArgs and two members with
+// fault injection, tolerance 2 (every message on both, so no other member
+// can take over a request), and writes ids 0..9.
+func twoMembersWritten(t *testing.T, gatewayArgs ...string) (*Cluster, *client.Client, *ledger) {
+	t.Helper()
+	c := NewCluster(t, bin, Options{Members: 2, Tolerance: 2, FaultInjection: true, GatewayArgs: gatewayArgs})
+	c.DumpLogsOnFailure(t)
+	c.Start(t)
+	cl := c.Dial(t)
+	led := newLedger()
+	pipelineSet(t, cl, led, 0, 10, "before-")
+	return c, cl, led
+}
+
+// injectOnce arms a member's counted fault for one message, and checks that
+// a negative count is refused.
+func injectOnce(t *testing.T, m *Process, path string) {
+	t.Helper()
+	if code := m.Post(t, path+"?count=1"); code != http.StatusOK {
+		t.Fatalf("fault injection %s: HTTP %d", path, code)
+	}
+	if code := m.Post(t, path+"?count=-1"); code != http.StatusBadRequest {
+		t.Fatalf("%s with a negative count: HTTP %d, want 400", path, code)
 	}
 }

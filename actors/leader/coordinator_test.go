@@ -508,6 +508,7 @@ func (c *coord) get(request uint64, id int64) {
 // rounds, before it answers that no replica could serve the id.
 func TestCoordinatorReadAsksAgainAfterTimeouts(t *testing.T) {
 	c := newCoord(t, 2, 3)
+	c.l.cfg.ReadHedgeAfter = -1 // the timeouts alone
 	put := &messages.LogEntry{Entry: &messages.LogEntry_Put{Put: &messages.PutEntry{Id: 4, Version: 2<<meta.EpochShift | 1, Replicas: []uint32{1, 2}, Size: 1}}}
 	c.apply(put)
 
@@ -554,6 +555,7 @@ func TestCoordinatorReadAsksAgainAfterTimeouts(t *testing.T) {
 // message queued behind it gets that long too, since it waits for it.
 func TestCoordinatorReadLimitGrowsWithBytesInFlight(t *testing.T) {
 	c := newCoord(t, 2, 2)
+	c.l.cfg.ReadHedgeAfter = -1 // the timeout alone
 	const big = 8 << 20
 	for id, size := range map[int64]uint32{4: big, 5: 1} {
 		c.apply(&messages.LogEntry{Entry: &messages.LogEntry_Put{Put: &messages.PutEntry{
@@ -590,6 +592,140 @@ func TestCoordinatorReadLimitGrowsWithBytesInFlight(t *testing.T) {
 	if len(reads[1-slot]) != 2 {
 		t.Fatalf("after the read timeout plus %s: reads %v, want both GETs asked of the other replica", extra, reads)
 	}
+}
+
+// putOnTwo indexes id on slots 1 and 2 with a message of size bytes.
+func (c *coord) putOnTwo(id int64, size uint32) {
+	c.apply(&messages.LogEntry{Entry: &messages.LogEntry_Put{Put: &messages.PutEntry{
+		Id: id, Version: 2<<meta.EpochShift | uint64(id), Replicas: []uint32{1, 2}, Size: size}}})
+}
+
+// oneRead returns the one read queued, and its slot.
+func (c *coord) oneRead(when string) (uint32, *messages.ReadRequest) {
+	c.t.Helper()
+	reads := c.takeReads()
+	if len(reads) != 1 {
+		c.t.Fatalf("%s: reads %v, want one replica asked", when, reads)
+	}
+	for slot, reqs := range reads {
+		if len(reqs) == 1 {
+			return slot, reqs[0]
+		}
+	}
+	c.t.Fatalf("%s: reads %v, want one request", when, reads)
+	return 0, nil
+}
+
+// readOK answers a read with a value.
+func (c *coord) readOK(req *messages.ReadRequest, value string) {
+	c.l.readReply(0, false, &messages.ReadReply{RequestId: req.GetRequestId(), Id: req.GetId(), Version: req.GetVersion(),
+		Status: messages.ReadStatus_READ_OK, Payload: []byte(value)})
+}
+
+// A read a member has not answered after ReadHedgeAfter is asked of the
+// next replica too, once: the member may be stopped, or its answer lost.
+// The first good answer is the GET's, whichever replica gives it; the
+// other answer, or the other's timeout, changes nothing.
+func TestCoordinatorHedgesALateReadOnce(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	c.putOnTwo(4, 1)
+	for _, hedgeAnswers := range []bool{true, false} {
+		c.get(8, 4)
+		first, req := c.oneRead("the GET")
+		c.advance(c.l.cfg.ReadHedgeAfter - 100*time.Millisecond)
+		if reads := c.takeReads(); len(reads) != 0 {
+			t.Fatalf("reads %v before ReadHedgeAfter", reads)
+		}
+		c.advance(150 * time.Millisecond)
+		second, hedge := c.oneRead("after ReadHedgeAfter")
+		if second == first || (second != 1 && second != 2) || hedge.GetVersion() != req.GetVersion() || hedge.GetRequestId() == req.GetRequestId() {
+			t.Fatalf("hedge %v on slot %d after %v on slot %d, want the same version asked of the other replica", hedge, second, req, first)
+		}
+		winner, loser := hedge, req
+		if !hedgeAnswers {
+			winner, loser = req, hedge
+		}
+		c.readOK(winner, "v")
+		if r := c.replies(); len(r) != 1 || string(r[0].GetPayload()) != "v" || r[0].GetRequestId() != 8 {
+			t.Fatalf("replies %v, want the value to request 8", r)
+		}
+		if hedgeAnswers {
+			c.readOK(loser, "v") // late
+		} // else it times out below
+		c.advance(c.l.cfg.ReadTimeout + time.Second)
+		if r, reads := c.replies(), c.takeReads(); len(r) != 0 || len(reads) != 0 {
+			t.Fatalf("after the GET was answered: replies %v, reads %v; want none", r, reads)
+		}
+	}
+	// Neither answers: one hedge only, then the timeouts as before.
+	c.get(9, 4)
+	c.oneRead("the GET")
+	c.advance(c.l.cfg.ReadHedgeAfter + tickInterval)
+	c.oneRead("the hedge")
+	c.advance(c.l.cfg.ReadTimeout - c.l.cfg.ReadHedgeAfter)
+	if reads, r := c.takeReads(), c.replies(); len(reads) != 0 || len(r) != 0 {
+		t.Fatalf("before the hedge timed out: reads %v, replies %v; want none", reads, r)
+	}
+	// With three replicas, still one hedge: the third is not asked while
+	// the first two may answer.
+	c = newCoord(t, 3, 3)
+	c.apply(&messages.LogEntry{Entry: &messages.LogEntry_Put{Put: &messages.PutEntry{
+		Id: 5, Version: 2<<meta.EpochShift | 5, Replicas: []uint32{0, 1, 2}, Size: 1}}})
+	c.get(10, 5)
+	c.oneRead("the GET")
+	c.advance(c.l.cfg.ReadHedgeAfter + tickInterval)
+	c.oneRead("the hedge")
+	c.advance(c.l.cfg.ReadHedgeAfter + tickInterval)
+	if reads := c.takeReads(); len(reads) != 0 {
+		t.Fatalf("a second hedge: reads %v", reads)
+	}
+}
+
+// A hedge's replica that cannot serve the read does not fail the GET
+// while the first replica asked may still answer.
+func TestCoordinatorHedgedReadWaitsForTheFirstReplica(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	c.putOnTwo(4, 1)
+	c.get(8, 4)
+	_, req := c.oneRead("the GET")
+	c.advance(c.l.cfg.ReadHedgeAfter + tickInterval)
+	_, hedge := c.oneRead("the hedge")
+	c.l.readReply(0, false, &messages.ReadReply{RequestId: hedge.GetRequestId(), Id: 4, Version: hedge.GetVersion(), Status: messages.ReadStatus_READ_MISSING})
+	if r, reads := c.replies(), c.takeReads(); len(r) != 0 || len(reads) != 0 {
+		t.Fatalf("after the hedge's replica missed: replies %v, reads %v; want none, the first replica may still answer", r, reads)
+	}
+	c.readOK(req, "v")
+	if r := c.replies(); len(r) != 1 || string(r[0].GetPayload()) != "v" {
+		t.Fatalf("replies %v, want the first replica's value", r)
+	}
+}
+
+// The hedge waits, as the timeout does, for the bytes queued to the
+// member at MemberRate; negative ReadHedgeAfter turns it off.
+func TestCoordinatorReadHedgeWaitsForQueuedBytesAndCanBeOff(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	half := uint32(c.l.cfg.MemberRate / 2) // half a second's bytes
+	c.putOnTwo(4, half)
+	c.get(8, 4)
+	c.oneRead("the GET")
+	c.advance(c.l.cfg.ReadHedgeAfter + 300*time.Millisecond)
+	if reads := c.takeReads(); len(reads) != 0 {
+		t.Fatalf("reads %v at ReadHedgeAfter+0.3s, want none before half a second's bytes more", reads)
+	}
+	c.advance(300 * time.Millisecond)
+	c.oneRead("after ReadHedgeAfter plus the bytes' time")
+
+	c = newCoord(t, 2, 3)
+	c.l.cfg.ReadHedgeAfter = -1
+	c.putOnTwo(4, 1)
+	c.get(8, 4)
+	c.oneRead("the GET")
+	c.advance(c.l.cfg.ReadTimeout - tickInterval)
+	if reads := c.takeReads(); len(reads) != 0 {
+		t.Fatalf("reads %v before the read timeout with the hedge off", reads)
+	}
+	c.advance(2 * tickInterval)
+	c.oneRead("after the read timeout")
 }
 
 // When the term ends, the requests the coordinator held go back to the

@@ -31,12 +31,13 @@ func memberTimeLimit(base time.Duration, inflightBytes uint64, rate uint64) time
 }
 
 // deadlineItem is when the request sent to a member with id times out,
-// or, if resend is set, when its copy is sent to the member once more
-// (Config.StoreResendAfter).
+// or, if early is set, when the leader acts on its late answer before
+// that: a copy is sent to the member once more (Config.StoreResendAfter),
+// a read is asked of the next replica too (Config.ReadHedgeAfter).
 type deadlineItem struct {
 	id       uint64
 	deadline time.Time
-	resend   bool
+	early    bool
 }
 
 // deadlineHeap holds the deadlines of the requests in flight to members,

@@ -11,8 +11,11 @@ type Metrics struct {
 	ReplicaFailures *prometheus.CounterVec
 	// StoreResends counts copies sent to a member once more because its
 	// answer was late (Config.StoreResendAfter).
-	StoreResends   prometheus.Counter
-	ReadFallbacks  *prometheus.CounterVec
+	StoreResends  prometheus.Counter
+	ReadFallbacks *prometheus.CounterVec
+	// ReadHedges counts reads a second replica was asked for because the
+	// first's answer was late (Config.ReadHedgeAfter).
+	ReadHedges     prometheus.Counter
 	LiveMembers    prometheus.Gauge
 	MemberMessages *prometheus.GaugeVec
 	MemberBytes    *prometheus.GaugeVec
@@ -53,6 +56,10 @@ func NewMetrics(reg prometheus.Registerer, status *Status) *Metrics {
 			Name: "tolerex_read_fallbacks_total",
 			Help: "Replica reads that failed and fell back to another replica, by reason.",
 		}, []string{"reason"}),
+		ReadHedges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tolerex_read_hedges_total",
+			Help: "GETs whose first replica had not answered after --read-hedge-after, so the next replica was asked too; the first good answer is the GET's.",
+		}),
 		LiveMembers: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tolerex_live_members",
 			Help: "Members alive with their storage ready.",
@@ -78,7 +85,7 @@ func NewMetrics(reg prometheus.Registerer, status *Status) *Metrics {
 			Help: "Forwarded requests the active leader answered busy (not taken, sent again by their gateway) because it held as many message bytes from their gateway as it takes.",
 		}),
 	}
-	reg.MustRegister(m.FanoutSeconds, m.CommitSeconds, m.ReplicaFailures, m.StoreResends, m.ReadFallbacks,
+	reg.MustRegister(m.FanoutSeconds, m.CommitSeconds, m.ReplicaFailures, m.StoreResends, m.ReadFallbacks, m.ReadHedges,
 		m.LiveMembers, m.MemberMessages, m.MemberBytes, m.RefusedProposals, m.ForwardedBytes, m.ForwardsBusy,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tolerex_index_messages",

@@ -64,6 +64,11 @@ type read struct {
 	rounds   int
 	done     bool
 	started  time.Time
+	// inflight is how many replicas were asked and have not answered;
+	// hedged is set once a second replica was asked while the first was
+	// late (Config.ReadHedgeAfter).
+	inflight int
+	hedged   bool
 }
 
 // maxReadRestarts bounds how often a GET starts over after the index moved
@@ -140,7 +145,7 @@ func (l *leader) sendStore(w *write, slot uint32) {
 	if l.cfg.StoreResendAfter > 0 {
 		at := o.sent.Add(memberTimeLimit(l.cfg.StoreResendAfter, v.inflightBytes, l.cfg.MemberRate))
 		if at.Before(o.deadline) {
-			l.deadlines.add(deadlineItem{id: id, deadline: at, resend: true})
+			l.deadlines.add(deadlineItem{id: id, deadline: at, early: true})
 		}
 	}
 	l.queueStore(slot, &messages.StoreRequest{RequestId: id, Id: w.id, Version: w.version, Payload: w.payload, Again: again})
@@ -182,6 +187,9 @@ func (l *leader) track(o *outstanding, timeout time.Duration) uint64 {
 	v := &l.members[o.slot]
 	v.inflight++
 	v.inflightBytes += o.bytes
+	if o.read != nil {
+		o.read.inflight++
+	}
 	o.sent = l.now()
 	o.deadline = o.sent.Add(memberTimeLimit(timeout, v.inflightBytes, l.cfg.MemberRate))
 	l.requests[id] = o
@@ -199,6 +207,9 @@ func (l *leader) settle(id uint64) (*outstanding, bool) {
 	v := &l.members[o.slot]
 	v.inflight--
 	v.inflightBytes -= o.bytes
+	if o.read != nil {
+		o.read.inflight--
+	}
 	return o, true
 }
 
@@ -428,9 +439,19 @@ func (l *leader) nextReplica(r *read) {
 		}
 		// The reply carries the message back, so a read counts its bytes
 		// in flight to the member as a copy does (memberTimeLimit).
-		id := l.track(&outstanding{slot: slot, read: r, bytes: r.size}, l.cfg.ReadTimeout)
+		o := &outstanding{slot: slot, read: r, bytes: r.size}
+		id := l.track(o, l.cfg.ReadTimeout)
+		if l.cfg.ReadHedgeAfter > 0 && !r.hedged && r.next < len(r.candidates) {
+			at := o.sent.Add(memberTimeLimit(l.cfg.ReadHedgeAfter, v.inflightBytes, l.cfg.MemberRate))
+			if at.Before(o.deadline) {
+				l.deadlines.add(deadlineItem{id: id, deadline: at, early: true})
+			}
+		}
 		l.queueRead(slot, &messages.ReadRequest{RequestId: id, Id: r.id, Version: r.version})
 		return
+	}
+	if r.inflight > 0 {
+		return // a replica asked earlier (hedgeRead) may still answer
 	}
 	// Every live replica failed. If the index moved on meanwhile (a newer
 	// SET or a DEL committed and pruned what we were reading), start over.
@@ -478,7 +499,28 @@ func (l *leader) readReply(from uint32, fromKnown bool, msg *messages.ReadReply)
 	l.nextReplica(r)
 }
 
+// hedgeRead asks the next replica too for the read whose request id is
+// still unanswered: the member may be stopped, or its answer lost on the
+// way. The first good answer is the GET's; the other is ignored.
+func (l *leader) hedgeRead(id uint64) {
+	o, ok := l.requests[id]
+	if !ok || o.read == nil || o.read.done || o.read.hedged {
+		return
+	}
+	r := o.read
+	r.hedged = true
+	if m := l.cfg.Metrics; m != nil {
+		m.ReadHedges.Inc()
+	}
+	l.log.Info().Uint32("slot", o.slot).Int64("id", r.id).Dur("waited", l.now().Sub(o.sent)).
+		Msg("no answer to a read yet; asking the next replica too")
+	l.nextReplica(r)
+}
+
 func (l *leader) readFailed(o *outstanding, reason string) {
+	if o.read.done {
+		return // the other replica asked (hedgeRead) answered
+	}
 	if reason == "timeout" {
 		o.read.timedOut = true
 	}
@@ -487,12 +529,16 @@ func (l *leader) readFailed(o *outstanding, reason string) {
 	l.nextReplica(o.read)
 }
 
-// expire fails requests whose deadline passed, and resends the copies
-// whose answer is late.
+// expire fails requests whose deadline passed, resends the copies whose
+// answer is late and asks the next replica too for late reads.
 func (l *leader) expire(now time.Time) {
 	for item, ok := l.deadlines.due(now); ok; item, ok = l.deadlines.due(now) {
-		if item.resend {
-			l.resendStore(item.id)
+		if item.early {
+			if o, ok := l.requests[item.id]; ok && o.read != nil {
+				l.hedgeRead(item.id)
+			} else {
+				l.resendStore(item.id)
+			}
 			continue
 		}
 		if o, ok := l.settle(item.id); ok {

@@ -42,6 +42,7 @@ type gatewayFlags struct {
 	storeResend    time.Duration
 	memberRate     byteSize
 	readTimeout    time.Duration
+	readHedge      time.Duration
 	faultInjection bool
 	maxConns       int
 	idleTimeout    time.Duration
@@ -89,6 +90,7 @@ the file named by --tolerance-file holding a line TOLERANCE=N; without that, 2.`
 	fs.DurationVar(&f.storeTimeout, "store-timeout", 2*time.Second, "time a member has to store a copy before another member replaces it")
 	fs.DurationVar(&f.storeResend, "store-resend-after", leader.DefaultStoreResendAfter, "time a live member may leave a copy unanswered before the same copy is sent to it once more (its answer may have been lost), plus the time the bytes in flight to it take at --member-rate; 0 turns it off")
 	fs.DurationVar(&f.readTimeout, "read-timeout", time.Second, "time a member has to serve a read before the next replica is tried, plus the time the bytes in flight to that member (the read's own message included) take at --member-rate")
+	fs.DurationVar(&f.readHedge, "read-hedge-after", leader.DefaultReadHedgeAfter, "time a member may leave a read unanswered before the next replica is asked too (once per GET; the first good answer is used), plus the time the bytes in flight to it take at --member-rate; 0 turns it off")
 	f.memberRate = leader.DefaultMemberRate
 	fs.Var(&f.memberRate, "member-rate", "slowest rate a member is expected to store or serve at: a copy gets --store-timeout, a read --read-timeout, plus the time the bytes in flight to its member (its own included) take at this rate, so requests queued behind large messages are not taken for lost; bytes a second, or with KiB, MiB, GiB or TiB")
 	fs.IntVar(&f.maxConns, "max-connections", gateway.DefaultMaxConnections, "concurrent HaToKuSe connections; one more is answered \"ERROR: too many connections\" and closed")
@@ -170,8 +172,9 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 		Tolerance:        f.tolerance,
 		Balancer:         policy,
 		StoreTimeout:     f.storeTimeout,
-		StoreResendAfter: resendAfter(f.storeResend),
+		StoreResendAfter: zeroMeansOff(f.storeResend),
 		ReadTimeout:      f.readTimeout,
+		ReadHedgeAfter:   zeroMeansOff(f.readHedge),
 		MemberRate:       uint64(f.memberRate),
 		RequestTimeout:   f.requestTimeout,
 		// The leader works on as many SET bytes as this gateway's
@@ -358,9 +361,10 @@ func handOffLeadership(root *actor.RootContext, consensusPID *actor.PID, status 
 	log.Info().Bool("handed_off", !status.Leading.Load()).Dur("took", time.Since(started)).Msg("leadership handed off before stopping")
 }
 
-// resendAfter maps --store-resend-after to leader.Config.StoreResendAfter,
-// where 0 means the default: the flag's 0 (or less) turns resending off.
-func resendAfter(d time.Duration) time.Duration {
+// zeroMeansOff maps --store-resend-after and --read-hedge-after to
+// leader.Config, where 0 means the default: the flag's 0 (or less) turns
+// the resend or the hedge off.
+func zeroMeansOff(d time.Duration) time.Duration {
 	if d <= 0 {
 		return -1
 	}
