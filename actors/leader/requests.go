@@ -151,15 +151,14 @@ func (l *leader) sendStore(w *write, slot uint32) {
 	l.queueStore(slot, &messages.StoreRequest{RequestId: id, Id: w.id, Version: w.version, Payload: w.payload, Again: again})
 }
 
-// resendStore sends the copy of the store request id once more to its
-// member, under the same request id, if it is still unanswered and the
-// member still looks live: its answer may have been lost on the way (a
+// resendStore sends the copy of the store request id (o, still
+// unanswered) once more to its member, under the same request id, if its
+// write is not done and the member still looks live: its answer may have been lost on the way (a
 // connection protoactor tore down while it churned). The member stores it
 // again without counting it twice (StoreRequest.again), and whichever
 // answer comes first settles the copy.
-func (l *leader) resendStore(id uint64) {
-	o, ok := l.requests[id]
-	if !ok || o.write == nil || o.write.done {
+func (l *leader) resendStore(id uint64, o *outstanding) {
+	if o.write == nil || o.write.done {
 		return
 	}
 	v := l.slot(o.slot)
@@ -499,12 +498,11 @@ func (l *leader) readReply(from uint32, fromKnown bool, msg *messages.ReadReply)
 	l.nextReplica(r)
 }
 
-// hedgeRead asks the next replica too for the read whose request id is
-// still unanswered: the member may be stopped, or its answer lost on the
-// way. The first good answer is the GET's; the other is ignored.
-func (l *leader) hedgeRead(id uint64) {
-	o, ok := l.requests[id]
-	if !ok || o.read == nil || o.read.done || o.read.hedged {
+// hedgeRead asks the next replica too for the read o, still unanswered:
+// the member may be stopped, or its answer lost on the way. The first
+// good answer is the GET's; the other is ignored.
+func (l *leader) hedgeRead(o *outstanding) {
+	if o.read == nil || o.read.done || o.read.hedged {
 		return
 	}
 	r := o.read
@@ -534,10 +532,12 @@ func (l *leader) readFailed(o *outstanding, reason string) {
 func (l *leader) expire(now time.Time) {
 	for item, ok := l.deadlines.due(now); ok; item, ok = l.deadlines.due(now) {
 		if item.early {
-			if o, ok := l.requests[item.id]; ok && o.read != nil {
-				l.hedgeRead(item.id)
-			} else {
-				l.resendStore(item.id)
+			if o, ok := l.requests[item.id]; ok { // else answered meanwhile
+				if o.read != nil {
+					l.hedgeRead(o)
+				} else {
+					l.resendStore(item.id, o)
+				}
 			}
 			continue
 		}
