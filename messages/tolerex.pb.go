@@ -687,10 +687,15 @@ func (x *SelectedBatch) GetReplies() []*ReplicasSelected {
 	return nil
 }
 
-// SelectorLiveSet replaces the selector's view of which members are live.
+// SelectorLiveSet replaces the selector's view of which members are live
+// (and take writes), and of which of them are late: they left a copy
+// unanswered past the gateway's --store-hedge-after and have answered
+// nothing since. A late member is chosen only when the others do not make
+// up the count asked for.
 type SelectorLiveSet struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Live          []uint32               `protobuf:"varint,1,rep,packed,name=live,proto3" json:"live,omitempty"`
+	Late          []uint32               `protobuf:"varint,2,rep,packed,name=late,proto3" json:"late,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -728,6 +733,13 @@ func (*SelectorLiveSet) Descriptor() ([]byte, []int) {
 func (x *SelectorLiveSet) GetLive() []uint32 {
 	if x != nil {
 		return x.Live
+	}
+	return nil
+}
+
+func (x *SelectorLiveSet) GetLate() []uint32 {
+	if x != nil {
+		return x.Late
 	}
 	return nil
 }
@@ -3644,9 +3656,10 @@ const file_messages_tolerex_proto_rawDesc = "" +
 	"\vSelectBatch\x126\n" +
 	"\brequests\x18\x01 \x03(\v2\x1a.tolerex.v1.SelectReplicasR\brequests\"G\n" +
 	"\rSelectedBatch\x126\n" +
-	"\areplies\x18\x01 \x03(\v2\x1c.tolerex.v1.ReplicasSelectedR\areplies\"%\n" +
+	"\areplies\x18\x01 \x03(\v2\x1c.tolerex.v1.ReplicasSelectedR\areplies\"9\n" +
 	"\x0fSelectorLiveSet\x12\x12\n" +
-	"\x04live\x18\x01 \x03(\rR\x04live\"\x8f\x01\n" +
+	"\x04live\x18\x01 \x03(\rR\x04live\x12\x12\n" +
+	"\x04late\x18\x02 \x03(\rR\x04late\"\x8f\x01\n" +
 	"\fSelectorLoad\x12B\n" +
 	"\bmessages\x18\x01 \x03(\v2&.tolerex.v1.SelectorLoad.MessagesEntryR\bmessages\x1a;\n" +
 	"\rMessagesEntry\x12\x10\n" +

@@ -44,6 +44,7 @@ type Selector struct {
 	policy Policy
 	rng    *rand.Rand
 	live   []uint32
+	late   []uint32
 	load   map[uint32]int64
 }
 
@@ -64,6 +65,13 @@ func (s *Selector) SetLive(live []uint32) {
 	s.live = slices.Compact(s.live)
 }
 
+// SetLate replaces the set of late members: live members that left a copy
+// unanswered past the leader's hedge time (a stopped member is found down
+// only after its heartbeat timeout). Select chooses them last.
+func (s *Selector) SetLate(late []uint32) {
+	s.late = slices.Clone(late)
+}
+
 // SetLoad replaces the per-member load.
 func (s *Selector) SetLoad(load map[uint32]int64) {
 	clear(s.load)
@@ -78,26 +86,40 @@ func (s *Selector) Load(slot uint32) int64 { return s.load[slot] }
 // Live returns how many members are live.
 func (s *Selector) Live() int { return len(s.live) }
 
-// Select picks up to count distinct live members not in exclude and counts
-// one more message on each. It returns fewer when fewer are available.
+// Select picks up to count distinct live members not in exclude, by the
+// policy among those not late and then, if they are too few, among the
+// late ones, and counts one more message on each. It returns fewer when
+// fewer are available.
 func (s *Selector) Select(count int, exclude []uint32) []uint32 {
-	candidates := make([]uint32, 0, len(s.live))
+	var prompt, late []uint32
 	for _, slot := range s.live {
-		if !slices.Contains(exclude, slot) {
-			candidates = append(candidates, slot)
+		switch {
+		case slices.Contains(exclude, slot):
+		case slices.Contains(s.late, slot):
+			late = append(late, slot)
+		default:
+			prompt = append(prompt, slot)
 		}
 	}
-	var chosen []uint32
-	switch s.policy {
-	case PowerOfTwo:
-		chosen = s.powerOfTwo(candidates, count)
-	default:
-		chosen = s.leastLoaded(candidates, count)
+	chosen := s.choose(prompt, count)
+	if len(chosen) < count {
+		chosen = append(chosen, s.choose(late, count-len(chosen))...)
 	}
 	for _, slot := range chosen {
 		s.load[slot]++
 	}
 	return chosen
+}
+
+// choose picks up to count of candidates by the policy.
+func (s *Selector) choose(candidates []uint32, count int) []uint32 {
+	if count <= 0 || len(candidates) == 0 {
+		return nil
+	}
+	if s.policy == PowerOfTwo {
+		return s.powerOfTwo(candidates, count)
+	}
+	return s.leastLoaded(candidates, count)
 }
 
 // leastLoaded takes the count least-loaded candidates; ties are broken at
@@ -168,6 +190,7 @@ func (a *selectorActor) Receive(ctx actor.Context) {
 		ctx.Respond(&messages.SelectedBatch{Replies: replies})
 	case *messages.SelectorLiveSet:
 		a.sel.SetLive(msg.GetLive())
+		a.sel.SetLate(msg.GetLate())
 	case *messages.SelectorLoad:
 		a.sel.SetLoad(msg.GetMessages())
 	}

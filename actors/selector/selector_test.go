@@ -359,3 +359,27 @@ func benchmarkSelect(b *testing.B, policy selector.Policy) {
 		})
 	}
 }
+
+// Late members are chosen only when the others do not make up the count,
+// with either policy, and an excluded member is never chosen.
+func TestSelectChoosesLateMembersLast(t *testing.T) {
+	for _, policy := range []selector.Policy{selector.LeastLoaded, selector.PowerOfTwo} {
+		sel := selector.New(policy, 7)
+		sel.SetLive([]uint32{0, 1, 2, 3})
+		sel.SetLate([]uint32{1, 3})
+		sel.SetLoad(map[uint32]int64{0: 100, 1: 0, 2: 100, 3: 0}) // the late ones least loaded
+		for range 50 {
+			if got := slices.Sorted(slices.Values(sel.Select(2, nil))); !slices.Equal(got, []uint32{0, 2}) {
+				t.Fatalf("%s: Select(2) = %v, want [0 2]: late members chosen before others", policy, got)
+			}
+		}
+		got := sel.Select(3, []uint32{2})
+		if len(got) != 3 || got[0] != 0 || (got[1] != 1 && got[1] != 3) || (got[2] != 1 && got[2] != 3) || got[1] == got[2] {
+			t.Fatalf("%s: Select(3, exclude [2]) = %v, want 0 and then both late ones", policy, got)
+		}
+		sel.SetLate(nil)
+		if got := sel.Select(2, nil); !slices.Equal(slices.Sorted(slices.Values(got)), []uint32{1, 3}) {
+			t.Fatalf("%s: Select(2) with none late = %v, want the least loaded [1 3]", policy, got)
+		}
+	}
+}
