@@ -104,6 +104,74 @@ func TestLostReadReplyIsHedged(t *testing.T) {
 	led.verify(t, cl)
 }
 
+// TestStoppedMemberCopyIsHedged stops a member (SIGSTOP) while SETs are
+// made one after the other: a copy it leaves unanswered is stored on the
+// third member too after --store-hedge-after, so no SET waits for the
+// stopped member to be found down (the members' 2 s heartbeat timeout;
+// without the hedge the first SET placed on it takes those 2 s), and the
+// member, now late, is chosen for new copies only if the others do not
+// suffice. Once the member runs again, the copies it stored after the
+// others are pruned: every message ends with tolerance copies, and every
+// write reads back.
+func TestStoppedMemberCopyIsHedged(t *testing.T) {
+	const tolerance = 2
+	c := NewCluster(t, bin, Options{Members: 3, Tolerance: tolerance, GatewayArgs: []string{"--store-timeout", "5s"}})
+	c.DumpLogsOnFailure(t)
+	c.Start(t)
+	cl := c.Dial(t)
+	led := newLedger()
+	pipelineSet(t, cl, led, 0, 10, "before-")
+	victim := c.Members[0]
+	victim.Pause(t)
+	stopped := time.Now()
+	var slowest time.Duration
+	sets := 0
+	// Until the victim is found down, and 1 s more.
+	for id := int64(100); time.Since(stopped) < 3*time.Second && sets < 10000; id++ {
+		value := fmt.Sprintf("stopped-%d", id)
+		start := time.Now()
+		if err := cl.Set(id, []byte(value)); err != nil {
+			t.Fatalf("SET %d with %s stopped: %v", id, victim.NodeAddr, err)
+		}
+		took := time.Since(start)
+		led.set(id, value)
+		sets++
+		slowest = max(slowest, took)
+		// The design's bound, not a speed figure: the hedge is due 0.25 s
+		// after the copy was sent.
+		if took >= time.Second {
+			t.Fatalf("SET %d took %v with %s stopped, want well under the members' 2 s heartbeat timeout", id, took, victim.NodeAddr)
+		}
+	}
+	took := time.Since(stopped).Round(time.Millisecond)
+	victim.Resume(t)
+	hedges := metricSum(t, c.Gateway, "tolerex_replica_store_hedges_total")
+	t.Logf("%d SETs in the %v after %s stopped, %v hedged; the slowest took %v", sets, took, victim.NodeAddr, hedges, slowest)
+	if hedges < 1 {
+		t.Fatalf("tolerex_replica_store_hedges_total = %v, want at least 1", hedges)
+	}
+	for _, logged := range []string{"asking one more member to store it too", "choosing it last for new copies"} {
+		if !strings.Contains(c.Gateway.Log(), logged) {
+			t.Fatalf("the gateway did not log %q:\n%s", logged, c.Gateway.LogTail(3000))
+		}
+	}
+	led.verify(t, cl)
+	want := uint64(tolerance * (10 + sets))
+	Eventually(t, 15*time.Second, fmt.Sprintf("the members to hold %d copies in all", want), func() (bool, string) {
+		var total uint64
+		var each []string
+		for _, m := range c.Members {
+			var v struct {
+				Messages uint64 `json:"messages"`
+			}
+			m.GetJSON(t, "/api/cluster", &v)
+			total += v.Messages
+			each = append(each, fmt.Sprintf("%s %d", m.NodeAddr, v.Messages))
+		}
+		return total == want, strings.Join(each, ", ")
+	})
+}
+
 // twoMembersWritten starts a gateway with gatewayArgs and two members with
 // fault injection, tolerance 2 (every message on both, so no other member
 // can take over a request), and writes ids 0..9.

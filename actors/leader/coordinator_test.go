@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tolerex/tolerex/actors/consensus"
+	"github.com/tolerex/tolerex/actors/membership"
 	"github.com/tolerex/tolerex/actors/meta"
 	"github.com/tolerex/tolerex/actors/stallclock"
 	"github.com/tolerex/tolerex/gateway/codec"
@@ -253,8 +254,8 @@ func TestCoordinatorCopyAskedAgainCompletesTheWrite(t *testing.T) {
 	// slot 0's first attempt arrive, then the second attempt's answer.
 	c.l.storeAck(2, true, &messages.StoreAck{RequestId: c.firstStores[2], Id: 9, Version: again.GetVersion(), Size: 1})
 	c.l.storeAck(0, true, &messages.StoreAck{RequestId: c.firstStores[0], Id: 9, Version: again.GetVersion(), Size: 1})
-	if len(c.l.out.prunes) != 0 {
-		t.Fatalf("prunes %v after the late answer to the first attempt; want none", c.l.out.prunes)
+	if p := c.prunes(); len(p) != 0 {
+		t.Fatalf("prunes %v after the late answer to the first attempt; want none", p)
 	}
 	c.l.storeAck(0, true, &messages.StoreAck{RequestId: again.GetRequestId(), Id: 9, Version: again.GetVersion(), Size: 1})
 	props := c.takeProposals()
@@ -265,8 +266,8 @@ func TestCoordinatorCopyAskedAgainCompletesTheWrite(t *testing.T) {
 	if r := c.replies(); len(r) != 1 || r[0].GetCode() != messages.ReplyCode_REPLY_OK {
 		t.Fatalf("replies %v, want OK", r)
 	}
-	if len(c.l.out.prunes) != 0 {
-		t.Fatalf("prunes %v, want none", c.l.out.prunes)
+	if p := c.prunes(); len(p) != 0 {
+		t.Fatalf("prunes %v, want none", p)
 	}
 }
 
@@ -298,8 +299,8 @@ func TestCoordinatorResendsALateCopyOnce(t *testing.T) {
 		t.Fatalf("proposals %v, want the put on [0 1]", props)
 	}
 	c.l.storeAck(0, true, ack)
-	if len(c.l.out.prunes) != 0 {
-		t.Fatalf("prunes %v after the second answer to a resent copy; want none", c.l.out.prunes)
+	if p := c.prunes(); len(p) != 0 {
+		t.Fatalf("prunes %v after the second answer to a resent copy; want none", p)
 	}
 	c.apply(props...)
 	if r := c.replies(); len(r) != 1 || r[0].GetCode() != messages.ReplyCode_REPLY_OK {
@@ -307,8 +308,8 @@ func TestCoordinatorResendsALateCopyOnce(t *testing.T) {
 	}
 	c.l.storeAck(0, true, ack) // later still: the index names slot 0
 	c.advance(c.l.cfg.StoreTimeout)
-	if r, sel := c.takeResent(), c.selects(); len(r) != 0 || len(sel) != 0 || len(c.l.out.prunes) != 0 {
-		t.Fatalf("after the write: resent %v, selections %v, prunes %v; want none", r, sel, c.l.out.prunes)
+	if r, sel, p := c.takeResent(), c.selects(), c.prunes(); len(r) != 0 || len(sel) != 0 || len(p) != 0 {
+		t.Fatalf("after the write: resent %v, selections %v, prunes %v; want none", r, sel, p)
 	}
 }
 
@@ -328,7 +329,7 @@ func TestCoordinatorResentCopyStillUnansweredIsReplaced(t *testing.T) {
 	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{2}, Live: 3})
 	st := c.stores()
 	c.l.storeAck(0, true, &messages.StoreAck{RequestId: first.GetRequestId(), Id: 9, Version: first.GetVersion(), Size: 1})
-	if got := c.l.out.prunes[0].GetRequests(); len(got) != 1 || got[0].GetVersion() != first.GetVersion() {
+	if got := c.prunes()[0]; len(got) != 1 || got[0].GetVersion() != first.GetVersion() {
 		t.Fatalf("prunes to slot 0: %v, want the stray copy pruned", got)
 	}
 	c.l.storeAck(2, true, &messages.StoreAck{RequestId: st[2][0].GetRequestId(), Id: 9, Version: first.GetVersion(), Size: 1})
@@ -362,18 +363,281 @@ func TestCoordinatorResendWaitsForQueuedBytesAndCanBeOff(t *testing.T) {
 	}
 }
 
+// A copy late after StoreHedgeAfter is stored on one more member too,
+// once per SET; the first copies stored are the put's, whichever they
+// are, and a copy landing after them is pruned.
+func TestCoordinatorHedgesALateCopyOnce(t *testing.T) {
+	for _, hedgeFirst := range []bool{true, false} {
+		c := newCoord(t, 2, 3)
+		late, version := c.lateCopyOnSlotZero()
+		c.advance(c.l.cfg.StoreHedgeAfter - 100*time.Millisecond)
+		if sel := c.selects(); len(sel) != 0 {
+			t.Fatalf("selections %v before StoreHedgeAfter", sel)
+		}
+		c.advance(150 * time.Millisecond)
+		sel := c.selects()
+		if len(sel) != 1 || sel[0].GetCount() != 1 || !slices.Equal(slices.Sorted(slices.Values(sel[0].GetExclude())), []uint32{0, 1}) {
+			t.Fatalf("selections %v after StoreHedgeAfter, want one member excluding [0 1]", sel)
+		}
+		c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{2}, Live: 3})
+		st := c.stores()
+		if len(st) != 1 || len(st[2]) != 1 || st[2][0].GetAgain() || st[2][0].GetVersion() != version {
+			t.Fatalf("stores %v, want the copy to slot 2, a first attempt", st)
+		}
+		extra := &messages.StoreAck{RequestId: st[2][0].GetRequestId(), Id: 9, Version: version, Size: 1}
+		first := &messages.StoreAck{RequestId: late.GetRequestId(), Id: 9, Version: version, Size: 1}
+		winner, loser, want := uint32(2), uint32(0), []uint32{1, 2}
+		if !hedgeFirst {
+			winner, loser, want = 0, 2, []uint32{0, 1}
+		}
+		acks := map[uint32]*messages.StoreAck{0: first, 2: extra}
+		c.l.storeAck(winner, true, acks[winner])
+		props := c.takeProposals()
+		if len(props) != 1 || !slices.Equal(slices.Sorted(slices.Values(props[0].GetPut().GetReplicas())), want) {
+			t.Fatalf("proposals %v, want the put on %v", props, want)
+		}
+		c.l.storeAck(loser, true, acks[loser])
+		if got := c.prunedSlots(version); !slices.Equal(got, []uint32{loser}) {
+			t.Fatalf("pruned on %v, want the copy landing last pruned on [%d]", got, loser)
+		}
+		c.apply(props...)
+		if r := c.replies(); len(r) != 1 || r[0].GetCode() != messages.ReplyCode_REPLY_OK {
+			t.Fatalf("replies %v, want OK", r)
+		}
+		c.advance(c.l.cfg.StoreTimeout)
+		if r, sel := c.takeResent(), c.selects(); len(r) != 0 || len(sel) != 0 {
+			t.Fatalf("after the write: resent %v, selections %v; want none", r, sel)
+		}
+	}
+
+	// Both copies late: one more member, once; the copies go on waiting
+	// (and are resent) until one of them lands.
+	c := newCoord(t, 2, 3)
+	c.set(1, 9, "x")
+	sel := c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0, 1}, Live: 3})
+	st := c.stores()
+	c.advance(c.l.cfg.StoreHedgeAfter + tickInterval)
+	if sel = c.selects(); len(sel) != 1 || sel[0].GetCount() != 1 {
+		t.Fatalf("selections %v, want one for one member", sel)
+	}
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{2}, Live: 3})
+	extra := c.stores()
+	c.advance(c.l.cfg.StoreResendAfter - 2*tickInterval) // the first copies' resends are due, not the extra's
+	if sel = c.selects(); len(sel) != 0 {
+		t.Fatalf("a second hedge: selections %v", sel)
+	}
+	if r := c.takeResent(); len(r) != 2 {
+		t.Fatalf("resent %v, want the first two copies resent", r)
+	}
+	version := st[0][0].GetVersion()
+	c.l.storeAck(2, true, &messages.StoreAck{RequestId: extra[2][0].GetRequestId(), Id: 9, Version: version, Size: 1})
+	c.l.storeAck(1, true, &messages.StoreAck{RequestId: st[1][0].GetRequestId(), Id: 9, Version: version, Size: 1})
+	if props := c.takeProposals(); len(props) != 1 || !slices.Equal(slices.Sorted(slices.Values(props[0].GetPut().GetReplicas())), []uint32{1, 2}) {
+		t.Fatalf("proposals %v, want the put on [1 2]", props)
+	}
+}
+
+// A member stopped past its heartbeat timeout answers the copies queued
+// to it as soon as it runs again, before the leader hears it is up: a
+// copy the write completed without is pruned on it all the same.
+func TestCoordinatorStrayCopyIsPrunedOnAMemberNotSeenLive(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	late, version := c.lateCopyOnSlotZero()
+	c.advance(c.l.cfg.StoreHedgeAfter + tickInterval)
+	sel := c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{2}, Live: 3})
+	st := c.stores()
+	c.l.storeAck(2, true, &messages.StoreAck{RequestId: st[2][0].GetRequestId(), Id: 9, Version: version, Size: 1})
+	c.apply(c.takeProposals()...)
+	c.l.memberUpdate(&membership.MemberUpdate{Slot: 0, Alive: false, Ready: true})
+	if c.l.slot(0).usable() {
+		t.Fatal("member 0 still usable after it was reported down")
+	}
+	c.l.storeAck(0, true, &messages.StoreAck{RequestId: late.GetRequestId(), Id: 9, Version: version, Size: 1})
+	if got := c.prunedSlots(version); !slices.Equal(got, []uint32{0}) {
+		t.Fatalf("pruned on %v, want the stray copy pruned on member 0, which has just answered", got)
+	}
+}
+
+// A member whose copy is hedged is late: the selector chooses it last
+// until it answers, two of its heartbeats are reported (its process
+// runs), or it is found down.
+func TestCoordinatorLateMemberIsChosenLast(t *testing.T) {
+	all := []uint32{0, 1, 2}
+	c := newCoord(t, 2, 3)
+	c.takeLiveSets()
+	late, version := c.lateCopyOnSlotZero()
+	c.advance(c.l.cfg.StoreHedgeAfter + tickInterval)
+	c.wantLiveSet("after the hedge", all, []uint32{0})
+	sel := c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{2}, Live: 3})
+	c.stores()
+	c.l.storeAck(0, true, &messages.StoreAck{RequestId: late.GetRequestId(), Id: 9, Version: version, Size: 1})
+	c.wantLiveSet("after the late member answered", all, nil)
+
+	// Late, and its copy times out: still late (a stopped member's copies
+	// time out as it is found down); late until its second heartbeat.
+	c = newCoord(t, 2, 3)
+	c.lateCopyOnSlotZero()
+	c.advance(c.l.cfg.StoreHedgeAfter + tickInterval)
+	c.wantLiveSet("after the hedge", all, []uint32{0})
+	c.advance(c.l.cfg.StoreTimeout)
+	beat := &membership.MemberUpdate{Slot: 0, Alive: true, Ready: true}
+	c.l.memberUpdate(beat)
+	if sets := c.takeLiveSets(); len(sets) != 0 || !c.l.slot(0).late {
+		t.Fatalf("after the timeout and one heartbeat: live sets %v, late %v; want it still late", sets, c.l.slot(0).late)
+	}
+	c.l.memberUpdate(beat)
+	c.wantLiveSet("after the second heartbeat", all, nil)
+
+	// Late, then found down: no longer late, and not late when up again.
+	c = newCoord(t, 2, 3)
+	c.lateCopyOnSlotZero()
+	c.advance(c.l.cfg.StoreHedgeAfter + tickInterval)
+	c.wantLiveSet("after the hedge", all, []uint32{0})
+	c.l.memberUpdate(&membership.MemberUpdate{Slot: 0, Alive: false, Ready: true})
+	c.wantLiveSet("after the member was found down", []uint32{1, 2}, nil)
+	c.l.memberUpdate(beat)
+	c.wantLiveSet("after the member was up again", all, nil)
+}
+
+// takeLiveSets returns and removes the live sets queued for the selector.
+func (c *coord) takeLiveSets() []*messages.SelectorLiveSet {
+	var sets []*messages.SelectorLiveSet
+	kept := c.l.out.direct[:0]
+	for _, e := range c.l.out.direct {
+		if ls, ok := e.msg.(*messages.SelectorLiveSet); ok {
+			sets = append(sets, ls)
+			continue
+		}
+		kept = append(kept, e)
+	}
+	c.l.out.direct = kept
+	return sets
+}
+
+// wantLiveSet checks the last live set queued for the selector.
+func (c *coord) wantLiveSet(when string, live, late []uint32) {
+	c.t.Helper()
+	sets := c.takeLiveSets()
+	if len(sets) == 0 {
+		c.t.Fatalf("%s: no live set sent to the selector", when)
+	}
+	last := sets[len(sets)-1]
+	if !slices.Equal(last.GetLive(), live) || !slices.Equal(last.GetLate(), late) {
+		c.t.Fatalf("%s: live set %v, want live %v, late %v", when, last, live, late)
+	}
+}
+
+// A member that goes on answering other copies is busy, not stopped: its
+// late copy is not hedged while it answers, and is once it has been quiet
+// for StoreHedgeAfter.
+func TestCoordinatorStoreHedgeWaitsForTheMemberToGoQuiet(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	c.l.cfg.StoreResendAfter = -1 // the hedge alone
+	c.lateCopyOnSlotZero()
+	for i := range 6 { // member 0 answers another SET's copy every 100 ms
+		c.advance(100 * time.Millisecond)
+		id := int64(100 + i)
+		c.set(uint64(10+i), id, "y")
+		sel := c.selects()
+		if len(sel) != 1 || sel[0].GetCount() != 2 {
+			t.Fatalf("at %d00 ms: selections %v, want only the new SET's: member 0 answers, so no hedge", i+1, sel)
+		}
+		c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0, 1}, Live: 3})
+		for slot, reqs := range c.stores() {
+			c.l.storeAck(slot, true, &messages.StoreAck{RequestId: reqs[0].GetRequestId(), Id: id, Version: reqs[0].GetVersion(), Size: 1})
+		}
+	}
+	c.advance(c.l.cfg.StoreHedgeAfter - tickInterval)
+	if sel := c.selects(); len(sel) != 0 {
+		t.Fatalf("selections %v before member 0 was quiet for StoreHedgeAfter", sel)
+	}
+	c.advance(2 * tickInterval)
+	sel := c.selects()
+	if len(sel) != 1 || sel[0].GetCount() != 1 || !slices.Equal(slices.Sorted(slices.Values(sel[0].GetExclude())), []uint32{0, 1}) {
+		t.Fatalf("selections %v once member 0 was quiet, want the hedge: one member excluding [0 1]", sel)
+	}
+}
+
+// With no member the SET has not used, the hedge finds nobody and the
+// late copy is awaited (and resent) as before.
+func TestCoordinatorStoreHedgeWithNoOtherMemberWaits(t *testing.T) {
+	c := newCoord(t, 2, 2)
+	c.set(1, 9, "x")
+	sel := c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0, 1}, Live: 2})
+	st := c.stores()
+	version := st[0][0].GetVersion()
+	c.l.storeAck(1, true, &messages.StoreAck{RequestId: st[1][0].GetRequestId(), Id: 9, Version: version, Size: 1})
+	c.advance(c.l.cfg.StoreHedgeAfter + tickInterval)
+	sel = c.selects()
+	if len(sel) != 1 {
+		t.Fatalf("selections %v, want the hedge's", sel)
+	}
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Live: 2})
+	if st, r := c.stores(), c.replies(); len(st) != 0 || len(r) != 0 {
+		t.Fatalf("stores %v, replies %v with nobody found; want none", st, r)
+	}
+	c.advance(c.l.cfg.StoreResendAfter)
+	if r := c.takeResent(); len(r) != 1 || r[0].slot != 0 {
+		t.Fatalf("resent %v, want slot 0's copy", r)
+	}
+	c.l.storeAck(0, true, &messages.StoreAck{RequestId: st[0][0].GetRequestId(), Id: 9, Version: version, Size: 1})
+	if props := c.takeProposals(); len(props) != 1 || !slices.Equal(slices.Sorted(slices.Values(props[0].GetPut().GetReplicas())), []uint32{0, 1}) {
+		t.Fatalf("proposals %v, want the put on [0 1]", props)
+	}
+}
+
+// The hedge waits, as the timeout does, for the bytes queued to the
+// member at MemberRate; negative StoreHedgeAfter turns it off.
+func TestCoordinatorStoreHedgeWaitsForQueuedBytesAndCanBeOff(t *testing.T) {
+	c := newCoord(t, 1, 2)
+	c.set(1, 9, strings.Repeat("x", int(DefaultMemberRate/2))) // half a second at MemberRate
+	sel := c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0}, Live: 2})
+	c.stores()
+	c.advance(c.l.cfg.StoreHedgeAfter + 300*time.Millisecond)
+	if sel := c.selects(); len(sel) != 0 {
+		t.Fatalf("selections %v: a large copy hedged as soon as a small one", sel)
+	}
+	c.advance(300 * time.Millisecond)
+	if sel := c.selects(); len(sel) != 1 {
+		t.Fatalf("selections %v, want the large copy hedged after StoreHedgeAfter plus its bytes' time", sel)
+	}
+
+	c = newCoord(t, 2, 3)
+	c.l.cfg.StoreHedgeAfter = -1
+	c.lateCopyOnSlotZero()
+	c.advance(c.l.cfg.StoreTimeout - tickInterval)
+	if sel := c.selects(); len(sel) != 0 {
+		t.Fatalf("selections %v before the store timeout with the hedge off", sel)
+	}
+}
+
+// lateCopyOnSlotZero starts a SET of id 9 (tolerance 2) on members 0 and
+// 1, has member 1 answer, and returns the store request sent to member 0,
+// unanswered, and the SET's version.
+func (c *coord) lateCopyOnSlotZero() (*messages.StoreRequest, uint64) {
+	c.set(1, 9, "x")
+	sel := c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0, 1}, Live: 3})
+	st := c.stores()
+	version := st[0][0].GetVersion()
+	c.l.storeAck(1, true, &messages.StoreAck{RequestId: st[1][0].GetRequestId(), Id: 9, Version: version, Size: 1})
+	return st[0][0], version
+}
+
 // slotOneAnswered starts a SET of id 9 (tolerance 2, 3 live members) on
 // members 0 and 1, has member 1 answer, and returns the store request
 // sent to member 0, still unanswered.
 func slotOneAnswered(t *testing.T) (*coord, *messages.StoreRequest) {
 	t.Helper()
 	c := newCoord(t, 2, 3)
-	c.set(1, 9, "x")
-	sel := c.selects()
-	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0, 1}, Live: 3})
-	st := c.stores()
-	c.l.storeAck(1, true, &messages.StoreAck{RequestId: st[1][0].GetRequestId(), Id: 9, Version: st[0][0].GetVersion(), Size: 1})
-	return c, st[0][0]
+	c.l.cfg.StoreHedgeAfter = -1 // the resend and the timeouts alone
+	first, _ := c.lateCopyOnSlotZero()
+	return c, first
 }
 
 // storeOnSlotZero starts a SET of id 9 with value and places its one copy
@@ -392,6 +656,7 @@ func (c *coord) storeOnSlotZero(value string) {
 func bothStoresTimeOut(t *testing.T) (*coordWithFirst, map[uint32][]*messages.StoreRequest) {
 	t.Helper()
 	c := &coordWithFirst{coord: newCoord(t, 2, 3), firstStores: map[uint32]uint64{}}
+	c.l.cfg.StoreHedgeAfter = -1 // the timeouts alone
 	c.set(1, 9, "x")
 	sel := c.selects()
 	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0, 1}, Live: 3})
@@ -829,11 +1094,31 @@ func TestCoordinatorDuplicateWriteAnswersOnce(t *testing.T) {
 	}
 }
 
+// prunes returns the prune requests queued per member slot, in batches
+// (pruneCopies) or on their own (pruneStray).
+func (c *coord) prunes() map[uint32][]*messages.PruneRequest {
+	c.t.Helper()
+	out := map[uint32][]*messages.PruneRequest{}
+	for slot, b := range c.l.out.prunes {
+		out[slot] = append(out[slot], b.GetRequests()...)
+	}
+	for _, e := range c.l.out.direct {
+		if b, ok := e.msg.(*messages.PruneBatch); ok {
+			slot, known := c.l.slotOf(e.to)
+			if !known {
+				c.t.Fatalf("a prune sent to %v, which is no member", e.to)
+			}
+			out[slot] = append(out[slot], b.GetRequests()...)
+		}
+	}
+	return out
+}
+
 // prunedSlots returns the slots queued a prune of version, sorted.
 func (c *coord) prunedSlots(version uint64) []uint32 {
 	var pruned []uint32
-	for slot, b := range c.l.out.prunes {
-		for _, p := range b.GetRequests() {
+	for slot, reqs := range c.prunes() {
+		for _, p := range reqs {
 			if p.GetVersion() == version {
 				pruned = append(pruned, slot)
 			}
@@ -1007,6 +1292,7 @@ func TestCoordinatorUnavailableRefusesDefinitelyOnlyWhatWasNeverSent(t *testing.
 // the store timeout alone, before the earlier ones.
 func TestCoordinatorStoreTimeLimitGrowsWithTheBytesQueued(t *testing.T) {
 	c := newCoord(t, 2, 3)
+	c.l.cfg.StoreHedgeAfter = -1 // the timeouts alone
 	rate := c.l.cfg.MemberRate
 	big := strings.Repeat("b", int(2*rate)) // 2 s at the member rate
 	c.set(1, 1, big)

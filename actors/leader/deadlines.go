@@ -30,14 +30,29 @@ func memberTimeLimit(base time.Duration, inflightBytes uint64, rate uint64) time
 	return base + time.Duration(float64(inflightBytes)/float64(rate)*float64(time.Second))
 }
 
-// deadlineItem is when the request sent to a member with id times out,
-// or, if early is set, when the leader acts on its late answer before
-// that: a copy is sent to the member once more (Config.StoreResendAfter),
-// a read is asked of the next replica too (Config.ReadHedgeAfter).
+// deadlineKind is what the leader does when a deadline comes due.
+type deadlineKind uint8
+
+const (
+	// timeout fails the request: its member did not answer in time.
+	timeout deadlineKind = iota
+	// resend sends a copy still unanswered to its member once more
+	// (Config.StoreResendAfter).
+	resend
+	// hedge asks one more member for a late request while it may still
+	// be answered: a copy is stored on another member too
+	// (Config.StoreHedgeAfter), a read asked of the next replica too
+	// (Config.ReadHedgeAfter).
+	hedge
+)
+
+// deadlineItem is when the leader acts on the request sent to a member
+// with id, if it is still unanswered then: it times out, or, before that,
+// it is resent or hedged.
 type deadlineItem struct {
 	id       uint64
 	deadline time.Time
-	early    bool
+	kind     deadlineKind
 }
 
 // deadlineHeap holds the deadlines of the requests in flight to members,

@@ -60,6 +60,18 @@ type Config struct {
 	// DefaultStoreResendAfter; negative never sends a copy again before
 	// StoreTimeout.
 	StoreResendAfter time.Duration
+	// StoreHedgeAfter is how long a copy may go unanswered before one
+	// more member is asked to store it too, with the bytes in flight to
+	// the late member counted as for StoreTimeout, while the late copy
+	// stays in flight: the first Tolerance copies stored are the ones the
+	// index names, and a copy that lands after them is pruned. Once per
+	// SET, and only if the selector has a member the SET has not used. A
+	// stopped member is found down only after seconds (the members'
+	// heartbeat timeout, 2 s): storing one more copy costs a member one
+	// write where waiting costs the client those seconds. 0 means
+	// DefaultStoreHedgeAfter; negative never asks another member before
+	// the copy fails.
+	StoreHedgeAfter time.Duration
 	// ReadTimeout bounds one member's read; the next replica is then tried.
 	ReadTimeout time.Duration
 	// ReadHedgeAfter is how long a member may leave a read unanswered
@@ -108,6 +120,13 @@ type Config struct {
 // this project's 2-core machine (3.2 ms, docs/benchmarks.md).
 const DefaultStoreResendAfter = 500 * time.Millisecond
 
+// DefaultStoreHedgeAfter is Config.StoreHedgeAfter's default: an eighth
+// of the default store timeout, as long as DefaultReadHedgeAfter, and
+// about 80 times the mean time the members took to store a SET's copies
+// with 64 connections writing on this project's 2-core machine (3.2 ms,
+// docs/benchmarks.md).
+const DefaultStoreHedgeAfter = 250 * time.Millisecond
+
 // DefaultReadHedgeAfter is Config.ReadHedgeAfter's default: a quarter of
 // the default read timeout, and well above a GET's time at the members
 // with 64 connections reading on this project's 2-core machine (a few
@@ -131,6 +150,9 @@ func (c *Config) Validate() error {
 	setDefault(&c.StoreTimeout, 2*time.Second)
 	if c.StoreResendAfter == 0 {
 		c.StoreResendAfter = DefaultStoreResendAfter
+	}
+	if c.StoreHedgeAfter == 0 {
+		c.StoreHedgeAfter = DefaultStoreHedgeAfter
 	}
 	setDefault(&c.ReadTimeout, time.Second)
 	if c.ReadHedgeAfter == 0 {
@@ -239,6 +261,13 @@ type slotView struct {
 	// nearly full): it is read from but not chosen for new copies.
 	writesRefused string
 	diskFree      uint64
+	// late is set when a copy sent to it went unanswered past
+	// Config.StoreHedgeAfter: the selector chooses it last (markLate).
+	// beatsSinceLate counts the heartbeats reported since.
+	late           bool
+	beatsSinceLate int
+	// answeredAt is when it last answered a request (heardFrom).
+	answeredAt time.Time
 }
 
 // usable says whether the member may be read from (and sent prunes).
@@ -564,13 +593,16 @@ func (l *leader) pushLoad() {
 // pushLiveSet gives the selector the members it may choose for new
 // copies: the live ones that take writes.
 func (l *leader) pushLiveSet() {
-	var live []uint32
+	var live, late []uint32
 	for slot := range l.members {
-		if l.members[slot].writable() {
+		if v := &l.members[slot]; v.writable() {
 			live = append(live, uint32(slot))
+			if v.late {
+				late = append(late, uint32(slot))
+			}
 		}
 	}
-	l.send(l.selector, &messages.SelectorLiveSet{Live: live})
+	l.send(l.selector, &messages.SelectorLiveSet{Live: live, Late: late})
 	if m := l.cfg.Metrics; m != nil {
 		m.LiveMembers.Set(float64(l.liveCount()))
 	}

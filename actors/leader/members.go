@@ -20,6 +20,9 @@ func (l *leader) memberUpdate(u *membership.MemberUpdate) {
 	}
 	wasUsable, wasWritable, wasRefusing := v.usable(), v.writable(), v.writesRefused != ""
 	v.alive, v.ready = u.Alive, u.Ready
+	if v.late && u.Alive {
+		v.beatsSinceLate++
+	}
 	v.messages, v.bytes, v.lastHeard = u.Messages, u.Bytes, u.LastHeard
 	v.writesRefused, v.diskFree = u.WritesRefused, u.DiskFree
 	mem, known := l.state.Member(u.Slot)
@@ -35,6 +38,9 @@ func (l *leader) memberUpdate(u *membership.MemberUpdate) {
 			l.log.Info().Str("member", mem.ID).Uint32("slot", u.Slot).Msg("member takes writes again")
 		}
 	}
+	if v.late && (v.beatsSinceLate >= lateBeats || !v.usable()) {
+		l.clearLate(u.Slot) // it runs, or its requests fail over now
+	}
 	if wasUsable == v.usable() && wasWritable == v.writable() {
 		return
 	}
@@ -43,6 +49,50 @@ func (l *leader) memberUpdate(u *membership.MemberUpdate) {
 	if !v.usable() {
 		l.memberDown(u.Slot)
 	}
+}
+
+// lateBeats is how many heartbeats a late member must be heard from,
+// after it was found late, to be chosen for new copies as before: one may
+// have been sent before the member stopped, the next shows that it runs.
+const lateBeats = 2
+
+// markLate records that a copy sent to slot went unanswered past
+// Config.StoreHedgeAfter: the selector chooses the member only when the
+// other members do not make up a write's copies, until it answers a
+// request, lateBeats of its heartbeats have been reported since, or it is
+// found down. A stopped member is found down only after its heartbeat
+// timeout; without this, every SET placed on it meanwhile would wait for
+// its hedge.
+func (l *leader) markLate(slot uint32) {
+	v := l.slot(slot)
+	if v == nil || v.late {
+		return
+	}
+	v.late, v.beatsSinceLate = true, 0
+	l.log.Warn().Uint32("slot", slot).Msg("member left a copy unanswered; choosing it last for new copies until it answers or heartbeats again")
+	l.pushLiveSet()
+}
+
+// heardFrom records that the member in slot answered a request: it is
+// not stopped.
+func (l *leader) heardFrom(slot uint32) {
+	v := l.slot(slot)
+	if v == nil {
+		return
+	}
+	v.answeredAt = l.now()
+	l.clearLate(slot)
+}
+
+// clearLate records that the member in slot is no longer late.
+func (l *leader) clearLate(slot uint32) {
+	v := l.slot(slot)
+	if v == nil || !v.late {
+		return
+	}
+	v.late = false
+	l.log.Info().Uint32("slot", slot).Msg("member no longer late; choosing it for new copies as before")
+	l.pushLiveSet()
 }
 
 // registerMember records a member in the log unless it is already

@@ -11,7 +11,10 @@ type Metrics struct {
 	ReplicaFailures *prometheus.CounterVec
 	// StoreResends counts copies sent to a member once more because its
 	// answer was late (Config.StoreResendAfter).
-	StoreResends  prometheus.Counter
+	StoreResends prometheus.Counter
+	// StoreHedges counts SETs one more member was asked to store a copy
+	// for because a copy's answer was late (Config.StoreHedgeAfter).
+	StoreHedges   prometheus.Counter
 	ReadFallbacks *prometheus.CounterVec
 	// ReadHedges counts reads a second replica was asked for because the
 	// first's answer was late (Config.ReadHedgeAfter).
@@ -52,6 +55,10 @@ func NewMetrics(reg prometheus.Registerer, status *Status) *Metrics {
 			Name: "tolerex_replica_store_resends_total",
 			Help: "Copies sent once more to a live member whose answer was late (--store-resend-after); its answer may have been lost.",
 		}),
+		StoreHedges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tolerex_replica_store_hedges_total",
+			Help: "SETs whose copy had not been answered after --store-hedge-after, so one more member was asked to store it too; the first copies stored are indexed, the others pruned.",
+		}),
 		ReadFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tolerex_read_fallbacks_total",
 			Help: "Replica reads that failed and fell back to another replica, by reason.",
@@ -85,7 +92,7 @@ func NewMetrics(reg prometheus.Registerer, status *Status) *Metrics {
 			Help: "Forwarded requests the active leader answered busy (not taken, sent again by their gateway) because it held as many message bytes from their gateway as it takes.",
 		}),
 	}
-	reg.MustRegister(m.FanoutSeconds, m.CommitSeconds, m.ReplicaFailures, m.StoreResends, m.ReadFallbacks, m.ReadHedges,
+	reg.MustRegister(m.FanoutSeconds, m.CommitSeconds, m.ReplicaFailures, m.StoreResends, m.StoreHedges, m.ReadFallbacks, m.ReadHedges,
 		m.LiveMembers, m.MemberMessages, m.MemberBytes, m.RefusedProposals, m.ForwardedBytes, m.ForwardsBusy,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tolerex_index_messages",

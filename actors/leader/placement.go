@@ -115,6 +115,16 @@ func (p *placement) copyTimedOut(slot uint32) *selection {
 	return p.copyFailed()
 }
 
+// copyLate records that a copy in flight is late while its member may
+// still answer, and returns the selection for one more member to store a
+// copy too, if it can start now. The late copy stays in flight: whichever
+// need copies are stored first complete the write (replicas), and a
+// copy stored after that is not named by it.
+func (p *placement) copyLate() *selection {
+	p.wanted++
+	return p.ask()
+}
+
 // isAskedAgain reports whether slot was sent its copy a second time.
 func (p *placement) isAskedAgain(slot uint32) bool { return slices.Contains(p.askedAgain, slot) }
 

@@ -185,3 +185,43 @@ func TestPlacementAsksATimedOutMemberAgainOnce(t *testing.T) {
 		t.Fatalf("sent to %v, hopeless %v; want nobody left to ask", send, p.hopeless())
 	}
 }
+
+// A late copy stays in flight while one more member is asked: whichever
+// copies are stored first make the write, and the late one is not named.
+func TestPlacementLateCopyAsksForOneMoreAndKeepsItInFlight(t *testing.T) {
+	p, _ := newPlacement(2)
+	p.selected([]uint32{0, 1})
+	p.copyStored(1)
+	next := p.copyLate()
+	if next == nil || next.count != 1 || !reflect.DeepEqual(next.exclude, []uint32{0, 1}) {
+		t.Fatalf("selection for a late copy = %+v, want one member excluding [0 1]", next)
+	}
+	if send, _ := p.selected([]uint32{2}); !reflect.DeepEqual(send, []uint32{2}) {
+		t.Fatalf("sent to %v, want 2", send)
+	}
+	if p.hopeless() || p.complete() {
+		t.Fatalf("hopeless %v, complete %v with 0 and 2 in flight; want neither", p.hopeless(), p.complete())
+	}
+	p.copyStored(2)
+	if !p.complete() || !reflect.DeepEqual(p.replicas(), []uint32{1, 2}) {
+		t.Fatalf("complete %v, replicas %v; want [1 2]", p.complete(), p.replicas())
+	}
+
+	// Late while a replacement is being selected: asked for with it.
+	p, _ = newPlacement(2)
+	p.selected([]uint32{0, 1})
+	if p.copyFailed() == nil {
+		t.Fatal("no replacement asked for")
+	}
+	if next := p.copyLate(); next != nil {
+		t.Fatalf("a second selection %+v while one is outstanding", next)
+	}
+	send, next := p.selected([]uint32{2})
+	if !reflect.DeepEqual(send, []uint32{2}) || next == nil || next.count != 1 || !reflect.DeepEqual(next.exclude, []uint32{0, 1, 2}) {
+		t.Fatalf("sent to %v, next %+v; want 2, then one more excluding [0 1 2]", send, next)
+	}
+	// Nobody new: the late copy is still awaited.
+	if send, _ := p.selected(nil); send != nil || p.hopeless() {
+		t.Fatalf("sent to %v, hopeless %v; want nothing sent and the late copies awaited", send, p.hopeless())
+	}
+}

@@ -37,6 +37,9 @@ type write struct {
 	// request id: the answer to one attempt settles the copy, and the
 	// other's answer must then not be taken for a stray copy.
 	resentTo []uint32
+	// hedged is set once one more member was asked for a copy because a
+	// copy's answer was late (Config.StoreHedgeAfter).
+	hedged bool
 }
 
 // expectsRepeat reports whether an answer from slot to an attempt whose
@@ -142,11 +145,9 @@ func (l *leader) sendStore(w *write, slot uint32) {
 	}
 	o := &outstanding{slot: slot, write: w, bytes: uint64(len(w.payload))}
 	id := l.track(o, l.cfg.StoreTimeout)
-	if l.cfg.StoreResendAfter > 0 {
-		at := o.sent.Add(memberTimeLimit(l.cfg.StoreResendAfter, v.inflightBytes, l.cfg.MemberRate))
-		if at.Before(o.deadline) {
-			l.deadlines.add(deadlineItem{id: id, deadline: at, early: true})
-		}
+	l.addEarly(id, o, resend, l.cfg.StoreResendAfter)
+	if !w.hedged {
+		l.addEarly(id, o, hedge, l.cfg.StoreHedgeAfter)
 	}
 	l.queueStore(slot, &messages.StoreRequest{RequestId: id, Id: w.id, Version: w.version, Payload: w.payload, Again: again})
 }
@@ -176,6 +177,66 @@ func (l *leader) resendStore(id uint64, o *outstanding) {
 	l.log.Info().Uint32("slot", o.slot).Int64("id", w.id).Dur("waited", l.now().Sub(o.sent)).
 		Msg("no answer from a live member yet; sending the copy to it again")
 	l.queueStore(o.slot, &messages.StoreRequest{RequestId: id, Id: w.id, Version: w.version, Payload: w.payload, Again: true})
+}
+
+// addEarly schedules kind for the request id (o, just sent) after
+// base plus the time the bytes in flight to its member take at
+// Config.MemberRate, if base is positive and that comes before its
+// timeout.
+func (l *leader) addEarly(id uint64, o *outstanding, kind deadlineKind, base time.Duration) {
+	if base <= 0 {
+		return
+	}
+	at := o.sent.Add(memberTimeLimit(base, l.members[o.slot].inflightBytes, l.cfg.MemberRate))
+	if at.Before(o.deadline) {
+		l.deadlines.add(deadlineItem{id: id, deadline: at, kind: kind})
+	}
+}
+
+// hedgeStoreIfQuiet hedges the copy id (o, late) if its member has
+// answered nothing for StoreHedgeAfter (plus the copy's own bytes at
+// MemberRate): a member that goes on answering is busy, not stopped, and
+// one more copy would only add to the load (measured with 4 MB SETs at
+// 24 and 48 connections, docs/benchmarks.md); its copy waits for its
+// timeout as before. Otherwise it looks again when the member will have
+// been quiet that long, if that comes before the timeout.
+func (l *leader) hedgeStoreIfQuiet(id uint64, o *outstanding, now time.Time) {
+	v := l.slot(o.slot)
+	if v == nil {
+		return
+	}
+	quietAt := v.answeredAt.Add(memberTimeLimit(l.cfg.StoreHedgeAfter, o.bytes, l.cfg.MemberRate))
+	if quietAt.After(now) {
+		if quietAt.Before(o.deadline) {
+			l.deadlines.add(deadlineItem{id: id, deadline: quietAt, kind: hedge})
+		}
+		return
+	}
+	l.hedgeStore(o)
+}
+
+// hedgeStore asks for one more member to store a copy of o's write too,
+// o being still unanswered: its member may be stopped, and is found down
+// only after the heartbeat timeout. The late copy stays in flight; the
+// first copies stored make the write, and the others are pruned when
+// they land (storeAck). Once per SET. The member is marked late
+// (markLate), so new copies go elsewhere meanwhile.
+func (l *leader) hedgeStore(o *outstanding) {
+	w := o.write
+	if w == nil || w.done {
+		return
+	}
+	l.markLate(o.slot)
+	if w.hedged {
+		return
+	}
+	w.hedged = true
+	if m := l.cfg.Metrics; m != nil {
+		m.StoreHedges.Inc()
+	}
+	l.log.Info().Uint32("slot", o.slot).Int64("id", w.id).Dur("waited", l.now().Sub(o.sent)).
+		Msg("no answer to a copy yet; asking one more member to store it too")
+	l.selectFor(w, w.place.copyLate())
 }
 
 // track registers an outstanding member request and returns its id. Its
@@ -233,6 +294,9 @@ func answers(o *outstanding, from uint32, fromKnown bool, id int64, version uint
 }
 
 func (l *leader) storeAck(from uint32, fromKnown bool, msg *messages.StoreAck) {
+	if fromKnown {
+		l.heardFrom(from)
+	}
 	var o *outstanding
 	ok := false
 	if pending, found := l.requests[msg.GetRequestId()]; found && answers(pending, from, fromKnown, msg.GetId(), msg.GetVersion()) {
@@ -249,7 +313,7 @@ func (l *leader) storeAck(from uint32, fromKnown bool, msg *messages.StoreAck) {
 		// belong to an entry an earlier leader (or an earlier incarnation
 		// of this actor) proposed that is not applied yet.
 		if fromKnown && msg.GetError() == "" && l.ownVersion(msg.GetVersion()) && !l.indexedOn(msg.GetId(), msg.GetVersion(), from) {
-			l.pruneCopies(msg.GetId(), msg.GetVersion(), msg.GetSize(), []uint32{from})
+			l.pruneStray(msg.GetId(), msg.GetVersion(), msg.GetSize(), from)
 		}
 		return
 	}
@@ -258,7 +322,7 @@ func (l *leader) storeAck(from uint32, fromKnown bool, msg *messages.StoreAck) {
 		if msg.GetError() == "" && (w.failed || !slices.Contains(w.place.stored, o.slot)) {
 			// A copy landed for a write that failed, or that completed
 			// with other members: drop it.
-			l.pruneCopies(w.id, w.version, uint32(len(w.payload)), []uint32{o.slot})
+			l.pruneStray(w.id, w.version, uint32(len(w.payload)), o.slot)
 		}
 		return
 	}
@@ -289,9 +353,22 @@ func (l *leader) answerToFirstAttempt(from uint32, fromKnown bool, msg *messages
 		return false
 	}
 	if w.done && msg.GetError() == "" && (w.failed || !slices.Contains(w.place.stored, from)) {
-		l.pruneCopies(w.id, w.version, uint32(len(w.payload)), []uint32{from})
+		l.pruneStray(w.id, w.version, uint32(len(w.payload)), from)
 	}
 	return true
+}
+
+// pruneStray tells the member in slot, which has just acknowledged a copy
+// of version of id that no index entry will name, to drop it. Unlike
+// pruneCopies it goes to a member not seen live too: a member stopped for
+// longer than its heartbeat timeout (SIGSTOP, a frozen VM) acknowledges
+// the copies queued to it as soon as it runs again, before the membership
+// actor has heard from it, and those copies (hedged, or replaced after a
+// timeout) are the strays.
+func (l *leader) pruneStray(id int64, version uint64, size uint32, slot uint32) {
+	if v := l.slot(slot); v != nil && v.storage != nil {
+		l.send(v.storage, &messages.PruneBatch{Requests: []*messages.PruneRequest{{Id: id, Version: version, Size: size}}})
+	}
 }
 
 // storeFailed handles a store that timed out or whose member went down.
@@ -440,11 +517,8 @@ func (l *leader) nextReplica(r *read) {
 		// in flight to the member as a copy does (memberTimeLimit).
 		o := &outstanding{slot: slot, read: r, bytes: r.size}
 		id := l.track(o, l.cfg.ReadTimeout)
-		if l.cfg.ReadHedgeAfter > 0 && !r.hedged && r.next < len(r.candidates) {
-			at := o.sent.Add(memberTimeLimit(l.cfg.ReadHedgeAfter, v.inflightBytes, l.cfg.MemberRate))
-			if at.Before(o.deadline) {
-				l.deadlines.add(deadlineItem{id: id, deadline: at, early: true})
-			}
+		if !r.hedged && r.next < len(r.candidates) {
+			l.addEarly(id, o, hedge, l.cfg.ReadHedgeAfter)
 		}
 		l.queueRead(slot, &messages.ReadRequest{RequestId: id, Id: r.id, Version: r.version})
 		return
@@ -475,6 +549,9 @@ func (l *leader) nextReplica(r *read) {
 }
 
 func (l *leader) readReply(from uint32, fromKnown bool, msg *messages.ReadReply) {
+	if fromKnown {
+		l.heardFrom(from)
+	}
 	pending, found := l.requests[msg.GetRequestId()]
 	if !found || !answers(pending, from, fromKnown, msg.GetId(), msg.GetVersion()) {
 		return // late, or an answer to an earlier incarnation's request
@@ -527,22 +604,25 @@ func (l *leader) readFailed(o *outstanding, reason string) {
 	l.nextReplica(o.read)
 }
 
-// expire fails requests whose deadline passed, resends the copies whose
-// answer is late and asks the next replica too for late reads.
+// expire fails requests whose deadline passed, and resends or hedges
+// those whose answer is late.
 func (l *leader) expire(now time.Time) {
 	for item, ok := l.deadlines.due(now); ok; item, ok = l.deadlines.due(now) {
-		if item.early {
-			if o, ok := l.requests[item.id]; ok { // else answered meanwhile
-				if o.read != nil {
-					l.hedgeRead(o)
-				} else {
-					l.resendStore(item.id, o)
-				}
+		if item.kind == timeout {
+			if o, ok := l.settle(item.id); ok {
+				l.failed(o, "timeout")
 			}
 			continue
 		}
-		if o, ok := l.settle(item.id); ok {
-			l.failed(o, "timeout")
+		o, ok := l.requests[item.id]
+		switch {
+		case !ok: // answered meanwhile
+		case item.kind == resend:
+			l.resendStore(item.id, o)
+		case o.read != nil:
+			l.hedgeRead(o)
+		default:
+			l.hedgeStoreIfQuiet(item.id, o, now)
 		}
 	}
 }

@@ -40,6 +40,7 @@ type gatewayFlags struct {
 	noPrompt       bool
 	storeTimeout   time.Duration
 	storeResend    time.Duration
+	storeHedge     time.Duration
 	memberRate     byteSize
 	readTimeout    time.Duration
 	readHedge      time.Duration
@@ -89,6 +90,7 @@ the file named by --tolerance-file holding a line TOLERANCE=N; without that, 2.`
 	fs.BoolVar(&f.noPrompt, "no-prompt", false, "no banner and no \"tolerex> \" prompt: for machine clients")
 	fs.DurationVar(&f.storeTimeout, "store-timeout", 2*time.Second, "time a member has to store a copy before another member replaces it")
 	fs.DurationVar(&f.storeResend, "store-resend-after", leader.DefaultStoreResendAfter, "time a live member may leave a copy unanswered before the same copy is sent to it once more (its answer may have been lost), plus the time the bytes in flight to it take at --member-rate; 0 turns it off")
+	fs.DurationVar(&f.storeHedge, "store-hedge-after", leader.DefaultStoreHedgeAfter, "time a member may leave a copy unanswered before one more member is asked to store it too (once per SET, if a member the SET has not used is live; the first copies stored are indexed, the others pruned), plus the time the bytes in flight to it take at --member-rate; 0 turns it off")
 	fs.DurationVar(&f.readTimeout, "read-timeout", time.Second, "time a member has to serve a read before the next replica is tried, plus the time the bytes in flight to that member (the read's own message included) take at --member-rate")
 	fs.DurationVar(&f.readHedge, "read-hedge-after", leader.DefaultReadHedgeAfter, "time a member may leave a read unanswered before the next replica is asked too (once per GET; the first good answer is used), plus the time the bytes in flight to it take at --member-rate; 0 turns it off")
 	f.memberRate = leader.DefaultMemberRate
@@ -173,6 +175,7 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 		Balancer:         policy,
 		StoreTimeout:     f.storeTimeout,
 		StoreResendAfter: zeroMeansOff(f.storeResend),
+		StoreHedgeAfter:  zeroMeansOff(f.storeHedge),
 		ReadTimeout:      f.readTimeout,
 		ReadHedgeAfter:   zeroMeansOff(f.readHedge),
 		MemberRate:       uint64(f.memberRate),
@@ -361,9 +364,9 @@ func handOffLeadership(root *actor.RootContext, consensusPID *actor.PID, status 
 	log.Info().Bool("handed_off", !status.Leading.Load()).Dur("took", time.Since(started)).Msg("leadership handed off before stopping")
 }
 
-// zeroMeansOff maps --store-resend-after and --read-hedge-after to
-// leader.Config, where 0 means the default: the flag's 0 (or less) turns
-// the resend or the hedge off.
+// zeroMeansOff maps --store-resend-after, --store-hedge-after and
+// --read-hedge-after to leader.Config, where 0 means the default: the
+// flag's 0 (or less) turns the resend or the hedge off.
 func zeroMeansOff(d time.Duration) time.Duration {
 	if d <= 0 {
 		return -1
