@@ -266,8 +266,10 @@ type slotView struct {
 	// beatsSinceLate counts the heartbeats reported since.
 	late           bool
 	beatsSinceLate int
-	// answeredAt is when it last answered a request (heardFrom).
-	answeredAt time.Time
+	// quietSince is when it last answered a request (heardFrom), or was
+	// sent one while it had none in flight (track), whichever came last:
+	// since then it has had something to answer and answered nothing.
+	quietSince time.Time
 }
 
 // usable says whether the member may be read from (and sent prunes).

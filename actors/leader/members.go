@@ -80,7 +80,7 @@ func (l *leader) heardFrom(slot uint32) {
 	if v == nil {
 		return
 	}
-	v.answeredAt = l.now()
+	v.quietSince = l.now()
 	l.clearLate(slot)
 }
 

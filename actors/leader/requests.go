@@ -194,18 +194,19 @@ func (l *leader) addEarly(id uint64, o *outstanding, kind deadlineKind, base tim
 }
 
 // hedgeStoreIfQuiet hedges the copy id (o, late) if its member has
-// answered nothing for StoreHedgeAfter (plus the copy's own bytes at
-// MemberRate): a member that goes on answering is busy, not stopped, and
-// one more copy would only add to the load (measured with 4 MB SETs at
-// 24 and 48 connections, docs/benchmarks.md); its copy waits for its
-// timeout as before. Otherwise it looks again when the member will have
-// been quiet that long, if that comes before the timeout.
+// answered nothing for StoreHedgeAfter plus the time everything in flight
+// to it takes at MemberRate: a member that answers within that is busy,
+// not stopped. Under 4 MB SETs at 48 connections the members answer in
+// group commits up to seconds apart, and hedging there only added load
+// (docs/benchmarks.md); such a copy waits for its timeout as before. Not
+// quiet yet: it looks again when the member will have been quiet that
+// long, if that comes before the timeout.
 func (l *leader) hedgeStoreIfQuiet(id uint64, o *outstanding, now time.Time) {
 	v := l.slot(o.slot)
 	if v == nil {
 		return
 	}
-	quietAt := v.answeredAt.Add(memberTimeLimit(l.cfg.StoreHedgeAfter, o.bytes, l.cfg.MemberRate))
+	quietAt := v.quietSince.Add(memberTimeLimit(l.cfg.StoreHedgeAfter, v.inflightBytes, l.cfg.MemberRate))
 	if quietAt.After(now) {
 		if quietAt.Before(o.deadline) {
 			l.deadlines.add(deadlineItem{id: id, deadline: quietAt, kind: hedge})
@@ -245,12 +246,15 @@ func (l *leader) hedgeStore(o *outstanding) {
 func (l *leader) track(o *outstanding, timeout time.Duration) uint64 {
 	id := l.newRequestID()
 	v := &l.members[o.slot]
+	o.sent = l.now()
+	if v.inflight == 0 {
+		v.quietSince = o.sent // nothing to answer until now
+	}
 	v.inflight++
 	v.inflightBytes += o.bytes
 	if o.read != nil {
 		o.read.inflight++
 	}
-	o.sent = l.now()
 	o.deadline = o.sent.Add(memberTimeLimit(timeout, v.inflightBytes, l.cfg.MemberRate))
 	l.requests[id] = o
 	l.deadlines.add(deadlineItem{id: id, deadline: o.deadline})
