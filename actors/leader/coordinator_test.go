@@ -561,6 +561,29 @@ func TestCoordinatorStoreHedgeWaitsForTheMemberToGoQuiet(t *testing.T) {
 	}
 }
 
+// A member that has had work only since a copy was sent is quiet from
+// then, and is given the time everything in flight to it takes at
+// MemberRate: a small copy queued before a large one is hedged only when
+// the member has answered neither in that time.
+func TestCoordinatorStoreHedgeCountsQuietFromTheFirstCopy(t *testing.T) {
+	c := newCoord(t, 2, 3)
+	c.l.cfg.StoreResendAfter = -1 // the hedge alone
+	c.lateCopyOnSlotZero()
+	c.set(2, 10, strings.Repeat("b", int(DefaultMemberRate/2))) // half a second at MemberRate
+	sel := c.selects()
+	c.l.replicasSelected(&messages.ReplicasSelected{RequestId: sel[0].GetRequestId(), Members: []uint32{0, 1}, Live: 3})
+	c.stores()
+	c.advance(c.l.cfg.StoreHedgeAfter + 400*time.Millisecond)
+	if sel := c.selects(); len(sel) != 0 {
+		t.Fatalf("selections %v: hedged before the member had time for the bytes sent to it", sel)
+	}
+	c.advance(200 * time.Millisecond)
+	sel = c.selects()
+	if len(sel) != 2 || !slices.Contains(sel[0].GetExclude(), 0) || !slices.Contains(sel[1].GetExclude(), 0) {
+		t.Fatalf("selections %v, want both SETs' copies on member 0 hedged once it was quiet that long", sel)
+	}
+}
+
 // With no member the SET has not used, the hedge finds nobody and the
 // late copy is awaited (and resent) as before.
 func TestCoordinatorStoreHedgeWithNoOtherMemberWaits(t *testing.T) {
