@@ -65,12 +65,15 @@ type Config struct {
 	// the late member counted as for StoreTimeout, while the late copy
 	// stays in flight: the first Tolerance copies stored are the ones the
 	// index names, and a copy that lands after them is pruned. Once per
-	// SET, and only if the selector has a member the SET has not used. A
-	// stopped member is found down only after seconds (the members'
-	// heartbeat timeout, 2 s): storing one more copy costs a member one
-	// write where waiting costs the client those seconds. 0 means
-	// DefaultStoreHedgeAfter; negative never asks another member before
-	// the copy fails.
+	// SET, only if the late member has answered nothing for as long
+	// (plus everything in flight to it at MemberRate: a busy member is
+	// not a stopped one), and only if the selector has a member the SET
+	// has not used. The late member is then chosen last for new copies
+	// (markLate). A stopped member is found down only after seconds (the
+	// members' heartbeat timeout, 2 s): storing one more copy costs a
+	// member one write where waiting costs the client those seconds. 0
+	// means DefaultStoreHedgeAfter; negative never asks another member
+	// before the copy fails.
 	StoreHedgeAfter time.Duration
 	// ReadTimeout bounds one member's read; the next replica is then tried.
 	ReadTimeout time.Duration
