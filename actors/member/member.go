@@ -7,6 +7,7 @@ package member
 import (
 	"errors"
 	"fmt"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -209,6 +210,7 @@ func NewSupervisor(cfg Config) actor.Producer {
 type supervisor struct {
 	cfg       Config
 	homing    *membership.Homing
+	reach     *membership.Reach
 	storage   *actor.PID
 	stopBeats func()
 	endpoints *eventstream.Subscription
@@ -220,12 +222,20 @@ type supervisor struct {
 // gatewayLost reports that the connection to a gateway broke.
 type gatewayLost struct{ address string }
 
+// gatewayProbed reports whether a gateway accepted a TCP connection
+// (membership.Reach).
+type gatewayProbed struct {
+	address string
+	err     error
+}
+
 type heartbeatTick struct{}
 
 func (s *supervisor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		s.homing = membership.NewHoming(s.cfg.Gateways)
+		s.reach = membership.NewReach()
 		s.spawnStorage(ctx)
 		s.stopBeats = ticker.Every(ctx.ActorSystem().Root, 0, s.cfg.HeartbeatInterval, ctx.Self(), heartbeatTick{})
 		self, root := ctx.Self(), ctx.ActorSystem().Root
@@ -244,7 +254,10 @@ func (s *supervisor) Receive(ctx actor.Context) {
 	case heartbeatTick:
 		s.heartbeat(ctx)
 	case *gatewayLost:
+		s.reach.Lost(msg.address)
 		s.homing.Lost(msg.address)
+	case *gatewayProbed:
+		s.probed(ctx, msg)
 	case *actor.DeadLetterResponse:
 		s.deadLetter(msg)
 	case *messages.HeartbeatAck:
@@ -309,9 +322,58 @@ func (s *supervisor) answeredAtLegacyName() {
 		Msg("heartbeating to this gateway at leader/members: it had no actor at membership (a gateway older than this member, or one still starting)")
 }
 
+// heartbeat makes the heartbeat that is due: to the gateway homing names,
+// once that gateway is known to accept connections (membership.Reach).
 func (s *supervisor) heartbeat(ctx actor.Context) {
-	st := s.cfg.Status
 	s.homing.Sent()
+	switch target := s.homing.Target(); s.reach.Contact(target) {
+	case membership.ContactSend:
+		s.sendHeartbeat(ctx)
+	case membership.ContactProbe:
+		s.probe(ctx, target)
+	}
+}
+
+// probe dials a gateway's node address (and hangs up) off the actor; the
+// outcome comes back as gatewayProbed. The dial is bounded by two
+// heartbeats: by then homing has moved on from a gateway that does not
+// answer anyway.
+func (s *supervisor) probe(ctx actor.Context, address string) {
+	self, root, limit := ctx.Self(), ctx.ActorSystem().Root, 2*s.cfg.HeartbeatInterval
+	if address == ctx.ActorSystem().Address() {
+		// This actor system itself (tests run a gateway's actors in it):
+		// no remote layer, nothing to dial.
+		s.probed(ctx, &gatewayProbed{address: address})
+		return
+	}
+	go func() {
+		conn, err := net.DialTimeout("tcp", address, limit)
+		if err == nil {
+			_ = conn.Close()
+		}
+		root.Send(self, &gatewayProbed{address: address, err: err})
+	}()
+}
+
+// probed follows a probe: a gateway that is up and still the target gets
+// its heartbeat now (the one that was due); one that is down is left for
+// the next gateway at once.
+func (s *supervisor) probed(ctx actor.Context, msg *gatewayProbed) {
+	s.reach.Probed(msg.address, msg.err == nil)
+	if msg.address != s.homing.Target() {
+		return
+	}
+	if msg.err != nil {
+		s.cfg.Logger.Debug().Str("gateway", msg.address).Err(msg.err).Msg("gateway not accepting connections; trying the next at the next heartbeat")
+		s.homing.Lost(msg.address)
+		return
+	}
+	s.sendHeartbeat(ctx)
+}
+
+// sendHeartbeat sends a heartbeat to the gateway homing names.
+func (s *supervisor) sendHeartbeat(ctx actor.Context) {
+	st := s.cfg.Status
 	ctx.Request(actor.NewPID(s.homing.Target(), s.homing.Actor()), &messages.MemberHeartbeat{
 		MemberId:      s.cfg.MemberID,
 		NodeAddress:   ctx.ActorSystem().Address(),
