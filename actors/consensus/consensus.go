@@ -334,6 +334,8 @@ func (n *node) handle(ctx actor.Context, msg any) {
 		n.snapshotUnsent(msg)
 	case *endpointDown:
 		n.peers.down(msg.address, n)
+	case *peerProbed:
+		n.peers.probed(msg)
 	case releaseNotices:
 		n.noticesDue = false
 		n.peers.releaseNotices()

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -15,10 +16,19 @@ import (
 
 // peers is the Raft transport: it knows every gateway's node address,
 // gathers the Raft messages of one turn into one RaftBatch per gateway,
-// and keeps snapshot messages for the node to send (in chunks). A gateway
-// whose connection broke is sent at most one batch per downProbeInterval
-// until it is heard from again: protoactor starts a new connection attempt for every send to a
-// dead address (ARCHITECTURE §9), and Raft sends heartbeats every tick.
+// and keeps snapshot messages for the node to send (in chunks).
+//
+// It sends through protoactor's remote layer only to a gateway known to be
+// up. protoactor starts a connection attempt for every send to a dead
+// address (ARCHITECTURE §9), and after a failed one its endpoint writer
+// sleeps 2 s before it reports the endpoint gone, holding back (and then
+// dropping) everything sent to that address meanwhile: a gateway that came
+// back just after such an attempt was deaf to this one for up to 2 s. So a
+// gateway is *down* from the start, and again whenever its connection
+// broke, until it accepts a plain TCP connection (a probe, made off the
+// actor at most once per downProbeInterval, hung up at once) or a message
+// from it arrives; what Raft sends it meanwhile is dropped, which Raft
+// takes as messages lost on the way and sends again.
 //
 // It also holds back commit notices. Each time the commit index moves, a
 // leader's raft sends every follower an append message without entries
@@ -49,12 +59,22 @@ type peer struct {
 	address   string
 	pid       *actor.PID
 	down      bool
+	probing   bool // a probe in flight
 	lastProbe time.Time
 }
 
-// downProbeInterval is how often a gateway whose connection broke is
-// tried again.
-const downProbeInterval = time.Second
+// downProbeInterval is how often a gateway that is down is probed, and
+// probeTimeout how long a probe may wait for its connection.
+const (
+	downProbeInterval = 200 * time.Millisecond
+	probeTimeout      = time.Second
+)
+
+// peerProbed is a probe's outcome, for the consensus actor.
+type peerProbed struct {
+	address string
+	err     error
+}
 
 func newPeers(self uint64, log zerolog.Logger) *peers {
 	return &peers{self: self, log: log, byID: make(map[uint64]*peer), pending: make(map[uint64][][]byte),
@@ -69,7 +89,7 @@ func (p *peers) set(id uint64, address string) {
 	if old, ok := p.byID[id]; ok && old.address == address {
 		return
 	}
-	p.byID[id] = &peer{id: id, address: address, pid: actor.NewPID(address, messages.ConsensusActor)}
+	p.byID[id] = &peer{id: id, address: address, pid: actor.NewPID(address, messages.ConsensusActor), down: true}
 }
 
 func (p *peers) remove(id uint64) { delete(p.byID, id) }
@@ -170,28 +190,77 @@ func (p *peers) down(address string, n *node) {
 	}
 }
 
-// heard marks a gateway reachable again.
+// heard marks a gateway reachable: a message from it arrived.
 func (p *peers) heard(id uint64) {
 	if pr, ok := p.byID[id]; ok && pr.down {
 		pr.down = false
-		p.log.Info().Uint64("gateway", id).Str("address", pr.address).Msg("gateway reachable again")
+		p.log.Info().Uint64("gateway", id).Str("address", pr.address).Msg("gateway reachable")
 	}
 }
 
-// flush sends what the turn queued.
+// probed records a probe's outcome: a gateway that accepted the
+// connection is reachable.
+func (p *peers) probed(msg *peerProbed) {
+	id, ok := p.idOf(msg.address)
+	if !ok {
+		return
+	}
+	pr := p.byID[id]
+	pr.probing = false
+	if msg.err != nil {
+		p.log.Debug().Uint64("gateway", id).Str("address", pr.address).Err(msg.err).Msg("gateway not accepting connections")
+		return
+	}
+	if pr.down {
+		pr.down = false
+		p.log.Info().Uint64("gateway", id).Str("address", pr.address).Msg("gateway reachable (accepts connections)")
+	}
+}
+
+// probesDue lists the addresses of the gateways that are down and due a
+// probe (at most one in flight and one per downProbeInterval for each),
+// and counts those probes as started.
+func (p *peers) probesDue(now time.Time) []string {
+	var due []string
+	for _, pr := range p.byID {
+		if !pr.down || pr.probing || now.Sub(pr.lastProbe) < downProbeInterval {
+			continue
+		}
+		pr.probing, pr.lastProbe = true, now
+		due = append(due, pr.address)
+	}
+	return due
+}
+
+// up is the gateway with this id if it is known and up, else nil.
+func (p *peers) up(id uint64) *peer {
+	if pr, ok := p.byID[id]; ok && !pr.down {
+		return pr
+	}
+	return nil
+}
+
+// probe dials address (and hangs up) off the actor, and reports the
+// outcome to the consensus actor as a peerProbed.
+func probe(root *actor.RootContext, self *actor.PID, address string) {
+	conn, err := net.DialTimeout("tcp", address, probeTimeout)
+	if err == nil {
+		_ = conn.Close()
+	}
+	root.Send(self, &peerProbed{address: address, err: err})
+}
+
+// flush sends what the turn queued to the gateways that are up, and
+// probes those that are down.
 func (p *peers) flush(ctx actor.Context) {
-	now := time.Now()
+	for _, address := range p.probesDue(time.Now()) {
+		go probe(ctx.ActorSystem().Root, ctx.Self(), address)
+	}
 	for to, msgs := range p.pending {
 		delete(p.pending, to)
-		pr, ok := p.byID[to]
-		if !ok {
-			continue // not known (yet): raft will send again
-		}
-		if pr.down {
-			if now.Sub(pr.lastProbe) < downProbeInterval {
-				continue
-			}
-			pr.lastProbe = now
+		pr := p.up(to)
+		if pr == nil {
+			continue // not known (yet), or down: raft will send again
 		}
 		// As a request, so the receiver learns this gateway's address even
 		// before it applied the change that added it.

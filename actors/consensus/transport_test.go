@@ -1,7 +1,10 @@
 package consensus
 
 import (
+	"errors"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"go.etcd.io/raft/v3/raftpb"
@@ -64,4 +67,51 @@ func TestCommitNoticeReplacedByLaterAppend(t *testing.T) {
 	if len(to3) != 1 || len(to3[0].GetEntries()) != 2 {
 		t.Fatalf("to gateway 3: %v, want only the append with entries", to3)
 	}
+}
+
+func TestPeersSendOnlyToGatewaysFoundUp(t *testing.T) {
+	p := newPeers(1, zerolog.Nop())
+	p.set(2, "a:1")
+	p.set(3, "b:1")
+	t0 := time.Unix(1000, 0)
+	due := func(at time.Duration, want ...string) {
+		t.Helper()
+		got := p.probesDue(t0.Add(at))
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("probes due at %v: %v, want %v", at, got, want)
+		}
+	}
+	isUp := func(id uint64, want bool) {
+		t.Helper()
+		if got := p.up(id) != nil; got != want {
+			t.Fatalf("gateway %d up: %v, want %v", id, got, want)
+		}
+	}
+	// Unknown at the start: down until probed, both probed at once.
+	isUp(2, false)
+	isUp(3, false)
+	due(0, "a:1", "b:1")
+	due(500 * time.Millisecond) // in flight: not again
+	p.probed(&peerProbed{address: "a:1"})
+	p.probed(&peerProbed{address: "b:1", err: errors.New("connection refused")})
+	isUp(2, true)
+	isUp(3, false)
+	due(time.Second, "b:1")
+	due(time.Second) // in flight
+	p.probed(&peerProbed{address: "b:1", err: errors.New("connection refused")})
+	due(time.Second + downProbeInterval/2) // not within the interval
+	// A message from it makes it up without a probe.
+	p.heard(3)
+	isUp(3, true)
+	due(2 * time.Second)
+	// The connection broke: down, probed again, up once it accepts.
+	p.down("a:1", &node{})
+	isUp(2, false)
+	due(3*time.Second, "a:1")
+	p.probed(&peerProbed{address: "a:1"})
+	isUp(2, true)
+	// An outcome for an address no longer in the group changes nothing.
+	p.probed(&peerProbed{address: "gone:1"})
+	due(4 * time.Second)
 }
