@@ -28,6 +28,7 @@ import (
 
 	"github.com/tolerex/tolerex/actors/tree"
 	"github.com/tolerex/tolerex/cluster/certs"
+	"github.com/tolerex/tolerex/cluster/probe"
 )
 
 // NodeOptions configures StartNode.
@@ -144,6 +145,16 @@ func startRemote(r *remote.Remote) (err error) {
 
 // Address is the node's remote address.
 func (n *Node) Address() string { return n.System.Address() }
+
+// Probe is how this node checks that another takes a connection from it
+// before handing the remote layer anything for it: the remote layer's
+// mutual-TLS handshake, or a TCP connection when the node runs insecure.
+func (n *Node) Probe() probe.Func {
+	if n.TLS == nil {
+		return probe.TCP
+	}
+	return probe.TLS(n.TLS.Client)
+}
 
 // remoteStopLimit bounds Stop. protoactor's graceful stop of the remote
 // layer waits (up to 10 s of its own) for every connection to close, and

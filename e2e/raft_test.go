@@ -917,7 +917,8 @@ func TestRaftMembersStartedFirst(t *testing.T) {
 				return false, m.Name + " not running"
 			}
 			log := m.Log()
-			if tries := strings.Count(log, "gateway not accepting connections") + strings.Count(log, "EndpointWriter failed to connect"); tries < len(c.Gateways) {
+			// One line per gateway when its probe first fails.
+			if tries := strings.Count(log, `"message":"gateway unreachable"`) + strings.Count(log, "EndpointWriter failed to connect"); tries < len(c.Gateways) {
 				return false, fmt.Sprintf("%s tried %d gateways", m.Name, tries)
 			}
 		}

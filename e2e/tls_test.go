@@ -170,6 +170,17 @@ func TestTLS(t *testing.T) {
 
 	t.Run("foreign members cannot join", func(t *testing.T) {
 		watchRogues(t, c, len(c.Members), watchUntil, otherCA, plaintext)
+		// The member of another CA says why in /readyz, and its probes
+		// (the remote layer's handshake) kept protoactor from dialling
+		// the gateway every 2 s.
+		status, body := readyz(AdminView(otherCA.name, otherCA.adminAddr))
+		if status != 503 || !strings.Contains(body, "unreachable: gateway "+c.Gateway.NodeAddr+": tls: ") ||
+			!strings.Contains(body, "certificate signed by unknown authority") {
+			t.Errorf("/readyz of the member of another CA: %d %q, want 503 naming the gateway's certificate as untrusted", status, body)
+		}
+		if n := strings.Count(otherCA.child.Output(), "EndpointWriter failed to connect"); n > 0 {
+			t.Errorf("the member of another CA handed the remote layer messages for a gateway it cannot reach (%d failed dials)", n)
+		}
 		// The cluster kept working beside them.
 		checkReadWrite(t, c, 100)
 		for _, m := range c.Members {
@@ -247,4 +258,49 @@ func TestTLSInsecureCluster(t *testing.T) {
 		watchRogues(t, c, len(c.Members), watchUntil, tlsMember)
 		checkReadWrite(t, c, 100)
 	})
+}
+
+// TestRaftGatewayOfAnotherCA starts a gateway whose certificates come from
+// another cluster's CA, to join a running group: it cannot reach any
+// gateway of it, and its /readyz must say that this is because their
+// certificates are not trusted, without its remote layer dialling them
+// (its probes make the same handshake first).
+func TestRaftGatewayOfAnotherCA(t *testing.T) {
+	c := raftGroup(t, 3, 2)
+	otherDir := filepath.Join(t.TempDir(), "other-ca")
+	if _, code := RunChild(t, bin, ChildOptions{Args: []string{"certs", "--dir", otherDir}}, 30*time.Second); code != 0 {
+		t.Fatalf("tolerex certs --dir %s failed", otherDir)
+	}
+	nodeAddr, adminAddr, clientAddr := FreeAddr(t), FreeAddr(t), FreeAddr(t)
+	var initial []string
+	for i, g := range c.Gateways {
+		initial = append(initial, fmt.Sprintf("%d=%s", i+1, g.NodeAddr))
+	}
+	initial = append(initial, "4="+nodeAddr)
+	foreign := StartChild(t, bin, ChildOptions{Args: []string{"gateway", "--gateway-id", "4", "--initial-cluster", strings.Join(initial, ","),
+		"--initial-cluster-state", "existing", "--node-addr", nodeAddr, "--admin-addr", adminAddr, "--client-addr", clientAddr,
+		"--data-dir", filepath.Join(t.TempDir(), "gateway-4"), "--tls-dir", otherDir, "--no-prompt", "--log-level", "debug"}})
+	t.Cleanup(func() { _ = foreign.Signal(os.Kill) })
+
+	view := AdminView("gateway-4", adminAddr)
+	Eventually(t, 10*time.Second, "the foreign gateway's /readyz to name every gateway's certificate as untrusted", func() (bool, string) {
+		status, body := readyz(view)
+		for _, g := range c.Gateways {
+			if !strings.Contains(body, "at "+g.NodeAddr+": tls: failed to verify certificate: x509: certificate signed by unknown authority") {
+				return false, fmt.Sprintf("%d %q", status, body)
+			}
+		}
+		return status == 503 && strings.Contains(body, "no Raft leader known; unreachable: "), fmt.Sprintf("%d %q", status, body)
+	})
+	if n := strings.Count(foreign.Output(), "EndpointWriter failed to connect"); n > 0 {
+		t.Errorf("the foreign gateway handed its remote layer messages for gateways it cannot reach (%d failed dials)", n)
+	}
+	if n := strings.Count(foreign.Output(), `"message":"gateway unreachable"`); n != len(c.Gateways) {
+		t.Errorf("the foreign gateway logged %d lines \"gateway unreachable\", want one per gateway (%d)", n, len(c.Gateways))
+	}
+	// The group goes on beside it.
+	load := startWriteLoad(t, clientAddrs(c.Gateways), 1)
+	load.waitOKs(t, 50)
+	load.finish()
+	load.verify(t, c.Gateways)
 }

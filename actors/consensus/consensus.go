@@ -21,6 +21,7 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 
+	"github.com/tolerex/tolerex/cluster/probe"
 	"github.com/tolerex/tolerex/messages"
 	"github.com/tolerex/tolerex/storage/diskspace"
 	"github.com/tolerex/tolerex/storage/raftlog"
@@ -72,6 +73,9 @@ type Config struct {
 	View *StateView
 	// Health, if set, gets this gateway's readiness.
 	Health *Health
+	// Probe checks that another gateway takes a connection from this one
+	// before anything is sent to it (package probe; nil: probe.TCP).
+	Probe probe.Func
 	// Tree, if set, gives this node's supervision tree; the consensus
 	// actor answers other gateways' TreeRequests with it.
 	Tree    func() *messages.NodeTree
@@ -109,6 +113,9 @@ func (c *Config) Validate() error {
 		if !self {
 			return fmt.Errorf("consensus: the initial cluster does not name this gateway (id %d)", c.ID)
 		}
+	}
+	if c.Probe == nil {
+		c.Probe = probe.TCP
 	}
 	if c.TickInterval <= 0 {
 		c.TickInterval = DefaultTickInterval
@@ -290,7 +297,7 @@ func (n *node) Receive(ctx actor.Context) {
 // sendQueued sends what the turn queued for other gateways, and makes
 // sure commit notices held back are released in time.
 func (n *node) sendQueued(ctx actor.Context) {
-	n.peers.flush(ctx)
+	n.peers.flush(ctx, n.cfg.Probe)
 	for _, m := range n.peers.takeSnapshots() {
 		n.sendSnapshot(m)
 	}
@@ -336,6 +343,7 @@ func (n *node) handle(ctx actor.Context, msg any) {
 		n.peers.down(msg.address, n)
 	case *peerProbed:
 		n.peers.probed(msg)
+		n.reportReach()
 	case releaseNotices:
 		n.noticesDue = false
 		n.peers.releaseNotices()

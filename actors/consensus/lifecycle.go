@@ -25,6 +25,8 @@ type Health struct {
 	lead     atomic.Uint64
 	problem  atomic.Pointer[string]
 	diskFull atomic.Pointer[string]
+	// unreachable says why the gateways found down are unreachable.
+	unreachable atomic.Pointer[string]
 }
 
 // Lead returns the Raft id of the leader this gateway knows (0: none).
@@ -40,6 +42,9 @@ func (h *Health) NotReady() error {
 		return errors.New(*p)
 	}
 	if h.lead.Load() == 0 {
+		if u := h.unreachable.Load(); u != nil {
+			return fmt.Errorf("no Raft leader known; unreachable: %s", *u)
+		}
 		return errors.New("no Raft leader known")
 	}
 	return nil
@@ -61,6 +66,10 @@ func (h *Health) problemText() string {
 func (h *Health) setDiskFull(reason string) { storeReason(&h.diskFull, reason) }
 
 func (h *Health) setProblem(problem string) { storeReason(&h.problem, problem) }
+
+// setUnreachable records why the gateways found down are unreachable
+// ("": none is, or none was probed).
+func (h *Health) setUnreachable(reasons string) { storeReason(&h.unreachable, reasons) }
 
 // storeReason stores reason in p, or nil for "".
 func storeReason(p *atomic.Pointer[string], reason string) {

@@ -133,7 +133,9 @@ func (n *node) receiveChunk(ctx actor.Context, c *messages.RaftSnapshotChunk) {
 	}
 	m.Snapshot.Data = in.data
 	n.peers.learn(m.GetFrom(), ctx.Sender())
-	n.peers.heard(m.GetFrom())
+	if n.peers.heard(m.GetFrom()) {
+		n.reportReach()
+	}
 	if err := n.rn.Step(&m); err != nil {
 		n.log.Warn().Err(err).Uint64("from", m.GetFrom()).Msg("step snapshot")
 		return

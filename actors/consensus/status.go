@@ -37,8 +37,10 @@ type GatewayStatus struct {
 	// the leader only).
 	Match    uint64 `json:"match,omitempty"`
 	Progress string `json:"progress,omitempty"`
-	// Reachable is false while the connection to the gateway is broken.
-	Reachable bool `json:"reachable"`
+	// Reachable is false while the connection to the gateway is broken;
+	// Unreachable then says why its last probe failed, if one did.
+	Reachable   bool   `json:"reachable"`
+	Unreachable string `json:"unreachable,omitempty"`
 }
 
 func (n *node) status() *Status {
@@ -69,7 +71,7 @@ func (n *node) status() *Status {
 		if id == n.cfg.ID {
 			g.NodeAddress = n.cfg.NodeAddress
 		} else if pr, ok := n.peers.byID[id]; ok {
-			g.Reachable = !pr.down
+			g.Reachable, g.Unreachable = !pr.down, pr.unreachable
 		}
 		if p, ok := rs.Progress[id]; ok {
 			g.Match, g.Progress = p.Match, p.State.String()

@@ -1,8 +1,12 @@
 package consensus
 
 import (
+	"errors"
 	"fmt"
-	"net"
+	"maps"
+	"slices"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -11,6 +15,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tolerex/tolerex/cluster/probe"
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -25,10 +30,13 @@ import (
 // dropping) everything sent to that address meanwhile: a gateway that came
 // back just after such an attempt was deaf to this one for up to 2 s. So a
 // gateway is *down* from the start, and again whenever its connection
-// broke, until it accepts a plain TCP connection (a probe, made off the
-// actor at most once per downProbeInterval, hung up at once) or a message
-// from it arrives; what Raft sends it meanwhile is dropped, which Raft
-// takes as messages lost on the way and sends again.
+// broke, until it takes a connection from this one (a probe, made off the
+// actor at most once per downProbeInterval: with TLS the remote layer's
+// mutual-TLS handshake, see package probe) or a message from it arrives;
+// what Raft sends it meanwhile is dropped, which Raft takes as messages
+// lost on the way and sends again. A probe's error is kept as the reason
+// the gateway is unreachable (for /readyz and /api/raft): a certificate
+// from another cluster then reads as such, and is not dialled every 2 s.
 //
 // It also holds back commit notices. Each time the commit index moves, a
 // leader's raft sends every follower an append message without entries
@@ -61,6 +69,8 @@ type peer struct {
 	down      bool
 	probing   bool // a probe in flight
 	lastProbe time.Time
+	// unreachable is why the last probe failed ("" after a good one).
+	unreachable string
 }
 
 // downProbeInterval is how often a gateway that is down is probed, and
@@ -190,12 +200,16 @@ func (p *peers) down(address string, n *node) {
 	}
 }
 
-// heard marks a gateway reachable: a message from it arrived.
-func (p *peers) heard(id uint64) {
-	if pr, ok := p.byID[id]; ok && pr.down {
-		pr.down = false
-		p.log.Info().Uint64("gateway", id).Str("address", pr.address).Msg("gateway reachable")
+// heard marks a gateway reachable: a message from it arrived. It reports
+// whether the gateway was down.
+func (p *peers) heard(id uint64) bool {
+	pr, ok := p.byID[id]
+	if !ok || !pr.down {
+		return false
 	}
+	pr.down, pr.unreachable = false, ""
+	p.log.Info().Uint64("gateway", id).Str("address", pr.address).Msg("gateway reachable")
+	return true
 }
 
 // probed records a probe's outcome: a gateway that accepted the
@@ -208,12 +222,20 @@ func (p *peers) probed(msg *peerProbed) {
 	pr := p.byID[id]
 	pr.probing = false
 	if msg.err != nil {
-		p.log.Debug().Uint64("gateway", id).Str("address", pr.address).Err(msg.err).Msg("gateway not accepting connections")
+		if reason := msg.err.Error(); reason != pr.unreachable {
+			pr.unreachable = reason
+			event := p.log.Warn()
+			if errors.Is(msg.err, syscall.ECONNREFUSED) {
+				event = p.log.Debug() // not running: "connection to gateway lost" said so
+			}
+			event.Uint64("gateway", id).Str("address", pr.address).Err(msg.err).Msg("gateway unreachable")
+		}
 		return
 	}
+	pr.unreachable = ""
 	if pr.down {
 		pr.down = false
-		p.log.Info().Uint64("gateway", id).Str("address", pr.address).Msg("gateway reachable (accepts connections)")
+		p.log.Info().Uint64("gateway", id).Str("address", pr.address).Msg("gateway reachable (took a probe connection)")
 	}
 }
 
@@ -240,21 +262,25 @@ func (p *peers) up(id uint64) *peer {
 	return nil
 }
 
-// probe dials address (and hangs up) off the actor, and reports the
-// outcome to the consensus actor as a peerProbed.
-func probe(root *actor.RootContext, self *actor.PID, address string) {
-	conn, err := net.DialTimeout("tcp", address, probeTimeout)
-	if err == nil {
-		_ = conn.Close()
+// unreachableReasons says, by gateway id, why each gateway that is down
+// failed its last probe ("" when none did).
+func (p *peers) unreachableReasons() string {
+	var reasons []string
+	for _, id := range slices.Sorted(maps.Keys(p.byID)) {
+		if pr := p.byID[id]; pr.down && pr.unreachable != "" {
+			reasons = append(reasons, fmt.Sprintf("gateway %d at %s: %s", id, pr.address, pr.unreachable))
+		}
 	}
-	root.Send(self, &peerProbed{address: address, err: err})
+	return strings.Join(reasons, "; ")
 }
 
 // flush sends what the turn queued to the gateways that are up, and
-// probes those that are down.
-func (p *peers) flush(ctx actor.Context) {
+// probes (off the actor, with check) those that are down; each outcome
+// comes back as a peerProbed.
+func (p *peers) flush(ctx actor.Context, check probe.Func) {
 	for _, address := range p.probesDue(time.Now()) {
-		go probe(ctx.ActorSystem().Root, ctx.Self(), address)
+		root, self := ctx.ActorSystem().Root, ctx.Self()
+		go func() { root.Send(self, &peerProbed{address: address, err: check(address, probeTimeout)}) }()
 	}
 	for to, msgs := range p.pending {
 		delete(p.pending, to)
@@ -288,7 +314,9 @@ func (n *node) receiveBatch(ctx actor.Context, b *messages.RaftBatch) {
 			return
 		}
 		n.peers.learn(m.GetFrom(), ctx.Sender())
-		n.peers.heard(m.GetFrom())
+		if n.peers.heard(m.GetFrom()) {
+			n.reportReach()
+		}
 		if n.lostData(ctx, &m) {
 			return
 		}
@@ -323,4 +351,12 @@ func (n *node) lostData(ctx actor.Context, m *raftpb.Message) bool {
 		n.stopTicks()
 	}
 	return true
+}
+
+// reportReach tells the gateway's Health why the gateways that are down
+// are unreachable, for /readyz.
+func (n *node) reportReach() {
+	if n.cfg.Health != nil {
+		n.cfg.Health.setUnreachable(n.peers.unreachableReasons())
+	}
 }

@@ -101,17 +101,39 @@ func TestPeersSendOnlyToGatewaysFoundUp(t *testing.T) {
 	due(time.Second) // in flight
 	p.probed(&peerProbed{address: "b:1", err: errors.New("connection refused")})
 	due(time.Second + downProbeInterval/2) // not within the interval
-	// A message from it makes it up without a probe.
-	p.heard(3)
+	// Why it is unreachable is kept, the latest reason only.
+	reasons := func(want string) {
+		t.Helper()
+		if got := p.unreachableReasons(); got != want {
+			t.Fatalf("unreachable: %q, want %q", got, want)
+		}
+	}
+	reasons("gateway 3 at b:1: connection refused")
+	due(2*time.Second, "b:1")
+	p.probed(&peerProbed{address: "b:1", err: errors.New("tls: certificate signed by unknown authority")})
+	reasons("gateway 3 at b:1: tls: certificate signed by unknown authority")
+	// A message from it makes it up without a probe, and clears the
+	// reason.
+	if !p.heard(3) {
+		t.Fatal("heard from a gateway that was down: no change reported")
+	}
 	isUp(3, true)
+	reasons("")
+	if p.heard(3) {
+		t.Fatal("heard from a gateway that was up: a change reported")
+	}
 	due(2 * time.Second)
 	// The connection broke: down, probed again, up once it accepts.
 	p.down("a:1", &node{})
 	isUp(2, false)
 	due(3*time.Second, "a:1")
+	p.probed(&peerProbed{address: "a:1", err: errors.New("i/o timeout")})
+	reasons("gateway 2 at a:1: i/o timeout")
+	due(4*time.Second, "a:1")
 	p.probed(&peerProbed{address: "a:1"})
 	isUp(2, true)
+	reasons("")
 	// An outcome for an address no longer in the group changes nothing.
 	p.probed(&peerProbed{address: "gone:1"})
-	due(4 * time.Second)
+	due(5 * time.Second)
 }

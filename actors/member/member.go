@@ -7,8 +7,8 @@ package member
 import (
 	"errors"
 	"fmt"
-	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -19,6 +19,7 @@ import (
 	"github.com/tolerex/tolerex/actors/membership"
 	"github.com/tolerex/tolerex/actors/ticker"
 	"github.com/tolerex/tolerex/actors/tree"
+	"github.com/tolerex/tolerex/cluster/probe"
 	"github.com/tolerex/tolerex/messages"
 )
 
@@ -73,6 +74,9 @@ type Status struct {
 	diskFree, diskTotal, minFree atomic.Uint64
 	diskFull                     atomic.Pointer[string]
 	writeFailure                 atomic.Pointer[string]
+	// unreachable says why the gateways whose last probe failed are
+	// unreachable (membership.Reach.Unreachable).
+	unreachable atomic.Pointer[string]
 }
 
 // SetDisk records the free space last seen on the store's filesystem,
@@ -157,6 +161,8 @@ func (s *Status) StoreCorrupt() string {
 // setGateway records the gateway the member heartbeats to.
 func (s *Status) setGateway(address string) { s.gateway.Store(&address) }
 
+func (s *Status) setUnreachable(reasons string) { storeString(&s.unreachable, reasons) }
+
 // Gateway is the node address of the gateway the member last heard from
 // as the leader, "" before it registered.
 func (s *Status) Gateway() string {
@@ -181,6 +187,9 @@ func (s *Status) NotReady() error {
 	case !s.StorageReady.Load():
 		return errors.New("storage not open")
 	case !s.Registered.Load():
+		if u := s.unreachable.Load(); u != nil {
+			return fmt.Errorf("not registered with the gateway yet; unreachable: %s", *u)
+		}
 		return errors.New("not registered with the gateway yet")
 	}
 	return nil
@@ -196,14 +205,21 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	Restart           RestartPolicy
 	Storage           StorageConfig
-	Tree              *tree.Registry
-	Status            *Status
-	Logger            zerolog.Logger
+	// Probe checks that a gateway takes a connection from this member
+	// before a heartbeat is handed to the remote layer (package probe;
+	// nil: probe.TCP).
+	Probe  probe.Func
+	Tree   *tree.Registry
+	Status *Status
+	Logger zerolog.Logger
 }
 
 // NewSupervisor returns the producer of the member supervisor actor; spawn
 // it named messages.MemberActor.
 func NewSupervisor(cfg Config) actor.Producer {
+	if cfg.Probe == nil {
+		cfg.Probe = probe.TCP
+	}
 	return func() actor.Actor { return &supervisor{cfg: cfg} }
 }
 
@@ -222,8 +238,8 @@ type supervisor struct {
 // gatewayLost reports that the connection to a gateway broke.
 type gatewayLost struct{ address string }
 
-// gatewayProbed reports whether a gateway accepted a TCP connection
-// (membership.Reach).
+// gatewayProbed reports whether a gateway took a connection from this
+// member (membership.Reach).
 type gatewayProbed struct {
 	address string
 	err     error
@@ -334,10 +350,10 @@ func (s *supervisor) heartbeat(ctx actor.Context) {
 	}
 }
 
-// probe dials a gateway's node address (and hangs up) off the actor; the
-// outcome comes back as gatewayProbed. The dial is bounded by two
-// heartbeats: by then homing has moved on from a gateway that does not
-// answer anyway.
+// probe checks off the actor that a gateway takes a connection from this
+// member (Config.Probe); the outcome comes back as gatewayProbed. The
+// probe is bounded by two heartbeats: by then homing has moved on from a
+// gateway that does not answer anyway.
 func (s *supervisor) probe(ctx actor.Context, address string) {
 	self, root, limit := ctx.Self(), ctx.ActorSystem().Root, 2*s.cfg.HeartbeatInterval
 	if address == ctx.ActorSystem().Address() {
@@ -346,25 +362,30 @@ func (s *supervisor) probe(ctx actor.Context, address string) {
 		s.probed(ctx, &gatewayProbed{address: address})
 		return
 	}
-	go func() {
-		conn, err := net.DialTimeout("tcp", address, limit)
-		if err == nil {
-			_ = conn.Close()
-		}
-		root.Send(self, &gatewayProbed{address: address, err: err})
-	}()
+	check := s.cfg.Probe
+	go func() { root.Send(self, &gatewayProbed{address: address, err: check(address, limit)}) }()
 }
 
 // probed follows a probe: a gateway that is up and still the target gets
 // its heartbeat now (the one that was due); one that is down is left for
-// the next gateway at once.
+// the next gateway at once. Why gateways are unreachable goes to the
+// member's Status (its /readyz), and to the log when it changes (a
+// refused connection only at debug level: the gateway is not running).
 func (s *supervisor) probed(ctx actor.Context, msg *gatewayProbed) {
-	s.reach.Probed(msg.address, msg.err == nil)
+	if s.reach.Probed(msg.address, msg.err) {
+		s.cfg.Status.setUnreachable(s.reach.Unreachable())
+		if msg.err != nil {
+			event := s.cfg.Logger.Warn()
+			if errors.Is(msg.err, syscall.ECONNREFUSED) {
+				event = s.cfg.Logger.Debug()
+			}
+			event.Str("gateway", msg.address).Err(msg.err).Msg("gateway unreachable")
+		}
+	}
 	if msg.address != s.homing.Target() {
 		return
 	}
 	if msg.err != nil {
-		s.cfg.Logger.Debug().Str("gateway", msg.address).Err(msg.err).Msg("gateway not accepting connections; trying the next at the next heartbeat")
 		s.homing.Lost(msg.address)
 		return
 	}

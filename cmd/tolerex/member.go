@@ -116,6 +116,7 @@ func runMember(ctx context.Context, f memberFlags) error {
 			MinFreeBytes: uint64(f.minFree),
 			Metrics:      member.NewStorageMetrics(node.Registry, status),
 		},
+		Probe:  node.Probe(),
 		Tree:   node.Tree,
 		Status: status,
 		Logger: log,

@@ -1,0 +1,103 @@
+package probe
+
+import (
+	"crypto/tls"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/tolerex/tolerex/cluster/certs"
+)
+
+const testTimeout = 2 * time.Second
+
+// cluster generates a cluster CA and its gateway pair in a fresh dir.
+func cluster(t *testing.T) *certs.NodeTLS {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := certs.Generate(dir, certs.GenerateOptions{}); err != nil {
+		t.Fatalf("generate certificates: %v", err)
+	}
+	node, err := certs.LoadNode(dir, certs.RoleGateway)
+	if err != nil {
+		t.Fatalf("load certificates: %v", err)
+	}
+	return node
+}
+
+// serveGRPC runs a real gRPC server with server's TLS configuration on
+// 127.0.0.1, as a node's remote layer does, and returns its address.
+func serveGRPC(t *testing.T, server *tls.Config) string {
+	t.Helper()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	s := grpc.NewServer(grpc.Creds(credentials.NewTLS(server)))
+	go func() { _ = s.Serve(listener) }()
+	t.Cleanup(s.Stop)
+	return listener.Addr().String()
+}
+
+// closedAddress is a 127.0.0.1 address nothing listens on.
+func closedAddress(t *testing.T) string {
+	t.Helper()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	address := listener.Addr().String()
+	_ = listener.Close()
+	return address
+}
+
+func TestTLSProbeMakesTheNodesHandshake(t *testing.T) {
+	ours, theirs := cluster(t), cluster(t)
+	probe := TLS(ours.Client)
+
+	if err := probe(serveGRPC(t, ours.Server), testTimeout); err != nil {
+		t.Errorf("a node of the same cluster: %v, want reachable", err)
+	}
+
+	// A node whose certificate comes from another CA.
+	err := probe(serveGRPC(t, theirs.Server), testTimeout)
+	if err == nil || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+		t.Errorf("a node of another cluster: %v, want its certificate refused", err)
+	}
+
+	// A node that presents a certificate this one trusts but trusts only
+	// the other CA: it refuses this node's certificate after the
+	// client's side of the handshake is done, which only the read sees.
+	strict := ours.Server.Clone()
+	strict.ClientCAs = theirs.Server.ClientCAs
+	err = probe(serveGRPC(t, strict), testTimeout)
+	if err == nil || !strings.Contains(err.Error(), "after the TLS handshake") {
+		t.Errorf("a node that refuses this node's certificate: %v, want refused after the handshake", err)
+	}
+
+	started := time.Now()
+	if err := probe(closedAddress(t), testTimeout); err == nil {
+		t.Error("an address nothing listens on: reachable")
+	}
+	if took := time.Since(started); took > testTimeout/2 {
+		t.Errorf("a refused connection took %v to report", took)
+	}
+}
+
+func TestTCPProbe(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	defer listener.Close()
+	if err := TCP(listener.Addr().String(), testTimeout); err != nil {
+		t.Errorf("a listener: %v", err)
+	}
+	if err := TCP(closedAddress(t), testTimeout); err == nil {
+		t.Error("an address nothing listens on: reachable")
+	}
+}
