@@ -5,7 +5,7 @@
 GO          ?= go
 BIN         := bin/tolerex
 PROTOC_GEN_GO_VERSION := v1.36.12
-FUZZTIME    ?= 5m
+FUZZTIME    ?= 20000000x
 
 .PHONY: all build run test lint unit e2e generate fuzz bench bench-failover bench-micro chaos clean
 
@@ -22,7 +22,11 @@ run: build
 
 # Everything CI runs: formatting, vet and the no-secrets check, unit tests
 # with the race detector, the end-to-end tests (real processes, SIGKILL),
-# and a 30-second fuzz run of the protocol codec.
+# and a short fuzz run of the protocol codec (1,000,000 inputs, about
+# 15-30 s here). Fuzz budgets are counts, not durations: with a duration,
+# go1.26's fuzz coordinator can fail the run with a bare "context deadline
+# exceeded" when the time is up (golang/go#75804, fixed in go1.27), which
+# failed a `make test` here on 2026-12-07 with no failing input found.
 test: lint
 	GO=$(GO) ./.ci/gotest -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/actors/consensus$$')
 	@# The in-process Raft group tests (cluster/clustertest) run several
@@ -30,7 +34,7 @@ test: lint
 	@# gRPC's global logger without synchronisation: the race detector
 	@# reports that on every run, so these tests run without it.
 	GO=$(GO) ./.ci/gotest -count=1 -timeout 5m ./actors/consensus
-	$(GO) test -run '^$$' -fuzz=FuzzParse -fuzztime=30s ./gateway/codec
+	$(GO) test -run '^$$' -fuzz=FuzzParse -fuzztime=1000000x ./gateway/codec
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
