@@ -726,22 +726,33 @@ func TestRaftFiveGatewaysLoseTwo(t *testing.T) {
 	load.verify(t, c.Gateways)
 }
 
+// startJoiningGateway starts gateway 4 to join c's group of three
+// (--initial-cluster-state existing) with the certificates in tlsDir, on
+// fresh addresses and an empty data dir; it is killed when the test ends.
+func startJoiningGateway(t *testing.T, c *local.Cluster, tlsDir string, extra ...string) (*local.Node, *Child) {
+	t.Helper()
+	four := &local.Node{Name: "gateway-4", NodeAddr: FreeAddr(t), AdminAddr: FreeAddr(t), ClientAddr: FreeAddr(t)}
+	var initial []string
+	for i, g := range c.Gateways {
+		initial = append(initial, fmt.Sprintf("%d=%s", i+1, g.NodeAddr))
+	}
+	initial = append(initial, "4="+four.NodeAddr)
+	args := append([]string{"gateway", "--gateway-id", "4", "--initial-cluster", strings.Join(initial, ","),
+		"--initial-cluster-state", "existing", "--node-addr", four.NodeAddr, "--admin-addr", four.AdminAddr,
+		"--client-addr", four.ClientAddr, "--data-dir", filepath.Join(t.TempDir(), "gateway-4"), "--tls-dir", tlsDir, "--no-prompt"}, extra...)
+	child := StartChild(t, bin, ChildOptions{Args: args})
+	t.Cleanup(func() { _ = child.Signal(os.Kill) })
+	return four, child
+}
+
 func TestRaftGatewayAddedAndRemoved(t *testing.T) {
 	c := raftGroup(t, 3, 3)
 	load := startWriteLoad(t, clientAddrs(c.Gateways), 1)
 	load.waitOKs(t, 300)
 
 	// A fourth gateway, started to join, then added from the CLI.
-	nodeAddr, adminAddr, clientAddr := FreeAddr(t), FreeAddr(t), FreeAddr(t)
-	var initial []string
-	for i, g := range c.Gateways {
-		initial = append(initial, fmt.Sprintf("%d=%s", i+1, g.NodeAddr))
-	}
-	initial = append(initial, "4="+nodeAddr)
-	four := StartChild(t, bin, ChildOptions{Args: []string{"gateway", "--gateway-id", "4", "--initial-cluster", strings.Join(initial, ","),
-		"--initial-cluster-state", "existing", "--node-addr", nodeAddr, "--admin-addr", adminAddr, "--client-addr", clientAddr,
-		"--data-dir", filepath.Join(t.TempDir(), "gateway-4"), "--tls-dir", c.TLSDir, "--no-prompt"}})
-	t.Cleanup(func() { _ = four.Signal(os.Kill) })
+	four, _ := startJoiningGateway(t, c, c.TLSDir)
+	nodeAddr, clientAddr := four.NodeAddr, four.ClientAddr
 	cliAt := func(admin string, args ...string) (*Child, int) {
 		return RunChild(t, bin, ChildOptions{Args: append([]string{"cluster", "--admin-addr", admin}, args...)}, 90*time.Second)
 	}
@@ -811,7 +822,7 @@ func TestRaftGatewayAddedAndRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Leadership may move to gateway 4, which is not one of c.Gateways.
-	rest := append(others(c.Gateways, leader), &local.Node{Name: "gateway-4", NodeAddr: nodeAddr, AdminAddr: adminAddr, ClientAddr: clientAddr})
+	rest := append(others(c.Gateways, leader), four)
 	next := raftLeader(t, rest, 10*time.Second)
 	st, err := raftStatus(next)
 	if err != nil {

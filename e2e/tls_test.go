@@ -15,6 +15,17 @@ import (
 	"github.com/tolerex/tolerex/cluster/certs"
 )
 
+// newCA makes a cluster CA and node certificates of its own with
+// `tolerex certs`, in a fresh dir named name, and returns the dir.
+func newCA(t *testing.T, name string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
+	if _, code := RunChild(t, bin, ChildOptions{Args: []string{"certs", "--dir", dir}}, 30*time.Second); code != 0 {
+		t.Fatalf("tolerex certs --dir %s failed", dir)
+	}
+	return dir
+}
+
 // joinWindow is how long a member that must not join is watched.
 const joinWindow = 5 * time.Second
 
@@ -130,10 +141,7 @@ func TestTLS(t *testing.T) {
 	watchUntil := time.Now().Add(joinWindow)
 
 	// A member with certificates from another CA.
-	otherDir := filepath.Join(t.TempDir(), "other-ca")
-	if _, code := RunChild(t, bin, ChildOptions{Args: []string{"certs", "--dir", otherDir}}, 30*time.Second); code != 0 {
-		t.Fatalf("tolerex certs --dir %s failed", otherDir)
-	}
+	otherDir := newCA(t, "other-ca")
 	otherCA := startRogueMember(t, c, "other-ca member", "--tls-dir", otherDir)
 	// A plaintext member against the TLS gateway.
 	plaintext := startRogueMember(t, c, "insecure member", "--insecure")
@@ -228,10 +236,7 @@ func TestTLSInsecureCluster(t *testing.T) {
 	watchUntil := time.Now().Add(joinWindow)
 
 	// A TLS member cannot join a plaintext gateway either.
-	tlsDir := filepath.Join(t.TempDir(), "tls")
-	if _, code := RunChild(t, bin, ChildOptions{Args: []string{"certs", "--dir", tlsDir}}, 30*time.Second); code != 0 {
-		t.Fatalf("tolerex certs --dir %s failed", tlsDir)
-	}
+	tlsDir := newCA(t, "tls")
 	tlsMember := startRogueMember(t, c, "tls member", "--tls-dir", tlsDir)
 
 	t.Run("end to end", func(t *testing.T) {
@@ -267,22 +272,9 @@ func TestTLSInsecureCluster(t *testing.T) {
 // (its probes make the same handshake first).
 func TestRaftGatewayOfAnotherCA(t *testing.T) {
 	c := raftGroup(t, 3, 2)
-	otherDir := filepath.Join(t.TempDir(), "other-ca")
-	if _, code := RunChild(t, bin, ChildOptions{Args: []string{"certs", "--dir", otherDir}}, 30*time.Second); code != 0 {
-		t.Fatalf("tolerex certs --dir %s failed", otherDir)
-	}
-	nodeAddr, adminAddr, clientAddr := FreeAddr(t), FreeAddr(t), FreeAddr(t)
-	var initial []string
-	for i, g := range c.Gateways {
-		initial = append(initial, fmt.Sprintf("%d=%s", i+1, g.NodeAddr))
-	}
-	initial = append(initial, "4="+nodeAddr)
-	foreign := StartChild(t, bin, ChildOptions{Args: []string{"gateway", "--gateway-id", "4", "--initial-cluster", strings.Join(initial, ","),
-		"--initial-cluster-state", "existing", "--node-addr", nodeAddr, "--admin-addr", adminAddr, "--client-addr", clientAddr,
-		"--data-dir", filepath.Join(t.TempDir(), "gateway-4"), "--tls-dir", otherDir, "--no-prompt", "--log-level", "debug"}})
-	t.Cleanup(func() { _ = foreign.Signal(os.Kill) })
+	four, foreign := startJoiningGateway(t, c, newCA(t, "other-ca"), "--log-level", "debug")
 
-	view := AdminView("gateway-4", adminAddr)
+	view := AdminView(four.Name, four.AdminAddr)
 	Eventually(t, 10*time.Second, "the foreign gateway's /readyz to name every gateway's certificate as untrusted", func() (bool, string) {
 		status, body := readyz(view)
 		for _, g := range c.Gateways {
