@@ -37,6 +37,9 @@ func TestMemberHeartbeatsToAnOlderGateway(t *testing.T) {
 	n := startMemberIn(t, system, t.TempDir(), DefaultRestartPolicy(), func(cfg *Config) {
 		cfg.MemberID = "m-old-gw"
 		cfg.Gateways = []string{system.Address()}
+		// The "gateway" is this actor system, which runs no remote
+		// layer: nothing listens to probe.
+		cfg.Probe = func(string, time.Duration) error { return nil }
 		cfg.HeartbeatInterval = 20 * time.Millisecond
 		cfg.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 	})

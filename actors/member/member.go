@@ -356,12 +356,6 @@ func (s *supervisor) heartbeat(ctx actor.Context) {
 // gateway that does not answer anyway.
 func (s *supervisor) probe(ctx actor.Context, address string) {
 	self, root, limit := ctx.Self(), ctx.ActorSystem().Root, 2*s.cfg.HeartbeatInterval
-	if address == ctx.ActorSystem().Address() {
-		// This actor system itself (tests run a gateway's actors in it):
-		// no remote layer, nothing to dial.
-		s.probed(ctx, &gatewayProbed{address: address})
-		return
-	}
 	check := s.cfg.Probe
 	go func() { root.Send(self, &gatewayProbed{address: address, err: check(address, limit)}) }()
 }
