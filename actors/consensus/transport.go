@@ -1,12 +1,10 @@
 package consensus
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -225,8 +223,8 @@ func (p *peers) probed(msg *peerProbed) {
 		if reason := msg.err.Error(); reason != pr.unreachable {
 			pr.unreachable = reason
 			event := p.log.Warn()
-			if errors.Is(msg.err, syscall.ECONNREFUSED) {
-				event = p.log.Debug() // not running: "connection to gateway lost" said so
+			if probe.Refused(msg.err) {
+				event = p.log.Debug()
 			}
 			event.Uint64("gateway", id).Str("address", pr.address).Err(msg.err).Msg("gateway unreachable")
 		}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -370,7 +369,7 @@ func (s *supervisor) probed(ctx actor.Context, msg *gatewayProbed) {
 		s.cfg.Status.setUnreachable(s.reach.Unreachable())
 		if msg.err != nil {
 			event := s.cfg.Logger.Warn()
-			if errors.Is(msg.err, syscall.ECONNREFUSED) {
+			if probe.Refused(msg.err) {
 				event = s.cfg.Logger.Debug()
 			}
 			event.Str("gateway", msg.address).Err(msg.err).Msg("gateway unreachable")

@@ -19,12 +19,18 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"syscall"
 	"time"
 )
 
 // Func probes one node address within timeout; nil means it takes
 // connections from this node.
 type Func func(address string, timeout time.Duration) error
+
+// Refused reports a probe that found nothing listening at the address:
+// the node is not running, which callers log only at debug level (its
+// broken connection was reported already), unlike a failed handshake.
+func Refused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 
 // TCP probes with a plain TCP connection (nodes run with --insecure, and
 // tests).
