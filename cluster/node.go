@@ -148,10 +148,11 @@ func (n *Node) Address() string { return n.System.Address() }
 
 // Probe is how this node checks that another takes a connection from it
 // before handing the remote layer anything for it: the remote layer's
-// mutual-TLS handshake, or a TCP connection when the node runs insecure.
+// mutual-TLS handshake, or its plaintext HTTP/2 connection when the node
+// runs insecure.
 func (n *Node) Probe() probe.Func {
 	if n.TLS == nil {
-		return probe.TCP
+		return probe.Plaintext
 	}
 	return probe.TLS(n.TLS.Client)
 }

@@ -727,8 +727,9 @@ func TestRaftFiveGatewaysLoseTwo(t *testing.T) {
 }
 
 // startJoiningGateway starts gateway 4 to join c's group of three
-// (--initial-cluster-state existing) with the certificates in tlsDir, on
-// fresh addresses and an empty data dir; it is killed when the test ends.
+// (--initial-cluster-state existing) with the certificates in tlsDir (none:
+// extra says how it runs), on fresh addresses and an empty data dir; it is
+// killed when the test ends.
 func startJoiningGateway(t *testing.T, c *local.Cluster, tlsDir string, extra ...string) (*local.Node, *Child) {
 	t.Helper()
 	four := &local.Node{Name: "gateway-4", NodeAddr: FreeAddr(t), AdminAddr: FreeAddr(t), ClientAddr: FreeAddr(t)}
@@ -739,7 +740,10 @@ func startJoiningGateway(t *testing.T, c *local.Cluster, tlsDir string, extra ..
 	initial = append(initial, "4="+four.NodeAddr)
 	args := append([]string{"gateway", "--gateway-id", "4", "--initial-cluster", strings.Join(initial, ","),
 		"--initial-cluster-state", "existing", "--node-addr", four.NodeAddr, "--admin-addr", four.AdminAddr,
-		"--client-addr", four.ClientAddr, "--data-dir", filepath.Join(t.TempDir(), "gateway-4"), "--tls-dir", tlsDir, "--no-prompt"}, extra...)
+		"--client-addr", four.ClientAddr, "--data-dir", filepath.Join(t.TempDir(), "gateway-4"), "--no-prompt"}, extra...)
+	if tlsDir != "" {
+		args = append(args, "--tls-dir", tlsDir)
+	}
 	child := StartChild(t, bin, ChildOptions{Args: args})
 	t.Cleanup(func() { _ = child.Signal(os.Kill) })
 	return four, child

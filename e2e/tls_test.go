@@ -189,6 +189,16 @@ func TestTLS(t *testing.T) {
 		if n := strings.Count(otherCA.child.Output(), "EndpointWriter failed to connect"); n > 0 {
 			t.Errorf("the member of another CA handed the remote layer messages for a gateway it cannot reach (%d failed dials)", n)
 		}
+		// So does the plaintext member, whose probe speaks plaintext
+		// HTTP/2 as its remote layer would, which the TLS gateway drops.
+		status, body = readyz(AdminView(plaintext.name, plaintext.adminAddr))
+		if status != 503 || !strings.Contains(body, "unreachable: gateway "+c.Gateway.NodeAddr+": ") ||
+			!strings.Contains(body, "does it run with TLS?") {
+			t.Errorf("/readyz of the plaintext member: %d %q, want 503 asking whether the gateway runs with TLS", status, body)
+		}
+		if n := strings.Count(plaintext.child.Output(), "EndpointWriter failed to connect"); n > 0 {
+			t.Errorf("the plaintext member handed the remote layer messages for a gateway it cannot reach (%d failed dials)", n)
+		}
 		// The cluster kept working beside them.
 		checkReadWrite(t, c, 100)
 		for _, m := range c.Members {
@@ -272,25 +282,38 @@ func TestTLSInsecureCluster(t *testing.T) {
 // (its probes make the same handshake first).
 func TestRaftGatewayOfAnotherCA(t *testing.T) {
 	c := raftGroup(t, 3, 2)
-	four, foreign := startJoiningGateway(t, c, newCA(t, "other-ca"), "--log-level", "debug")
-
-	view := AdminView(four.Name, four.AdminAddr)
-	Eventually(t, 10*time.Second, "the foreign gateway's /readyz to name every gateway's certificate as untrusted", func() (bool, string) {
-		status, body := readyz(view)
-		for _, g := range c.Gateways {
-			if !strings.Contains(body, "at "+g.NodeAddr+": tls: failed to verify certificate: x509: certificate signed by unknown authority") {
-				return false, fmt.Sprintf("%d %q", status, body)
+	// Two gateways start to join that cannot talk to the group: one with
+	// certificates of another CA, one run with --insecure. Each probes
+	// the group as its remote layer would connect, finds every gateway
+	// unreachable, says why, and never hands its remote layer a message
+	// for them.
+	foreigners := []struct {
+		name, tlsDir, why string
+		extra             []string
+	}{
+		{"of another CA", newCA(t, "other-ca"), ": tls: failed to verify certificate: x509: certificate signed by unknown authority", nil},
+		{"run with --insecure", "", ": closed the connection without an HTTP/2 answer (does it run with TLS? this node runs with --insecure)", []string{"--insecure"}},
+	}
+	for _, f := range foreigners {
+		four, child := startJoiningGateway(t, c, f.tlsDir, append([]string{"--log-level", "debug"}, f.extra...)...)
+		view := AdminView(four.Name, four.AdminAddr)
+		Eventually(t, 10*time.Second, "the gateway "+f.name+" to say in /readyz why it cannot reach each gateway", func() (bool, string) {
+			status, body := readyz(view)
+			for _, g := range c.Gateways {
+				if !strings.Contains(body, "at "+g.NodeAddr+f.why) {
+					return false, fmt.Sprintf("%d %q", status, body)
+				}
 			}
+			return status == 503 && strings.Contains(body, "no Raft leader known; unreachable: "), fmt.Sprintf("%d %q", status, body)
+		})
+		if n := strings.Count(child.Output(), "EndpointWriter failed to connect"); n > 0 {
+			t.Errorf("the gateway %s handed its remote layer messages for gateways it cannot reach (%d failed dials)", f.name, n)
 		}
-		return status == 503 && strings.Contains(body, "no Raft leader known; unreachable: "), fmt.Sprintf("%d %q", status, body)
-	})
-	if n := strings.Count(foreign.Output(), "EndpointWriter failed to connect"); n > 0 {
-		t.Errorf("the foreign gateway handed its remote layer messages for gateways it cannot reach (%d failed dials)", n)
+		if n := strings.Count(child.Output(), `"message":"gateway unreachable"`); n != len(c.Gateways) {
+			t.Errorf("the gateway %s logged %d lines \"gateway unreachable\", want one per gateway (%d)", f.name, n, len(c.Gateways))
+		}
 	}
-	if n := strings.Count(foreign.Output(), `"message":"gateway unreachable"`); n != len(c.Gateways) {
-		t.Errorf("the foreign gateway logged %d lines \"gateway unreachable\", want one per gateway (%d)", n, len(c.Gateways))
-	}
-	// The group goes on beside it.
+	// The group goes on beside them.
 	load := startWriteLoad(t, clientAddrs(c.Gateways), 1)
 	load.waitOKs(t, 50)
 	load.finish()

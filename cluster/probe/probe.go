@@ -10,13 +10,16 @@
 // would: a node whose certificate this one does not trust, or that does
 // not trust this one's, is unreachable too, with the handshake's error as
 // the reason, instead of being dialled (and logged) by protoactor every
-// 2 s.
+// 2 s. A node run with --insecure likewise opens the plaintext HTTP/2
+// connection its remote layer would, so a node that speaks TLS is
+// unreachable to it, with that as the reason.
 package probe
 
 import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"syscall"
@@ -32,8 +35,8 @@ type Func func(address string, timeout time.Duration) error
 // broken connection was reported already), unlike a failed handshake.
 func Refused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 
-// TCP probes with a plain TCP connection (nodes run with --insecure, and
-// tests).
+// TCP probes with a plain TCP connection (in-process tests, whose
+// listeners may not speak gRPC).
 func TCP(address string, timeout time.Duration) error {
 	conn, err := net.DialTimeout("tcp", address, timeout)
 	if err != nil {
@@ -78,4 +81,44 @@ func TLS(client *tls.Config) Func {
 		}
 		return nil
 	}
+}
+
+// http2Preface is what an HTTP/2 client sends first (RFC 9113 §3.4): the
+// connection preface and an empty SETTINGS frame.
+var http2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+
+// http2FrameSettings is the frame type of SETTINGS (RFC 9113 §6.5).
+const http2FrameSettings = 0x4
+
+// Plaintext probes a node as a node run with --insecure connects to it:
+// plaintext HTTP/2, as gRPC without TLS. It sends the HTTP/2 connection
+// preface and waits for the server's first frame, which a gRPC server
+// sends at once: its SETTINGS. A node that speaks TLS closes the
+// connection instead (Go's TLS server, on a first record that is no TLS
+// handshake), and one that is paused answers nothing; both are
+// unreachable.
+func Plaintext(address string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	conn, err := net.DialTimeout("tcp", address, timeout)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close() }()
+	if err := conn.SetDeadline(deadline); err != nil {
+		return fmt.Errorf("probe %s: %w", address, err)
+	}
+	if _, err := conn.Write(http2Preface); err != nil {
+		return fmt.Errorf("plaintext HTTP/2 preface: %w", err)
+	}
+	var header [9]byte // an HTTP/2 frame header: length, type, flags, stream
+	n, err := io.ReadFull(conn, header[:])
+	switch {
+	case err != nil && n == 0 && !errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("closed the connection without an HTTP/2 answer (does it run with TLS? this node runs with --insecure): %w", err)
+	case err != nil:
+		return fmt.Errorf("no HTTP/2 answer: %w", err)
+	case header[3] != http2FrameSettings:
+		return fmt.Errorf("answered plaintext HTTP/2 with %q, not a SETTINGS frame: not a node's remote layer", header[:])
+	}
+	return nil
 }

@@ -102,3 +102,67 @@ func TestTCPProbe(t *testing.T) {
 		t.Errorf("an address nothing listens on: %v, want refused", err)
 	}
 }
+
+// servePlaintextGRPC runs a real gRPC server without TLS on 127.0.0.1, as
+// the remote layer of a node run with --insecure, and returns its address.
+func servePlaintextGRPC(t *testing.T) string {
+	t.Helper()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	s := grpc.NewServer()
+	go func() { _ = s.Serve(listener) }()
+	t.Cleanup(s.Stop)
+	return listener.Addr().String()
+}
+
+func TestPlaintextProbeSpeaksHTTP2(t *testing.T) {
+	if err := Plaintext(servePlaintextGRPC(t), testTimeout); err != nil {
+		t.Errorf("a node run with --insecure: %v, want reachable", err)
+	}
+
+	err := Plaintext(serveGRPC(t, cluster(t).Server), testTimeout)
+	if err == nil || !strings.Contains(err.Error(), "TLS") || Refused(err) {
+		t.Errorf("a node that runs with TLS: %v, want refused as speaking TLS", err)
+	}
+
+	// A listener that takes the connection but never answers, as a paused
+	// node's kernel does.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	defer silent.Close()
+	started := time.Now()
+	err = Plaintext(silent.Addr().String(), 200*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "no HTTP/2 answer") {
+		t.Errorf("a listener that never answers: %v, want no answer", err)
+	}
+	if took := time.Since(started); took > testTimeout/2 {
+		t.Errorf("a silent listener took %v to report (timeout 200ms)", took)
+	}
+
+	// Something that answers, but not as HTTP/2.
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	defer other.Close()
+	go func() {
+		conn, err := other.Accept()
+		if err == nil {
+			_, _ = conn.Write([]byte("HTTP/1.1 400 Bad Request\r\n\r\n"))
+			_ = conn.Close()
+		}
+	}()
+	err = Plaintext(other.Addr().String(), testTimeout)
+	if err == nil || !strings.Contains(err.Error(), "not a SETTINGS frame") {
+		t.Errorf("an HTTP/1 server: %v, want not a node", err)
+	}
+
+	err = Plaintext(closedAddress(t), testTimeout)
+	if err == nil || !Refused(err) {
+		t.Errorf("an address nothing listens on: %v, want refused", err)
+	}
+}
