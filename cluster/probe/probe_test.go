@@ -79,6 +79,12 @@ func TestTLSProbeMakesTheNodesHandshake(t *testing.T) {
 		t.Errorf("a node that refuses this node's certificate: %v, want refused after the handshake", err)
 	}
 
+	// A node run with --insecure.
+	err = probe(servePlaintextGRPC(t), testTimeout)
+	if err == nil || !strings.Contains(err.Error(), "does not look like a TLS handshake") {
+		t.Errorf("a node run with --insecure: %v, want its plaintext answer refused", err)
+	}
+
 	started := time.Now()
 	if err := probe(closedAddress(t), testTimeout); err == nil {
 		t.Error("an address nothing listens on: reachable")
