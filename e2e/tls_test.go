@@ -276,10 +276,11 @@ func TestTLSInsecureCluster(t *testing.T) {
 }
 
 // TestRaftGatewayOfAnotherCA starts a gateway whose certificates come from
-// another cluster's CA, to join a running group: it cannot reach any
-// gateway of it, and its /readyz must say that this is because their
-// certificates are not trusted, without its remote layer dialling them
-// (its probes make the same handshake first).
+// another cluster's CA, and then one run with --insecure, to join a
+// running group: neither can reach any gateway of it, and each one's
+// /readyz must say why (their certificates are not trusted; they do not
+// answer plaintext HTTP/2), without its remote layer dialling them (its
+// probes connect as the remote layer would first).
 func TestRaftGatewayOfAnotherCA(t *testing.T) {
 	c := raftGroup(t, 3, 2)
 	// Two gateways start to join that cannot talk to the group: one with
