@@ -178,26 +178,25 @@ func TestTLS(t *testing.T) {
 
 	t.Run("foreign members cannot join", func(t *testing.T) {
 		watchRogues(t, c, len(c.Members), watchUntil, otherCA, plaintext)
-		// The member of another CA says why in /readyz, and its probes
-		// (the remote layer's handshake) kept protoactor from dialling
-		// the gateway every 2 s.
-		status, body := readyz(AdminView(otherCA.name, otherCA.adminAddr))
-		if status != 503 || !strings.Contains(body, "unreachable: gateway "+c.Gateway.NodeAddr+": tls: ") ||
-			!strings.Contains(body, "certificate signed by unknown authority") {
-			t.Errorf("/readyz of the member of another CA: %d %q, want 503 naming the gateway's certificate as untrusted", status, body)
-		}
-		if n := strings.Count(otherCA.child.Output(), "EndpointWriter failed to connect"); n > 0 {
-			t.Errorf("the member of another CA handed the remote layer messages for a gateway it cannot reach (%d failed dials)", n)
-		}
-		// So does the plaintext member, whose probe speaks plaintext
-		// HTTP/2 as its remote layer would, which the TLS gateway drops.
-		status, body = readyz(AdminView(plaintext.name, plaintext.adminAddr))
-		if status != 503 || !strings.Contains(body, "unreachable: gateway "+c.Gateway.NodeAddr+": ") ||
-			!strings.Contains(body, "does it run with TLS?") {
-			t.Errorf("/readyz of the plaintext member: %d %q, want 503 asking whether the gateway runs with TLS", status, body)
-		}
-		if n := strings.Count(plaintext.child.Output(), "EndpointWriter failed to connect"); n > 0 {
-			t.Errorf("the plaintext member handed the remote layer messages for a gateway it cannot reach (%d failed dials)", n)
+		// Each says why in /readyz, and its probes (connecting as its
+		// remote layer would: the member of another CA makes the TLS
+		// handshake, the plaintext member speaks plaintext HTTP/2, which
+		// the TLS gateway drops) kept protoactor from dialling the
+		// gateway every 2 s.
+		for _, r := range []struct {
+			rogue *rogueMember
+			says  []string
+		}{
+			{otherCA, []string{"unreachable: gateway " + c.Gateway.NodeAddr + ": tls: ", "certificate signed by unknown authority"}},
+			{plaintext, []string{"unreachable: gateway " + c.Gateway.NodeAddr + ": ", "does it run with TLS?"}},
+		} {
+			status, body := readyz(AdminView(r.rogue.name, r.rogue.adminAddr))
+			if status != 503 || !strings.Contains(body, r.says[0]) || !strings.Contains(body, r.says[1]) {
+				t.Errorf("/readyz of the %s: %d %q, want 503 saying %q", r.rogue.name, status, body, r.says)
+			}
+			if n := strings.Count(r.rogue.child.Output(), "EndpointWriter failed to connect"); n > 0 {
+				t.Errorf("the %s handed the remote layer messages for a gateway it cannot reach (%d failed dials)", r.rogue.name, n)
+			}
 		}
 		// The cluster kept working beside them.
 		checkReadWrite(t, c, 100)
