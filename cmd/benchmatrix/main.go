@@ -11,6 +11,10 @@
 // With --failover (what `make bench-failover` runs) it measures how long
 // clients wait when the gateway that leads is killed or stopped (see
 // failover.go).
+//
+// With --soak DURATION (what `make soak` runs) it runs a 3-gateway
+// cluster under load and faults for that long and samples every node's
+// memory, goroutines and open files (see soak.go).
 package main
 
 import (
@@ -153,7 +157,7 @@ func main() {
 		size       = flag.Int("size", 100, "message bytes")
 		preload    = flag.Int64("preload", 100_000, "keys stored before the GET scenarios")
 		flatN      = flag.Int64("flat", 1_000_000, "messages stored for the flat-with-size check (0 skips it)")
-		jsonOut    = flag.String("json", "", "JSON results file (default docs/benchmarks.json, with --failover docs/failover.json)")
+		jsonOut    = flag.String("json", "", "JSON results file (default docs/benchmarks.json, with --failover docs/failover.json, with --soak docs/soak.json)")
 		mdOut      = flag.String("md", "docs/benchmarks.md", "markdown file whose generated section is replaced (empty: none)")
 		profile    = flag.String("profile", "", "directory for CPU profiles of the leading gateway and a member during SET 64 and GET 64 (empty: none)")
 		only       = flag.String("only", "", "run only the scenarios whose name contains this")
@@ -162,23 +166,34 @@ func main() {
 		repeat     = flag.Int("repeat", 3, "runs per scenario; the median is reported")
 		failover   = flag.Bool("failover", false, "run the failover benchmark instead of the matrix")
 		kills      = flag.Int("kills", 20, "with --failover: leader failures per signal (SIGKILL, then SIGTERM)")
-		foConns    = flag.Int("conns", 16, "with --failover: writing connections, spread over the gateways that do not lead")
+		foConns    = flag.Int("conns", 16, "with --failover: writing connections, spread over the gateways that do not lead; with --soak: connections, spread over all gateways")
 		foSignals  = flag.String("signals", "kill,term", "with --failover: the signals to measure, in order (kill, term)")
 		foTick     = flag.Duration("raft-tick", 50*time.Millisecond, "with --failover: the gateways' --raft-tick")
 		foElection = flag.Int("raft-election-ticks", 10, "with --failover: the gateways' --raft-election-ticks")
 		foLogs     = flag.String("logs", "", "with --failover: copy every node's log into this directory at the end")
+		soak       = flag.Duration("soak", 0, "run the soak instead of the matrix, for this long (at least 1m)")
+		soakFaults = flag.Duration("fault-every", 90*time.Second, "with --soak: one fault in turn this often")
+		soakSample = flag.Duration("sample-every", 30*time.Second, "with --soak: sample every node this often")
+		soakKeys   = flag.Int64("keys", 20_000, "with --soak: the load's key space")
+		soakRatio  = flag.Float64("ratio", 0.5, "with --soak: the load's share of GETs")
 	)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
-	if *failover {
+	switch {
+	case *soak != 0:
+		err = runSoak(ctx, soakOptions{
+			bin: *binary, duration: *soak, faultEvery: *soakFaults, sampleEvery: *soakSample, conns: *foConns,
+			keys: *soakKeys, ratio: *soakRatio, size: *size, jsonOut: cmp.Or(*jsonOut, "docs/soak.json"), mdOut: *mdOut,
+		})
+	case *failover:
 		out := cmp.Or(*jsonOut, "docs/failover.json")
 		err = runFailover(ctx, failoverOptions{
 			bin: *binary, kills: *kills, conns: *foConns, size: *size, signals: strings.Split(*foSignals, ","),
 			tick: *foTick, electionTicks: *foElection, jsonOut: out, mdOut: *mdOut, logs: *foLogs,
 		})
-	} else {
+	default:
 		err = run(ctx, options{
 			bin: *binary, duration: *duration, warmup: *warmup, size: *size, preload: *preload, flat: *flatN,
 			jsonOut: cmp.Or(*jsonOut, "docs/benchmarks.json"), mdOut: *mdOut, profile: *profile, only: *only, basePort: *basePorts,
