@@ -74,7 +74,8 @@ type Config struct {
 	// Health, if set, gets this gateway's readiness.
 	Health *Health
 	// Probe checks that another gateway takes a connection from this one
-	// before anything is sent to it (package probe; nil: probe.TCP).
+	// before anything is sent to it (package probe; nil: probe.Plaintext,
+	// as a node run with --insecure).
 	Probe probe.Func
 	// Tree, if set, gives this node's supervision tree; the consensus
 	// actor answers other gateways' TreeRequests with it.
@@ -115,7 +116,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Probe == nil {
-		c.Probe = probe.TCP
+		c.Probe = probe.Plaintext
 	}
 	if c.TickInterval <= 0 {
 		c.TickInterval = DefaultTickInterval

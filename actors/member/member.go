@@ -206,7 +206,7 @@ type Config struct {
 	Storage           StorageConfig
 	// Probe checks that a gateway takes a connection from this member
 	// before a heartbeat is handed to the remote layer (package probe;
-	// nil: probe.TCP).
+	// nil: probe.Plaintext, as a node run with --insecure).
 	Probe  probe.Func
 	Tree   *tree.Registry
 	Status *Status
@@ -217,7 +217,7 @@ type Config struct {
 // it named messages.MemberActor.
 func NewSupervisor(cfg Config) actor.Producer {
 	if cfg.Probe == nil {
-		cfg.Probe = probe.TCP
+		cfg.Probe = probe.Plaintext
 	}
 	return func() actor.Actor { return &supervisor{cfg: cfg} }
 }

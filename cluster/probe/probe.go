@@ -35,16 +35,6 @@ type Func func(address string, timeout time.Duration) error
 // broken connection was reported already), unlike a failed handshake.
 func Refused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 
-// TCP probes with a plain TCP connection (in-process tests, whose
-// listeners may not speak gRPC).
-func TCP(address string, timeout time.Duration) error {
-	conn, err := net.DialTimeout("tcp", address, timeout)
-	if err != nil {
-		return err
-	}
-	return conn.Close()
-}
-
 // TLS returns a probe that connects and completes a TLS handshake with
 // client (this node's client configuration: its certificate and the
 // cluster CA). In TLS 1.3 the server checks the client's certificate after

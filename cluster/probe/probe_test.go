@@ -94,21 +94,6 @@ func TestTLSProbeMakesTheNodesHandshake(t *testing.T) {
 	}
 }
 
-func TestTCPProbe(t *testing.T) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	defer listener.Close()
-	if err := TCP(listener.Addr().String(), testTimeout); err != nil {
-		t.Errorf("a listener: %v", err)
-	}
-	err = TCP(closedAddress(t), testTimeout)
-	if err == nil || !Refused(err) {
-		t.Errorf("an address nothing listens on: %v, want refused", err)
-	}
-}
-
 // servePlaintextGRPC runs a real gRPC server without TLS on 127.0.0.1, as
 // the remote layer of a node run with --insecure, and returns its address.
 func servePlaintextGRPC(t *testing.T) string {
