@@ -8,7 +8,11 @@ package main
 // at a fixed interval one fault in turn on gateway-3 and member-3
 // (SIGKILL, then restarted after a second; or SIGSTOP for a few seconds).
 // Gateway-1 and -2 and member-1 and -2 are never touched: what they show
-// is what a node shows that keeps watching its peers die. Every node is
+// is what a node shows that keeps watching its peers die. The load's
+// connections stay open (one that loses its gateway moves to the next
+// and stays there), so a churning client beside it opens a short
+// connection every soakChurnEvery, to each gateway in turn: a SET and a
+// GET of its own key, then QUIT or a plain close. Every node is
 // sampled at a fixed interval (resident memory and open files from /proc,
 // goroutines and heap in use from its /metrics). At the end every key the
 // load wrote is read back through the gateways.
@@ -40,6 +44,10 @@ const (
 	soakPauseFor     = 5 * time.Second  // a SIGSTOPped node is continued this long after
 	soakSettle       = 5 * time.Minute  // samples from here on count as settled
 	soakIOTimeout    = 10 * time.Second // the load's and the read-back's wait per reply
+	soakChurnEvery   = 200 * time.Millisecond
+	// soakChurnKeys is the first key of the churning client, far above the
+	// load's keys.
+	soakChurnKeys = int64(1) << 40
 )
 
 // soakOptions configure the soak run.
@@ -61,6 +69,7 @@ type SoakReport struct {
 	Load       *loadgen.Result   `json:"load"`
 	Faults     []SoakFault       `json:"faults"`
 	ReadBack   ReadBack          `json:"read_back"`
+	Churn      Churn             `json:"churn"`
 	Nodes      []SoakNodeSummary `json:"nodes"`
 	// Throughput is the load's requests a second in each tenth of the run.
 	Throughput []float64    `json:"throughput_by_tenth"`
@@ -290,6 +299,7 @@ func runSoak(ctx context.Context, o soakOptions) error {
 		res *loadgen.Result
 		err error
 	}
+	churnDone := make(chan Churn, 1)
 	loadDone := make(chan loadOutcome, 1)
 	loadCtx, cancelLoad := context.WithCancel(ctx)
 	defer cancelLoad()
@@ -300,6 +310,7 @@ func runSoak(ctx context.Context, o soakOptions) error {
 		})
 		loadDone <- loadOutcome{res, err}
 	}()
+	go func() { churnDone <- churn(loadCtx, c.ClientAddrs(), o.size) }()
 
 	start := time.Now()
 	sampleTick := time.NewTicker(o.sampleEvery)
@@ -328,6 +339,8 @@ func runSoak(ctx context.Context, o soakOptions) error {
 			report.Faults = append(report.Faults, f)
 		}
 	}
+	cancelLoad() // stops the churning client
+	report.Churn = <-churnDone
 	if load.err != nil {
 		return fmt.Errorf("the load: %w", load.err)
 	}
@@ -356,12 +369,72 @@ func runSoak(ctx context.Context, o soakOptions) error {
 	if err := writeReport(o.jsonOut, o.mdOut, soakBegin, soakEnd, report, soakMarkdown(report)); err != nil {
 		return err
 	}
-	rb := report.ReadBack
-	if load.res.Mismatches > 0 || rb.Mismatches > 0 || rb.Misses > 0 || rb.Errors > 0 {
-		return fmt.Errorf("data check failed: %d mismatches in the load; read-back of %d keys: %d mismatches, %d misses, %d errors (first: %s)",
-			load.res.Mismatches, rb.Keys, rb.Mismatches, rb.Misses, rb.Errors, rb.First)
+	rb, ch := report.ReadBack, report.Churn
+	if load.res.Mismatches > 0 || rb.Mismatches > 0 || rb.Misses > 0 || rb.Errors > 0 || ch.Mismatches > 0 {
+		return fmt.Errorf("data check failed: %d mismatches in the load, %d in the churning client (first: %s); read-back of %d keys: %d mismatches, %d misses, %d errors (first: %s)",
+			load.res.Mismatches, ch.Mismatches, ch.First, rb.Keys, rb.Mismatches, rb.Misses, rb.Errors, rb.First)
 	}
 	return nil
+}
+
+// Churn is what the churning client did.
+type Churn struct {
+	// Connections counts the connections that did their SET and GET.
+	Connections int64 `json:"connections"`
+	// Failed counts the connections that could not connect or whose SET
+	// or GET failed (their gateway was down or paused, say).
+	Failed int64 `json:"failed"`
+	// Mismatches counts GETs that did not return what the SET before them
+	// on the same connection stored, after it was acknowledged.
+	Mismatches int64  `json:"mismatches"`
+	First      string `json:"first_problem,omitempty"`
+}
+
+// churn opens a short connection every soakChurnEvery until ctx ends,
+// to each gateway in turn: SET of a key of its own, GET of it, then
+// QUIT (every other connection) or a plain close.
+func churn(ctx context.Context, addrs []string, size int) Churn {
+	var ch Churn
+	note := func(what string) {
+		if ch.First == "" {
+			ch.First = what
+		}
+	}
+	tick := time.NewTicker(soakChurnEvery)
+	defer tick.Stop()
+	for i := int64(0); ; i++ {
+		select {
+		case <-ctx.Done():
+			return ch
+		case <-tick.C:
+		}
+		addr, key := addrs[i%int64(len(addrs))], soakChurnKeys+i
+		cl, err := client.Dial(ctx, addr, client.Options{DialTimeout: soakIOTimeout, IOTimeout: soakIOTimeout})
+		if err != nil {
+			ch.Failed++
+			continue
+		}
+		want := loadgen.Value(key, size)
+		err = cl.Set(key, want)
+		var got []byte
+		var found bool
+		if err == nil {
+			got, found, err = cl.Get(key)
+		}
+		switch {
+		case err != nil:
+			ch.Failed++
+		case !found || !bytes.Equal(got, want):
+			ch.Mismatches++
+			note(fmt.Sprintf("GET %d through %s after its SET was acknowledged: found %v, %q", key, addr, found, clip(got)))
+		default:
+			ch.Connections++
+		}
+		if i%2 == 0 && err == nil {
+			_, _ = cl.Do("QUIT")
+		}
+		_ = cl.Close()
+	}
 }
 
 // makeFault makes one fault and undoes it: a killed node is started again
@@ -590,6 +663,8 @@ func soakMarkdown(r *SoakReport) string {
 		tenths[i] = fmt.Sprintf("%.0f", t)
 	}
 	fmt.Fprintf(&b, "- Requests a second in each tenth of the run: %s\n", strings.Join(tenths, ", "))
+	fmt.Fprintf(&b, "- Churning client beside the load: a connection every %s to each gateway in turn (SET and GET of its own key, then QUIT or a plain close): %d connections, %d failed (their gateway down or paused), **%d mismatches**\n",
+		soakChurnEvery, r.Churn.Connections, r.Churn.Failed, r.Churn.Mismatches)
 	rb := r.ReadBack
 	fmt.Fprintf(&b, "- Read back afterwards, every key once through the 3 gateways: %d keys in %.1f s, **%d mismatches, %d misses**, %d errors\n\n",
 		rb.Keys, rb.Seconds, rb.Mismatches, rb.Misses, rb.Errors)
