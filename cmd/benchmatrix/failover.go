@@ -17,7 +17,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -70,12 +69,7 @@ type FailoverReport struct {
 
 // FailoverConditions describe where and how the failover benchmark ran.
 type FailoverConditions struct {
-	Date          string `json:"date"`
-	Commit        string `json:"commit"`
-	CPU           string `json:"cpu"`
-	Cores         int    `json:"cores"`
-	Kernel        string `json:"kernel"`
-	Go            string `json:"go"`
+	Machine
 	Cluster       string `json:"cluster"`
 	RaftTick      string `json:"raft_tick"`
 	ElectionTicks int    `json:"raft_election_ticks"`
@@ -721,7 +715,7 @@ func (s FailoverSummary) line() string {
 // failoverConditions describes the machine, the cluster and the load.
 func failoverConditions(o failoverOptions) FailoverConditions {
 	return FailoverConditions{
-		Date: time.Now().UTC().Format(time.RFC3339), Commit: commit(), CPU: cpuModel(), Cores: runtime.NumCPU(), Kernel: kernel(), Go: runtime.Version(),
+		Machine: thisMachine(),
 		Cluster: "3 gateways (one Raft group) + 3 members as separate processes (cluster/local), tolerance 2, fsync on, mTLS between nodes, " +
 			"--no-prompt, --request-timeout 10s, log level info, all on 127.0.0.1",
 		RaftTick: o.tick.String(), ElectionTicks: o.electionTicks,

@@ -98,14 +98,27 @@ type Report struct {
 	Flat       *Flat      `json:"flat_with_size,omitempty"`
 }
 
+// Machine says when, at which commit and on what a run was made; the
+// reports embed it, so its fields sit at the top level of their
+// conditions in JSON.
+type Machine struct {
+	Date   string `json:"date"`
+	Commit string `json:"commit"`
+	CPU    string `json:"cpu"`
+	Cores  int    `json:"cores"`
+	Kernel string `json:"kernel"`
+	Go     string `json:"go"`
+}
+
+// thisMachine is this machine, now, at the checked-out commit.
+func thisMachine() Machine {
+	return Machine{Date: time.Now().UTC().Format(time.RFC3339), Commit: commit(), CPU: cpuModel(), Cores: runtime.NumCPU(),
+		Kernel: kernel(), Go: runtime.Version()}
+}
+
 // Conditions describe where and how the benchmark ran.
 type Conditions struct {
-	Date       string `json:"date"`
-	Commit     string `json:"commit"`
-	CPU        string `json:"cpu"`
-	Cores      int    `json:"cores"`
-	Kernel     string `json:"kernel"`
-	Go         string `json:"go"`
+	Machine
 	Cluster    string `json:"cluster"`
 	Gateways3  string `json:"three_gateway_rows"`
 	Size       int    `json:"message_bytes"`
@@ -534,12 +547,7 @@ func opsPerSec(runs []*loadgen.Result) []float64 {
 // conditions describes the machine and the clusters of the matrix.
 func conditions(o options) Conditions {
 	c := Conditions{
-		Date:   time.Now().UTC().Format(time.RFC3339),
-		Commit: commit(),
-		CPU:    cpuModel(),
-		Cores:  runtime.NumCPU(),
-		Kernel: kernel(),
-		Go:     runtime.Version(),
+		Machine: thisMachine(),
 		Cluster: fmt.Sprintf("tolerex dev --gateways 1: 1 gateway (a Raft group of one) + 3 members, tolerance 2, fsync on (--sync=true), mTLS, --no-prompt, "+
 			"every process at --max-procs %d (dev's default, half the cores, unless the flags below say otherwise), all on 127.0.0.1", max(1, runtime.NumCPU()/2)),
 		Gateways3: "tolerex dev --gateways 3: 3 gateways (one Raft group, tick 50 ms, election 10 ticks) + 3 members, otherwise the same, running beside the 1-gateway cluster " +

@@ -27,7 +27,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,12 +77,7 @@ type SoakReport struct {
 
 // SoakConditions describe where and how the soak ran.
 type SoakConditions struct {
-	Date        string  `json:"date"`
-	Commit      string  `json:"commit"`
-	CPU         string  `json:"cpu"`
-	Cores       int     `json:"cores"`
-	Kernel      string  `json:"kernel"`
-	Go          string  `json:"go"`
+	Machine
 	Cluster     string  `json:"cluster"`
 	Duration    string  `json:"duration"`
 	FaultEvery  string  `json:"fault_every"`
@@ -286,7 +280,7 @@ func runSoak(ctx context.Context, o soakOptions) error {
 	}
 	settle := min(soakSettle, o.duration/6)
 	report := &SoakReport{Conditions: SoakConditions{
-		Date: time.Now().UTC().Format(time.RFC3339), Commit: commit(), CPU: cpuModel(), Cores: runtime.NumCPU(), Kernel: kernel(), Go: runtime.Version(),
+		Machine: thisMachine(),
 		Cluster: "3 gateways (one Raft group) + 3 members as separate processes (cluster/local), tolerance 2, fsync on, mTLS between nodes, " +
 			"--max-procs 1 each (as `tolerex dev` on 2 cores), log level info, all on 127.0.0.1",
 		Duration: o.duration.String(), FaultEvery: o.faultEvery.String(), SampleEvery: o.sampleEvery.String(), Settle: settle.String(),
