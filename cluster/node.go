@@ -146,15 +146,17 @@ func startRemote(r *remote.Remote) (err error) {
 // Address is the node's remote address.
 func (n *Node) Address() string { return n.System.Address() }
 
-// Probe is how this node checks that another takes a connection from it
-// before handing the remote layer anything for it: the remote layer's
-// mutual-TLS handshake, or its plaintext HTTP/2 connection when the node
-// runs insecure.
-func (n *Node) Probe() probe.Func {
+// GatewayProbe is how this node checks that a gateway takes a connection
+// from it before handing the remote layer anything for it: the remote
+// layer's mutual-TLS handshake with a node whose certificate is a
+// gateway's, or its plaintext HTTP/2 connection when the node runs
+// insecure. Members probe the gateways they heartbeat to and gateways
+// their Raft peers; nothing probes a member.
+func (n *Node) GatewayProbe() probe.Func {
 	if n.TLS == nil {
 		return probe.Plaintext
 	}
-	return probe.TLS(n.TLS.Client)
+	return probe.TLS(n.TLS.Client, certs.RoleGateway)
 }
 
 // remoteStopLimit bounds Stop. protoactor's graceful stop of the remote

@@ -38,13 +38,14 @@ type rogueMember struct {
 	started   bool // its /healthz answered: it runs and tries to join
 }
 
-// startRogueMember starts a member joining c's gateway with the given
-// security flags (--tls-dir DIR or --insecure).
-func startRogueMember(t *testing.T, c *Cluster, name string, security ...string) *rogueMember {
+// startRogueMember starts a member joining c's gateway with the extra
+// flags (--tls-dir DIR or --insecure; a later --join replaces the
+// gateway's address).
+func startRogueMember(t *testing.T, c *Cluster, name string, extra ...string) *rogueMember {
 	t.Helper()
 	r := &rogueMember{name: name, nodeAddr: FreeAddr(t), adminAddr: FreeAddr(t)}
 	args := append([]string{"member", "--join", c.Gateway.NodeAddr, "--node-addr", r.nodeAddr,
-		"--admin-addr", r.adminAddr, "--data-dir", filepath.Join(t.TempDir(), name), "--log-level", "debug"}, security...)
+		"--admin-addr", r.adminAddr, "--data-dir", filepath.Join(t.TempDir(), name), "--log-level", "debug"}, extra...)
 	r.child = StartChild(t, bin, ChildOptions{Args: args})
 	return r
 }
@@ -145,6 +146,11 @@ func TestTLS(t *testing.T) {
 	otherCA := startRogueMember(t, c, "other-ca member", "--tls-dir", otherDir)
 	// A plaintext member against the TLS gateway.
 	plaintext := startRogueMember(t, c, "insecure member", "--insecure")
+	// A member with the cluster's own certificates whose --join names a
+	// member's node address: the TLS handshake succeeds both ways, but
+	// the certificate there is a member's, and members take no heartbeat.
+	misdirected := startRogueMember(t, c, "misdirected member", "--tls-dir", c.TLSDir, "--join", c.Members[0].NodeAddr)
+	misdirectedTarget := c.Members[0]
 
 	t.Run("smoke", func(t *testing.T) { checkReadWrite(t, c, 0) })
 
@@ -177,18 +183,20 @@ func TestTLS(t *testing.T) {
 	})
 
 	t.Run("foreign members cannot join", func(t *testing.T) {
-		watchRogues(t, c, len(c.Members), watchUntil, otherCA, plaintext)
+		watchRogues(t, c, len(c.Members), watchUntil, otherCA, plaintext, misdirected)
 		// Each says why in /readyz, and its probes (connecting as its
 		// remote layer would: the member of another CA makes the TLS
 		// handshake, the plaintext member speaks plaintext HTTP/2, which
-		// the TLS gateway drops) kept protoactor from dialling the
-		// gateway every 2 s.
+		// the TLS gateway drops, the misdirected member checks the role
+		// of the certificate it was shown) kept protoactor from dialling
+		// the gateway every 2 s.
 		for _, r := range []struct {
 			rogue *rogueMember
 			says  []string
 		}{
 			{otherCA, []string{"unreachable: gateway " + c.Gateway.NodeAddr + ": tls: ", "certificate signed by unknown authority"}},
 			{plaintext, []string{"unreachable: gateway " + c.Gateway.NodeAddr + ": ", "does it run with TLS?"}},
+			{misdirected, []string{"unreachable: gateway " + misdirectedTarget.NodeAddr + ": ", "is a member (by its certificate), not a gateway"}},
 		} {
 			status, body := readyz(AdminView(r.rogue.name, r.rogue.adminAddr))
 			if status != 503 || !strings.Contains(body, r.says[0]) || !strings.Contains(body, r.says[1]) {
@@ -198,12 +206,52 @@ func TestTLS(t *testing.T) {
 				t.Errorf("the %s handed the remote layer messages for a gateway it cannot reach (%d failed dials)", r.rogue.name, n)
 			}
 		}
+		// The misdirected member never sent the member it names a
+		// heartbeat (which that member's guard would refuse, a warning on
+		// both sides several times a second).
+		if n := strings.Count(misdirected.child.Output(), "EndpointWriter lost connection"); n > 0 {
+			t.Errorf("the misdirected member handed its remote layer heartbeats for a member (%d lost connections)", n)
+		}
+		if n := strings.Count(misdirectedTarget.Log(), "peer sent a message it may not send"); n > 0 {
+			t.Errorf("%s refused %d streams of the misdirected member", misdirectedTarget.Name, n)
+		}
 		// The cluster kept working beside them.
 		checkReadWrite(t, c, 100)
 		for _, m := range c.Members {
 			if !m.Ready() {
 				t.Errorf("%s is no longer ready", m.Name)
 			}
+		}
+	})
+
+	t.Run("a gateway whose initial cluster names a member", func(t *testing.T) {
+		// A group of two where the second gateway's address is a
+		// member's: the gateway's probe sees a member's certificate, so
+		// its Raft transport never sends there and /readyz says why.
+		nodeAddr, adminAddr := FreeAddr(t), FreeAddr(t)
+		child := StartChild(t, bin, ChildOptions{Args: []string{"gateway", "--gateway-id", "1",
+			"--initial-cluster", "1=" + nodeAddr + ",2=" + misdirectedTarget.NodeAddr,
+			"--node-addr", nodeAddr, "--admin-addr", adminAddr, "--client-addr", FreeAddr(t),
+			"--data-dir", filepath.Join(t.TempDir(), "misdirected-gateway"), "--tls-dir", c.TLSDir, "--no-prompt"}})
+		t.Cleanup(func() { _ = child.Signal(os.Kill) })
+		view := AdminView("misdirected gateway", adminAddr)
+		want := "unreachable: gateway 2 at " + misdirectedTarget.NodeAddr + ": " + misdirectedTarget.NodeAddr + " is a member (by its certificate), not a gateway"
+		Eventually(t, 10*time.Second, "the misdirected gateway to say why in /readyz", func() (bool, string) {
+			status, body := readyz(view)
+			return status == 503 && strings.Contains(body, want), fmt.Sprintf("%d %q", status, body)
+		})
+		// Raft asks gateway 2 for its vote at every election timeout;
+		// after two such rounds nothing of them may have reached the
+		// remote layer.
+		Eventually(t, 15*time.Second, "the misdirected gateway to campaign twice", func() (bool, string) {
+			n := strings.Count(child.Output(), "sent MsgPreVote request to 2")
+			return n >= 2, fmt.Sprintf("%d pre-vote requests", n)
+		})
+		if n := strings.Count(child.Output(), "EndpointWriter"); n > 0 {
+			t.Errorf("the misdirected gateway handed its remote layer Raft messages for a member (%d endpoint writer lines)", n)
+		}
+		if n := strings.Count(misdirectedTarget.Log(), "peer sent a message it may not send"); n > 0 {
+			t.Errorf("%s refused %d streams", misdirectedTarget.Name, n)
 		}
 	})
 

@@ -10,9 +10,13 @@
 // would: a node whose certificate this one does not trust, or that does
 // not trust this one's, is unreachable too, with the handshake's error as
 // the reason, instead of being dialled (and logged) by protoactor every
-// 2 s. A node run with --insecure likewise opens the plaintext HTTP/2
-// connection its remote layer would, so a node that speaks TLS is
-// unreachable to it, with that as the reason.
+// 2 s. So is a node of the cluster whose certificate names another role
+// than the one the caller expects there (a member's address given where a
+// gateway's belongs): the remote layer would connect, and the node's guard
+// would close every stream it opened. A node run with --insecure likewise
+// opens the plaintext HTTP/2 connection its remote layer would, so a node
+// that speaks TLS is unreachable to it, with that as the reason; without
+// certificates there is no role to check.
 package probe
 
 import (
@@ -24,6 +28,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/tolerex/tolerex/cluster/certs"
 )
 
 // Func probes one node address within timeout; nil means it takes
@@ -35,14 +41,14 @@ type Func func(address string, timeout time.Duration) error
 // broken connection was reported already), unlike a failed handshake.
 func Refused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 
-// TLS returns a probe that connects and completes a TLS handshake with
-// client (this node's client configuration: its certificate and the
-// cluster CA). In TLS 1.3 the server checks the client's certificate after
+// TLS returns a probe that connects, completes a TLS handshake with client
+// (this node's client configuration: its certificate and the cluster CA)
+// and checks that the node's certificate carries the role want. In TLS 1.3 the server checks the client's certificate after
 // the client's side of the handshake is done, so the probe then waits for
 // the server's first bytes (a gRPC server sends its HTTP/2 settings at
 // once): a server that refused this node's certificate answers with an
 // alert instead.
-func TLS(client *tls.Config) Func {
+func TLS(client *tls.Config, want certs.Role) Func {
 	return func(address string, timeout time.Duration) error {
 		deadline := time.Now().Add(timeout)
 		config := client.Clone()
@@ -59,6 +65,13 @@ func TLS(client *tls.Config) Func {
 			return err
 		}
 		defer func() { _ = conn.Close() }()
+		role, err := certs.PeerRole(conn.ConnectionState())
+		if err != nil {
+			return fmt.Errorf("probe %s: %w", address, err)
+		}
+		if role != want {
+			return fmt.Errorf("%s is a %s (by its certificate), not a %s", address, role, want)
+		}
 		if err := conn.SetReadDeadline(deadline); err != nil {
 			return fmt.Errorf("probe %s: %w", address, err)
 		}

@@ -15,18 +15,31 @@ import (
 
 const testTimeout = 2 * time.Second
 
-// cluster generates a cluster CA and its gateway pair in a fresh dir.
+// cluster generates a cluster CA and its certificate pairs in a fresh dir
+// and returns the gateway's.
 func cluster(t *testing.T) *certs.NodeTLS {
+	t.Helper()
+	gateway, _ := clusterPairs(t)
+	return gateway
+}
+
+// clusterPairs generates a cluster CA and its certificate pairs in a fresh
+// dir and returns the gateway's and the member's.
+func clusterPairs(t *testing.T) (gateway, member *certs.NodeTLS) {
 	t.Helper()
 	dir := t.TempDir()
 	if _, err := certs.Generate(dir, certs.GenerateOptions{}); err != nil {
 		t.Fatalf("generate certificates: %v", err)
 	}
-	node, err := certs.LoadNode(dir, certs.RoleGateway)
+	gateway, err := certs.LoadNode(dir, certs.RoleGateway)
 	if err != nil {
-		t.Fatalf("load certificates: %v", err)
+		t.Fatalf("load the gateway's certificates: %v", err)
 	}
-	return node
+	member, err = certs.LoadNode(dir, certs.RoleMember)
+	if err != nil {
+		t.Fatalf("load the member's certificates: %v", err)
+	}
+	return gateway, member
 }
 
 // serveGRPC runs a real gRPC server with server's TLS configuration on
@@ -56,15 +69,26 @@ func closedAddress(t *testing.T) string {
 }
 
 func TestTLSProbeMakesTheNodesHandshake(t *testing.T) {
-	ours, theirs := cluster(t), cluster(t)
-	probe := TLS(ours.Client)
+	ours, ourMember := clusterPairs(t)
+	theirs := cluster(t)
+	probe := TLS(ours.Client, certs.RoleGateway)
 
 	if err := probe(serveGRPC(t, ours.Server), testTimeout); err != nil {
-		t.Errorf("a node of the same cluster: %v, want reachable", err)
+		t.Errorf("a gateway of the same cluster: %v, want reachable", err)
+	}
+
+	// A member of the same cluster where a gateway was expected: the
+	// handshake succeeds both ways, the role is wrong.
+	err := probe(serveGRPC(t, ourMember.Server), testTimeout)
+	if err == nil || !strings.Contains(err.Error(), "is a member (by its certificate), not a gateway") || Refused(err) {
+		t.Errorf("a member where a gateway belongs: %v, want its role refused", err)
+	}
+	if err := TLS(ours.Client, certs.RoleMember)(serveGRPC(t, ourMember.Server), testTimeout); err != nil {
+		t.Errorf("a member probed as a member: %v, want reachable", err)
 	}
 
 	// A node whose certificate comes from another CA.
-	err := probe(serveGRPC(t, theirs.Server), testTimeout)
+	err = probe(serveGRPC(t, theirs.Server), testTimeout)
 	if err == nil || !strings.Contains(err.Error(), "certificate signed by unknown authority") || Refused(err) {
 		t.Errorf("a node of another cluster: %v, want its certificate refused (not the connection)", err)
 	}

@@ -243,7 +243,7 @@ func runGateway(ctx context.Context, f gatewayFlags, toleranceSource string) err
 		ID: group.id, NodeAddress: node.Address(), Peers: group.peers, Join: f.raft.state == "existing",
 		Dir: raftDir, Sync: f.node.sync, TickInterval: f.raft.tick, ElectionTicks: f.raft.electionTicks,
 		SnapshotEntries: f.raft.snapshotEntries, CatchUpEntries: f.raft.catchUpEntries, MinFreeBytes: uint64(f.raft.minFree),
-		View: leaderCfg.View, Health: health, Probe: node.Probe(),
+		View: leaderCfg.View, Health: health, Probe: node.GatewayProbe(),
 		Tree:    func() *messages.NodeTree { return node.Tree.Local(node.Address(), string(certs.RoleGateway), "") },
 		Metrics: consensus.NewMetrics(node.Registry), Logger: log,
 	}

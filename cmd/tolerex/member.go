@@ -116,7 +116,7 @@ func runMember(ctx context.Context, f memberFlags) error {
 			MinFreeBytes: uint64(f.minFree),
 			Metrics:      member.NewStorageMetrics(node.Registry, status),
 		},
-		Probe:  node.Probe(),
+		Probe:  node.GatewayProbe(),
 		Tree:   node.Tree,
 		Status: status,
 		Logger: log,
