@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/tolerex/tolerex/cluster/local"
+	"github.com/tolerex/tolerex/cluster/local/cputime"
 	"github.com/tolerex/tolerex/gateway/client"
 	"github.com/tolerex/tolerex/gateway/loadgen"
 )
@@ -70,9 +71,11 @@ type SoakReport struct {
 	ReadBack   ReadBack          `json:"read_back"`
 	Churn      Churn             `json:"churn"`
 	Nodes      []SoakNodeSummary `json:"nodes"`
-	// Throughput is the load's requests a second in each tenth of the run.
-	Throughput []float64    `json:"throughput_by_tenth"`
-	Samples    []SoakSample `json:"samples"`
+	// Tenths are the load's requests a second and where the CPU went in
+	// each tenth of the run.
+	Tenths         []SoakTenth         `json:"tenths"`
+	Samples        []SoakSample        `json:"samples"`
+	MachineSamples []SoakMachineSample `json:"machine_samples"`
 }
 
 // SoakConditions describe where and how the soak ran.
@@ -118,11 +121,13 @@ func soakTouched(node string) bool {
 }
 
 // SoakSample is one node at one moment. -1 means not measured (the node
-// was down or paused, or did not answer).
+// was down or paused, or did not answer; CPU is measured while paused).
 type SoakSample struct {
-	AtSec          float64 `json:"at_s"`
-	Node           string  `json:"node"`
-	Pid            int     `json:"pid"`
+	AtSec float64 `json:"at_s"`
+	Node  string  `json:"node"`
+	Pid   int     `json:"pid"`
+	// CPUSec is the CPU time the process has used since it started.
+	CPUSec         float64 `json:"cpu_s"`
 	RSSBytes       int64   `json:"rss_bytes"`
 	OpenFiles      int64   `json:"open_files"`
 	Goroutines     int64   `json:"goroutines"`
@@ -311,7 +316,16 @@ func runSoak(ctx context.Context, o soakOptions) error {
 	defer sampleTick.Stop()
 	faultTick := time.NewTicker(o.faultEvery)
 	defer faultTick.Stop()
-	report.Samples = append(report.Samples, sampleNodes(ctx, c, start)...)
+	// A sample when the load's measured time ends, so that the last
+	// interval ends with it (the load then waits for its requests in
+	// flight before it returns).
+	loadEnd := time.NewTimer(o.duration)
+	defer loadEnd.Stop()
+	sample := func() {
+		report.Samples = append(report.Samples, sampleNodes(ctx, c, start)...)
+		report.MachineSamples = append(report.MachineSamples, sampleMachine(start))
+	}
+	sample()
 	var load loadOutcome
 	for running := true; running; {
 		select {
@@ -320,7 +334,9 @@ func runSoak(ctx context.Context, o soakOptions) error {
 		case load = <-loadDone:
 			running = false
 		case <-sampleTick.C:
-			report.Samples = append(report.Samples, sampleNodes(ctx, c, start)...)
+			sample()
+		case <-loadEnd.C:
+			sample()
 		case <-faultTick.C:
 			f := soakFaultAt(len(report.Faults))
 			f.AtSec = time.Since(start).Seconds()
@@ -339,12 +355,14 @@ func runSoak(ctx context.Context, o soakOptions) error {
 		return fmt.Errorf("the load: %w", load.err)
 	}
 	report.Load = load.res
-	report.Throughput = throughputByTenth(load.res.Series)
+	if report.Tenths, err = soakTenths(report.Samples, report.MachineSamples, load.res.Series, o.duration); err != nil {
+		return err
+	}
 	report.Load.Series = nil // kept as tenths: an hour is 3,600 entries
 	if err := c.WaitHealthy(ctx, healthyLimit); err != nil {
 		return fmt.Errorf("after the load: %w", err)
 	}
-	report.Samples = append(report.Samples, sampleNodes(ctx, c, start)...)
+	sample()
 	written := min(o.keys, load.res.Sets) // SETs go through the keys in order
 	fmt.Printf("%6.0fs load done (%d requests, %d errors, %d mismatches); reading back %d keys\n",
 		time.Since(start).Seconds(), load.res.Ops, load.res.Errors, load.res.Mismatches, written)
@@ -470,9 +488,17 @@ func sampleNodes(ctx context.Context, c *local.Cluster, start time.Time) []SoakS
 	at := time.Since(start).Seconds()
 	var out []SoakSample
 	for _, n := range c.Nodes() {
-		s := SoakSample{AtSec: at, Node: n.Name, RSSBytes: -1, OpenFiles: -1, Goroutines: -1, HeapInuseBytes: -1}
-		if pid := n.Pid(); pid > 0 && n.Running() && !n.Paused() {
-			s.Pid = pid
+		s := SoakSample{AtSec: at, Node: n.Name, CPUSec: -1, RSSBytes: -1, OpenFiles: -1, Goroutines: -1, HeapInuseBytes: -1}
+		pid := n.Pid()
+		if pid <= 0 || !n.Running() {
+			out = append(out, s)
+			continue
+		}
+		s.Pid = pid
+		if used, err := cputime.Of(pid); err == nil {
+			s.CPUSec = used.Seconds()
+		}
+		if !n.Paused() {
 			s.RSSBytes = processRSS(pid)
 			s.OpenFiles = openFiles(pid)
 			if body, status, err := n.Get(ctx, "/metrics"); err == nil && status == 200 {
@@ -652,16 +678,19 @@ func soakMarkdown(r *SoakReport) string {
 		kinds["SIGSTOP member-3"], soakRestartAfter, failed)
 	fmt.Fprintf(&b, "- Requests: %d (%d SETs) at %.0f a second, latency p50 %.1f ms, p99 %.1f ms, max %.0f ms; errors %d (%d definite, %d indeterminate; %d lost in flight); **%d mismatches**\n",
 		l.Ops, l.Sets, l.OpsPerSec, l.Latency.P50, l.Latency.P99, l.Latency.Max, l.Errors, l.DefiniteErrors, l.IndeterminateErrors, l.LostInFlight, l.Mismatches)
-	tenths := make([]string, len(r.Throughput))
-	for i, t := range r.Throughput {
-		tenths[i] = fmt.Sprintf("%.0f", t)
-	}
-	fmt.Fprintf(&b, "- Requests a second in each tenth of the run: %s\n", strings.Join(tenths, ", "))
 	fmt.Fprintf(&b, "- Churning client beside the load: a connection every %s to each gateway in turn (SET and GET of its own key, then QUIT or a plain close): %d connections, %d failed (their gateway down or paused), **%d mismatches**\n",
 		soakChurnEvery, r.Churn.Connections, r.Churn.Failed, r.Churn.Mismatches)
 	rb := r.ReadBack
 	fmt.Fprintf(&b, "- Read back afterwards, every key once through the 3 gateways: %d keys in %.1f s, **%d mismatches, %d misses**, %d errors\n\n",
 		rb.Keys, rb.Seconds, rb.Mismatches, rb.Misses, rb.Errors)
+	b.WriteString("Each tenth of the run: the load's requests a second; the CPU time of the cluster's six processes (their own counts, as cores kept busy and per request), of the load generator (this process, the churning client included), and the machine's busy and stolen share of its cores (`/proc/stat`, which counts whole clock ticks).\n\n")
+	b.WriteString("| tenth | requests/s | cluster, cores | cluster, µs per request | load generator, cores | machine busy | steal |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|\n")
+	for i, t := range r.Tenths {
+		fmt.Fprintf(&b, "| %d | %.0f | %s | %s | %s | %s | %s |\n", i+1, t.RequestsPerSec, known(t.ClusterCores, "%.2f"),
+			known(t.ClusterCPUPerRequest, "%.0f"), known(t.LoadGenCores, "%.2f"), known(100*t.MachineBusy, "%.0f%%"), known(100*t.Steal, "%.1f%%"))
+	}
+	b.WriteString("\n")
 	fmt.Fprintf(&b, "Each node every %s: resident memory (MB), goroutines, open files; heap in use (MB) as a range. Settled: from %s on, in two halves.\n\n", c.SampleEvery, c.Settle)
 	b.WriteString("| node | processes | at the start | first settled | settled, first half | settled, second half | heap in use, settled | highest memory, second half over first | at the end | data dir at the end |\n")
 	b.WriteString("|---|---:|---|---|---|---|---|---:|---|---:|\n")
@@ -678,6 +707,14 @@ func soakMarkdown(r *SoakReport) string {
 			window(n.FirstHalf), window(n.SecondHalf), mbRange(n.Settled.HeapInuse), growth, point(n.Last), float64(n.DiskBytes)/1e6)
 	}
 	return b.String()
+}
+
+// known formats v, or "-" when it is negative (not measured).
+func known(v float64, format string) string {
+	if v < 0 {
+		return "-"
+	}
+	return fmt.Sprintf(format, v)
 }
 
 // point renders one sample as "RSS MB, goroutines, open files".

@@ -104,3 +104,88 @@ func TestReadingProcAndMetrics(t *testing.T) {
 		t.Errorf("a missing metric = %d", got)
 	}
 }
+
+func TestMachineTimesFromProcStat(t *testing.T) {
+	stat := []byte("cpu  100 5 50 800 20 3 2 10 0 0\ncpu0 50 2 25 400 10 1 1 5 0 0\nintr 1\n")
+	busy, steal, total, err := machineTimes(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 990 ticks in all; busy leaves out idle 800, iowait 20 and steal 10.
+	if busy != 1600*time.Millisecond || steal != 100*time.Millisecond || total != 9900*time.Millisecond {
+		t.Errorf("busy %v, steal %v, total %v; want 1.6s, 100ms, 9.9s", busy, steal, total)
+	}
+	for _, bad := range []string{"", "intr 1\n", "cpu 1 2 3\n", "cpu 1 2 3 4 5 6 7 x 9\n"} {
+		if _, _, _, err := machineTimes([]byte(bad)); err == nil {
+			t.Errorf("machineTimes(%q) took it", bad)
+		}
+	}
+}
+
+func TestSoakTenthsShowWhereTheCPUWent(t *testing.T) {
+	// 100 s of load: 1,000 requests a second, then 500 from second 50.
+	var series []loadgen.Second
+	for s := range 100 {
+		ops := int64(1000)
+		if s >= 50 {
+			ops = 500
+		}
+		series = append(series, loadgen.Second{Second: s, Ops: ops})
+	}
+	// Samples every 10 s, and one after the load (left out: it would
+	// add 100 s of CPU). The machine: 2 cores, half busy, 5% stolen;
+	// the load generator 0.2 cores.
+	var machine []SoakMachineSample
+	var nodes []SoakSample
+	for at := 0; at <= 110; at += 10 {
+		x := float64(at)
+		if at == 110 {
+			x = 1000 // far more than the 10 s: shows if it counted
+		}
+		machine = append(machine, SoakMachineSample{AtSec: float64(at), LoadGenCPUSec: 0.2 * x, BusySec: x, StealSec: 0.1 * x, TotalSec: 2 * x})
+		// gateway-1: 0.5 cores all along (paused at 70 s: CPU still read).
+		g := SoakSample{AtSec: float64(at), Node: "gateway-1", Pid: 10, CPUSec: 0.5 * x, RSSBytes: 1}
+		if at == 70 {
+			g.RSSBytes = -1
+		}
+		// member-3: 0.3 cores; killed and restarted between 30 and 40 s
+		// (the new process has used more CPU by 40 s than the old one
+		// by 30: only its pid tells), then killed before 70 s and not
+		// running then.
+		m := SoakSample{AtSec: float64(at), Node: "member-3", Pid: 20, CPUSec: 0.3 * x}
+		switch {
+		case at == 70:
+			m = SoakSample{AtSec: 70, Node: "member-3", CPUSec: -1}
+		case at >= 80:
+			m.Pid, m.CPUSec = 22, 0.3*(x-80)
+		case at >= 40:
+			m.Pid, m.CPUSec = 21, 20+0.3*(x-40)
+		}
+		nodes = append(nodes, g, m)
+	}
+	tenths, err := soakTenths(nodes, machine, series, 100*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tenths) != 10 {
+		t.Fatalf("%d tenths", len(tenths))
+	}
+	near := func(got, want float64) bool { return math.Abs(got-want) < 1e-9 }
+	for i, x := range tenths {
+		rps, cores := 1000.0, 0.8
+		if i >= 5 {
+			rps = 500
+		}
+		if i == 3 || i == 6 || i == 7 {
+			cores = 0.5 // member-3's intervals 30-40 (another pid), 60-70 and 70-80 (not running at 70) are left out
+		}
+		if !near(x.RequestsPerSec, rps) || !near(x.ClusterCores, cores) || !near(x.ClusterCPUPerRequest, cores/rps*1e6) ||
+			!near(x.LoadGenCores, 0.2) || !near(x.MachineBusy, 0.5) || !near(x.Steal, 0.05) {
+			t.Errorf("tenth %d: %+v; want %v requests/s, %v cores, %v µs a request, load generator 0.2 cores, machine 50%% busy, 5%% steal",
+				i+1, x, rps, cores, cores/rps*1e6)
+		}
+	}
+	if _, err := soakTenths(nodes, machine, series, 0); err == nil {
+		t.Error("a run of length 0 gave tenths")
+	}
+}
