@@ -43,11 +43,11 @@ func Refused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 
 // TLS returns a probe that connects, completes a TLS handshake with client
 // (this node's client configuration: its certificate and the cluster CA)
-// and checks that the node's certificate carries the role want. In TLS 1.3 the server checks the client's certificate after
-// the client's side of the handshake is done, so the probe then waits for
-// the server's first bytes (a gRPC server sends its HTTP/2 settings at
-// once): a server that refused this node's certificate answers with an
-// alert instead.
+// and checks that the node's certificate carries the role want. In TLS
+// 1.3 the server checks the client's certificate after the client's side
+// of the handshake is done, so the probe then waits for the server's
+// first bytes (a gRPC server sends its HTTP/2 settings at once): a server
+// that refused this node's certificate answers with an alert instead.
 func TLS(client *tls.Config, want certs.Role) Func {
 	return func(address string, timeout time.Duration) error {
 		deadline := time.Now().Add(timeout)
