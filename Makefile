@@ -7,7 +7,7 @@ BIN         := bin/tolerex
 PROTOC_GEN_GO_VERSION := v1.36.12
 FUZZTIME    ?= 20000000x
 
-.PHONY: all build run test lint unit e2e generate fuzz bench bench-failover bench-micro soak chaos clean
+.PHONY: all build run test lint unit e2e generate fuzz bench bench-failover bench-etcd bench-micro soak chaos clean
 
 all: build
 
@@ -35,11 +35,13 @@ test: lint
 	@# reports that on every run, so these tests run without it.
 	GO=$(GO) ./.ci/gotest -count=1 -timeout 5m ./actors/consensus
 	$(GO) test -run '^$$' -fuzz=FuzzParse -fuzztime=1000000x ./gateway/codec
+	cd cmd/etcdcompare && $(GO) test -count=1 ./...
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	cd cmd/etcdcompare && $(GO) vet ./...
 	./.ci/check-secrets
 
 unit:
@@ -86,6 +88,17 @@ bench-failover: build
 SOAK_DURATION ?= 60m
 soak: build
 	$(GO) run ./cmd/benchmatrix --soak $(SOAK_DURATION) --bin $(BIN)
+
+# Tolerex against etcd on this machine (about 30 minutes): ETCD_ROUNDS
+# rounds, each starting fresh 1- and 3-node clusters of both, one at a
+# time, and measuring SET and GET at 64 connections; the report gives
+# each system's 3-node over 1-node ratio. cmd/etcdcompare is its own Go
+# module (etcd's server needs a newer gRPC than protoactor). Results go to
+# docs/etcdcompare.json; the table is printed (docs/benchmarks.md quotes it).
+ETCD_ROUNDS ?= 5
+bench-etcd: build
+	cd cmd/etcdcompare && CGO_ENABLED=0 $(GO) build -o ../../bin/etcdcompare .
+	bin/etcdcompare --tolerex $(BIN) --rounds $(ETCD_ROUNDS) --json docs/etcdcompare.json
 
 # Go micro-benchmarks: codec, selector, storage engine, metadata state.
 bench-micro:
