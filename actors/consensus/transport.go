@@ -222,11 +222,7 @@ func (p *peers) probed(msg *peerProbed) {
 	if msg.err != nil {
 		if reason := msg.err.Error(); reason != pr.unreachable {
 			pr.unreachable = reason
-			event := p.log.Warn()
-			if probe.Refused(msg.err) {
-				event = p.log.Debug()
-			}
-			event.Uint64("gateway", id).Str("address", pr.address).Err(msg.err).Msg("gateway unreachable")
+			probe.FailureEvent(&p.log, msg.err).Uint64("gateway", id).Str("address", pr.address).Err(msg.err).Msg("gateway unreachable")
 		}
 		return
 	}

@@ -368,11 +368,7 @@ func (s *supervisor) probed(ctx actor.Context, msg *gatewayProbed) {
 	if s.reach.Probed(msg.address, msg.err) {
 		s.cfg.Status.setUnreachable(s.reach.Unreachable())
 		if msg.err != nil {
-			event := s.cfg.Logger.Warn()
-			if probe.Refused(msg.err) {
-				event = s.cfg.Logger.Debug()
-			}
-			event.Str("gateway", msg.address).Err(msg.err).Msg("gateway unreachable")
+			probe.FailureEvent(&s.cfg.Logger, msg.err).Str("gateway", msg.address).Err(msg.err).Msg("gateway unreachable")
 		}
 	}
 	if msg.address != s.homing.Target() {

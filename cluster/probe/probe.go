@@ -29,6 +29,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/tolerex/tolerex/cluster/certs"
 )
 
@@ -37,9 +39,18 @@ import (
 type Func func(address string, timeout time.Duration) error
 
 // Refused reports a probe that found nothing listening at the address:
-// the node is not running, which callers log only at debug level (its
-// broken connection was reported already), unlike a failed handshake.
+// the node is not running (its broken connection was reported already),
+// unlike a failed handshake.
 func Refused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
+
+// FailureEvent starts the log line of a failed probe: at debug level when
+// the connection was refused (see Refused), otherwise as a warning.
+func FailureEvent(log *zerolog.Logger, err error) *zerolog.Event {
+	if Refused(err) {
+		return log.Debug()
+	}
+	return log.Warn()
+}
 
 // TLS returns a probe that connects, completes a TLS handshake with client
 // (this node's client configuration: its certificate and the cluster CA)

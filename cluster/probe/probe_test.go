@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -179,5 +180,27 @@ func TestPlaintextProbeSpeaksHTTP2(t *testing.T) {
 	err = Plaintext(closedAddress(t), testTimeout)
 	if err == nil || !Refused(err) {
 		t.Errorf("an address nothing listens on: %v, want refused", err)
+	}
+}
+
+func TestFailureEventLogsRefusedAtDebugOnly(t *testing.T) {
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	addr := closed.Addr().String()
+	closed.Close()
+	refused := Plaintext(addr, testTimeout)
+	if !Refused(refused) {
+		t.Fatalf("probe of a closed port: %v, want refused", refused)
+	}
+	speaksTLS := Plaintext(serveGRPC(t, cluster(t).Server), testTimeout)
+
+	var out strings.Builder
+	log := zerolog.New(&out).Level(zerolog.InfoLevel)
+	FailureEvent(&log, refused).Msg("refused")
+	FailureEvent(&log, speaksTLS).Msg("handshake")
+	if got := out.String(); strings.Contains(got, `"refused"`) || !strings.Contains(got, `"level":"warn","message":"handshake"`) {
+		t.Errorf("logged at info level:\n%s\nwant only the failed handshake, as a warning", got)
 	}
 }
