@@ -326,6 +326,25 @@ func runSoak(ctx context.Context, o soakOptions) error {
 		report.MachineSamples = append(report.MachineSamples, sampleMachine(start))
 	}
 	sample()
+	// The fault in place, if any, is undone when undoAt fires, in the
+	// loop, so that samples stay on time while a node is down or paused
+	// (--fault-every is at least twice the longest fault, so one fault is
+	// undone before the next is made).
+	var (
+		undo   func() error
+		undoAt <-chan time.Time
+	)
+	undoFault := func() {
+		if undo == nil {
+			return
+		}
+		if err := undo(); err != nil {
+			f := &report.Faults[len(report.Faults)-1]
+			f.Failed = "undo: " + err.Error()
+			fmt.Printf("%6.0fs undo %s %s: %v\n", time.Since(start).Seconds(), f.Kind, f.Node, err)
+		}
+		undo, undoAt = nil, nil
+	}
 	var load loadOutcome
 	for running := true; running; {
 		select {
@@ -340,15 +359,20 @@ func runSoak(ctx context.Context, o soakOptions) error {
 		case <-faultTick.C:
 			f := soakFaultAt(len(report.Faults))
 			f.AtSec = time.Since(start).Seconds()
-			if err := makeFault(ctx, c, f); err != nil {
+			u, after, err := makeFault(c, f)
+			if err != nil {
 				f.Failed = err.Error()
 				fmt.Printf("%6.0fs %s %s: %v\n", f.AtSec, f.Kind, f.Node, err)
 			} else {
 				fmt.Printf("%6.0fs %s %s\n", f.AtSec, f.Kind, f.Node)
+				undo, undoAt = u, time.After(after)
 			}
 			report.Faults = append(report.Faults, f)
+		case <-undoAt:
+			undoFault()
 		}
 	}
+	undoFault()  // a fault made just before the load ended
 	cancelLoad() // stops the churning client
 	report.Churn = <-churnDone
 	if load.err != nil {
@@ -449,38 +473,28 @@ func churn(ctx context.Context, addrs []string, size int) Churn {
 	}
 }
 
-// makeFault makes one fault and undoes it: a killed node is started again
-// after soakRestartAfter, a stopped one continued after soakPauseFor.
-func makeFault(ctx context.Context, c *local.Cluster, f SoakFault) error {
+// makeFault makes fault f on its node and returns what undoes it (start
+// the killed node again on its data dir, continue the paused one) and
+// when to.
+func makeFault(c *local.Cluster, f SoakFault) (undo func() error, after time.Duration, err error) {
 	n, ok := c.Node(f.Node)
 	if !ok {
-		return fmt.Errorf("no node %s", f.Node)
+		return nil, 0, fmt.Errorf("no node %s", f.Node)
 	}
-	var wait time.Duration
 	switch f.Kind {
 	case "SIGKILL":
 		if err := n.Kill(); err != nil {
-			return err
+			return nil, 0, err
 		}
-		wait = soakRestartAfter
+		return n.Start, soakRestartAfter, nil
 	case "SIGSTOP":
 		if err := n.Pause(); err != nil {
-			return err
+			return nil, 0, err
 		}
-		wait = soakPauseFor
+		return n.Resume, soakPauseFor, nil
 	default:
-		return fmt.Errorf("unknown fault %s", f.Kind)
+		return nil, 0, fmt.Errorf("unknown fault %s", f.Kind)
 	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	if f.Kind == "SIGKILL" {
-		return n.Start()
-	}
-	return n.Resume()
 }
 
 // sampleNodes measures every node that runs and is not paused.
