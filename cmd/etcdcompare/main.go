@@ -197,6 +197,15 @@ func runConfig(ctx context.Context, o options, c config, round int) ([]Measureme
 	return ms, err
 }
 
+// clientPlace is where a run's clients connect: its name in the report
+// and the addresses the connections are spread over.
+type clientPlace struct {
+	name  string
+	addrs []string
+}
+
+// measure runs every workload of o on cl: on the leader and, with several
+// nodes, spread over all of them.
 func measure(ctx context.Context, o options, c config, round int, cl cluster) ([]Measurement, error) {
 	leader, err := cl.leader(ctx)
 	if err != nil {
@@ -209,15 +218,9 @@ func measure(ctx context.Context, o options, c config, round int, cl cluster) ([
 				return nil, fmt.Errorf("preload: %w", err)
 			}
 		}
-		places := []struct {
-			name  string
-			addrs []string
-		}{{clientsLeader, []string{leader}}}
+		places := []clientPlace{{clientsLeader, []string{leader}}}
 		if c.nodes > 1 {
-			places = append(places, struct {
-				name  string
-				addrs []string
-			}{clientsSpread, cl.clientAddrs()})
+			places = append(places, clientPlace{clientsSpread, cl.clientAddrs()})
 		}
 		for _, p := range places {
 			res, err := cl.load(ctx, p.addrs, loadSpec{op: op, conns: o.conns, size: o.size, keys: o.preload, duration: o.duration, warmup: o.warmup})
