@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/tolerex/tolerex/cluster/local"
+	"github.com/tolerex/tolerex/cluster/local/devcluster"
 	"github.com/tolerex/tolerex/cluster/local/poll"
 	"github.com/tolerex/tolerex/gateway/client"
 	"github.com/tolerex/tolerex/gateway/codec"
@@ -320,7 +321,7 @@ func leadingGateway(ctx context.Context, c *local.Cluster) (*local.Node, error) 
 			if !g.Running() {
 				continue
 			}
-			var st raftView
+			var st devcluster.RaftView
 			if err := g.GetJSON(ctx, "/api/raft", &st); err != nil {
 				return false, err
 			}
@@ -368,7 +369,7 @@ func watchElection(ctx context.Context, survivors []*local.Node, at time.Time) <
 		_ = poll.Until(ctx, recoverLimit, electionPoll, "a survivor leads", func() (bool, error) {
 			for _, g := range survivors {
 				reqCtx, cancel := context.WithTimeout(ctx, time.Second)
-				var st raftView
+				var st devcluster.RaftView
 				err := g.GetJSON(reqCtx, "/api/raft", &st)
 				cancel()
 				if err == nil && st.State == "leader" && st.LeadershipReady {

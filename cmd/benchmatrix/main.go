@@ -259,7 +259,7 @@ func (m *matrixClusters) of(ctx context.Context, sc scenario) (*devCluster, erro
 func (m *matrixClusters) stop() {
 	for _, cl := range []*devCluster{m.three, m.one} {
 		if cl != nil {
-			cl.stop()
+			cl.Stop()
 		}
 	}
 }
@@ -279,7 +279,7 @@ func run(ctx context.Context, o options) error {
 	clusters := &matrixClusters{o: o, one: one, preloaded: map[*devCluster]bool{}}
 	defer clusters.stop()
 
-	fmt.Printf("cluster ready; client address %s\n", one.clientAddrs[0])
+	fmt.Printf("cluster ready; client address %s\n", one.ClientAddrs[0])
 	offset := int64(1_000_000_000) // fresh ids for every SET run, never the preloaded ones
 	for _, sc := range standardMatrix() {
 		if o.only != "" && !strings.Contains(sc.Name, o.only) {
@@ -321,7 +321,7 @@ func run(ctx context.Context, o options) error {
 				var profiling chan error
 				if i == 0 && o.profile != "" && row.Conns == 64 && row.Depth == 1 && row.Clients == clientsOnLeader {
 					name, label := profileName(row)
-					profiling = cl.profile(ctx, o, name, label)
+					profiling = profileCluster(ctx, cl, o, name, label)
 				}
 				res, use, err := measuredRow(ctx, cl, row, cfg)
 				if err != nil {
@@ -392,15 +392,15 @@ func throughputs(runs []*loadgen.Result) string {
 // whose connection i starts on gateway i mod 3), like the 1-gateway rows'
 // single load generator.
 func loadRow(ctx context.Context, cl *devCluster, sc scenario, cfg loadgen.Config) (*loadgen.Result, error) {
-	if sc.Clients == clientsOnEvery && len(cl.clientAddrs) > 1 {
-		cfg.Addrs = cl.clientAddrs
+	if sc.Clients == clientsOnEvery && len(cl.ClientAddrs) > 1 {
+		cfg.Addrs = cl.ClientAddrs
 		return loadgen.Run(ctx, cfg)
 	}
-	g, err := cl.leader(ctx)
+	g, err := cl.Leader(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Addr = cl.clientAddrs[g]
+	cfg.Addr = cl.ClientAddrs[g]
 	return loadgen.Run(ctx, cfg)
 }
 
@@ -410,10 +410,10 @@ func loadRow(ctx context.Context, cl *devCluster, sc scenario, cfg loadgen.Confi
 // them. A run whose CPU use cannot be read (say, a process restarted) is
 // reported without it.
 func measuredRow(ctx context.Context, cl *devCluster, sc scenario, cfg loadgen.Config) (*loadgen.Result, *CPUUse, error) {
-	g, err := cl.leader(ctx)
+	g, err := cl.Leader(ctx)
 	var procs []clusterProcess
 	if err == nil {
-		procs, err = clusterProcesses(cl.dir, cl.gatewayAdmins[g])
+		procs, err = clusterProcesses(cl.Dir, cl.GatewayAdmins[g])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "CPU use not measured:", err)
@@ -462,14 +462,14 @@ func flatWithSize(ctx context.Context, o options) (*Flat, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer empty.stop()
+	defer empty.Stop()
 	full, err := startCluster(ctx, o, o.basePort+3*portBlock, gateways)
 	if err != nil {
 		return nil, err
 	}
-	defer full.stop()
+	defer full.Stop()
 
-	before, err := full.leaderHeap(ctx)
+	before, err := leaderHeap(ctx, full)
 	if err != nil {
 		return nil, err
 	}
@@ -489,7 +489,7 @@ func flatWithSize(ctx context.Context, o options) (*Flat, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	after, err := full.leaderHeap(ctx)
+	after, err := leaderHeap(ctx, full)
 	if err != nil {
 		return nil, err
 	}

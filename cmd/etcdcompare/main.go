@@ -71,7 +71,7 @@ func parseFlags() (options, error) {
 	var o options
 	var ops, procs string
 	flag.StringVar(&o.tolerex, "tolerex", "bin/tolerex", "the tolerex binary")
-	flag.StringVar(&o.dir, "dir", "data/etcdcompare", "work dir for the clusters' data (each removed after its round)")
+	flag.StringVar(&o.dir, "dir", "data/etcdcompare", "work dir for the etcd clusters' data, each removed after its round (Tolerex's clusters use a temporary dir)")
 	flag.IntVar(&o.rounds, "rounds", 5, "rounds; each runs every configuration once")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time of each run")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "load before each run's measuring")
@@ -180,7 +180,7 @@ func runConfig(ctx context.Context, o options, c config, round int) ([]Measureme
 	var cl cluster
 	var err error
 	if c.system == systemTolerex {
-		cl, err = startTolerex(ctx, o.tolerex, dir, c.nodes)
+		cl, err = startTolerex(ctx, o.tolerex, c.nodes)
 	} else {
 		cl, err = startEtcd(ctx, o.tolerex, dir, c.nodes, c.procs)
 	}
